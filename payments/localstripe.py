@@ -1,0 +1,35 @@
+"""localstripe (an offline Stripe server) on loopback, for `make run` and the test suite.
+
+localstripe is GPL-3.0 and a development dependency: it runs in its own process and the app only
+speaks HTTP to it, as it would to Stripe. Its stock CLI binds every interface; this launcher binds
+127.0.0.1 only. It pickles its state to a fixed path, so run one instance at a time.
+"""
+
+import argparse
+
+import httpx
+
+
+def serve(port: int) -> None:
+    """Run localstripe on 127.0.0.1:PORT, starting from an empty store."""
+    from aiohttp import web
+    from localstripe.server import app
+
+    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
+
+
+def register_webhook(api_base: str, *, url: str, secret: str, name: str = "prepaid") -> None:
+    """Register our webhook endpoint; localstripe keeps registrations in memory only."""
+    response = httpx.post(f"{api_base}/_config/webhooks/{name}", data={"url": url, "secret": secret}, timeout=10)
+    response.raise_for_status()
+
+
+def flush(api_base: str) -> None:
+    """Empty localstripe's store (between tests)."""
+    httpx.delete(f"{api_base}/_config/data", timeout=10).raise_for_status()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, default=8420)
+    serve(parser.parse_args().port)

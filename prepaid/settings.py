@@ -1,0 +1,252 @@
+"""Settings for Prepaid Charge: one module, driven by environment variables.
+
+The defaults run on a fresh clone with nothing else installed: SQLite, django-q2 on the ORM
+broker, the bundled vehicle simulator as the vehicle API and localstripe as Stripe, all on
+loopback. `DJANGO_ENV=production` refuses to start while any development default is in force.
+Every variable is documented in `.env.example`.
+"""
+
+import os
+from decimal import Decimal
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(os.environ.get("VAR_DIR", BASE_DIR / "var"))
+
+
+def env(name: str, default: str = "") -> str:
+    return os.environ.get(name, default)
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    return raw.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_list(name: str, default: str = "") -> list[str]:
+    return [item.strip() for item in env(name, default).split(",") if item.strip()]
+
+
+ENVIRONMENT = env("DJANGO_ENV", "development")
+PRODUCTION = ENVIRONMENT == "production"
+
+# Development defaults. Production must override every one of them (checked at the bottom).
+DEV_SECRET_KEY = "dev-insecure-secret-key-do-not-use-in-production-0123456789"
+# A valid Fernet key, public on purpose: it only ever protects simulator tokens on a laptop.
+DEV_TOKEN_KEY = "ZGV2LW9ubHktdG9rZW4ta2V5LW5vdC1mb3ItcHJvZCE="
+DEV_STRIPE_SECRET_KEY = "sk_test_localstripe"
+DEV_STRIPE_WEBHOOK_SECRET = "whsec_localstripe_dev"
+DEV_VEHICLE_CLIENT_SECRET = "sim-client-secret"
+DEV_VEHICLE_AMT = "sim-application-management-token"
+
+SECRET_KEY = env("DJANGO_SECRET_KEY", DEV_SECRET_KEY)
+DEBUG = env_bool("DJANGO_DEBUG", not PRODUCTION)
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver")
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
+SITE_URL = env("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "django_q",
+    "prepaid",
+    "sessions.apps.ChargingConfig",
+    "payments",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "prepaid.urls"
+WSGI_APPLICATION = "prepaid.wsgi.application"
+ASGI_APPLICATION = "prepaid.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------------------
+# SQLite by default. IMMEDIATE transactions + WAL: with Django's deferred transactions, two
+# workers doing read-then-write fail with "database is locked" (shared/docs/task-queue.md).
+DATABASE_URL = env("DATABASE_URL")
+if DATABASE_URL:
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)}
+else:
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": env("SQLITE_PATH", str(VAR_DIR / "db.sqlite3")),
+            "OPTIONS": {
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 20,
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            },
+        }
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Task queue (django-q2) -------------------------------------------------------------------
+REDIS_URL = env("REDIS_URL")
+Q_CLUSTER = {
+    "name": "prepaid",
+    "workers": int(env("Q_WORKERS", "2")),
+    "timeout": 30,
+    # retry must exceed timeout plus queue wait, or the ORM broker hands a running task out again.
+    "retry": 120,
+    "max_attempts": 3,
+    "catch_up": False,
+    "save_limit": 1000,
+    "recycle": 500,
+    "max_rss": 300_000,
+    "queue_limit": 8,
+    "poll": 0.2,
+    "bulk": 10,
+    "sync": env_bool("Q_SYNC", False),
+}
+if REDIS_URL:
+    Q_CLUSTER.update({"redis": REDIS_URL, "workers": int(env("Q_WORKERS", "4")), "queue_limit": 16})
+    Q_CLUSTER.pop("bulk")
+    Q_CLUSTER.pop("poll")
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+else:
+    Q_CLUSTER["orm"] = "default"
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# --- Auth, i18n, static -----------------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "home"
+EMAIL_BACKEND = env("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "Prepaid Charge <noreply@localhost>")
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+        "rest_framework.authentication.TokenAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+}
+
+# --- Vehicle API (Smartcar v2.0 wire protocol) --------------------------------------------------
+# Defaults point at the bundled simulator (`python manage.py run_simulator`), started by `make run`.
+SIMULATOR_PORT = int(env("SIMULATOR_PORT", "8421"))
+_SIM_ORIGIN = f"http://127.0.0.1:{SIMULATOR_PORT}"
+VEHICLE_API_ORIGIN = env("VEHICLE_API_ORIGIN", _SIM_ORIGIN).rstrip("/")
+VEHICLE_AUTH_URL = env("VEHICLE_AUTH_URL", f"{_SIM_ORIGIN}/oauth/token")
+VEHICLE_CONNECT_ORIGIN = env("VEHICLE_CONNECT_ORIGIN", _SIM_ORIGIN).rstrip("/")
+VEHICLE_CLIENT_ID = env("VEHICLE_CLIENT_ID", "sim-client-id")
+VEHICLE_CLIENT_SECRET = env("VEHICLE_CLIENT_SECRET", DEV_VEHICLE_CLIENT_SECRET)
+VEHICLE_REDIRECT_URI = env("VEHICLE_REDIRECT_URI", f"{SITE_URL}/vehicles/connect/callback/")
+# Connect mode: live (real cars), simulated (Smartcar's dashboard simulator) or test.
+VEHICLE_CONNECT_MODE = env("VEHICLE_CONNECT_MODE", "live")
+# Application Management Token: the key of vehicle-webhook signatures (SC-Signature).
+VEHICLE_WEBHOOK_AMT = env("VEHICLE_WEBHOOK_AMT", DEV_VEHICLE_AMT)
+# Commands can take up to 300 s at the vehicle API; the official SDKs wait 310 s.
+VEHICLE_API_TIMEOUT_S = float(env("VEHICLE_API_TIMEOUT_S", "310"))
+VEHICLE_API_CONNECT_TIMEOUT_S = float(env("VEHICLE_API_CONNECT_TIMEOUT_S", "10"))
+# Fernet keys for tokens at rest, comma-separated, newest first (MultiFernet: rotation).
+TOKEN_ENCRYPTION_KEYS = env_list("TOKEN_ENCRYPTION_KEYS", DEV_TOKEN_KEY)
+SIMULATOR_STATE_FILE = env("SIMULATOR_STATE_FILE", str(VAR_DIR / "simulator.json"))
+
+# --- Stripe -------------------------------------------------------------------------------------
+LOCALSTRIPE_PORT = int(env("LOCALSTRIPE_PORT", "8420"))
+STRIPE_SECRET_KEY = env("STRIPE_SECRET_KEY", DEV_STRIPE_SECRET_KEY)
+STRIPE_PUBLISHABLE_KEY = env("STRIPE_PUBLISHABLE_KEY", "pk_test_localstripe")
+# Empty means Stripe's own API; the default is localstripe on loopback.
+STRIPE_API_BASE = env("STRIPE_API_BASE", f"http://127.0.0.1:{LOCALSTRIPE_PORT}")
+STRIPE_JS_URL = env(
+    "STRIPE_JS_URL",
+    f"{STRIPE_API_BASE}/js.stripe.com/v3/" if STRIPE_API_BASE else "https://js.stripe.com/v3/",
+)
+# Comma-separated: several secrets are accepted while one is being rotated.
+STRIPE_WEBHOOK_SECRETS = env_list("STRIPE_WEBHOOK_SECRET", DEV_STRIPE_WEBHOOK_SECRET)
+STRIPE_WEBHOOK_TOLERANCE_S = int(env("STRIPE_WEBHOOK_TOLERANCE_S", "300"))
+STRIPE_CHECKOUT = env("STRIPE_CHECKOUT", "elements")  # elements | hosted
+STRIPE_WEBHOOK_MAX_BYTES = int(env("STRIPE_WEBHOOK_MAX_BYTES", str(256 * 1024)))
+
+# --- Pricing ------------------------------------------------------------------------------------
+CURRENCY = env("CURRENCY", "eur").lower()
+# Price per kWh in major units, VAT included, e.g. "0.45" = 45 cents per kWh.
+PRICE_PER_KWH = Decimal(env("PRICE_PER_KWH", "0.45"))
+VAT_RATE = Decimal(env("VAT_RATE", "0.19"))
+CUSTOM_KWH_MIN = Decimal(env("CUSTOM_KWH_MIN", "1"))
+CUSTOM_KWH_MAX = Decimal(env("CUSTOM_KWH_MAX", "100"))
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
+    "loggers": {"httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
+}
+
+# --- Production hardening -----------------------------------------------------------------------
+if PRODUCTION:
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+    SECURE_HSTS_SECONDS = int(env("SECURE_HSTS_SECONDS", "31536000"))
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+    problems = []
+    if DEBUG:
+        problems.append("DJANGO_DEBUG must be off")
+    if SECRET_KEY == DEV_SECRET_KEY or len(SECRET_KEY) < 50:
+        problems.append("DJANGO_SECRET_KEY must be set to a long random value")
+    if DEV_TOKEN_KEY in TOKEN_ENCRYPTION_KEYS:
+        problems.append("TOKEN_ENCRYPTION_KEYS must not contain the development key")
+    if STRIPE_SECRET_KEY == DEV_STRIPE_SECRET_KEY or DEV_STRIPE_WEBHOOK_SECRET in STRIPE_WEBHOOK_SECRETS:
+        problems.append("STRIPE_SECRET_KEY and STRIPE_WEBHOOK_SECRET must be real Stripe values")
+    if VEHICLE_CLIENT_SECRET == DEV_VEHICLE_CLIENT_SECRET or VEHICLE_WEBHOOK_AMT == DEV_VEHICLE_AMT:
+        problems.append("VEHICLE_CLIENT_SECRET and VEHICLE_WEBHOOK_AMT must be real vehicle API values")
+    if not DATABASE_URL:
+        problems.append("DATABASE_URL must point at PostgreSQL")
+    if problems:
+        raise ImproperlyConfigured("Refusing to start in production: " + "; ".join(problems))

@@ -1,0 +1,14 @@
+"""Test settings: the real settings module, with django-q2 running tasks inline.
+
+django-q2 reads `sync` once at import, so `override_settings` cannot switch it: it is set here,
+before the settings module is imported.
+"""
+
+import os
+
+os.environ.setdefault("Q_SYNC", "1")
+os.environ.setdefault("VAR_DIR", os.path.join(os.path.dirname(__file__), "..", "var", "test"))
+
+from prepaid.settings import *  # noqa: F403
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed; tests only

@@ -1,0 +1,74 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_it_serves_the_home_page(client):
+    response = client.get("/")
+    assert response.status_code == 200
+    assert b"Prepaid Charge" in response.content
+
+
+@pytest.mark.django_db
+def test_it_reports_health_with_the_database_vendor(client):
+    response = client.get("/healthz/")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "database": connection.vendor}
+
+
+def test_sqlite_runs_immediate_transactions_with_wal():
+    if connection.vendor != "sqlite":
+        pytest.skip("the suite runs on PostgreSQL here")
+    options = settings.DATABASES["default"]["OPTIONS"]
+    assert options["transaction_mode"] == "IMMEDIATE"
+    assert "journal_mode=WAL" in options["init_command"]
+
+
+def test_the_broker_follows_redis_url():
+    if settings.REDIS_URL:
+        assert settings.Q_CLUSTER["redis"] == settings.REDIS_URL
+        assert "orm" not in settings.Q_CLUSTER
+    else:
+        assert settings.Q_CLUSTER["orm"] == "default"
+
+
+def _settings_in_production(extra_env: dict[str, str]) -> subprocess.CompletedProcess:
+    env = {"PATH": "/usr/bin:/bin", "DJANGO_ENV": "production", "DJANGO_SETTINGS_MODULE": "prepaid.settings"}
+    env.update(extra_env)
+    return subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_production_refuses_development_defaults():
+    result = _settings_in_production({})
+    assert result.returncode != 0
+    assert "Refusing to start in production" in result.stderr
+    for what in ("DJANGO_SECRET_KEY", "TOKEN_ENCRYPTION_KEYS", "STRIPE_SECRET_KEY", "DATABASE_URL"):
+        assert what in result.stderr
+
+
+def test_production_starts_with_real_values():
+    result = _settings_in_production(
+        {
+            "DJANGO_SECRET_KEY": "x" * 64,
+            "TOKEN_ENCRYPTION_KEYS": "n4bQgYhMfWWaL-qgxVrQFaO_TxsrC4Is0V1sFbDwCgg=",
+            "STRIPE_SECRET_KEY": "sk_live_example",
+            "STRIPE_WEBHOOK_SECRET": "whsec_real",
+            "VEHICLE_CLIENT_SECRET": "real-secret",
+            "VEHICLE_WEBHOOK_AMT": "real-amt",
+            "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/test",
+        }
+    )
+    assert result.returncode == 0, result.stderr
