@@ -2,7 +2,8 @@
 
 localstripe is GPL-3.0 and a development dependency: it runs in its own process and the app only
 speaks HTTP to it, as it would to Stripe. Its stock CLI binds every interface; this launcher binds
-127.0.0.1 only. It pickles its state to a fixed path, so run one instance at a time.
+127.0.0.1 only. It would pickle its state to a fixed /tmp path;
+this launcher keeps it in memory, so several instances can run side by side on other ports.
 """
 
 import argparse
@@ -13,8 +14,13 @@ import httpx
 def serve(port: int) -> None:
     """Run localstripe on 127.0.0.1:PORT, starting from an empty store."""
     from aiohttp import web
+    from localstripe.resources import Store
     from localstripe.server import app
 
+    # localstripe pickles its whole store to a hard-coded /tmp path after every write, so two
+    # instances on one host (parallel test runs) would overwrite each other. We always start from
+    # scratch, so the file serves nothing: keep the state in memory only.
+    Store.dump_to_disk = lambda self: None
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
 
 
