@@ -1,0 +1,136 @@
+"""A driver's connection to the vehicle API (OAuth tokens, encrypted) and the vehicles it reaches."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from sessions import crypto
+
+
+class VehicleConnection(models.Model):
+    """One consent given through Connect: one token pair covering one or more vehicles.
+
+    Tokens are stored encrypted (`sessions.crypto`); use the `access_token`/`refresh_token`
+    properties. Token changes go through `sessions.vehicles` (refresh lease, compare-and-set)."""
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        NEEDS_CONSENT = "needs_consent", "Needs consent"
+        DISCONNECTED = "disconnected", "Disconnected"
+
+    # Allowed status moves. needs_consent → active does not exist: a reconnect creates a new
+    # connection (new tokens) that supersedes this one.
+    TRANSITIONS = {
+        Status.ACTIVE: {Status.NEEDS_CONSENT, Status.DISCONNECTED},
+        Status.NEEDS_CONSENT: {Status.DISCONNECTED},
+        Status.DISCONNECTED: set(),
+    }
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="vehicle_connections")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    status_reason = models.CharField(max_length=255, blank=True)
+    status_changed_at = models.DateTimeField(null=True, blank=True)
+    # The vehicle API's user id (GET /user), when known.
+    external_user_id = models.CharField(max_length=64, blank=True)
+
+    access_token_ciphertext = models.TextField(blank=True)
+    refresh_token_ciphertext = models.TextField(blank=True)
+    access_expires_at = models.DateTimeField(null=True, blank=True)
+    refresh_expires_at = models.DateTimeField(null=True, blank=True)
+    # Bumped on every token write: callers compare it to detect a refresh made by someone else.
+    token_version = models.PositiveIntegerField(default=0)
+    # Refresh lease: who is refreshing now and until when (see sessions.vehicles.connection_access_token).
+    refresh_lease_id = models.CharField(max_length=64, blank=True)
+    refresh_lease_until = models.DateTimeField(null=True, blank=True)
+    last_refreshed_at = models.DateTimeField(null=True, blank=True)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["user", "status"])]
+
+    def __str__(self) -> str:
+        return f"Connection {self.pk} of {self.user_id} ({self.status})"
+
+    # Tokens: plaintext never touches the database. Empty string means "no token".
+    @property
+    def access_token(self) -> str:
+        return crypto.decrypt(self.access_token_ciphertext) if self.access_token_ciphertext else ""
+
+    @access_token.setter
+    def access_token(self, value: str) -> None:
+        self.access_token_ciphertext = crypto.encrypt(value) if value else ""
+
+    @property
+    def refresh_token(self) -> str:
+        return crypto.decrypt(self.refresh_token_ciphertext) if self.refresh_token_ciphertext else ""
+
+    @refresh_token.setter
+    def refresh_token(self, value: str) -> None:
+        self.refresh_token_ciphertext = crypto.encrypt(value) if value else ""
+
+    @property
+    def is_active(self) -> bool:
+        return self.status == self.Status.ACTIVE
+
+
+class Vehicle(models.Model):
+    """A vehicle reachable through a connection, with its last known state (snapshot)."""
+
+    class ChargeState(models.TextChoices):
+        CHARGING = "CHARGING", "Charging"
+        FULLY_CHARGED = "FULLY_CHARGED", "Fully charged"
+        NOT_CHARGING = "NOT_CHARGING", "Not charging"
+
+    connection = models.ForeignKey(VehicleConnection, on_delete=models.CASCADE, related_name="vehicles")
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="vehicles")
+    external_id = models.CharField(max_length=64)  # the vehicle API's vehicle id
+    is_active = models.BooleanField(default=True)  # False once disconnected or no longer shared
+
+    make = models.CharField(max_length=64)
+    model = models.CharField(max_length=128)
+    year = models.PositiveSmallIntegerField(null=True, blank=True)
+    vin = models.CharField(max_length=17, blank=True)
+    capacity_wh = models.PositiveIntegerField(null=True, blank=True)
+    # Capabilities: None = not known yet; learned from the API's answers (501 = not capable).
+    charge_limit_readable = models.BooleanField(null=True, blank=True)
+    charge_limit_settable = models.BooleanField(null=True, blank=True)
+    charge_limit_bp = models.PositiveSmallIntegerField(null=True, blank=True)
+
+    # Last known snapshot. `data_age` is when the VEHICLE recorded the data (SC-Data-Age), not
+    # when we asked; `fetched_at` when the API pulled it from the OEM; `snapshot_at` our clock.
+    soc_bp = models.PositiveSmallIntegerField(null=True, blank=True)
+    is_plugged_in = models.BooleanField(null=True, blank=True)
+    charge_state = models.CharField(max_length=16, choices=ChargeState.choices, blank=True)
+    data_age = models.DateTimeField(null=True, blank=True)
+    fetched_at = models.DateTimeField(null=True, blank=True)
+    snapshot_at = models.DateTimeField(null=True, blank=True)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["make", "model", "pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["connection", "external_id"], name="vehicle_external_id_per_connection"),
+            models.CheckConstraint(
+                condition=Q(soc_bp__isnull=True) | Q(soc_bp__gte=0, soc_bp__lte=10000), name="vehicle_soc_bp_range"
+            ),
+            models.CheckConstraint(
+                condition=Q(charge_limit_bp__isnull=True) | Q(charge_limit_bp__gte=0, charge_limit_bp__lte=10000),
+                name="vehicle_charge_limit_bp_range",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        name = f"{self.make} {self.model}".strip()
+        return f"{name} {self.year}" if self.year else name
+
+    @property
+    def soc_percent(self) -> int | None:
+        """Rounded whole percent for display (half up)."""
+        return None if self.soc_bp is None else (self.soc_bp + 50) // 100

@@ -1,0 +1,127 @@
+"""Driver pages for vehicles: list, connect (OAuth via Connect) and disconnect. Thin: the work is in
+`sessions.vehicles`."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from sessions import vehicles as vehicle_services
+from sessions.models import Vehicle, VehicleConnection
+from sessions.vehicle_api import errors
+
+logger = logging.getLogger(__name__)
+
+SESSION_STATE_KEY = "vehicle_connect_state"
+
+# Connect redirect errors (vehicle-api.md §3.4) in words a driver understands.
+CONNECT_ERROR_MESSAGES = {
+    "access_denied": "You cancelled the connection or did not grant access. No vehicle was connected.",
+    "invalid_subscription": "Your vehicle's connected-services subscription is not active. "
+    "Activate it in the manufacturer's app, then try again.",
+    "no_vehicles": "No vehicle was found on that account.",
+    "vehicle_incompatible": "This vehicle is not compatible with remote charging control.",
+    "configuration_error": "The vehicle connection is misconfigured on our side. Please contact support.",
+    "server_error": "The vehicle service had a problem. Please try again in a few minutes.",
+}
+
+
+@login_required
+@require_GET
+def vehicle_list(request: HttpRequest) -> HttpResponse:
+    vehicles = vehicle_services.vehicles_for_user(user=request.user)
+    return render(request, "vehicles/list.html", {"vehicles": vehicles})
+
+
+@login_required
+@require_GET
+def connect_start(request: HttpRequest) -> HttpResponse:
+    """Send the driver to Connect with a fresh random `state` remembered in their session."""
+    state = secrets.token_urlsafe(32)
+    request.session[SESSION_STATE_KEY] = state
+    make = request.GET.get("make") or None
+    url = vehicle_services.get_client().authorize_url(state=state, make=make)
+    return redirect(url)
+
+
+@login_required
+@require_GET
+def connect_callback(request: HttpRequest) -> HttpResponse:
+    """Connect's redirect back: check `state` first (CSRF), then the error or the code."""
+    expected = request.session.pop(SESSION_STATE_KEY, None)
+    received = request.GET.get("state", "")
+    if not expected or not received or not secrets.compare_digest(expected, received):
+        # Either a forged/replayed callback or a stale tab: nothing is exchanged or stored.
+        return render(
+            request,
+            "vehicles/connect_error.html",
+            {
+                "message": "This connection link is invalid or has expired "
+                "(the security check did not match). Please start connecting again."
+            },
+            status=400,
+        )
+
+    error = request.GET.get("error")
+    if error:
+        message = CONNECT_ERROR_MESSAGES.get(error, "The vehicle could not be connected.")
+        logger.info("connect returned error=%s description=%s", error, request.GET.get("error_description"))
+        messages.warning(request, message)
+        return redirect("vehicles:list")
+
+    code = request.GET.get("code")
+    if not code:
+        return render(
+            request,
+            "vehicles/connect_error.html",
+            {"message": "The vehicle service did not send an authorization code. Please try again."},
+            status=400,
+        )
+    try:
+        connection = vehicle_services.connection_create_from_code(user=request.user, code=code)
+    except errors.OAuthError:
+        messages.error(request, "The authorization expired or was already used. Please connect again.")
+        return redirect("vehicles:list")
+    except errors.VehicleApiError as exc:
+        logger.warning("connect failed: %r", exc)
+        messages.error(request, "The vehicle service is not answering right now. Please try again later.")
+        return redirect("vehicles:list")
+    count = connection.vehicles.count()
+    if count:
+        messages.success(request, f"Connected {count} vehicle{'s' if count != 1 else ''}.")
+    else:
+        messages.warning(request, "The connection worked, but no vehicle was shared.")
+    return redirect("vehicles:list")
+
+
+@login_required
+@require_POST
+def vehicle_refresh(request: HttpRequest, vehicle_id: int) -> HttpResponse:
+    vehicle = get_object_or_404(Vehicle, pk=vehicle_id, owner=request.user)
+    try:
+        vehicle_services.vehicle_refresh_snapshot(vehicle_id=vehicle.pk)
+    except vehicle_services.ConsentRequired:
+        messages.warning(request, f"Please reconnect your {vehicle}: access was withdrawn or expired.")
+    except errors.VehicleApiError as exc:
+        messages.warning(request, f"Could not read your {vehicle} right now ({exc.code or exc.type or 'error'}).")
+    return redirect("vehicles:list")
+
+
+@login_required
+@require_POST
+def connection_disconnect(request: HttpRequest, connection_id: int) -> HttpResponse:
+    connection = get_object_or_404(VehicleConnection, pk=connection_id, user=request.user)
+    try:
+        vehicle_services.connection_disconnect(connection_id=connection.pk)
+    except errors.VehicleApiError as exc:
+        logger.warning("disconnect of connection %s failed: %r", connection.pk, exc)
+        messages.error(request, "The vehicle service is not answering; nothing was disconnected. Try again later.")
+        return redirect("vehicles:list")
+    messages.success(request, "Vehicle disconnected. We no longer have access to it.")
+    return redirect("vehicles:list")
