@@ -16,7 +16,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import models, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
@@ -84,45 +84,91 @@ def _is_consent_error(exc: errors.VehicleApiError) -> bool:
 
 
 def connection_create_from_code(*, user, code: str, client: VehicleApiClient | None = None) -> VehicleConnection:
-    """Finish Connect: exchange `code`, list the vehicles, read their attributes and capacity, and
-    store the connection (encrypted tokens) with its vehicles.
+    """Finish Connect: exchange `code`, list the vehicles, read their attributes, capacity and
+    charge-limit capability, and store the connection (encrypted tokens) with its vehicles.
 
-    A vehicle this user already had on an older connection moves to the new one (its history and
-    sessions stay attached); an older connection left without vehicles is marked disconnected.
+    All reads happen before anything is stored, so a failure leaves nothing half-made (the driver
+    simply connects again). A vehicle this user already had on an older connection moves to the
+    new one (its history and sessions stay attached); an older connection left without vehicles is
+    marked disconnected and its tokens erased.
     Raises errors.VehicleApiError (OAuthError for a refused/expired code); nothing is stored then."""
     client = client or get_client()
     pair = client.exchange_code(code)
-    vehicle_ids = client.list_vehicles(pair.access_token)
-    details = [_read_vehicle_details(client, pair.access_token, vehicle_id) for vehicle_id in vehicle_ids]
+    fetched = _fetch_vehicles(client, pair.access_token)
+    try:
+        external_user_id = client.user_id(pair.access_token).id
+    except errors.VehicleApiError as exc:
+        external_user_id = ""  # nice to have (support, webhooks); never worth failing a connect
+        logger.info("vehicle API user id unavailable: %r", exc)
 
     now = timezone.now()
     with transaction.atomic():
-        connection = VehicleConnection(user=user, status=Status.ACTIVE, status_changed_at=now)
+        connection = VehicleConnection(
+            user=user, status=Status.ACTIVE, status_changed_at=now, external_user_id=external_user_id
+        )
         _set_tokens(connection, pair)
         connection.save()
-        superseded: set[int] = set()
-        for vehicle_id, fields in zip(vehicle_ids, details, strict=True):
-            existing = (
-                Vehicle.objects.select_for_update()
-                .filter(owner=user, external_id=vehicle_id)
-                .exclude(connection=connection)
-                .order_by("-pk")
-                .first()
-            )
-            if existing is not None:
-                superseded.add(existing.connection_id)
-                for name, value in fields.items():
-                    setattr(existing, name, value)
-                existing.connection = connection
-                existing.is_active = True
-                existing.save()
-            else:
-                Vehicle.objects.create(connection=connection, owner=user, external_id=vehicle_id, **fields)
-        for old_id in superseded:
-            if not Vehicle.objects.filter(connection_id=old_id).exists():
-                _transition(old_id, Status.DISCONNECTED, reason="superseded by a new connection")
-    logger.info("vehicle connection %s created with %d vehicle(s)", connection.pk, len(vehicle_ids))
+        _upsert_vehicles(connection, fetched)
+    logger.info("vehicle connection %s created with %d vehicle(s)", connection.pk, len(fetched))
     return connection
+
+
+def connection_sync_vehicles(*, connection_id: int, client: VehicleApiClient | None = None) -> list[Vehicle]:
+    """Re-read the connection's vehicle list and details: new vehicles are added, known ones
+    updated, vehicles no longer shared are deactivated. Returns the active vehicles.
+    Raises ConsentRequired, errors.VehicleApiError (nothing changed then)."""
+    client = client or get_client()
+    token = connection_access_token(connection_id=connection_id, client=client)
+    try:
+        fetched = _fetch_vehicles(client, token)
+    except errors.VehicleApiError as exc:
+        if _is_consent_error(exc):
+            connection_mark_needs_consent(connection_id=connection_id, reason=str(exc))
+            raise ConsentRequired(connection_id, str(exc)) from exc
+        raise
+    with transaction.atomic():
+        connection = VehicleConnection.objects.select_for_update().get(pk=connection_id)
+        if connection.status != Status.ACTIVE:
+            raise ConsentRequired(connection_id, connection.status_reason or connection.status)
+        _upsert_vehicles(connection, fetched)
+        shared = [vehicle_id for vehicle_id, _fields in fetched]
+        connection.vehicles.exclude(external_id__in=shared).update(is_active=False, updated_at=timezone.now())
+    return list(connection.vehicles.filter(is_active=True))
+
+
+def _fetch_vehicles(client: VehicleApiClient, token: str) -> list[tuple[str, dict]]:
+    vehicle_ids = client.list_vehicles(token)
+    return [(vehicle_id, _read_vehicle_details(client, token, vehicle_id)) for vehicle_id in vehicle_ids]
+
+
+def _upsert_vehicles(connection: VehicleConnection, fetched: list[tuple[str, dict]]) -> None:
+    """Inside the caller's transaction: create or update the connection's vehicles."""
+    user = connection.user
+    superseded: set[int] = set()
+    for vehicle_id, fields in fetched:
+        # The same car on an older connection of this user (a reconnect): move that row here.
+        existing = (
+            Vehicle.objects.select_for_update()
+            .filter(owner=user, external_id=vehicle_id)
+            .order_by(models.Case(models.When(connection=connection, then=0), default=1), "-pk")
+            .first()
+        )
+        if existing is None:
+            Vehicle.objects.create(connection=connection, owner=user, external_id=vehicle_id, **fields)
+            continue
+        if existing.connection_id != connection.pk:
+            superseded.add(existing.connection_id)
+        for name, value in fields.items():
+            setattr(existing, name, value)
+        existing.connection = connection
+        existing.is_active = True
+        existing.save()
+    for old_id in superseded:
+        if not Vehicle.objects.filter(connection_id=old_id).exists():
+            _transition(old_id, Status.DISCONNECTED, reason="superseded by a new connection")
+            # Erase, do not revoke: DELETE /application would cut the NEW connection's access to
+            # the same vehicle too (access is per application and vehicle).
+            VehicleConnection.objects.filter(pk=old_id).update(access_token_ciphertext="", refresh_token_ciphertext="")
 
 
 def _read_vehicle_details(client: VehicleApiClient, token: str, vehicle_id: str) -> dict:

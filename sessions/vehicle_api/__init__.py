@@ -13,6 +13,7 @@ from .types import (
     ResponseMeta,
     TeslaCharge,
     TokenPair,
+    UserInfo,
     VehicleAttributes,
     Vin,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "ResponseMeta",
     "TeslaCharge",
     "TokenPair",
+    "UserInfo",
     "VehicleApiClient",
     "VehicleAttributes",
     "Vin",

@@ -30,6 +30,7 @@ from .types import (
     ResponseMeta,
     TeslaCharge,
     TokenPair,
+    UserInfo,
     VehicleAttributes,
     Vin,
 )
@@ -476,6 +477,11 @@ class VehicleApiClient:
             if not page or not isinstance(total, int) or offset >= total:
                 break
         return ids
+
+    def user_id(self, token: str) -> UserInfo:
+        """GET /user: the vehicle API's user id for this token (not billed). Raises VehicleApiError."""
+        body, meta = self._request("GET", "/user", token)
+        return UserInfo(id=_require(body, "id", str, "user"), meta=meta)
 
     def attributes(self, token: str, vehicle_id: str) -> VehicleAttributes:
         """GET /vehicles/{id}: make, model, year. Raises VehicleApiError subclasses."""

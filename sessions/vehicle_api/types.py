@@ -47,6 +47,14 @@ class TokenPair:
 
 
 @dataclass(frozen=True)
+class UserInfo:
+    """GET /user: the vehicle API's id of the account that gave consent."""
+
+    id: str
+    meta: ResponseMeta = field(default_factory=ResponseMeta)
+
+
+@dataclass(frozen=True)
 class VehicleAttributes:
     id: str
     make: str

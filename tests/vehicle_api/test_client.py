@@ -586,3 +586,18 @@ def test_a_failed_batch_request_raises(make_client):
     with pytest.raises(errors.AuthenticationError):
         make_client(recorder).batch("tok", VID, ["/charge"])
     assert make_client(recorder).batch("tok", VID, []) == {}
+
+
+def test_it_reads_the_user_id(make_client):
+    body = {"id": "e0514ef4-5226-11e8-8c13-8f6e8f02e27e"}
+    recorder = Recorder({("GET", "/v2.0/user"): httpx.Response(200, json=body, headers={"SC-Request-Id": "u-1"})})
+    user = make_client(recorder).user_id("tok")
+    assert user.id == body["id"]
+    assert user.meta.request_id == "u-1"
+
+
+def test_it_normalizes_batch_paths_with_trailing_slashes(make_client):
+    recorder = Recorder({("POST", f"{V}/batch"): replay("batch", "dropped_path")})
+    results = make_client(recorder).batch("tok", VID, ["charge/"])
+    assert json.loads(recorder.requests[0].content) == {"requests": [{"path": "/charge"}]}
+    assert results["/charge"].state is ChargeState.NOT_CHARGING

@@ -57,6 +57,7 @@ class FakeVehicleApi:
         self.data_age = "2026-11-25T08:57:00.000Z"
         self.fetched_at = "2026-11-25T08:59:30.000Z"
         self.capacity_response: httpx.Response | None = None
+        self.user_id = "e0514ef4-5226-11e8-8c13-8f6e8f02e27e"
 
     # --- scenario set-up -------------------------------------------------------------------------
 
@@ -102,6 +103,8 @@ class FakeVehicleApi:
         if allowed is None:
             return _error(401, "AUTHENTICATION", None, "Invalid or expired access token.", resolution="REAUTHENTICATE")
         parts = request.url.path.removeprefix("/v2.0/").strip("/").split("/")
+        if parts == ["user"]:
+            return self._json({"id": self.user_id})
         if parts == ["vehicles"]:
             return self._json({"vehicles": allowed, "paging": {"count": len(allowed), "offset": 0}})
         vid, rest = parts[1], "/".join(parts[2:])

@@ -30,6 +30,7 @@ def test_it_creates_a_connection_with_encrypted_tokens_and_vehicles(fake_api, ap
     connection = connect(fake_api, api_client, driver, tesla, nissan)
 
     assert connection.status == VehicleConnection.Status.ACTIVE
+    assert connection.external_user_id == fake_api.user_id
     assert connection.access_token in fake_api.access
     assert connection.refresh_token in fake_api.refresh_tokens
     assert connection.access_token not in connection.access_token_ciphertext
@@ -266,3 +267,38 @@ def test_disconnect_works_when_consent_is_already_gone(fake_api, api_client, dri
     connection = services.connection_disconnect(connection_id=connection.pk, client=api_client)
     assert connection.status == VehicleConnection.Status.DISCONNECTED
     assert fake_api.paths("DELETE") == []
+
+
+def test_sync_adds_updates_and_deactivates_vehicles(fake_api, api_client, driver):
+    kept = fake_api.add_vehicle(model="Model 3")
+    dropped = fake_api.add_vehicle(model="Model S")
+    connection = connect(fake_api, api_client, driver, kept, dropped)
+    added = fake_api.add_vehicle(model="Model Y")
+    token = connection.access_token
+    fake_api.access[token] = [kept, added]  # the driver changed what they share
+    fake_api.vehicles[kept]["model"] = "Model 3 Highland"
+
+    active = services.connection_sync_vehicles(connection_id=connection.pk, client=api_client)
+
+    assert sorted(v.model for v in active) == ["Model 3 Highland", "Model Y"]
+    assert connection.vehicles.get(external_id=dropped).is_active is False
+
+
+def test_sync_asks_for_consent_when_the_token_is_refused(fake_api, api_client, driver):
+    connection = connect(fake_api, api_client, driver, fake_api.add_vehicle())
+    fake_api.access.clear()
+    with pytest.raises(services.ConsentRequired):
+        services.connection_sync_vehicles(connection_id=connection.pk, client=api_client)
+    connection.refresh_from_db()
+    assert connection.status == VehicleConnection.Status.NEEDS_CONSENT
+
+
+def test_a_superseded_connection_loses_its_tokens_without_revoking_access(fake_api, api_client, driver):
+    car = fake_api.add_vehicle()
+    first = connect(fake_api, api_client, driver, car)
+    second = connect(fake_api, api_client, driver, car)
+    first.refresh_from_db()
+    assert first.status == VehicleConnection.Status.DISCONNECTED
+    assert (first.access_token_ciphertext, first.refresh_token_ciphertext) == ("", "")
+    assert fake_api.paths("DELETE") == []
+    assert second.vehicles.get().external_id == car
