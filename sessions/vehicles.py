@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from django.conf import settings
 from django.db import models, transaction
@@ -31,6 +32,7 @@ REFRESH_MARGIN = timedelta(minutes=5)
 LEASE_POLL_S = 0.05
 
 Status = VehicleConnection.Status
+T = TypeVar("T")
 
 
 class ConsentRequired(Exception):
@@ -118,14 +120,7 @@ def connection_sync_vehicles(*, connection_id: int, client: VehicleApiClient | N
     updated, vehicles no longer shared are deactivated. Returns the active vehicles.
     Raises ConsentRequired, errors.VehicleApiError (nothing changed then)."""
     client = client or get_client()
-    token = connection_access_token(connection_id=connection_id, client=client)
-    try:
-        fetched = _fetch_vehicles(client, token)
-    except errors.VehicleApiError as exc:
-        if _is_consent_error(exc):
-            connection_mark_needs_consent(connection_id=connection_id, reason=str(exc))
-            raise ConsentRequired(connection_id, str(exc)) from exc
-        raise
+    fetched = _call_with_token(connection_id, client, lambda token: _fetch_vehicles(client, token))
     with transaction.atomic():
         connection = VehicleConnection.objects.select_for_update().get(pk=connection_id)
         if connection.status != Status.ACTIVE:
@@ -206,9 +201,12 @@ def connection_access_token(
     *,
     connection_id: int,
     client: VehicleApiClient | None = None,
+    rejected_token: str | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> str:
-    """A valid access token for the connection, refreshing it first when < 5 min are left.
+    """A valid access token for the connection, refreshing it first when < 5 min are left, or when
+    it is still `rejected_token` (the API answered 401 to it: refresh even if not yet expired; if
+    another caller already replaced it, their fresh token is returned without a second refresh).
 
     Raises ConsentRequired (connection not active, refresh token expired or refused: the
     connection is marked needs_consent), errors.VehicleApiError for retryable refresh failures.
@@ -232,8 +230,13 @@ def connection_access_token(
             connection = VehicleConnection.objects.select_for_update().get(pk=connection_id)
             if connection.status != Status.ACTIVE:
                 raise ConsentRequired(connection_id, connection.status_reason or connection.status)
-            if connection.access_expires_at and connection.access_expires_at - now > REFRESH_MARGIN:
-                return connection.access_token
+            current = connection.access_token
+            if (
+                connection.access_expires_at
+                and connection.access_expires_at - now > REFRESH_MARGIN
+                and (rejected_token is None or current != rejected_token)
+            ):
+                return current
             refresh_expired = connection.refresh_expires_at is not None and connection.refresh_expires_at <= now
             if refresh_expired:
                 _transition(connection_id, Status.NEEDS_CONSENT, reason="refresh token expired")
@@ -289,6 +292,25 @@ def connection_access_token(
             ]
         )
     return pair.access_token
+
+
+def _call_with_token(connection_id: int, client: VehicleApiClient, call: Callable[[str], T]) -> T:
+    """Run `call(access_token)`; on a 401 refresh once (the token may have died early: clock skew,
+    server-side rotation) and retry. A 401 after that, a 403 (scope withdrawn) or a refused refresh
+    means only the driver can restore access: mark needs_consent and raise ConsentRequired."""
+    token = connection_access_token(connection_id=connection_id, client=client)
+    try:
+        return call(token)
+    except errors.AuthenticationError:
+        token = connection_access_token(connection_id=connection_id, client=client, rejected_token=token)
+    except errors.PermissionDenied as exc:
+        connection_mark_needs_consent(connection_id=connection_id, reason=str(exc))
+        raise ConsentRequired(connection_id, str(exc)) from exc
+    try:
+        return call(token)
+    except (errors.AuthenticationError, errors.PermissionDenied) as exc:
+        connection_mark_needs_consent(connection_id=connection_id, reason=str(exc))
+        raise ConsentRequired(connection_id, str(exc)) from exc
 
 
 def _wait_for_refresh(connection_id: int, seen_version: int, sleep: Callable[[float], None]) -> None:
@@ -347,17 +369,11 @@ def vehicle_refresh_snapshot(*, vehicle_id: int, client: VehicleApiClient | None
     vehicle = Vehicle.objects.select_related("connection").get(pk=vehicle_id)
     if not vehicle.is_active:
         raise ConsentRequired(vehicle.connection_id, "vehicle is no longer connected")
-    token = connection_access_token(connection_id=vehicle.connection_id, client=client)
-    try:
-        charge = client.charge_status(token, vehicle.external_id)
-        battery = client.battery(token, vehicle.external_id)
-    except errors.VehicleApiError as exc:
-        # A 401/403 with a token we just checked means the consent was revoked (OEM app, Connect
-        # dashboard): only the driver can fix that.
-        if _is_consent_error(exc):
-            connection_mark_needs_consent(connection_id=vehicle.connection_id, reason=str(exc))
-            raise ConsentRequired(vehicle.connection_id, str(exc)) from exc
-        raise
+    charge, battery = _call_with_token(
+        vehicle.connection_id,
+        client,
+        lambda token: (client.charge_status(token, vehicle.external_id), client.battery(token, vehicle.external_id)),
+    )
 
     data_age = _oldest(charge.meta.data_age, battery.meta.data_age)
     fetched_at = _oldest(charge.meta.fetched_at, battery.meta.fetched_at)

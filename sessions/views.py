@@ -45,7 +45,9 @@ def connect_start(request: HttpRequest) -> HttpResponse:
     """Send the driver to Connect with a fresh random `state` remembered in their session."""
     state = secrets.token_urlsafe(32)
     request.session[SESSION_STATE_KEY] = state
-    make = request.GET.get("make") or None
+    # Brand bypass (e.g. TESLA); anything else is ignored rather than forwarded.
+    make = request.GET.get("make", "").strip().upper()
+    make = make if make and len(make) <= 32 and make.replace("_", "").replace("-", "").isalnum() else None
     url = vehicle_services.get_client().authorize_url(state=state, make=make)
     return redirect(url)
 

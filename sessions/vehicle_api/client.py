@@ -414,6 +414,9 @@ class VehicleApiClient:
         return self._token_request({"grant_type": "refresh_token", "refresh_token": refresh_token})
 
     def _token_request(self, form: dict[str, str]) -> TokenPair:
+        # Expiries count from BEFORE the request: the server issued the token after that, so our
+        # expiry is never later than the real one.
+        sent_at = self.clock()
         started = time.perf_counter()
         try:
             response = self._http.post(
@@ -425,7 +428,6 @@ class VehicleApiClient:
             raise errors.RequestTimeout(f"token endpoint timed out: {exc!r}") from exc
         except httpx.HTTPError as exc:
             raise errors.TransportError(f"token endpoint unreachable: {exc!r}") from exc
-        received_at = self.clock()
         latency_s = time.perf_counter() - started
         if response.status_code != 200:
             body = _json_or_none(response)
@@ -446,8 +448,8 @@ class VehicleApiClient:
         return TokenPair(
             access_token=access_token,
             refresh_token=refresh_token,
-            expires_at=received_at + timedelta(seconds=int(expires_in)),
-            refresh_expires_at=received_at + REFRESH_TOKEN_LIFETIME,
+            expires_at=sent_at + timedelta(seconds=int(expires_in)),
+            refresh_expires_at=sent_at + REFRESH_TOKEN_LIFETIME,
             expires_in_s=int(expires_in),
             token_type=body.get("token_type") or "Bearer",
             meta=meta_from_headers(response.headers, latency_s=latency_s),

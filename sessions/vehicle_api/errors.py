@@ -11,7 +11,10 @@ requestId, resolution:{type}, suggestedUserMessage, detail?}`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 
@@ -221,15 +224,24 @@ STATUS_CLASSES: dict[int, type[VehicleApiError]] = {
 CONSENT_ERRORS: tuple[type[VehicleApiError], ...] = (AuthenticationError, PermissionDenied, OAuthError)
 
 
-def parse_retry_after(value: str | None) -> int | None:
-    """`Retry-After` in whole seconds (the vehicle API sends delta-seconds); None if absent/garbled."""
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> int | None:
+    """`Retry-After` in whole seconds, from delta-seconds (what the vehicle API sends) or an
+    HTTP-date (RFC 9110 allows both; rounded up); None if absent or garbled."""
     if value is None:
         return None
+    text = str(value).strip()
     try:
-        seconds = int(str(value).strip())
+        return max(int(text), 0)
     except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
         return None
-    return max(seconds, 0)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    delta = (when - (now or datetime.now(UTC))).total_seconds()
+    return max(math.ceil(delta), 0)
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:

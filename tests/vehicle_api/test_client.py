@@ -601,3 +601,19 @@ def test_it_normalizes_batch_paths_with_trailing_slashes(make_client):
     results = make_client(recorder).batch("tok", VID, ["charge/"])
     assert json.loads(recorder.requests[0].content) == {"requests": [{"path": "/charge"}]}
     assert results["/charge"].state is ChargeState.NOT_CHARGING
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("120", 120), (" 7 ", 7), ("-3", 0), ("Wed, 25 Nov 2026 09:02:00 GMT", 120), ("soon", None), (None, None)],
+)
+def test_it_parses_retry_after_seconds_and_http_dates(value, expected):
+    assert errors.parse_retry_after(value, now=NOW) == expected
+
+
+def test_token_expiry_counts_from_before_the_request(make_client):
+    ticks = iter([NOW, NOW + timedelta(seconds=30)])
+    recorder = Recorder({("POST", "/oauth/token"): replay("oauth", "exchange_ok")})
+    client = make_client(recorder, clock=lambda: next(ticks))
+    pair = client.exchange_code("c")
+    assert pair.expires_at == NOW + timedelta(seconds=7200)

@@ -225,12 +225,47 @@ def test_an_older_reading_never_overwrites_a_newer_snapshot(fake_api, api_client
 def test_a_revoked_token_during_a_read_asks_for_consent(fake_api, api_client, driver, clock):
     car = fake_api.add_vehicle()
     connection = connect(fake_api, api_client, driver, car)
-    fake_api.access.clear()  # consent withdrawn at the OEM/vehicle API: 401 on the next read
+    fake_api.revoke_all_tokens()  # consent withdrawn: 401 on the read, invalid_grant on refresh
 
     with pytest.raises(services.ConsentRequired):
         services.vehicle_refresh_snapshot(vehicle_id=connection.vehicles.get().pk, client=api_client)
     connection.refresh_from_db()
     assert connection.status == VehicleConnection.Status.NEEDS_CONSENT
+    assert fake_api.refresh_calls == 1
+
+
+def test_a_401_on_an_unexpired_token_refreshes_once_and_retries(fake_api, api_client, driver, clock):
+    car = fake_api.add_vehicle(soc=0.61)
+    connection = connect(fake_api, api_client, driver, car)
+    fake_api.access.clear()  # the access token died early; the refresh token still works
+
+    vehicle = services.vehicle_refresh_snapshot(vehicle_id=connection.vehicles.get().pk, client=api_client)
+
+    assert vehicle.soc_bp == 6100
+    assert fake_api.refresh_calls == 1
+    connection.refresh_from_db()
+    assert connection.status == VehicleConnection.Status.ACTIVE
+    assert connection.access_token in fake_api.access
+
+
+def test_a_rejected_token_already_replaced_is_not_refreshed_again(fake_api, api_client, driver):
+    connection = connect(fake_api, api_client, driver, fake_api.add_vehicle())
+    token = services.connection_access_token(
+        connection_id=connection.pk, client=api_client, rejected_token="an-older-token"
+    )
+    assert token == connection.access_token
+    assert fake_api.refresh_calls == 0
+
+
+def test_a_403_asks_for_consent_without_refreshing(fake_api, api_client, driver):
+    car = fake_api.add_vehicle()
+    connection = connect(fake_api, api_client, driver, car)
+    fake_api.vehicles[car]["connected"] = False  # access to this vehicle withdrawn: 403 PERMISSION
+    with pytest.raises(services.ConsentRequired):
+        services.vehicle_refresh_snapshot(vehicle_id=connection.vehicles.get().pk, client=api_client)
+    connection.refresh_from_db()
+    assert connection.status == VehicleConnection.Status.NEEDS_CONSENT
+    assert fake_api.refresh_calls == 0
 
 
 def test_a_garbled_reading_is_raised_without_touching_consent(fake_api, api_client, driver):
@@ -286,7 +321,7 @@ def test_sync_adds_updates_and_deactivates_vehicles(fake_api, api_client, driver
 
 def test_sync_asks_for_consent_when_the_token_is_refused(fake_api, api_client, driver):
     connection = connect(fake_api, api_client, driver, fake_api.add_vehicle())
-    fake_api.access.clear()
+    fake_api.revoke_all_tokens()
     with pytest.raises(services.ConsentRequired):
         services.connection_sync_vehicles(connection_id=connection.pk, client=api_client)
     connection.refresh_from_db()
