@@ -407,9 +407,9 @@ def connection_disconnect(*, connection_id: int, client: VehicleApiClient | None
     """Revoke access at the vehicle API for every vehicle of the connection, then mark it
     disconnected, deactivate its vehicles and erase its tokens. Idempotent.
 
-    Revocation is best effort: a token that is already dead (consent lost, 401/403/404) changes
-    nothing, the tokens are erased anyway. Raises errors.VehicleApiError for retryable failures
-    (nothing changed locally, try again)."""
+    Revocation is best effort: a dead token (consent lost) or a permanent refusal (401/403/404,
+    ...) does not stop the local disconnect. Raises errors.VehicleApiError only for retryable
+    failures (nothing erased locally; try again: it is idempotent)."""
     client = client or get_client()
     connection = VehicleConnection.objects.get(pk=connection_id)
     if connection.status != Status.DISCONNECTED:
@@ -421,8 +421,12 @@ def connection_disconnect(*, connection_id: int, client: VehicleApiClient | None
             for external_id in connection.vehicles.filter(is_active=True).values_list("external_id", flat=True):
                 try:
                     client.disconnect(token, external_id)
-                except (errors.AuthenticationError, errors.PermissionDenied, errors.ResourceNotFound) as exc:
-                    logger.info("vehicle %s already revoked: %r", external_id, exc)
+                except errors.VehicleApiError as exc:
+                    if exc.retryable:
+                        raise  # nothing erased yet: the driver (or a task) can simply retry
+                    # Already revoked (401/403/404) or refused for good: the driver's wish to
+                    # disconnect wins either way; we erase our tokens below.
+                    logger.info("revoking vehicle %s at the API failed for good: %r", external_id, exc)
     with transaction.atomic():
         _transition(connection_id, Status.DISCONNECTED, reason="disconnected by the driver")
         VehicleConnection.objects.filter(pk=connection_id).update(

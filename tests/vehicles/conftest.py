@@ -24,7 +24,7 @@ CONNECT = "https://connect.example.test"
 JSON = {"Content-Type": "application/json"}
 
 
-def _error(status, type_, code, description, *, retry_after=None, resolution=None):
+def error_response(status, type_, code, description, *, retry_after=None, resolution=None):
     headers = dict(JSON, **{"SC-Request-Id": str(uuid.uuid4())})
     if retry_after is not None:
         headers["Retry-After"] = str(retry_after)
@@ -58,6 +58,7 @@ class FakeVehicleApi:
         self.fetched_at = "2026-11-25T08:59:30.000Z"
         self.capacity_response: httpx.Response | None = None
         self.user_id = "e0514ef4-5226-11e8-8c13-8f6e8f02e27e"
+        self.disconnect_response: httpx.Response | None = None
 
     # --- scenario set-up -------------------------------------------------------------------------
 
@@ -101,7 +102,7 @@ class FakeVehicleApi:
         with self.lock:
             allowed = self.access.get(token)
         if allowed is None:
-            return _error(401, "AUTHENTICATION", None, "Invalid or expired access token.", resolution="REAUTHENTICATE")
+            return error_response(401, "AUTHENTICATION", None, "Invalid or expired token.", resolution="REAUTHENTICATE")
         parts = request.url.path.removeprefix("/v2.0/").strip("/").split("/")
         if parts == ["user"]:
             return self._json({"id": self.user_id})
@@ -109,7 +110,7 @@ class FakeVehicleApi:
             return self._json({"vehicles": allowed, "paging": {"count": len(allowed), "offset": 0}})
         vid, rest = parts[1], "/".join(parts[2:])
         if vid not in allowed or not self.vehicles[vid]["connected"]:
-            return _error(403, "PERMISSION", None, "No access to this vehicle.", resolution="REAUTHENTICATE")
+            return error_response(403, "PERMISSION", None, "No access to this vehicle.", resolution="REAUTHENTICATE")
         car = self.vehicles[vid]
         data = {"SC-Data-Age": self.data_age, "SC-Fetched-At": self.fetched_at, "SC-Unit-System": "metric"}
         if rest == "" and request.method == "GET":
@@ -120,16 +121,18 @@ class FakeVehicleApi:
             return self._json({"capacity": car["capacity_kwh"]}, data)
         if rest == "charge/limit" and request.method == "GET":
             if car["limit"] is None:
-                return _error(501, "COMPATIBILITY", "VEHICLE_NOT_CAPABLE", "Not capable.")
+                return error_response(501, "COMPATIBILITY", "VEHICLE_NOT_CAPABLE", "Not capable.")
             return self._json({"limit": car["limit"]}, data)
         if rest == "charge" and request.method == "GET":
             return self._json({"isPluggedIn": car["plugged"], "state": car["state"]}, data)
         if rest == "battery":
             return self._json({"percentRemaining": car["soc"], "range": car["range"]}, data)
         if rest == "application" and request.method == "DELETE":
+            if self.disconnect_response is not None:
+                return self.disconnect_response
             car["connected"] = False
             return self._json({"status": "success"})
-        return _error(404, "RESOURCE_NOT_FOUND", "PATH", f"No such path {request.url.path}")
+        return error_response(404, "RESOURCE_NOT_FOUND", "PATH", f"No such path {request.url.path}")
 
     def _json(self, body, headers=None):
         all_headers = dict(JSON, **{"SC-Request-Id": str(uuid.uuid4())}, **(headers or {}))

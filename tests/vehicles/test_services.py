@@ -8,7 +8,7 @@ from sessions import vehicles as services
 from sessions.models import Vehicle, VehicleConnection
 from sessions.vehicle_api import errors
 
-from .conftest import JSON, NOW
+from .conftest import JSON, NOW, error_response
 
 pytestmark = pytest.mark.django_db
 
@@ -337,3 +337,21 @@ def test_a_superseded_connection_loses_its_tokens_without_revoking_access(fake_a
     assert (first.access_token_ciphertext, first.refresh_token_ciphertext) == ("", "")
     assert fake_api.paths("DELETE") == []
     assert second.vehicles.get().external_id == car
+
+
+def test_disconnect_raises_on_a_retryable_failure_and_keeps_the_tokens(fake_api, api_client, driver):
+    connection = connect(fake_api, api_client, driver, fake_api.add_vehicle())
+    fake_api.disconnect_response = error_response(502, "UPSTREAM", "NO_RESPONSE", "OEM down", resolution="RETRY_LATER")
+    with pytest.raises(errors.UpstreamError):
+        services.connection_disconnect(connection_id=connection.pk, client=api_client)
+    connection.refresh_from_db()
+    assert connection.status == VehicleConnection.Status.ACTIVE
+    assert connection.access_token in fake_api.access
+
+
+def test_disconnect_goes_ahead_after_a_permanent_refusal(fake_api, api_client, driver):
+    connection = connect(fake_api, api_client, driver, fake_api.add_vehicle())
+    fake_api.disconnect_response = error_response(501, "COMPATIBILITY", "VEHICLE_NOT_CAPABLE", "no")
+    connection = services.connection_disconnect(connection_id=connection.pk, client=api_client)
+    assert connection.status == VehicleConnection.Status.DISCONNECTED
+    assert connection.access_token_ciphertext == ""
