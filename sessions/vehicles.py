@@ -21,6 +21,7 @@ from django.db import models, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from sessions import clock
 from sessions.models import Vehicle, VehicleConnection
 from sessions.vehicle_api import TokenPair, VehicleApiClient, errors
 
@@ -46,10 +47,21 @@ class ConsentRequired(Exception):
         super().__init__(f"connection {connection_id} needs the driver's consent again: {reason}".rstrip(": "))
 
 
+_client_override: VehicleApiClient | None = None
+
+
+def use_client(client: VehicleApiClient | None) -> None:
+    """Make `get_client()` return `client` (the fleet benchmark's in-process simulator); None undoes it."""
+    global _client_override
+    _client_override = client
+
+
 def get_client() -> VehicleApiClient:
     """The application's vehicle API client (settings VEHICLE_*), one per process and settings.
 
     httpx clients are thread-safe and pool connections, so they are shared, not built per call."""
+    if _client_override is not None:
+        return _client_override
     key = tuple(
         getattr(settings, name)
         for name in (
@@ -120,7 +132,7 @@ def connection_sync_vehicles(*, connection_id: int, client: VehicleApiClient | N
     updated, vehicles no longer shared are deactivated. Returns the active vehicles.
     Raises ConsentRequired, errors.VehicleApiError (nothing changed then)."""
     client = client or get_client()
-    fetched = _call_with_token(connection_id, client, lambda token: _fetch_vehicles(client, token))
+    fetched = call_with_token(connection_id, client, lambda token: _fetch_vehicles(client, token))
     with transaction.atomic():
         connection = VehicleConnection.objects.select_for_update().get(pk=connection_id)
         if connection.status != Status.ACTIVE:
@@ -225,7 +237,10 @@ def connection_access_token(
     client_factory = (lambda: client) if client is not None else get_client
     lease_id = uuid.uuid4().hex
     while True:
-        now = timezone.now()
+        # Token expiry follows the controller's clock (virtual in the fleet benchmark, like the
+        # simulator's); the refresh lease is about live processes, so it follows the wall clock.
+        now = clock.now()
+        wall = timezone.now()
         with transaction.atomic():
             connection = VehicleConnection.objects.select_for_update().get(pk=connection_id)
             if connection.status != Status.ACTIVE:
@@ -240,11 +255,11 @@ def connection_access_token(
             refresh_expired = connection.refresh_expires_at is not None and connection.refresh_expires_at <= now
             if refresh_expired:
                 _transition(connection_id, Status.NEEDS_CONSENT, reason="refresh token expired")
-            elif connection.refresh_lease_until is None or connection.refresh_lease_until <= now:
+            elif connection.refresh_lease_until is None or connection.refresh_lease_until <= wall:
                 # Decrypt before taking the lease: a key problem must not leave a lease behind.
                 refresh_token = connection.refresh_token
                 VehicleConnection.objects.filter(pk=connection_id).update(
-                    refresh_lease_id=lease_id, refresh_lease_until=now + _lease_duration()
+                    refresh_lease_id=lease_id, refresh_lease_until=wall + _lease_duration()
                 )
                 break
             seen_version = connection.token_version
@@ -294,7 +309,7 @@ def connection_access_token(
     return pair.access_token
 
 
-def _call_with_token(connection_id: int, client: VehicleApiClient, call: Callable[[str], T]) -> T:
+def call_with_token(connection_id: int, client: VehicleApiClient, call: Callable[[str], T]) -> T:
     """Run `call(access_token)`; on a 401 refresh once (the token may have died early: clock skew,
     server-side rotation) and retry. A 401 after that, a 403 (scope withdrawn) or a refused refresh
     means only the driver can restore access: mark needs_consent and raise ConsentRequired."""
@@ -369,7 +384,7 @@ def vehicle_refresh_snapshot(*, vehicle_id: int, client: VehicleApiClient | None
     vehicle = Vehicle.objects.select_related("connection").get(pk=vehicle_id)
     if not vehicle.is_active:
         raise ConsentRequired(vehicle.connection_id, "vehicle is no longer connected")
-    charge, battery = _call_with_token(
+    charge, battery = call_with_token(
         vehicle.connection_id,
         client,
         lambda token: (client.charge_status(token, vehicle.external_id), client.battery(token, vehicle.external_id)),
