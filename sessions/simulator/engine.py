@@ -571,10 +571,6 @@ class Simulator:
             )
         p = v.profile
         faults = self._faults(v)
-        if action == "STOP" and not p.can_stop:
-            raise ApiError("COMPATIBILITY", "VEHICLE_NOT_CAPABLE", "This vehicle cannot stop charging remotely.")
-        if action == "START" and not p.can_start:
-            raise ApiError("COMPATIBILITY", "VEHICLE_NOT_CAPABLE", "This vehicle cannot start charging remotely.")
         if v.soc < p.command_min_soc - EPS:
             raise ApiError("VEHICLE_STATE", "LOW_BATTERY", "This vehicle accepts charge commands only from 50 % SoC.")
         if action == "STOP" and v.soc < p.stop_min_soc - EPS:
@@ -716,7 +712,7 @@ class Simulator:
             retry_after = DEFAULT_RETRY_AFTER_S
         return ApiError(type_, code, spec.get("description"), retry_after=retry_after)
 
-    def _gate(self, v: Vehicle, kind: str, endpoint: str, now: float) -> None:
+    def _gate(self, v: Vehicle, kind: str, endpoint: str, now: float, batch_index: int | None = None) -> None:
         """Every failure that can stand between a request and the car, in a fixed order."""
         injected = self._consume_injected(v, endpoint)
         if injected:
@@ -744,13 +740,20 @@ class Simulator:
             raise ApiError("UPSTREAM", faults["upstream_error"])
         if faults["failure_rate"] and self.rng.random() < faults["failure_rate"]:
             raise ApiError("UPSTREAM", "UNKNOWN_ISSUE")
-        interval = v.profile.min_request_interval_s
-        # Sub-requests of one batch share `now` and count as one request to the car.
-        if interval and v.last_request_at not in (None, now) and now - v.last_request_at < interval:
-            raise ApiError("UPSTREAM", "RATE_LIMIT", "The manufacturer limits how often this car may be asked.")
         if kind == "data":
+            # GM: polls closer than the interval are refused by the OEM; commands are not polls.
+            # The sub-requests of one batch count as one request to the car.
+            interval = v.profile.min_request_interval_s
+            repeat_in_batch = bool(batch_index) and v.last_request_at == now
+            if (
+                interval
+                and v.last_request_at is not None
+                and not repeat_in_batch
+                and now - v.last_request_at < interval
+            ):
+                raise ApiError("UPSTREAM", "RATE_LIMIT", "The manufacturer limits how often this car may be polled.")
             self._take_quota(v, "data", now)
-        v.last_request_at = now
+            v.last_request_at = now
 
     # --- the vehicle API --------------------------------------------------------------------
     def vehicle_request(
@@ -823,6 +826,7 @@ class Simulator:
         unit: str,
         query: dict | None = None,
         now: float | None = None,
+        batch_index: int | None = None,
     ):
         """Route one call; returns (body, data time or None). Raises ApiError."""
         now = self.now() if now is None else now
@@ -838,7 +842,8 @@ class Simulator:
             raise ApiError("PERMISSION", None, f"This access token lacks the {scope} permission.")
         if subpath in MAKE_PATHS and v.make.lower() != subpath.split("/", 1)[0]:
             raise ApiError("COMPATIBILITY", "MAKE_NOT_COMPATIBLE", "This endpoint is not available for this make.")
-        self._gate(v, kind, endpoint, now)
+        self._check_capability(v, handler, body)
+        self._gate(v, kind, endpoint, now, batch_index)
         if handler == "_disconnect":
             return self._disconnect(grant, v), None
         if handler == "_get_permissions":
@@ -850,6 +855,18 @@ class Simulator:
         if kind == "static":
             return result, now
         return result, None
+
+    @staticmethod
+    def _check_capability(v: Vehicle, handler: str, body: Any) -> None:
+        """What the platform knows a car cannot do is refused without asking the car."""
+        p = v.profile
+        action = body.get("action") if isinstance(body, dict) else None
+        if handler == "_get_limit" and not p.limit_readable:
+            raise ApiError("COMPATIBILITY", "VEHICLE_NOT_CAPABLE", "This vehicle does not report a charge limit.")
+        if handler == "_post_charge" and action == "STOP" and not p.can_stop:
+            raise ApiError("COMPATIBILITY", "VEHICLE_NOT_CAPABLE", "This vehicle cannot stop charging remotely.")
+        if handler == "_post_charge" and action == "START" and not p.can_start:
+            raise ApiError("COMPATIBILITY", "VEHICLE_NOT_CAPABLE", "This vehicle cannot start charging remotely.")
 
     @staticmethod
     def _check_make_path(v: Vehicle, method: str, subpath: str) -> None:
@@ -864,11 +881,11 @@ class Simulator:
             raise ApiError("VALIDATION", "PARAMETER", '"requests" must be a non-empty list of {"path": …}.')
         responses = []
         now = self.now()  # one instant for the whole batch: it reaches the car once
-        for item in requests:
+        for index, item in enumerate(requests):
             path = str(item.get("path", ""))
             try:
                 # Only GET endpoints can be batched; a sub-request failure never fails the batch.
-                result, data_at = self._call(grant, v, "GET", path, None, unit, None, now)
+                result, data_at = self._call(grant, v, "GET", path, None, unit, None, now, index)
                 headers = self._data_headers(data_at, unit, lower=True)
                 responses.append({"path": path, "code": 200, "headers": headers, "body": result})
             except ApiError as error:
@@ -969,8 +986,6 @@ class Simulator:
         }
 
     def _get_limit(self, v: Vehicle, body, unit, now) -> dict:
-        if not v.profile.limit_readable:
-            raise ApiError("COMPATIBILITY", "VEHICLE_NOT_CAPABLE", "This vehicle does not report a charge limit.")
         snap = self._reported(v, now)
         return {"limit": snap["limit"]}
 

@@ -54,6 +54,10 @@ class Car:
     def stop(self):
         return self.post("charge", {"action": "STOP"})
 
+    def renew(self):
+        """A fresh token pair, for tests that skip past the 2 h access-token lifetime."""
+        self.token = self.client.post(f"/_sim/vehicles/{self.id}/tokens").json()["access_token"]
+
     def truth(self):
         return self.client.get(f"/_sim/vehicles/{self.id}").json()
 
