@@ -36,7 +36,7 @@ STATUS_TEXT = {
     405: "Method Not Allowed",
     409: "Conflict",
     429: "Too Many Requests",
-    430: "Request Header Fields Too Large",  # unassigned code; Smartcar uses it for BILLING
+    430: "Billing Limit",  # an unassigned status Smartcar uses for BILLING errors
     500: "Internal Server Error",
     501: "Not Implemented",
     502: "Bad Gateway",
@@ -405,3 +405,15 @@ li{{margin:.3rem 0}} button{{padding:.5rem 1rem;margin-right:.5rem}}</style></he
 
 def make_app(sim: Simulator, **kwargs) -> SimulatorApp:
     return SimulatorApp(sim, **kwargs)
+
+
+def in_process_client(sim: Simulator, base_url: str = "http://simulator.invalid", **kwargs):
+    """An httpx.Client wired straight into the app: no socket, no thread (tests, benchmarks).
+
+    Response delays are not slept through here (no client timeout applies in process); use the
+    threaded server to exercise timeouts.
+    """
+    import httpx  # local: the WSGI app itself needs nothing beyond the standard library
+
+    app = make_app(sim, sleep=lambda _seconds: None)
+    return httpx.Client(transport=httpx.WSGITransport(app=app), base_url=base_url, **kwargs)

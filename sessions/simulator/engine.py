@@ -299,6 +299,13 @@ class Simulator:
             self._advance(v, self.now())
             return v
 
+    def advance_all(self) -> None:
+        """Bring every vehicle to now, so time-driven events (limit reached) exist without a read."""
+        with self.lock:
+            now = self.now()
+            for v in self.vehicles.values():
+                self._advance(v, now)
+
     def connectable_vehicles(self) -> list[Vehicle]:
         """Vehicles the consent page offers: not claimed by anyone yet, or marked demo."""
         with self.lock:

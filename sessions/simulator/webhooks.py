@@ -122,6 +122,7 @@ def deliver_pending(sim: Simulator, client: httpx.Client | None = None) -> int:
     The HTTP calls run outside the simulator lock so vehicle requests are never held up.
     """
     with sim.lock:
+        sim.advance_all()
         now = sim.now()
         due = [item for item in sim.webhook_outbox if item["due"] <= now]
         sim.webhook_outbox = [item for item in sim.webhook_outbox if item["due"] > now]

@@ -129,3 +129,12 @@ def test_verify_checks_the_receivers_challenge_answer(hooked):
     assert send_verify(hooked, Receiver().client()) is True
     assert send_verify(hooked, Receiver(challenge_key="wrong").client()) is False
     assert send_verify(hooked, Receiver(statuses=[500]).client()) is False
+
+
+def test_an_event_exists_even_when_nobody_reads_the_car(hooked, clock):
+    v = hooked.create_vehicle(soc=0.79, limit=0.8, plugged=True)
+    v.charging = True
+    clock.advance(3600)
+    receiver = Receiver()
+    assert deliver_pending(hooked, receiver.client()) == 1
+    assert json.loads(receiver.received[0]["body"])["vehicleId"] == v.id

@@ -13,7 +13,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from sessions.simulator.clock import UTC, RealClock
+from sessions.simulator.clock import UTC, RealClock, VirtualClock
 from sessions.simulator.engine import Simulator
 from sessions.simulator.server import SimulatorServer, load_state
 
@@ -32,6 +32,11 @@ class Command(BaseCommand):
             help="send VEHICLE_STATE webhooks here (empty: none)",
         )
         parser.add_argument(
+            "--virtual",
+            action="store_true",
+            help="a virtual clock that only moves through POST /_sim/clock/advance (benchmarks)",
+        )
+        parser.add_argument(
             "--latency",
             default=None,
             help="command latency MIN,MAX seconds for every car (default: each profile's own)",
@@ -40,14 +45,18 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         state_file = Path(options["state_file"])
         start = None
-        if state_file.exists():
-            # A sped-up previous run may have pushed simulated time past the wall clock.
-            saved_now = json.loads(state_file.read_text()).get("now")
-            if saved_now and saved_now > datetime.now(UTC).timestamp():
-                start = datetime.fromtimestamp(saved_now, UTC)
+        saved_now = json.loads(state_file.read_text()).get("now") if state_file.exists() else None
+        # A sped-up or virtual previous run may have pushed simulated time past the wall clock;
+        # a virtual clock always continues where it stopped.
+        if saved_now and (options["virtual"] or saved_now > datetime.now(UTC).timestamp()):
+            start = datetime.fromtimestamp(saved_now, UTC)
         latency = tuple(float(x) for x in options["latency"].split(",")) if options["latency"] else None
+        if options["virtual"]:
+            clock = VirtualClock(start or datetime.now(UTC))
+        else:
+            clock = RealClock(speed=options["speed"], start=start)
         sim = Simulator(
-            RealClock(speed=options["speed"], start=start),
+            clock,
             seed=options["seed"],
             client_id=settings.VEHICLE_CLIENT_ID,
             client_secret=settings.VEHICLE_CLIENT_SECRET,
