@@ -407,13 +407,20 @@ def make_app(sim: Simulator, **kwargs) -> SimulatorApp:
     return SimulatorApp(sim, **kwargs)
 
 
-def in_process_client(sim: Simulator, base_url: str = "http://simulator.invalid", **kwargs):
+def in_process_client(
+    sim: Simulator, base_url: str = "http://simulator.invalid", *, read_timeout_s: float | None = None, **kwargs
+):
     """An httpx.Client wired straight into the app: no socket, no thread (tests, benchmarks).
 
-    Response delays are not slept through here (no client timeout applies in process); use the
-    threaded server to exercise timeouts.
+    Response delays are never slept through here. With `read_timeout_s`, a delay longer than it
+    raises `httpx.ReadTimeout` in the caller, as a real client would see it; the request has
+    still reached the simulator (a command sent before a timeout may take effect).
     """
     import httpx  # local: the WSGI app itself needs nothing beyond the standard library
 
-    app = make_app(sim, sleep=lambda _seconds: None)
+    def hold(seconds: float) -> None:
+        if read_timeout_s is not None and seconds > read_timeout_s:
+            raise httpx.ReadTimeout(f"simulated: no answer within {read_timeout_s} s")
+
+    app = make_app(sim, sleep=hold)
     return httpx.Client(transport=httpx.WSGITransport(app=app), base_url=base_url, **kwargs)

@@ -592,7 +592,8 @@ class Simulator:
                 raise ApiError("VEHICLE_STATE", "CHARGE_FAULT")
             if v.charging:
                 raise ApiError("VEHICLE_STATE", "CHARGING_IN_PROGRESS")
-            if v.soc >= v.limit - EPS and not v.location_schedule:
+            # With a location schedule the car will charge to 100 %, not to its limit.
+            if v.soc >= (1.0 if v.location_schedule else v.limit) - EPS:
                 raise ApiError("VEHICLE_STATE", "FULLY_CHARGED")
             self._schedule(v, "START", now)
         else:

@@ -66,3 +66,21 @@ def test_state_survives_a_round_trip(sim, clock):
     clock.advance(1800)
     assert again.true_state(v.id)["soc"] == sim.true_state(v.id)["soc"]
     assert again.vehicle_request(pair["access_token"], "GET", v.id, "battery").status == 200
+
+
+def test_the_in_process_client_can_simulate_a_read_timeout(sim, clock):
+    import httpx
+    import pytest
+
+    v = sim.create_vehicle(soc=0.3, plugged=True, faults={"response_delay_s": 400})
+    token = sim.issue_tokens([v.id])["access_token"]
+    sim.command_latency_s = (10, 10)
+    with in_process_client(sim, read_timeout_s=310) as c, pytest.raises(httpx.ReadTimeout):
+        c.post(
+            f"/v2.0/vehicles/{v.id}/charge",
+            json={"action": "START"},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+    clock.advance(10)
+    # The command reached the car although the client gave up waiting.
+    assert sim.true_state(v.id)["charging"] is True
