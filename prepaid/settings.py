@@ -191,6 +191,8 @@ VEHICLE_API_CONNECT_TIMEOUT_S = float(env("VEHICLE_API_CONNECT_TIMEOUT_S", "10")
 # Fernet keys for tokens at rest, comma-separated, newest first (MultiFernet: rotation).
 TOKEN_ENCRYPTION_KEYS = env_list("TOKEN_ENCRYPTION_KEYS", DEV_TOKEN_KEY)
 SIMULATOR_STATE_FILE = env("SIMULATOR_STATE_FILE", str(VAR_DIR / "simulator.json"))
+# Vehicle simulator (helper SIM): where it sends VEHICLE_STATE webhooks; empty = none.
+SIMULATOR_WEBHOOK_URL = env("SIMULATOR_WEBHOOK_URL", "")
 
 # --- Stripe -------------------------------------------------------------------------------------
 LOCALSTRIPE_PORT = int(env("LOCALSTRIPE_PORT", "8420"))
