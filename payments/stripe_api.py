@@ -7,6 +7,7 @@ covers its network retries). localstripe ignores the keys; real Stripe honours t
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -69,9 +70,18 @@ class CheckoutSessionInfo:
     metadata: dict = field(default_factory=dict)
 
 
+# Tests that cannot run against localstripe (Checkout Sessions) put an httpx.MockTransport here.
+_transport = None
+
+
 @lru_cache(maxsize=4)
-def _client_for(secret_key: str, api_base: str) -> stripe.StripeClient:
-    kwargs = {"http_client": stripe.HTTPXClient(allow_sync_methods=True), "max_network_retries": 2}
+def _client_for(secret_key: str, api_base: str, transport) -> stripe.StripeClient:
+    http_client = stripe.HTTPXClient(timeout=settings.STRIPE_API_TIMEOUT_S, allow_sync_methods=True)
+    if transport is not None:
+        import httpx
+
+        http_client._client = httpx.Client(transport=transport)
+    kwargs = {"http_client": http_client, "max_network_retries": 2}
     if api_base:
         kwargs["base_addresses"] = {"api": api_base}
     return stripe.StripeClient(secret_key, **kwargs)
@@ -79,7 +89,7 @@ def _client_for(secret_key: str, api_base: str) -> stripe.StripeClient:
 
 def client() -> stripe.StripeClient:
     # Keyed on the settings so tests pointing STRIPE_API_BASE elsewhere get their own client.
-    return _client_for(settings.STRIPE_SECRET_KEY, settings.STRIPE_API_BASE)
+    return _client_for(settings.STRIPE_SECRET_KEY, settings.STRIPE_API_BASE, _transport)
 
 
 def _wrap(exc: stripe.StripeError) -> StripeFailure:
@@ -288,7 +298,5 @@ def webhook_verify(payload: bytes, sig_header: str) -> dict:
         except stripe.SignatureVerificationError as exc:
             last_error = exc
             continue
-        import json
-
         return json.loads(payload)
     raise last_error or stripe.SignatureVerificationError("no webhook secret configured", sig_header)
