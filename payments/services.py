@@ -29,6 +29,10 @@ class PurchaseError(Exception):
     """A purchase cannot be created or paid as asked (bad amount, wrong state)."""
 
 
+class UnmatchedEvent(Exception):
+    """An event names a payment we do not know (yet): processing fails and is retried later."""
+
+
 # --- Purchases ------------------------------------------------------------------------------------
 
 
@@ -122,7 +126,11 @@ def purchase_fulfil(*, purchase_id: int, payment_intent: stripe_api.PaymentInten
         )
         purchase.refresh_from_db()
         wallet_services.wallet_credit_purchase(purchase=purchase)
-        return True
+    # A dispute processed before the payment was credited (events come in any order) takes its
+    # claw-back now, so the credit is never spendable.
+    for dispute in Dispute.objects.filter(purchase=purchase).exclude(status=Dispute.Status.WON):
+        wallet_services.wallet_dispute_clawback(dispute_id=dispute.pk)
+    return True
 
 
 # --- Card payments (payments.md §2.1) ---------------------------------------------------------------
@@ -473,7 +481,7 @@ def _apply_refund(part: RefundPart, info: stripe_api.RefundInfo) -> None:
         RefundPart.objects.filter(pk=part.pk, stripe_refund_id__isnull=True).update(stripe_refund_id=info.id)
 
 
-def _dispute_upsert(obj: dict) -> Dispute | None:
+def _dispute_upsert(obj: dict) -> Dispute:
     purchase = None
     pi_id = obj.get("payment_intent")
     if pi_id:
@@ -481,8 +489,9 @@ def _dispute_upsert(obj: dict) -> Dispute | None:
     if purchase is None and obj.get("charge"):
         purchase = Purchase.objects.filter(stripe_charge_id=obj["charge"]).first()
     if purchase is None:
-        logger.warning("dispute %s belongs to no purchase", obj["id"])
-        return None
+        # Every disputed charge is one of ours: if we cannot match it, our own record is not
+        # there yet (or is broken). Fail so the sweeper retries and an operator sees it.
+        raise UnmatchedEvent(f"dispute {obj['id']}: no purchase for {pi_id or obj.get('charge')}")
     dispute, _ = Dispute.objects.get_or_create(
         stripe_dispute_id=obj["id"],
         defaults={
@@ -499,14 +508,12 @@ def _dispute_upsert(obj: dict) -> Dispute | None:
 def _on_dispute_created(obj: dict) -> None:
     dispute = _dispute_upsert(obj)
     # A dispute already closed (its .closed event came first) is never reopened.
-    if dispute is not None and dispute.status == Dispute.Status.OPEN:
+    if dispute.status == Dispute.Status.OPEN:
         wallet_services.wallet_dispute_clawback(dispute_id=dispute.pk)
 
 
 def _on_dispute_closed(obj: dict) -> None:
     dispute = _dispute_upsert(obj)
-    if dispute is None:
-        return
     won = obj.get("status") in ("won", "warning_closed")
     to_status = Dispute.Status.WON if won else Dispute.Status.LOST
     Dispute.objects.filter(pk=dispute.pk, status=Dispute.Status.OPEN).update(

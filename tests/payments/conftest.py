@@ -1,6 +1,7 @@
 """localstripe for the payments tests: one process per test session on a free loopback port,
 emptied before each test. Helpers play the browser's part (Stripe.js) through the same API."""
 
+import contextlib
 import json
 import socket
 import subprocess
@@ -29,8 +30,8 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def localstripe_base():
+@contextlib.contextmanager
+def _localstripe_process():
     port = _free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "payments.localstripe", "--port", str(port)],
@@ -49,9 +50,27 @@ def localstripe_base():
                 proc.kill()
                 raise RuntimeError("localstripe did not start") from None
             time.sleep(0.05)
-    yield base
-    proc.terminate()
-    proc.wait(timeout=10)
+    try:
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def localstripe_base():
+    with _localstripe_process() as base:
+        yield base
+
+
+@pytest.fixture
+def own_localstripe(settings):
+    """A localstripe of this test alone: webhook registrations cannot be removed, and a shared
+    instance would keep delivering this test's events to later tests."""
+    with _localstripe_process() as base:
+        settings.STRIPE_API_BASE = base
+        settings.STRIPE_CHECKOUT = "elements"
+        yield base
 
 
 @pytest.fixture
