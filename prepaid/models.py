@@ -1,0 +1,223 @@
+"""The prepaid-credit domain: energy packages, wallets, the append-only ledger and credit lots.
+
+Energy is integer watt-hours, money integer minor units. Every write goes through
+prepaid/services.py; these models only hold fields, constraints and small derived values.
+
+Balances and disputes (the design choice, see also services.wallet_dispute_clawback):
+- `Wallet.balance_wh` is the available energy, `Wallet.held_wh` the energy reserved by active
+  holds. The balance may go below zero only while the wallet is blocked: a dispute claws back
+  the whole credit of the disputed payment, including energy already consumed, and blocks the
+  wallet. The CheckConstraint `balance_wh >= 0 OR blocked` keeps every other path non-negative.
+- Each credit lot satisfies energy = consumed + refunded + remaining + dispute_removed. At any
+  time, per wallet: balance + held = Σ remaining − Σ (disputed − dispute_removed), i.e. the
+  claw-back debt is explicit on the disputed lots. `ledger_check` verifies all of this.
+"""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+
+
+class EnergyPackage(models.Model):
+    """A fixed bundle sold on the buy page; the price includes VAT."""
+
+    name = models.CharField(max_length=100)
+    energy_wh = models.PositiveIntegerField()
+    price_minor = models.PositiveIntegerField()
+    currency = models.CharField(max_length=3, default="eur")
+    active = models.BooleanField(default=True)
+    order = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["order", "energy_wh"]
+        constraints = [
+            models.CheckConstraint(condition=Q(energy_wh__gt=0), name="package_energy_positive"),
+            models.CheckConstraint(condition=Q(price_minor__gt=0), name="package_price_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Wallet(models.Model):
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="wallet")
+    balance_wh = models.BigIntegerField(default=0)
+    held_wh = models.BigIntegerField(default=0)
+    blocked = models.BooleanField(default=False)
+    blocked_reason = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            # Negative only through a dispute claw-back, which always blocks the wallet.
+            models.CheckConstraint(condition=Q(balance_wh__gte=0) | Q(blocked=True), name="wallet_balance_nonneg"),
+            models.CheckConstraint(condition=Q(held_wh__gte=0), name="wallet_held_nonneg"),
+        ]
+
+    def __str__(self) -> str:
+        return f"wallet of {self.user} ({self.balance_wh} Wh)"
+
+
+class CreditLot(models.Model):
+    """The energy and money of one paid purchase; consumption draws from lots FIFO."""
+
+    wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="lots")
+    purchase = models.OneToOneField("payments.Purchase", on_delete=models.PROTECT, related_name="lot")
+    energy_wh = models.BigIntegerField()
+    amount_minor = models.BigIntegerField()
+    currency = models.CharField(max_length=3)
+    remaining_wh = models.BigIntegerField()
+    consumed_wh = models.BigIntegerField(default=0)
+    refunded_wh = models.BigIntegerField(default=0)
+    refunded_minor = models.BigIntegerField(default=0)
+    # Energy clawed back from the balance by an open dispute (energy − refunded at the time) and
+    # the part of it that was taken out of `remaining_wh`; the difference is claw-back debt.
+    disputed_wh = models.BigIntegerField(default=0)
+    dispute_removed_wh = models.BigIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(energy_wh__gt=0), name="lot_energy_positive"),
+            models.CheckConstraint(condition=Q(amount_minor__gte=0), name="lot_amount_nonneg"),
+            models.CheckConstraint(
+                condition=Q(remaining_wh__gte=0)
+                & Q(consumed_wh__gte=0)
+                & Q(refunded_wh__gte=0)
+                & Q(refunded_minor__gte=0)
+                & Q(disputed_wh__gte=0)
+                & Q(dispute_removed_wh__gte=0),
+                name="lot_parts_nonneg",
+            ),
+            models.CheckConstraint(
+                condition=Q(
+                    energy_wh=F("remaining_wh") + F("consumed_wh") + F("refunded_wh") + F("dispute_removed_wh")
+                ),
+                name="lot_energy_balanced",
+            ),
+            models.CheckConstraint(condition=Q(refunded_minor__lte=F("amount_minor")), name="lot_refund_le_amount"),
+            models.CheckConstraint(condition=Q(dispute_removed_wh__lte=F("disputed_wh")), name="lot_dispute_parts"),
+        ]
+
+    def __str__(self) -> str:
+        return f"lot {self.pk}: {self.remaining_wh}/{self.energy_wh} Wh"
+
+
+class Hold(models.Model):
+    """Energy reserved for one charging session, settled (consumed + released) exactly once."""
+
+    class Status(models.TextChoices):
+        ACTIVE = "active"
+        SETTLED = "settled"
+        RELEASED = "released"
+
+    wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="holds")
+    energy_wh = models.BigIntegerField()
+    consumed_wh = models.BigIntegerField(default=0)
+    released_wh = models.BigIntegerField(default=0)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
+    idempotency_key = models.CharField(max_length=200, unique=True)
+    # The key of the settle/release call that closed the hold: a repeat with it is a no-op.
+    closed_by_key = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(energy_wh__gt=0), name="hold_energy_positive"),
+            models.CheckConstraint(condition=Q(consumed_wh__gte=0) & Q(released_wh__gte=0), name="hold_parts_nonneg"),
+            models.CheckConstraint(
+                condition=Q(status="active", consumed_wh=0, released_wh=0)
+                | (~Q(status="active") & Q(energy_wh=F("consumed_wh") + F("released_wh"))),
+                name="hold_closed_balanced",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"hold {self.idempotency_key} ({self.status})"
+
+    @property
+    def open_wh(self) -> int:
+        return self.energy_wh - self.consumed_wh - self.released_wh
+
+
+class LedgerQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        raise LedgerImmutable("ledger entries are append-only")
+
+    def delete(self):
+        raise LedgerImmutable("ledger entries are append-only")
+
+
+class LedgerImmutable(Exception):
+    pass
+
+
+class LedgerEntry(models.Model):
+    """One append-only line: the change of a wallet's balance and held energy, and why."""
+
+    class Kind(models.TextChoices):
+        PURCHASE = "purchase"
+        HOLD = "hold"
+        RELEASE = "release"
+        CONSUME = "consume"
+        REFUND = "refund"
+        REFUND_REVERSAL = "refund_reversal"  # Stripe reported a refund failed: credit back
+        DISPUTE = "dispute"
+        DISPUTE_WON = "dispute_won"
+        ADJUSTMENT = "adjustment"
+
+    wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="entries")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    # Change of the available balance and of the held energy; a hold moves energy from one to
+    # the other (−E, +E), a consume only reduces held energy (0, −C).
+    delta_wh = models.BigIntegerField()
+    held_delta_wh = models.BigIntegerField(default=0)
+    idempotency_key = models.CharField(max_length=200, unique=True)
+    purchase = models.ForeignKey("payments.Purchase", null=True, blank=True, on_delete=models.PROTECT)
+    lot = models.ForeignKey(CreditLot, null=True, blank=True, on_delete=models.PROTECT)
+    hold = models.ForeignKey(Hold, null=True, blank=True, on_delete=models.PROTECT)
+    refund_part = models.ForeignKey("payments.RefundPart", null=True, blank=True, on_delete=models.PROTECT)
+    dispute = models.ForeignKey("payments.Dispute", null=True, blank=True, on_delete=models.PROTECT)
+    note = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = LedgerQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        verbose_name_plural = "ledger entries"
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.delta_wh:+d} Wh ({self.idempotency_key})"
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise LedgerImmutable("ledger entries are append-only")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise LedgerImmutable("ledger entries are append-only")
+
+
+class LotConsumption(models.Model):
+    """How much of a hold's consumed energy came from which lot (FIFO), for traceability."""
+
+    hold = models.ForeignKey(Hold, on_delete=models.PROTECT, related_name="consumptions")
+    lot = models.ForeignKey(CreditLot, on_delete=models.PROTECT, related_name="consumptions")
+    ledger_entry = models.ForeignKey(LedgerEntry, on_delete=models.PROTECT, related_name="consumptions")
+    energy_wh = models.BigIntegerField()
+    # Drawn from energy a dispute had taken out of the lot while it was held (see services).
+    from_disputed = models.BooleanField(default=False)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(energy_wh__gt=0), name="consumption_energy_positive"),
+            models.UniqueConstraint(fields=["hold", "lot", "from_disputed"], name="consumption_unique_per_lot"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.energy_wh} Wh of lot {self.lot_id} for hold {self.hold_id}"

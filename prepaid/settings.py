@@ -209,6 +209,15 @@ STRIPE_WEBHOOK_SECRETS = env_list("STRIPE_WEBHOOK_SECRET", DEV_STRIPE_WEBHOOK_SE
 STRIPE_WEBHOOK_TOLERANCE_S = int(env("STRIPE_WEBHOOK_TOLERANCE_S", "300"))
 STRIPE_CHECKOUT = env("STRIPE_CHECKOUT", "elements")  # elements | hosted
 STRIPE_WEBHOOK_MAX_BYTES = int(env("STRIPE_WEBHOOK_MAX_BYTES", str(256 * 1024)))
+# --- Stripe: wallet/payments helper's additions ---
+# Timeout of one call to Stripe's API (seconds); stripe-python's default of 80 s is too long.
+STRIPE_API_TIMEOUT_S = float(env("STRIPE_API_TIMEOUT_S", "20"))
+# Purchases left awaiting payment are re-fetched after this many seconds, and canceled
+# (with their PaymentIntent) once older than STRIPE_ABANDON_AFTER_S.
+STRIPE_RECONCILE_AFTER_S = int(env("STRIPE_RECONCILE_AFTER_S", "300"))
+STRIPE_ABANDON_AFTER_S = int(env("STRIPE_ABANDON_AFTER_S", str(24 * 3600)))
+# Webhook events whose processing failed are retried by the sweeper up to this many attempts.
+STRIPE_EVENT_MAX_ATTEMPTS = int(env("STRIPE_EVENT_MAX_ATTEMPTS", "5"))
 
 # --- Pricing ------------------------------------------------------------------------------------
 CURRENCY = env("CURRENCY", "eur").lower()

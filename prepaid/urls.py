@@ -9,4 +9,5 @@ urlpatterns = [
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
     path("vehicles/", include("sessions.urls")),
+    path("payments/", include("payments.urls")),
 ]

@@ -1,0 +1,607 @@
+"""Writes of the payments app: purchases, fulfilment, the webhook inbox, refunds and disputes.
+
+Stripe is called through payments.stripe_api only, and never inside a transaction: claim a row
+and commit, call Stripe, record the answer in a new transaction. Lock order follows prepaid:
+wallet first, then purchase / refund part / dispute.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from payments import pricing, stripe_api
+from payments.models import Dispute, Purchase, PurchaseTransition, RefundPart, StripeCustomer, StripeEvent
+from prepaid import services as wallet_services
+from prepaid.models import EnergyPackage
+
+logger = logging.getLogger(__name__)
+
+
+class PurchaseError(Exception):
+    """A purchase cannot be created or paid as asked (bad amount, wrong state)."""
+
+
+class UnmatchedEvent(Exception):
+    """An event names a payment we do not know (yet): processing fails and is retried later."""
+
+
+# --- Purchases ------------------------------------------------------------------------------------
+
+
+def purchase_create(*, user, package: EnergyPackage | None = None, energy_kwh: Decimal | None = None) -> Purchase:
+    """A purchase of a package or of a custom amount (CUSTOM_KWH_MIN..MAX at PRICE_PER_KWH).
+
+    Energy, gross amount and its VAT share are fixed here and never change afterwards.
+    """
+    vat_rate = settings.VAT_RATE
+    if package is not None:
+        if not package.active:
+            raise PurchaseError("this package is no longer sold")
+        energy_wh, amount_minor, currency = package.energy_wh, package.price_minor, package.currency
+    else:
+        if energy_kwh is None:
+            raise PurchaseError("choose a package or an amount")
+        if not settings.CUSTOM_KWH_MIN <= energy_kwh <= settings.CUSTOM_KWH_MAX:
+            raise PurchaseError(f"choose between {settings.CUSTOM_KWH_MIN} and {settings.CUSTOM_KWH_MAX} kWh")
+        currency = settings.CURRENCY
+        energy_wh = pricing.kwh_to_wh(energy_kwh)
+        amount_minor = pricing.price_minor_for(energy_wh, price_per_kwh=settings.PRICE_PER_KWH, currency=currency)
+    return Purchase.objects.create(
+        user=user,
+        package=package,
+        energy_wh=energy_wh,
+        amount_minor=amount_minor,
+        currency=currency,
+        vat_minor=pricing.vat_share_minor(amount_minor, vat_rate=vat_rate),
+        vat_rate=vat_rate,
+        checkout_mode=settings.STRIPE_CHECKOUT,
+    )
+
+
+def purchase_transition(*, purchase_id: int, to_status: str, reason: str = "") -> bool:
+    """Move a purchase forward by compare-and-set and log it; False if it had moved on already."""
+    with transaction.atomic():
+        current = Purchase.objects.values_list("status", flat=True).get(pk=purchase_id)
+        if to_status not in Purchase.TRANSITIONS[current]:
+            return False
+        updates = {"status": to_status, "updated_at": timezone.now()}
+        if to_status == Purchase.Status.PAID:
+            updates["paid_at"] = timezone.now()
+        moved = Purchase.objects.filter(pk=purchase_id, status=current).update(**updates)
+        if moved:
+            PurchaseTransition.objects.create(
+                purchase_id=purchase_id, from_status=current, to_status=to_status, reason=reason[:200]
+            )
+        return bool(moved)
+
+
+def purchase_fulfil(*, purchase_id: int, payment_intent: stripe_api.PaymentIntentInfo, source: str) -> bool:
+    """Credit a purchase whose PaymentIntent succeeded: the ONE fulfilment, reached from the webhook,
+    the return page and the reconciliation task. Idempotent; returns True if this call credited it.
+
+    Refuses (logs, returns False) a PaymentIntent that is not succeeded or whose amount, currency or
+    purchase_id does not match the purchase.
+    """
+    purchase = Purchase.objects.select_related("user").get(pk=purchase_id)
+    pi = payment_intent
+    if pi.status != "succeeded":
+        return False
+    if (
+        pi.purchase_id != str(purchase.public_id)
+        or pi.amount != purchase.amount_minor
+        or pi.currency != purchase.currency
+    ):
+        logger.error(
+            "purchase %s: payment %s does not match (%s %s for %s)",
+            purchase.public_id,
+            pi.id,
+            pi.amount,
+            pi.currency,
+            pi.purchase_id,
+        )
+        return False
+    wallet = wallet_services.wallet_get_or_create(user=purchase.user)
+    with transaction.atomic():
+        # Wallet first (prepaid's lock order), then the purchase row.
+        wallet_services._lock_wallet(wallet.pk)
+        purchase = Purchase.objects.select_for_update().get(pk=purchase_id)
+        if purchase.status == Purchase.Status.PAID:
+            return False
+        if not purchase_transition(
+            purchase_id=purchase.pk, to_status=Purchase.Status.PAID, reason=f"{source}: {pi.id}"
+        ):
+            # Failed/canceled purchases whose money arrived anyway: keep the money visible.
+            logger.error("purchase %s is %s but %s succeeded", purchase.public_id, purchase.status, pi.id)
+            return False
+        Purchase.objects.filter(pk=purchase.pk).update(
+            stripe_payment_intent_id=pi.id, stripe_charge_id=pi.charge_id or purchase.stripe_charge_id, last_error=""
+        )
+        purchase.refresh_from_db()
+        wallet_services.wallet_credit_purchase(purchase=purchase)
+    # A dispute processed before the payment was credited (events come in any order) takes its
+    # claw-back now, so the credit is never spendable.
+    for dispute in Dispute.objects.filter(purchase=purchase).exclude(status=Dispute.Status.WON):
+        wallet_services.wallet_dispute_clawback(dispute_id=dispute.pk)
+    return True
+
+
+# --- Card payments (payments.md §2.1) ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CardSetup:
+    client_secret: str
+    customer_id: str
+
+
+@dataclass(frozen=True)
+class CardPaymentResult:
+    """What the browser does next: done (succeeded), authenticate (requires_action) or show `message`."""
+
+    status: str  # succeeded | requires_action | processing | declined | error
+    client_secret: str = ""
+    message: str = ""
+
+
+def customer_ensure(*, user) -> str:
+    """The user's Stripe customer id, created at Stripe on first use."""
+    existing = StripeCustomer.objects.filter(user=user).first()
+    if existing is not None:
+        return existing.customer_id
+    # The idempotency key `user:<id>:customer` makes a concurrent double creation return one id.
+    customer_id = stripe_api.customer_create(user_id=user.pk, email=user.email)
+    try:
+        with transaction.atomic():
+            StripeCustomer.objects.create(user=user, customer_id=customer_id)
+    except IntegrityError:
+        return StripeCustomer.objects.get(user=user).customer_id
+    return customer_id
+
+
+def purchase_begin_card(*, purchase_id: int) -> CardSetup:
+    """Open the card step: a SetupIntent the browser confirms with confirmCardSetup."""
+    purchase = Purchase.objects.select_related("user").get(pk=purchase_id)
+    if purchase.status == Purchase.Status.CREATED:
+        purchase_transition(purchase_id=purchase.pk, to_status=Purchase.Status.AWAITING_PAYMENT, reason="card step")
+        purchase.refresh_from_db()
+    if purchase.status != Purchase.Status.AWAITING_PAYMENT:
+        raise PurchaseError(f"this purchase is {purchase.get_status_display().lower()}")
+    customer_id = customer_ensure(user=purchase.user)
+    _, client_secret = stripe_api.setup_intent_create(
+        customer_id=customer_id, idempotency_key=f"purchase:{purchase.public_id}:setup:{purchase.attempts}"
+    )
+    return CardSetup(client_secret=client_secret, customer_id=customer_id)
+
+
+def purchase_pay_with_card(*, purchase_id: int, payment_method_id: str) -> CardPaymentResult:
+    """Create and confirm the PaymentIntent for a card saved by the SetupIntent (server side).
+
+    Each attempt has its own PaymentIntent and key `purchase:<uuid>:pi:<n>`: a declined one is
+    left behind, so the driver can retry with another card. Stripe is called outside any
+    transaction; the attempt is claimed and committed first.
+    """
+    with transaction.atomic():
+        purchase = Purchase.objects.select_for_update().select_related("user").get(pk=purchase_id)
+        if purchase.status != Purchase.Status.AWAITING_PAYMENT:
+            return CardPaymentResult(status="error", message=f"This purchase is {purchase.get_status_display()}.")
+        purchase.attempts += 1
+        purchase.save(update_fields=["attempts", "updated_at"])
+    customer_id = customer_ensure(user=purchase.user)
+    try:
+        pi = stripe_api.payment_intent_create_confirmed(
+            amount_minor=purchase.amount_minor,
+            currency=purchase.currency,
+            customer_id=customer_id,
+            payment_method_id=payment_method_id,
+            purchase_id=str(purchase.public_id),
+            idempotency_key=f"purchase:{purchase.public_id}:pi:{purchase.attempts}",
+        )
+    except stripe_api.CardDeclined as exc:
+        message = exc.message or "Your card was declined."
+        Purchase.objects.filter(pk=purchase.pk).update(last_error=message[:300], updated_at=timezone.now())
+        return CardPaymentResult(status="declined", message=f"{message} You can try again with another card.")
+    except stripe_api.StripeFailure as exc:
+        logger.warning("purchase %s: payment call failed: %s", purchase.public_id, exc)
+        return CardPaymentResult(status="error", message="The payment could not be started. Please try again.")
+    Purchase.objects.filter(pk=purchase.pk).update(stripe_payment_intent_id=pi.id, updated_at=timezone.now())
+    if pi.status == "succeeded":
+        purchase_fulfil(purchase_id=purchase.pk, payment_intent=pi, source="confirm")
+        return CardPaymentResult(status="succeeded")
+    if pi.status == "requires_action":
+        return CardPaymentResult(status="requires_action", client_secret=pi.client_secret)
+    if pi.status == "processing":
+        return CardPaymentResult(status="processing")
+    return CardPaymentResult(status="declined", message=pi.error_message or "The payment did not go through.")
+
+
+def _record_payment_error(purchase: Purchase, pi: stripe_api.PaymentIntentInfo) -> None:
+    if pi.error_code == "payment_intent_authentication_failure":
+        message = "The card authentication (3-D Secure) failed. You can try again."
+    else:
+        message = pi.error_message or "The payment did not go through. You can try again."
+    Purchase.objects.filter(pk=purchase.pk, status=Purchase.Status.AWAITING_PAYMENT).update(
+        last_error=message[:300], updated_at=timezone.now()
+    )
+
+
+def purchase_refresh(*, purchase_id: int, source: str = "return") -> Purchase:
+    """Re-fetch the payment of a purchase still awaiting it and act on what Stripe says.
+
+    Reached from the driver's return page and from the reconciliation task.
+    """
+    purchase = Purchase.objects.get(pk=purchase_id)
+    if purchase.status != Purchase.Status.AWAITING_PAYMENT:
+        return purchase
+    if purchase.stripe_payment_intent_id:
+        pi = stripe_api.payment_intent_retrieve(purchase.stripe_payment_intent_id)
+        _apply_payment_intent(purchase, pi, source=source)
+    elif purchase.stripe_checkout_session_id:
+        session = stripe_api.checkout_session_retrieve(purchase.stripe_checkout_session_id)
+        _apply_checkout_session(purchase, session, source=source)
+    purchase.refresh_from_db()
+    return purchase
+
+
+def _apply_payment_intent(purchase: Purchase, pi: stripe_api.PaymentIntentInfo, *, source: str) -> None:
+    if pi.status == "succeeded":
+        purchase_fulfil(purchase_id=purchase.pk, payment_intent=pi, source=source)
+    elif pi.status == "canceled":
+        # Only the purchase's current PaymentIntent decides; an abandoned earlier attempt does not.
+        if purchase.stripe_payment_intent_id in ("", None, pi.id):
+            purchase_transition(
+                purchase_id=purchase.pk, to_status=Purchase.Status.CANCELED, reason=f"{source}: {pi.id}"
+            )
+    elif pi.status == "requires_payment_method" and (pi.error_code or pi.error_message):
+        _record_payment_error(purchase, pi)
+
+
+def purchases_reconcile(*, now=None) -> int:
+    """Re-fetch purchases left awaiting payment; cancel the abandoned ones. Returns how many moved."""
+    now = now or timezone.now()
+    moved = 0
+    stale = Purchase.objects.filter(
+        status=Purchase.Status.AWAITING_PAYMENT,
+        updated_at__lt=now - timedelta(seconds=settings.STRIPE_RECONCILE_AFTER_S),
+    )
+    for purchase in stale:
+        try:
+            refreshed = purchase_refresh(purchase_id=purchase.pk, source="reconcile")
+        except stripe_api.StripeFailure as exc:
+            logger.warning("reconcile %s: %s", purchase.public_id, exc)
+            continue
+        if refreshed.status != Purchase.Status.AWAITING_PAYMENT:
+            moved += 1
+        elif refreshed.created_at < now - timedelta(seconds=settings.STRIPE_ABANDON_AFTER_S):
+            moved += purchase_abandon(purchase_id=purchase.pk)
+    return moved
+
+
+def purchase_abandon(*, purchase_id: int) -> bool:
+    """Cancel an unpaid purchase and its PaymentIntent (so a late confirmation cannot charge it)."""
+    purchase = Purchase.objects.get(pk=purchase_id)
+    if purchase.stripe_payment_intent_id:
+        try:
+            pi = stripe_api.payment_intent_cancel(purchase.stripe_payment_intent_id)
+        except stripe_api.StripeFailure:
+            pi = stripe_api.payment_intent_retrieve(purchase.stripe_payment_intent_id)
+        if pi.status == "succeeded":
+            return purchase_fulfil(purchase_id=purchase.pk, payment_intent=pi, source="abandon")
+    return purchase_transition(purchase_id=purchase.pk, to_status=Purchase.Status.CANCELED, reason="abandoned")
+
+
+# --- Hosted Checkout (STRIPE_CHECKOUT=hosted) -----------------------------------------------------
+
+
+def purchase_begin_hosted(*, purchase_id: int, success_url: str, cancel_url: str) -> str:
+    """Create (once) the Checkout Session of a purchase; returns the URL of Stripe's page."""
+    purchase = Purchase.objects.select_related("user", "package").get(pk=purchase_id)
+    if purchase.status == Purchase.Status.CREATED:
+        purchase_transition(purchase_id=purchase.pk, to_status=Purchase.Status.AWAITING_PAYMENT, reason="checkout")
+    elif purchase.status != Purchase.Status.AWAITING_PAYMENT:
+        raise PurchaseError(f"this purchase is {purchase.get_status_display().lower()}")
+    name = purchase.package.name if purchase.package else f"{purchase.energy_wh / 1000:g} kWh of charging"
+    session = stripe_api.checkout_session_create(
+        amount_minor=purchase.amount_minor,
+        currency=purchase.currency,
+        product_name=name,
+        purchase_id=str(purchase.public_id),
+        customer_email=purchase.user.email,
+        success_url=success_url,
+        cancel_url=cancel_url,
+        idempotency_key=f"purchase:{purchase.public_id}:checkout",
+    )
+    Purchase.objects.filter(pk=purchase.pk).update(stripe_checkout_session_id=session.id, updated_at=timezone.now())
+    return session.url
+
+
+def _payment_from_session(session: stripe_api.CheckoutSessionInfo) -> stripe_api.PaymentIntentInfo:
+    # A paid session is a succeeded payment of amount_total; fulfilment checks it like a PaymentIntent.
+    return stripe_api.PaymentIntentInfo(
+        id=session.payment_intent_id or session.id,
+        status="succeeded" if session.payment_status == "paid" else "processing",
+        amount=session.amount_total,
+        currency=session.currency,
+        purchase_id=session.client_reference_id,
+    )
+
+
+def _apply_checkout_session(purchase: Purchase, session: stripe_api.CheckoutSessionInfo, *, source: str) -> None:
+    if session.payment_status == "paid":
+        purchase_fulfil(purchase_id=purchase.pk, payment_intent=_payment_from_session(session), source=source)
+    elif session.status == "expired":
+        purchase_transition(purchase_id=purchase.pk, to_status=Purchase.Status.CANCELED, reason=f"{source}: expired")
+    if session.payment_intent_id and not purchase.stripe_payment_intent_id:
+        Purchase.objects.filter(pk=purchase.pk, stripe_payment_intent_id__isnull=True).update(
+            stripe_payment_intent_id=session.payment_intent_id
+        )
+
+
+# --- The webhook inbox ------------------------------------------------------------------------------
+
+
+def event_store(*, event: dict) -> StripeEvent | None:
+    """Store a verified event; None if it was already stored (a duplicate delivery).
+
+    Processing is enqueued only after the row is committed, so the task always finds it.
+    """
+    try:
+        with transaction.atomic():
+            stored = StripeEvent.objects.create(
+                event_id=event["id"],
+                type=event["type"],
+                payload=event,
+                livemode=bool(event.get("livemode")),
+                enqueued_at=timezone.now(),
+            )
+            transaction.on_commit(lambda: _enqueue_event(stored.pk))
+    except IntegrityError:
+        return None
+    return stored
+
+
+def _enqueue_event(event_pk: int) -> None:
+    from django_q.tasks import async_task
+
+    async_task("payments.tasks.process_stripe_event", event_pk, task_name=f"stripe-event-{event_pk}")
+
+
+def event_process(*, event_pk: int) -> str:
+    """Apply one stored event; records success or the error (and never raises), returns the status.
+
+    Safe to run twice or concurrently: every effect is idempotent on its own key.
+    """
+    event = StripeEvent.objects.get(pk=event_pk)
+    if event.status in (StripeEvent.Status.PROCESSED, StripeEvent.Status.IGNORED):
+        return event.status
+    StripeEvent.objects.filter(pk=event.pk).update(attempts=F("attempts") + 1)
+    handler = EVENT_HANDLERS.get(event.type)
+    if handler is None:
+        StripeEvent.objects.filter(pk=event.pk).update(status=StripeEvent.Status.IGNORED, processed_at=timezone.now())
+        return StripeEvent.Status.IGNORED
+    try:
+        handler(event.payload["data"]["object"])
+    except Exception as exc:
+        logger.exception("stripe event %s (%s) failed", event.event_id, event.type)
+        StripeEvent.objects.filter(pk=event.pk).exclude(status=StripeEvent.Status.PROCESSED).update(
+            status=StripeEvent.Status.FAILED, last_error=f"{type(exc).__name__}: {exc}"[:2000]
+        )
+        return StripeEvent.Status.FAILED
+    StripeEvent.objects.filter(pk=event.pk).update(
+        status=StripeEvent.Status.PROCESSED, processed_at=timezone.now(), last_error=""
+    )
+    return StripeEvent.Status.PROCESSED
+
+
+def events_sweep(*, now=None, stuck_after_s: int = 120) -> int:
+    """Re-enqueue events stuck pending (a lost queue message) or failed with attempts left."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=stuck_after_s)
+    due = StripeEvent.objects.filter(
+        Q(status=StripeEvent.Status.PENDING, enqueued_at__lt=cutoff)
+        | Q(status=StripeEvent.Status.FAILED, attempts__lt=settings.STRIPE_EVENT_MAX_ATTEMPTS, enqueued_at__lt=cutoff)
+    )
+    pks = list(due.values_list("pk", flat=True)[:500])
+    for pk in pks:
+        StripeEvent.objects.filter(pk=pk).update(enqueued_at=now)
+        _enqueue_event(pk)
+    return len(pks)
+
+
+def _purchase_for_intent(obj: dict) -> Purchase | None:
+    purchase_id = (obj.get("metadata") or {}).get("purchase_id")
+    if purchase_id:
+        purchase = Purchase.objects.filter(public_id=purchase_id).first()
+        if purchase is not None:
+            return purchase
+    return Purchase.objects.filter(stripe_payment_intent_id=obj["id"]).first()
+
+
+def _on_payment_intent(obj: dict) -> None:
+    purchase = _purchase_for_intent(obj)
+    if purchase is None:
+        logger.warning("payment intent %s belongs to no purchase", obj["id"])
+        return
+    pi = stripe_api.payment_intent_info(obj)
+    if pi.status == "succeeded":
+        purchase_fulfil(purchase_id=purchase.pk, payment_intent=pi, source="webhook")
+    elif purchase.status == Purchase.Status.AWAITING_PAYMENT:
+        _apply_payment_intent(purchase, pi, source="webhook")
+
+
+def _on_checkout_session(obj: dict) -> None:
+    session = stripe_api.checkout_session_info(obj)
+    purchase = Purchase.objects.filter(public_id=session.client_reference_id or None).first()
+    if purchase is None:
+        logger.warning("checkout session %s belongs to no purchase", session.id)
+        return
+    _apply_checkout_session(purchase, session, source="webhook")
+
+
+def _on_checkout_async_failed(obj: dict) -> None:
+    session = stripe_api.checkout_session_info(obj)
+    purchase = Purchase.objects.filter(public_id=session.client_reference_id or None).first()
+    if purchase is not None:
+        purchase_transition(purchase_id=purchase.pk, to_status=Purchase.Status.FAILED, reason="async payment failed")
+
+
+def _on_charge_refunded(obj: dict) -> None:
+    for refund in (obj.get("refunds") or {}).get("data") or []:
+        _on_refund(refund)
+
+
+def _on_refund(obj: dict) -> None:
+    info = stripe_api.refund_info(obj)
+    part = RefundPart.objects.filter(stripe_refund_id=info.id).first()
+    if part is None:
+        # The event can arrive before our create call returned: match on our own key.
+        key = (obj.get("metadata") or {}).get("refund_part")
+        part = RefundPart.objects.filter(idempotency_key=key).first() if key else None
+    if part is None:
+        logger.info("refund %s was not made by us; ignored", info.id)
+        return
+    _apply_refund(part, info)
+
+
+def _apply_refund(part: RefundPart, info: stripe_api.RefundInfo) -> None:
+    if info.status == "succeeded":
+        wallet_services.refund_part_succeed(part_id=part.pk, stripe_refund_id=info.id)
+    elif info.status in ("failed", "canceled"):
+        if not part.stripe_refund_id:
+            RefundPart.objects.filter(pk=part.pk, stripe_refund_id__isnull=True).update(stripe_refund_id=info.id)
+        wallet_services.refund_part_fail(part_id=part.pk, reason=info.failure_reason or info.status)
+    elif not part.stripe_refund_id:
+        RefundPart.objects.filter(pk=part.pk, stripe_refund_id__isnull=True).update(stripe_refund_id=info.id)
+
+
+def _dispute_upsert(obj: dict) -> Dispute:
+    purchase = None
+    pi_id = obj.get("payment_intent")
+    if pi_id:
+        purchase = Purchase.objects.filter(stripe_payment_intent_id=pi_id).first()
+    if purchase is None and obj.get("charge"):
+        purchase = Purchase.objects.filter(stripe_charge_id=obj["charge"]).first()
+    if purchase is None:
+        # Every disputed charge is one of ours: if we cannot match it, our own record is not
+        # there yet (or is broken). Fail so the sweeper retries and an operator sees it.
+        raise UnmatchedEvent(f"dispute {obj['id']}: no purchase for {pi_id or obj.get('charge')}")
+    dispute, _ = Dispute.objects.get_or_create(
+        stripe_dispute_id=obj["id"],
+        defaults={
+            "purchase": purchase,
+            "amount_minor": int(obj.get("amount") or 0),
+            "currency": obj.get("currency") or purchase.currency,
+            "reason": obj.get("reason") or "",
+            "stripe_status": obj.get("status") or "",
+        },
+    )
+    return dispute
+
+
+def _on_dispute_created(obj: dict) -> None:
+    dispute = _dispute_upsert(obj)
+    # A dispute already closed (its .closed event came first) is never reopened.
+    if dispute.status == Dispute.Status.OPEN:
+        wallet_services.wallet_dispute_clawback(dispute_id=dispute.pk)
+
+
+def _on_dispute_closed(obj: dict) -> None:
+    dispute = _dispute_upsert(obj)
+    won = obj.get("status") in ("won", "warning_closed")
+    to_status = Dispute.Status.WON if won else Dispute.Status.LOST
+    Dispute.objects.filter(pk=dispute.pk, status=Dispute.Status.OPEN).update(
+        status=to_status, stripe_status=obj.get("status") or "", closed_at=timezone.now()
+    )
+    dispute.refresh_from_db()
+    if dispute.status == Dispute.Status.WON:
+        wallet_services.wallet_dispute_restore(dispute_id=dispute.pk)
+    else:
+        # Lost: the money is gone for good; make sure the credit is too (idempotent).
+        wallet_services.wallet_dispute_clawback(dispute_id=dispute.pk)
+
+
+EVENT_HANDLERS = {
+    "payment_intent.succeeded": _on_payment_intent,
+    "payment_intent.payment_failed": _on_payment_intent,
+    "payment_intent.canceled": _on_payment_intent,
+    "charge.refunded": _on_charge_refunded,
+    "refund.updated": _on_refund,
+    "refund.failed": _on_refund,
+    "charge.dispute.created": _on_dispute_created,
+    "charge.dispute.closed": _on_dispute_closed,
+    "checkout.session.completed": _on_checkout_session,
+    "checkout.session.async_payment_succeeded": _on_checkout_session,
+    "checkout.session.async_payment_failed": _on_checkout_async_failed,
+    "checkout.session.expired": _on_checkout_session,
+}
+
+
+# --- Refunds ----------------------------------------------------------------------------------------
+
+
+def refund_request(*, wallet_id: int, requested_by=None, energy_wh: int | None = None):
+    """Refund unused credit (all by default) to the original payments; Stripe is called after commit."""
+    refund = wallet_services.wallet_refund_request(
+        wallet_id=wallet_id,
+        idempotency_key=wallet_services.new_idempotency_key("refund-request"),
+        energy_wh=energy_wh,
+        requested_by=requested_by,
+    )
+    transaction.on_commit(lambda: _enqueue_refund(refund.pk))
+    return refund
+
+
+def _enqueue_refund(refund_pk: int) -> None:
+    from django_q.tasks import async_task
+
+    async_task("payments.tasks.submit_refund", refund_pk, task_name=f"refund-{refund_pk}")
+
+
+def refund_submit(*, refund_id: int) -> None:
+    """Send each pending part of a refund to Stripe, with the part's own idempotency key.
+
+    A part Stripe refuses outright is failed at once (its energy credited back); a network
+    failure leaves it pending for the next run (the key makes the retry safe).
+    """
+    for part in RefundPart.objects.filter(refund_id=refund_id, status=RefundPart.Status.PENDING).select_related(
+        "purchase"
+    ):
+        if part.stripe_refund_id:
+            continue
+        if part.amount_minor == 0:
+            wallet_services.refund_part_succeed(part_id=part.pk)  # too little energy to be worth a cent
+            continue
+        try:
+            info = stripe_api.refund_create(
+                payment_intent_id=part.purchase.stripe_payment_intent_id,
+                amount_minor=part.amount_minor,
+                idempotency_key=part.idempotency_key,
+                metadata={"refund_part": part.idempotency_key},
+            )
+        except stripe_api.StripeFailure as exc:
+            if exc.retryable:
+                logger.warning("refund part %s: %s; will retry", part.idempotency_key, exc)
+                continue
+            wallet_services.refund_part_fail(part_id=part.pk, reason=exc.message)
+            continue
+        _apply_refund(part, info)
+
+
+def refunds_retry_pending(*, older_than_s: int = 300) -> int:
+    """Resubmit refund parts that never reached Stripe (network trouble at the first try)."""
+    cutoff = timezone.now() - timedelta(seconds=older_than_s)
+    refund_ids = set(
+        RefundPart.objects.filter(
+            status=RefundPart.Status.PENDING, stripe_refund_id__isnull=True, created_at__lt=cutoff
+        ).values_list("refund_id", flat=True)
+    )
+    for refund_id in refund_ids:
+        refund_submit(refund_id=refund_id)
+    return len(refund_ids)

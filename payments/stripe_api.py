@@ -1,0 +1,302 @@
+"""The one module that calls Stripe. Typed results in, typed errors out; no database access.
+
+Every POST carries a deterministic idempotency key derived from our own rows, so a retried
+application call cannot create a second object at Stripe (stripe-python's own random key only
+covers its network retries). localstripe ignores the keys; real Stripe honours them for 24 h.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import stripe
+from django.conf import settings
+
+
+class StripeFailure(Exception):
+    """A Stripe call failed. `retryable` says whether trying again later can help."""
+
+    retryable = False
+
+    def __init__(self, message: str, *, code: str = ""):
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+
+class CardDeclined(StripeFailure):
+    """The card was declined (402); the driver can try another card."""
+
+
+class StripeUnavailable(StripeFailure):
+    """Network trouble, rate limit or a Stripe 5xx: retry later."""
+
+    retryable = True
+
+
+@dataclass(frozen=True)
+class PaymentIntentInfo:
+    id: str
+    status: str
+    amount: int
+    currency: str
+    purchase_id: str
+    client_secret: str = ""
+    charge_id: str = ""
+    error_code: str = ""
+    error_message: str = ""
+
+
+@dataclass(frozen=True)
+class RefundInfo:
+    id: str
+    status: str  # pending | requires_action | succeeded | failed | canceled
+    amount: int
+    failure_reason: str = ""
+
+
+@dataclass(frozen=True)
+class CheckoutSessionInfo:
+    id: str
+    url: str
+    status: str  # open | complete | expired
+    payment_status: str  # paid | unpaid | no_payment_required
+    amount_total: int
+    currency: str
+    client_reference_id: str
+    payment_intent_id: str
+    metadata: dict = field(default_factory=dict)
+
+
+# Tests that cannot run against localstripe (Checkout Sessions) put an httpx.MockTransport here.
+_transport = None
+
+
+@lru_cache(maxsize=4)
+def _client_for(secret_key: str, api_base: str, transport) -> stripe.StripeClient:
+    http_client = stripe.HTTPXClient(timeout=settings.STRIPE_API_TIMEOUT_S, allow_sync_methods=True)
+    if transport is not None:
+        import httpx
+
+        http_client._client = httpx.Client(transport=transport)
+    kwargs = {"http_client": http_client, "max_network_retries": 2}
+    if api_base:
+        kwargs["base_addresses"] = {"api": api_base}
+    return stripe.StripeClient(secret_key, **kwargs)
+
+
+def client() -> stripe.StripeClient:
+    # Keyed on the settings so tests pointing STRIPE_API_BASE elsewhere get their own client.
+    return _client_for(settings.STRIPE_SECRET_KEY, settings.STRIPE_API_BASE, _transport)
+
+
+def _wrap(exc: stripe.StripeError) -> StripeFailure:
+    if isinstance(exc, stripe.CardError):
+        return CardDeclined(exc.user_message or str(exc.user_message or exc), code=exc.code or "card_declined")
+    if isinstance(exc, stripe.APIConnectionError | stripe.RateLimitError):
+        return StripeUnavailable(str(exc))
+    if (exc.http_status or 0) >= 500:
+        return StripeUnavailable(str(exc))
+    return StripeFailure(str(exc), code=getattr(exc, "code", "") or "")
+
+
+def _id(value) -> str:
+    # localstripe always expands some references (latest_charge) that real Stripe returns as ids.
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else value["id"]
+
+
+def payment_intent_info(pi) -> PaymentIntentInfo:
+    """Convert a PaymentIntent (StripeObject or plain dict from an event) into our type."""
+    data = pi if isinstance(pi, dict) else pi.to_dict()
+    error = data.get("last_payment_error") or {}
+    return PaymentIntentInfo(
+        id=data["id"],
+        status=data["status"],
+        amount=int(data["amount"]),
+        currency=data["currency"],
+        purchase_id=(data.get("metadata") or {}).get("purchase_id", ""),
+        client_secret=data.get("client_secret") or "",
+        charge_id=_id(data.get("latest_charge")),
+        error_code=error.get("code") or "",
+        error_message=error.get("message") or "",
+    )
+
+
+def customer_create(*, user_id: int, email: str) -> str:
+    """Create the Stripe customer of one of our users; returns its id."""
+    try:
+        customer = client().v1.customers.create(
+            {"email": email, "metadata": {"user_id": str(user_id)}},
+            {"idempotency_key": f"user:{user_id}:customer"},
+        )
+    except stripe.StripeError as exc:
+        raise _wrap(exc) from exc
+    return customer.id
+
+
+def setup_intent_create(*, customer_id: str, idempotency_key: str) -> tuple[str, str]:
+    """A SetupIntent to save a card in the browser (payments.md §2.1 step 1): (id, client_secret)."""
+    try:
+        intent = client().v1.setup_intents.create(
+            {"customer": customer_id, "payment_method_types": ["card"], "usage": "off_session"},
+            {"idempotency_key": idempotency_key},
+        )
+    except stripe.StripeError as exc:
+        raise _wrap(exc) from exc
+    return intent.id, intent.client_secret
+
+
+def payment_intent_create_confirmed(
+    *,
+    amount_minor: int,
+    currency: str,
+    customer_id: str,
+    payment_method_id: str,
+    purchase_id: str,
+    idempotency_key: str,
+) -> PaymentIntentInfo:
+    """Create and confirm a card PaymentIntent server-side (payments.md §2.1 step 2).
+
+    Returns status `succeeded`, `requires_action` (the browser then calls
+    confirmCardPayment(client_secret)) or `processing`. Raises CardDeclined on a 402.
+    """
+    try:
+        pi = client().v1.payment_intents.create(
+            {
+                "amount": amount_minor,
+                "currency": currency,
+                "customer": customer_id,
+                "payment_method": payment_method_id,
+                "payment_method_types": ["card"],
+                "confirm": True,
+                "metadata": {"purchase_id": purchase_id},
+            },
+            {"idempotency_key": idempotency_key},
+        )
+    except stripe.StripeError as exc:
+        raise _wrap(exc) from exc
+    return payment_intent_info(pi)
+
+
+def payment_intent_retrieve(payment_intent_id: str) -> PaymentIntentInfo:
+    try:
+        pi = client().v1.payment_intents.retrieve(payment_intent_id)
+    except stripe.StripeError as exc:
+        raise _wrap(exc) from exc
+    return payment_intent_info(pi)
+
+
+def payment_intent_cancel(payment_intent_id: str) -> PaymentIntentInfo:
+    try:
+        pi = client().v1.payment_intents.cancel(payment_intent_id)
+    except stripe.StripeError as exc:
+        raise _wrap(exc) from exc
+    return payment_intent_info(pi)
+
+
+def refund_create(*, payment_intent_id: str, amount_minor: int, idempotency_key: str, metadata: dict) -> RefundInfo:
+    """Refund part of a payment to its original payment method; may come back `pending`."""
+    try:
+        refund = client().v1.refunds.create(
+            {"payment_intent": payment_intent_id, "amount": amount_minor, "metadata": metadata},
+            {"idempotency_key": idempotency_key},
+        )
+    except stripe.StripeError as exc:
+        raise _wrap(exc) from exc
+    return refund_info(refund)
+
+
+def refund_info(refund) -> RefundInfo:
+    data = refund if isinstance(refund, dict) else refund.to_dict()
+    return RefundInfo(
+        id=data["id"],
+        status=data.get("status") or "pending",
+        amount=int(data.get("amount") or 0),
+        failure_reason=data.get("failure_reason") or "",
+    )
+
+
+def checkout_session_info(session) -> CheckoutSessionInfo:
+    data = session if isinstance(session, dict) else session.to_dict()
+    return CheckoutSessionInfo(
+        id=data["id"],
+        url=data.get("url") or "",
+        status=data.get("status") or "",
+        payment_status=data.get("payment_status") or "",
+        amount_total=int(data.get("amount_total") or 0),
+        currency=data.get("currency") or "",
+        client_reference_id=data.get("client_reference_id") or "",
+        payment_intent_id=_id(data.get("payment_intent")),
+        metadata=data.get("metadata") or {},
+    )
+
+
+def checkout_session_create(
+    *,
+    amount_minor: int,
+    currency: str,
+    product_name: str,
+    purchase_id: str,
+    customer_email: str,
+    success_url: str,
+    cancel_url: str,
+    idempotency_key: str,
+) -> CheckoutSessionInfo:
+    """A hosted Checkout Session for one purchase (STRIPE_CHECKOUT=hosted)."""
+    try:
+        session = client().v1.checkout.sessions.create(
+            {
+                "mode": "payment",
+                "line_items": [
+                    {
+                        "quantity": 1,
+                        "price_data": {
+                            "currency": currency,
+                            "unit_amount": amount_minor,
+                            "product_data": {"name": product_name},
+                        },
+                    }
+                ],
+                "client_reference_id": purchase_id,
+                "customer_email": customer_email,
+                "metadata": {"purchase_id": purchase_id},
+                # payment_intent.* events carry this metadata, not the session's.
+                "payment_intent_data": {"metadata": {"purchase_id": purchase_id}},
+                "success_url": success_url,
+                "cancel_url": cancel_url,
+            },
+            {"idempotency_key": idempotency_key},
+        )
+    except stripe.StripeError as exc:
+        raise _wrap(exc) from exc
+    return checkout_session_info(session)
+
+
+def checkout_session_retrieve(session_id: str) -> CheckoutSessionInfo:
+    try:
+        session = client().v1.checkout.sessions.retrieve(session_id)
+    except stripe.StripeError as exc:
+        raise _wrap(exc) from exc
+    return checkout_session_info(session)
+
+
+def webhook_verify(payload: bytes, sig_header: str) -> dict:
+    """Check the signature against every configured secret (rotation); return the event as a dict.
+
+    Raises stripe.SignatureVerificationError for a forged or stale signature.
+    """
+    last_error: Exception | None = None
+    for secret in settings.STRIPE_WEBHOOK_SECRETS:
+        try:
+            stripe.WebhookSignature.verify_header(
+                payload.decode("utf-8"), sig_header, secret, tolerance=settings.STRIPE_WEBHOOK_TOLERANCE_S
+            )
+        except stripe.SignatureVerificationError as exc:
+            last_error = exc
+            continue
+        return json.loads(payload)
+    raise last_error or stripe.SignatureVerificationError("no webhook secret configured", sig_header)

@@ -1,0 +1,125 @@
+"""Reads of the prepaid-credit domain, for views, the dashboard and `ledger_check`."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from django.db.models import Q, Sum
+
+from prepaid.models import CreditLot, EnergyPackage, Hold, LedgerEntry, LotConsumption, Wallet
+
+
+def package_list_active():
+    return EnergyPackage.objects.filter(active=True).order_by("order", "energy_wh")
+
+
+def wallet_for_user(*, user) -> Wallet | None:
+    return Wallet.objects.filter(user=user).first()
+
+
+def wallet_lots(*, wallet: Wallet):
+    return CreditLot.objects.filter(wallet=wallet).select_related("purchase").order_by("-created_at", "-id")
+
+
+def wallet_history(*, wallet: Wallet, limit: int = 50):
+    return LedgerEntry.objects.filter(wallet=wallet).select_related("purchase").order_by("-created_at", "-id")[:limit]
+
+
+def wallet_refundable_minor(*, wallet: Wallet) -> int:
+    """Money a refund of all unused credit would return now (same rounding as the refund)."""
+    from prepaid.allocation import allocate_fifo, refund_part_minor
+
+    if wallet.blocked or wallet.balance_wh <= 0:
+        return 0
+    lots = list(
+        CreditLot.objects.filter(wallet=wallet, remaining_wh__gt=0, disputed_wh=0).order_by("-created_at", "-id")
+    )
+    by_id = {lot.pk: lot for lot in lots}
+    total = 0
+    for lot_id, wh in allocate_fifo([(lot.pk, lot.remaining_wh) for lot in lots], wallet.balance_wh):
+        lot = by_id[lot_id]
+        total += refund_part_minor(
+            amount_minor=lot.amount_minor,
+            energy_wh=lot.energy_wh,
+            refunded_wh=lot.refunded_wh,
+            refunded_minor=lot.refunded_minor,
+            part_wh=wh,
+        )
+    return total
+
+
+def _sums(queryset, key: str, field: str) -> dict[int, int]:
+    return {row[key]: row["total"] or 0 for row in queryset.values(key).annotate(total=Sum(field))}
+
+
+def ledger_drift() -> list[str]:
+    """Recompute balances, holds and lots from the ledger; one line per disagreement (empty = clean)."""
+    from payments.models import RefundPart
+
+    problems: list[str] = []
+    K = LedgerEntry.Kind
+    balance = _sums(LedgerEntry.objects.all(), "wallet_id", "delta_wh")
+    held = _sums(LedgerEntry.objects.all(), "wallet_id", "held_delta_wh")
+    active_held = _sums(Hold.objects.filter(status=Hold.Status.ACTIVE), "wallet_id", "energy_wh")
+    remaining = _sums(CreditLot.objects.all(), "wallet_id", "remaining_wh")
+    debt = defaultdict(int)
+    for lot in CreditLot.objects.filter(disputed_wh__gt=0):
+        debt[lot.wallet_id] += lot.disputed_wh - lot.dispute_removed_wh
+
+    for wallet in Wallet.objects.all():
+        b, h = balance.get(wallet.pk, 0), held.get(wallet.pk, 0)
+        if wallet.balance_wh != b:
+            problems.append(f"wallet {wallet.pk}: balance_wh {wallet.balance_wh} != ledger {b}")
+        if wallet.held_wh != h:
+            problems.append(f"wallet {wallet.pk}: held_wh {wallet.held_wh} != ledger {h}")
+        if h != active_held.get(wallet.pk, 0):
+            problems.append(f"wallet {wallet.pk}: ledger held {h} != active holds {active_held.get(wallet.pk, 0)}")
+        backed = remaining.get(wallet.pk, 0) - debt[wallet.pk]
+        if b + h != backed:
+            problems.append(f"wallet {wallet.pk}: balance+held {b + h} != lots remaining minus dispute debt {backed}")
+        if b < 0 and not wallet.blocked:
+            problems.append(f"wallet {wallet.pk}: negative balance {b} while not blocked")
+
+    hold_sums = defaultdict(lambda: defaultdict(int))
+    for row in (
+        LedgerEntry.objects.filter(hold__isnull=False).values("hold_id", "kind").annotate(t=Sum("held_delta_wh"))
+    ):
+        hold_sums[row["hold_id"]][row["kind"]] = row["t"] or 0
+    consumed_by_hold = _sums(LotConsumption.objects.all(), "hold_id", "energy_wh")
+    for hold in Hold.objects.all():
+        s = hold_sums[hold.pk]
+        if s[K.HOLD] != hold.energy_wh:
+            problems.append(f"hold {hold.pk}: ledger hold {s[K.HOLD]} != energy_wh {hold.energy_wh}")
+        if -s[K.CONSUME] != hold.consumed_wh or consumed_by_hold.get(hold.pk, 0) != hold.consumed_wh:
+            problems.append(
+                f"hold {hold.pk}: consumed_wh {hold.consumed_wh} != ledger {-s[K.CONSUME]}"
+                f" / lot draws {consumed_by_hold.get(hold.pk, 0)}"
+            )
+        if -s[K.RELEASE] != hold.released_wh:
+            problems.append(f"hold {hold.pk}: released_wh {hold.released_wh} != ledger {-s[K.RELEASE]}")
+
+    lot_sums = defaultdict(lambda: defaultdict(int))
+    for row in LedgerEntry.objects.filter(lot__isnull=False).values("lot_id", "kind").annotate(t=Sum("delta_wh")):
+        lot_sums[row["lot_id"]][row["kind"]] = row["t"] or 0
+    consumed_by_lot = _sums(LotConsumption.objects.all(), "lot_id", "energy_wh")
+    refunded_minor = _sums(RefundPart.objects.filter(~Q(status=RefundPart.Status.FAILED)), "lot_id", "amount_minor")
+    for lot in CreditLot.objects.all():
+        s = lot_sums[lot.pk]
+        if s[K.PURCHASE] != lot.energy_wh:
+            problems.append(f"lot {lot.pk}: purchase credit {s[K.PURCHASE]} != energy_wh {lot.energy_wh}")
+        if consumed_by_lot.get(lot.pk, 0) != lot.consumed_wh:
+            problems.append(f"lot {lot.pk}: consumed_wh {lot.consumed_wh} != draws {consumed_by_lot.get(lot.pk, 0)}")
+        refunded = -(s[K.REFUND] + s[K.REFUND_REVERSAL])
+        if refunded != lot.refunded_wh:
+            problems.append(f"lot {lot.pk}: refunded_wh {lot.refunded_wh} != ledger {refunded}")
+        if refunded_minor.get(lot.pk, 0) != lot.refunded_minor:
+            problems.append(
+                f"lot {lot.pk}: refunded_minor {lot.refunded_minor} != parts {refunded_minor.get(lot.pk, 0)}"
+            )
+        disputed = -(s[K.DISPUTE] + s[K.DISPUTE_WON])
+        if disputed != lot.disputed_wh:
+            problems.append(f"lot {lot.pk}: disputed_wh {lot.disputed_wh} != ledger {disputed}")
+        parts = lot.remaining_wh + lot.consumed_wh + lot.refunded_wh + lot.dispute_removed_wh
+        if parts != lot.energy_wh:
+            problems.append(f"lot {lot.pk}: parts {parts} != energy_wh {lot.energy_wh}")
+    return problems

@@ -1,0 +1,165 @@
+"""The webhook endpoint and the inbox: signatures, duplicates, failures, replay, sweeper."""
+
+import json
+import time
+from datetime import timedelta
+
+import pytest
+from django.core.management import call_command
+from django.utils import timezone
+
+from payments import services
+from payments.models import Dispute, StripeEvent
+from prepaid.models import Wallet
+from tests.payments import events
+from tests.payments.conftest import WEBHOOK_URL, sign
+
+pytestmark = pytest.mark.django_db
+
+VISA = "4242424242424242"
+
+
+def _paid(driver, package, pay_page, browser):
+    purchase, setup_secret = pay_page(driver, package)
+    pm = browser.confirm_card_setup(setup_secret, VISA)
+    services.purchase_pay_with_card(purchase_id=purchase.pk, payment_method_id=pm)
+    purchase.refresh_from_db()
+    return purchase
+
+
+def test_it_rejects_a_forged_signature(deliver):
+    ignored = events.event("customer.created", {"id": "cus_1", "object": "customer"})
+    response = deliver(ignored, secret="whsec_not_ours")
+    assert response.status_code == 400
+    assert not StripeEvent.objects.exists()
+
+
+def test_it_rejects_a_tampered_body(client):
+    payload = json.dumps(events.event("customer.created", {"id": "cus_1", "object": "customer"}))
+    header = sign(payload)
+    response = client.post(
+        WEBHOOK_URL,
+        data=payload.replace("cus_1", "cus_2"),
+        content_type="application/json",
+        HTTP_STRIPE_SIGNATURE=header,
+    )
+    assert response.status_code == 400
+    assert not StripeEvent.objects.exists()
+
+
+def test_it_rejects_a_stale_timestamp(deliver, settings):
+    stale = int(time.time()) - settings.STRIPE_WEBHOOK_TOLERANCE_S - 5
+    response = deliver(events.event("customer.created", {"id": "cus_1"}), timestamp=stale)
+    assert response.status_code == 400
+    assert not StripeEvent.objects.exists()
+
+
+def test_it_accepts_every_secret_during_a_rotation(deliver, settings):
+    settings.STRIPE_WEBHOOK_SECRETS = ["whsec_new", "whsec_old"]
+    assert deliver(events.event("customer.created", {"id": "cus_1"}), secret="whsec_old").status_code == 200
+    assert deliver(events.event("customer.created", {"id": "cus_2"}), secret="whsec_new").status_code == 200
+    assert StripeEvent.objects.filter(status=StripeEvent.Status.IGNORED).count() == 2
+
+
+def test_it_refuses_a_body_over_the_size_limit(deliver, settings):
+    settings.STRIPE_WEBHOOK_MAX_BYTES = 1024
+    big = events.event("customer.created", {"id": "cus_1", "description": "x" * 2048})
+    assert deliver(big).status_code == 413
+    assert not StripeEvent.objects.exists()
+
+
+def test_it_only_accepts_post(client):
+    assert client.get(WEBHOOK_URL).status_code == 405
+
+
+def test_a_failed_processing_is_recorded_and_replayed(
+    driver, package, pay_page, browser, deliver, django_capture_on_commit_callbacks, ledger_clean
+):
+    purchase = _paid(driver, package, pay_page, browser)
+    pi_id = purchase.stripe_payment_intent_id
+    # Our record of the payment is not there yet (a race with our own commit): no match.
+    type(purchase).objects.filter(pk=purchase.pk).update(stripe_payment_intent_id=None)
+    created = events.event(
+        "charge.dispute.created",
+        events.dispute(dispute_id="dp_1", payment_intent=pi_id, charge="ch_x", amount=450, status="needs_response"),
+    )
+
+    assert deliver(created).status_code == 200  # stored: Stripe must not retry a failure of ours
+
+    stored = StripeEvent.objects.get()
+    assert stored.status == StripeEvent.Status.FAILED
+    assert stored.attempts == 1
+    assert "no purchase" in stored.last_error
+
+    type(purchase).objects.filter(pk=purchase.pk).update(stripe_payment_intent_id=pi_id)
+    call_command("stripe_events", "replay", "--failed")
+
+    stored.refresh_from_db()
+    assert (stored.status, stored.attempts, stored.last_error) == (StripeEvent.Status.PROCESSED, 2, "")
+    assert Dispute.objects.get().stripe_dispute_id == "dp_1"
+    assert Wallet.objects.get(user=driver).blocked
+    ledger_clean()
+
+
+def test_the_sweeper_retries_failed_and_stuck_events(
+    driver, package, pay_page, browser, deliver, django_capture_on_commit_callbacks
+):
+    purchase = _paid(driver, package, pay_page, browser)
+    pi_id = purchase.stripe_payment_intent_id
+    type(purchase).objects.filter(pk=purchase.pk).update(stripe_payment_intent_id=None)
+    deliver(
+        events.event(
+            "charge.dispute.created",
+            events.dispute(dispute_id="dp_2", payment_intent=pi_id, charge="ch_x", amount=450, status="needs_response"),
+        )
+    )
+    # A stuck one: stored, but its queue message was lost.
+    stuck = StripeEvent.objects.create(
+        event_id="evt_stuck", type="customer.created", payload={}, enqueued_at=timezone.now()
+    )
+    type(purchase).objects.filter(pk=purchase.pk).update(stripe_payment_intent_id=pi_id)
+
+    assert services.events_sweep() == 0  # nothing is due yet
+    assert services.events_sweep(now=timezone.now() + timedelta(minutes=3)) == 2
+
+    assert set(StripeEvent.objects.values_list("status", flat=True)) == {"processed", "ignored"}
+    stuck.refresh_from_db()
+    assert stuck.status == StripeEvent.Status.IGNORED
+
+
+def test_the_sweeper_gives_up_after_the_maximum_attempts(settings):
+    settings.STRIPE_EVENT_MAX_ATTEMPTS = 2
+    StripeEvent.objects.create(
+        event_id="evt_bad",
+        type="charge.dispute.created",
+        payload={"data": {"object": {"id": "dp_9"}}},
+        status=StripeEvent.Status.FAILED,
+        attempts=2,
+        enqueued_at=timezone.now() - timedelta(hours=1),
+    )
+    assert services.events_sweep() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_localstripe_delivers_a_signed_webhook_to_the_live_server(
+    live_server, own_localstripe, driver, package, pay_page
+):
+    """The real path: localstripe signs and POSTs the event to our endpoint (about 1 s later)."""
+    from payments import localstripe
+    from tests.payments.conftest import Browser
+
+    localstripe.register_webhook(own_localstripe, url=f"{live_server.url}{WEBHOOK_URL}", secret="whsec_localstripe_dev")
+    purchase = _paid(driver, package, pay_page, Browser(own_localstripe))
+
+    deadline = time.monotonic() + 15
+    while not StripeEvent.objects.filter(type="payment_intent.succeeded").exists():
+        assert time.monotonic() < deadline, "no webhook from localstripe"
+        time.sleep(0.1)
+    event = StripeEvent.objects.get(type="payment_intent.succeeded")
+    deadline = time.monotonic() + 10
+    while event.status == StripeEvent.Status.PENDING and time.monotonic() < deadline:
+        time.sleep(0.05)
+        event.refresh_from_db()
+    assert event.status == StripeEvent.Status.PROCESSED
+    assert event.payload["data"]["object"]["metadata"]["purchase_id"] == str(purchase.public_id)
+    assert Wallet.objects.get(user=driver).balance_wh == 10_000
