@@ -1,0 +1,690 @@
+"""Pure metering: turn a session's vehicle readings into an energy estimate with its uncertainty.
+
+No database, no I/O, no Django: the controller passes the readings it stored and a `MeterContext`,
+and gets back a `MeterEstimate` plus the list of readings it ignored and why. Deterministic, so the
+controller, the offline evaluation harness and the tests all see the same numbers.
+
+Sources, best first: the car's (or a charger meter's) session energy counter (`energy_added_wh`),
+then the battery level (`soc_bp`, basis points) times the pack capacity. Times are the readings'
+data age (`SC-Data-Age`), never the time we fetched them: energy kept flowing in between.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+
+logger = logging.getLogger(__name__)
+
+SOURCE_ENERGY_ADDED = "energy_added"
+SOURCE_SOC = "soc"
+SOURCE_METER = "meter"
+SOURCES = (SOURCE_ENERGY_ADDED, SOURCE_SOC, SOURCE_METER)
+
+CHARGING = "CHARGING"
+NOT_CHARGING = "NOT_CHARGING"
+FULLY_CHARGED = "FULLY_CHARGED"
+
+SOC_FULL_BP = 10_000
+
+# Rejection rules (the `rule` of a `Rejection`); each one is tested on its own.
+RULE_GARBAGE = "garbage"
+RULE_OUT_OF_ORDER = "out_of_order"
+RULE_DUPLICATE = "duplicate"
+RULE_NON_MONOTONIC = "non_monotonic"
+RULE_IMPLAUSIBLE_JUMP = "implausible_jump"
+RULE_SPURIOUS_RESET = "spurious_reset"
+# Not a rejection: a counter reset is accepted and recorded as an event.
+EVENT_COUNTER_RESET = "counter_reset"
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One read of the vehicle. `taken_at` is when the car recorded the data (SC-Data-Age)."""
+
+    taken_at: datetime
+    fetched_at: datetime
+    source: str
+    energy_added_wh: int | None = None
+    soc_bp: int | None = None
+    power_w: int | None = None
+    charge_state: str | None = None
+    is_plugged_in: bool | None = None
+
+
+@dataclass(frozen=True)
+class MeterContext:
+    """What the estimate needs besides the readings; all energy in Wh, power in W, SoC in bp."""
+
+    capacity_wh: int
+    soc_step_bp: int = 100
+    # Resolution of the energy counter (Tesla reports 0.01 kWh); 0 when the car has none.
+    energy_step_wh: int = 10
+    start_soc_bp: int | None = None
+    # Counter value at session start; Tesla-like counters restart at 0 with each charge.
+    start_energy_added_wh: int = 0
+    nominal_power_w: int = 11_000
+    max_power_w: int | None = None
+    # Relative 1-sigma trust in the nominal power when no readings say otherwise.
+    nominal_power_uncertainty: float = 0.10
+    # When charging really began (START sent + latency, narrowed by readings) and its half-width.
+    charging_started_at: datetime | None = None
+    charging_started_uncertainty_s: float = 0.0
+    # Power is estimated from readings in this window before the latest one.
+    power_window_s: float = 1800.0
+    min_power_span_s: float = 120.0
+
+    @property
+    def power_ceiling_w(self) -> int:
+        # A car never draws much more than its nominal AC power; 1.5x leaves room for a wrong nominal.
+        return self.max_power_w if self.max_power_w else int(self.nominal_power_w * 1.5)
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A reading (or one value of it) that metering ignored, with the rule that caught it."""
+
+    index: int
+    taken_at: datetime | None
+    rule: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class MeterEstimate:
+    """Delivered energy at `as_of` (data age of the latest accepted reading) and current power."""
+
+    delivered_wh: int
+    delivered_low_wh: int
+    delivered_high_wh: int
+    power_w: int
+    power_low_w: int
+    power_high_w: int
+    power_source: str  # "readings" | "reported" | "nominal"
+    source: str  # "energy_added" | "meter" | "soc" | "none"
+    as_of: datetime | None
+    fetched_at: datetime | None
+    first_taken_at: datetime | None
+    accepted: int
+    resets: int
+    charge_state: str | None
+    is_plugged_in: bool | None
+    rejections: tuple[Rejection, ...] = field(default=())
+    events: tuple[Rejection, ...] = field(default=())
+
+    @property
+    def is_charging(self) -> bool:
+        # Unknown state counts as charging: a missing field must not freeze the prediction.
+        return self.charge_state not in (NOT_CHARGING, FULLY_CHARGED)
+
+    def delivered_at(self, when: datetime) -> float:
+        """Best estimate of delivered Wh at `when`, extrapolated from `as_of` at the current power."""
+        if self.as_of is None or not self.is_charging:
+            return float(self.delivered_wh)
+        elapsed = max(0.0, (when - self.as_of).total_seconds())
+        return self.delivered_wh + self.power_w * elapsed / 3600.0
+
+
+def empty_estimate(ctx: MeterContext) -> MeterEstimate:
+    """The estimate before any usable reading: nothing delivered, nominal power."""
+    return MeterEstimate(
+        delivered_wh=0,
+        delivered_low_wh=0,
+        delivered_high_wh=0,
+        power_w=ctx.nominal_power_w,
+        power_low_w=int(ctx.nominal_power_w * (1 - 2 * ctx.nominal_power_uncertainty)),
+        power_high_w=int(ctx.nominal_power_w * (1 + 2 * ctx.nominal_power_uncertainty)),
+        power_source="nominal",
+        source="none",
+        as_of=None,
+        fetched_at=None,
+        first_taken_at=None,
+        accepted=0,
+        resets=0,
+        charge_state=None,
+        is_plugged_in=None,
+    )
+
+
+# --- validation -------------------------------------------------------------------------------
+
+
+def _finite_number(value: object) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return math.isfinite(value)
+
+
+def _aware(value: object) -> bool:
+    return isinstance(value, datetime) and value.tzinfo is not None and value.utcoffset() is not None
+
+
+@dataclass
+class _Clean:
+    index: int
+    reading: Reading
+    energy_wh: int | None
+    soc_bp: int | None
+    power_w: int | None
+
+
+def _validate(index: int, reading: Reading, ctx: MeterContext, out: list[Rejection]) -> _Clean | None:
+    """Drop garbage values; return None when nothing usable is left."""
+
+    def reject(detail: str) -> None:
+        taken = reading.taken_at if _aware(getattr(reading, "taken_at", None)) else None
+        out.append(Rejection(index, taken, RULE_GARBAGE, detail))
+
+    if not _aware(reading.taken_at):
+        reject("taken_at is missing or not timezone-aware")
+        return None
+    if _aware(reading.fetched_at) and reading.taken_at - reading.fetched_at > timedelta(seconds=60):
+        # Data recorded after we fetched it means a broken clock or header, not a measurement.
+        reject("taken_at is later than fetched_at")
+        return None
+    energy = reading.energy_added_wh
+    if energy is not None:
+        if not _finite_number(energy) or energy < 0:
+            reject(f"energy_added_wh {energy!r} is not a non-negative number")
+            energy = None
+        elif energy > 4 * ctx.capacity_wh:
+            reject(f"energy_added_wh {energy!r} exceeds any plausible session")
+            energy = None
+        else:
+            energy = int(energy)
+    soc = reading.soc_bp
+    if soc is not None:
+        if not _finite_number(soc) or not 0 <= soc <= SOC_FULL_BP:
+            reject(f"soc_bp {soc!r} outside 0..{SOC_FULL_BP}")
+            soc = None
+        else:
+            soc = int(soc)
+    power = reading.power_w
+    if power is not None and (not _finite_number(power) or power < 0 or power > 2 * ctx.power_ceiling_w):
+        reject(f"power_w {power!r} implausible")
+        power = None
+    if energy is None and soc is None and power is None and reading.charge_state is None:
+        return None
+    return _Clean(index, reading, energy, soc, int(power) if power is not None else None)
+
+
+# --- the energy-counter track --------------------------------------------------------------------
+
+
+@dataclass
+class _CounterSnapshot:
+    accumulated: float
+    baseline: int
+    last_value: int
+    last_t: datetime
+    points_len: int
+
+
+@dataclass
+class _CounterTrack:
+    """Session energy from a counter, surviving counter resets (evcc's "wrong session energy")."""
+
+    ctx: MeterContext
+    accumulated: float = 0.0
+    baseline: int = 0
+    last_value: int | None = None
+    last_t: datetime | None = None
+    resets: int = 0
+    missed_wh: float = 0.0  # energy that flowed unobserved between the last pre-reset value and the reset
+    points: list[tuple[datetime, float, bool]] = field(default_factory=list)
+    pending_reset: tuple[_CounterSnapshot, int, datetime, int] | None = None
+
+    @property
+    def step(self) -> int:
+        return max(1, self.ctx.energy_step_wh)
+
+    def delivered(self) -> float:
+        if self.last_value is None:
+            return 0.0
+        return self.accumulated + self.missed_wh + (self.last_value - self.baseline)
+
+    def _max_gain(self, since: datetime, until: datetime) -> float:
+        seconds = max(0.0, (until - since).total_seconds())
+        return self.ctx.power_ceiling_w * seconds / 3600.0 + 2 * self.step
+
+    def _snapshot(self) -> _CounterSnapshot:
+        assert self.last_value is not None and self.last_t is not None
+        return _CounterSnapshot(self.accumulated, self.baseline, self.last_value, self.last_t, len(self.points))
+
+    def offer(self, c: _Clean, charging: bool, rejections: list[Rejection], events: list[Rejection]) -> bool:
+        value, t = c.energy_wh, c.reading.taken_at
+        assert value is not None
+        if self.last_value is None:
+            self.baseline = self.ctx.start_energy_added_wh
+            if value < self.baseline:
+                # The counter restarted with the session although the controller saw an older value.
+                self.baseline = 0
+            self._accept(value, t, charging)
+            return True
+        assert self.last_t is not None
+        reset_floor = max(2 * self.step, 50)
+        if value < self.last_value:
+            if value <= reset_floor and self.last_value - self.baseline > reset_floor:
+                # A reset: keep what the old counter said and continue from the new baseline.
+                snap = self._snapshot()
+                self.accumulated += self.last_value - self.baseline
+                self.baseline = 0
+                self.resets += 1
+                self.pending_reset = (snap, c.index, t, value)
+                events.append(Rejection(c.index, t, EVENT_COUNTER_RESET, f"counter fell {self.last_value} -> {value}"))
+                logger.info("metering: counter reset %s -> %s at %s", self.last_value, value, t)
+                self._accept(value, t, charging)
+                return True
+            rejections.append(Rejection(c.index, t, RULE_NON_MONOTONIC, f"energy fell {self.last_value} -> {value} Wh"))
+            return False
+        if value - self.last_value > self._max_gain(self.last_t, t):
+            if self.pending_reset is not None and self._reset_was_glitch(value, t):
+                snap, reset_index, reset_t, reset_value = self.pending_reset
+                self._restore(snap)
+                rejections.append(
+                    Rejection(reset_index, reset_t, RULE_SPURIOUS_RESET, f"{reset_value} Wh was a glitch, not a reset")
+                )
+                return self.offer(c, charging, rejections, events)
+            rejections.append(
+                Rejection(c.index, t, RULE_IMPLAUSIBLE_JUMP, f"energy rose {self.last_value} -> {value} Wh too fast")
+            )
+            return False
+        if self.pending_reset is not None:
+            if self._reset_was_glitch(value, t):
+                snap, reset_index, reset_t, reset_value = self.pending_reset
+                self._restore(snap)
+                rejections.append(
+                    Rejection(reset_index, reset_t, RULE_SPURIOUS_RESET, f"{reset_value} Wh was a glitch, not a reset")
+                )
+                return self.offer(c, charging, rejections, events)
+            self._settle_reset(value, t)
+        self._accept(value, t, charging)
+        return True
+
+    def _reset_was_glitch(self, value: int, t: datetime) -> bool:
+        """After a drop, is the next value the old counter carrying on (a one-off glitch)?
+
+        Both stories are checked against the power seen before the drop: a true reset restarts near 0,
+        a glitch lands where the old counter would be by now.
+        """
+        assert self.pending_reset is not None
+        snap, _, reset_t, reset_value = self.pending_reset
+        if value < snap.last_value or value - snap.last_value > self._max_gain(snap.last_t, t):
+            return False
+        rate = self._power_from(self.points[: snap.points_len]) or self.ctx.nominal_power_w
+        as_glitch = snap.last_value + rate * (t - snap.last_t).total_seconds() / 3600.0
+        as_reset = reset_value + rate * (t - reset_t).total_seconds() / 3600.0
+        return abs(value - as_glitch) < abs(value - as_reset)
+
+    def _restore(self, snap: _CounterSnapshot) -> None:
+        self.accumulated, self.baseline = snap.accumulated, snap.baseline
+        self.last_value, self.last_t = snap.last_value, snap.last_t
+        del self.points[snap.points_len :]
+        self.resets -= 1
+        self.pending_reset = None
+
+    def _settle_reset(self, value: int, t: datetime) -> None:
+        # Energy that flowed between the last old-counter value and the moment of the reset is
+        # invisible to both counters; estimate it from the power, half the possible gap.
+        assert self.pending_reset is not None
+        snap, _, reset_t, reset_value = self.pending_reset
+        rate = self._power_from(self.points[: snap.points_len]) or self.ctx.nominal_power_w
+        gap_wh = rate * (reset_t - snap.last_t).total_seconds() / 3600.0
+        self.missed_wh += max(0.0, gap_wh - reset_value) / 2.0
+        self.pending_reset = None
+
+    def _accept(self, value: int, t: datetime, charging: bool) -> None:
+        self.last_value, self.last_t = value, t
+        self.points.append((t, self.delivered(), charging))
+
+    def _power_from(self, points: list[tuple[datetime, float, bool]]) -> float | None:
+        fit = _theil_sen(points, self.ctx, self.step)
+        return fit[0] if fit else None
+
+    def power_fit(self) -> tuple[float, float] | None:
+        return _theil_sen(self.points, self.ctx, self.step)
+
+
+def _theil_sen(points: list[tuple[datetime, float, bool]], ctx: MeterContext, step: int) -> tuple[float, float] | None:
+    """Median of pairwise slopes (W) over recent charging points; robust to one bad value.
+
+    Returns (power_w, sigma_w) or None when no pair spans `min_power_span_s`.
+    """
+    window: list[tuple[datetime, float]] = []
+    for t, e, charging in reversed(points):  # newest first; only the tail matters
+        if charging:
+            window.append((t, e))
+            if len(window) == 8:
+                break
+    if len(window) < 2:
+        return None
+    window.reverse()
+    latest = window[-1][0]
+    # Drop points older than the window while what is left still spans enough to beat quantisation.
+    while (
+        len(window) > 2
+        and (latest - window[0][0]).total_seconds() > ctx.power_window_s
+        and (latest - window[1][0]).total_seconds() >= ctx.min_power_span_s
+    ):
+        window.pop(0)
+    slopes: list[float] = []
+    longest = 0.0
+    for i in range(len(window)):
+        for j in range(i + 1, len(window)):
+            span = (window[j][0] - window[i][0]).total_seconds()
+            if span >= ctx.min_power_span_s:
+                slopes.append((window[j][1] - window[i][1]) * 3600.0 / span)
+                longest = max(longest, span)
+    if not slopes:
+        return None
+    slopes.sort()
+    mid = len(slopes) // 2
+    median = slopes[mid] if len(slopes) % 2 else (slopes[mid - 1] + slopes[mid]) / 2
+    # Quantisation of both ends over the longest span, plus the spread of the slopes.
+    sigma = step * 3600.0 / longest / math.sqrt(6) + (slopes[-1] - slopes[0]) / 4
+    return max(0.0, median), max(sigma, 1.0)
+
+
+# --- the SoC track ----------------------------------------------------------------------------
+
+
+@dataclass
+class _SocTrack:
+    ctx: MeterContext
+    start_bp: int | None = None
+    last_bp: int | None = None
+    last_t: datetime | None = None
+    points: list[tuple[datetime, int, bool]] = field(default_factory=list)
+    level_ends: list[tuple[datetime, int]] = field(default_factory=list)
+    # Running bounds of the line's slope in bp/s over all charging readings so far.
+    slope_lo: float = -math.inf
+    slope_hi: float = math.inf
+
+    def offer(self, c: _Clean, charging: bool, rejections: list[Rejection]) -> bool:
+        soc, t = c.soc_bp, c.reading.taken_at
+        assert soc is not None
+        if self.last_bp is None:
+            self.start_bp = self.ctx.start_soc_bp if self.ctx.start_soc_bp is not None else soc
+            self._accept(soc, t, charging)
+            return True
+        assert self.last_t is not None
+        if soc < self.last_bp:
+            rejections.append(Rejection(c.index, t, RULE_NON_MONOTONIC, f"SoC fell {self.last_bp} -> {soc} bp"))
+            return False
+        seconds = (t - self.last_t).total_seconds()
+        max_gain_bp = self.ctx.power_ceiling_w * seconds / 3600.0 / self.ctx.capacity_wh * SOC_FULL_BP
+        if soc - self.last_bp > max_gain_bp + self.ctx.soc_step_bp:
+            rejections.append(Rejection(c.index, t, RULE_IMPLAUSIBLE_JUMP, f"SoC rose {self.last_bp} -> {soc} bp"))
+            return False
+        self._accept(soc, t, charging)
+        return True
+
+    def _accept(self, soc: int, t: datetime, charging: bool) -> None:
+        self.last_bp, self.last_t = soc, t
+        self.points.append((t, soc, charging))
+        if charging:
+            kept = self.level_ends
+            # Each new reading adds its pairs to the running slope bounds (see slope_range): O(levels).
+            lo, hi = _pair_bounds(t, soc, kept, self.ctx.soc_step_bp)
+            self.slope_lo, self.slope_hi = max(self.slope_lo, lo), min(self.slope_hi, hi)
+            # Only the first and last reading of each level can bind a later pair.
+            if len(kept) >= 2 and kept[-1][1] == soc and kept[-2][1] == soc:
+                kept[-1] = (t, soc)
+            else:
+                kept.append((t, soc))
+
+    @property
+    def step_wh(self) -> float:
+        return self.ctx.soc_step_bp * self.ctx.capacity_wh / SOC_FULL_BP
+
+    def to_watts(self, bp_per_s: float) -> float:
+        return max(0.0, bp_per_s * self.ctx.capacity_wh / SOC_FULL_BP * 3600.0)
+
+    def slope_range(self, points: list[tuple[datetime, int]]) -> tuple[float, float] | None:
+        """Feasible charging power range (W) for a straight line through the points' SoC intervals."""
+        lo, hi = -math.inf, math.inf
+        for i, (t, level) in enumerate(points):
+            a, b = _pair_bounds(t, level, points[:i], self.ctx.soc_step_bp)
+            lo, hi = max(lo, a), min(hi, b)
+        if lo == -math.inf or hi == math.inf or lo > hi:
+            return None
+        return self.to_watts(lo), self.to_watts(hi)
+
+
+def _pair_bounds(t: datetime, level: int, earlier: list[tuple[datetime, int]], step: int) -> tuple[float, float]:
+    """Slope bounds (bp/s) that a line through [level, level+step) at `t` and each earlier point obeys.
+
+    Each reading says the true SoC was in [s, s + step). A line fits all those intervals iff it
+    fits every pair (Helly's theorem in one dimension), so the feasible slopes are the max/min over
+    pairs. The bound is the same whether the car floors or rounds: only differences of levels enter.
+    """
+    lo, hi = -math.inf, math.inf
+    for tp, sp in earlier:
+        span = (t - tp).total_seconds()
+        if span <= 0:
+            continue
+        diff = level - sp
+        if (diff - step) / span > lo:
+            lo = (diff - step) / span
+        if (diff + step) / span < hi:
+            hi = (diff + step) / span
+    return lo, hi
+
+
+def _fuse(prior: float, prior_sigma: float, value: float, sigma: float) -> tuple[float, float]:
+    """Inverse-variance mean of two Gaussian estimates."""
+    wp, wv = 1.0 / prior_sigma**2, 1.0 / sigma**2
+    return (prior * wp + value * wv) / (wp + wv), math.sqrt(1.0 / (wp + wv))
+
+
+# --- the estimate -----------------------------------------------------------------------------
+
+
+class Meter:
+    """Incremental form of `estimate`: feed readings in arrival order, ask for the estimate anytime.
+
+    The controller can rebuild one from stored readings; the evaluation harness keeps one per
+    session so a 30 s polling baseline does not re-read its whole history on every poll.
+    """
+
+    def __init__(self, ctx: MeterContext) -> None:
+        self.ctx = ctx
+        self.rejections: list[Rejection] = []
+        self.events: list[Rejection] = []
+        self._counter = _CounterTrack(ctx)
+        self._soc = _SocTrack(ctx)
+        self._latest: _Clean | None = None
+        self._first_taken: datetime | None = None
+        self._accepted = 0
+        self._reported_power: int | None = None
+        self._count = 0
+
+    def add(self, reading: Reading) -> bool:
+        """Offer one reading; False (and a logged `Rejection`) when it was ignored."""
+        index, self._count = self._count, self._count + 1
+        before = len(self.rejections)
+        ok = self._add(index, reading)
+        for r in self.rejections[before:]:
+            logger.info("metering: ignored reading %s (%s): %s", r.index, r.rule, r.detail)
+        return ok
+
+    def _add(self, index: int, reading: Reading) -> bool:
+        c = _validate(index, reading, self.ctx, self.rejections)
+        if c is None:
+            return False
+        t = c.reading.taken_at
+        if self._latest is not None:
+            last_t = self._latest.reading.taken_at
+            if t < last_t:
+                self.rejections.append(Rejection(index, t, RULE_OUT_OF_ORDER, f"data from {t} is older than {last_t}"))
+                return False
+            if t == last_t:
+                # The same snapshot served again (polling faster than the car refreshes).
+                self.rejections.append(Rejection(index, t, RULE_DUPLICATE, f"data age {t} already seen"))
+                return False
+        charging = c.reading.charge_state in (None, CHARGING)
+        took_energy = c.energy_wh is not None and self._counter.offer(c, charging, self.rejections, self.events)
+        took_soc = c.soc_bp is not None and self._soc.offer(c, charging, self.rejections)
+        if (c.energy_wh is not None or c.soc_bp is not None) and not (took_energy or took_soc):
+            return False  # every energy value it had was rejected; its state would be as suspect
+        self._latest = c
+        self._accepted += 1
+        self._first_taken = self._first_taken or t
+        if c.power_w is not None:
+            self._reported_power = c.power_w
+        return True
+
+    def estimate(
+        self, *, charging_started_at: datetime | None = None, charging_started_uncertainty_s: float | None = None
+    ) -> MeterEstimate:
+        """The estimate from the readings so far; the start time may be refined since the context."""
+        ctx = self.ctx
+        if charging_started_at is not None:
+            ctx = replace(ctx, charging_started_at=charging_started_at)
+        if charging_started_uncertainty_s is not None:
+            ctx = replace(ctx, charging_started_uncertainty_s=charging_started_uncertainty_s)
+        latest, counter, soc = self._latest, self._counter, self._soc
+        if latest is None:
+            return replace(empty_estimate(ctx), rejections=tuple(self.rejections))
+
+        # Power: a prior (the car's own figure if it gave one, else nominal) fused with the readings.
+        reported = self._reported_power
+        if reported is not None and reported > 0:
+            prior, prior_sigma, power_source = float(reported), 0.05 * reported, "reported"
+        else:
+            prior = float(ctx.nominal_power_w)
+            prior_sigma = ctx.nominal_power_uncertainty * ctx.nominal_power_w
+            power_source = "nominal"
+        power, power_sigma = prior, prior_sigma
+
+        if counter.last_value is not None:
+            source = SOURCE_METER if latest.reading.source == SOURCE_METER else SOURCE_ENERGY_ADDED
+            delivered = counter.delivered()
+            # Each counter epoch is quantised at both ends; missed energy at a reset is 0..2x its guess.
+            half = counter.step * (1 + counter.resets)
+            low, high = delivered - counter.missed_wh - half, delivered + counter.missed_wh + half
+            fit = counter.power_fit()
+            if fit is not None:
+                power, power_sigma = _fuse(prior, prior_sigma, *fit)
+                power_source = "readings"
+            as_of = counter.last_t
+        elif soc.last_bp is not None:
+            source = SOURCE_SOC
+            delivered, low, high, power, power_sigma, used = _soc_estimate(soc, ctx, prior, prior_sigma)
+            if used:
+                power_source = "readings"
+            as_of = soc.last_t
+        else:
+            source = "none"
+            delivered, low, high = 0.0, 0.0, 0.0
+            as_of = None
+
+        low = max(0.0, min(low, delivered))
+        high = max(high, delivered)
+        return MeterEstimate(
+            delivered_wh=round(max(0.0, delivered)),
+            delivered_low_wh=math.floor(low),
+            delivered_high_wh=math.ceil(high),
+            power_w=round(power),
+            power_low_w=max(0, round(power - 2 * power_sigma)),
+            power_high_w=round(power + 2 * power_sigma),
+            power_source=power_source,
+            source=source,
+            as_of=as_of,
+            fetched_at=latest.reading.fetched_at,
+            first_taken_at=self._first_taken,
+            accepted=self._accepted,
+            resets=counter.resets,
+            charge_state=latest.reading.charge_state,
+            is_plugged_in=latest.reading.is_plugged_in,
+            rejections=tuple(self.rejections),
+            events=tuple(self.events),
+        )
+
+
+def estimate(readings: Sequence[Reading], ctx: MeterContext) -> MeterEstimate:
+    """Delivered energy, its bounds and the charging power from a session's readings.
+
+    Readings are taken in arrival order (`fetched_at`, then list order). Each ignored reading is
+    returned in `rejections` with its rule (and logged); counter resets are returned in `events`.
+    """
+
+    def arrival(item: tuple[int, Reading]) -> tuple[datetime, int]:
+        r = item[1]
+        fetched = r.fetched_at if _aware(r.fetched_at) else r.taken_at
+        return (fetched if _aware(fetched) else datetime.min.replace(tzinfo=UTC), item[0])
+
+    meter = Meter(ctx)
+    order = sorted(enumerate(readings), key=arrival)
+    # Keep the caller's indices in rejections, not the arrival positions.
+    for index, reading in order:
+        meter._count = index
+        meter.add(reading)
+    return meter.estimate()
+
+
+def _soc_estimate(
+    soc: _SocTrack, ctx: MeterContext, prior: float, prior_sigma: float
+) -> tuple[float, float, float, float, float, bool]:
+    """Delivered Wh from battery level, tightened by a constant-power model when it fits.
+
+    Returns (delivered, low, high, power, power_sigma, power_from_readings).
+    """
+    assert soc.last_bp is not None and soc.start_bp is not None and soc.last_t is not None
+    step_wh = soc.step_wh
+    # Both ends are only known to one step, so the difference is within ±1 step (triangular).
+    by_steps = (soc.last_bp - soc.start_bp) * ctx.capacity_wh / SOC_FULL_BP
+    low, high = by_steps - step_wh, by_steps + step_wh
+    delivered = by_steps
+    power, power_sigma, used = prior, prior_sigma, False
+
+    ts = ctx.charging_started_at
+    whole: tuple[float, float] | None = None
+    if soc.slope_lo <= soc.slope_hi and math.isfinite(soc.slope_lo) and math.isfinite(soc.slope_hi):
+        lo, hi = soc.slope_lo, soc.slope_hi
+        if ts is not None:
+            # The start level held at the moment charging began: one more point for the line.
+            start_level = soc.start_bp
+            for t, level, _ in soc.points:
+                if t > ts:
+                    break
+                start_level = level
+            later = [(t, level) for t, level in soc.level_ends if t > ts]
+            for t, level in later:
+                a, b = _pair_bounds(t, level, [(ts, start_level)], ctx.soc_step_bp)
+                lo, hi = max(lo, a), min(hi, b)
+            if lo > hi:  # the start time does not fit the line: do without it
+                lo, hi, ts = soc.slope_lo, soc.slope_hi, None
+        whole = soc.to_watts(lo), soc.to_watts(hi)
+    else:
+        # A taper bends the line: the recent window alone may still be straight.
+        ends = soc.level_ends
+        recent = [(t, level) for t, level in ends if (ends[-1][0] - t).total_seconds() <= ctx.power_window_s]
+        rng = soc.slope_range(recent) if len(recent) >= 2 else None
+        if rng is not None:
+            mid, sigma = (rng[0] + rng[1]) / 2, max((rng[1] - rng[0]) / math.sqrt(12), 1.0)
+            power, power_sigma = _fuse(prior, prior_sigma, mid, sigma)
+            power = min(max(power, rng[0]), rng[1])
+            used = True
+        return delivered, low, high, power, power_sigma, used
+    if whole is not None:
+        mid, sigma = (whole[0] + whole[1]) / 2, max((whole[1] - whole[0]) / math.sqrt(12), 1.0)
+        power, power_sigma = _fuse(prior, prior_sigma, mid, sigma)
+        # The data bound is hard: a power outside it contradicts a reading.
+        power = min(max(power, whole[0]), whole[1])
+        used = True
+        if ts is not None and soc.last_t > ts:
+            # Energy = power x time since the start; the start time's spread adds its own part.
+            elapsed_h = (soc.last_t - ts).total_seconds() / 3600.0
+            start_wh = power * ctx.charging_started_uncertainty_s / 3600.0
+            by_time = power * elapsed_h
+            time_low = whole[0] * elapsed_h - start_wh
+            time_high = whole[1] * elapsed_h + start_wh
+            delivered = min(max(by_time, low), high)
+            low, high = max(low, time_low), min(high, time_high)
+            if low > high:  # inconsistent (e.g. a wrong start time): fall back to the steps alone
+                low, high, delivered = by_steps - step_wh, by_steps + step_wh, by_steps
+    return delivered, low, high, power, power_sigma, used
