@@ -1,0 +1,215 @@
+"""Charging sessions: the state machine, its transition log, meter readings and vehicle commands.
+
+A session moves REQUESTED → STARTING → CHARGING → STOPPING → COMPLETED, or ends FAILED (never
+started: the hold is released at once) or INTERRUPTED (unplugged, stopped by the driver, car full:
+what was delivered is settled). Timing lives in this table (`next_action_at`, a lease), not in the
+task queue: django-q2's scheduler ticks only every 30 s (shared/docs/task-queue.md).
+"""
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+
+
+class SessionStatus(models.TextChoices):
+    REQUESTED = "requested", "Requested"
+    STARTING = "starting", "Starting"
+    CHARGING = "charging", "Charging"
+    STOPPING = "stopping", "Stopping"
+    COMPLETED = "completed", "Completed"
+    FAILED = "failed", "Failed"
+    INTERRUPTED = "interrupted", "Interrupted"
+
+
+OPEN_STATUSES = (SessionStatus.REQUESTED, SessionStatus.STARTING, SessionStatus.CHARGING, SessionStatus.STOPPING)
+TERMINAL_STATUSES = (SessionStatus.COMPLETED, SessionStatus.FAILED, SessionStatus.INTERRUPTED)
+
+# The only moves a session may make. Anything else is a bug and is refused by `session_transition`.
+ALLOWED_TRANSITIONS: dict[str, set[str]] = {
+    SessionStatus.REQUESTED: {SessionStatus.STARTING, SessionStatus.FAILED},
+    SessionStatus.STARTING: {SessionStatus.CHARGING, SessionStatus.STOPPING, SessionStatus.FAILED},
+    SessionStatus.CHARGING: {SessionStatus.STOPPING, SessionStatus.INTERRUPTED},
+    SessionStatus.STOPPING: {SessionStatus.COMPLETED, SessionStatus.INTERRUPTED},
+    SessionStatus.COMPLETED: set(),
+    SessionStatus.FAILED: set(),
+    SessionStatus.INTERRUPTED: set(),
+}
+
+
+class ChargingSession(models.Model):
+    id = models.BigAutoField(primary_key=True)
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="charging_sessions")
+    vehicle = models.ForeignKey("charging.Vehicle", on_delete=models.PROTECT, related_name="sessions")
+    hold = models.OneToOneField("prepaid.Hold", null=True, blank=True, on_delete=models.PROTECT)
+    purchased_wh = models.PositiveIntegerField(help_text="The energy this session may deliver and bill, Wh.")
+    policy = models.CharField(max_length=32, default="predictive")
+
+    status = models.CharField(max_length=16, choices=SessionStatus.choices, default=SessionStatus.REQUESTED)
+    # A machine code (unplugged, asleep, threshold, driver_stop…) and the words the driver sees.
+    reason = models.CharField(max_length=48, blank=True)
+    reason_message = models.CharField(max_length=255, blank=True)
+    stop_reason = models.CharField(max_length=48, blank=True)
+    version = models.PositiveIntegerField(default=0)
+
+    # Scheduling: the controller loop claims rows whose next action is due and not leased.
+    next_action_at = models.DateTimeField(null=True, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    lease_token = models.UUIDField(null=True, blank=True)
+    state_deadline_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0, help_text="Attempts of the current state's action.")
+    not_before = models.DateTimeField(null=True, blank=True, help_text="Retry-After from the vehicle API.")
+
+    # Metering: the controller's estimate, with the uncertainty that SoC steps leave.
+    start_soc_bp = models.PositiveIntegerField(null=True, blank=True)
+    end_soc_bp = models.PositiveIntegerField(null=True, blank=True)
+    baseline_energy_wh = models.IntegerField(null=True, blank=True)
+    delivered_wh = models.PositiveIntegerField(default=0)
+    delivered_low_wh = models.PositiveIntegerField(default=0)
+    delivered_high_wh = models.PositiveIntegerField(default=0)
+    power_w = models.PositiveIntegerField(null=True, blank=True)
+    data_source = models.CharField(max_length=16, blank=True)
+    last_reading_at = models.DateTimeField(null=True, blank=True)
+    api_calls = models.PositiveIntegerField(default=0)
+    call_budget = models.PositiveIntegerField(default=60)
+    # What the controller assumes about the car (sessions/makes.py), fixed at the session's start.
+    energy_step_wh = models.PositiveIntegerField(default=0, help_text="0: the car reports no energy counter.")
+    soc_step_bp = models.PositiveIntegerField(default=100)
+    nominal_power_w = models.PositiveIntegerField(default=11_000)
+    telemetry_refresh_s = models.PositiveIntegerField(default=300)
+    # The next action the policy planned: "read" the car, or send "stop" without reading first.
+    planned_action = models.CharField(max_length=8, blank=True)
+    start_sent_at = models.DateTimeField(null=True, blank=True)
+    # Delivered energy the controller expected at the moment STOP went out (to learn latency).
+    predicted_wh_at_stop = models.PositiveIntegerField(null=True, blank=True)
+
+    # The charge limit: the driver's own, restored at the end, and our backstop.
+    driver_limit_bp = models.PositiveIntegerField(null=True, blank=True)
+    backstop_limit_bp = models.PositiveIntegerField(null=True, blank=True)
+    limit_restored = models.BooleanField(default=False)
+
+    # The stop is an action: sent, verified, retried, escalated, flagged.
+    stop_attempts = models.PositiveSmallIntegerField(default=0)
+    stop_first_sent_at = models.DateTimeField(null=True, blank=True)
+    stop_escalated = models.BooleanField(default=False)
+    stop_not_carried_out = models.BooleanField(default=False)
+    stop_verified_at = models.DateTimeField(null=True, blank=True)
+
+    # Settlement.
+    billed_wh = models.PositiveIntegerField(null=True, blank=True)
+    overshoot_wh = models.PositiveIntegerField(null=True, blank=True)
+
+    created_at = models.DateTimeField()
+    charging_at = models.DateTimeField(null=True, blank=True)
+    stop_requested_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            # At most one open session per vehicle, held by the database, not by a check in Python.
+            models.UniqueConstraint(
+                fields=["vehicle"],
+                condition=Q(status__in=["requested", "starting", "charging", "stopping"]),
+                name="charging_one_open_session_per_vehicle",
+            ),
+            models.CheckConstraint(
+                condition=Q(billed_wh__isnull=True) | Q(billed_wh__lte=F("purchased_wh")),
+                name="charging_never_bill_above_purchase",
+            ),
+            models.CheckConstraint(condition=Q(purchased_wh__gt=0), name="charging_purchase_positive"),
+        ]
+        indexes = [models.Index(fields=["status", "next_action_at"], name="charging_due_idx")]
+
+    def __str__(self) -> str:
+        return f"session {self.pk} ({self.status})"
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in OPEN_STATUSES
+
+
+class SessionTransition(models.Model):
+    """The log of every status change: who moved the session, from where, why."""
+
+    session = models.ForeignKey(ChargingSession, on_delete=models.CASCADE, related_name="transitions")
+    from_status = models.CharField(max_length=16)
+    to_status = models.CharField(max_length=16)
+    reason = models.CharField(max_length=48, blank=True)
+    at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.from_status or '·'} → {self.to_status} ({self.reason})"
+
+
+class MeterReading(models.Model):
+    """One reading of the car. `taken_at` is the reading's data age (when the car measured it)."""
+
+    session = models.ForeignKey(ChargingSession, on_delete=models.CASCADE, related_name="readings")
+    taken_at = models.DateTimeField()
+    fetched_at = models.DateTimeField()
+    source = models.CharField(max_length=16)  # energy_added | soc | meter
+    energy_added_wh = models.IntegerField(null=True, blank=True)
+    soc_bp = models.IntegerField(null=True, blank=True)
+    power_w = models.IntegerField(null=True, blank=True)
+    charge_state = models.CharField(max_length=16, blank=True)
+    is_plugged_in = models.BooleanField(null=True)
+    accepted = models.BooleanField(default=True)
+    rejection = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.source} at {self.taken_at:%H:%M:%S}"
+
+
+class CommandKind(models.TextChoices):
+    START = "start", "Start charge"
+    STOP = "stop", "Stop charge"
+    SET_LIMIT = "set_limit", "Set charge limit"
+    READ = "read", "Read"
+
+
+class VehicleCommand(models.Model):
+    """Every call the controller makes to the vehicle API: what, when, request id, latency, result."""
+
+    session = models.ForeignKey(ChargingSession, null=True, on_delete=models.CASCADE, related_name="commands")
+    vehicle = models.ForeignKey("charging.Vehicle", on_delete=models.CASCADE, related_name="commands")
+    kind = models.CharField(max_length=16, choices=CommandKind.choices)
+    detail = models.CharField(max_length=64, blank=True)
+    sent_at = models.DateTimeField()
+    latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    ok = models.BooleanField()
+    request_id = models.CharField(max_length=64, blank=True)
+    error_type = models.CharField(max_length=48, blank=True)
+    error_code = models.CharField(max_length=48, blank=True)
+    http_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    # For STOP: the time the car took to stop, inferred from the energy that still went in.
+    effect_latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    make = models.CharField(max_length=64, blank=True, db_index=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["kind", "ok", "sent_at"], name="charging_cmd_kind_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.detail} ({'ok' if self.ok else self.error_code or self.error_type})"
+
+
+class VehicleEvent(models.Model):
+    """A vehicle webhook delivery (VEHICLE_STATE / VEHICLE_ERROR), stored once per eventId."""
+
+    event_id = models.CharField(max_length=64, unique=True)
+    event_type = models.CharField(max_length=32)
+    vehicle_external_id = models.CharField(max_length=64, blank=True, db_index=True)
+    payload = models.JSONField()
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.event_type} {self.event_id}"

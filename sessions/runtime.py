@@ -1,0 +1,71 @@
+"""The controller loop: claim sessions whose next action is due, hand each to one worker step.
+
+Timing lives in our table (`next_action_at`), not in django-q2 (its scheduler ticks every 30 s
+and has no delayed tasks). A claim takes a lease: the row is invisible to other loops until the
+lease expires, so a worker that dies mid-step only delays its session by the lease length — the
+next loop claims it again. `SKIP LOCKED` lets several loops run side by side on PostgreSQL; on
+SQLite the IMMEDIATE transaction serialises them.
+"""
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+
+from django.db import transaction
+from django.db.models import Q
+from django_q.tasks import async_task
+
+from sessions import clock
+from sessions.models.charging import OPEN_STATUSES, ChargingSession
+
+logger = logging.getLogger(__name__)
+
+# A step makes at most a few vehicle API calls, each bounded by the client's timeouts; the lease
+# must outlast the slowest step or a second worker would run the same session concurrently.
+LEASE = timedelta(seconds=660)
+
+
+def sessions_claim_due(*, limit: int = 100, lease: timedelta = LEASE) -> list[tuple[int, uuid.UUID]]:
+    """Lease up to `limit` open sessions whose next action is due; returns (id, lease token) pairs."""
+    now = clock.now()
+    with transaction.atomic():
+        due = list(
+            ChargingSession.objects.select_for_update(skip_locked=True)
+            .filter(status__in=OPEN_STATUSES, next_action_at__lte=now)
+            .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
+            .order_by("next_action_at")
+            .values_list("id", flat=True)[:limit]
+        )
+        claimed = []
+        for session_id in due:
+            token = uuid.uuid4()
+            ChargingSession.objects.filter(pk=session_id).update(lease_token=token, lease_until=now + lease)
+            claimed.append((session_id, token))
+    return claimed
+
+
+def enqueue_step(session_id: int, lease_token: uuid.UUID) -> None:
+    async_task("sessions.tasks.session_step", session_id, str(lease_token), task_name=f"step-{session_id}")
+
+
+def tick(*, limit: int = 100, dispatch: Callable[[int, uuid.UUID], None] = enqueue_step) -> int:
+    """One pass of the loop: claim what is due and dispatch each claimed step. Returns the count."""
+    claimed = sessions_claim_due(limit=limit)
+    for session_id, token in claimed:
+        dispatch(session_id, token)
+    return len(claimed)
+
+
+def run_forever(*, interval_s: float = 1.0, limit: int = 100, stop: Callable[[], bool] = lambda: False) -> None:
+    while not stop():
+        started = time.monotonic()
+        try:
+            count = tick(limit=limit)
+        except Exception:
+            # The loop must outlive a lost database connection; the next tick retries.
+            logger.exception("controller tick failed")
+            count = 0
+        if count < limit:
+            time.sleep(max(0.0, interval_s - (time.monotonic() - started)))

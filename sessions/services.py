@@ -1,0 +1,816 @@
+"""Charging sessions: request, step, stop, settle.
+
+Every write and state transition of a session goes through here. The shape of one step:
+  1. load the session (the controller loop leased it to us: `lease_token`);
+  2. talk to the vehicle API with NO transaction open (calls take 3–45 s, up to 300 s);
+  3. record the result in one short transaction that moves the session by compare-and-set on
+     (lease token, version); a step that lost its lease (it ran too long and another worker took
+     over) writes nothing and exits quietly.
+Readings and command records are facts and are stored as soon as they are known, whatever the
+step decides afterwards. Lock order, where several rows are locked: wallet, then session.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import random
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import F
+
+from prepaid import services as wallet_services
+from prepaid.errors import WalletError
+from sessions import clock, makes, metering, policy
+from sessions.models.charging import (
+    ALLOWED_TRANSITIONS,
+    OPEN_STATUSES,
+    TERMINAL_STATUSES,
+    ChargingSession,
+    CommandKind,
+    MeterReading,
+    SessionStatus,
+    SessionTransition,
+    VehicleCommand,
+)
+from sessions.models.vehicles import Vehicle
+from sessions.vehicle_api import errors as api_errors
+from sessions.vehicle_api.types import ChargeState
+from sessions.vehicles import ConsentRequired, call_with_token, get_client
+
+logger = logging.getLogger(__name__)
+
+S = SessionStatus
+
+# How long each state may last before the session is moved on (no session waits forever).
+REQUESTED_DEADLINE = timedelta(minutes=20)
+STARTING_DEADLINE = timedelta(minutes=15)
+STOPPING_DEADLINE = timedelta(hours=2)
+MIN_CHARGING_DEADLINE = timedelta(hours=6)
+# Retries of a failed call: exponential backoff from 15 s, capped, with jitter.
+RETRY_BASE_S = 15.0
+RETRY_CAP_S = 300.0
+# A backstop charge limit sits this far above the level the purchase implies (SoC steps, taper).
+BACKSTOP_MARGIN_BP = 300
+# Calls allowed per session before the policy must commit to the STOP.
+DEFAULT_CALL_BUDGET = 40
+
+
+class SessionError(Exception):
+    """A session cannot be created or changed; `code` is stable, the message is for the driver."""
+
+    def __init__(self, code: str, message: str) -> None:
+        self.code = code
+        super().__init__(message)
+
+
+# Plain-language reasons the driver sees, by machine code.
+REASONS: dict[str, str] = {
+    "requested": "Waiting for the car to answer.",
+    "start_sent": "Start sent; waiting for the car to begin charging.",
+    "charging": "Charging.",
+    "threshold": "Stopping: the energy you bought has been delivered.",
+    "driver_stop": "Stopped at your request.",
+    "operator_stop": "Stopped by the operator.",
+    "operator_close": "Closed by the operator; you were billed only for what was delivered.",
+    "completed": "Done: the energy you bought has been delivered.",
+    "unplugged": "The car is not plugged in. Plug it in, then start again.",
+    "unplugged_mid": "The car was unplugged. You were billed only for what was delivered.",
+    "car_full": "The car is full or at its charge limit. You were billed only for what was delivered.",
+    "car_stopped": "The car stopped charging by itself. You were billed only for what was delivered.",
+    "already_full": "The car is already full or at its charge limit; nothing to charge.",
+    "asleep": "The car is asleep and did not wake up. Open the car's app to wake it, then try again.",
+    "unreachable": "The car cannot be reached (no mobile signal?). Try again when it is online.",
+    "consent": "Access to the car was withdrawn. Reconnect the vehicle, then start again.",
+    "not_capable": "This car does not accept remote charging commands.",
+    "charge_fault": "The charger delivers no current (fault or charging schedule). Check the charger.",
+    "did_not_start": "The car did not start charging. Check the cable and the car's charging schedule.",
+    "vehicle_error": "The car's service did not accept the command. Try again later.",
+    "timeout": "The session took too long and was closed; you were billed only for what was delivered.",
+    "stop_not_verified": "We could not confirm the car stopped; you were billed at most what you bought.",
+}
+
+
+def _reason(code: str) -> str:
+    return REASONS.get(code, code)
+
+
+# --- request and stop --------------------------------------------------------------------------
+
+
+def session_request(
+    *, user, vehicle_id: int, energy_wh: int, policy_spec: str = "predictive", now: datetime | None = None
+) -> ChargingSession:
+    """Hold `energy_wh` from the user's wallet and open a session on the vehicle.
+
+    Raises SessionError (vehicle not yours or not connected, a session already open on it) and
+    the wallet's InsufficientCredit / WalletBlocked. The hold and the session commit together.
+    """
+    policy.policy_from_spec(policy_spec)  # fail early on an unknown policy
+    now = now or clock.now()
+    vehicle = Vehicle.objects.select_related("connection").filter(pk=vehicle_id, owner=user, is_active=True).first()
+    if vehicle is None:
+        raise SessionError("vehicle_unknown", "That vehicle is not connected to your account.")
+    if not vehicle.connection.is_active:
+        raise SessionError("consent", _reason("consent"))
+    traits = makes.traits_for(vehicle.make)
+    wallet = wallet_services.wallet_get_or_create(user=user)
+    key = uuid.uuid4()
+    try:
+        with transaction.atomic():
+            hold = wallet_services.wallet_hold(
+                wallet_id=wallet.pk, energy_wh=energy_wh, idempotency_key=f"session:{key}:hold"
+            )
+            session = ChargingSession.objects.create(
+                public_id=key,
+                user=user,
+                vehicle=vehicle,
+                hold=hold,
+                purchased_wh=energy_wh,
+                policy=policy_spec,
+                reason="requested",
+                reason_message=_reason("requested"),
+                next_action_at=now,
+                state_deadline_at=now + REQUESTED_DEADLINE,
+                call_budget=DEFAULT_CALL_BUDGET,
+                energy_step_wh=traits.energy_step_wh if traits.energy_counter else 0,
+                soc_step_bp=traits.soc_step_bp,
+                nominal_power_w=traits.nominal_power_w,
+                telemetry_refresh_s=int(traits.telemetry_refresh_s),
+                created_at=now,
+            )
+            SessionTransition.objects.create(session=session, from_status="", to_status=S.REQUESTED, at=now)
+    except IntegrityError as exc:
+        # The partial unique index: another session is open on this car (the hold rolled back too).
+        raise SessionError("session_open", "A session is already running on this vehicle.") from exc
+    return session
+
+
+def session_request_stop(*, session_id: int, reason: str = "driver_stop") -> bool:
+    """Ask for a session to stop now (driver or operator). Returns False if it is not open.
+
+    Only marks the wish and pulls the next step forward: the step sends STOP and verifies it.
+    The version is not bumped, so a step in flight still commits its own results.
+    """
+    updated = ChargingSession.objects.filter(pk=session_id, status__in=OPEN_STATUSES, stop_reason="").update(
+        stop_reason=reason, next_action_at=clock.now(), planned_action=""
+    )
+    return bool(updated) or ChargingSession.objects.filter(pk=session_id, status__in=OPEN_STATUSES).exists()
+
+
+# --- one step ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    """What a step decided: fields to write, an optional move, when to act next."""
+
+    changes: dict[str, Any] = field(default_factory=dict)
+    to_status: str | None = None
+    reason: str = ""
+    next_at: datetime | None = None
+    settle: bool = False
+
+
+class _Step:
+    """The context of one step: the session, the clock, and counted, recorded vehicle calls."""
+
+    def __init__(self, session: ChargingSession) -> None:
+        self.session = session
+        self.vehicle = session.vehicle
+        self.now = clock.now()
+        self.calls = 0
+        self.not_before: datetime | None = None
+        # The charge limit, when a read reported it anyway (Tesla's /tesla/charge): saves a call.
+        self.reported_limit_bp: int | None = None
+        # Seeded per session and attempt: two workers (or a replay) draw the same jitter.
+        self.rng = random.Random(f"{session.pk}:{session.version}")  # noqa: S311 - jitter, not a secret
+
+    def call(self, kind: str, detail: str, fn, *, billed: int = 1):
+        """Run `fn(client, token)` against the vehicle API; record the command; count the calls."""
+        session, vehicle = self.session, self.vehicle
+        client = get_client()
+        sent_at = clock.now()
+        record = VehicleCommand(
+            session=session, vehicle=vehicle, kind=kind, detail=detail, sent_at=sent_at, make=vehicle.make
+        )
+        self.calls += billed
+        try:
+            result = call_with_token(vehicle.connection_id, client, lambda token: fn(client, token))
+        except api_errors.VehicleApiError as exc:
+            record.ok = False
+            record.error_type = (exc.type or type(exc).__name__)[:48]
+            record.error_code = (exc.code or "")[:48]
+            record.http_status = exc.status
+            record.request_id = (exc.request_id or "")[:64]
+            if isinstance(exc, api_errors.RateLimited) and exc.retry_after_s:
+                self.not_before = clock.now() + timedelta(seconds=exc.retry_after_s)
+            raise
+        except ConsentRequired:
+            record.ok = False
+            record.error_type = "CONSENT_REQUIRED"
+            raise
+        finally:
+            record.latency_ms = max(0, int((clock.now() - sent_at).total_seconds() * 1000))
+            if record.ok is None:
+                record.ok = True
+                meta = getattr(result, "meta", None)
+                record.request_id = ((meta.request_id if meta else "") or "")[:64]
+            record.save()
+        return result
+
+    def backoff(self, attempts: int) -> datetime:
+        ceiling = min(RETRY_CAP_S, RETRY_BASE_S * 2**attempts)
+        delay = ceiling / 2 + self.rng.uniform(0, ceiling / 2)
+        at = self.now + timedelta(seconds=delay)
+        return max(at, self.not_before) if self.not_before else at
+
+
+def session_step(*, session_id: int, lease_token: uuid.UUID) -> None:
+    """Advance one session by one step. Safe to run twice: a stale lease writes nothing."""
+    session = ChargingSession.objects.select_related("vehicle", "vehicle__connection").filter(pk=session_id).first()
+    if session is None or session.lease_token != lease_token or session.status in TERMINAL_STATUSES:
+        return
+    step = _Step(session)
+    handler = {
+        S.REQUESTED: _step_requested,
+        S.STARTING: _step_starting,
+        S.CHARGING: _step_charging,
+        S.STOPPING: _step_stopping,
+    }[session.status]
+    try:
+        outcome = handler(step)
+    except ConsentRequired:
+        outcome = _consent_lost(step)
+    _commit(step, outcome, lease_token)
+
+
+def _commit(step: _Step, outcome: Outcome, lease_token: uuid.UUID) -> bool:
+    session = step.session
+    changes = dict(outcome.changes)
+    changes["api_calls"] = F("api_calls") + step.calls
+    if step.not_before:
+        changes["not_before"] = step.not_before
+    changes["next_action_at"] = outcome.next_at
+    if outcome.to_status:
+        if outcome.to_status not in ALLOWED_TRANSITIONS[session.status]:
+            raise RuntimeError(f"session {session.pk}: {session.status} → {outcome.to_status} is not allowed")
+        changes["status"] = outcome.to_status
+        changes["attempts"] = changes.get("attempts", 0)
+        if outcome.reason:
+            changes["reason"] = outcome.reason
+            changes["reason_message"] = _reason(outcome.reason)
+        if outcome.to_status in TERMINAL_STATUSES:
+            changes["next_action_at"] = None
+            changes["ended_at"] = step.now
+            changes["planned_action"] = ""
+    with transaction.atomic():
+        if outcome.settle or outcome.to_status == S.FAILED:
+            _close_hold(session, changes, failed=outcome.to_status == S.FAILED)
+        updated = ChargingSession.objects.filter(
+            pk=session.pk, lease_token=lease_token, version=session.version, status=session.status
+        ).update(**changes, version=F("version") + 1, lease_token=None, lease_until=None)
+        if not updated:
+            # Someone else moved the session (our lease ran out): roll back our settlement too.
+            transaction.set_rollback(True)
+            logger.warning("session %s: step lost its lease; result discarded", session.pk)
+            return False
+        if outcome.to_status:
+            SessionTransition.objects.create(
+                session=session,
+                from_status=session.status,
+                to_status=outcome.to_status,
+                reason=outcome.reason,
+                at=step.now,
+            )
+    # A driver's stop that arrived while this step ran must not wait for the planned next action.
+    if outcome.to_status not in TERMINAL_STATUSES:
+        ChargingSession.objects.filter(pk=session.pk, status__in=(S.STARTING, S.CHARGING)).exclude(
+            stop_reason=""
+        ).exclude(planned_action="stop_now").update(next_action_at=step.now, planned_action="stop_now")
+    return True
+
+
+def _close_hold(session: ChargingSession, changes: dict, *, failed: bool) -> None:
+    """Settle (consume what was delivered, at most the purchase) or release the hold, in the
+    transaction that moves the session: the ledger and the session never disagree."""
+    if session.hold_id is None:
+        return
+    if failed:
+        wallet_services.hold_release(hold_id=session.hold_id, idempotency_key=f"session:{session.public_id}:release")
+        changes.setdefault("billed_wh", 0)
+        return
+    delivered = changes.get("delivered_wh", session.delivered_wh)
+    billed, overshoot = policy.settle(session.purchased_wh, delivered)
+    wallet_services.hold_settle(
+        hold_id=session.hold_id, consumed_wh=billed, idempotency_key=f"session:{session.public_id}:settle"
+    )
+    changes["billed_wh"] = billed
+    changes["overshoot_wh"] = overshoot
+
+
+# --- readings ----------------------------------------------------------------------------------
+
+
+def _read(step: _Step) -> metering.Reading:
+    """Read the car once (one or two billed calls) and store the reading."""
+    session = step.session
+    vid = step.vehicle.external_id
+    fetched = clock.now()
+    if session.energy_step_wh:
+        result = step.call(CommandKind.READ, "tesla/charge", lambda c, t: c.tesla_charge(t, vid))
+        step.reported_limit_bp = result.soc_limit_bp
+        reading = metering.Reading(
+            taken_at=result.meta.data_age or fetched,
+            fetched_at=fetched,
+            source=metering.SOURCE_ENERGY_ADDED,
+            energy_added_wh=result.energy_added_wh,
+            power_w=result.power_w,
+            charge_state=result.state.value if result.state else None,
+            is_plugged_in=result.is_plugged_in,
+        )
+    else:
+        results = step.call(
+            CommandKind.READ, "batch charge+battery", lambda c, t: c.batch(t, vid, ["/charge", "/battery"]), billed=2
+        )
+        charge, battery = results.get("/charge"), results.get("/battery")
+        for part in (charge, battery):
+            if isinstance(part, api_errors.VehicleApiError):
+                raise part
+        reading = metering.Reading(
+            taken_at=battery.meta.data_age or charge.meta.data_age or fetched,
+            fetched_at=fetched,
+            source=metering.SOURCE_SOC,
+            soc_bp=battery.soc_bp,
+            charge_state=charge.state.value,
+            is_plugged_in=charge.is_plugged_in,
+        )
+    MeterReading.objects.create(
+        session=session,
+        taken_at=reading.taken_at,
+        fetched_at=reading.fetched_at,
+        source=reading.source,
+        energy_added_wh=reading.energy_added_wh,
+        soc_bp=reading.soc_bp,
+        power_w=reading.power_w,
+        charge_state=reading.charge_state or "",
+        is_plugged_in=reading.is_plugged_in,
+    )
+    return reading
+
+
+def _readings(session: ChargingSession) -> list[metering.Reading]:
+    return [
+        metering.Reading(
+            taken_at=r.taken_at,
+            fetched_at=r.fetched_at,
+            source=r.source,
+            energy_added_wh=r.energy_added_wh,
+            soc_bp=r.soc_bp,
+            power_w=r.power_w,
+            charge_state=r.charge_state or None,
+            is_plugged_in=r.is_plugged_in,
+        )
+        for r in MeterReading.objects.filter(session=session, taken_at__gte=session.start_sent_at or session.created_at)
+    ]
+
+
+def latency_model(make: str) -> policy.LatencyModel:
+    """The STOP latency distribution learned from this make's recent commands."""
+    return _latency_model_cached(make.upper(), int(clock.now().timestamp() // 60))
+
+
+@functools.lru_cache(maxsize=256)
+def _latency_model_cached(make: str, _minute: int) -> policy.LatencyModel:
+    # Cached per minute: every step of every session of a make would otherwise query the same rows.
+    samples = VehicleCommand.objects.filter(
+        make__iexact=make, kind=CommandKind.STOP, ok=True, effect_latency_ms__isnull=False
+    ).order_by("-id")[:200]
+    return policy.LatencyModel(samples=tuple(ms / 1000 for ms in samples.values_list("effect_latency_ms", flat=True)))
+
+
+def _estimate(session: ChargingSession, readings: list[metering.Reading], latency) -> metering.MeterEstimate:
+    started_at, half_width = (None, 0.0)
+    if session.start_sent_at:
+        started_at, half_width = policy.estimate_charging_start(
+            start_sent_at=session.start_sent_at, latency=latency, readings=readings
+        )
+    ctx = metering.MeterContext(
+        capacity_wh=session.vehicle.capacity_wh or 75_000,
+        soc_step_bp=session.soc_step_bp,
+        energy_step_wh=session.energy_step_wh,
+        start_soc_bp=session.start_soc_bp,
+        start_energy_added_wh=session.baseline_energy_wh or 0,
+        nominal_power_w=session.nominal_power_w,
+        charging_started_at=started_at,
+        charging_started_uncertainty_s=half_width,
+    )
+    return metering.estimate(readings, ctx)
+
+
+def _policy_state(step: _Step, estimate, latency, readings) -> policy.PolicyState:
+    session = step.session
+    last_read = max((r.fetched_at for r in readings), default=None)
+    ages = sorted((r.fetched_at - r.taken_at).total_seconds() for r in readings)
+    return policy.PolicyState(
+        now=step.now,
+        target_wh=session.purchased_wh,
+        estimate=estimate,
+        started_at=session.start_sent_at or session.created_at,
+        latency=latency,
+        charging_started_at=session.charging_at,
+        last_read_at=last_read,
+        reads=len(readings),
+        telemetry_age_s=ages[len(ages) // 2] if ages else 60.0,
+        telemetry_refresh_s=float(session.telemetry_refresh_s),
+        calls_remaining=max(0, session.call_budget - session.api_calls - step.calls),
+        not_before=step.not_before
+        or (session.not_before if session.not_before and session.not_before > step.now else None),
+        nominal_power_w=session.nominal_power_w,
+    )
+
+
+def _still_ahead(when: datetime | None, now: datetime) -> datetime | None:
+    return when if when and when > now else None
+
+
+def _metering_fields(estimate: metering.MeterEstimate) -> dict[str, Any]:
+    return {
+        "delivered_wh": max(0, estimate.delivered_wh),
+        "delivered_low_wh": max(0, estimate.delivered_low_wh),
+        "delivered_high_wh": max(0, estimate.delivered_high_wh),
+        "power_w": max(0, estimate.power_w),
+        "data_source": estimate.source,
+        "last_reading_at": estimate.as_of,
+    }
+
+
+# --- handlers, one per open state --------------------------------------------------------------
+
+
+def _failure_reason(exc: api_errors.VehicleApiError) -> str:
+    if isinstance(exc, api_errors.VehicleStateError):
+        return {
+            "CHARGING_PLUG_NOT_CONNECTED": "unplugged",
+            "FULLY_CHARGED": "already_full",
+            "ASLEEP": "asleep",
+            "UNREACHABLE": "unreachable",
+            "CHARGE_FAULT": "charge_fault",
+        }.get(exc.code or "", "vehicle_error")
+    if isinstance(exc, api_errors.CompatibilityError):
+        return "not_capable"
+    return "vehicle_error"
+
+
+def _retry_or_fail(step: _Step, exc: api_errors.VehicleApiError, *, to_status=S.FAILED, **extra) -> Outcome:
+    session = step.session
+    if exc.retryable and session.state_deadline_at and step.now < session.state_deadline_at:
+        # Still trying; the driver sees why it is taking long (asleep, unreachable…).
+        code = _failure_reason(exc)
+        changes = {"attempts": session.attempts + 1, "reason": code, "reason_message": _reason(code), **extra}
+        return Outcome(changes=changes, next_at=step.backoff(session.attempts))
+    return Outcome(to_status=to_status, reason=_failure_reason(exc), changes=extra)
+
+
+def _step_requested(step: _Step) -> Outcome:
+    session, vid = step.session, step.vehicle.external_id
+    if session.stop_reason:
+        return Outcome(to_status=S.FAILED, reason=session.stop_reason)
+    if step.now >= session.state_deadline_at:
+        return Outcome(to_status=S.FAILED, reason=session.reason if session.reason != "requested" else "vehicle_error")
+    try:
+        reading = _read(step)
+    except api_errors.VehicleApiError as exc:
+        return _retry_or_fail(step, exc)
+    if reading.is_plugged_in is False:
+        return Outcome(to_status=S.FAILED, reason="unplugged")
+    if reading.charge_state == ChargeState.FULLY_CHARGED:
+        return Outcome(to_status=S.FAILED, reason="already_full")
+    changes: dict[str, Any] = {"start_soc_bp": reading.soc_bp}
+    if session.energy_step_wh and reading.soc_bp is None:
+        try:
+            changes["start_soc_bp"] = step.call(CommandKind.READ, "battery", lambda c, t: c.battery(t, vid)).soc_bp
+        except api_errors.VehicleApiError as exc:
+            logger.info("session %s: no battery level at start (%s)", session.pk, exc)
+    already_charging = reading.charge_state == ChargeState.CHARGING
+    if not already_charging:
+        changes.update(_set_backstop(step, changes.get("start_soc_bp")))
+        try:
+            step.call(CommandKind.START, "", lambda c, t: c.start_charge(t, vid))
+        except api_errors.VehicleStateError as exc:
+            if exc.code != "CHARGING_IN_PROGRESS":
+                return _retry_or_fail(step, exc, **changes)
+            already_charging = True
+        except (api_errors.TransportError, api_errors.UpstreamError, api_errors.ServerError):
+            # The car may have received it: treat as sent, and let STARTING find out.
+            logger.info("session %s: START outcome unknown; checking the car", session.pk)
+        except api_errors.VehicleApiError as exc:
+            return _retry_or_fail(step, exc, **changes)
+    if already_charging:
+        # Charging began before us: measure from the counter as it stands now.
+        changes["baseline_energy_wh"] = reading.energy_added_wh
+    latency = latency_model(step.vehicle.make)
+    first_read = step.now + timedelta(seconds=latency.quantile(0.9) + 60)
+    return Outcome(
+        to_status=S.STARTING,
+        reason="start_sent",
+        changes={**changes, "start_sent_at": step.now, "state_deadline_at": step.now + STARTING_DEADLINE},
+        next_at=step.now + timedelta(seconds=30) if already_charging else first_read,
+    )
+
+
+def _limit_settable(vehicle: Vehicle) -> bool:
+    return makes.traits_for(vehicle.make).charge_limit and vehicle.charge_limit_settable is not False
+
+
+def _set_backstop(step: _Step, soc_bp: int | None) -> dict[str, Any]:
+    """Lower the car's charge limit to just above the level the purchase implies, where the make
+    takes a limit: if everything else fails, the car stops itself near the purchase."""
+    session, vehicle = step.session, step.vehicle
+    if not _limit_settable(vehicle):
+        return {}
+    if soc_bp is None or not vehicle.capacity_wh:
+        return {}
+    implied = soc_bp + -(-session.purchased_wh * 10_000 // vehicle.capacity_wh)
+    backstop = min(10_000, max(policy.MIN_CHARGE_LIMIT_BP, -(-(implied + BACKSTOP_MARGIN_BP) // 100) * 100))
+    vid = vehicle.external_id
+    try:
+        driver_limit = step.reported_limit_bp or (
+            step.call(CommandKind.READ, "charge/limit", lambda c, t: c.charge_limit(t, vid)).limit_bp
+        )
+        if backstop >= driver_limit:
+            return {"driver_limit_bp": driver_limit}
+        step.call(CommandKind.SET_LIMIT, f"{backstop}bp", lambda c, t: c.set_charge_limit(t, vid, backstop))
+    except api_errors.VehicleApiError as exc:
+        # A backstop is a safety net, not a condition of charging.
+        logger.info("session %s: no charge-limit backstop (%s)", session.pk, exc)
+        return {}
+    return {"driver_limit_bp": driver_limit, "backstop_limit_bp": backstop}
+
+
+def _step_starting(step: _Step) -> Outcome:
+    session = step.session
+    if session.stop_reason:
+        return _send_stop(step, reason=session.stop_reason)
+    try:
+        reading = _read(step)
+    except api_errors.VehicleApiError as exc:
+        if step.now >= session.state_deadline_at:
+            return _send_stop(step, reason="did_not_start")
+        return _retry_or_fail(step, exc, to_status=S.STOPPING)
+    if reading.charge_state == ChargeState.CHARGING:
+        latency = latency_model(step.vehicle.make)
+        started, _ = policy.estimate_charging_start(
+            start_sent_at=session.start_sent_at, latency=latency, readings=_readings(session)
+        )
+        outcome = _plan_charging(step, charging_at=started)
+        outcome.to_status, outcome.reason = S.CHARGING, "charging"
+        outcome.changes.update(charging_at=started, attempts=0, state_deadline_at=started + _charging_deadline(session))
+        return outcome
+    if reading.is_plugged_in is False:
+        return Outcome(to_status=S.FAILED, reason="unplugged")
+    if reading.charge_state == ChargeState.FULLY_CHARGED:
+        return Outcome(to_status=S.FAILED, reason="already_full")
+    if step.now >= session.state_deadline_at:
+        # It may still start late: a STOP makes sure it does not, then the hold is released.
+        return _send_stop(step, reason="did_not_start")
+    return Outcome(changes={"attempts": session.attempts + 1}, next_at=step.backoff(min(session.attempts, 3)))
+
+
+def _charging_deadline(session: ChargingSession) -> timedelta:
+    # Twice the time at 1 kW (a very slow charger), at least six hours.
+    return max(MIN_CHARGING_DEADLINE, timedelta(hours=2 * session.purchased_wh / 1000))
+
+
+def _plan_charging(step: _Step, *, charging_at: datetime | None = None) -> Outcome:
+    """Estimate delivered energy and ask the policy what to do next."""
+    session = step.session
+    if charging_at is not None:
+        session.charging_at = charging_at
+    readings = _readings(session)
+    latency = latency_model(step.vehicle.make)
+    estimate = _estimate(session, readings, latency)
+    state = _policy_state(step, estimate, latency, readings)
+    decision = policy.policy_from_spec(session.policy).decide(state)
+    changes = _metering_fields(estimate)
+    if decision.kind == policy.STOP and decision.at <= step.now:
+        sent = _send_stop(step, reason="threshold", predicted_wh=int(estimate.delivered_at(step.now)))
+        sent.changes = {**changes, **sent.changes}
+        return sent
+    return Outcome(changes={**changes, "planned_action": decision.kind}, next_at=decision.at)
+
+
+def _step_charging(step: _Step) -> Outcome:
+    session = step.session
+    if session.stop_reason:
+        return _send_stop(step, reason=session.stop_reason)
+    if session.state_deadline_at and step.now >= session.state_deadline_at:
+        return _send_stop(step, reason="timeout")
+    if session.planned_action == policy.STOP:
+        # The policy chose a STOP time earlier; no read is needed to send it.
+        return _plan_charging(step)
+    try:
+        reading = _read(step)
+    except api_errors.VehicleApiError:
+        outcome = _plan_charging(step)
+        if outcome.to_status is None:
+            outcome.next_at = max(outcome.next_at or step.now, step.backoff(min(session.attempts, 4)))
+        return outcome
+    if reading.charge_state != ChargeState.CHARGING:
+        # The car stopped without us: unplugged, full, at its limit, or stopped from its app.
+        reason = (
+            "unplugged_mid"
+            if reading.is_plugged_in is False
+            else "car_full"
+            if reading.charge_state == ChargeState.FULLY_CHARGED
+            else "car_stopped"
+        )
+        outcome = _finish(step, to_status=S.INTERRUPTED, reason=reason)
+        return outcome
+    return _plan_charging(step)
+
+
+def _send_stop(step: _Step, *, reason: str, predicted_wh: int | None = None) -> Outcome:
+    """Send STOP and move to STOPPING; the STOPPING step verifies and retries."""
+    session = step.session
+    changes: dict[str, Any] = {
+        "stop_reason": session.stop_reason or reason,
+        "stop_requested_at": session.stop_requested_at or step.now,
+        "state_deadline_at": step.now + STOPPING_DEADLINE,
+        "planned_action": "",
+        "attempts": 0,
+    }
+    if predicted_wh is not None:
+        changes["predicted_wh_at_stop"] = predicted_wh
+    sent = _stop_command(step)
+    changes.update(sent)
+    latency = latency_model(step.vehicle.make)
+    verify = step.now + policy.stop_verification_schedule(0, step.rng, latency=latency)
+    return Outcome(to_status=S.STOPPING, reason=reason, changes=changes, next_at=max(verify, step.not_before or verify))
+
+
+def _stop_command(step: _Step) -> dict[str, Any]:
+    """One STOP attempt; returns the session fields it changes. Errors are recorded, not raised:
+    the verification read decides what happens next."""
+    session = step.session
+    vid = step.vehicle.external_id
+    changes: dict[str, Any] = {"stop_attempts": session.stop_attempts + 1}
+    try:
+        step.call(CommandKind.STOP, f"attempt {session.stop_attempts + 1}", lambda c, t: c.stop_charge(t, vid))
+        if session.stop_first_sent_at is None:
+            changes["stop_first_sent_at"] = step.now
+    except api_errors.VehicleApiError as exc:
+        logger.info("session %s: STOP attempt failed (%s)", session.pk, exc)
+    return changes
+
+
+def _step_stopping(step: _Step) -> Outcome:
+    session = step.session
+    if session.stop_first_sent_at is None and session.stop_attempts < 3:
+        changes = _stop_command(step)
+        next_at = step.now + policy.stop_verification_schedule(0, step.rng)
+        return Outcome(changes=changes, next_at=max(next_at, step.not_before or next_at))
+    try:
+        reading = _read(step)
+    except api_errors.VehicleApiError:
+        if step.now >= session.state_deadline_at:
+            return _finish(step, to_status=S.COMPLETED, reason="stop_not_verified", flag=True)
+        return Outcome(changes={"attempts": session.attempts + 1}, next_at=step.backoff(min(session.attempts, 5)))
+    if reading.charge_state != ChargeState.CHARGING:
+        ended = S.INTERRUPTED if session.stop_reason in ("driver_stop", "operator_stop") else S.COMPLETED
+        if not session.start_sent_at or session.charging_at is None:
+            # Never charged (a START that never took): nothing delivered, release everything.
+            return Outcome(to_status=S.INTERRUPTED, reason=session.stop_reason or "did_not_start", settle=True)
+        return _finish(step, to_status=ended, reason="completed" if ended == S.COMPLETED else session.stop_reason)
+    if step.now >= session.state_deadline_at:
+        return _finish(step, to_status=S.COMPLETED, reason="stop_not_verified", flag=True)
+    # Still charging after STOP: retry, then lower the car's limit, then call the operator.
+    failed = session.attempts + 1
+    vehicle = step.vehicle
+    action = policy.escalation(
+        failed,
+        supports_charge_limit=makes.traits_for(vehicle.make).charge_limit
+        and vehicle.charge_limit_settable is not False,
+        current_soc_bp=_current_soc_bp(session, reading),
+        limit_already_lowered=session.stop_escalated,
+    )
+    changes: dict[str, Any] = {"attempts": failed}
+    if action.kind == policy.RETRY_STOP:
+        changes.update(_stop_command(step))
+    elif action.kind == policy.LOWER_CHARGE_LIMIT:
+        vid = vehicle.external_id
+        try:
+            step.call(CommandKind.SET_LIMIT, "escalation", lambda c, t: c.set_charge_limit(t, vid, action.limit_bp))
+        except api_errors.VehicleApiError as exc:
+            logger.warning("session %s: escalation limit refused (%s)", session.pk, exc)
+        changes["stop_escalated"] = True
+    else:
+        if not session.stop_not_carried_out:
+            logger.error("session %s: car ignores STOP; flagged for the operator", session.pk)
+        changes["stop_not_carried_out"] = True
+    # Give each new attempt the time a STOP takes to act and to show in the car's data.
+    latency = latency_model(vehicle.make)
+    settle_s = latency.quantile(0.9) + _telemetry_age_s(session)
+    next_at = step.now + max(policy.stop_verification_schedule(failed, step.rng), timedelta(seconds=settle_s))
+    return Outcome(changes=changes, next_at=max(next_at, step.not_before or next_at))
+
+
+def _telemetry_age_s(session: ChargingSession) -> float:
+    ages = sorted((r.fetched_at - r.taken_at).total_seconds() for r in session.readings.all()[:20])
+    return ages[len(ages) // 2] if ages else 60.0
+
+
+def _current_soc_bp(session: ChargingSession, reading: metering.Reading) -> int | None:
+    """The car's level now: as read, or (cars that report energy, not level) start + delivered."""
+    if reading.soc_bp is not None:
+        return reading.soc_bp
+    capacity = session.vehicle.capacity_wh
+    if session.start_soc_bp is None or not capacity or reading.energy_added_wh is None:
+        return None
+    delivered = reading.energy_added_wh - (session.baseline_energy_wh or 0)
+    return min(10_000, session.start_soc_bp + delivered * 10_000 // capacity)
+
+
+def _finish(step: _Step, *, to_status: str, reason: str, flag: bool = False, talk_to_car: bool = True) -> Outcome:
+    """Final estimate, latency learning, the driver's limit restored, settlement."""
+    session = step.session
+    readings = _readings(session)
+    latency = latency_model(step.vehicle.make)
+    estimate = _estimate(session, readings, latency)
+    changes = _metering_fields(estimate)
+    changes["end_soc_bp"] = next((r.soc_bp for r in reversed(readings) if r.soc_bp is not None), None)
+    if flag:
+        changes["stop_not_carried_out"] = True
+    # Learn the STOP latency only from a STOP that worked the first time: an ignored one says
+    # nothing about how long a STOP takes.
+    first_stop_worked = session.stop_attempts == 1 and not session.stop_escalated and not flag
+    if first_stop_worked and session.stop_first_sent_at and session.predicted_wh_at_stop is not None:
+        learned = policy.infer_stop_latency_s(
+            stop_sent_at=session.stop_first_sent_at,
+            predicted_wh_at_send=session.predicted_wh_at_stop,
+            final_delivered_wh=estimate.delivered_wh,
+            power_w=estimate.power_w,
+        )
+        if learned is not None:
+            first_stop = session.commands.filter(kind=CommandKind.STOP, ok=True).order_by("id").first()
+            if first_stop:
+                VehicleCommand.objects.filter(pk=first_stop.pk).update(effect_latency_ms=int(learned * 1000))
+    restore = session.backstop_limit_bp or session.stop_escalated
+    if talk_to_car and restore and session.driver_limit_bp and not session.limit_restored:
+        vid, limit = step.vehicle.external_id, session.driver_limit_bp
+        try:
+            step.call(CommandKind.SET_LIMIT, "restore", lambda c, t: c.set_charge_limit(t, vid, limit))
+            changes["limit_restored"] = True
+        except (api_errors.VehicleApiError, ConsentRequired) as exc:
+            logger.warning("session %s: driver's charge limit not restored (%s)", session.pk, exc)
+    return Outcome(to_status=to_status, reason=reason, changes=changes, settle=True)
+
+
+def _consent_lost(step: _Step) -> Outcome:
+    """The driver withdrew access: nothing more can be sent or read. Settle what the readings
+    show (never above the purchase); a car we could not stop is flagged for the operator."""
+    session = step.session
+    if session.status == S.REQUESTED or (session.status == S.STARTING and session.charging_at is None):
+        # Nothing was delivered that we know of; a START that took effect is the operator's to see.
+        outcome = Outcome(to_status=S.FAILED, reason="consent")
+        if session.status == S.STARTING:
+            outcome.changes["stop_not_carried_out"] = True
+        return outcome
+    to_status = S.COMPLETED if session.status == S.STOPPING and session.stop_reason == "threshold" else S.INTERRUPTED
+    outcome = _finish(step, to_status=to_status, reason="consent", talk_to_car=False)
+    outcome.changes["stop_not_carried_out"] = session.status == S.CHARGING or session.stop_first_sent_at is None
+    return outcome
+
+
+def session_close_stuck(*, session_id: int, reason: str = "operator_close") -> bool:
+    """Operator action: end a session stuck in an open state, settling what its readings show
+    (never above the purchase) without talking to the car. Returns False if it was not open."""
+    session = ChargingSession.objects.select_related("vehicle").get(pk=session_id)
+    if session.status in TERMINAL_STATUSES:
+        return False
+    # Take the lease away from any step in flight: its commit will find the token changed.
+    token = uuid.uuid4()
+    if not ChargingSession.objects.filter(pk=session_id, version=session.version).update(lease_token=token):
+        return False
+    session.lease_token = token
+    step = _Step(session)
+    if session.charging_at is None and session.status in (S.REQUESTED, S.STARTING):
+        outcome = Outcome(to_status=S.FAILED, reason=reason)
+    else:
+        ended = S.COMPLETED if session.status == S.STOPPING else S.INTERRUPTED
+        outcome = _finish(step, to_status=ended, reason=reason, talk_to_car=False)
+    return _commit(step, outcome, token)
+
+
+__all__ = [
+    "SessionError",
+    "WalletError",
+    "session_close_stuck",
+    "session_request",
+    "session_request_stop",
+    "session_step",
+]
