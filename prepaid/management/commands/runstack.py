@@ -9,10 +9,12 @@ import time
 
 import httpx
 from django.conf import settings
-from django.core.management import get_commands
+from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from payments import localstripe
+from prepaid.management.commands.demo_data import DEMO_DRIVER
+from sessions.demo import ensure_demo_vehicles
 
 
 class Command(BaseCommand):
@@ -28,18 +30,28 @@ class Command(BaseCommand):
             ("localstripe", [python, "-m", "payments.localstripe", "--port", str(settings.LOCALSTRIPE_PORT)]),
             ("web", [*manage, "runserver", f"127.0.0.1:{port}", "--noreload"]),
             ("worker", [*manage, "qcluster"]),
+            ("controller", [*manage, "run_controller"]),
         ]
-        available = get_commands()
-        if "run_simulator" in available:
-            services.append(("simulator", [*manage, "run_simulator", "--port", str(settings.SIMULATOR_PORT)]))
-        if "run_controller" in available:
-            services.append(("controller", [*manage, "run_controller"]))
+        simulated = f"http://127.0.0.1:{settings.SIMULATOR_PORT}" == settings.VEHICLE_API_ORIGIN
+        if simulated:
+            webhook = settings.SIMULATOR_WEBHOOK_URL or f"http://127.0.0.1:{port}/vehicles/webhook/"
+            simulator = [*manage, "run_simulator", "--port", str(settings.SIMULATOR_PORT), "--webhook-url", webhook]
+            services.append(("simulator", simulator))
 
+        # Ctrl-C or a TERM (service managers, `kill`) stops everything; SIGINT is set explicitly
+        # because a shell that starts us in the background leaves it ignored.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
         procs: list[tuple[str, subprocess.Popen]] = []
         try:
             for name, cmd in services:
                 procs.append((name, subprocess.Popen(cmd, cwd=settings.BASE_DIR)))
             self._wait_for(f"http://127.0.0.1:{port}/healthz/", "web server")
+            if simulated:
+                self._wait_for(f"{settings.VEHICLE_API_ORIGIN}/_sim/health", "vehicle simulator")
+                driver = get_user_model().objects.get(username=DEMO_DRIVER[0])
+                cars = ensure_demo_vehicles(user=driver)
+                self.stdout.write(f"Demo vehicle(s) of {driver.username}: " + ", ".join(str(c) for c in cars))
             if settings.STRIPE_API_BASE.startswith("http://127.0.0.1"):
                 self._wait_for(f"{settings.STRIPE_API_BASE}/v1/customers", "localstripe", ok_codes=(200, 401))
                 localstripe.register_webhook(
@@ -58,7 +70,7 @@ class Command(BaseCommand):
         finally:
             for _, proc in procs:
                 if proc.poll() is None:
-                    proc.send_signal(signal.SIGINT)
+                    proc.terminate()
             deadline = time.monotonic() + 10
             for _, proc in procs:
                 try:
