@@ -209,14 +209,7 @@ class SimulatorApp:
                 redirect_uri,
                 {"error": "no_vehicles", "error_description": "No vehicle was selected.", "state": state},
             )
-        with self.sim.lock:
-            user_id = self.sim._owner_for(chosen)
-            for vid in chosen:
-                self.sim.vehicles[vid].owner_user_id = self.sim.vehicles[vid].owner_user_id or user_id
-            code = self.sim.tokens.create_code(
-                user_id=user_id, vehicle_ids=chosen, scopes=scopes, redirect_uri=redirect_uri, now=self.sim.now()
-            )
-            self.sim.dirty = True
+        code = self.sim.create_auth_code(chosen, scopes, redirect_uri)
         return self.redirect(redirect_uri, {"code": code, "state": state})
 
     def consent_page(self, params: dict, scopes: list[str]) -> Response:

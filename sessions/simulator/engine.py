@@ -306,6 +306,17 @@ class Simulator:
             for v in self.vehicles.values():
                 self._advance(v, now)
 
+    def create_auth_code(self, vehicle_ids: list[str], scopes: list[str], redirect_uri: str) -> str:
+        """What Connect does when the user approves: claim the cars, return a one-time code."""
+        with self.lock:
+            user_id = self._owner_for(vehicle_ids)
+            for vid in vehicle_ids:
+                self.vehicles[vid].owner_user_id = self.vehicles[vid].owner_user_id or user_id
+            self.dirty = True
+            return self.tokens.create_code(
+                user_id=user_id, vehicle_ids=vehicle_ids, scopes=scopes, redirect_uri=redirect_uri, now=self.now()
+            )
+
     def connectable_vehicles(self) -> list[Vehicle]:
         """Vehicles the consent page offers: not claimed by anyone yet, or marked demo."""
         with self.lock:
@@ -345,6 +356,7 @@ class Simulator:
                 "stop_reason": v.stop_reason,
                 "asleep": self._deeply_asleep(v, now),
                 "now": iso_ms(now),
+                "now_ts": now,
             }
 
     def set_vehicle(self, vehicle_id: str, **changes) -> dict:
@@ -623,6 +635,8 @@ class Simulator:
             )
         if not v.profile.limit_settable:
             raise ApiError("COMPATIBILITY", "VEHICLE_NOT_CAPABLE", "This vehicle's charge limit cannot be set.")
+        if v.profile.limit_needs_plug and not v.plugged:
+            raise ApiError("VEHICLE_STATE", "CHARGING_PLUG_NOT_CONNECTED")
         self._command_quotas(v, "LIMIT", now)
         self._schedule(v, "LIMIT", now, limit)
         return dict(SUCCESS_ACTION)
@@ -995,6 +1009,8 @@ class Simulator:
 
     def _get_limit(self, v: Vehicle, body, unit, now) -> dict:
         snap = self._reported(v, now)
+        if v.profile.limit_needs_plug and not snap["plugged"]:
+            raise ApiError("VEHICLE_STATE", "CHARGING_PLUG_NOT_CONNECTED")
         return {"limit": snap["limit"]}
 
     def _get_tesla_charge(self, v: Vehicle, body, unit, now) -> dict:
