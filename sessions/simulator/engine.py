@@ -372,7 +372,9 @@ class Simulator:
                     v.faults.update(value)
                     if v.faults.charge_fault and v.charging:
                         self._stop_charging(v, now, "CHARGE_FAULT")
-                elif name in {"soc", "limit", "charger_kw", "efficiency", "demo", "location_schedule", "quotas"}:
+                elif name in {"soc", "limit", "charger_kw", "efficiency"}:
+                    setattr(v, name, self._checked_number(name, value))
+                elif name in {"demo", "location_schedule", "quotas"}:
                     setattr(v, name, value)
                 elif name in {f.name for f in fields(Profile)}:
                     v.profile = v.profile.with_overrides(**{name: value})
@@ -384,6 +386,14 @@ class Simulator:
                 self._take_snapshot(v, now)
             self.dirty = True
             return self.true_state(vehicle_id)
+
+    @staticmethod
+    def _checked_number(name: str, value: Any) -> float:
+        bounds = {"soc": (0.0, 1.0), "limit": (0.5, 1.0), "charger_kw": (0.0, 1000.0), "efficiency": (0.01, 1.0)}
+        low, high = bounds[name]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+            raise ValueError(f"{name} must be a number within {low}..{high}")
+        return float(value)
 
     def refresh_snapshot(self, vehicle_id: str) -> None:
         """Make the car report its current state now (as after an OEM refresh)."""
@@ -439,8 +449,11 @@ class Simulator:
     def _integrate(self, v: Vehicle, t_end: float) -> None:
         p = v.profile
         while v.updated_at < t_end - EPS:
-            if not v.charging:
-                # Nothing changes physically; only the reported snapshot may catch up.
+            power_kw = self._power_kw(v) if v.charging else 0.0
+            rate_wh_s = power_kw * 1000 * v.efficiency / 3600  # into the battery
+            if rate_wh_s <= 0:
+                # Nothing changes physically (not charging, or a charger giving no power);
+                # only the reported snapshot may catch up.
                 if v.next_snapshot_at is not None and v.next_snapshot_at <= t_end:
                     n = math.floor((t_end - v.next_snapshot_at) / p.telemetry_refresh_s)
                     last = v.next_snapshot_at + n * p.telemetry_refresh_s
@@ -448,8 +461,6 @@ class Simulator:
                     v.next_snapshot_at = last + p.telemetry_refresh_s
                 v.updated_at = t_end
                 return
-            power_kw = self._power_kw(v)
-            rate_wh_s = power_kw * 1000 * v.efficiency / 3600  # into the battery
             dt = t_end - v.updated_at
             if v.next_snapshot_at is not None:
                 dt = min(dt, v.next_snapshot_at - v.updated_at)
