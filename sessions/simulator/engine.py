@@ -284,8 +284,14 @@ class Simulator:
             return {**pair, "user_id": user_id}
 
     def _owner_for(self, vehicle_ids: list[str]) -> str:
+        """The user a grant belongs to: the cars' owner when they have one, else a new user.
+
+        A demo car is shared by every driver who connects it, so each of them is a separate user:
+        one driver disconnecting must not cut the others off.
+        """
         owners = {self.vehicles[vid].owner_user_id for vid in vehicle_ids} - {None}
-        if len(owners) == 1:
+        shared = any(self.vehicles[vid].demo for vid in vehicle_ids)
+        if len(owners) == 1 and not shared:
             return owners.pop()
         user_id = str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
         self.users.append(user_id)
