@@ -261,11 +261,16 @@ class Simulator:
                 last_active_at=now,
             )
             self._take_snapshot(v, now)
-            if prof.telemetry_mode == "periodic" and prof.telemetry_refresh_s > 0:
-                v.next_snapshot_at = now + prof.telemetry_refresh_s
+            self._schedule_snapshots(v, now)
             self.vehicles[v.id] = v
             self.dirty = True
             return v
+
+    @staticmethod
+    def _schedule_snapshots(v: Vehicle, now: float) -> None:
+        p = v.profile
+        periodic = p.telemetry_mode == "periodic" and p.telemetry_refresh_s > 0
+        v.next_snapshot_at = now + p.telemetry_refresh_s if periodic else None
 
     def _make_vin(self) -> str:
         alphabet = "ABCDEFGHJKLMNPRSTUVWXYZ0123456789"  # VINs never use I, O or Q
@@ -384,6 +389,8 @@ class Simulator:
                     setattr(v, name, value)
                 elif name in {f.name for f in fields(Profile)}:
                     v.profile = v.profile.with_overrides(**{name: value})
+                    if name in {"telemetry_mode", "telemetry_refresh_s"}:
+                        self._schedule_snapshots(v, now)
                 else:
                     raise ValueError(f"cannot set {name!r}")
             if v.charging and v.soc >= v.limit - EPS:

@@ -173,3 +173,15 @@ def test_a_charger_giving_no_power_adds_no_energy(sim, clock):
     assert truth["charging"] is True
     assert truth["delivered_wall_wh"] == 0
     assert truth["soc"] == 0.3
+
+
+def test_the_telemetry_interval_can_change_on_a_live_car(car, clock):
+    car.set(telemetry_refresh_s=300)
+    car.start()
+    clock.advance(200)
+    assert car.get("charge").json()["state"] == "NOT_CHARGING"  # the snapshot is from before START
+    clock.advance(100)
+    assert car.get("charge").json()["state"] == "CHARGING"
+    car.set(telemetry_refresh_s=0)
+    clock.advance(1)
+    assert car.get("battery").headers["SC-Data-Age"] == car.get("battery").headers["SC-Fetched-At"]
