@@ -587,7 +587,7 @@ class Simulator:
             if v.location_schedule:
                 # Ford: a START where a location schedule exists charges to 100 %.
                 v.limit = 1.0
-            if v.plugged and not v.charging and not v.faults.charge_fault and v.soc < v.limit - EPS:
+            if v.plugged and not v.charging and not self._faults(v)["charge_fault"] and v.soc < v.limit - EPS:
                 v.charging = True
                 v.charge_started_at = t
                 v.stop_reason = None
@@ -615,7 +615,11 @@ class Simulator:
         p = v.profile
         faults = self._faults(v)
         if v.soc < p.command_min_soc - EPS:
-            raise ApiError("VEHICLE_STATE", "LOW_BATTERY", "This vehicle accepts charge commands only from 50 % SoC.")
+            raise ApiError(
+                "VEHICLE_STATE",
+                "LOW_BATTERY",
+                f"This vehicle accepts charge commands only from {round(p.command_min_soc * 100)} % SoC.",
+            )
         if action == "STOP" and v.soc < p.stop_min_soc - EPS:
             raise ApiError("VEHICLE_STATE", "LOW_BATTERY", "This vehicle refuses STOP at this state of charge.")
         if faults["command_error"]:
@@ -690,7 +694,7 @@ class Simulator:
         key = f"{kind}:{day}"
         v.usage[key] = v.usage.get(key, 0) + 1
         # Forget days gone by so the persisted state does not grow forever.
-        for old in [k for k in v.usage if int(k.rsplit(":", 1)[1]) < day]:
+        for old in [k for k in v.usage if k.startswith(f"{kind}:") and int(k.split(":", 1)[1]) < day]:
             del v.usage[old]
 
     def _quota_error(self, v: Vehicle, kind: str, now: float) -> ApiError:

@@ -173,3 +173,20 @@ def test_in_process_transport_works_for_the_project_client(sim):
             "isPluggedIn": True,
             "state": "NOT_CHARGING",
         }
+
+
+def test_billing_and_daily_quotas_count_side_by_side(make_car, sim, clock):
+    sim.billing_limit_per_month = 100
+    car = make_car(profile="bmw_mini")
+    for _ in range(3):
+        assert car.get("battery").status_code == 200
+        clock.advance(86400 / 2)
+        car.renew()
+    assert car.truth()["calls"]["GET /battery"] == 3
+
+
+def test_a_global_charge_fault_also_blocks_a_start_on_its_way(car, client, clock):
+    car.start()
+    client.post("/_sim/faults", json={"charge_fault": True})
+    clock.advance(10)
+    assert car.truth()["charging"] is False
