@@ -11,6 +11,7 @@ import base64
 import binascii
 import html
 import json
+import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -23,6 +24,8 @@ from .auth import ALL_SCOPES
 from .clock import UTC, VirtualClock, iso_ms
 from .engine import Reply, Simulator
 from .errors import ApiError, OAuthError
+
+log = logging.getLogger(__name__)
 
 API_VERSION = "2.0"
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
@@ -117,6 +120,10 @@ class SimulatorApp:
             response = self.dispatch(request)
         except ApiError as error:
             response = error_response(error)
+        except Exception:
+            # A simulator bug still answers like the real API would: a JSON SERVER error.
+            log.exception("simulator failed on %s %s", request.method, request.path)
+            response = error_response(ApiError("SERVER", "INTERNAL"))
         if response.delay_s > 0:
             # Held outside the simulator lock: a hanging car must not block the others.
             self.sleep(response.delay_s)

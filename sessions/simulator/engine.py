@@ -59,7 +59,12 @@ class Faults:
         unknown = set(data or {}) - names
         if unknown:
             raise ValueError(f"unknown fault(s): {', '.join(sorted(unknown))}")
-        return cls(**(data or {}))
+        faults = cls(**(data or {}))
+        # Refuse a bad injection now, not as a crash in the middle of a later request.
+        for spec in faults.inject:
+            if not isinstance(spec, dict) or spec.get("code") not in CODES_BY_TYPE.get(spec.get("type"), []):
+                raise ValueError(f"unknown error to inject: {spec!r}")
+        return faults
 
     def update(self, data: dict) -> None:
         merged = Faults.from_dict({**asdict(self), **data})
@@ -717,6 +722,8 @@ class Simulator:
             v.stop_times = [t for t in v.stop_times if now - t < 30 * DAY_S]
             if len(v.stop_times) >= v.quotas["stops_30d"]:
                 raise ApiError("UPSTREAM", "RATE_LIMIT", "The 30-day STOP budget of this vehicle is used up.")
+        # A command the car then refuses (e.g. CHARGING_IN_PROGRESS) has still reached it: the
+        # budgets below are spent before the state checks.
         if "car_contacts" in v.quotas:
             self._take_quota(v, "car_contacts", now)
             v.last_contact_at = now
@@ -755,8 +762,6 @@ class Simulator:
     @staticmethod
     def _error_from_spec(spec: dict) -> ApiError:
         type_, code = spec["type"], spec.get("code")
-        if type_ not in CODES_BY_TYPE or code not in CODES_BY_TYPE[type_]:
-            raise ValueError(f"unknown error {type_}:{code}")
         retry_after = spec.get("retry_after")
         if type_ == "RATE_LIMIT" and code == "VEHICLE" and retry_after is None:
             retry_after = DEFAULT_RETRY_AFTER_S

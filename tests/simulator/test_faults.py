@@ -190,3 +190,18 @@ def test_a_global_charge_fault_also_blocks_a_start_on_its_way(car, client, clock
     client.post("/_sim/faults", json={"charge_fault": True})
     clock.advance(10)
     assert car.truth()["charging"] is False
+
+
+def test_an_unknown_injected_error_is_refused_up_front(car, client):
+    response = client.post(f"/_sim/vehicles/{car.id}", json={"faults": {"inject": [{"type": "OOPS", "code": "X"}]}})
+    assert response.status_code == 400
+    assert client.post("/_sim/faults", json={"inject": [{"type": "UPSTREAM", "code": "NOPE"}]}).status_code == 400
+    assert car.get("battery").status_code == 200
+
+
+def test_an_internal_failure_still_answers_a_json_server_error(car, sim, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(sim, "vehicle_request", broken)
+    assert_error(car.get("battery"), 500, "SERVER", "INTERNAL")
