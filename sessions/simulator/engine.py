@@ -50,6 +50,7 @@ class Faults:
     response_delay_s: float = 0.0  # the HTTP answer is held this long (real seconds): timeouts
     ignore_stop: bool = False  # STOP answers success but the car keeps charging
     throttle_retry_after_s: int | None = None  # every call → 429 RATE_LIMIT VEHICLE
+    freeze_telemetry: bool = False  # the reported snapshot stops updating (stale cloud data, VW)
     # One-shot errors consumed in order: {"type", "code", "endpoint"?: "GET /charge", "retry_after"?}
     inject: list[dict] = field(default_factory=list)
 
@@ -527,6 +528,8 @@ class Simulator:
         return "NOT_CHARGING"
 
     def _take_snapshot(self, v: Vehicle, t: float) -> None:
+        if v.snapshot and self._faults(v)["freeze_telemetry"]:
+            return  # the OEM cloud keeps serving its old copy; SC-Data-Age grows
         v.snapshot = {
             "at": t,
             "soc": v.soc,
@@ -688,6 +691,7 @@ class Simulator:
             "response_delay_s": max(own.response_delay_s, g.response_delay_s),
             "ignore_stop": own.ignore_stop or g.ignore_stop,
             "throttle_retry_after_s": own.throttle_retry_after_s or g.throttle_retry_after_s,
+            "freeze_telemetry": own.freeze_telemetry or g.freeze_telemetry,
         }
 
     def _quota_available(self, v: Vehicle, kind: str, now: float) -> bool:
@@ -1116,6 +1120,7 @@ class Simulator:
                 "calls": dict(self.calls),
                 "app_bucket": self.app_bucket,
                 "webhook_url": self.webhook_url,
+                "webhook_outbox": self.webhook_outbox,
                 "event_seq": self._event_seq,
             }
 
@@ -1128,6 +1133,7 @@ class Simulator:
             self.calls = Counter(data.get("calls", {}))
             self.app_bucket = data.get("app_bucket", {})
             self.webhook_url = data.get("webhook_url") or self.webhook_url
+            self.webhook_outbox = list(data.get("webhook_outbox", []))
             self._event_seq = data.get("event_seq", 0)
             if data.get("rng"):
                 self.rng.setstate(_rng_state_from_json(data["rng"]))

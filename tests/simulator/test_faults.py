@@ -205,3 +205,17 @@ def test_an_internal_failure_still_answers_a_json_server_error(car, sim, monkeyp
 
     monkeypatch.setattr(sim, "vehicle_request", broken)
     assert_error(car.get("battery"), 500, "SERVER", "INTERNAL")
+
+
+def test_frozen_telemetry_serves_stale_data_with_its_age(car, clock):
+    car.start()
+    clock.advance(10)
+    car.set(faults={"freeze_telemetry": True})
+    first = car.get("battery")
+    clock.advance(1800)
+    stale = car.get("battery")
+    assert stale.json() == first.json()
+    assert stale.headers["SC-Data-Age"] == first.headers["SC-Data-Age"]
+    assert car.truth()["soc"] > first.json()["percentRemaining"] + 0.05
+    car.set(faults={"freeze_telemetry": False})
+    assert car.get("battery").json()["percentRemaining"] > first.json()["percentRemaining"]

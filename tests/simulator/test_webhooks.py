@@ -138,3 +138,15 @@ def test_an_event_exists_even_when_nobody_reads_the_car(hooked, clock):
     receiver = Receiver()
     assert deliver_pending(hooked, receiver.client()) == 1
     assert json.loads(receiver.received[0]["body"])["vehicleId"] == v.id
+
+
+def test_pending_events_survive_a_restart(hooked, clock):
+    from sessions.simulator.engine import Simulator
+
+    v = hooked.create_vehicle(soc=0.3, plugged=True)
+    hooked.set_vehicle(v.id, plugged=False)
+    again = Simulator(clock)
+    again.load_state(json.loads(json.dumps(hooked.to_state())))
+    receiver = Receiver()
+    assert deliver_pending(again, receiver.client()) == 1
+    assert json.loads(receiver.received[0]["body"])["vehicleId"] == v.id
