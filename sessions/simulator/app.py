@@ -11,6 +11,7 @@ import base64
 import binascii
 import html
 import json
+import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -23,6 +24,8 @@ from .auth import ALL_SCOPES
 from .clock import UTC, VirtualClock, iso_ms
 from .engine import Reply, Simulator
 from .errors import ApiError, OAuthError
+
+log = logging.getLogger(__name__)
 
 API_VERSION = "2.0"
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
@@ -117,6 +120,10 @@ class SimulatorApp:
             response = self.dispatch(request)
         except ApiError as error:
             response = error_response(error)
+        except Exception:
+            # A simulator bug still answers like the real API would: a JSON SERVER error.
+            log.exception("simulator failed on %s %s", request.method, request.path)
+            response = error_response(ApiError("SERVER", "INTERNAL"))
         if response.delay_s > 0:
             # Held outside the simulator lock: a hanging car must not block the others.
             self.sleep(response.delay_s)
@@ -209,14 +216,7 @@ class SimulatorApp:
                 redirect_uri,
                 {"error": "no_vehicles", "error_description": "No vehicle was selected.", "state": state},
             )
-        with self.sim.lock:
-            user_id = self.sim._owner_for(chosen)
-            for vid in chosen:
-                self.sim.vehicles[vid].owner_user_id = self.sim.vehicles[vid].owner_user_id or user_id
-            code = self.sim.tokens.create_code(
-                user_id=user_id, vehicle_ids=chosen, scopes=scopes, redirect_uri=redirect_uri, now=self.sim.now()
-            )
-            self.sim.dirty = True
+        code = self.sim.create_auth_code(chosen, scopes, redirect_uri)
         return self.redirect(redirect_uri, {"code": code, "state": state})
 
     def consent_page(self, params: dict, scopes: list[str]) -> Response:

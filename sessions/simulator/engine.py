@@ -50,6 +50,7 @@ class Faults:
     response_delay_s: float = 0.0  # the HTTP answer is held this long (real seconds): timeouts
     ignore_stop: bool = False  # STOP answers success but the car keeps charging
     throttle_retry_after_s: int | None = None  # every call → 429 RATE_LIMIT VEHICLE
+    freeze_telemetry: bool = False  # the reported snapshot stops updating (stale cloud data, VW)
     # One-shot errors consumed in order: {"type", "code", "endpoint"?: "GET /charge", "retry_after"?}
     inject: list[dict] = field(default_factory=list)
 
@@ -59,7 +60,12 @@ class Faults:
         unknown = set(data or {}) - names
         if unknown:
             raise ValueError(f"unknown fault(s): {', '.join(sorted(unknown))}")
-        return cls(**(data or {}))
+        faults = cls(**(data or {}))
+        # Refuse a bad injection now, not as a crash in the middle of a later request.
+        for spec in faults.inject:
+            if not isinstance(spec, dict) or spec.get("code") not in CODES_BY_TYPE.get(spec.get("type"), []):
+                raise ValueError(f"unknown error to inject: {spec!r}")
+        return faults
 
     def update(self, data: dict) -> None:
         merged = Faults.from_dict({**asdict(self), **data})
@@ -261,11 +267,16 @@ class Simulator:
                 last_active_at=now,
             )
             self._take_snapshot(v, now)
-            if prof.telemetry_mode == "periodic" and prof.telemetry_refresh_s > 0:
-                v.next_snapshot_at = now + prof.telemetry_refresh_s
+            self._schedule_snapshots(v, now)
             self.vehicles[v.id] = v
             self.dirty = True
             return v
+
+    @staticmethod
+    def _schedule_snapshots(v: Vehicle, now: float) -> None:
+        p = v.profile
+        periodic = p.telemetry_mode == "periodic" and p.telemetry_refresh_s > 0
+        v.next_snapshot_at = now + p.telemetry_refresh_s if periodic else None
 
     def _make_vin(self) -> str:
         alphabet = "ABCDEFGHJKLMNPRSTUVWXYZ0123456789"  # VINs never use I, O or Q
@@ -284,8 +295,14 @@ class Simulator:
             return {**pair, "user_id": user_id}
 
     def _owner_for(self, vehicle_ids: list[str]) -> str:
+        """The user a grant belongs to: the cars' owner when they have one, else a new user.
+
+        A demo car is shared by every driver who connects it, so each of them is a separate user:
+        one driver disconnecting must not cut the others off.
+        """
         owners = {self.vehicles[vid].owner_user_id for vid in vehicle_ids} - {None}
-        if len(owners) == 1:
+        shared = any(self.vehicles[vid].demo for vid in vehicle_ids)
+        if len(owners) == 1 and not shared:
             return owners.pop()
         user_id = str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
         self.users.append(user_id)
@@ -305,6 +322,17 @@ class Simulator:
             now = self.now()
             for v in self.vehicles.values():
                 self._advance(v, now)
+
+    def create_auth_code(self, vehicle_ids: list[str], scopes: list[str], redirect_uri: str) -> str:
+        """What Connect does when the user approves: claim the cars, return a one-time code."""
+        with self.lock:
+            user_id = self._owner_for(vehicle_ids)
+            for vid in vehicle_ids:
+                self.vehicles[vid].owner_user_id = self.vehicles[vid].owner_user_id or user_id
+            self.dirty = True
+            return self.tokens.create_code(
+                user_id=user_id, vehicle_ids=vehicle_ids, scopes=scopes, redirect_uri=redirect_uri, now=self.now()
+            )
 
     def connectable_vehicles(self) -> list[Vehicle]:
         """Vehicles the consent page offers: not claimed by anyone yet, or marked demo."""
@@ -345,6 +373,7 @@ class Simulator:
                 "stop_reason": v.stop_reason,
                 "asleep": self._deeply_asleep(v, now),
                 "now": iso_ms(now),
+                "now_ts": now,
             }
 
     def set_vehicle(self, vehicle_id: str, **changes) -> dict:
@@ -360,10 +389,14 @@ class Simulator:
                     v.faults.update(value)
                     if v.faults.charge_fault and v.charging:
                         self._stop_charging(v, now, "CHARGE_FAULT")
-                elif name in {"soc", "limit", "charger_kw", "efficiency", "demo", "location_schedule", "quotas"}:
+                elif name in {"soc", "limit", "charger_kw", "efficiency"}:
+                    setattr(v, name, self._checked_number(name, value))
+                elif name in {"demo", "location_schedule", "quotas"}:
                     setattr(v, name, value)
                 elif name in {f.name for f in fields(Profile)}:
                     v.profile = v.profile.with_overrides(**{name: value})
+                    if name in {"telemetry_mode", "telemetry_refresh_s"}:
+                        self._schedule_snapshots(v, now)
                 else:
                     raise ValueError(f"cannot set {name!r}")
             if v.charging and v.soc >= v.limit - EPS:
@@ -372,6 +405,14 @@ class Simulator:
                 self._take_snapshot(v, now)
             self.dirty = True
             return self.true_state(vehicle_id)
+
+    @staticmethod
+    def _checked_number(name: str, value: Any) -> float:
+        bounds = {"soc": (0.0, 1.0), "limit": (0.5, 1.0), "charger_kw": (0.0, 1000.0), "efficiency": (0.01, 1.0)}
+        low, high = bounds[name]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+            raise ValueError(f"{name} must be a number within {low}..{high}")
+        return float(value)
 
     def refresh_snapshot(self, vehicle_id: str) -> None:
         """Make the car report its current state now (as after an OEM refresh)."""
@@ -427,8 +468,11 @@ class Simulator:
     def _integrate(self, v: Vehicle, t_end: float) -> None:
         p = v.profile
         while v.updated_at < t_end - EPS:
-            if not v.charging:
-                # Nothing changes physically; only the reported snapshot may catch up.
+            power_kw = self._power_kw(v) if v.charging else 0.0
+            rate_wh_s = power_kw * 1000 * v.efficiency / 3600  # into the battery
+            if rate_wh_s <= 0:
+                # Nothing changes physically (not charging, or a charger giving no power);
+                # only the reported snapshot may catch up.
                 if v.next_snapshot_at is not None and v.next_snapshot_at <= t_end:
                     n = math.floor((t_end - v.next_snapshot_at) / p.telemetry_refresh_s)
                     last = v.next_snapshot_at + n * p.telemetry_refresh_s
@@ -436,8 +480,6 @@ class Simulator:
                     v.next_snapshot_at = last + p.telemetry_refresh_s
                 v.updated_at = t_end
                 return
-            power_kw = self._power_kw(v)
-            rate_wh_s = power_kw * 1000 * v.efficiency / 3600  # into the battery
             dt = t_end - v.updated_at
             if v.next_snapshot_at is not None:
                 dt = min(dt, v.next_snapshot_at - v.updated_at)
@@ -486,6 +528,8 @@ class Simulator:
         return "NOT_CHARGING"
 
     def _take_snapshot(self, v: Vehicle, t: float) -> None:
+        if v.snapshot and self._faults(v)["freeze_telemetry"]:
+            return  # the OEM cloud keeps serving its old copy; SC-Data-Age grows
         v.snapshot = {
             "at": t,
             "soc": v.soc,
@@ -551,7 +595,7 @@ class Simulator:
             if v.location_schedule:
                 # Ford: a START where a location schedule exists charges to 100 %.
                 v.limit = 1.0
-            if v.plugged and not v.charging and not v.faults.charge_fault and v.soc < v.limit - EPS:
+            if v.plugged and not v.charging and not self._faults(v)["charge_fault"] and v.soc < v.limit - EPS:
                 v.charging = True
                 v.charge_started_at = t
                 v.stop_reason = None
@@ -579,7 +623,11 @@ class Simulator:
         p = v.profile
         faults = self._faults(v)
         if v.soc < p.command_min_soc - EPS:
-            raise ApiError("VEHICLE_STATE", "LOW_BATTERY", "This vehicle accepts charge commands only from 50 % SoC.")
+            raise ApiError(
+                "VEHICLE_STATE",
+                "LOW_BATTERY",
+                f"This vehicle accepts charge commands only from {round(p.command_min_soc * 100)} % SoC.",
+            )
         if action == "STOP" and v.soc < p.stop_min_soc - EPS:
             raise ApiError("VEHICLE_STATE", "LOW_BATTERY", "This vehicle refuses STOP at this state of charge.")
         if faults["command_error"]:
@@ -623,6 +671,8 @@ class Simulator:
             )
         if not v.profile.limit_settable:
             raise ApiError("COMPATIBILITY", "VEHICLE_NOT_CAPABLE", "This vehicle's charge limit cannot be set.")
+        if v.profile.limit_needs_plug and not v.plugged:
+            raise ApiError("VEHICLE_STATE", "CHARGING_PLUG_NOT_CONNECTED")
         self._command_quotas(v, "LIMIT", now)
         self._schedule(v, "LIMIT", now, limit)
         return dict(SUCCESS_ACTION)
@@ -641,6 +691,7 @@ class Simulator:
             "response_delay_s": max(own.response_delay_s, g.response_delay_s),
             "ignore_stop": own.ignore_stop or g.ignore_stop,
             "throttle_retry_after_s": own.throttle_retry_after_s or g.throttle_retry_after_s,
+            "freeze_telemetry": own.freeze_telemetry or g.freeze_telemetry,
         }
 
     def _quota_available(self, v: Vehicle, kind: str, now: float) -> bool:
@@ -652,7 +703,7 @@ class Simulator:
         key = f"{kind}:{day}"
         v.usage[key] = v.usage.get(key, 0) + 1
         # Forget days gone by so the persisted state does not grow forever.
-        for old in [k for k in v.usage if int(k.rsplit(":", 1)[1]) < day]:
+        for old in [k for k in v.usage if k.startswith(f"{kind}:") and int(k.split(":", 1)[1]) < day]:
             del v.usage[old]
 
     def _quota_error(self, v: Vehicle, kind: str, now: float) -> ApiError:
@@ -675,6 +726,8 @@ class Simulator:
             v.stop_times = [t for t in v.stop_times if now - t < 30 * DAY_S]
             if len(v.stop_times) >= v.quotas["stops_30d"]:
                 raise ApiError("UPSTREAM", "RATE_LIMIT", "The 30-day STOP budget of this vehicle is used up.")
+        # A command the car then refuses (e.g. CHARGING_IN_PROGRESS) has still reached it: the
+        # budgets below are spent before the state checks.
         if "car_contacts" in v.quotas:
             self._take_quota(v, "car_contacts", now)
             v.last_contact_at = now
@@ -713,8 +766,6 @@ class Simulator:
     @staticmethod
     def _error_from_spec(spec: dict) -> ApiError:
         type_, code = spec["type"], spec.get("code")
-        if type_ not in CODES_BY_TYPE or code not in CODES_BY_TYPE[type_]:
-            raise ValueError(f"unknown error {type_}:{code}")
         retry_after = spec.get("retry_after")
         if type_ == "RATE_LIMIT" and code == "VEHICLE" and retry_after is None:
             retry_after = DEFAULT_RETRY_AFTER_S
@@ -995,6 +1046,8 @@ class Simulator:
 
     def _get_limit(self, v: Vehicle, body, unit, now) -> dict:
         snap = self._reported(v, now)
+        if v.profile.limit_needs_plug and not snap["plugged"]:
+            raise ApiError("VEHICLE_STATE", "CHARGING_PLUG_NOT_CONNECTED")
         return {"limit": snap["limit"]}
 
     def _get_tesla_charge(self, v: Vehicle, body, unit, now) -> dict:
@@ -1067,6 +1120,7 @@ class Simulator:
                 "calls": dict(self.calls),
                 "app_bucket": self.app_bucket,
                 "webhook_url": self.webhook_url,
+                "webhook_outbox": self.webhook_outbox,
                 "event_seq": self._event_seq,
             }
 
@@ -1079,6 +1133,7 @@ class Simulator:
             self.calls = Counter(data.get("calls", {}))
             self.app_bucket = data.get("app_bucket", {})
             self.webhook_url = data.get("webhook_url") or self.webhook_url
+            self.webhook_outbox = list(data.get("webhook_outbox", []))
             self._event_seq = data.get("event_seq", 0)
             if data.get("rng"):
                 self.rng.setstate(_rng_state_from_json(data["rng"]))

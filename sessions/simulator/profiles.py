@@ -38,6 +38,8 @@ class Profile:
     can_stop: bool = True
     limit_readable: bool = True
     limit_settable: bool = True
+    # Some OEMs expose the charge limit only while plugged in (409 CHARGING_PLUG_NOT_CONNECTED).
+    limit_needs_plug: bool = False
     # START and STOP refused (409 VEHICLE_STATE LOW_BATTERY) below this true SoC (GM: 0.5).
     command_min_soc: float = 0.0
     # STOP refused below this SoC (Mercedes: 0.2 EQE/EQS, 0.5 EQA/EQB).

@@ -35,6 +35,7 @@ under the keys data_age, fetched_at, unit_system, request_id (strings, absent wh
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import threading
 from dataclasses import dataclass, field
@@ -246,8 +247,15 @@ def _wire_names(values: dict) -> dict:
     return {names.get(k, k): v for k, v in values.items()}
 
 
-# name → adapter class. The integrator adds the project client's adapter here.
+# name → adapter class.
 ADAPTERS = {"smartcar-sdk": SmartcarSdkAdapter}
+
+# The project's client (sessions/vehicle_api) joins once it exists in the tree. find_spec rather
+# than try/except ImportError, so a real import error in the adapter is not silently skipped.
+if importlib.util.find_spec("sessions.vehicle_api") is not None:
+    from .project_adapter import ProjectClientAdapter
+
+    ADAPTERS[ProjectClientAdapter.name] = ProjectClientAdapter
 
 
 @pytest.fixture(params=sorted(ADAPTERS))

@@ -84,3 +84,8 @@ def test_the_in_process_client_can_simulate_a_read_timeout(sim, clock):
     clock.advance(10)
     # The command reached the car although the client gave up waiting.
     assert sim.true_state(v.id)["charging"] is True
+
+
+def test_out_of_range_truth_is_refused(client, car):
+    for change in ({"soc": 1.2}, {"limit": 0.3}, {"charger_kw": -1}, {"efficiency": "high"}):
+        assert client.post(f"/_sim/vehicles/{car.id}", json=change).status_code == 400

@@ -261,3 +261,11 @@ def test_the_admin_api_is_loopback_only(sim):
     transport = httpx.WSGITransport(app=make_app(sim), remote_addr="10.0.0.5")
     with httpx.Client(transport=transport, base_url="http://sim.test") as remote:
         assert remote.get("/_sim/vehicles").status_code == 403
+
+
+def test_a_car_that_shows_its_limit_only_when_plugged(make_car, client):
+    car = make_car(plugged=False, limit_needs_plug=True)
+    assert_error(car.get("charge/limit"), 409, "VEHICLE_STATE", "CHARGING_PLUG_NOT_CONNECTED")
+    assert_error(car.post("charge/limit", {"limit": 0.9}), 409, "VEHICLE_STATE", "CHARGING_PLUG_NOT_CONNECTED")
+    car.set(plugged=True)
+    assert car.get("charge/limit").json() == {"limit": 0.8}

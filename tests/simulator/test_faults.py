@@ -173,3 +173,49 @@ def test_in_process_transport_works_for_the_project_client(sim):
             "isPluggedIn": True,
             "state": "NOT_CHARGING",
         }
+
+
+def test_billing_and_daily_quotas_count_side_by_side(make_car, sim, clock):
+    sim.billing_limit_per_month = 100
+    car = make_car(profile="bmw_mini")
+    for _ in range(3):
+        assert car.get("battery").status_code == 200
+        clock.advance(86400 / 2)
+        car.renew()
+    assert car.truth()["calls"]["GET /battery"] == 3
+
+
+def test_a_global_charge_fault_also_blocks_a_start_on_its_way(car, client, clock):
+    car.start()
+    client.post("/_sim/faults", json={"charge_fault": True})
+    clock.advance(10)
+    assert car.truth()["charging"] is False
+
+
+def test_an_unknown_injected_error_is_refused_up_front(car, client):
+    response = client.post(f"/_sim/vehicles/{car.id}", json={"faults": {"inject": [{"type": "OOPS", "code": "X"}]}})
+    assert response.status_code == 400
+    assert client.post("/_sim/faults", json={"inject": [{"type": "UPSTREAM", "code": "NOPE"}]}).status_code == 400
+    assert car.get("battery").status_code == 200
+
+
+def test_an_internal_failure_still_answers_a_json_server_error(car, sim, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(sim, "vehicle_request", broken)
+    assert_error(car.get("battery"), 500, "SERVER", "INTERNAL")
+
+
+def test_frozen_telemetry_serves_stale_data_with_its_age(car, clock):
+    car.start()
+    clock.advance(10)
+    car.set(faults={"freeze_telemetry": True})
+    first = car.get("battery")
+    clock.advance(1800)
+    stale = car.get("battery")
+    assert stale.json() == first.json()
+    assert stale.headers["SC-Data-Age"] == first.headers["SC-Data-Age"]
+    assert car.truth()["soc"] > first.json()["percentRemaining"] + 0.05
+    car.set(faults={"freeze_telemetry": False})
+    assert car.get("battery").json()["percentRemaining"] > first.json()["percentRemaining"]

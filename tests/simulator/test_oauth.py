@@ -187,3 +187,15 @@ def test_a_disconnected_car_can_be_connected_again(client, car):
 def test_demo_vehicles_stay_on_the_consent_page(client):
     vid = client.post("/_sim/vehicles", json={"demo": True}).json()["id"]
     assert f'value="{vid}"' in authorize(client).text
+
+
+def test_two_drivers_of_a_demo_car_are_separate_users(client):
+    vid = client.post("/_sim/vehicles", json={"demo": True, "token": False}).json()["id"]
+    first = exchange(client, approve(client, [vid])["code"]).json()
+    second = exchange(client, approve(client, [vid])["code"]).json()
+    h1 = {"Authorization": f"Bearer {first['access_token']}"}
+    h2 = {"Authorization": f"Bearer {second['access_token']}"}
+    assert client.get("/v2.0/user", headers=h1).json() != client.get("/v2.0/user", headers=h2).json()
+    client.delete(f"/v2.0/vehicles/{vid}/application", headers=h1)
+    assert client.get(f"/v2.0/vehicles/{vid}/battery", headers=h1).status_code == 403
+    assert client.get(f"/v2.0/vehicles/{vid}/battery", headers=h2).status_code == 200

@@ -163,3 +163,25 @@ def test_it_catches_up_hours_of_virtual_time_in_one_read(sim, clock):
         truth = sim.true_state(v.id)
         assert truth["soc"] == pytest.approx(1.0)
         assert truth["delivered_battery_wh"] == pytest.approx(0.9 * 75000, rel=1e-6)
+
+
+def test_a_charger_giving_no_power_adds_no_energy(sim, clock):
+    v = sim.create_vehicle(soc=0.3, plugged=True, charger_kw=0)
+    v.charging = True
+    clock.advance(3600)
+    truth = sim.true_state(v.id)
+    assert truth["charging"] is True
+    assert truth["delivered_wall_wh"] == 0
+    assert truth["soc"] == 0.3
+
+
+def test_the_telemetry_interval_can_change_on_a_live_car(car, clock):
+    car.set(telemetry_refresh_s=300)
+    car.start()
+    clock.advance(200)
+    assert car.get("charge").json()["state"] == "NOT_CHARGING"  # the snapshot is from before START
+    clock.advance(100)
+    assert car.get("charge").json()["state"] == "CHARGING"
+    car.set(telemetry_refresh_s=0)
+    clock.advance(1)
+    assert car.get("battery").headers["SC-Data-Age"] == car.get("battery").headers["SC-Fetched-At"]

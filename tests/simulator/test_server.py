@@ -125,3 +125,44 @@ def test_sim_vehicle_reports_an_unreachable_simulator():
 
     with pytest.raises(CommandError, match="not reachable"):
         call_command("sim_vehicle", "--url", f"http://127.0.0.1:{free_port()}", "list", stdout=io.StringIO())
+
+
+def test_sim_vehicle_passes_profile_options_and_strict_quotas(sim):
+    with SimulatorServer(sim) as server:
+        car = _sim_vehicle(
+            "--url",
+            server.url,
+            "create",
+            "--profile",
+            "tesla_fleet",
+            "--strict-quotas",
+            "--option",
+            "telemetry_refresh_s=60",
+            "--option",
+            "command_latency_s=[1,2]",
+            "--no-token",
+        )
+        assert "access_token" not in car
+        v = sim.vehicles[car["id"]]
+        assert v.profile.telemetry_refresh_s == 60
+        assert v.profile.command_latency_s == (1, 2)
+        assert v.quotas["charge_commands"] == 5
+
+
+def test_the_threaded_server_serves_concurrent_clients_consistently(sim):
+    from concurrent.futures import ThreadPoolExecutor
+
+    cars = [sim.create_vehicle(soc=0.3, plugged=True) for _ in range(4)]
+    tokens = {v.id: sim.issue_tokens([v.id])["access_token"] for v in cars}
+    with SimulatorServer(sim) as server:
+
+        def hammer(vehicle_id: str) -> list[int]:
+            auth = {"Authorization": f"Bearer {tokens[vehicle_id]}"}
+            with httpx.Client(base_url=server.url, headers=auth, timeout=10) as c:
+                return [c.get(f"/v2.0/vehicles/{vehicle_id}/battery").status_code for _ in range(25)]
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            results = list(pool.map(hammer, [v.id for v in cars] * 2))
+    assert all(code == 200 for codes in results for code in codes)
+    assert sim.calls["GET /battery"] == 200
+    assert all(v.calls["GET /battery"] == 50 for v in cars)

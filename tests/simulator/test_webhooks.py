@@ -138,3 +138,40 @@ def test_an_event_exists_even_when_nobody_reads_the_car(hooked, clock):
     receiver = Receiver()
     assert deliver_pending(hooked, receiver.client()) == 1
     assert json.loads(receiver.received[0]["body"])["vehicleId"] == v.id
+
+
+def test_pending_events_survive_a_restart(hooked, clock):
+    from sessions.simulator.engine import Simulator
+
+    v = hooked.create_vehicle(soc=0.3, plugged=True)
+    hooked.set_vehicle(v.id, plugged=False)
+    again = Simulator(clock)
+    again.load_state(json.loads(json.dumps(hooked.to_state())))
+    receiver = Receiver()
+    assert deliver_pending(again, receiver.client()) == 1
+    assert json.loads(receiver.received[0]["body"])["vehicleId"] == v.id
+
+
+def test_the_server_sends_webhooks_from_its_own_thread(hooked):
+    import threading
+    import time
+    from wsgiref.simple_server import make_server
+
+    from sessions.simulator.server import QuietHandler, SimulatorServer, ThreadingWSGIServer
+
+    receiver = Receiver()
+    httpd = make_server("127.0.0.1", 0, receiver, server_class=ThreadingWSGIServer, handler_class=QuietHandler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    hooked.webhook_url = f"http://127.0.0.1:{httpd.server_address[1]}/webhooks/vehicle/"
+    try:
+        with SimulatorServer(hooked, webhook_interval_s=0.02):
+            v = hooked.create_vehicle(soc=0.3, plugged=True)
+            hooked.set_vehicle(v.id, plugged=False)
+            deadline = time.monotonic() + 5
+            while not receiver.received and time.monotonic() < deadline:
+                time.sleep(0.01)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert len(receiver.received) == 1
+    assert receiver.received[0]["signature"] == sign(AMT, receiver.received[0]["body"])

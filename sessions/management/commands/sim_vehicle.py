@@ -44,6 +44,14 @@ class Command(BaseCommand):
         create.add_argument("--plugged", action="store_true")
         create.add_argument("--demo", action="store_true", help="always offered on the consent page")
         create.add_argument("--no-token", action="store_true", help="leave it unclaimed for the consent page")
+        create.add_argument("--strict-quotas", action="store_true", help="Tesla Fleet daily quotas")
+        create.add_argument(
+            "--option",
+            action="append",
+            default=[],
+            metavar="NAME=VALUE",
+            help="any profile field, e.g. telemetry_refresh_s=60 or command_latency_s=[5,10]",
+        )
 
         sub.add_parser("list", help="list vehicles with their true state")
 
@@ -66,6 +74,8 @@ class Command(BaseCommand):
             payload["plugged"] = options["plugged"]
             payload["demo"] = options["demo"]
             payload["token"] = not options["no_token"]
+            payload["strict_quotas"] = options["strict_quotas"]
+            payload.update(self._pairs(options["option"], "--option"))
             for key in ("make", "model", "year", "capacity_kwh", "charger_kw"):
                 if options[key] is not None:
                     payload[key] = options[key]
@@ -74,12 +84,7 @@ class Command(BaseCommand):
             result = self._call("GET", f"{base}/vehicles")
         elif action == "set":
             payload = {k: options[k] for k in ("soc", "limit", "charger_kw") if options[k] is not None}
-            faults = {}
-            for item in options["fault"]:
-                name, sep, raw = item.partition("=")
-                if not sep:
-                    raise CommandError(f"--fault needs NAME=VALUE, got {item!r}")
-                faults[name] = _value(raw)
+            faults = self._pairs(options["fault"], "--fault")
             if faults:
                 payload["faults"] = faults
             result = self._call("POST", f"{base}/vehicles/{options['vehicle_id']}", payload)
@@ -88,6 +93,16 @@ class Command(BaseCommand):
         else:
             result = self._call("POST", f"{base}/vehicles/{options['vehicle_id']}/{action}", {})
         self.stdout.write(json.dumps(result, indent=2))
+
+    @staticmethod
+    def _pairs(items: list[str], flag: str) -> dict:
+        out = {}
+        for item in items:
+            name, sep, raw = item.partition("=")
+            if not sep:
+                raise CommandError(f"{flag} needs NAME=VALUE, got {item!r}")
+            out[name] = _value(raw)
+        return out
 
     @staticmethod
     def _call(method: str, url: str, payload: dict | None = None) -> dict:
