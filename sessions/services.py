@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import Case, DateTimeField, F, Q, Value, When
 
 from prepaid import services as wallet_services
 from prepaid.errors import WalletError
@@ -200,7 +200,9 @@ class _Step:
         )
         self.calls += billed
         try:
-            result = call_with_token(vehicle.connection_id, client, lambda token: fn(client, token))
+            result = call_with_token(
+                vehicle.connection_id, client, lambda token: fn(client, token), loaded=vehicle.connection
+            )
         except api_errors.VehicleApiError as exc:
             record.ok = False
             record.error_type = (exc.type or type(exc).__name__)[:48]
@@ -255,7 +257,13 @@ def _commit(step: _Step, outcome: Outcome, lease_token: uuid.UUID) -> bool:
     changes["api_calls"] = F("api_calls") + step.calls
     if step.not_before:
         changes["not_before"] = step.not_before
+    # A driver's stop that arrives while this step runs must not wait for the planned next
+    # action: the UPDATE itself (not a read before it) sees the stop wish and acts now.
     changes["next_action_at"] = outcome.next_at
+    if outcome.to_status is None and outcome.next_at and session.status != S.STOPPING:
+        changes["next_action_at"] = Case(
+            When(~Q(stop_reason=""), then=Value(step.now)), default=Value(outcome.next_at), output_field=DateTimeField()
+        )
     if outcome.to_status:
         if outcome.to_status not in ALLOWED_TRANSITIONS[session.status]:
             raise RuntimeError(f"session {session.pk}: {session.status} → {outcome.to_status} is not allowed")
@@ -287,11 +295,6 @@ def _commit(step: _Step, outcome: Outcome, lease_token: uuid.UUID) -> bool:
                 reason=outcome.reason,
                 at=step.now,
             )
-    # A driver's stop that arrived while this step ran must not wait for the planned next action.
-    if outcome.to_status not in TERMINAL_STATUSES:
-        ChargingSession.objects.filter(pk=session.pk, status__in=(S.STARTING, S.CHARGING)).exclude(
-            stop_reason=""
-        ).exclude(planned_action="stop_now").update(next_action_at=step.now, planned_action="stop_now")
     return True
 
 

@@ -309,14 +309,26 @@ def connection_access_token(
     return pair.access_token
 
 
-def call_with_token(connection_id: int, client: VehicleApiClient, call: Callable[[str], T]) -> T:
+def call_with_token(
+    connection_id: int,
+    client: VehicleApiClient,
+    call: Callable[[str], T],
+    *,
+    loaded: VehicleConnection | None = None,
+) -> T:
     """Run `call(access_token)`; on a 401 refresh once (the token may have died early: clock skew,
     server-side rotation) and retry. A 401 after that, a 403 (scope withdrawn) or a refused refresh
-    means only the driver can restore access: mark needs_consent and raise ConsentRequired."""
-    token = connection_access_token(connection_id=connection_id, client=client)
+    means only the driver can restore access: mark needs_consent and raise ConsentRequired.
+
+    `loaded`: the connection row the caller already holds (the controller loads it with the
+    session). Its access token is used without another query while it is well before expiry; an
+    access token stays valid until its own expiry even after someone else refreshed."""
+    token = _fresh_loaded_token(loaded) or connection_access_token(connection_id=connection_id, client=client)
     try:
         return call(token)
     except errors.AuthenticationError:
+        if loaded is not None:
+            loaded.access_expires_at = None  # never reuse the rejected token from memory
         token = connection_access_token(connection_id=connection_id, client=client, rejected_token=token)
     except errors.PermissionDenied as exc:
         connection_mark_needs_consent(connection_id=connection_id, reason=str(exc))
@@ -326,6 +338,14 @@ def call_with_token(connection_id: int, client: VehicleApiClient, call: Callable
     except (errors.AuthenticationError, errors.PermissionDenied) as exc:
         connection_mark_needs_consent(connection_id=connection_id, reason=str(exc))
         raise ConsentRequired(connection_id, str(exc)) from exc
+
+
+def _fresh_loaded_token(connection: VehicleConnection | None) -> str | None:
+    if connection is None or connection.status != Status.ACTIVE or connection.access_expires_at is None:
+        return None
+    if connection.access_expires_at - clock.now() <= REFRESH_MARGIN:
+        return None
+    return connection.access_token
 
 
 def _wait_for_refresh(connection_id: int, seen_version: int, sleep: Callable[[float], None]) -> None:

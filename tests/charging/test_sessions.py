@@ -293,3 +293,21 @@ def test_a_vehicle_webhook_pulls_the_next_step_forward(client, sim, connect, cre
     assert again.json() == {"status": "duplicate"}
     forged = client.post("/vehicles/webhook/", body, content_type="application/json", HTTP_SC_SIGNATURE="00" * 32)
     assert forged.status_code == 401
+
+
+def test_a_charging_read_step_costs_at_most_five_queries(sim, connect, credit, drive, driver):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    car = connect(driver)
+    credit(driver, energy_wh=30_000)
+    session = drive(start(driver, car, energy_wh=20_000), until=lambda s: s.status == S.CHARGING)
+    sim.clock.set(session.next_action_at)
+    [(session_id, token)] = runtime.sessions_claim_due()
+    services.latency_model(car.vehicle.make)  # shared per make and minute across every session
+    with CaptureQueriesContext(connection) as queries:
+        services.session_step(session_id=session_id, lease_token=token)
+    session.refresh_from_db()
+    assert session.status == S.CHARGING and session.readings.count() >= 2
+    statements = [q["sql"] for q in queries.captured_queries if not q["sql"].startswith(("SAVEPOINT", "RELEASE"))]
+    assert len(statements) <= 5, "\n".join(statements)
