@@ -16,7 +16,7 @@ from payments.models import Purchase
 from payments.services import purchase_create, purchase_transition
 from prepaid import services as wallet_services
 from prepaid.models import EnergyPackage
-from sessions import clock, runtime, vehicles
+from sessions import clock, runtime, services, vehicles
 from sessions.models import ChargingSession, Vehicle, VehicleConnection
 from sessions.models.charging import TERMINAL_STATUSES
 from sessions.simulator.app import make_app
@@ -26,6 +26,14 @@ from sessions.vehicle_api import VehicleApiClient
 
 START = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 ORIGIN = "http://sim.test"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_latency_cache():
+    """The learned STOP latency is cached per make and minute; tests must not share it."""
+    services._latency_model_cached.cache_clear()
+    yield
+    services._latency_model_cached.cache_clear()
 
 
 @pytest.fixture
