@@ -142,9 +142,10 @@ def test_the_sweeper_gives_up_after_the_maximum_attempts(settings):
 
 @pytest.mark.django_db(transaction=True)
 def test_localstripe_delivers_a_signed_webhook_to_the_live_server(
-    live_server, own_localstripe, driver, package, pay_page
+    live_server, own_localstripe, driver, package, pay_page, settings
 ):
     """The real path: localstripe signs and POSTs the event to our endpoint (about 1 s later)."""
+    settings.STRIPE_API_BASE = own_localstripe  # pay_page's fixtures point at the shared instance
     import threading
 
     from django.core.signals import request_finished
