@@ -210,6 +210,10 @@ def purchase_pay_with_card(*, purchase_id: int, payment_method_id: str) -> CardP
         return CardPaymentResult(status="declined", message=f"{message} You can try again with another card.")
     except stripe_api.StripeFailure as exc:
         logger.warning("purchase %s: payment call failed: %s", purchase.public_id, exc)
+        if exc.retryable:
+            # Stripe may have created the PaymentIntent before the connection broke: give the
+            # attempt number back so the retry reuses the same idempotency key (no second charge).
+            Purchase.objects.filter(pk=purchase.pk, attempts=purchase.attempts).update(attempts=purchase.attempts - 1)
         return CardPaymentResult(status="error", message="The payment could not be started. Please try again.")
     Purchase.objects.filter(pk=purchase.pk).update(stripe_payment_intent_id=pi.id, updated_at=timezone.now())
     if pi.status == "succeeded":

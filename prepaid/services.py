@@ -100,8 +100,8 @@ def wallet_hold(*, wallet_id: int, energy_wh: int, idempotency_key: str) -> Hold
 
     Raises InsufficientCredit, WalletBlocked, IdempotencyConflict (same key, other arguments).
     """
-    if energy_wh <= 0:
-        raise ValueError("energy_wh must be positive")
+    if not isinstance(energy_wh, int) or energy_wh <= 0:
+        raise ValueError("energy_wh must be a positive integer number of Wh")
     with transaction.atomic():
         wallet = _lock_wallet(wallet_id)
         existing = Hold.objects.filter(idempotency_key=idempotency_key).first()
@@ -211,8 +211,8 @@ def hold_settle(*, hold_id: int, consumed_wh: int, idempotency_key: str) -> Hold
     Overshoot beyond the hold is never billed (the operator absorbs it). Raises HoldNotActive if
     the hold was closed by a call with another key; a repeat with the same key is a no-op.
     """
-    if consumed_wh < 0:
-        raise ValueError("consumed_wh must not be negative")
+    if not isinstance(consumed_wh, int) or consumed_wh < 0:
+        raise ValueError("consumed_wh must be a non-negative integer number of Wh")
     with transaction.atomic():
         wallet, hold, done = _lock_hold_for_close(hold_id, idempotency_key)
         if done:
