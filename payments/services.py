@@ -598,14 +598,19 @@ def refund_submit(*, refund_id: int) -> None:
         _apply_refund(part, info)
 
 
-def refunds_retry_pending(*, older_than_s: int = 300) -> int:
-    """Resubmit refund parts that never reached Stripe (network trouble at the first try)."""
-    cutoff = timezone.now() - timedelta(seconds=older_than_s)
-    refund_ids = set(
-        RefundPart.objects.filter(
-            status=RefundPart.Status.PENDING, stripe_refund_id__isnull=True, created_at__lt=cutoff
-        ).values_list("refund_id", flat=True)
-    )
+def refunds_retry_pending(*, older_than_s: int = 300, now=None) -> int:
+    """Resubmit refund parts that never reached Stripe (network trouble at the first try) and
+    re-fetch those Stripe still reports pending, in case their refund.* event was lost."""
+    cutoff = (now or timezone.now()) - timedelta(seconds=older_than_s)
+    stale = RefundPart.objects.filter(status=RefundPart.Status.PENDING, updated_at__lt=cutoff)
+    refund_ids = set(stale.filter(stripe_refund_id__isnull=True).values_list("refund_id", flat=True))
     for refund_id in refund_ids:
         refund_submit(refund_id=refund_id)
+    for part in stale.filter(stripe_refund_id__isnull=False):
+        try:
+            info = stripe_api.refund_retrieve(part.stripe_refund_id)
+        except stripe_api.StripeFailure as exc:
+            logger.warning("refund part %s: %s", part.idempotency_key, exc)
+            continue
+        _apply_refund(part, info)
     return len(refund_ids)
