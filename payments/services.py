@@ -111,7 +111,7 @@ def purchase_fulfil(*, purchase_id: int, payment_intent: stripe_api.PaymentInten
     wallet = wallet_services.wallet_get_or_create(user=purchase.user)
     with transaction.atomic():
         # Wallet first (prepaid's lock order), then the purchase row.
-        wallet_services._lock_wallet(wallet.pk)
+        wallet_services.wallet_lock(wallet_id=wallet.pk)
         purchase = Purchase.objects.select_for_update().get(pk=purchase_id)
         if purchase.status == Purchase.Status.PAID:
             return False

@@ -48,6 +48,14 @@ def _lock_wallet(wallet_id: int) -> Wallet:
     return Wallet.objects.select_for_update().get(pk=wallet_id)
 
 
+def wallet_lock(*, wallet_id: int) -> Wallet:
+    """Lock the wallet row inside the caller's transaction: the first lock of any operation that
+    also locks rows of other apps (purchase, session), so the lock order stays wallet-first."""
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("wallet_lock needs an open transaction")
+    return _lock_wallet(wallet_id)
+
+
 def _post(wallet: Wallet, *, kind: str, delta_wh: int, held_delta_wh: int = 0, key: str, **links) -> LedgerEntry:
     """Append one ledger line and apply it to the (locked) wallet in the same transaction."""
     entry = LedgerEntry.objects.create(
@@ -493,6 +501,7 @@ __all__ = [
     "wallet_dispute_restore",
     "wallet_get_or_create",
     "wallet_hold",
+    "wallet_lock",
     "wallet_refund_request",
     "wallet_unblock",
 ]
