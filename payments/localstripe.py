@@ -24,9 +24,16 @@ def serve(port: int) -> None:
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
 
 
-def register_webhook(api_base: str, *, url: str, secret: str, name: str = "prepaid") -> None:
-    """Register our webhook endpoint; localstripe keeps registrations in memory only."""
-    response = httpx.post(f"{api_base}/_config/webhooks/{name}", data={"url": url, "secret": secret}, timeout=10)
+def register_webhook(
+    api_base: str, *, url: str, secret: str, name: str = "prepaid", events: list[str] | None = None
+) -> None:
+    """Register our webhook endpoint; localstripe keeps registrations in memory only.
+
+    `events` limits the deliveries to those types (all types when None)."""
+    payload: dict = {"url": url, "secret": secret}
+    if events is not None:
+        payload["events"] = events
+    response = httpx.post(f"{api_base}/_config/webhooks/{name}", json=payload, timeout=10)
     response.raise_for_status()
 
 

@@ -1,10 +1,13 @@
 """Reads of the payments app, for the driver pages and the dashboard."""
 
+from django.shortcuts import get_object_or_404
+
 from payments.models import Purchase, Refund
 
 
 def purchase_for_user(*, user, public_id) -> Purchase:
-    return Purchase.objects.select_related("package").get(user=user, public_id=public_id)
+    """The user's purchase; Http404 for anyone else's (no hint that it exists)."""
+    return get_object_or_404(Purchase.objects.select_related("package"), user=user, public_id=public_id)
 
 
 def purchases_for_user(*, user, limit: int = 20):

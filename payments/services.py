@@ -111,7 +111,7 @@ def purchase_fulfil(*, purchase_id: int, payment_intent: stripe_api.PaymentInten
     wallet = wallet_services.wallet_get_or_create(user=purchase.user)
     with transaction.atomic():
         # Wallet first (prepaid's lock order), then the purchase row.
-        wallet_services._lock_wallet(wallet.pk)
+        wallet_services.wallet_lock(wallet_id=wallet.pk)
         purchase = Purchase.objects.select_for_update().get(pk=purchase_id)
         if purchase.status == Purchase.Status.PAID:
             return False
@@ -210,6 +210,10 @@ def purchase_pay_with_card(*, purchase_id: int, payment_method_id: str) -> CardP
         return CardPaymentResult(status="declined", message=f"{message} You can try again with another card.")
     except stripe_api.StripeFailure as exc:
         logger.warning("purchase %s: payment call failed: %s", purchase.public_id, exc)
+        if exc.retryable:
+            # Stripe may have created the PaymentIntent before the connection broke: give the
+            # attempt number back so the retry reuses the same idempotency key (no second charge).
+            Purchase.objects.filter(pk=purchase.pk, attempts=purchase.attempts).update(attempts=purchase.attempts - 1)
         return CardPaymentResult(status="error", message="The payment could not be started. Please try again.")
     Purchase.objects.filter(pk=purchase.pk).update(stripe_payment_intent_id=pi.id, updated_at=timezone.now())
     if pi.status == "succeeded":
@@ -594,14 +598,19 @@ def refund_submit(*, refund_id: int) -> None:
         _apply_refund(part, info)
 
 
-def refunds_retry_pending(*, older_than_s: int = 300) -> int:
-    """Resubmit refund parts that never reached Stripe (network trouble at the first try)."""
-    cutoff = timezone.now() - timedelta(seconds=older_than_s)
-    refund_ids = set(
-        RefundPart.objects.filter(
-            status=RefundPart.Status.PENDING, stripe_refund_id__isnull=True, created_at__lt=cutoff
-        ).values_list("refund_id", flat=True)
-    )
+def refunds_retry_pending(*, older_than_s: int = 300, now=None) -> int:
+    """Resubmit refund parts that never reached Stripe (network trouble at the first try) and
+    re-fetch those Stripe still reports pending, in case their refund.* event was lost."""
+    cutoff = (now or timezone.now()) - timedelta(seconds=older_than_s)
+    stale = RefundPart.objects.filter(status=RefundPart.Status.PENDING, updated_at__lt=cutoff)
+    refund_ids = set(stale.filter(stripe_refund_id__isnull=True).values_list("refund_id", flat=True))
     for refund_id in refund_ids:
         refund_submit(refund_id=refund_id)
+    for part in stale.filter(stripe_refund_id__isnull=False):
+        try:
+            info = stripe_api.refund_retrieve(part.stripe_refund_id)
+        except stripe_api.StripeFailure as exc:
+            logger.warning("refund part %s: %s", part.idempotency_key, exc)
+            continue
+        _apply_refund(part, info)
     return len(refund_ids)

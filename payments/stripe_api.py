@@ -210,6 +210,14 @@ def refund_create(*, payment_intent_id: str, amount_minor: int, idempotency_key:
     return refund_info(refund)
 
 
+def refund_retrieve(refund_id: str) -> RefundInfo:
+    try:
+        refund = client().v1.refunds.retrieve(refund_id)
+    except stripe.StripeError as exc:
+        raise _wrap(exc) from exc
+    return refund_info(refund)
+
+
 def refund_info(refund) -> RefundInfo:
     data = refund if isinstance(refund, dict) else refund.to_dict()
     return RefundInfo(

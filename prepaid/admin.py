@@ -27,6 +27,19 @@ class WalletAdmin(ReadOnlyAdmin):
     list_display = ("user", "balance_wh", "held_wh", "blocked", "blocked_reason", "updated_at")
     list_filter = ("blocked",)
     search_fields = ("user__username", "user__email")
+    actions = ["refund_unused_credit"]
+
+    def has_change_permission(self, request, obj=None):
+        return request.user.is_staff  # needed for the action; all fields stay read-only
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in self.model._meta.fields]
+
+    @admin.action(description="Refund all unused credit to the original payments")
+    def refund_unused_credit(self, request, queryset):
+        from payments.admin import refund_wallets
+
+        refund_wallets(self, request, queryset)
 
 
 @admin.register(LedgerEntry)

@@ -48,6 +48,14 @@ def _lock_wallet(wallet_id: int) -> Wallet:
     return Wallet.objects.select_for_update().get(pk=wallet_id)
 
 
+def wallet_lock(*, wallet_id: int) -> Wallet:
+    """Lock the wallet row inside the caller's transaction: the first lock of any operation that
+    also locks rows of other apps (purchase, session), so the lock order stays wallet-first."""
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("wallet_lock needs an open transaction")
+    return _lock_wallet(wallet_id)
+
+
 def _post(wallet: Wallet, *, kind: str, delta_wh: int, held_delta_wh: int = 0, key: str, **links) -> LedgerEntry:
     """Append one ledger line and apply it to the (locked) wallet in the same transaction."""
     entry = LedgerEntry.objects.create(
@@ -100,8 +108,8 @@ def wallet_hold(*, wallet_id: int, energy_wh: int, idempotency_key: str) -> Hold
 
     Raises InsufficientCredit, WalletBlocked, IdempotencyConflict (same key, other arguments).
     """
-    if energy_wh <= 0:
-        raise ValueError("energy_wh must be positive")
+    if not isinstance(energy_wh, int) or energy_wh <= 0:
+        raise ValueError("energy_wh must be a positive integer number of Wh")
     with transaction.atomic():
         wallet = _lock_wallet(wallet_id)
         existing = Hold.objects.filter(idempotency_key=idempotency_key).first()
@@ -211,8 +219,8 @@ def hold_settle(*, hold_id: int, consumed_wh: int, idempotency_key: str) -> Hold
     Overshoot beyond the hold is never billed (the operator absorbs it). Raises HoldNotActive if
     the hold was closed by a call with another key; a repeat with the same key is a no-op.
     """
-    if consumed_wh < 0:
-        raise ValueError("consumed_wh must not be negative")
+    if not isinstance(consumed_wh, int) or consumed_wh < 0:
+        raise ValueError("consumed_wh must be a non-negative integer number of Wh")
     with transaction.atomic():
         wallet, hold, done = _lock_hold_for_close(hold_id, idempotency_key)
         if done:
@@ -493,6 +501,7 @@ __all__ = [
     "wallet_dispute_restore",
     "wallet_get_or_create",
     "wallet_hold",
+    "wallet_lock",
     "wallet_refund_request",
     "wallet_unblock",
 ]

@@ -98,13 +98,20 @@ class Browser:
         )
 
     def confirm_card_setup(self, setup_client_secret: str, number: str) -> str:
-        """stripe.confirmCardSetup(secret, {payment_method: {card}}) → the saved card's pm id."""
-        pm = self.client.v1.payment_methods.create(
-            {"type": "card", "card": {"number": number, "exp_month": 12, "exp_year": 2034, "cvc": "123"}}
-        )
+        """stripe.confirmCardSetup(secret, {payment_method: {card}}) as localstripe's Stripe.js sends
+        it (publishable key, raw card data); completes a setup-time 3-D Secure. Returns the pm id."""
         setup_id = setup_client_secret.split("_secret_")[0]
-        self.client.v1.setup_intents.confirm(setup_id, {"payment_method": pm.id})
-        return pm.id
+        url = f"{self.base}/v1/setup_intents/{setup_id}/confirm"
+        common = {"key": settings.STRIPE_PUBLISHABLE_KEY, "use_stripe_sdk": True, "client_secret": setup_client_secret}
+        card = {"number": number, "exp_month": "12", "exp_year": "2034", "cvc": "123"}
+        body = httpx.post(
+            url, json={**common, "payment_method_data": {"type": "card", "card": card}}, timeout=10
+        ).json()
+        if body.get("status") == "requires_action":
+            body = httpx.post(url, json=common, timeout=10).json()
+        assert body.get("status") == "succeeded", body
+        pm = body["payment_method"]
+        return pm if isinstance(pm, str) else pm["id"]
 
     def authenticate(self, payment_intent_client_secret: str, *, success: bool) -> None:
         """The 3-D Secure modal of confirmCardPayment(clientSecret): Complete / Fail authentication."""
@@ -138,7 +145,7 @@ def package(db):
 
 
 @pytest.fixture
-def pay_page():
+def pay_page(stripe_base):
     """Create a purchase and open its card step (what the pay page does); returns (purchase, setup secret)."""
 
     def _open(user, package=None, energy_kwh=None):

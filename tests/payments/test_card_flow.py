@@ -172,3 +172,20 @@ def test_reconciliation_cancels_an_abandoned_purchase_and_its_payment_intent(dri
     purchase.refresh_from_db()
     assert purchase.status == Purchase.Status.CANCELED
     assert stripe_api.payment_intent_retrieve(purchase.stripe_payment_intent_id).status == "canceled"
+
+
+def test_a_network_failure_keeps_the_attempt_so_the_retry_reuses_its_idempotency_key(
+    driver, package, pay_page, browser, settings
+):
+    purchase, setup_secret = pay_page(driver, package)
+    pm = browser.confirm_card_setup(setup_secret, VISA)
+    working_base = settings.STRIPE_API_BASE
+    settings.STRIPE_API_BASE = "http://127.0.0.1:9"  # nothing listens: connection refused
+
+    result = services.purchase_pay_with_card(purchase_id=purchase.pk, payment_method_id=pm)
+
+    assert result.status == "error"
+    assert Purchase.objects.get(pk=purchase.pk).attempts == 0
+    settings.STRIPE_API_BASE = working_base
+    assert services.purchase_pay_with_card(purchase_id=purchase.pk, payment_method_id=pm).status == "succeeded"
+    assert Purchase.objects.get(pk=purchase.pk).attempts == 1

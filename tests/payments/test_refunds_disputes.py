@@ -247,3 +247,25 @@ def test_refund_request_is_refused_on_a_blocked_wallet(driver, paid, deliver):
     with pytest.raises(WalletBlocked):
         services.refund_request(wallet_id=Wallet.objects.get(user=driver).pk)
     assert stripe_api.payment_intent_retrieve(purchase.stripe_payment_intent_id).status == "succeeded"
+
+
+def test_reconciliation_sends_a_refund_part_that_never_reached_stripe(driver, paid, browser, ledger_clean):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    purchase = paid(driver, 10_000, 450)
+    wallet = Wallet.objects.get(user=driver)
+    refund = wallet_services.wallet_refund_request(wallet_id=wallet.pk, idempotency_key="refund-request:lost")
+
+    assert services.refunds_retry_pending() == 0  # too recent
+    assert services.refunds_retry_pending(now=timezone.now() + timedelta(minutes=10)) == 1
+
+    part = refund.parts.get()
+    assert part.status == RefundPart.Status.SUCCEEDED
+    stripe_refunds = browser.client.v1.refunds.list({"payment_intent": purchase.stripe_payment_intent_id}).data
+    assert [r.id for r in stripe_refunds] == [part.stripe_refund_id]
+    # Run again: nothing is pending, nothing is sent twice.
+    services.refunds_retry_pending(now=timezone.now() + timedelta(minutes=20))
+    assert len(browser.client.v1.refunds.list({"payment_intent": purchase.stripe_payment_intent_id}).data) == 1
+    ledger_clean()

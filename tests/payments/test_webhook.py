@@ -142,24 +142,38 @@ def test_the_sweeper_gives_up_after_the_maximum_attempts(settings):
 
 @pytest.mark.django_db(transaction=True)
 def test_localstripe_delivers_a_signed_webhook_to_the_live_server(
-    live_server, own_localstripe, driver, package, pay_page
+    live_server, own_localstripe, driver, package, pay_page, settings
 ):
     """The real path: localstripe signs and POSTs the event to our endpoint (about 1 s later)."""
+    settings.STRIPE_API_BASE = own_localstripe  # pay_page's fixtures point at the shared instance
+    import threading
+
+    from django.core.signals import request_finished
+
     from payments import localstripe
     from tests.payments.conftest import Browser
 
-    localstripe.register_webhook(own_localstripe, url=f"{live_server.url}{WEBHOOK_URL}", secret="whsec_localstripe_dev")
-    purchase = _paid(driver, package, pay_page, Browser(own_localstripe))
+    # Wait for the server thread to finish the delivery without touching the database meanwhile:
+    # the test database may be an in-memory SQLite shared by both threads.
+    delivered = threading.Event()
 
-    deadline = time.monotonic() + 15
-    while not StripeEvent.objects.filter(type="payment_intent.succeeded").exists():
-        assert time.monotonic() < deadline, "no webhook from localstripe"
-        time.sleep(0.1)
+    def on_finished(sender, **kwargs):
+        delivered.set()
+
+    localstripe.register_webhook(
+        own_localstripe,
+        url=f"{live_server.url}{WEBHOOK_URL}",
+        secret="whsec_localstripe_dev",
+        events=["payment_intent.succeeded"],
+    )
+    purchase = _paid(driver, package, pay_page, Browser(own_localstripe))
+    request_finished.connect(on_finished)
+    try:
+        assert delivered.wait(timeout=15), "no webhook from localstripe"
+    finally:
+        request_finished.disconnect(on_finished)
+
     event = StripeEvent.objects.get(type="payment_intent.succeeded")
-    deadline = time.monotonic() + 10
-    while event.status == StripeEvent.Status.PENDING and time.monotonic() < deadline:
-        time.sleep(0.05)
-        event.refresh_from_db()
     assert event.status == StripeEvent.Status.PROCESSED
     assert event.payload["data"]["object"]["metadata"]["purchase_id"] == str(purchase.public_id)
     assert Wallet.objects.get(user=driver).balance_wh == 10_000

@@ -202,3 +202,12 @@ def test_lots_keep_their_energy_parts_balanced_in_the_database(driver, buy):
     lot = buy(driver, 1_000)
     with pytest.raises(IntegrityError), transaction.atomic():
         CreditLot.objects.filter(pk=lot.pk).update(remaining_wh=999)
+
+
+def test_it_refuses_energy_that_is_not_an_integer_number_of_wh(driver, buy):
+    lot = buy(driver, 10_000)
+    with pytest.raises(ValueError):
+        services.wallet_hold(wallet_id=lot.wallet_id, energy_wh=1.5, idempotency_key="session:11:hold")
+    hold = services.wallet_hold(wallet_id=lot.wallet_id, energy_wh=1_000, idempotency_key="session:11:hold")
+    with pytest.raises(ValueError):
+        services.hold_settle(hold_id=hold.pk, consumed_wh=-1, idempotency_key="session:11:settle")

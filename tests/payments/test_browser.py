@@ -1,0 +1,77 @@
+"""The card page in a real headless Chromium against localstripe's fake Stripe.js (payments.md §2.1).
+
+Skipped where Playwright or Chromium is missing (`apt-get install chromium`, `pip install playwright`).
+"""
+
+import os
+import shutil
+
+import pytest
+
+from payments.models import Purchase
+from prepaid.models import Wallet
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def page(live_server, stripe_base, settings, driver, package):
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    if not os.path.exists(CHROMIUM):
+        pytest.skip("Chromium is not installed")
+    settings.STRIPE_JS_URL = f"{stripe_base}/js.stripe.com/v3/"
+    # Playwright's sync API runs an event loop in this thread; the ORM calls of the live server
+    # happen in its own thread, the test's only while the browser waits.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    with playwright_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page()
+        page.set_default_timeout(15_000)
+        page.goto(f"{live_server.url}/accounts/login/")
+        page.fill("input[name=username]", "driver")
+        page.fill("input[name=password]", "drive-safely-42")
+        page.click("button[type=submit], input[type=submit]")
+        yield page
+        browser.close()
+    os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+
+
+def _buy_and_type_card(page, live_server, number):
+    page.goto(f"{live_server.url}/payments/buy/")
+    page.check("input[name=package]:not([value=''])")
+    page.click("text=Continue to payment")
+    page.wait_for_selector("#card-element input")
+    # The fake card element: five plain inputs; the year takes two digits.
+    for placeholder, value in (
+        ("number", number),
+        ("exp_month", "12"),
+        ("exp_year", "34"),
+        ("cvc", "123"),
+        ("postal_code", "10115"),
+    ):
+        page.fill(f"#card-element input[placeholder={placeholder}]", value)
+    page.click("#pay-button")
+
+
+def test_a_driver_pays_with_a_card_in_the_browser(page, live_server, driver):
+    _buy_and_type_card(page, live_server, "4242424242424242")
+    page.wait_for_selector("text=Receipt")
+    assert "0.72 EUR" in page.content()
+    assert Purchase.objects.get(user=driver).status == Purchase.Status.PAID
+    assert Wallet.objects.get(user=driver).balance_wh == 10_000
+
+
+def test_a_3d_secure_card_completes_authentication_in_the_browser(page, live_server, driver):
+    _buy_and_type_card(page, live_server, "4000002500003155")
+    page.click("text=Complete authentication")  # at the card setup
+    page.click("text=Complete authentication")  # at the payment (confirmCardPayment)
+    page.wait_for_selector("text=Receipt")
+    assert Wallet.objects.get(user=driver).balance_wh == 10_000
+
+
+def test_a_declined_card_shows_the_reason_and_the_driver_can_retry(page, live_server, driver):
+    _buy_and_type_card(page, live_server, "4000000000000341")
+    page.wait_for_selector("#card-message:has-text('declined')")
+    assert Purchase.objects.get(user=driver).status == Purchase.Status.AWAITING_PAYMENT
