@@ -9,3 +9,34 @@ def driver(django_user_model):
 @pytest.fixture
 def operator(django_user_model):
     return django_user_model.objects.create_user("operator", "ops@example.com", "operate-safely-42", is_staff=True)
+
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+
+@pytest.fixture
+def chromium():
+    """Debian's Chromium driven by Playwright (`playwright install` cannot download here).
+
+    Missing on a developer's machine: the browser tests are skipped with the command that brings
+    them. In CI (CI=true) a missing browser is a failure: `.ci/run` installs it."""
+    import os
+    import shutil
+
+    path = shutil.which("chromium") or "/usr/bin/chromium"
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        sync_playwright = None
+    if sync_playwright is None or not os.path.exists(path):
+        if os.environ.get("CI"):
+            pytest.fail("CI needs Chromium and Playwright: apt-get install chromium; pip install playwright")
+        pytest.skip("browser tests need Chromium: apt-get install chromium")
+    # Playwright's sync API runs an event loop in this thread; Django refuses ORM calls from a
+    # thread with a running loop unless told this is deliberate (the live server has its own).
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=path, args=CHROMIUM_FLAGS)
+        yield browser
+        browser.close()
+    os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)

@@ -1,41 +1,28 @@
 """The card page in a real headless Chromium against localstripe's fake Stripe.js (payments.md §2.1).
 
-Skipped where Playwright or Chromium is missing (`apt-get install chromium`, `pip install playwright`).
+Chromium comes from tests/conftest.py's `chromium` fixture (skipped on a machine without it, a
+failure in CI).
 """
-
-import os
-import shutil
 
 import pytest
 
 from payments.models import Purchase
 from prepaid.models import Wallet
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
-def page(live_server, stripe_base, settings, driver, package):
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    if not os.path.exists(CHROMIUM):
-        pytest.skip("Chromium is not installed")
+def page(chromium, live_server, stripe_base, settings, driver, package):
     settings.STRIPE_JS_URL = f"{stripe_base}/js.stripe.com/v3/"
-    # Playwright's sync API runs an event loop in this thread; the ORM calls of the live server
-    # happen in its own thread, the test's only while the browser waits.
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    with playwright_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        page = browser.new_page()
-        page.set_default_timeout(15_000)
-        page.goto(f"{live_server.url}/accounts/login/")
-        page.fill("input[name=username]", "driver")
-        page.fill("input[name=password]", "drive-safely-42")
-        page.click("button[type=submit], input[type=submit]")
-        yield page
-        browser.close()
-    os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    page = chromium.new_page()
+    page.set_default_timeout(15_000)
+    page.goto(f"{live_server.url}/accounts/login/")
+    page.fill("input[name=username]", "driver")
+    page.fill("input[name=password]", "drive-safely-42")
+    page.click("button[type=submit], input[type=submit]")
+    yield page
+    page.close()
 
 
 def _buy_and_type_card(page, live_server, number):
