@@ -114,6 +114,11 @@ class MeterEstimate:
     is_plugged_in: bool | None
     rejections: tuple[Rejection, ...] = field(default=())
     events: tuple[Rejection, ...] = field(default=())
+    # SoC-only cars: data time around which the reported level next changes (± k x soc_step_s for
+    # later levels), how uncertain that moment is, and how long one step takes at this power.
+    soc_phase_mid_at: datetime | None = None
+    soc_phase_width_s: float | None = None
+    soc_step_s: float | None = None
 
     @property
     def is_charging(self) -> bool:
@@ -559,6 +564,7 @@ class Meter:
             prior_sigma = ctx.nominal_power_uncertainty * ctx.nominal_power_w
             power_source = "nominal"
         power, power_sigma = prior, prior_sigma
+        phase: tuple[datetime | None, float | None, float | None] = (None, None, None)
 
         if counter.last_value is not None:
             source = SOURCE_METER if latest.reading.source == SOURCE_METER else SOURCE_ENERGY_ADDED
@@ -573,9 +579,11 @@ class Meter:
             as_of = counter.last_t
         elif soc.last_bp is not None:
             source = SOURCE_SOC
-            delivered, low, high, power, power_sigma, used = _soc_estimate(soc, ctx, prior, prior_sigma)
-            if used:
+            fit = _soc_estimate(soc, ctx, prior, prior_sigma)
+            delivered, low, high, power, power_sigma = fit.delivered, fit.low, fit.high, fit.power, fit.power_sigma
+            if fit.from_readings:
                 power_source = "readings"
+            phase = (fit.phase_mid_at, fit.phase_width_s, fit.step_s)
             as_of = soc.last_t
         else:
             source = "none"
@@ -602,6 +610,9 @@ class Meter:
             is_plugged_in=latest.reading.is_plugged_in,
             rejections=tuple(self.rejections),
             events=tuple(self.events),
+            soc_phase_mid_at=phase[0],
+            soc_phase_width_s=phase[1],
+            soc_step_s=phase[2],
         )
 
 
@@ -626,65 +637,107 @@ def estimate(readings: Sequence[Reading], ctx: MeterContext) -> MeterEstimate:
     return meter.estimate()
 
 
-def _soc_estimate(
-    soc: _SocTrack, ctx: MeterContext, prior: float, prior_sigma: float
-) -> tuple[float, float, float, float, float, bool]:
-    """Delivered Wh from battery level, tightened by a constant-power model when it fits.
+@dataclass
+class _SocResult:
+    delivered: float
+    low: float
+    high: float
+    power: float
+    power_sigma: float
+    from_readings: bool
+    phase_mid_at: datetime | None = None
+    phase_width_s: float | None = None
+    step_s: float | None = None
 
-    Returns (delivered, low, high, power, power_sigma, power_from_readings).
+
+def _intercepts(points: list[tuple[datetime, int]], origin: datetime, slope: float, step: int) -> tuple[float, float]:
+    """Range of the line's level at `origin` (bp) for a given slope (bp/s) through the points' steps."""
+    lo, hi = -math.inf, math.inf
+    for t, level in points:
+        x = (t - origin).total_seconds()
+        lo = max(lo, level - slope * x)
+        hi = min(hi, level + step - slope * x)
+    return lo, hi
+
+
+def _soc_estimate(soc: _SocTrack, ctx: MeterContext, prior: float, prior_sigma: float) -> _SocResult:
+    """Delivered Wh from battery level, tightened by a constant-power line when it fits.
+
+    With the charging start known, a straight line through the readings' step intervals and the
+    start level pins energy = power x time far inside one step, and says when the next level change
+    will show (its phase), which the policy uses to place reads where they tell the most.
     """
     assert soc.last_bp is not None and soc.start_bp is not None and soc.last_t is not None
-    step_wh = soc.step_wh
+    step, step_wh = ctx.soc_step_bp, soc.step_wh
     # Both ends are only known to one step, so the difference is within ±1 step (triangular).
     by_steps = (soc.last_bp - soc.start_bp) * ctx.capacity_wh / SOC_FULL_BP
-    low, high = by_steps - step_wh, by_steps + step_wh
-    delivered = by_steps
-    power, power_sigma, used = prior, prior_sigma, False
+    steps_only = _SocResult(by_steps, by_steps - step_wh, by_steps + step_wh, prior, prior_sigma, False)
 
     ts = ctx.charging_started_at
-    whole: tuple[float, float] | None = None
-    if soc.slope_lo <= soc.slope_hi and math.isfinite(soc.slope_lo) and math.isfinite(soc.slope_hi):
-        lo, hi = soc.slope_lo, soc.slope_hi
-        if ts is not None:
-            # The start level held at the moment charging began: one more point for the line.
-            start_level = soc.start_bp
-            for t, level, _ in soc.points:
-                if t > ts:
-                    break
-                start_level = level
-            later = [(t, level) for t, level in soc.level_ends if t > ts]
-            for t, level in later:
-                a, b = _pair_bounds(t, level, [(ts, start_level)], ctx.soc_step_bp)
-                lo, hi = max(lo, a), min(hi, b)
-            if lo > hi:  # the start time does not fit the line: do without it
-                lo, hi, ts = soc.slope_lo, soc.slope_hi, None
-        whole = soc.to_watts(lo), soc.to_watts(hi)
-    else:
-        # A taper bends the line: the recent window alone may still be straight.
-        ends = soc.level_ends
-        recent = [(t, level) for t, level in ends if (ends[-1][0] - t).total_seconds() <= ctx.power_window_s]
+    points = list(soc.level_ends)
+    lo, hi = soc.slope_lo, soc.slope_hi
+    if ts is not None:
+        # The start level held at the moment charging began: one more point for the line.
+        start_level = soc.start_bp
+        for t, level, _ in soc.points:
+            if t > ts:
+                break
+            start_level = level
+        later = [(t, level) for t, level in points if t > ts]
+        with_start_lo, with_start_hi = lo, hi
+        for t, level in later:
+            a, b = _pair_bounds(t, level, [(ts, start_level)], step)
+            with_start_lo, with_start_hi = max(with_start_lo, a), min(with_start_hi, b)
+        if with_start_lo <= with_start_hi:
+            lo, hi, points = with_start_lo, with_start_hi, [(ts, start_level), *later]
+        else:
+            ts = None  # the start time does not fit the line: do without it
+    if lo > hi:
+        return _tapered(soc, ctx, prior, prior_sigma, steps_only)
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return steps_only
+
+    w_lo, w_hi = soc.to_watts(lo), soc.to_watts(hi)
+    mid, sigma = (w_lo + w_hi) / 2, max((w_hi - w_lo) / math.sqrt(12), 1.0)
+    power, power_sigma = _fuse(prior, prior_sigma, mid, sigma)
+    # The data bound is hard: a power outside it contradicts a reading.
+    power = min(max(power, w_lo), w_hi)
+    result = _SocResult(by_steps, steps_only.low, steps_only.high, power, power_sigma, True)
+
+    slope = power / (ctx.capacity_wh / SOC_FULL_BP * 3600.0)  # bp/s
+    if slope > 0:
+        origin = soc.last_t
+        a_lo, a_hi = _intercepts(points, origin, slope, step)
+        if a_lo <= a_hi:
+            # The line's level at the latest reading is within [a_lo, a_hi]; the next boundary
+            # above it is crossed around (boundary − middle) / slope from there.
+            boundary = soc.last_bp + step
+            result.phase_mid_at = origin + timedelta(seconds=(boundary - (a_lo + a_hi) / 2) / slope)
+            result.phase_width_s = (a_hi - a_lo) / slope
+            result.step_s = step / slope
+    if ts is not None and soc.last_t > ts:
+        # Energy = power x time since the start; the start time's spread adds its own part.
+        elapsed_h = (soc.last_t - ts).total_seconds() / 3600.0
+        start_wh = power * ctx.charging_started_uncertainty_s / 3600.0
+        low = max(result.low, w_lo * elapsed_h - start_wh)
+        high = min(result.high, w_hi * elapsed_h + start_wh)
+        if low <= high:
+            result.delivered = min(max(power * elapsed_h, low), high)
+            result.low, result.high = low, high
+    return result
+
+
+def _tapered(soc: _SocTrack, ctx: MeterContext, prior: float, prior_sigma: float, steps_only: _SocResult) -> _SocResult:
+    """No single line fits (the power tapered): the recent window alone may still be straight."""
+    ends = soc.level_ends
+    window = ctx.power_window_s
+    while window >= ctx.min_power_span_s:
+        recent = [(t, level) for t, level in ends if (ends[-1][0] - t).total_seconds() <= window]
         rng = soc.slope_range(recent) if len(recent) >= 2 else None
         if rng is not None:
             mid, sigma = (rng[0] + rng[1]) / 2, max((rng[1] - rng[0]) / math.sqrt(12), 1.0)
             power, power_sigma = _fuse(prior, prior_sigma, mid, sigma)
             power = min(max(power, rng[0]), rng[1])
-            used = True
-        return delivered, low, high, power, power_sigma, used
-    if whole is not None:
-        mid, sigma = (whole[0] + whole[1]) / 2, max((whole[1] - whole[0]) / math.sqrt(12), 1.0)
-        power, power_sigma = _fuse(prior, prior_sigma, mid, sigma)
-        # The data bound is hard: a power outside it contradicts a reading.
-        power = min(max(power, whole[0]), whole[1])
-        used = True
-        if ts is not None and soc.last_t > ts:
-            # Energy = power x time since the start; the start time's spread adds its own part.
-            elapsed_h = (soc.last_t - ts).total_seconds() / 3600.0
-            start_wh = power * ctx.charging_started_uncertainty_s / 3600.0
-            by_time = power * elapsed_h
-            time_low = whole[0] * elapsed_h - start_wh
-            time_high = whole[1] * elapsed_h + start_wh
-            delivered = min(max(by_time, low), high)
-            low, high = max(low, time_low), min(high, time_high)
-            if low > high:  # inconsistent (e.g. a wrong start time): fall back to the steps alone
-                low, high, delivered = by_steps - step_wh, by_steps + step_wh, by_steps
-    return delivered, low, high, power, power_sigma, used
+            return replace(steps_only, power=power, power_sigma=power_sigma, from_readings=True)
+        window /= 2
+    return steps_only

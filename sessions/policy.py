@@ -113,6 +113,7 @@ class PolicyState:
     calls_remaining: int | None = None  # per-vehicle budget left for this session; None = unlimited
     not_before: datetime | None = None  # Retry-After: no call before this
     nominal_power_w: int = 11_000
+    soc_only: bool = False  # the make reports no energy counter: energy comes from battery level
 
 
 class Policy(Protocol):
@@ -148,7 +149,17 @@ class PredictiveConfig:
     reserve_calls: int = 3
     # Quantile of the START latency after which the first read should already see charging.
     confirm_quantile: float = 0.9
+    soc_confirm_quantile: float = 0.5
     confirm_retry_s: float = 60.0
+    # SoC-only cars: place reads where the level is about to change (see _snap_to_soc_phase).
+    snap_soc_reads: bool = True
+    # SoC-only cars: extra reads until the level change is timed to this many seconds...
+    soc_phase_target_s: float = 40.0
+    soc_tolerance: float = 0.005
+    soc_phase_min_s: float = 8.0
+    # ...right after the start (at most this many) and before STOP, within this many reads in all.
+    soc_early_reads: int = 5
+    soc_max_reads: int = 16
 
 
 @dataclass(frozen=True)
@@ -198,13 +209,20 @@ class PredictivePolicy:
                 return Decision(STOP, _at_or_after(pred.send_at, state), "no calls to spare: stop on nominal power")
             if state.last_read_at is None:
                 # Read once the car has probably started and its data is new enough to show it.
-                delay = state.latency.quantile(cfg.confirm_quantile) + state.telemetry_age_s
+                # SoC-only cars measure energy as power x time since the start, so it pays to
+                # look at the median start: either answer halves the start's uncertainty.
+                q = cfg.soc_confirm_quantile if state.soc_only else cfg.confirm_quantile
+                delay = state.latency.quantile(q) + state.telemetry_age_s
                 first = state.started_at + timedelta(seconds=delay)
                 return Decision(READ, _at_or_after(first, state), "confirm charging started")
             retry = state.last_read_at + timedelta(seconds=max(cfg.confirm_retry_s, state.telemetry_refresh_s))
             return Decision(READ, _at_or_after(retry, state), "charging not confirmed yet")
 
         remaining_s = (pred.send_at - state.now).total_seconds()
+        floor_s = max(cfg.min_read_interval_s, state.telemetry_refresh_s)
+        phase_read = self._soc_phase_read(state, pred, reads_left, remaining_s, floor_s)
+        if phase_read is not None:
+            return phase_read
         if remaining_s <= cfg.commit_horizon_s or reads_left <= 0:
             why = "STOP due soon" if reads_left > 0 else "call budget reserved for STOP and verification"
             return Decision(STOP, _at_or_after(pred.send_at, state), why)
@@ -218,9 +236,69 @@ class PredictivePolicy:
         # Reading more often than the car's data refreshes buys nothing but a bill.
         interval = max(interval, cfg.min_read_interval_s, state.telemetry_refresh_s)
         read_at = _at_or_after(state.now + timedelta(seconds=interval), state)
+        if cfg.snap_soc_reads:
+            read_at = _snap_to_soc_phase(read_at, state, pred, floor_s=floor_s)
         if read_at >= pred.send_at:
             return Decision(STOP, _at_or_after(pred.send_at, state), "no read fits before STOP")
         return Decision(READ, read_at, f"{remaining_s:.0f} s to STOP; read after {interval:.0f} s")
+
+    def _soc_phase_read(
+        self, state: PolicyState, pred: Prediction, reads_left: float, remaining_s: float, floor_s: float
+    ) -> Decision | None:
+        """Extra reads for SoC-only cars: pin the level's phase early and again just before STOP.
+
+        Energy from battery level is power x time since the start once the line through the level
+        changes is pinned at both ends; each read timed at the expected level change halves the
+        phase uncertainty (a bisection), so a few of them beat many reads on a clock.
+        """
+        cfg, est = self.config, state.estimate
+        width = est.soc_phase_width_s
+        if width is None or est.soc_phase_mid_at is None or not est.soc_step_s:
+            return None
+        # Time the level change to within what an energy error of `soc_tolerance` of the purchase allows.
+        target_s = max(cfg.soc_phase_min_s, cfg.soc_tolerance * state.target_wh * 3600.0 / pred.power_w)
+        if width <= min(target_s, cfg.soc_phase_target_s):
+            return None
+        if reads_left <= 1 or state.reads >= cfg.soc_max_reads:
+            return None
+        early = state.reads < 1 + cfg.soc_early_reads  # the confirmation read counts as the first
+        late = remaining_s <= cfg.commit_horizon_s
+        if not (early or late):
+            return None
+        age = timedelta(seconds=state.telemetry_age_s)
+        step = timedelta(seconds=est.soc_step_s)
+        earliest = _at_or_after(state.now + timedelta(seconds=floor_s), state)
+        k = math.ceil((earliest - age - est.soc_phase_mid_at) / step)
+        candidate = est.soc_phase_mid_at + k * step + age
+        if late:
+            # The last level change before STOP: the phase is then measured closest to the end.
+            while candidate + step < pred.send_at:
+                candidate += step
+        if candidate >= pred.send_at:
+            return None
+        return Decision(READ, candidate, f"SoC phase uncertain by {width:.0f} s: read at the expected level change")
+
+
+def _snap_to_soc_phase(read_at: datetime, state: PolicyState, pred: Prediction, *, floor_s: float) -> datetime:
+    """For SoC-only cars, move a read to when the reported level is as likely to have changed as not.
+
+    A read there halves the uncertainty of the line's phase (a bisection), and with it the energy;
+    a read in the middle of a level only says what the last one did. Any level boundary will do,
+    since they follow each other every `soc_step_s`: take the one closest to the planned read.
+    """
+    est = state.estimate
+    if est.soc_phase_mid_at is None or not est.soc_step_s or est.soc_step_s <= 0:
+        return read_at
+    age = timedelta(seconds=state.telemetry_age_s)
+    step = timedelta(seconds=est.soc_step_s)
+    earliest = _at_or_after(state.now + timedelta(seconds=floor_s), state)
+    wanted_data_time = read_at - age
+    k = round((wanted_data_time - est.soc_phase_mid_at) / step)
+    for candidate_k in (k, k + 1, k - 1, k + 2):
+        candidate = est.soc_phase_mid_at + candidate_k * step + age
+        if earliest <= candidate < pred.send_at:
+            return candidate
+    return read_at
 
 
 # --- baselines for the benchmark ---------------------------------------------------------------

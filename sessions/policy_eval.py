@@ -283,6 +283,7 @@ def run_session(policy: Policy, profile: CarProfile, seed: int, latency: Latency
             telemetry_refresh_s=profile.telemetry_refresh_s,
             calls_remaining=None if profile.call_budget is None else profile.call_budget - calls,
             nominal_power_w=profile.power_w,
+            soc_only=not profile.energy_step_wh,
         )
         decision = policy.decide(state)
         now = max(now, (decision.at - EPOCH).total_seconds())

@@ -322,3 +322,66 @@ def test_the_incremental_meter_matches_the_batch_estimate(ctx):
     for r in readings:
         meter.add(r)
     assert meter.estimate() == estimate(readings, ctx)
+
+
+def soc_line_readings(power_w: float, start_level_bp: float, times, capacity_wh: int = 75_000):
+    out = []
+    for t in times:
+        level = start_level_bp + power_w * t / 3600 / capacity_wh * 10_000
+        out.append(soc_reading(t, math.floor(level / 100) * 100))
+    return out
+
+
+def crossing_time(power_w: float, start_level_bp: float, boundary_bp: float, capacity_wh: int = 75_000) -> float:
+    return (boundary_bp - start_level_bp) / (power_w / 3600 / capacity_wh * 10_000)
+
+
+def test_it_says_when_the_next_soc_level_should_show():
+    ctx = MeterContext(capacity_wh=75_000, soc_step_bp=100, energy_step_wh=0, nominal_power_w=11_000)
+    readings = soc_line_readings(11_000, 5030, [30, 200, 400, 1000, 1500])
+    meter = Meter(ctx)
+    for r in readings:
+        meter.add(r)
+    est = meter.estimate(charging_started_at=T0, charging_started_uncertainty_s=0)
+    assert est.soc_step_s == pytest.approx(245, rel=0.1)  # 750 Wh at 11 kW
+    last_level = readings[-1].soc_bp
+    truth = crossing_time(11_000, 5030, last_level + 100)
+    mid = (est.soc_phase_mid_at - T0).total_seconds()
+    assert abs(mid - truth) <= est.soc_phase_width_s / 2 + 5
+    assert est.soc_phase_width_s < 245
+
+
+def test_a_read_at_the_expected_level_change_narrows_the_energy():
+    ctx = MeterContext(capacity_wh=75_000, soc_step_bp=100, energy_step_wh=0, nominal_power_w=11_000)
+    readings = soc_line_readings(11_000, 5030, [30, 200, 400, 1000, 1500])
+    meter = Meter(ctx)
+    for r in readings:
+        meter.add(r)
+    before = meter.estimate(charging_started_at=T0)
+    at_change = (before.soc_phase_mid_at - T0).total_seconds()
+    meter.add(soc_line_readings(11_000, 5030, [at_change])[0])
+    after = meter.estimate(charging_started_at=T0)
+    width = after.delivered_high_wh - after.delivered_low_wh
+    assert width < (before.delivered_high_wh - before.delivered_low_wh) * 0.7
+    truth = 11_000 * at_change / 3600
+    assert after.delivered_low_wh <= truth <= after.delivered_high_wh
+
+
+def test_it_falls_back_to_steps_and_recent_power_when_the_power_tapers():
+    ctx = MeterContext(capacity_wh=75_000, soc_step_bp=100, energy_step_wh=0, nominal_power_w=11_000)
+    # 11 kW for an hour, then 4 kW: no single line fits both.
+    first = soc_line_readings(11_000, 5030, range(0, 3601, 60))
+    level_at_hour = 5030 + 11_000 / 75_000 * 10_000
+    second = [
+        soc_reading(3600 + t, math.floor((level_at_hour + 4_000 * t / 3600 / 75_000 * 10_000) / 100) * 100)
+        for t in range(60, 3601, 60)
+    ]
+    meter = Meter(ctx)
+    for r in first + second:
+        meter.add(r)
+    est = meter.estimate(charging_started_at=T0)
+    assert est.soc_phase_mid_at is None
+    assert est.power_w == pytest.approx(4_000, rel=0.1)
+    truth = 11_000 + 4_000
+    assert est.delivered_low_wh <= truth <= est.delivered_high_wh
+    assert est.delivered_wh == pytest.approx(truth, abs=750)

@@ -341,3 +341,61 @@ def test_it_never_bills_above_the_purchase():
         assert billed <= max(delivered, 0)
         assert overshoot >= 0
         assert billed + overshoot == max(delivered, 0)
+
+
+# --- SoC-only cars -----------------------------------------------------------------------------
+
+SOC_CTX = MeterContext(capacity_wh=75_000, soc_step_bp=100, energy_step_wh=0, nominal_power_w=11_000)
+
+
+def soc_estimate(until_s: float, *, phase_mid_s: float, width_s: float, reads: int):
+    from tests.policy.conftest import soc_reading
+
+    readings = [soc_reading(t, 5000 + int(t / 245) * 100) for t in (*range(0, int(until_s), 600), until_s)]
+    est = estimate(readings, SOC_CTX)
+    return replace(est, soc_phase_mid_at=at(phase_mid_s), soc_phase_width_s=width_s, soc_step_s=245.0)
+
+
+def test_it_confirms_a_soc_only_start_at_the_median_latency():
+    est = estimate([], SOC_CTX)
+    decision = PredictivePolicy().decide(state(0, est, last_read_at=None, soc_only=True))
+    assert (decision.at - T0).total_seconds() == pytest.approx(24 + 60, abs=0.1)
+
+
+def test_it_times_early_reads_of_a_soc_only_car_at_the_expected_level_change():
+    est = soc_estimate(100, phase_mid_s=180, width_s=200, reads=1)
+    decision = PredictivePolicy().decide(state(160, est, reads=1, soc_only=True))
+    assert decision.kind == READ
+    # The level change expected at data time 180 (+ 245 s per level), seen 60 s later, >= 60 s from now.
+    assert (decision.at - T0).total_seconds() == pytest.approx(180 + 60)
+    later = PredictivePolicy().decide(state(200, est, reads=2, soc_only=True))
+    assert (later.at - T0).total_seconds() == pytest.approx(180 + 245 + 60)
+    assert "phase" in decision.reason
+
+
+def test_it_stops_timing_level_changes_once_the_phase_is_pinned():
+    est = soc_estimate(100, phase_mid_s=180, width_s=5, reads=1)
+    decision = PredictivePolicy().decide(state(160, est, reads=1, soc_only=True))
+    assert "phase" not in decision.reason
+
+
+def test_it_snaps_a_scheduled_soc_read_to_a_level_change():
+    est = soc_estimate(3000, phase_mid_s=3100, width_s=30, reads=8)
+    plain = PredictivePolicy(PredictiveConfig(snap_soc_reads=False)).decide(state(3060, est, reads=8))
+    snapped = PredictivePolicy().decide(state(3060, est, reads=8))
+    assert plain.kind == snapped.kind == READ
+    offset = (snapped.at - timedelta(seconds=60) - at(3100)).total_seconds() % 245
+    assert offset == pytest.approx(0, abs=0.01) or offset == pytest.approx(245, abs=0.01)
+    assert abs((snapped.at - plain.at).total_seconds()) <= 245 / 2 + 1
+
+
+def test_it_times_a_last_soc_read_just_before_stop():
+    est = soc_estimate(6100, phase_mid_s=6150, width_s=120, reads=8)
+    pred = predict(state(6500, est))
+    assert (pred.send_at - at(6500)).total_seconds() < 240  # about to commit to STOP
+    decision = PredictivePolicy().decide(state(6500, est, reads=8, soc_only=True))
+    assert decision.kind == READ
+    assert at(6560) <= decision.at < pred.send_at
+    assert (pred.send_at - decision.at).total_seconds() <= 245
+    pinned = replace(est, soc_phase_width_s=5.0)
+    assert PredictivePolicy().decide(state(6500, pinned, reads=8, soc_only=True)).kind == STOP
