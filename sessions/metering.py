@@ -547,10 +547,16 @@ class Meter:
     ) -> MeterEstimate:
         """The estimate from the readings so far; the start time may be refined since the context."""
         ctx = self.ctx
-        if charging_started_at is not None:
-            ctx = replace(ctx, charging_started_at=charging_started_at)
-        if charging_started_uncertainty_s is not None:
-            ctx = replace(ctx, charging_started_uncertainty_s=charging_started_uncertainty_s)
+        if charging_started_at is not None or charging_started_uncertainty_s is not None:
+            ctx = replace(
+                ctx,
+                charging_started_at=charging_started_at or ctx.charging_started_at,
+                charging_started_uncertainty_s=(
+                    ctx.charging_started_uncertainty_s
+                    if charging_started_uncertainty_s is None
+                    else charging_started_uncertainty_s
+                ),
+            )
         latest, counter, soc = self._latest, self._counter, self._soc
         if latest is None:
             return replace(empty_estimate(ctx), rejections=tuple(self.rejections))
@@ -685,9 +691,10 @@ def _soc_estimate(soc: _SocTrack, ctx: MeterContext, prior: float, prior_sigma: 
             start_level = level
         later = [(t, level) for t, level in points if t > ts]
         with_start_lo, with_start_hi = lo, hi
-        for t, level in later:
-            a, b = _pair_bounds(t, level, [(ts, start_level)], step)
-            with_start_lo, with_start_hi = max(with_start_lo, a), min(with_start_hi, b)
+        for t, level in later:  # pairs with the start point (inlined: this runs on every estimate)
+            span, diff = (t - ts).total_seconds(), level - start_level
+            with_start_lo = max(with_start_lo, (diff - step) / span)
+            with_start_hi = min(with_start_hi, (diff + step) / span)
         if with_start_lo <= with_start_hi:
             lo, hi, points = with_start_lo, with_start_hi, [(ts, start_level), *later]
         else:

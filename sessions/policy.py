@@ -108,8 +108,10 @@ class PolicyState:
     charging_started_at: datetime | None = None  # best estimate; None until known
     last_read_at: datetime | None = None  # when we last fetched (not the data age)
     reads: int = 0
-    telemetry_age_s: float = 60.0  # typical data age of a read
-    telemetry_refresh_s: float = 0.0  # how often the car's data changes; 0 = continuously
+    # Data a read returns was recorded on a grid every `telemetry_refresh_s` (0 = continuously)
+    # and can be fetched `telemetry_age_s` after it was recorded (a fixed lag).
+    telemetry_age_s: float = 60.0
+    telemetry_refresh_s: float = 0.0
     calls_remaining: int | None = None  # per-vehicle budget left for this session; None = unlimited
     not_before: datetime | None = None  # Retry-After: no call before this
     nominal_power_w: int = 11_000
@@ -212,7 +214,8 @@ class PredictivePolicy:
                 # SoC-only cars measure energy as power x time since the start, so it pays to
                 # look at the median start: either answer halves the start's uncertainty.
                 q = cfg.soc_confirm_quantile if state.soc_only else cfg.confirm_quantile
-                delay = state.latency.quantile(q) + state.telemetry_age_s
+                grid_wait = state.telemetry_refresh_s / 2 if state.soc_only else state.telemetry_refresh_s
+                delay = state.latency.quantile(q) + state.telemetry_age_s + grid_wait
                 first = state.started_at + timedelta(seconds=delay)
                 return Decision(READ, _at_or_after(first, state), "confirm charging started")
             retry = state.last_read_at + timedelta(seconds=max(cfg.confirm_retry_s, state.telemetry_refresh_s))
@@ -235,9 +238,15 @@ class PredictivePolicy:
             interval = max(interval, needed * remaining_s)
         # Reading more often than the car's data refreshes buys nothing but a bill.
         interval = max(interval, cfg.min_read_interval_s, state.telemetry_refresh_s)
-        read_at = _at_or_after(state.now + timedelta(seconds=interval), state)
+        earliest = _at_or_after(state.now + timedelta(seconds=floor_s), state)
+        planned = _at_or_after(state.now + timedelta(seconds=interval), state)
+        # The same snapshot is served until the next one: fetch it as soon as it exists.
+        read_at = _fetch_for(planned - timedelta(seconds=state.telemetry_age_s), state, "floor")
+        if read_at < earliest:
+            read_at = _fetch_for(earliest - timedelta(seconds=state.telemetry_age_s), state, "ceil")
+        read_at = _at_or_after(read_at, state)
         if cfg.snap_soc_reads:
-            read_at = _snap_to_soc_phase(read_at, state, pred, floor_s=floor_s)
+            read_at = _snap_to_soc_phase(read_at, state, pred, earliest=earliest)
         if read_at >= pred.send_at:
             return Decision(STOP, _at_or_after(pred.send_at, state), "no read fits before STOP")
         return Decision(READ, read_at, f"{remaining_s:.0f} s to STOP; read after {interval:.0f} s")
@@ -269,17 +278,39 @@ class PredictivePolicy:
         step = timedelta(seconds=est.soc_step_s)
         earliest = _at_or_after(state.now + timedelta(seconds=floor_s), state)
         k = math.ceil((earliest - age - est.soc_phase_mid_at) / step)
-        candidate = est.soc_phase_mid_at + k * step + age
         if late:
             # The last level change before STOP: the phase is then measured closest to the end.
-            while candidate + step < pred.send_at:
-                candidate += step
-        if candidate >= pred.send_at:
-            return None
-        return Decision(READ, candidate, f"SoC phase uncertain by {width:.0f} s: read at the expected level change")
+            while _fetch_for(est.soc_phase_mid_at + (k + 1) * step, state, "nearest") < pred.send_at:
+                k += 1
+        for candidate_k in (k, k + 1):
+            candidate = _fetch_for(est.soc_phase_mid_at + candidate_k * step, state, "nearest")
+            if earliest <= candidate < pred.send_at:
+                why = f"SoC phase uncertain by {width:.0f} s: read at the expected level change"
+                return Decision(READ, _at_or_after(candidate, state), why)
+        return None
 
 
-def _snap_to_soc_phase(read_at: datetime, state: PolicyState, pred: Prediction, *, floor_s: float) -> datetime:
+# Fetch this long after a snapshot is due, so clock skew does not return the previous one.
+GRID_MARGIN = timedelta(seconds=1)
+
+
+def _fetch_for(data_time: datetime, state: PolicyState, mode: str) -> datetime:
+    """When to fetch to get data recorded at `data_time` (or the snapshot "floor"/"ceil"/"nearest" it).
+
+    Snapshots fall on a grid every `telemetry_refresh_s`, anchored on the latest reading's data age;
+    a fetch just after one gets it freshest, a later fetch before the next returns the same data.
+    """
+    lag = timedelta(seconds=state.telemetry_age_s)
+    refresh = state.telemetry_refresh_s
+    anchor = state.estimate.as_of
+    if refresh <= 0 or anchor is None:
+        return data_time + lag
+    steps = (data_time - anchor) / timedelta(seconds=refresh)
+    k = math.floor(steps) if mode == "floor" else math.ceil(steps) if mode == "ceil" else round(steps)
+    return anchor + timedelta(seconds=k * refresh) + lag + GRID_MARGIN
+
+
+def _snap_to_soc_phase(read_at: datetime, state: PolicyState, pred: Prediction, *, earliest: datetime) -> datetime:
     """For SoC-only cars, move a read to when the reported level is as likely to have changed as not.
 
     A read there halves the uncertainty of the line's phase (a bisection), and with it the energy;
@@ -291,13 +322,11 @@ def _snap_to_soc_phase(read_at: datetime, state: PolicyState, pred: Prediction, 
         return read_at
     age = timedelta(seconds=state.telemetry_age_s)
     step = timedelta(seconds=est.soc_step_s)
-    earliest = _at_or_after(state.now + timedelta(seconds=floor_s), state)
-    wanted_data_time = read_at - age
-    k = round((wanted_data_time - est.soc_phase_mid_at) / step)
+    k = round((read_at - age - est.soc_phase_mid_at) / step)
     for candidate_k in (k, k + 1, k - 1, k + 2):
-        candidate = est.soc_phase_mid_at + candidate_k * step + age
+        candidate = _fetch_for(est.soc_phase_mid_at + candidate_k * step, state, "nearest")
         if earliest <= candidate < pred.send_at:
-            return candidate
+            return _at_or_after(candidate, state)
     return read_at
 
 
@@ -413,20 +442,21 @@ def stop_verification_schedule(
     *,
     latency: LatencyModel | None = None,
     telemetry_age_s: float = 60.0,
+    telemetry_refresh_s: float = 0.0,
     base_s: float = 30.0,
     cap_s: float = 600.0,
 ) -> timedelta:
     """Delay before verification read number `attempt` (0-based) after the STOP or previous check.
 
     The first check waits for the STOP to take effect (90th percentile latency) and for the car's
-    data to show it (telemetry age). Later ones back off exponentially with full jitter from the
+    data to show it (telemetry lag plus one refresh). Later ones back off exponentially with full jitter from the
     caller's seeded `rng`, so two workers and a replay agree and a fleet does not retry in lockstep.
     """
     if attempt < 0:
         raise ValueError("attempt must be >= 0")
     if attempt == 0:
         model = latency or LatencyModel()
-        return timedelta(seconds=model.quantile(0.9) + telemetry_age_s)
+        return timedelta(seconds=model.quantile(0.9) + telemetry_age_s + telemetry_refresh_s)
     ceiling = min(cap_s, base_s * 2 ** (attempt - 1))
     # Full jitter keeps a floor of half the ceiling so checks never bunch up right after the last.
     return timedelta(seconds=max(telemetry_age_s / 2, ceiling / 2 + rng.uniform(0.0, ceiling / 2)))

@@ -307,7 +307,11 @@ def run_session(policy: Policy, profile: CarProfile, seed: int, latency: Latency
         t = stopped_at
         for attempt in range(8):
             t += stop_verification_schedule(
-                attempt, verify_rng, latency=latency, telemetry_age_s=profile.telemetry_age_s
+                attempt,
+                verify_rng,
+                latency=latency,
+                telemetry_age_s=profile.telemetry_age_s,
+                telemetry_refresh_s=profile.telemetry_refresh_s,
             ).total_seconds()
             calls += 1
             reads += 1

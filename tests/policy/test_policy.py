@@ -399,3 +399,17 @@ def test_it_times_a_last_soc_read_just_before_stop():
     assert (pred.send_at - decision.at).total_seconds() <= 245
     pinned = replace(est, soc_phase_width_s=5.0)
     assert PredictivePolicy().decide(state(6500, pinned, reads=8, soc_only=True)).kind == STOP
+
+
+def test_it_fetches_a_periodic_snapshot_as_soon_as_it_exists():
+    # Snapshots every 60 s on a grid through data time 3000 s, served at once (no lag).
+    est = charging_estimate(3000, age_s=30)
+    decision = PredictivePolicy().decide(state(3030, est, telemetry_age_s=0, telemetry_refresh_s=60))
+    assert decision.kind == READ
+    offset = (decision.at - at(3000)).total_seconds() % 60
+    assert offset == pytest.approx(1.0)  # one second after a snapshot is due, not in between
+
+
+def test_it_verifies_a_stop_after_one_more_refresh_of_periodic_data():
+    delay = stop_verification_schedule(0, random.Random(1), telemetry_age_s=0, telemetry_refresh_s=180)
+    assert delay.total_seconds() == pytest.approx(40.8 + 180, abs=0.1)
