@@ -73,6 +73,8 @@ class MeterContext:
     # When charging really began (START sent + latency, narrowed by readings) and its half-width.
     charging_started_at: datetime | None = None
     charging_started_uncertainty_s: float = 0.0
+    # A real car's power wanders a little around the line the SoC model assumes: widen its bounds.
+    power_model_margin: float = 0.005
     # Power is estimated from readings in this window before the latest one.
     power_window_s: float = 1800.0
     min_power_span_s: float = 120.0
@@ -682,6 +684,7 @@ def _soc_estimate(soc: _SocTrack, ctx: MeterContext, prior: float, prior_sigma: 
     ts = ctx.charging_started_at
     points = list(soc.level_ends)
     lo, hi = soc.slope_lo, soc.slope_hi
+    start: tuple[datetime, int] | None = None
     if ts is not None:
         # The start level held at the moment charging began: one more point for the line.
         start_level = soc.start_bp
@@ -691,6 +694,7 @@ def _soc_estimate(soc: _SocTrack, ctx: MeterContext, prior: float, prior_sigma: 
             start_level = level
         later = [(t, level) for t, level in points if t > ts]
         with_start_lo, with_start_hi = lo, hi
+        start = (ts, start_level)
         for t, level in later:  # pairs with the start point (inlined: this runs on every estimate)
             span, diff = (t - ts).total_seconds(), level - start_level
             with_start_lo = max(with_start_lo, (diff - step) / span)
@@ -700,7 +704,7 @@ def _soc_estimate(soc: _SocTrack, ctx: MeterContext, prior: float, prior_sigma: 
         else:
             ts = None  # the start time does not fit the line: do without it
     if lo > hi:
-        return _tapered(soc, ctx, prior, prior_sigma, steps_only)
+        return _tapered(soc, ctx, prior, prior_sigma, steps_only, start)
     if not (math.isfinite(lo) and math.isfinite(hi)):
         return steps_only
 
@@ -726,6 +730,7 @@ def _soc_estimate(soc: _SocTrack, ctx: MeterContext, prior: float, prior_sigma: 
         # Energy = power x time since the start; the start time's spread adds its own part.
         elapsed_h = (soc.last_t - ts).total_seconds() / 3600.0
         start_wh = power * ctx.charging_started_uncertainty_s / 3600.0
+        start_wh += ctx.power_model_margin * power * elapsed_h
         low = max(result.low, w_lo * elapsed_h - start_wh)
         high = min(result.high, w_hi * elapsed_h + start_wh)
         if low <= high:
@@ -734,17 +739,98 @@ def _soc_estimate(soc: _SocTrack, ctx: MeterContext, prior: float, prior_sigma: 
     return result
 
 
-def _tapered(soc: _SocTrack, ctx: MeterContext, prior: float, prior_sigma: float, steps_only: _SocResult) -> _SocResult:
-    """No single line fits (the power tapered): the recent window alone may still be straight."""
+def _feasible_run(points: list[tuple[datetime, int]], step: int, *, from_end: bool) -> int:
+    """How many points from the start (or the end) a single straight line still fits."""
+    order = list(reversed(points)) if from_end else points
+    lo, hi = -math.inf, math.inf
+    for i, (t, level) in enumerate(order):
+        if from_end:  # the earlier points come later in `order`: pair with those already taken
+            a, b = _pair_bounds_reverse(t, level, order[:i], step)
+        else:
+            a, b = _pair_bounds(t, level, order[:i], step)
+        if max(lo, a) > min(hi, b):
+            return i
+        lo, hi = max(lo, a), min(hi, b)
+    return len(order)
+
+
+def _pair_bounds_reverse(t: datetime, level: int, later: list[tuple[datetime, int]], step: int) -> tuple[float, float]:
+    lo, hi = -math.inf, math.inf
+    for tl, sl in later:
+        span = (tl - t).total_seconds()
+        if span <= 0:
+            continue
+        diff = sl - level
+        lo, hi = max(lo, (diff - step) / span), min(hi, (diff + step) / span)
+    return lo, hi
+
+
+def _line(
+    soc: _SocTrack, points: list[tuple[datetime, int]], prior: float, prior_sigma: float, origin: datetime
+) -> tuple[float, float, float, float, float, float] | None:
+    """Fit a constant-power line: (power, sigma, power_lo, power_hi, level_lo, level_hi at origin)."""
+    rng = soc.slope_range(points) if len(points) >= 2 else None
+    if rng is None:
+        return None
+    mid, sigma = (rng[0] + rng[1]) / 2, max((rng[1] - rng[0]) / math.sqrt(12), 1.0)
+    power, power_sigma = _fuse(prior, prior_sigma, mid, sigma)
+    power = min(max(power, rng[0]), rng[1])
+    slope = power / (soc.ctx.capacity_wh / SOC_FULL_BP * 3600.0)
+    a_lo, a_hi = _intercepts(points, origin, slope, soc.ctx.soc_step_bp)
+    if a_lo > a_hi:
+        return None
+    return power, power_sigma, rng[0], rng[1], a_lo, a_hi
+
+
+def _tapered(
+    soc: _SocTrack,
+    ctx: MeterContext,
+    prior: float,
+    prior_sigma: float,
+    steps_only: _SocResult,
+    start: tuple[datetime, int] | None,
+) -> _SocResult:
+    """No single line fits (the power tapered above ~80 %): fit two, before and at the end.
+
+    The straight part from the start still gives energy = power x time up to where it bends; the
+    recent straight part gives the level now; the difference of levels adds the energy in between.
+    """
+    assert soc.last_t is not None and soc.last_bp is not None
+    step, to_wh = ctx.soc_step_bp, ctx.capacity_wh / SOC_FULL_BP
     ends = soc.level_ends
-    window = ctx.power_window_s
-    while window >= ctx.min_power_span_s:
-        recent = [(t, level) for t, level in ends if (ends[-1][0] - t).total_seconds() <= window]
-        rng = soc.slope_range(recent) if len(recent) >= 2 else None
-        if rng is not None:
-            mid, sigma = (rng[0] + rng[1]) / 2, max((rng[1] - rng[0]) / math.sqrt(12), 1.0)
-            power, power_sigma = _fuse(prior, prior_sigma, mid, sigma)
-            power = min(max(power, rng[0]), rng[1])
-            return replace(steps_only, power=power, power_sigma=power_sigma, from_readings=True)
-        window /= 2
-    return steps_only
+    recent = ends[len(ends) - _feasible_run(ends, step, from_end=True) :]
+    now_line = _line(soc, recent, prior, prior_sigma, soc.last_t)
+    result = replace(steps_only)
+    if now_line is not None:
+        power, power_sigma, *_rest, a_lo, a_hi = now_line
+        result.power, result.power_sigma, result.from_readings = power, power_sigma, True
+        slope = power / (to_wh * 3600.0)
+        if slope > 0:
+            result.phase_mid_at = soc.last_t + timedelta(seconds=(soc.last_bp + step - (a_lo + a_hi) / 2) / slope)
+            result.phase_width_s = (a_hi - a_lo) / slope
+            result.step_s = step / slope
+        level_now, level_now_half = (a_lo + a_hi) / 2, (a_hi - a_lo) / 2
+    else:
+        level_now, level_now_half = soc.last_bp + step / 2, step / 2
+    if start is None:
+        return result
+    points = [start, *[(t, level) for t, level in ends if t > start[0]]]
+    head = points[: _feasible_run(points, step, from_end=False)]
+    if len(head) < 2:
+        return result
+    bend_at = head[-1][0]
+    head_line = _line(soc, head, prior, prior_sigma, bend_at)
+    if head_line is None:
+        return result
+    power_b, _, lo_b, hi_b, b_lo, b_hi = head_line
+    elapsed_h = (bend_at - start[0]).total_seconds() / 3600.0
+    start_wh = power_b * ctx.charging_started_uncertainty_s / 3600.0
+    start_wh += ctx.power_model_margin * power_b * elapsed_h
+    delivered = power_b * elapsed_h + (level_now - (b_lo + b_hi) / 2) * to_wh
+    spread = ((b_hi - b_lo) / 2 + level_now_half) * to_wh
+    low = max(steps_only.low, lo_b * elapsed_h - start_wh + (level_now - level_now_half - b_hi) * to_wh)
+    high = min(steps_only.high, hi_b * elapsed_h + start_wh + (level_now + level_now_half - b_lo) * to_wh)
+    if low <= high and spread < steps_only.high - steps_only.low:
+        result.delivered = min(max(delivered, low), high)
+        result.low, result.high = low, high
+    return result

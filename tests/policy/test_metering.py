@@ -367,7 +367,7 @@ def test_a_read_at_the_expected_level_change_narrows_the_energy():
     assert after.delivered_low_wh <= truth <= after.delivered_high_wh
 
 
-def test_it_falls_back_to_steps_and_recent_power_when_the_power_tapers():
+def test_it_fits_the_straight_parts_before_and_after_the_power_tapers():
     ctx = MeterContext(capacity_wh=75_000, soc_step_bp=100, energy_step_wh=0, nominal_power_w=11_000)
     # 11 kW for an hour, then 4 kW: no single line fits both.
     first = soc_line_readings(11_000, 5030, range(0, 3601, 60))
@@ -380,8 +380,11 @@ def test_it_falls_back_to_steps_and_recent_power_when_the_power_tapers():
     for r in first + second:
         meter.add(r)
     est = meter.estimate(charging_started_at=T0)
-    assert est.soc_phase_mid_at is None
     assert est.power_w == pytest.approx(4_000, rel=0.1)
+    assert est.soc_step_s == pytest.approx(750 / 4_000 * 3600, rel=0.1)  # the phase follows the new power
     truth = 11_000 + 4_000
     assert est.delivered_low_wh <= truth <= est.delivered_high_wh
-    assert est.delivered_wh == pytest.approx(truth, abs=750)
+    # Two straight pieces, before and after the bend, pin it far inside the ±750 Wh of the steps.
+    assert est.delivered_wh == pytest.approx(truth, abs=150)
+    steps_only = estimate(first + second, ctx)
+    assert est.delivered_high_wh - est.delivered_low_wh < steps_only.delivered_high_wh - steps_only.delivered_low_wh
