@@ -73,6 +73,10 @@ class MeterContext:
     # When charging really began (START sent + latency, narrowed by readings) and its half-width.
     charging_started_at: datetime | None = None
     charging_started_uncertainty_s: float = 0.0
+    # Fraction of charger energy that reaches the battery. The counter and the SoC measure battery
+    # energy; estimates are divided by this to count charger-side energy. 1.0 = count what the car
+    # reports (the simulator's default is 0.92 between its wall and battery figures).
+    efficiency: float = 1.0
     # A real car's power wanders a little around the line the SoC model assumes: widen its bounds.
     power_model_margin: float = 0.005
     # Power is estimated from readings in this window before the latest one.
@@ -566,10 +570,12 @@ class Meter:
         # Power: a prior (the car's own figure if it gave one, else nominal) fused with the readings.
         reported = self._reported_power
         if reported is not None and reported > 0:
-            prior, prior_sigma, power_source = float(reported), 0.05 * reported, "reported"
+            # Cars report charger-side power; the counter and the SoC see battery-side energy.
+            prior = reported * ctx.efficiency
+            prior_sigma, power_source = 0.05 * prior, "reported"
         else:
-            prior = float(ctx.nominal_power_w)
-            prior_sigma = ctx.nominal_power_uncertainty * ctx.nominal_power_w
+            prior = ctx.nominal_power_w * ctx.efficiency
+            prior_sigma = ctx.nominal_power_uncertainty * prior
             power_source = "nominal"
         power, power_sigma = prior, prior_sigma
         phase: tuple[datetime | None, float | None, float | None] = (None, None, None)
@@ -600,6 +606,10 @@ class Meter:
 
         low = max(0.0, min(low, delivered))
         high = max(high, delivered)
+        # Everything above is battery-side; the estimate is in the energy the purchase counts.
+        scale = 1.0 / ctx.efficiency
+        delivered, low, high = delivered * scale, low * scale, high * scale
+        power, power_sigma = power * scale, power_sigma * scale
         return MeterEstimate(
             delivered_wh=round(max(0.0, delivered)),
             delivered_low_wh=math.floor(low),

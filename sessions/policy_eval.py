@@ -62,6 +62,9 @@ class CarProfile:
     start_soc_min_bp: int = 1000
     start_soc_max_bp: int = 6000
     call_budget: int | None = None
+    # Battery energy / charger energy. The car's counter and SoC see the battery side; purchases
+    # and the returned `delivered_wh` count the charger side, as the simulator's wall figure does.
+    efficiency: float = 1.0
 
 
 # The issue's two profiles (issue 8 §1).
@@ -190,7 +193,7 @@ class _Car:
         if soc > self.p.taper_start_bp:
             frac = (soc - self.p.taper_start_bp) / (SOC_FULL_BP - self.p.taper_start_bp)
             taper = 1.0 - (1.0 - self.p.taper_floor) * frac
-        return self.power * self.jitter[minute] * taper
+        return self.power * self.p.efficiency * self.jitter[minute] * taper  # into the battery
 
     def energy_at(self, t: float) -> float:
         if t <= self.starts_at:
@@ -256,6 +259,7 @@ def run_session(policy: Policy, profile: CarProfile, seed: int, latency: Latency
         soc_step_bp=profile.soc_step_bp,
         energy_step_wh=profile.energy_step_wh,
         nominal_power_w=profile.power_w,
+        efficiency=profile.efficiency,
     )
     meter = Meter(ctx)
     readings: list[Reading] = []
@@ -319,7 +323,7 @@ def run_session(policy: Policy, profile: CarProfile, seed: int, latency: Latency
                 break
     return SessionResult(
         purchase_wh=purchase,
-        delivered_wh=car.energy_at(math.inf if math.isfinite(car.ends_at) else now),
+        delivered_wh=car.energy_at(math.inf if math.isfinite(car.ends_at) else now) / profile.efficiency,
         calls=calls,
         reads=reads,
         start_soc_bp=start_soc,

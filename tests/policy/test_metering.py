@@ -388,3 +388,10 @@ def test_it_fits_the_straight_parts_before_and_after_the_power_tapers():
     assert est.delivered_wh == pytest.approx(truth, abs=150)
     steps_only = estimate(first + second, ctx)
     assert est.delivered_high_wh - est.delivered_low_wh < steps_only.delivered_high_wh - steps_only.delivered_low_wh
+
+
+def test_it_counts_charger_side_energy_when_told_the_efficiency(ctx):
+    readings = [energy_reading(0, 0), energy_reading(600, 1686)]  # 10.12 kW into the battery
+    est = estimate(readings, replace(ctx, efficiency=0.92))
+    assert est.delivered_wh == round(1686 / 0.92)
+    assert est.power_w == pytest.approx(11_000, rel=0.01)

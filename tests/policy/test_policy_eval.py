@@ -118,3 +118,10 @@ def test_predictive_meets_the_target_when_data_comes_in_periodic_snapshots():
     print("periodic energy-added", result.row())
     assert result.error_pct_p95 <= 1.0
     assert result.calls_p50 <= 10
+
+
+def test_predictive_meets_the_target_on_charger_side_energy():
+    lossy = replace(ENERGY_ADDED_PROFILE, efficiency=0.92)
+    result = evaluate(PredictivePolicy(), lossy, sessions=SESSIONS, seed=1)
+    print("efficiency 0.92", result.row())
+    assert result.error_pct_p95 <= 1.0
