@@ -219,6 +219,10 @@ class PredictivePolicy:
                 first = state.started_at + timedelta(seconds=delay)
                 return Decision(READ, _at_or_after(first, state), "confirm charging started")
             retry = state.last_read_at + timedelta(seconds=max(cfg.confirm_retry_s, state.telemetry_refresh_s))
+            if est.delivered_wh > 0:
+                # It charged, now it does not (unplugged, full, paused by the car or the driver):
+                # the controller decides on INTERRUPTED from the same reading; keep an eye on it.
+                return Decision(READ, _at_or_after(retry, state), f"car reports {est.charge_state}: re-check")
             return Decision(READ, _at_or_after(retry, state), "charging not confirmed yet")
 
         remaining_s = (pred.send_at - state.now).total_seconds()

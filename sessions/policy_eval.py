@@ -35,6 +35,7 @@ from sessions.policy import (
     Policy,
     PolicyState,
     estimate_charging_start,
+    policy_from_spec,
     stop_verification_schedule,
 )
 
@@ -335,3 +336,10 @@ def evaluate(policy: Policy, profile: CarProfile, sessions: int = 200, seed: int
     """Run `sessions` seeded sessions of `profile` under `policy`; the same seeds for every policy."""
     results = tuple(run_session(policy, profile, seed * 100_003 + i) for i in range(sessions))
     return EvalSummary(policy=policy.name, sessions=results)
+
+
+def compare(
+    specs: list[str], profile: CarProfile, sessions: int = 200, seed: int = 1
+) -> list[dict[str, float | str | int]]:
+    """One summary row per policy spec (`predictive`, `naive`, `fixed:SECONDS`) on the same sessions."""
+    return [evaluate(policy_from_spec(spec), profile, sessions, seed).row() for spec in specs]

@@ -413,3 +413,11 @@ def test_it_fetches_a_periodic_snapshot_as_soon_as_it_exists():
 def test_it_verifies_a_stop_after_one_more_refresh_of_periodic_data():
     delay = stop_verification_schedule(0, random.Random(1), telemetry_age_s=0, telemetry_refresh_s=180)
     assert delay.total_seconds() == pytest.approx(40.8 + 180, abs=0.1)
+
+
+def test_it_keeps_an_eye_on_a_car_that_stopped_charging_by_itself():
+    est = estimate([energy_reading(0, 0), energy_reading(600, 1833, state=NOT_CHARGING)], CTX)
+    decision = PredictivePolicy().decide(state(660, est))
+    assert decision.kind == READ
+    assert decision.at == at(720)
+    assert "NOT_CHARGING" in decision.reason

@@ -10,6 +10,7 @@ from sessions.policy_eval import (
     ENERGY_ADDED_PROFILE,
     SOC_ONLY_PROFILE,
     CarProfile,
+    compare,
     evaluate,
     latency_floor_pct_p95,
     percentile,
@@ -125,3 +126,9 @@ def test_predictive_meets_the_target_on_charger_side_energy():
     result = evaluate(PredictivePolicy(), lossy, sessions=SESSIONS, seed=1)
     print("efficiency 0.92", result.row())
     assert result.error_pct_p95 <= 1.0
+
+
+def test_compare_returns_one_row_per_policy_spec():
+    rows = compare(["predictive", "fixed:300"], ENERGY_ADDED_PROFILE, sessions=3, seed=9)
+    assert [r["policy"] for r in rows] == ["predictive", "fixed:300"]
+    assert all(r["sessions"] == 3 for r in rows)
