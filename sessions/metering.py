@@ -687,30 +687,41 @@ def _soc_estimate(soc: _SocTrack, ctx: MeterContext, prior: float, prior_sigma: 
     """
     assert soc.last_bp is not None and soc.start_bp is not None and soc.last_t is not None
     step, step_wh = ctx.soc_step_bp, soc.step_wh
+    ts = ctx.charging_started_at
     # Both ends are only known to one step, so the difference is within ±1 step (triangular).
     by_steps = (soc.last_bp - soc.start_bp) * ctx.capacity_wh / SOC_FULL_BP
-    steps_only = _SocResult(by_steps, by_steps - step_wh, by_steps + step_wh, prior, prior_sigma, False)
+    low, high = by_steps - step_wh, by_steps + step_wh
+    if ctx.start_soc_bp is None and ts is not None and soc.points[0][0] > ts:
+        # The first level we saw was read after charging began: what flowed before it is missing.
+        gap_h = (soc.points[0][0] - ts).total_seconds() / 3600.0
+        by_steps += prior * gap_h
+        high += ctx.power_ceiling_w * ctx.efficiency * gap_h
+    steps_only = _SocResult(by_steps, low, high, prior, prior_sigma, False)
 
-    ts = ctx.charging_started_at
     points = list(soc.level_ends)
     lo, hi = soc.slope_lo, soc.slope_hi
-    start: tuple[datetime, int] | None = None
+    start: tuple[datetime, int] | None = None  # (time, level) when a reading showed the level at the start
+    start_band: tuple[datetime, float, float] | None = None  # (time, lowest, highest level) at the start
     if ts is not None:
-        # The start level held at the moment charging began: one more point for the line.
-        start_level = soc.start_bp
-        for t, level, _ in soc.points:
-            if t > ts:
-                break
-            start_level = level
+        # The level when charging began is one more point for the line. A reading taken at or
+        # before the start shows it to a step; if the first one came later, the level may have
+        # risen since the start by up to the power ceiling times the gap.
+        before = [level for t, level, _ in soc.points if t <= ts]
+        start_level = before[-1] if before else soc.start_bp
+        extra = 0.0
+        if not before:
+            gap_s = max(0.0, (soc.points[0][0] - ts).total_seconds())
+            extra = ctx.power_ceiling_w * ctx.efficiency * gap_s / 3600.0 / ctx.capacity_wh * SOC_FULL_BP
         later = [(t, level) for t, level in points if t > ts]
+        start = (ts, start_level) if before else None
         with_start_lo, with_start_hi = lo, hi
-        start = (ts, start_level)
         for t, level in later:  # pairs with the start point (inlined: this runs on every estimate)
             span, diff = (t - ts).total_seconds(), level - start_level
             with_start_lo = max(with_start_lo, (diff - step) / span)
-            with_start_hi = min(with_start_hi, (diff + step) / span)
+            with_start_hi = min(with_start_hi, (diff + step + extra) / span)
         if with_start_lo <= with_start_hi:
-            lo, hi, points = with_start_lo, with_start_hi, [(ts, start_level), *later]
+            lo, hi, points = with_start_lo, with_start_hi, later
+            start_band = (ts, start_level - extra, start_level + step)
         else:
             ts = None  # the start time does not fit the line: do without it
     if lo > hi:
@@ -729,6 +740,9 @@ def _soc_estimate(soc: _SocTrack, ctx: MeterContext, prior: float, prior_sigma: 
     if slope > 0:
         origin = soc.last_t
         a_lo, a_hi = _intercepts(points, origin, slope, step)
+        if start_band is not None:
+            x = (start_band[0] - origin).total_seconds()
+            a_lo, a_hi = max(a_lo, start_band[1] - slope * x), min(a_hi, start_band[2] - slope * x)
         if a_lo <= a_hi:
             # The line's level at the latest reading is within [a_lo, a_hi]; the next boundary
             # above it is crossed around (boundary − middle) / slope from there.

@@ -395,3 +395,16 @@ def test_it_counts_charger_side_energy_when_told_the_efficiency(ctx):
     est = estimate(readings, replace(ctx, efficiency=0.92))
     assert est.delivered_wh == round(1686 / 0.92)
     assert est.power_w == pytest.approx(11_000, rel=0.01)
+
+
+def test_it_adds_what_flowed_before_a_late_first_soc_reading():
+    # Charging began at T0 but the first level we saw is from 5 minutes later.
+    ctx = MeterContext(capacity_wh=75_000, soc_step_bp=100, energy_step_wh=0, nominal_power_w=11_000)
+    readings = soc_line_readings(11_000, 5030, [300, 900])
+    meter = Meter(ctx)
+    for r in readings:
+        meter.add(r)
+    est = meter.estimate(charging_started_at=T0)
+    truth = 11_000 * 900 / 3600
+    assert est.delivered_low_wh <= truth <= est.delivered_high_wh
+    assert abs(est.delivered_wh - truth) < 400
