@@ -468,9 +468,10 @@ class _SocTrack:
 def _pair_bounds(t: datetime, level: int, earlier: list[tuple[datetime, int]], step: int) -> tuple[float, float]:
     """Slope bounds (bp/s) that a line through [level, level+step) at `t` and each earlier point obeys.
 
-    Each reading says the true SoC was in [s, s + step). A line fits all those intervals iff it
-    fits every pair (Helly's theorem in one dimension), so the feasible slopes are the max/min over
-    pairs. The bound is the same whether the car floors or rounds: only differences of levels enter.
+    Each reading says the true SoC was in [s, s + step). For a given slope, the intercepts each
+    reading allows are intervals, and intervals on a line share a point iff every two do (Helly's
+    theorem in one dimension); so the feasible slopes are exactly those every pair allows, a range
+    given by the max/min over pairs. Floor or round, only differences of levels enter.
     """
     lo, hi = -math.inf, math.inf
     for tp, sp in earlier:

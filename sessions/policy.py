@@ -89,7 +89,12 @@ class LatencyModel:
 
 @dataclass(frozen=True)
 class Decision:
-    """The next action: read the car at `at`, send STOP at `at`, or do nothing until `at`."""
+    """The next action: read the car at `at`, send STOP at `at`, or do nothing until `at`.
+
+    The controller asks again after each read (or when a webhook or the clock says so); asking
+    twice with the same state gives the same answer. Once STOP is sent it stops asking and follows
+    `stop_verification_schedule` and `escalation` instead.
+    """
 
     kind: str  # "read" | "stop" | "wait"
     at: datetime
@@ -107,7 +112,7 @@ class PolicyState:
     latency: LatencyModel = field(default_factory=LatencyModel)
     charging_started_at: datetime | None = None  # best estimate; None until known
     last_read_at: datetime | None = None  # when we last fetched (not the data age)
-    reads: int = 0
+    reads: int = 0  # reads of the car in this session so far, STOP verification not included
     # Data a read returns was recorded on a grid every `telemetry_refresh_s` (0 = continuously)
     # and can be fetched `telemetry_age_s` after it was recorded (a fixed lag).
     telemetry_age_s: float = 60.0
