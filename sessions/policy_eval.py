@@ -66,6 +66,10 @@ class CarProfile:
     # Battery energy / charger energy. The car's counter and SoC see the battery side; purchases
     # and the returned `delivered_wh` count the charger side, as the simulator's wall figure does.
     efficiency: float = 1.0
+    # Probability that any call fails retryably (UPSTREAM, timeouts); the controller retries it
+    # after `retry_after_failure_s`. Each attempt is a billed call.
+    failure_rate: float = 0.0
+    retry_after_failure_s: float = 10.0
 
 
 # The issue's two profiles (issue 8 §1).
@@ -268,6 +272,7 @@ def run_session(policy: Policy, profile: CarProfile, seed: int, latency: Latency
     last_read_at: datetime | None = None
     stopped_at: float | None = None
     started_seen = False
+    fail_rng = random.Random(seed * 31 + 7)  # noqa: S311 - separate, so failures do not shift other draws
     # 2000 decisions is far beyond any sane policy on a 3 h session at 30 s; it guards a loop bug.
     for _ in range(2000):
         if not started_seen:
@@ -292,12 +297,15 @@ def run_session(policy: Policy, profile: CarProfile, seed: int, latency: Latency
         )
         decision = policy.decide(state)
         now = max(now, (decision.at - EPOCH).total_seconds())
-        if decision.kind == STOP:
+        if decision.kind in (STOP, READ):
             calls += 1
+            if fail_rng.random() < profile.failure_rate:
+                now += profile.retry_after_failure_s  # failed: the controller asks the policy again
+                continue
+        if decision.kind == STOP:
             stopped_at = now
             break
         if decision.kind == READ:
-            calls += 1
             reads += 1
             reading = car.read(now)
             readings.append(reading)
@@ -320,6 +328,8 @@ def run_session(policy: Policy, profile: CarProfile, seed: int, latency: Latency
             ).total_seconds()
             calls += 1
             reads += 1
+            if fail_rng.random() < profile.failure_rate:
+                continue  # the next attempt comes after the next backoff
             if car.read(t).charge_state == NOT_CHARGING:
                 break
     return SessionResult(

@@ -132,3 +132,14 @@ def test_compare_returns_one_row_per_policy_spec():
     rows = compare(["predictive", "fixed:300"], ENERGY_ADDED_PROFILE, sessions=3, seed=9)
     assert [r["policy"] for r in rows] == ["predictive", "fixed:300"]
     assert all(r["sessions"] == 3 for r in rows)
+
+
+def test_predictive_meets_the_target_with_ten_percent_failed_calls():
+    # Issue 4's realistic settings: 10 % of calls fail retryably and are retried 10 s later.
+    flaky = replace(ENERGY_ADDED_PROFILE, failure_rate=0.10)
+    result = evaluate(PredictivePolicy(), flaky, sessions=SESSIONS, seed=1)
+    print("10 % failures", result.row())
+    assert result.error_pct_p95 <= 1.0
+    assert result.calls_p50 <= 10
+    clean = summary(ENERGY_ADDED_PROFILE, "predictive")
+    assert result.calls_p50 > clean.calls_p50 or result.calls_p95 > clean.calls_p95  # failures cost calls
