@@ -471,6 +471,32 @@ def stop_verification_schedule(
     return timedelta(seconds=max(telemetry_age_s / 2, ceiling / 2 + rng.uniform(0.0, ceiling / 2)))
 
 
+STOPPED = "stopped"
+STILL_CHARGING = "still_charging"
+TOO_EARLY = "too_early"
+
+
+def stop_verification_outcome(
+    *,
+    stop_sent_at: datetime,
+    taken_at: datetime,
+    charge_state: str | None,
+    latency: LatencyModel,
+    quantile: float = 0.99,
+) -> str:
+    """Does a reading show the STOP worked? "stopped", "still_charging" or "too_early" to tell.
+
+    A reading recorded before the STOP could have taken effect proves nothing either way: only
+    data taken after the send time plus a high latency quantile may count as a failed STOP, or
+    stale data would send a healthy session into escalation.
+    """
+    if charge_state is not None and charge_state != CHARGING and taken_at > stop_sent_at:
+        return STOPPED
+    if taken_at >= stop_sent_at + timedelta(seconds=latency.quantile(quantile)):
+        return STILL_CHARGING if charge_state == CHARGING else TOO_EARLY
+    return TOO_EARLY
+
+
 RETRY_STOP = "retry_stop"
 LOWER_CHARGE_LIMIT = "lower_charge_limit"
 FLAG_OPERATOR = "flag_operator"

@@ -421,3 +421,18 @@ def test_it_keeps_an_eye_on_a_car_that_stopped_charging_by_itself():
     assert decision.kind == READ
     assert decision.at == at(720)
     assert "NOT_CHARGING" in decision.reason
+
+
+def test_it_judges_a_stop_only_on_data_recorded_after_it_could_have_worked():
+    from sessions.policy import STILL_CHARGING, STOPPED, TOO_EARLY, stop_verification_outcome
+
+    def outcome(taken_s, charge_state):
+        return stop_verification_outcome(
+            stop_sent_at=at(0), taken_at=at(taken_s), charge_state=charge_state, latency=LatencyModel()
+        )
+
+    assert outcome(30, NOT_CHARGING) == STOPPED
+    assert outcome(-5, NOT_CHARGING) == TOO_EARLY  # recorded before the STOP went out
+    assert outcome(30, "CHARGING") == TOO_EARLY  # the STOP may still be on its way (up to 45 s)
+    assert outcome(60, "CHARGING") == STILL_CHARGING
+    assert outcome(60, None) == TOO_EARLY

@@ -143,3 +143,18 @@ def test_predictive_meets_the_target_with_ten_percent_failed_calls():
     assert result.calls_p50 <= 10
     clean = summary(ENERGY_ADDED_PROFILE, "predictive")
     assert result.calls_p50 > clean.calls_p50 or result.calls_p95 > clean.calls_p95  # failures cost calls
+
+
+def test_an_ignored_stop_is_detected_retried_and_escalated():
+    stubborn = replace(ENERGY_ADDED_PROFILE, ignore_stop_rate=1.0)
+    results = [run_session(PredictivePolicy(), stubborn, seed=300 + i) for i in range(30)]
+    outcomes = {r.outcome for r in results}
+    assert "stopped" not in outcomes
+    assert outcomes <= {"escalated", "flagged"}
+    for r in results:
+        if r.outcome == "escalated":
+            # The charge limit at the next whole percent caps the overshoot near one percent of the pack.
+            assert r.overshoot_wh < 2_500
+    normal = [run_session(PredictivePolicy(), ENERGY_ADDED_PROFILE, seed=300 + i) for i in range(30)]
+    assert {r.outcome for r in normal} == {"stopped"}
+    assert sum(r.calls for r in results) > sum(r.calls for r in normal)
