@@ -410,6 +410,8 @@ class _SocTrack:
     last_t: datetime | None = None
     points: list[tuple[datetime, int, bool]] = field(default_factory=list)
     level_ends: list[tuple[datetime, int]] = field(default_factory=list)
+    # start point -> (head length, points seen, head line, bend time) for the tapered fit.
+    head_cache: dict = field(default_factory=dict)
     # Running bounds of the line's slope in bp/s over all charging readings so far.
     slope_lo: float = -math.inf
     slope_hi: float = math.inf
@@ -707,7 +709,11 @@ def _soc_estimate(soc: _SocTrack, ctx: MeterContext, prior: float, prior_sigma: 
         # The level when charging began is one more point for the line. A reading taken at or
         # before the start shows it to a step; if the first one came later, the level may have
         # risen since the start by up to the power ceiling times the gap.
-        before = [level for t, level, _ in soc.points if t <= ts]
+        before = []
+        for t, level, _ in soc.points:  # sorted by time: stop at the start instead of scanning all
+            if t > ts:
+                break
+            before.append(level)
         start_level = before[-1] if before else soc.start_bp
         extra = 0.0
         if not before:
@@ -823,7 +829,8 @@ def _tapered(
     assert soc.last_t is not None and soc.last_bp is not None
     step, to_wh = ctx.soc_step_bp, ctx.capacity_wh / SOC_FULL_BP
     ends = soc.level_ends
-    recent = ends[len(ends) - _feasible_run(ends, step, from_end=True) :]
+    tail = ends[-24:]  # the recent straight part; a cap keeps a 30 s poller cheap
+    recent = tail[len(tail) - _feasible_run(tail, step, from_end=True) :]
     now_line = _line(soc, recent, prior, prior_sigma, soc.last_t)
     result = replace(steps_only)
     if now_line is not None:
@@ -839,12 +846,18 @@ def _tapered(
         level_now, level_now_half = soc.last_bp + step / 2, step / 2
     if start is None:
         return result
-    points = [start, *[(t, level) for t, level in ends if t > start[0]]]
-    head = points[: _feasible_run(points, step, from_end=False)]
-    if len(head) < 2:
-        return result
-    bend_at = head[-1][0]
-    head_line = _line(soc, head, prior, prior_sigma, bend_at)
+    # The straight part from the start stops changing once the line has bent: cache it.
+    cached = soc.head_cache.get(start)
+    if cached is not None and cached[0] < cached[1]:  # bent before the points it was computed on
+        head_line, bend_at = cached[2], cached[3]
+    else:
+        points = [start, *[(t, level) for t, level in ends if t > start[0]]]
+        head = points[: _feasible_run(points, step, from_end=False)]
+        if len(head) < 2:
+            return result
+        bend_at = head[-1][0]
+        head_line = _line(soc, head, prior, prior_sigma, bend_at)
+        soc.head_cache[start] = (len(head), len(points), head_line, bend_at)
     if head_line is None:
         return result
     power_b, _, lo_b, hi_b, b_lo, b_hi = head_line
