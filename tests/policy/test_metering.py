@@ -316,7 +316,7 @@ def test_it_tightens_soc_energy_with_the_start_time_and_a_straight_line():
     assert result.power_w == pytest.approx(power, rel=0.03)
 
 
-def test_the_incremental_meter_matches_the_batch_estimate(ctx):
+def test_it_gives_the_same_estimate_incrementally_and_in_batch(ctx):
     readings = [energy_reading(60 * i, 183 * i) for i in range(20)] + [energy_reading(1300, -1)]
     meter = Meter(ctx)
     for r in readings:
@@ -351,7 +351,7 @@ def test_it_says_when_the_next_soc_level_should_show():
     assert est.soc_phase_width_s < 245
 
 
-def test_a_read_at_the_expected_level_change_narrows_the_energy():
+def test_it_narrows_the_energy_with_a_read_at_the_expected_level_change():
     ctx = MeterContext(capacity_wh=75_000, soc_step_bp=100, energy_step_wh=0, nominal_power_w=11_000)
     readings = soc_line_readings(11_000, 5030, [30, 200, 400, 1000, 1500])
     meter = Meter(ctx)

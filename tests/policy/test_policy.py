@@ -226,7 +226,7 @@ def test_it_stops_instead_of_a_read_that_retry_after_pushes_past_the_stop():
     assert decision.at == send_at + timedelta(seconds=30)
 
 
-def test_the_fixed_interval_baseline_reads_on_its_clock_and_stops_on_a_reading_past_the_purchase():
+def test_it_reads_on_a_fixed_clock_and_stops_on_a_reading_past_the_purchase_as_the_baseline():
     policy = FixedIntervalPolicy(30)
     before = policy.decide(state(3060, charging_estimate(3000)))
     assert (before.kind, before.at) == (READ, at(3090))
@@ -234,14 +234,14 @@ def test_the_fixed_interval_baseline_reads_on_its_clock_and_stops_on_a_reading_p
     assert (after.kind, after.at) == (STOP, at(6660))
 
 
-def test_the_naive_baseline_stops_at_the_target_without_latency_compensation():
+def test_it_stops_at_the_target_without_latency_compensation_as_the_naive_baseline():
     est = charging_estimate(6500)
     decision = NaivePolicy().decide(state(6520, est))
     assert decision.kind == STOP
     assert decision.at == predict(state(6520, est)).target_at
 
 
-def test_policies_are_built_from_benchmark_specs():
+def test_it_builds_policies_from_benchmark_specs():
     assert policy_from_spec("predictive").name == "predictive"
     assert policy_from_spec("naive").name == "naive"
     fixed = policy_from_spec("fixed:300")
