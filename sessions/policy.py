@@ -12,6 +12,13 @@ For absolute error the best constant is the median of the distribution, so the S
 (predicted time-to-target) − (median latency). The same argument holds for the estimate's own
 uncertainty (SoC steps): we plan on the median (centre) of the delivered-energy interval, never on
 its upper end, so we never plan to exceed the purchase beyond the expected-value optimum.
+
+How a controller step uses it (each step pure except the calls it makes):
+1. readings → `metering.Meter`/`metering.estimate` with `estimate_charging_start(...)` for SoC cars;
+2. `PolicyState(...)` → `policy.decide(state)`: READ at `at`, STOP at `at` (schedule the step then);
+3. after STOP: read at `stop_verification_schedule(attempt, rng)`, judge each reading with
+   `stop_verification_outcome`, on STILL_CHARGING follow `escalation(failed, ...)`;
+4. feed `infer_stop_latency_s(...)` into the make's `LatencyModel.observe`; bill with `settle`.
 """
 
 from __future__ import annotations
