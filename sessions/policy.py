@@ -77,6 +77,8 @@ class LatencyModel:
         q = min(max(q, 0.0), 1.0)
         if not self.samples:
             return self.prior_min_s + q * (self.prior_max_s - self.prior_min_s)
+        if q <= 0.0:  # the CDF is 0 below the smallest value: bisection would answer 0 s
+            return min(self.prior_min_s, *self.samples)
         lo, hi = 0.0, max(self.prior_max_s, *self.samples)
         for _ in range(60):  # bisection on the mixture CDF; 60 halvings is far below a millisecond
             mid = (lo + hi) / 2

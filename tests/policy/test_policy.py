@@ -436,3 +436,9 @@ def test_it_judges_a_stop_only_on_data_recorded_after_it_could_have_worked():
     assert outcome(30, "CHARGING") == TOO_EARLY  # the STOP may still be on its way (up to 45 s)
     assert outcome(60, "CHARGING") == STILL_CHARGING
     assert outcome(60, None) == TOO_EARLY
+
+
+def test_it_bounds_learned_latency_by_the_smallest_and_largest_seen():
+    model = LatencyModel().observe(2.0).observe(60.0)
+    assert model.quantile(0.0) == 2.0
+    assert model.quantile(1.0) == pytest.approx(60.0, abs=0.01)
