@@ -73,6 +73,12 @@ class MeterContext:
     # When charging really began (START sent + latency, narrowed by readings) and its half-width.
     charging_started_at: datetime | None = None
     charging_started_uncertainty_s: float = 0.0
+    # Fraction of charger energy that reaches the battery. The counter and the SoC measure battery
+    # energy; estimates are divided by this to count charger-side energy. 1.0 = count what the car
+    # reports (the simulator's default is 0.92 between its wall and battery figures).
+    efficiency: float = 1.0
+    # A real car's power wanders a little around the line the SoC model assumes: widen its bounds.
+    power_model_margin: float = 0.005
     # Power is estimated from readings in this window before the latest one.
     power_window_s: float = 1800.0
     min_power_span_s: float = 120.0
@@ -114,6 +120,11 @@ class MeterEstimate:
     is_plugged_in: bool | None
     rejections: tuple[Rejection, ...] = field(default=())
     events: tuple[Rejection, ...] = field(default=())
+    # SoC-only cars: data time around which the reported level next changes (± k x soc_step_s for
+    # later levels), how uncertain that moment is, and how long one step takes at this power.
+    soc_phase_mid_at: datetime | None = None
+    soc_phase_width_s: float | None = None
+    soc_step_s: float | None = None
 
     @property
     def is_charging(self) -> bool:
@@ -399,6 +410,8 @@ class _SocTrack:
     last_t: datetime | None = None
     points: list[tuple[datetime, int, bool]] = field(default_factory=list)
     level_ends: list[tuple[datetime, int]] = field(default_factory=list)
+    # start point -> (head length, points seen, head line, bend time) for the tapered fit.
+    head_cache: dict = field(default_factory=dict)
     # Running bounds of the line's slope in bp/s over all charging readings so far.
     slope_lo: float = -math.inf
     slope_hi: float = math.inf
@@ -457,9 +470,10 @@ class _SocTrack:
 def _pair_bounds(t: datetime, level: int, earlier: list[tuple[datetime, int]], step: int) -> tuple[float, float]:
     """Slope bounds (bp/s) that a line through [level, level+step) at `t` and each earlier point obeys.
 
-    Each reading says the true SoC was in [s, s + step). A line fits all those intervals iff it
-    fits every pair (Helly's theorem in one dimension), so the feasible slopes are the max/min over
-    pairs. The bound is the same whether the car floors or rounds: only differences of levels enter.
+    Each reading says the true SoC was in [s, s + step). For a given slope, the intercepts each
+    reading allows are intervals, and intervals on a line share a point iff every two do (Helly's
+    theorem in one dimension); so the feasible slopes are exactly those every pair allows, a range
+    given by the max/min over pairs. Floor or round, only differences of levels enter.
     """
     lo, hi = -math.inf, math.inf
     for tp, sp in earlier:
@@ -542,10 +556,16 @@ class Meter:
     ) -> MeterEstimate:
         """The estimate from the readings so far; the start time may be refined since the context."""
         ctx = self.ctx
-        if charging_started_at is not None:
-            ctx = replace(ctx, charging_started_at=charging_started_at)
-        if charging_started_uncertainty_s is not None:
-            ctx = replace(ctx, charging_started_uncertainty_s=charging_started_uncertainty_s)
+        if charging_started_at is not None or charging_started_uncertainty_s is not None:
+            ctx = replace(
+                ctx,
+                charging_started_at=charging_started_at or ctx.charging_started_at,
+                charging_started_uncertainty_s=(
+                    ctx.charging_started_uncertainty_s
+                    if charging_started_uncertainty_s is None
+                    else charging_started_uncertainty_s
+                ),
+            )
         latest, counter, soc = self._latest, self._counter, self._soc
         if latest is None:
             return replace(empty_estimate(ctx), rejections=tuple(self.rejections))
@@ -553,12 +573,15 @@ class Meter:
         # Power: a prior (the car's own figure if it gave one, else nominal) fused with the readings.
         reported = self._reported_power
         if reported is not None and reported > 0:
-            prior, prior_sigma, power_source = float(reported), 0.05 * reported, "reported"
+            # Cars report charger-side power; the counter and the SoC see battery-side energy.
+            prior = reported * ctx.efficiency
+            prior_sigma, power_source = 0.05 * prior, "reported"
         else:
-            prior = float(ctx.nominal_power_w)
-            prior_sigma = ctx.nominal_power_uncertainty * ctx.nominal_power_w
+            prior = ctx.nominal_power_w * ctx.efficiency
+            prior_sigma = ctx.nominal_power_uncertainty * prior
             power_source = "nominal"
         power, power_sigma = prior, prior_sigma
+        phase: tuple[datetime | None, float | None, float | None] = (None, None, None)
 
         if counter.last_value is not None:
             source = SOURCE_METER if latest.reading.source == SOURCE_METER else SOURCE_ENERGY_ADDED
@@ -573,9 +596,11 @@ class Meter:
             as_of = counter.last_t
         elif soc.last_bp is not None:
             source = SOURCE_SOC
-            delivered, low, high, power, power_sigma, used = _soc_estimate(soc, ctx, prior, prior_sigma)
-            if used:
+            fit = _soc_estimate(soc, ctx, prior, prior_sigma)
+            delivered, low, high, power, power_sigma = fit.delivered, fit.low, fit.high, fit.power, fit.power_sigma
+            if fit.from_readings:
                 power_source = "readings"
+            phase = (fit.phase_mid_at, fit.phase_width_s, fit.step_s)
             as_of = soc.last_t
         else:
             source = "none"
@@ -584,6 +609,10 @@ class Meter:
 
         low = max(0.0, min(low, delivered))
         high = max(high, delivered)
+        # Everything above is battery-side; the estimate is in the energy the purchase counts.
+        scale = 1.0 / ctx.efficiency
+        delivered, low, high = delivered * scale, low * scale, high * scale
+        power, power_sigma = power * scale, power_sigma * scale
         return MeterEstimate(
             delivered_wh=round(max(0.0, delivered)),
             delivered_low_wh=math.floor(low),
@@ -602,6 +631,9 @@ class Meter:
             is_plugged_in=latest.reading.is_plugged_in,
             rejections=tuple(self.rejections),
             events=tuple(self.events),
+            soc_phase_mid_at=phase[0],
+            soc_phase_width_s=phase[1],
+            soc_step_s=phase[2],
         )
 
 
@@ -626,65 +658,217 @@ def estimate(readings: Sequence[Reading], ctx: MeterContext) -> MeterEstimate:
     return meter.estimate()
 
 
-def _soc_estimate(
-    soc: _SocTrack, ctx: MeterContext, prior: float, prior_sigma: float
-) -> tuple[float, float, float, float, float, bool]:
-    """Delivered Wh from battery level, tightened by a constant-power model when it fits.
+@dataclass
+class _SocResult:
+    delivered: float
+    low: float
+    high: float
+    power: float
+    power_sigma: float
+    from_readings: bool
+    phase_mid_at: datetime | None = None
+    phase_width_s: float | None = None
+    step_s: float | None = None
 
-    Returns (delivered, low, high, power, power_sigma, power_from_readings).
+
+def _intercepts(points: list[tuple[datetime, int]], origin: datetime, slope: float, step: int) -> tuple[float, float]:
+    """Range of the line's level at `origin` (bp) for a given slope (bp/s) through the points' steps."""
+    lo, hi = -math.inf, math.inf
+    for t, level in points:
+        x = (t - origin).total_seconds()
+        lo = max(lo, level - slope * x)
+        hi = min(hi, level + step - slope * x)
+    return lo, hi
+
+
+def _soc_estimate(soc: _SocTrack, ctx: MeterContext, prior: float, prior_sigma: float) -> _SocResult:
+    """Delivered Wh from battery level, tightened by a constant-power line when it fits.
+
+    With the charging start known, a straight line through the readings' step intervals and the
+    start level pins energy = power x time far inside one step, and says when the next level change
+    will show (its phase), which the policy uses to place reads where they tell the most.
     """
     assert soc.last_bp is not None and soc.start_bp is not None and soc.last_t is not None
-    step_wh = soc.step_wh
+    step, step_wh = ctx.soc_step_bp, soc.step_wh
+    ts = ctx.charging_started_at
     # Both ends are only known to one step, so the difference is within ±1 step (triangular).
     by_steps = (soc.last_bp - soc.start_bp) * ctx.capacity_wh / SOC_FULL_BP
     low, high = by_steps - step_wh, by_steps + step_wh
-    delivered = by_steps
-    power, power_sigma, used = prior, prior_sigma, False
+    if ctx.start_soc_bp is None and ts is not None and soc.points[0][0] > ts:
+        # The first level we saw was read after charging began: what flowed before it is missing.
+        gap_h = (soc.points[0][0] - ts).total_seconds() / 3600.0
+        by_steps += prior * gap_h
+        high += ctx.power_ceiling_w * ctx.efficiency * gap_h
+    steps_only = _SocResult(by_steps, low, high, prior, prior_sigma, False)
 
-    ts = ctx.charging_started_at
-    whole: tuple[float, float] | None = None
-    if soc.slope_lo <= soc.slope_hi and math.isfinite(soc.slope_lo) and math.isfinite(soc.slope_hi):
-        lo, hi = soc.slope_lo, soc.slope_hi
-        if ts is not None:
-            # The start level held at the moment charging began: one more point for the line.
-            start_level = soc.start_bp
-            for t, level, _ in soc.points:
-                if t > ts:
-                    break
-                start_level = level
-            later = [(t, level) for t, level in soc.level_ends if t > ts]
-            for t, level in later:
-                a, b = _pair_bounds(t, level, [(ts, start_level)], ctx.soc_step_bp)
-                lo, hi = max(lo, a), min(hi, b)
-            if lo > hi:  # the start time does not fit the line: do without it
-                lo, hi, ts = soc.slope_lo, soc.slope_hi, None
-        whole = soc.to_watts(lo), soc.to_watts(hi)
+    points = list(soc.level_ends)
+    lo, hi = soc.slope_lo, soc.slope_hi
+    start: tuple[datetime, int] | None = None  # (time, level) when a reading showed the level at the start
+    start_band: tuple[datetime, float, float] | None = None  # (time, lowest, highest level) at the start
+    if ts is not None:
+        # The level when charging began is one more point for the line. A reading taken at or
+        # before the start shows it to a step; if the first one came later, the level may have
+        # risen since the start by up to the power ceiling times the gap.
+        before = []
+        for t, level, _ in soc.points:  # sorted by time: stop at the start instead of scanning all
+            if t > ts:
+                break
+            before.append(level)
+        start_level = before[-1] if before else soc.start_bp
+        extra = 0.0
+        if not before:
+            gap_s = max(0.0, (soc.points[0][0] - ts).total_seconds())
+            extra = ctx.power_ceiling_w * ctx.efficiency * gap_s / 3600.0 / ctx.capacity_wh * SOC_FULL_BP
+        later = [(t, level) for t, level in points if t > ts]
+        start = (ts, start_level) if before else None
+        with_start_lo, with_start_hi = lo, hi
+        for t, level in later:  # pairs with the start point (inlined: this runs on every estimate)
+            span, diff = (t - ts).total_seconds(), level - start_level
+            with_start_lo = max(with_start_lo, (diff - step) / span)
+            with_start_hi = min(with_start_hi, (diff + step + extra) / span)
+        if with_start_lo <= with_start_hi:
+            lo, hi, points = with_start_lo, with_start_hi, later
+            start_band = (ts, start_level - extra, start_level + step)
+        else:
+            ts = None  # the start time does not fit the line: do without it
+    if lo > hi:
+        return _tapered(soc, ctx, prior, prior_sigma, steps_only, start)
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return steps_only
+
+    w_lo, w_hi = soc.to_watts(lo), soc.to_watts(hi)
+    mid, sigma = (w_lo + w_hi) / 2, max((w_hi - w_lo) / math.sqrt(12), 1.0)
+    power, power_sigma = _fuse(prior, prior_sigma, mid, sigma)
+    # The data bound is hard: a power outside it contradicts a reading.
+    power = min(max(power, w_lo), w_hi)
+    result = _SocResult(by_steps, steps_only.low, steps_only.high, power, power_sigma, True)
+
+    slope = power / (ctx.capacity_wh / SOC_FULL_BP * 3600.0)  # bp/s
+    if slope > 0:
+        origin = soc.last_t
+        a_lo, a_hi = _intercepts(points, origin, slope, step)
+        if start_band is not None:
+            x = (start_band[0] - origin).total_seconds()
+            a_lo, a_hi = max(a_lo, start_band[1] - slope * x), min(a_hi, start_band[2] - slope * x)
+        if a_lo <= a_hi:
+            # The line's level at the latest reading is within [a_lo, a_hi]; the next boundary
+            # above it is crossed around (boundary − middle) / slope from there.
+            boundary = soc.last_bp + step
+            result.phase_mid_at = origin + timedelta(seconds=(boundary - (a_lo + a_hi) / 2) / slope)
+            result.phase_width_s = (a_hi - a_lo) / slope
+            result.step_s = step / slope
+    if ts is not None and soc.last_t > ts:
+        # Energy = power x time since the start; the start time's spread adds its own part.
+        elapsed_h = (soc.last_t - ts).total_seconds() / 3600.0
+        start_wh = power * ctx.charging_started_uncertainty_s / 3600.0
+        start_wh += ctx.power_model_margin * power * elapsed_h
+        low = max(result.low, w_lo * elapsed_h - start_wh)
+        high = min(result.high, w_hi * elapsed_h + start_wh)
+        if low <= high:
+            result.delivered = min(max(power * elapsed_h, low), high)
+            result.low, result.high = low, high
+    return result
+
+
+def _feasible_run(points: list[tuple[datetime, int]], step: int, *, from_end: bool) -> int:
+    """How many points from the start (or the end) a single straight line still fits."""
+    order = list(reversed(points)) if from_end else points
+    lo, hi = -math.inf, math.inf
+    for i, (t, level) in enumerate(order):
+        if from_end:  # the earlier points come later in `order`: pair with those already taken
+            a, b = _pair_bounds_reverse(t, level, order[:i], step)
+        else:
+            a, b = _pair_bounds(t, level, order[:i], step)
+        if max(lo, a) > min(hi, b):
+            return i
+        lo, hi = max(lo, a), min(hi, b)
+    return len(order)
+
+
+def _pair_bounds_reverse(t: datetime, level: int, later: list[tuple[datetime, int]], step: int) -> tuple[float, float]:
+    lo, hi = -math.inf, math.inf
+    for tl, sl in later:
+        span = (tl - t).total_seconds()
+        if span <= 0:
+            continue
+        diff = sl - level
+        lo, hi = max(lo, (diff - step) / span), min(hi, (diff + step) / span)
+    return lo, hi
+
+
+def _line(
+    soc: _SocTrack, points: list[tuple[datetime, int]], prior: float, prior_sigma: float, origin: datetime
+) -> tuple[float, float, float, float, float, float] | None:
+    """Fit a constant-power line: (power, sigma, power_lo, power_hi, level_lo, level_hi at origin)."""
+    rng = soc.slope_range(points) if len(points) >= 2 else None
+    if rng is None:
+        return None
+    mid, sigma = (rng[0] + rng[1]) / 2, max((rng[1] - rng[0]) / math.sqrt(12), 1.0)
+    power, power_sigma = _fuse(prior, prior_sigma, mid, sigma)
+    power = min(max(power, rng[0]), rng[1])
+    slope = power / (soc.ctx.capacity_wh / SOC_FULL_BP * 3600.0)
+    a_lo, a_hi = _intercepts(points, origin, slope, soc.ctx.soc_step_bp)
+    if a_lo > a_hi:
+        return None
+    return power, power_sigma, rng[0], rng[1], a_lo, a_hi
+
+
+def _tapered(
+    soc: _SocTrack,
+    ctx: MeterContext,
+    prior: float,
+    prior_sigma: float,
+    steps_only: _SocResult,
+    start: tuple[datetime, int] | None,
+) -> _SocResult:
+    """No single line fits (the power tapered above ~80 %): fit two, before and at the end.
+
+    The straight part from the start still gives energy = power x time up to where it bends; the
+    recent straight part gives the level now; the difference of levels adds the energy in between.
+    """
+    assert soc.last_t is not None and soc.last_bp is not None
+    step, to_wh = ctx.soc_step_bp, ctx.capacity_wh / SOC_FULL_BP
+    ends = soc.level_ends
+    tail = ends[-24:]  # the recent straight part; a cap keeps a 30 s poller cheap
+    recent = tail[len(tail) - _feasible_run(tail, step, from_end=True) :]
+    now_line = _line(soc, recent, prior, prior_sigma, soc.last_t)
+    result = replace(steps_only)
+    if now_line is not None:
+        power, power_sigma, *_rest, a_lo, a_hi = now_line
+        result.power, result.power_sigma, result.from_readings = power, power_sigma, True
+        slope = power / (to_wh * 3600.0)
+        if slope > 0:
+            result.phase_mid_at = soc.last_t + timedelta(seconds=(soc.last_bp + step - (a_lo + a_hi) / 2) / slope)
+            result.phase_width_s = (a_hi - a_lo) / slope
+            result.step_s = step / slope
+        level_now, level_now_half = (a_lo + a_hi) / 2, (a_hi - a_lo) / 2
     else:
-        # A taper bends the line: the recent window alone may still be straight.
-        ends = soc.level_ends
-        recent = [(t, level) for t, level in ends if (ends[-1][0] - t).total_seconds() <= ctx.power_window_s]
-        rng = soc.slope_range(recent) if len(recent) >= 2 else None
-        if rng is not None:
-            mid, sigma = (rng[0] + rng[1]) / 2, max((rng[1] - rng[0]) / math.sqrt(12), 1.0)
-            power, power_sigma = _fuse(prior, prior_sigma, mid, sigma)
-            power = min(max(power, rng[0]), rng[1])
-            used = True
-        return delivered, low, high, power, power_sigma, used
-    if whole is not None:
-        mid, sigma = (whole[0] + whole[1]) / 2, max((whole[1] - whole[0]) / math.sqrt(12), 1.0)
-        power, power_sigma = _fuse(prior, prior_sigma, mid, sigma)
-        # The data bound is hard: a power outside it contradicts a reading.
-        power = min(max(power, whole[0]), whole[1])
-        used = True
-        if ts is not None and soc.last_t > ts:
-            # Energy = power x time since the start; the start time's spread adds its own part.
-            elapsed_h = (soc.last_t - ts).total_seconds() / 3600.0
-            start_wh = power * ctx.charging_started_uncertainty_s / 3600.0
-            by_time = power * elapsed_h
-            time_low = whole[0] * elapsed_h - start_wh
-            time_high = whole[1] * elapsed_h + start_wh
-            delivered = min(max(by_time, low), high)
-            low, high = max(low, time_low), min(high, time_high)
-            if low > high:  # inconsistent (e.g. a wrong start time): fall back to the steps alone
-                low, high, delivered = by_steps - step_wh, by_steps + step_wh, by_steps
-    return delivered, low, high, power, power_sigma, used
+        level_now, level_now_half = soc.last_bp + step / 2, step / 2
+    if start is None:
+        return result
+    # The straight part from the start stops changing once the line has bent: cache it.
+    cached = soc.head_cache.get(start)
+    if cached is not None and cached[0] < cached[1]:  # bent before the points it was computed on
+        head_line, bend_at = cached[2], cached[3]
+    else:
+        points = [start, *[(t, level) for t, level in ends if t > start[0]]]
+        head = points[: _feasible_run(points, step, from_end=False)]
+        if len(head) < 2:
+            return result
+        bend_at = head[-1][0]
+        head_line = _line(soc, head, prior, prior_sigma, bend_at)
+        soc.head_cache[start] = (len(head), len(points), head_line, bend_at)
+    if head_line is None:
+        return result
+    power_b, _, lo_b, hi_b, b_lo, b_hi = head_line
+    elapsed_h = (bend_at - start[0]).total_seconds() / 3600.0
+    start_wh = power_b * ctx.charging_started_uncertainty_s / 3600.0
+    start_wh += ctx.power_model_margin * power_b * elapsed_h
+    delivered = power_b * elapsed_h + (level_now - (b_lo + b_hi) / 2) * to_wh
+    spread = ((b_hi - b_lo) / 2 + level_now_half) * to_wh
+    low = max(steps_only.low, lo_b * elapsed_h - start_wh + (level_now - level_now_half - b_hi) * to_wh)
+    high = min(steps_only.high, hi_b * elapsed_h + start_wh + (level_now + level_now_half - b_lo) * to_wh)
+    if low <= high and spread < steps_only.high - steps_only.low:
+        result.delivered = min(max(delivered, low), high)
+        result.low, result.high = low, high
+    return result

@@ -12,6 +12,13 @@ For absolute error the best constant is the median of the distribution, so the S
 (predicted time-to-target) − (median latency). The same argument holds for the estimate's own
 uncertainty (SoC steps): we plan on the median (centre) of the delivered-energy interval, never on
 its upper end, so we never plan to exceed the purchase beyond the expected-value optimum.
+
+How a controller step uses it (each step pure except the calls it makes):
+1. readings → `metering.Meter`/`metering.estimate` with `estimate_charging_start(...)` for SoC cars;
+2. `PolicyState(...)` → `policy.decide(state)`: READ at `at`, STOP at `at` (schedule the step then);
+3. after STOP: read at `stop_verification_schedule(attempt, rng)`, judge each reading with
+   `stop_verification_outcome`, on STILL_CHARGING follow `escalation(failed, ...)`;
+4. feed `infer_stop_latency_s(...)` into the make's `LatencyModel.observe`; bill with `settle`.
 """
 
 from __future__ import annotations
@@ -70,6 +77,8 @@ class LatencyModel:
         q = min(max(q, 0.0), 1.0)
         if not self.samples:
             return self.prior_min_s + q * (self.prior_max_s - self.prior_min_s)
+        if q <= 0.0:  # the CDF is 0 below the smallest value: bisection would answer 0 s
+            return min(self.prior_min_s, *self.samples)
         lo, hi = 0.0, max(self.prior_max_s, *self.samples)
         for _ in range(60):  # bisection on the mixture CDF; 60 halvings is far below a millisecond
             mid = (lo + hi) / 2
@@ -89,7 +98,12 @@ class LatencyModel:
 
 @dataclass(frozen=True)
 class Decision:
-    """The next action: read the car at `at`, send STOP at `at`, or do nothing until `at`."""
+    """The next action: read the car at `at`, send STOP at `at`, or do nothing until `at`.
+
+    The controller asks again after each read (or when a webhook or the clock says so); asking
+    twice with the same state gives the same answer. Once STOP is sent it stops asking and follows
+    `stop_verification_schedule` and `escalation` instead.
+    """
 
     kind: str  # "read" | "stop" | "wait"
     at: datetime
@@ -107,12 +121,15 @@ class PolicyState:
     latency: LatencyModel = field(default_factory=LatencyModel)
     charging_started_at: datetime | None = None  # best estimate; None until known
     last_read_at: datetime | None = None  # when we last fetched (not the data age)
-    reads: int = 0
-    telemetry_age_s: float = 60.0  # typical data age of a read
-    telemetry_refresh_s: float = 0.0  # how often the car's data changes; 0 = continuously
+    reads: int = 0  # reads of the car in this session so far, STOP verification not included
+    # Data a read returns was recorded on a grid every `telemetry_refresh_s` (0 = continuously)
+    # and can be fetched `telemetry_age_s` after it was recorded (a fixed lag).
+    telemetry_age_s: float = 60.0
+    telemetry_refresh_s: float = 0.0
     calls_remaining: int | None = None  # per-vehicle budget left for this session; None = unlimited
     not_before: datetime | None = None  # Retry-After: no call before this
     nominal_power_w: int = 11_000
+    soc_only: bool = False  # the make reports no energy counter: energy comes from battery level
 
 
 class Policy(Protocol):
@@ -148,7 +165,17 @@ class PredictiveConfig:
     reserve_calls: int = 3
     # Quantile of the START latency after which the first read should already see charging.
     confirm_quantile: float = 0.9
+    soc_confirm_quantile: float = 0.5
     confirm_retry_s: float = 60.0
+    # SoC-only cars: place reads where the level is about to change (see _snap_to_soc_phase).
+    snap_soc_reads: bool = True
+    # SoC-only cars: extra reads until the level change is timed to this many seconds...
+    soc_phase_target_s: float = 40.0
+    soc_tolerance: float = 0.005
+    soc_phase_min_s: float = 8.0
+    # ...right after the start (at most this many) and before STOP, within this many reads in all.
+    soc_early_reads: int = 5
+    soc_max_reads: int = 16
 
 
 @dataclass(frozen=True)
@@ -198,13 +225,25 @@ class PredictivePolicy:
                 return Decision(STOP, _at_or_after(pred.send_at, state), "no calls to spare: stop on nominal power")
             if state.last_read_at is None:
                 # Read once the car has probably started and its data is new enough to show it.
-                delay = state.latency.quantile(cfg.confirm_quantile) + state.telemetry_age_s
+                # SoC-only cars measure energy as power x time since the start, so it pays to
+                # look at the median start: either answer halves the start's uncertainty.
+                q = cfg.soc_confirm_quantile if state.soc_only else cfg.confirm_quantile
+                grid_wait = state.telemetry_refresh_s / 2 if state.soc_only else state.telemetry_refresh_s
+                delay = state.latency.quantile(q) + state.telemetry_age_s + grid_wait
                 first = state.started_at + timedelta(seconds=delay)
                 return Decision(READ, _at_or_after(first, state), "confirm charging started")
             retry = state.last_read_at + timedelta(seconds=max(cfg.confirm_retry_s, state.telemetry_refresh_s))
+            if est.delivered_wh > 0:
+                # It charged, now it does not (unplugged, full, paused by the car or the driver):
+                # the controller decides on INTERRUPTED from the same reading; keep an eye on it.
+                return Decision(READ, _at_or_after(retry, state), f"car reports {est.charge_state}: re-check")
             return Decision(READ, _at_or_after(retry, state), "charging not confirmed yet")
 
         remaining_s = (pred.send_at - state.now).total_seconds()
+        floor_s = max(cfg.min_read_interval_s, state.telemetry_refresh_s)
+        phase_read = self._soc_phase_read(state, pred, reads_left, remaining_s, floor_s)
+        if phase_read is not None:
+            return phase_read
         if remaining_s <= cfg.commit_horizon_s or reads_left <= 0:
             why = "STOP due soon" if reads_left > 0 else "call budget reserved for STOP and verification"
             return Decision(STOP, _at_or_after(pred.send_at, state), why)
@@ -217,10 +256,96 @@ class PredictivePolicy:
             interval = max(interval, needed * remaining_s)
         # Reading more often than the car's data refreshes buys nothing but a bill.
         interval = max(interval, cfg.min_read_interval_s, state.telemetry_refresh_s)
-        read_at = _at_or_after(state.now + timedelta(seconds=interval), state)
+        earliest = _at_or_after(state.now + timedelta(seconds=floor_s), state)
+        planned = _at_or_after(state.now + timedelta(seconds=interval), state)
+        # The same snapshot is served until the next one: fetch it as soon as it exists.
+        read_at = _fetch_for(planned - timedelta(seconds=state.telemetry_age_s), state, "floor")
+        if read_at < earliest:
+            read_at = _fetch_for(earliest - timedelta(seconds=state.telemetry_age_s), state, "ceil")
+        read_at = _at_or_after(read_at, state)
+        if cfg.snap_soc_reads:
+            read_at = _snap_to_soc_phase(read_at, state, pred, earliest=earliest)
         if read_at >= pred.send_at:
             return Decision(STOP, _at_or_after(pred.send_at, state), "no read fits before STOP")
         return Decision(READ, read_at, f"{remaining_s:.0f} s to STOP; read after {interval:.0f} s")
+
+    def _soc_phase_read(
+        self, state: PolicyState, pred: Prediction, reads_left: float, remaining_s: float, floor_s: float
+    ) -> Decision | None:
+        """Extra reads for SoC-only cars: pin the level's phase early and again just before STOP.
+
+        Energy from battery level is power x time since the start once the line through the level
+        changes is pinned at both ends; each read timed at the expected level change halves the
+        phase uncertainty (a bisection), so a few of them beat many reads on a clock.
+        """
+        cfg, est = self.config, state.estimate
+        width = est.soc_phase_width_s
+        if width is None or est.soc_phase_mid_at is None or not est.soc_step_s:
+            return None
+        # Time the level change to within what an energy error of `soc_tolerance` of the purchase allows.
+        target_s = max(cfg.soc_phase_min_s, cfg.soc_tolerance * state.target_wh * 3600.0 / pred.power_w)
+        if width <= min(target_s, cfg.soc_phase_target_s):
+            return None
+        if reads_left <= 1 or state.reads >= cfg.soc_max_reads:
+            return None
+        early = state.reads < 1 + cfg.soc_early_reads  # the confirmation read counts as the first
+        late = remaining_s <= cfg.commit_horizon_s
+        if not (early or late):
+            return None
+        age = timedelta(seconds=state.telemetry_age_s)
+        step = timedelta(seconds=est.soc_step_s)
+        earliest = _at_or_after(state.now + timedelta(seconds=floor_s), state)
+        k = math.ceil((earliest - age - est.soc_phase_mid_at) / step)
+        if late:
+            # The last level change before STOP: the phase is then measured closest to the end.
+            while _fetch_for(est.soc_phase_mid_at + (k + 1) * step, state, "nearest") < pred.send_at:
+                k += 1
+        for candidate_k in (k, k + 1):
+            candidate = _fetch_for(est.soc_phase_mid_at + candidate_k * step, state, "nearest")
+            if earliest <= candidate < pred.send_at:
+                why = f"SoC phase uncertain by {width:.0f} s: read at the expected level change"
+                return Decision(READ, _at_or_after(candidate, state), why)
+        return None
+
+
+# Fetch this long after a snapshot is due, so clock skew does not return the previous one.
+GRID_MARGIN = timedelta(seconds=1)
+
+
+def _fetch_for(data_time: datetime, state: PolicyState, mode: str) -> datetime:
+    """When to fetch to get data recorded at `data_time` (or the snapshot "floor"/"ceil"/"nearest" it).
+
+    Snapshots fall on a grid every `telemetry_refresh_s`, anchored on the latest reading's data age;
+    a fetch just after one gets it freshest, a later fetch before the next returns the same data.
+    """
+    lag = timedelta(seconds=state.telemetry_age_s)
+    refresh = state.telemetry_refresh_s
+    anchor = state.estimate.as_of
+    if refresh <= 0 or anchor is None:
+        return data_time + lag
+    steps = (data_time - anchor) / timedelta(seconds=refresh)
+    k = math.floor(steps) if mode == "floor" else math.ceil(steps) if mode == "ceil" else round(steps)
+    return anchor + timedelta(seconds=k * refresh) + lag + GRID_MARGIN
+
+
+def _snap_to_soc_phase(read_at: datetime, state: PolicyState, pred: Prediction, *, earliest: datetime) -> datetime:
+    """For SoC-only cars, move a read to when the reported level is as likely to have changed as not.
+
+    A read there halves the uncertainty of the line's phase (a bisection), and with it the energy;
+    a read in the middle of a level only says what the last one did. Any level boundary will do,
+    since they follow each other every `soc_step_s`: take the one closest to the planned read.
+    """
+    est = state.estimate
+    if est.soc_phase_mid_at is None or not est.soc_step_s or est.soc_step_s <= 0:
+        return read_at
+    age = timedelta(seconds=state.telemetry_age_s)
+    step = timedelta(seconds=est.soc_step_s)
+    k = round((read_at - age - est.soc_phase_mid_at) / step)
+    for candidate_k in (k, k + 1, k - 1, k + 2):
+        candidate = _fetch_for(est.soc_phase_mid_at + candidate_k * step, state, "nearest")
+        if earliest <= candidate < pred.send_at:
+            return _at_or_after(candidate, state)
+    return read_at
 
 
 # --- baselines for the benchmark ---------------------------------------------------------------
@@ -335,23 +460,50 @@ def stop_verification_schedule(
     *,
     latency: LatencyModel | None = None,
     telemetry_age_s: float = 60.0,
+    telemetry_refresh_s: float = 0.0,
     base_s: float = 30.0,
     cap_s: float = 600.0,
 ) -> timedelta:
     """Delay before verification read number `attempt` (0-based) after the STOP or previous check.
 
     The first check waits for the STOP to take effect (90th percentile latency) and for the car's
-    data to show it (telemetry age). Later ones back off exponentially with full jitter from the
+    data to show it (telemetry lag plus one refresh). Later ones back off exponentially with full jitter from the
     caller's seeded `rng`, so two workers and a replay agree and a fleet does not retry in lockstep.
     """
     if attempt < 0:
         raise ValueError("attempt must be >= 0")
     if attempt == 0:
         model = latency or LatencyModel()
-        return timedelta(seconds=model.quantile(0.9) + telemetry_age_s)
+        return timedelta(seconds=model.quantile(0.9) + telemetry_age_s + telemetry_refresh_s)
     ceiling = min(cap_s, base_s * 2 ** (attempt - 1))
     # Full jitter keeps a floor of half the ceiling so checks never bunch up right after the last.
     return timedelta(seconds=max(telemetry_age_s / 2, ceiling / 2 + rng.uniform(0.0, ceiling / 2)))
+
+
+STOPPED = "stopped"
+STILL_CHARGING = "still_charging"
+TOO_EARLY = "too_early"
+
+
+def stop_verification_outcome(
+    *,
+    stop_sent_at: datetime,
+    taken_at: datetime,
+    charge_state: str | None,
+    latency: LatencyModel,
+    quantile: float = 0.99,
+) -> str:
+    """Does a reading show the STOP worked? "stopped", "still_charging" or "too_early" to tell.
+
+    A reading recorded before the STOP could have taken effect proves nothing either way: only
+    data taken after the send time plus a high latency quantile may count as a failed STOP, or
+    stale data would send a healthy session into escalation.
+    """
+    if charge_state is not None and charge_state != CHARGING and taken_at > stop_sent_at:
+        return STOPPED
+    if taken_at >= stop_sent_at + timedelta(seconds=latency.quantile(quantile)):
+        return STILL_CHARGING if charge_state == CHARGING else TOO_EARLY
+    return TOO_EARLY
 
 
 RETRY_STOP = "retry_stop"

@@ -29,12 +29,19 @@ from sessions.metering import (
     Reading,
 )
 from sessions.policy import (
+    LOWER_CHARGE_LIMIT,
     READ,
+    RETRY_STOP,
     STOP,
+    STOPPED,
+    TOO_EARLY,
     LatencyModel,
     Policy,
     PolicyState,
+    escalation,
     estimate_charging_start,
+    policy_from_spec,
+    stop_verification_outcome,
     stop_verification_schedule,
 )
 
@@ -62,6 +69,15 @@ class CarProfile:
     start_soc_min_bp: int = 1000
     start_soc_max_bp: int = 6000
     call_budget: int | None = None
+    # Battery energy / charger energy. The car's counter and SoC see the battery side; purchases
+    # and the returned `delivered_wh` count the charger side, as the simulator's wall figure does.
+    efficiency: float = 1.0
+    # Probability that any call fails retryably (UPSTREAM, timeouts); the controller retries it
+    # after `retry_after_failure_s`. Each attempt is a billed call.
+    failure_rate: float = 0.0
+    # Probability that the car accepts a STOP but keeps charging (evcc's "charger out of sync").
+    ignore_stop_rate: float = 0.0
+    retry_after_failure_s: float = 10.0
 
 
 # The issue's two profiles (issue 8 §1).
@@ -77,6 +93,7 @@ class SessionResult:
     reads: int
     start_soc_bp: int
     stop_latency_s: float
+    outcome: str = "stopped"  # "stopped" | "escalated" (charge limit) | "flagged" | "not_stopped"
 
     @property
     def error_wh(self) -> float:
@@ -171,6 +188,7 @@ class _Car:
         self.start_soc_bp = start_soc_bp
         self.starts_at = starts_at_s
         self.ends_at = math.inf
+        self.limit_bp = SOC_FULL_BP  # the car's charge limit; lowered as a STOP backstop
         self.times = [starts_at_s]
         self.energy = [0.0]
         self.jitter: list[float] = []
@@ -184,13 +202,13 @@ class _Car:
         while len(self.jitter) <= minute:
             self.jitter.append(self.rng.uniform(1 - self.p.power_jitter, 1 + self.p.power_jitter))
         soc = self._soc(energy_wh)
-        if soc >= SOC_FULL_BP:
+        if soc >= min(SOC_FULL_BP, self.limit_bp):
             return 0.0
         taper = 1.0
         if soc > self.p.taper_start_bp:
             frac = (soc - self.p.taper_start_bp) / (SOC_FULL_BP - self.p.taper_start_bp)
             taper = 1.0 - (1.0 - self.p.taper_floor) * frac
-        return self.power * self.jitter[minute] * taper
+        return self.power * self.p.efficiency * self.jitter[minute] * taper  # into the battery
 
     def energy_at(self, t: float) -> float:
         if t <= self.starts_at:
@@ -218,7 +236,7 @@ class _Car:
         self.energy_at(at_s)
 
     def is_charging(self, t: float) -> bool:
-        return self.starts_at <= t < self.ends_at and self._soc(self.energy_at(t)) < SOC_FULL_BP
+        return self.starts_at <= t < self.ends_at and self._soc(self.energy_at(t)) < min(SOC_FULL_BP, self.limit_bp)
 
     def read(self, now_s: float) -> Reading:
         taken = now_s - self.p.telemetry_age_s
@@ -256,6 +274,7 @@ def run_session(policy: Policy, profile: CarProfile, seed: int, latency: Latency
         soc_step_bp=profile.soc_step_bp,
         energy_step_wh=profile.energy_step_wh,
         nominal_power_w=profile.power_w,
+        efficiency=profile.efficiency,
     )
     meter = Meter(ctx)
     readings: list[Reading] = []
@@ -263,6 +282,7 @@ def run_session(policy: Policy, profile: CarProfile, seed: int, latency: Latency
     last_read_at: datetime | None = None
     stopped_at: float | None = None
     started_seen = False
+    fail_rng = random.Random(seed * 31 + 7)  # noqa: S311 - separate, so failures do not shift other draws
     # 2000 decisions is far beyond any sane policy on a 3 h session at 30 s; it guards a loop bug.
     for _ in range(2000):
         if not started_seen:
@@ -283,15 +303,19 @@ def run_session(policy: Policy, profile: CarProfile, seed: int, latency: Latency
             telemetry_refresh_s=profile.telemetry_refresh_s,
             calls_remaining=None if profile.call_budget is None else profile.call_budget - calls,
             nominal_power_w=profile.power_w,
+            soc_only=not profile.energy_step_wh,
         )
         decision = policy.decide(state)
         now = max(now, (decision.at - EPOCH).total_seconds())
-        if decision.kind == STOP:
+        if decision.kind in (STOP, READ):
             calls += 1
+            if fail_rng.random() < profile.failure_rate:
+                now += profile.retry_after_failure_s  # failed: the controller asks the policy again
+                continue
+        if decision.kind == STOP:
             stopped_at = now
             break
         if decision.kind == READ:
-            calls += 1
             reads += 1
             reading = car.read(now)
             readings.append(reading)
@@ -299,30 +323,84 @@ def run_session(policy: Policy, profile: CarProfile, seed: int, latency: Latency
             last_read_at = EPOCH + timedelta(seconds=now)
             if reading.charge_state == NOT_CHARGING and car.starts_at < (reading.taken_at - EPOCH).total_seconds():
                 break  # the car stopped by itself (full): nothing left to stop
+    outcome, end = "not_stopped", now
     if stopped_at is not None:
-        car.stop(stopped_at + stop_latency)
-        # Verify like the controller: wait for the STOP to show in the data, back off if it does not.
-        verify_rng = random.Random(seed + 17)  # noqa: S311
-        t = stopped_at
-        for attempt in range(8):
-            t += stop_verification_schedule(
-                attempt, verify_rng, latency=latency, telemetry_age_s=profile.telemetry_age_s
-            ).total_seconds()
-            calls += 1
-            reads += 1
-            if car.read(t).charge_state == NOT_CHARGING:
-                break
+        outcome, end, verify_calls = _stop_as_action(car, profile, seed, latency, stopped_at, stop_latency, fail_rng)
+        calls += verify_calls
+        reads += verify_calls - (1 if outcome == "escalated" else 0)
     return SessionResult(
         purchase_wh=purchase,
-        delivered_wh=car.energy_at(math.inf if math.isfinite(car.ends_at) else now),
+        delivered_wh=car.energy_at(math.inf if math.isfinite(car.ends_at) else end) / profile.efficiency,
         calls=calls,
         reads=reads,
         start_soc_bp=start_soc,
         stop_latency_s=stop_latency,
+        outcome=outcome,
     )
+
+
+def _stop_as_action(
+    car: _Car,
+    profile: CarProfile,
+    seed: int,
+    latency: LatencyModel,
+    sent_at: float,
+    stop_latency: float,
+    fail_rng: random.Random,
+) -> tuple[str, float, int]:
+    """STOP, verify, retry, lower the charge limit, flag: like the controller. (outcome, end, calls)."""
+    rng = random.Random(seed + 17)  # noqa: S311
+    if rng.random() >= profile.ignore_stop_rate:
+        car.stop(sent_at + stop_latency)
+    failed, lowered, calls, t = 0, False, 0, sent_at
+    outcome = "stopped"
+    for attempt in range(12):
+        t += stop_verification_schedule(
+            attempt,
+            rng,
+            latency=latency,
+            telemetry_age_s=profile.telemetry_age_s,
+            telemetry_refresh_s=profile.telemetry_refresh_s,
+        ).total_seconds()
+        calls += 1
+        if fail_rng.random() < profile.failure_rate:
+            continue  # the next attempt comes after the next backoff
+        reading = car.read(t)
+        verdict = stop_verification_outcome(
+            stop_sent_at=EPOCH + timedelta(seconds=sent_at),
+            taken_at=reading.taken_at,
+            charge_state=reading.charge_state,
+            latency=latency,
+        )
+        if verdict == STOPPED:
+            return outcome, t, calls
+        if verdict == TOO_EARLY:
+            continue
+        failed += 1
+        step = escalation(
+            failed, supports_charge_limit=True, current_soc_bp=reading.soc_bp, limit_already_lowered=lowered
+        )
+        calls += 1
+        if step.kind == RETRY_STOP:
+            sent_at = t
+            if rng.random() >= profile.ignore_stop_rate:
+                car.stop(t + rng.uniform(profile.latency_min_s, profile.latency_max_s))
+        elif step.kind == LOWER_CHARGE_LIMIT and step.limit_bp is not None:
+            lowered, outcome = True, "escalated"
+            car.limit_bp = step.limit_bp
+        else:
+            return "flagged", t, calls - 1  # the operator takes over; flagging is not a vehicle call
+    return "flagged", t, calls
 
 
 def evaluate(policy: Policy, profile: CarProfile, sessions: int = 200, seed: int = 1) -> EvalSummary:
     """Run `sessions` seeded sessions of `profile` under `policy`; the same seeds for every policy."""
     results = tuple(run_session(policy, profile, seed * 100_003 + i) for i in range(sessions))
     return EvalSummary(policy=policy.name, sessions=results)
+
+
+def compare(
+    specs: list[str], profile: CarProfile, sessions: int = 200, seed: int = 1
+) -> list[dict[str, float | str | int]]:
+    """One summary row per policy spec (`predictive`, `naive`, `fixed:SECONDS`) on the same sessions."""
+    return [evaluate(policy_from_spec(spec), profile, sessions, seed).row() for spec in specs]

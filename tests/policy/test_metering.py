@@ -316,9 +316,95 @@ def test_it_tightens_soc_energy_with_the_start_time_and_a_straight_line():
     assert result.power_w == pytest.approx(power, rel=0.03)
 
 
-def test_the_incremental_meter_matches_the_batch_estimate(ctx):
+def test_it_gives_the_same_estimate_incrementally_and_in_batch(ctx):
     readings = [energy_reading(60 * i, 183 * i) for i in range(20)] + [energy_reading(1300, -1)]
     meter = Meter(ctx)
     for r in readings:
         meter.add(r)
     assert meter.estimate() == estimate(readings, ctx)
+
+
+def soc_line_readings(power_w: float, start_level_bp: float, times, capacity_wh: int = 75_000):
+    out = []
+    for t in times:
+        level = start_level_bp + power_w * t / 3600 / capacity_wh * 10_000
+        out.append(soc_reading(t, math.floor(level / 100) * 100))
+    return out
+
+
+def crossing_time(power_w: float, start_level_bp: float, boundary_bp: float, capacity_wh: int = 75_000) -> float:
+    return (boundary_bp - start_level_bp) / (power_w / 3600 / capacity_wh * 10_000)
+
+
+def test_it_says_when_the_next_soc_level_should_show():
+    ctx = MeterContext(capacity_wh=75_000, soc_step_bp=100, energy_step_wh=0, nominal_power_w=11_000)
+    readings = soc_line_readings(11_000, 5030, [30, 200, 400, 1000, 1500])
+    meter = Meter(ctx)
+    for r in readings:
+        meter.add(r)
+    est = meter.estimate(charging_started_at=T0, charging_started_uncertainty_s=0)
+    assert est.soc_step_s == pytest.approx(245, rel=0.1)  # 750 Wh at 11 kW
+    last_level = readings[-1].soc_bp
+    truth = crossing_time(11_000, 5030, last_level + 100)
+    mid = (est.soc_phase_mid_at - T0).total_seconds()
+    assert abs(mid - truth) <= est.soc_phase_width_s / 2 + 5
+    assert est.soc_phase_width_s < 245
+
+
+def test_it_narrows_the_energy_with_a_read_at_the_expected_level_change():
+    ctx = MeterContext(capacity_wh=75_000, soc_step_bp=100, energy_step_wh=0, nominal_power_w=11_000)
+    readings = soc_line_readings(11_000, 5030, [30, 200, 400, 1000, 1500])
+    meter = Meter(ctx)
+    for r in readings:
+        meter.add(r)
+    before = meter.estimate(charging_started_at=T0)
+    at_change = (before.soc_phase_mid_at - T0).total_seconds()
+    meter.add(soc_line_readings(11_000, 5030, [at_change])[0])
+    after = meter.estimate(charging_started_at=T0)
+    width = after.delivered_high_wh - after.delivered_low_wh
+    assert width < (before.delivered_high_wh - before.delivered_low_wh) * 0.7
+    truth = 11_000 * at_change / 3600
+    assert after.delivered_low_wh <= truth <= after.delivered_high_wh
+
+
+def test_it_fits_the_straight_parts_before_and_after_the_power_tapers():
+    ctx = MeterContext(capacity_wh=75_000, soc_step_bp=100, energy_step_wh=0, nominal_power_w=11_000)
+    # 11 kW for an hour, then 4 kW: no single line fits both.
+    first = soc_line_readings(11_000, 5030, range(0, 3601, 60))
+    level_at_hour = 5030 + 11_000 / 75_000 * 10_000
+    second = [
+        soc_reading(3600 + t, math.floor((level_at_hour + 4_000 * t / 3600 / 75_000 * 10_000) / 100) * 100)
+        for t in range(60, 3601, 60)
+    ]
+    meter = Meter(ctx)
+    for r in first + second:
+        meter.add(r)
+    est = meter.estimate(charging_started_at=T0)
+    assert est.power_w == pytest.approx(4_000, rel=0.1)
+    assert est.soc_step_s == pytest.approx(750 / 4_000 * 3600, rel=0.1)  # the phase follows the new power
+    truth = 11_000 + 4_000
+    assert est.delivered_low_wh <= truth <= est.delivered_high_wh
+    # Two straight pieces, before and after the bend, pin it far inside the ±750 Wh of the steps.
+    assert est.delivered_wh == pytest.approx(truth, abs=150)
+    steps_only = estimate(first + second, ctx)
+    assert est.delivered_high_wh - est.delivered_low_wh < steps_only.delivered_high_wh - steps_only.delivered_low_wh
+
+
+def test_it_counts_charger_side_energy_when_told_the_efficiency(ctx):
+    readings = [energy_reading(0, 0), energy_reading(600, 1686)]  # 10.12 kW into the battery
+    est = estimate(readings, replace(ctx, efficiency=0.92))
+    assert est.delivered_wh == round(1686 / 0.92)
+    assert est.power_w == pytest.approx(11_000, rel=0.01)
+
+
+def test_it_adds_what_flowed_before_a_late_first_soc_reading():
+    # Charging began at T0 but the first level we saw is from 5 minutes later.
+    ctx = MeterContext(capacity_wh=75_000, soc_step_bp=100, energy_step_wh=0, nominal_power_w=11_000)
+    readings = soc_line_readings(11_000, 5030, [300, 900])
+    meter = Meter(ctx)
+    for r in readings:
+        meter.add(r)
+    est = meter.estimate(charging_started_at=T0)
+    truth = 11_000 * 900 / 3600
+    assert est.delivered_low_wh <= truth <= est.delivered_high_wh
+    assert abs(est.delivered_wh - truth) < 400

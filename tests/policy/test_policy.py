@@ -226,7 +226,7 @@ def test_it_stops_instead_of_a_read_that_retry_after_pushes_past_the_stop():
     assert decision.at == send_at + timedelta(seconds=30)
 
 
-def test_the_fixed_interval_baseline_reads_on_its_clock_and_stops_on_a_reading_past_the_purchase():
+def test_it_reads_on_a_fixed_clock_and_stops_on_a_reading_past_the_purchase_as_the_baseline():
     policy = FixedIntervalPolicy(30)
     before = policy.decide(state(3060, charging_estimate(3000)))
     assert (before.kind, before.at) == (READ, at(3090))
@@ -234,14 +234,14 @@ def test_the_fixed_interval_baseline_reads_on_its_clock_and_stops_on_a_reading_p
     assert (after.kind, after.at) == (STOP, at(6660))
 
 
-def test_the_naive_baseline_stops_at_the_target_without_latency_compensation():
+def test_it_stops_at_the_target_without_latency_compensation_as_the_naive_baseline():
     est = charging_estimate(6500)
     decision = NaivePolicy().decide(state(6520, est))
     assert decision.kind == STOP
     assert decision.at == predict(state(6520, est)).target_at
 
 
-def test_policies_are_built_from_benchmark_specs():
+def test_it_builds_policies_from_benchmark_specs():
     assert policy_from_spec("predictive").name == "predictive"
     assert policy_from_spec("naive").name == "naive"
     fixed = policy_from_spec("fixed:300")
@@ -341,3 +341,104 @@ def test_it_never_bills_above_the_purchase():
         assert billed <= max(delivered, 0)
         assert overshoot >= 0
         assert billed + overshoot == max(delivered, 0)
+
+
+# --- SoC-only cars -----------------------------------------------------------------------------
+
+SOC_CTX = MeterContext(capacity_wh=75_000, soc_step_bp=100, energy_step_wh=0, nominal_power_w=11_000)
+
+
+def soc_estimate(until_s: float, *, phase_mid_s: float, width_s: float, reads: int):
+    from tests.policy.conftest import soc_reading
+
+    readings = [soc_reading(t, 5000 + int(t / 245) * 100) for t in (*range(0, int(until_s), 600), until_s)]
+    est = estimate(readings, SOC_CTX)
+    return replace(est, soc_phase_mid_at=at(phase_mid_s), soc_phase_width_s=width_s, soc_step_s=245.0)
+
+
+def test_it_confirms_a_soc_only_start_at_the_median_latency():
+    est = estimate([], SOC_CTX)
+    decision = PredictivePolicy().decide(state(0, est, last_read_at=None, soc_only=True))
+    assert (decision.at - T0).total_seconds() == pytest.approx(24 + 60, abs=0.1)
+
+
+def test_it_times_early_reads_of_a_soc_only_car_at_the_expected_level_change():
+    est = soc_estimate(100, phase_mid_s=180, width_s=200, reads=1)
+    decision = PredictivePolicy().decide(state(160, est, reads=1, soc_only=True))
+    assert decision.kind == READ
+    # The level change expected at data time 180 (+ 245 s per level), seen 60 s later, >= 60 s from now.
+    assert (decision.at - T0).total_seconds() == pytest.approx(180 + 60)
+    later = PredictivePolicy().decide(state(200, est, reads=2, soc_only=True))
+    assert (later.at - T0).total_seconds() == pytest.approx(180 + 245 + 60)
+    assert "phase" in decision.reason
+
+
+def test_it_stops_timing_level_changes_once_the_phase_is_pinned():
+    est = soc_estimate(100, phase_mid_s=180, width_s=5, reads=1)
+    decision = PredictivePolicy().decide(state(160, est, reads=1, soc_only=True))
+    assert "phase" not in decision.reason
+
+
+def test_it_snaps_a_scheduled_soc_read_to_a_level_change():
+    est = soc_estimate(3000, phase_mid_s=3100, width_s=30, reads=8)
+    plain = PredictivePolicy(PredictiveConfig(snap_soc_reads=False)).decide(state(3060, est, reads=8))
+    snapped = PredictivePolicy().decide(state(3060, est, reads=8))
+    assert plain.kind == snapped.kind == READ
+    offset = (snapped.at - timedelta(seconds=60) - at(3100)).total_seconds() % 245
+    assert offset == pytest.approx(0, abs=0.01) or offset == pytest.approx(245, abs=0.01)
+    assert abs((snapped.at - plain.at).total_seconds()) <= 245 / 2 + 1
+
+
+def test_it_times_a_last_soc_read_just_before_stop():
+    est = soc_estimate(6100, phase_mid_s=6150, width_s=120, reads=8)
+    pred = predict(state(6500, est))
+    assert (pred.send_at - at(6500)).total_seconds() < 240  # about to commit to STOP
+    decision = PredictivePolicy().decide(state(6500, est, reads=8, soc_only=True))
+    assert decision.kind == READ
+    assert at(6560) <= decision.at < pred.send_at
+    assert (pred.send_at - decision.at).total_seconds() <= 245
+    pinned = replace(est, soc_phase_width_s=5.0)
+    assert PredictivePolicy().decide(state(6500, pinned, reads=8, soc_only=True)).kind == STOP
+
+
+def test_it_fetches_a_periodic_snapshot_as_soon_as_it_exists():
+    # Snapshots every 60 s on a grid through data time 3000 s, served at once (no lag).
+    est = charging_estimate(3000, age_s=30)
+    decision = PredictivePolicy().decide(state(3030, est, telemetry_age_s=0, telemetry_refresh_s=60))
+    assert decision.kind == READ
+    offset = (decision.at - at(3000)).total_seconds() % 60
+    assert offset == pytest.approx(1.0)  # one second after a snapshot is due, not in between
+
+
+def test_it_verifies_a_stop_after_one_more_refresh_of_periodic_data():
+    delay = stop_verification_schedule(0, random.Random(1), telemetry_age_s=0, telemetry_refresh_s=180)
+    assert delay.total_seconds() == pytest.approx(40.8 + 180, abs=0.1)
+
+
+def test_it_keeps_an_eye_on_a_car_that_stopped_charging_by_itself():
+    est = estimate([energy_reading(0, 0), energy_reading(600, 1833, state=NOT_CHARGING)], CTX)
+    decision = PredictivePolicy().decide(state(660, est))
+    assert decision.kind == READ
+    assert decision.at == at(720)
+    assert "NOT_CHARGING" in decision.reason
+
+
+def test_it_judges_a_stop_only_on_data_recorded_after_it_could_have_worked():
+    from sessions.policy import STILL_CHARGING, STOPPED, TOO_EARLY, stop_verification_outcome
+
+    def outcome(taken_s, charge_state):
+        return stop_verification_outcome(
+            stop_sent_at=at(0), taken_at=at(taken_s), charge_state=charge_state, latency=LatencyModel()
+        )
+
+    assert outcome(30, NOT_CHARGING) == STOPPED
+    assert outcome(-5, NOT_CHARGING) == TOO_EARLY  # recorded before the STOP went out
+    assert outcome(30, "CHARGING") == TOO_EARLY  # the STOP may still be on its way (up to 45 s)
+    assert outcome(60, "CHARGING") == STILL_CHARGING
+    assert outcome(60, None) == TOO_EARLY
+
+
+def test_it_bounds_learned_latency_by_the_smallest_and_largest_seen():
+    model = LatencyModel().observe(2.0).observe(60.0)
+    assert model.quantile(0.0) == 2.0
+    assert model.quantile(1.0) == pytest.approx(60.0, abs=0.01)
