@@ -77,7 +77,7 @@ REASONS: dict[str, str] = {
     "driver_stop": "Stopped at your request.",
     "operator_stop": "Stopped by the operator.",
     "operator_close": "Closed by the operator; you were billed only for what was delivered.",
-    "completed": "Done: the energy you bought has been delivered.",
+    "completed": "The energy you bought has been delivered.",
     "unplugged": "The car is not plugged in. Plug it in, then start again.",
     "unplugged_mid": "The car was unplugged. You were billed only for what was delivered.",
     "car_full": "The car is full or at its charge limit. You were billed only for what was delivered.",
@@ -434,6 +434,7 @@ def _policy_state(step: _Step, estimate, latency, readings) -> policy.PolicyStat
         not_before=step.not_before
         or (session.not_before if session.not_before and session.not_before > step.now else None),
         nominal_power_w=session.nominal_power_w,
+        soc_only=not session.energy_step_wh,
     )
 
 
