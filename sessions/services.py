@@ -514,9 +514,9 @@ def _step_requested(step: _Step) -> Outcome:
             logger.info("session %s: START outcome unknown; checking the car", session.pk)
         except api_errors.VehicleApiError as exc:
             return _retry_or_fail(step, exc, **changes)
-    if already_charging:
-        # Charging began before us: measure from the counter as it stands now.
-        changes["baseline_energy_wh"] = reading.energy_added_wh
+    # The car's counter may still hold an earlier charge of the same plug-in: measure from what
+    # it shows now. A counter that restarts at 0 with our START is a reset metering recognises.
+    changes["baseline_energy_wh"] = reading.energy_added_wh
     latency = latency_model(step.vehicle.make)
     first_read = step.now + timedelta(seconds=latency.quantile(0.9) + 60)
     return Outcome(

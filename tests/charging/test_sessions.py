@@ -311,3 +311,20 @@ def test_a_charging_read_step_costs_at_most_five_queries(sim, connect, credit, d
     assert session.status == S.CHARGING and session.readings.count() >= 2
     statements = [q["sql"] for q in queries.captured_queries if not q["sql"].startswith(("SAVEPOINT", "RELEASE"))]
     assert len(statements) <= 5, "\n".join(statements)
+
+
+def test_energy_from_an_earlier_charge_on_the_same_plug_in_is_not_billed(sim, connect, credit, drive, driver):
+    car = connect(driver, soc=0.3)
+    credit(driver, energy_wh=40_000)
+    first = drive(start(driver, car, energy_wh=6_000))
+    assert first.status == S.COMPLETED
+    # Same plug-in: the car's "energy added" still shows the first session's ~6 kWh.
+    assert sim.true_state(car.sim_id)["session_battery_wh"] > 5_000
+    before = sim.true_state(car.sim_id)
+
+    second = drive(start(driver, car, energy_wh=4_000))
+
+    truth = delivered_wh(sim, car, before)
+    assert second.status == S.COMPLETED
+    assert abs(second.delivered_wh - truth) <= 150, (second.delivered_wh, truth)
+    assert abs(truth - 4_000) <= 200, truth
