@@ -72,3 +72,13 @@ def test_production_starts_with_real_values():
         }
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_env_example_documents_every_variable_the_settings_read():
+    import re
+
+    settings_src = (ROOT / "prepaid" / "settings.py").read_text()
+    read = set(re.findall(r'env(?:_bool|_list)?\(\s*"([A-Z0-9_]+)"', settings_src))
+    documented = set(re.findall(r"^([A-Z0-9_]+)=", (ROOT / ".env.example").read_text(), re.MULTILINE))
+    assert read, "no variables found: the pattern is wrong"
+    assert not read - documented, f"undocumented in .env.example: {sorted(read - documented)}"
