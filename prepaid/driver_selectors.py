@@ -100,13 +100,30 @@ class SessionView:
     vat_percent: Decimal
     data_source: str
 
+    @property
+    def detail(self) -> str:
+        """The reason in words, unless it only repeats the status label ("Charging" / "Charging.")."""
+        message = self.session.reason_message
+        return "" if message.rstrip(".").lower() == self.status_label.lower() else message
+
+    @property
+    def data_age(self) -> str:
+        age = self.data_age_s
+        if age is None:
+            return "no reading yet"
+        if age < 90:
+            return f"{age} s ago"
+        if age < 5400:
+            return f"{round(age / 60)} min ago"
+        return f"{age / 3600:.1f} h ago"
+
     def as_json(self) -> dict:
         s = self.session
         return {
             "status": s.status,
             "status_label": self.status_label,
             "reason": s.reason,
-            "reason_message": s.reason_message,
+            "reason_message": self.detail,
             "purchased_kwh": self.purchased_kwh,
             "delivered_kwh": self.delivered_kwh,
             "percent": self.percent,
@@ -114,6 +131,7 @@ class SessionView:
             "eta_minutes": self.eta_minutes,
             "money_used": self.money_used,
             "data_age_s": self.data_age_s,
+            "data_age": self.data_age,
             "is_open": self.is_open,
             "stop_requested": self.stop_requested,
             "billed_kwh": self.billed_kwh,

@@ -19,7 +19,7 @@
     $("power").textContent = data.power_kw ? data.power_kw + " kW" : "—";
     $("eta").textContent = data.eta_minutes === null ? "—" : "about " + data.eta_minutes + " min";
     $("money").textContent = data.money_used;
-    $("age").textContent = data.data_age_s === null ? "no reading yet" : data.data_age_s + " s ago";
+    $("age").textContent = data.data_age;
     if (data.status !== lastStatus || $("reason-message").textContent !== data.reason_message) {
       // Touch the live region only on a change: re-announcing the same words every 2 s is noise.
       $("status-label").textContent = data.status_label;
