@@ -147,6 +147,7 @@ def purchase_start_charge(*, purchase_id: int) -> None:
     Runs after the credit committed, so a car that cannot start leaves the energy in the wallet
     (the reason is kept for the driver's page). Idempotent: at most one session per purchase.
     """
+    from prepaid.errors import WalletError
     from sessions import services as session_services
 
     purchase = Purchase.objects.select_related("user").get(pk=purchase_id)
@@ -156,7 +157,7 @@ def purchase_start_charge(*, purchase_id: int) -> None:
         session = session_services.session_request(
             user=purchase.user, vehicle_id=purchase.charge_vehicle_id, energy_wh=purchase.energy_wh
         )
-    except (session_services.SessionError, wallet_services.WalletError) as exc:
+    except (session_services.SessionError, WalletError) as exc:
         Purchase.objects.filter(pk=purchase.pk, charge_session__isnull=True).update(charge_error=str(exc)[:255])
         return
     if not Purchase.objects.filter(pk=purchase.pk, charge_session__isnull=True).update(charge_session=session):
