@@ -19,6 +19,9 @@ class StartChargeForm(forms.Form):
         self.fields["vehicle"].queryset = Vehicle.objects.filter(
             owner=user, is_active=True, connection__status="active"
         ).order_by("make", "model", "pk")
+        self.fields["vehicle"].label_from_instance = lambda v: (
+            f"{v.make.title()} {v.model}" + (f" ({v.year})" if v.year else "")
+        )
 
     def clean_energy_kwh(self):
         kwh = self.cleaned_data["energy_kwh"]
