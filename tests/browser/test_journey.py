@@ -73,13 +73,15 @@ def test_the_whole_journey_from_sign_up_to_refund(browser_page, live_server, sim
     assert re.search(r"\d+(\.\d)? kW", page.inner_text("#power"))
     assert "EUR" in page.inner_text("#money")
     assert page.evaluate("() => window.__sameDocument") is marker  # updated in place, not reloaded
+    assert page.is_visible("#stop-button")
+    assert page.is_hidden("#receipt-link")  # no receipt while charging
     shots(page, "charging")
 
     # It stops by itself at the threshold.
     controller.run_session(session)
     session.refresh_from_db()
     assert session.status == "completed", (session.status, session.reason)
-    page.wait_for_selector("#done:not([hidden])")
+    page.wait_for_selector("#receipt-link", state="visible")
     assert _progress(page) > mid
     assert page.is_hidden("#stop-form")
     shots(page, "done")
