@@ -58,6 +58,13 @@ class Purchase(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     paid_at = models.DateTimeField(null=True, blank=True)
+    # "Buy and charge": the car to start charging on once this purchase is paid (the hook at the
+    # end of services.purchase_fulfil), the session it started, or why it could not.
+    charge_vehicle = models.ForeignKey("charging.Vehicle", null=True, blank=True, on_delete=models.SET_NULL)
+    charge_session = models.OneToOneField(
+        "charging.ChargingSession", null=True, blank=True, on_delete=models.SET_NULL, related_name="purchase"
+    )
+    charge_error = models.CharField(max_length=255, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]

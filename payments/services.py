@@ -36,11 +36,16 @@ class UnmatchedEvent(Exception):
 # --- Purchases ------------------------------------------------------------------------------------
 
 
-def purchase_create(*, user, package: EnergyPackage | None = None, energy_kwh: Decimal | None = None) -> Purchase:
+def purchase_create(
+    *, user, package: EnergyPackage | None = None, energy_kwh: Decimal | None = None, charge_vehicle=None
+) -> Purchase:
     """A purchase of a package or of a custom amount (CUSTOM_KWH_MIN..MAX at PRICE_PER_KWH).
 
     Energy, gross amount and its VAT share are fixed here and never change afterwards.
+    `charge_vehicle` (one of the user's cars): start a session on it once paid ("buy and charge").
     """
+    if charge_vehicle is not None and charge_vehicle.owner_id != user.pk:
+        raise PurchaseError("that vehicle is not yours")
     vat_rate = settings.VAT_RATE
     if package is not None:
         if not package.active:
@@ -63,6 +68,7 @@ def purchase_create(*, user, package: EnergyPackage | None = None, energy_kwh: D
         vat_minor=pricing.vat_share_minor(amount_minor, vat_rate=vat_rate),
         vat_rate=vat_rate,
         checkout_mode=settings.STRIPE_CHECKOUT,
+        charge_vehicle=charge_vehicle,
     )
 
 
@@ -130,7 +136,33 @@ def purchase_fulfil(*, purchase_id: int, payment_intent: stripe_api.PaymentInten
     # claw-back now, so the credit is never spendable.
     for dispute in Dispute.objects.filter(purchase=purchase).exclude(status=Dispute.Status.WON):
         wallet_services.wallet_dispute_clawback(dispute_id=dispute.pk)
+    if purchase.charge_vehicle_id:
+        purchase_start_charge(purchase_id=purchase.pk)
     return True
+
+
+def purchase_start_charge(*, purchase_id: int) -> None:
+    """ "Buy and charge": turn a paid purchase's chosen car into a session of its energy.
+
+    Runs after the credit committed, so a car that cannot start leaves the energy in the wallet
+    (the reason is kept for the driver's page). Idempotent: at most one session per purchase.
+    """
+    from prepaid.errors import WalletError
+    from sessions import services as session_services
+
+    purchase = Purchase.objects.select_related("user").get(pk=purchase_id)
+    if purchase.status != Purchase.Status.PAID or purchase.charge_session_id or not purchase.charge_vehicle_id:
+        return
+    try:
+        session = session_services.session_request(
+            user=purchase.user, vehicle_id=purchase.charge_vehicle_id, energy_wh=purchase.energy_wh
+        )
+    except (session_services.SessionError, WalletError) as exc:
+        Purchase.objects.filter(pk=purchase.pk, charge_session__isnull=True).update(charge_error=str(exc)[:255])
+        return
+    if not Purchase.objects.filter(pk=purchase.pk, charge_session__isnull=True).update(charge_session=session):
+        # A concurrent call linked its own session first: give this one's hold back at once.
+        session_services.session_close_stuck(session_id=session.pk, reason="duplicate")
 
 
 # --- Card payments (payments.md §2.1) ---------------------------------------------------------------

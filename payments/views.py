@@ -58,11 +58,15 @@ def _price_context():
 
 @login_required
 def buy(request: HttpRequest) -> HttpResponse:
-    form = BuyForm(request.POST or None)
+    initial = {"vehicle": request.GET.get("vehicle")} if request.GET.get("vehicle", "").isdigit() else None
+    form = BuyForm(request.POST or None, user=request.user, initial=initial)
     if request.method == "POST" and form.is_valid():
         try:
             purchase = services.purchase_create(
-                user=request.user, package=form.cleaned_data["package"], energy_kwh=form.cleaned_data["energy_kwh"]
+                user=request.user,
+                package=form.cleaned_data["package"],
+                energy_kwh=form.cleaned_data["energy_kwh"],
+                charge_vehicle=form.cleaned_data["vehicle"],
             )
         except services.PurchaseError as exc:
             form.add_error(None, str(exc))
@@ -72,7 +76,11 @@ def buy(request: HttpRequest) -> HttpResponse:
         {"package": p, "price": pricing.format_money(p.price_minor, p.currency), "kwh": p.energy_wh / 1000}
         for p in form.fields["package"].queryset
     ]
-    return render(request, "payments/buy.html", {"form": form, "packages": packages, **_price_context()})
+    return render(
+        request,
+        "payments/buy.html",
+        {"form": form, "packages": packages, "vehicles": form.fields["vehicle"].queryset, **_price_context()},
+    )
 
 
 def _money(purchase: Purchase) -> dict:
@@ -88,19 +96,20 @@ def _money(purchase: Purchase) -> dict:
 @login_required
 def purchase_pay(request: HttpRequest, public_id) -> HttpResponse:
     purchase = selectors.purchase_for_user(user=request.user, public_id=public_id)
-    status_url = request.build_absolute_uri(reverse("payments:purchase", args=[purchase.public_id]))
+    receipt_url = request.build_absolute_uri(reverse("payments:purchase", args=[purchase.public_id]))
+    status_url = f"{receipt_url}?from=pay"
     if purchase.status != Purchase.Status.CREATED and purchase.status != Purchase.Status.AWAITING_PAYMENT:
-        return redirect(status_url)
+        return redirect(receipt_url)
     try:
         if settings.STRIPE_CHECKOUT == "hosted":
             url = services.purchase_begin_hosted(
-                purchase_id=purchase.pk, success_url=status_url, cancel_url=f"{status_url}?canceled=1"
+                purchase_id=purchase.pk, success_url=status_url, cancel_url=f"{receipt_url}?canceled=1"
             )
             return redirect(url)
         setup = services.purchase_begin_card(purchase_id=purchase.pk)
     except (services.PurchaseError, stripe_api.StripeFailure) as exc:
-        messages.error(request, f"The payment page could not be prepared: {exc}")
-        return redirect(status_url)
+        messages.error(request, f"The payment page could not be prepared ({exc}). Please try again in a minute.")
+        return redirect(receipt_url)
     return render(
         request,
         "payments/pay.html",
@@ -145,6 +154,10 @@ def purchase_status(request: HttpRequest, public_id) -> HttpResponse:
             purchase = services.purchase_refresh(purchase_id=purchase.pk, source="return")
         except stripe_api.StripeFailure as exc:
             logger.warning("return page of %s: %s", purchase.public_id, exc)
+    if request.GET.get("from") == "pay" and purchase.charge_session_id:
+        # "Buy and charge": straight from the payment to the live charge.
+        messages.success(request, f"Paid. {purchase.energy_wh / 1000:g} kWh are on their way to your car.")
+        return redirect("driver:session", public_id=purchase.charge_session.public_id)
     return render(
         request,
         "payments/status.html",
@@ -196,7 +209,7 @@ def wallet_refund(request: HttpRequest) -> HttpResponse:
     try:
         refund = services.refund_request(wallet_id=wallet.pk, requested_by=request.user)
     except WalletError as exc:
-        messages.error(request, f"No refund: {exc}")
+        messages.error(request, f"No refund: {exc}. Nothing was charged or changed.")
     else:
         messages.success(
             request,

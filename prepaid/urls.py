@@ -7,6 +7,7 @@ from sessions import webhooks as vehicle_webhooks
 urlpatterns = [
     path("", views.home, name="home"),
     path("healthz/", views.healthz, name="healthz"),
+    path("", include("prepaid.driver_urls")),  # driver pages: sign up, charge, live session, receipts
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
     path("vehicles/webhook/", vehicle_webhooks.receive, name="vehicle-webhook"),

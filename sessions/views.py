@@ -95,6 +95,12 @@ def connect_callback(request: HttpRequest) -> HttpResponse:
         messages.error(request, "The vehicle service is not answering right now. Please try again later.")
         return redirect("vehicles:list")
     count = connection.vehicles.count()
+    for vehicle in connection.vehicles.filter(is_active=True):
+        # Show battery and plug at once; a car that does not answer now is read on the next refresh.
+        try:
+            vehicle_services.vehicle_refresh_snapshot(vehicle_id=vehicle.pk)
+        except (errors.VehicleApiError, vehicle_services.ConsentRequired) as exc:
+            logger.info("first read of vehicle %s failed: %r", vehicle.pk, exc)
     if count:
         messages.success(request, f"Connected {count} vehicle{'s' if count != 1 else ''}.")
     else:

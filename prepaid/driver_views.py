@@ -1,0 +1,115 @@
+"""Driver pages that span apps: sign up, start a charge from the wallet, the live session (page,
+JSON status, stop) and the session receipt. Thin: services do the writing, selectors the reading."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth import login
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from prepaid import driver_selectors as selectors
+from prepaid import services as wallet_services
+from prepaid.driver_forms import SignUpForm
+from prepaid.errors import InsufficientCredit, WalletBlocked
+from sessions import services as session_services
+from sessions.forms import StartChargeForm
+
+
+@require_http_methods(["GET", "POST"])
+def signup(request: HttpRequest) -> HttpResponse:
+    if request.user.is_authenticated:
+        return redirect("vehicles:list")
+    form = SignUpForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        user = form.save()
+        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        messages.success(request, "Welcome! Connect your car to get started.")
+        return redirect("vehicles:list")
+    return render(request, "registration/signup.html", {"form": form})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def charge_start(request: HttpRequest) -> HttpResponse:
+    """Start a session on one of the driver's cars with energy already in the wallet."""
+    wallet = wallet_services.wallet_get_or_create(user=request.user)
+    initial = {"energy_kwh": wallet.balance_wh / 1000} if wallet.balance_wh else None
+    if request.GET.get("vehicle", "").isdigit():
+        initial = {**(initial or {}), "vehicle": request.GET["vehicle"]}
+    form = StartChargeForm(request.POST or None, user=request.user, balance_wh=wallet.balance_wh, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        energy_wh = int(form.cleaned_data["energy_kwh"] * 1000)
+        try:
+            session = session_services.session_request(
+                user=request.user, vehicle_id=form.cleaned_data["vehicle"].pk, energy_wh=energy_wh
+            )
+        except session_services.SessionError as exc:
+            form.add_error(None, str(exc))
+        except InsufficientCredit:
+            form.add_error(None, "Your wallet does not hold that much energy. Choose less, or buy more energy.")
+        except WalletBlocked:
+            form.add_error(None, "Your wallet is blocked while a payment dispute is open. Contact support.")
+        else:
+            return redirect("driver:session", public_id=session.public_id)
+    return render(
+        request,
+        "sessions/start.html",
+        {
+            "form": form,
+            "balance_kwh": wallet.balance_wh / 1000,
+            "sessions": selectors.sessions_for_user(user=request.user),
+        },
+    )
+
+
+@login_required
+@require_GET
+def session_live(request: HttpRequest, public_id) -> HttpResponse:
+    session = selectors.session_for_user(user=request.user, public_id=public_id)
+    view = selectors.session_view(session)
+    return render(
+        request,
+        "sessions/live.html",
+        {
+            "view": view,
+            "session": session,
+            "status_url": reverse("driver:session-status", args=[session.public_id]),
+            "receipt_url": reverse("driver:session-receipt", args=[session.public_id]),
+            "initial": view.as_json(),
+        },
+    )
+
+
+@never_cache
+@login_required
+@require_GET
+def session_status(request: HttpRequest, public_id) -> JsonResponse:
+    """The live page polls this: owner only (404 for anyone else), never cached."""
+    session = selectors.session_for_user(user=request.user, public_id=public_id)
+    return JsonResponse(selectors.session_view(session).as_json())
+
+
+@login_required
+@require_POST
+def session_stop(request: HttpRequest, public_id) -> HttpResponse:
+    session = selectors.session_for_user(user=request.user, public_id=public_id)
+    if session_services.session_request_stop(session_id=session.pk, reason="driver_stop"):
+        messages.success(request, "Stopping: we are telling the car to stop. You pay only for what was delivered.")
+    else:
+        messages.info(request, "This session has already ended.")
+    if request.headers.get("Accept", "").startswith("application/json"):
+        session.refresh_from_db()
+        return JsonResponse(selectors.session_view(session).as_json())
+    return redirect("driver:session", public_id=session.public_id)
+
+
+@login_required
+@require_GET
+def session_receipt(request: HttpRequest, public_id) -> HttpResponse:
+    session = selectors.session_for_user(user=request.user, public_id=public_id)
+    return render(request, "sessions/receipt.html", {"view": selectors.session_view(session), "session": session})
