@@ -18,6 +18,7 @@ and the programme stays small (a day is 96 slots × up to 1 440 minutes).
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -137,6 +138,16 @@ def _grid(now: datetime, until: datetime) -> list[tuple[datetime, datetime]]:
     return slots
 
 
+def _split(slots, blocked: Sequence[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:
+    """Cut slots at the edges of blocked intervals: an event at 08:20 blocks from 08:20, not 08:15."""
+    edges = sorted({t for interval in blocked for t in interval})
+    out = []
+    for a, b in slots:
+        cuts = [a] + [t for t in edges if a < t < b] + [b]
+        out.extend(itertools.pairwise(cuts))
+    return out
+
+
 def _overlaps(start: datetime, end: datetime, blocked: Sequence[tuple[datetime, datetime]]) -> bool:
     return any(b0 < end and start < b1 for b0, b1 in blocked)
 
@@ -167,7 +178,7 @@ def plan_charge(
     default_price = max((p.price_millis for p in prices), default=0)
     notes: list[str] = []
     end_of_search = now + horizon
-    slots = [(a, b) for a, b in _grid(now, end_of_search) if not _overlaps(a, b, blocked)]
+    slots = [(a, b) for a, b in _split(_grid(now, end_of_search), blocked) if not _overlaps(a, b, blocked)]
     qs = [int((b - a).total_seconds() // QUANTUM_S) for a, b in slots]
     price = [price_at(prices, a, b, default=default_price) for a, b in slots]
 

@@ -100,3 +100,10 @@ def test_the_rounding_helpers_round_half_up():
     assert smart.millis_to_minor(1_500) == 2
     assert smart.millis_to_minor(1_499) == 1
     assert smart.soc_energy_wh(3_000, 8_000, 75_000) == 37_500
+
+
+def test_an_event_off_the_quarter_hour_blocks_from_its_own_start():
+    prices = hourly([10] * 3)
+    event = (T0 + timedelta(minutes=20), T0 + timedelta(minutes=50))
+    plan = smart.plan_charge(now=T0, energy_wh=11_000, power_w=11_000, prices=prices, blocked=[event])
+    assert [(w.start, w.end) for w in plan.windows] == [(T0, event[0]), (event[1], T0 + timedelta(minutes=90))]
