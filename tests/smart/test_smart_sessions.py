@@ -170,3 +170,18 @@ def test_package_suggestions_fit_under_the_maximum(connect, driver):
     car = connect(driver, soc=0.5)  # 75 kWh: 30 % to 80 % is 22.5 kWh
     fitting = grid_selectors.packages_fitting(vehicle=car.vehicle, soc_bp=5_000)
     assert [p.energy_wh for p in fitting] == [10_000, 20_000]
+
+
+def test_the_driver_sees_the_planned_windows_and_the_saving(sim, connect, credit, drive, driver, prices):
+    from django.template.loader import render_to_string
+
+    prices([40, 40, 10, 10, 40])
+    car = connect(driver, soc=0.3)
+    credit(driver, energy_wh=20_000)
+    session = grid.smart_session_request(
+        user=driver, vehicle_id=car.vehicle.pk, energy_wh=11_000, deadline=START + 5 * H
+    )
+    session = drive(session, until=lambda s: s.reason == "waiting_window")
+    html = render_to_string("smart/_plan.html", {"plan": grid_selectors.session_plan(session=session)})
+    assert "Mon 10:00–11:00 UTC: about 11 kWh" in html
+    assert "Expected saving against charging at once: 330 ct." in html
