@@ -35,6 +35,8 @@ logger = logging.getLogger(__name__)
 HORIZON = timedelta(days=2)
 MAX_DEADLINE = timedelta(days=3)
 MAX_EVENT = timedelta(hours=6)
+# Vehicle API calls a plan's pauses and resumes may add to a session's budget.
+EXTRA_CALLS = 20
 
 
 class GridError(Exception):
@@ -90,6 +92,10 @@ def smart_session_request(
     with transaction.atomic():
         session = session_services.session_request(user=user, vehicle_id=vehicle_id, energy_wh=energy_wh, now=now)
         SmartPlan.objects.create(session=session, region=region or settings.SMART_DEFAULT_REGION, deadline=deadline)
+        # Each window costs a START, a STOP and their verifying reads: room for a few of them, so
+        # the stop policy does not commit to an early STOP for want of calls.
+        ChargingSession.objects.filter(pk=session.pk).update(call_budget=F("call_budget") + EXTRA_CALLS)
+        session.refresh_from_db(fields=["call_budget"])
     return session
 
 
@@ -227,7 +233,7 @@ def _participate(session: ChargingSession, event: DemandResponseEvent, region: s
     # covers may still keep its deadline by charging earlier. A pause re-plans when it ends.
     SmartPlan.objects.filter(pk=plan.pk, paused=False).update(planned_at=None)
     ChargingSession.objects.filter(pk=session.pk, status__in=OPEN_STATUSES).update(
-        next_action_at=Least(F("next_action_at"), now)
+        next_action_at=Least(F("next_action_at"), now), call_budget=F("call_budget") + EXTRA_CALLS // 2
     )
     return True
 

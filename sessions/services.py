@@ -794,6 +794,8 @@ def _follow_plan(step: _Step, outcome: Outcome, *, charging: bool = False) -> Ou
         step.after.append(functools.partial(grid.participations_pause_sent, session_id=session.pk, now=now))
     code = "paused_grid" if in_event else "paused_plan"
     outcome.changes.update(planned_action="", reason=code, reason_message=_reason(code), attempts=0)
+    if outcome.to_status:
+        outcome.reason = code  # _commit writes the move's reason over `changes`
     outcome.next_at = _pause_verify_at(step)
     return outcome
 

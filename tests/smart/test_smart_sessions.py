@@ -185,3 +185,26 @@ def test_the_driver_sees_the_planned_windows_and_the_saving(sim, connect, credit
     html = render_to_string("smart/_plan.html", {"plan": grid_selectors.session_plan(session=session)})
     assert "Mon 10:00–11:00 UTC: about 11 kWh" in html
     assert "Expected saving against charging at once: 330 ct." in html
+
+
+def test_a_smart_plan_only_plans_up_to_the_maximum_and_the_rest_stays_credit(
+    sim, connect, credit, drive, driver, prices, ledger_clean
+):
+    prices([40, 10, 10, 10, 40, 40])
+    car = connect(driver, soc=0.70, limit=1.0)  # 75 kWh: 7.5 kWh to the 80 % maximum
+    credit(driver, energy_wh=30_000)
+    session = grid.smart_session_request(
+        user=driver, vehicle_id=car.vehicle.pk, energy_wh=20_000, deadline=START + 6 * H
+    )
+    session = drive(session, until=lambda s: s.reason == "waiting_window")
+    plan = SmartPlan.objects.get(session=session)
+    assert plan.planned_energy_wh == 7_500
+    assert session.call_budget == services.DEFAULT_CALL_BUDGET + grid.EXTRA_CALLS
+
+    session = drive(session)
+
+    assert session.status == S.COMPLETED and session.reason == "battery_max", session.reason
+    assert sim.true_state(car.sim_id)["soc"] <= 0.81
+    assert session.billed_wh <= 8_000
+    assert Wallet.objects.get(user=driver).balance_wh == 30_000 - session.billed_wh
+    ledger_clean()
