@@ -199,8 +199,9 @@ SIMULATOR_WEBHOOK_URL = env("SIMULATOR_WEBHOOK_URL", "")
 SMART_DEFAULT_REGION = env("SMART_DEFAULT_REGION", "DE")
 # The planner's price of one extra charging window (START + STOP + verifying reads), minor units.
 SMART_WINDOW_COST_MINOR = int(env("SMART_WINDOW_COST_MINOR", "5"))
-# Shared secret of the utilities' grid-event endpoint (HMAC-SHA256 of "timestamp.body").
-GRID_API_SECRET = env("GRID_API_SECRET", "dev-grid-secret-change-me")
+# Shared secret of the utilities' grid-event endpoint (HMAC-SHA256 of "timestamp.body"). No dev
+# default in production: unset, the endpoint accepts no utility (operators still can).
+GRID_API_SECRET = env("GRID_API_SECRET", "" if PRODUCTION else "dev-grid-secret-change-me")
 GRID_API_MAX_SKEW_S = int(env("GRID_API_MAX_SKEW_S", "300"))
 # Bonus per kWh shifted out of a grid event, minor units, when the event names none.
 GRID_BONUS_MINOR_PER_KWH = int(env("GRID_BONUS_MINOR_PER_KWH", "10"))

@@ -196,3 +196,11 @@ def test_an_event_needs_a_sane_window(sim, api, client, db):
     assert bad.status_code == 400 and bad.json()["error"] == "bad_window"
     long = post_event(client, sim, event_payload(end=START + 12 * H))
     assert long.status_code == 400
+
+
+def test_without_a_secret_no_utility_gets_in(sim, api, client, db, settings):
+    body = json.dumps(event_payload("ev-x")).encode()
+    headers = grid_api.sign(body, timestamp=int(sim.clock.now().timestamp()), secret="")
+    settings.GRID_API_SECRET = ""
+    answer = client.post(reverse("grid:event-declare"), data=body, content_type="application/json", headers=headers)
+    assert answer.status_code == 403
