@@ -194,6 +194,18 @@ SIMULATOR_STATE_FILE = env("SIMULATOR_STATE_FILE", str(VAR_DIR / "simulator.json
 # Vehicle simulator (helper SIM): where it sends VEHICLE_STATE webhooks; empty = none.
 SIMULATOR_WEBHOOK_URL = env("SIMULATOR_WEBHOOK_URL", "")
 
+# --- Smart charging, demand response, battery health (helper SMART) ----------------------------
+# Price region used when a session or enrolment names none (prices: `manage.py import_prices`).
+SMART_DEFAULT_REGION = env("SMART_DEFAULT_REGION", "DE")
+# The planner's price of one extra charging window (START + STOP + verifying reads), minor units.
+SMART_WINDOW_COST_MINOR = int(env("SMART_WINDOW_COST_MINOR", "5"))
+# Shared secret of the utilities' grid-event endpoint (HMAC-SHA256 of "timestamp.body"). No dev
+# default in production: unset, the endpoint accepts no utility (operators still can).
+GRID_API_SECRET = env("GRID_API_SECRET", "" if PRODUCTION else "dev-grid-secret-change-me")
+GRID_API_MAX_SKEW_S = int(env("GRID_API_MAX_SKEW_S", "300"))
+# Bonus per kWh shifted out of a grid event, minor units, when the event names none.
+GRID_BONUS_MINOR_PER_KWH = int(env("GRID_BONUS_MINOR_PER_KWH", "10"))
+
 # --- Stripe -------------------------------------------------------------------------------------
 LOCALSTRIPE_PORT = int(env("LOCALSTRIPE_PORT", "8420"))
 STRIPE_SECRET_KEY = env("STRIPE_SECRET_KEY", DEV_STRIPE_SECRET_KEY)

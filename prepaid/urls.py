@@ -13,4 +13,5 @@ urlpatterns = [
     path("vehicles/webhook/", vehicle_webhooks.receive, name="vehicle-webhook"),
     path("vehicles/", include("sessions.urls")),
     path("payments/", include("payments.urls")),
+    path("grid/", include("sessions.grid_urls")),  # demand response (helper SMART)
 ]

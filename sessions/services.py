@@ -25,7 +25,7 @@ from django.db.models import Case, DateTimeField, F, Q, Value, When
 
 from prepaid import services as wallet_services
 from prepaid.errors import WalletError
-from sessions import clock, makes, metering, policy
+from sessions import clock, grid, makes, metering, policy, smart
 from sessions.models.charging import (
     ALLOWED_TRANSITIONS,
     OPEN_STATUSES,
@@ -37,6 +37,7 @@ from sessions.models.charging import (
     SessionTransition,
     VehicleCommand,
 )
+from sessions.models.grid import SmartPlan
 from sessions.models.vehicles import Vehicle
 from sessions.vehicle_api import errors as api_errors
 from sessions.vehicle_api.types import ChargeState
@@ -92,6 +93,11 @@ REASONS: dict[str, str] = {
     "vehicle_error": "The car's service did not accept the command. Try again later.",
     "timeout": "The session took too long and was closed; you were billed only for what was delivered.",
     "stop_not_verified": "We could not confirm the car stopped; you were billed at most what you bought.",
+    "battery_max": "Stopped at your battery's maximum charge; the rest of your credit stays in your wallet.",
+    "battery_max_reached": "The battery is already at the maximum you chose; nothing to charge.",
+    "waiting_window": "Smart charging: waiting for the next planned (cheaper) window.",
+    "paused_plan": "Smart charging: paused until the next planned (cheaper) window.",
+    "paused_grid": "Paused for a grid event you take part in; charging resumes after it.",
 }
 
 
@@ -174,6 +180,9 @@ class Outcome:
     reason: str = ""
     next_at: datetime | None = None
     settle: bool = False
+    # Smart plan columns, written in the step's transaction only if the step keeps its lease.
+    plan_changes: dict[str, Any] = field(default_factory=dict)
+    after: list = field(default_factory=list)
 
 
 class _Step:
@@ -187,6 +196,9 @@ class _Step:
         self.not_before: datetime | None = None
         # The charge limit, when a read reported it anyway (Tesla's /tesla/charge): saves a call.
         self.reported_limit_bp: int | None = None
+        # Smart plan columns and effects (bonus lines, DR verification) for `_commit`'s transaction.
+        self.plan_changes: dict[str, Any] = {}
+        self.after: list = []
         # Seeded per session and attempt: two workers (or a replay) draw the same jitter.
         self.rng = random.Random(f"{session.pk}:{session.version}")  # noqa: S311 - jitter, not a secret
 
@@ -234,7 +246,11 @@ class _Step:
 
 def session_step(*, session_id: int, lease_token: uuid.UUID) -> None:
     """Advance one session by one step. Safe to run twice: a stale lease writes nothing."""
-    session = ChargingSession.objects.select_related("vehicle", "vehicle__connection").filter(pk=session_id).first()
+    session = (
+        ChargingSession.objects.select_related("vehicle", "vehicle__connection", "smart_plan")
+        .filter(pk=session_id)
+        .first()
+    )
     if session is None or session.lease_token != lease_token or session.status in TERMINAL_STATUSES:
         return
     step = _Step(session)
@@ -287,6 +303,17 @@ def _commit(step: _Step, outcome: Outcome, lease_token: uuid.UUID) -> bool:
             transaction.set_rollback(True)
             logger.warning("session %s: step lost its lease; result discarded", session.pk)
             return False
+        plan = _plan_of(session)
+        outcome.plan_changes = {**step.plan_changes, **outcome.plan_changes}
+        outcome.after = step.after + outcome.after
+        if plan is not None and outcome.plan_changes:
+            if outcome.to_status in TERMINAL_STATUSES:
+                outcome.plan_changes.update(paused=False, resume_at=None)
+            SmartPlan.objects.filter(pk=plan.pk).update(**outcome.plan_changes)
+        elif plan is not None and outcome.to_status in TERMINAL_STATUSES and plan.paused:
+            SmartPlan.objects.filter(pk=plan.pk).update(paused=False, resume_at=None)
+        for effect in outcome.after:
+            effect()
         if outcome.to_status:
             SessionTransition.objects.create(
                 session=session,
@@ -421,7 +448,7 @@ def _policy_state(step: _Step, estimate, latency, readings) -> policy.PolicyStat
     ages = sorted((r.fetched_at - r.taken_at).total_seconds() for r in readings)
     return policy.PolicyState(
         now=step.now,
-        target_wh=session.purchased_wh,
+        target_wh=grid.target_wh(session),
         estimate=estimate,
         started_at=session.start_sent_at or session.created_at,
         latency=latency,
@@ -501,6 +528,13 @@ def _step_requested(step: _Step) -> Outcome:
         except api_errors.VehicleApiError as exc:
             logger.info("session %s: no battery level at start (%s)", session.pk, exc)
     already_charging = reading.charge_state == ChargeState.CHARGING
+    soc = changes.get("start_soc_bp")
+    if soc is not None and soc >= step.vehicle.max_soc_bp and not already_charging:
+        # Battery health: at or above the driver's maximum there is nothing to charge.
+        return Outcome(to_status=S.FAILED, reason="battery_max_reached", changes=changes)
+    waiting = _plan_first_window(step, changes, already_charging=already_charging)
+    if waiting is not None:
+        return waiting
     if not already_charging:
         changes.update(_set_backstop(step, changes.get("start_soc_bp")))
         try:
@@ -541,6 +575,8 @@ def _set_backstop(step: _Step, soc_bp: int | None) -> dict[str, Any]:
         return {}
     implied = soc_bp + -(-session.purchased_wh * 10_000 // vehicle.capacity_wh)
     backstop = min(10_000, max(policy.MIN_CHARGE_LIMIT_BP, -(-(implied + BACKSTOP_MARGIN_BP) // 100) * 100))
+    # Battery health: the car's own limit never sits above the driver's maximum.
+    backstop = max(policy.MIN_CHARGE_LIMIT_BP, min(backstop, vehicle.max_soc_bp))
     vid = vehicle.external_id
     try:
         driver_limit = step.reported_limit_bp or (
@@ -573,8 +609,13 @@ def _step_starting(step: _Step) -> Outcome:
         )
         outcome = _plan_charging(step, charging_at=started)
         outcome.to_status, outcome.reason = S.CHARGING, "charging"
-        outcome.changes.update(charging_at=started, attempts=0, state_deadline_at=started + _charging_deadline(session))
-        return outcome
+        deadline = started + _charging_deadline(session)
+        plan = _plan_of(session)
+        if plan is not None and plan.windows:
+            # Pauses stretch the session: its deadline follows the plan's last window.
+            deadline = max(deadline, grid.windows_of(plan)[-1].end + MIN_CHARGING_DEADLINE)
+        outcome.changes.update(charging_at=started, attempts=0, state_deadline_at=deadline)
+        return _follow_plan(step, outcome)
     if reading.is_plugged_in is False:
         return Outcome(to_status=S.FAILED, reason="unplugged")
     if reading.charge_state == ChargeState.FULLY_CHARGED:
@@ -602,7 +643,9 @@ def _plan_charging(step: _Step, *, charging_at: datetime | None = None) -> Outco
     decision = policy.policy_from_spec(session.policy).decide(state)
     changes = _metering_fields(estimate)
     if decision.kind == policy.STOP and decision.at <= step.now:
-        sent = _send_stop(step, reason="threshold", predicted_wh=int(estimate.delivered_at(step.now)))
+        # The purchase is the cap; the battery's maximum may cut it shorter (the rest stays credit).
+        reason = "battery_max" if grid.target_wh(session) < session.purchased_wh else "threshold"
+        sent = _send_stop(step, reason=reason, predicted_wh=int(estimate.delivered_at(step.now)))
         sent.changes = {**changes, **sent.changes}
         return sent
     return Outcome(changes={**changes, "planned_action": decision.kind}, next_at=decision.at)
@@ -614,9 +657,12 @@ def _step_charging(step: _Step) -> Outcome:
         return _send_stop(step, reason=session.stop_reason)
     if session.state_deadline_at and step.now >= session.state_deadline_at:
         return _send_stop(step, reason="timeout")
+    plan = _plan_of(session)
+    if plan is not None and plan.paused:
+        return _step_paused(step, plan)
     if session.planned_action == policy.STOP:
         # The policy chose a STOP time earlier; no read is needed to send it.
-        return _plan_charging(step)
+        return _follow_plan(step, _plan_charging(step))
     try:
         reading = _read(step)
     except api_errors.VehicleApiError:
@@ -624,6 +670,9 @@ def _step_charging(step: _Step) -> Outcome:
         if outcome.to_status is None:
             outcome.next_at = max(outcome.next_at or step.now, step.backoff(min(session.attempts, 4)))
         return outcome
+    if reading.charge_state != ChargeState.CHARGING and _resume_pending(step, plan, reading):
+        # Resumed after a pause, the car has not begun again yet: look again (START re-sent once).
+        return _resume_wait(step, plan)
     if reading.charge_state != ChargeState.CHARGING:
         # The car stopped without us: unplugged, full, at its limit, or stopped from its app.
         reason = (
@@ -635,7 +684,245 @@ def _step_charging(step: _Step) -> Outcome:
         )
         outcome = _finish(step, to_status=S.INTERRUPTED, reason=reason)
         return outcome
-    return _plan_charging(step)
+    level = _current_soc_bp(session, reading)
+    if level is not None and level >= step.vehicle.max_soc_bp:
+        # Battery health: the level says the maximum is reached, whatever the energy estimate.
+        return _send_stop(step, reason="battery_max")
+    outcome = _follow_plan(step, _plan_charging(step), charging=True)
+    return outcome
+
+
+# --- smart plan: wait, pause, resume ----------------------------------------------------------
+#
+# A session with a SmartPlan charges only inside its planned windows. Outside them it is paused:
+# status stays CHARGING, the plan row carries the pause and its deadline (`resume_at`). The STOP
+# at the purchase is decided before the plan is looked at, so it always wins.
+
+PAUSE = "pause"
+RESUME = "resume"
+# A window that starts within this much of now is started at once (no wait for a minute).
+START_SLACK = timedelta(seconds=90)
+MAX_PAUSE_ATTEMPTS = 3
+
+
+def _plan_of(session: ChargingSession) -> SmartPlan | None:
+    try:
+        return session.smart_plan
+    except SmartPlan.DoesNotExist:
+        return None
+
+
+def _soc_now(session: ChargingSession, delivered_wh: int) -> int | None:
+    capacity = session.vehicle.capacity_wh
+    if session.start_soc_bp is None or not capacity:
+        return None
+    return min(10_000, session.start_soc_bp + delivered_wh * 10_000 // capacity)
+
+
+def _first_plan(plan: SmartPlan) -> bool:
+    return plan.replans == 0 and plan.cost_millis == 0 and plan.immediate_cost_millis == 0
+
+
+def _plan_first_window(step: _Step, changes: dict[str, Any], *, already_charging: bool) -> Outcome | None:
+    """At the first reading: join grid events (enrolled cars), plan, and wait for the first window.
+    Returns the waiting outcome, or None to start now (the plan then goes with the START)."""
+    session = step.session
+    if grid.grid_attach_events(session=session, now=step.now):
+        session.smart_plan = SmartPlan.objects.get(session_id=session.pk)
+    plan = _plan_of(session)
+    if plan is None:
+        return None
+    soc = changes.get("start_soc_bp")
+    p = grid.plan_session(session, plan, now=step.now, delivered_wh=0, soc_bp=soc, power_w=None, start_soc_bp=soc)
+    step.plan_changes.update(grid.plan_fields(p, now=step.now, delivered_wh=0, replan=not _first_plan(plan)))
+    first = p.next_window(step.now)
+    if already_charging or first is None or first.start <= step.now + START_SLACK:
+        return None
+    # Waiting is a REQUESTED session with its own deadline: the window's start plus the usual.
+    changes = {
+        **changes,
+        "state_deadline_at": first.start + REQUESTED_DEADLINE,
+        "reason": "waiting_window",
+        "reason_message": _reason("waiting_window"),
+    }
+    return Outcome(changes=changes, next_at=first.start)
+
+
+def _follow_plan(step: _Step, outcome: Outcome, *, charging: bool = False) -> Outcome:
+    """After the policy's decision: keep charging inside a window (next step by its end at the
+    latest), re-plan on drift, pause outside the windows."""
+    session = step.session
+    plan = _plan_of(session)
+    if plan is None or outcome.to_status not in (None, S.CHARGING):
+        return outcome
+    now = step.now
+    if charging and plan.resume_sent_at:
+        step.plan_changes["resume_sent_at"] = None
+    delivered = outcome.changes.get("delivered_wh", session.delivered_wh)
+    power = outcome.changes.get("power_w") or session.power_w or session.nominal_power_w
+    windows = grid.windows_of(plan)
+    current = next((w for w in windows if w.contains(now)), None)
+    # Drift: the car charges slower than planned, or a late reading left the estimate behind.
+    tolerance = max(500, session.purchased_wh // 20)
+    behind = charging and plan.planned_power_w and delivered + tolerance < grid.expected_delivered_wh(plan, now)
+    if plan.planned_at is None or behind or current is None:
+        p = grid.plan_session(
+            session, plan, now=now, delivered_wh=delivered, soc_bp=_soc_now(session, delivered), power_w=power
+        )
+        step.plan_changes.update(grid.plan_fields(p, now=now, delivered_wh=delivered, replan=not _first_plan(plan)))
+        windows, current = list(p.windows), p.window_at(now)
+        if not windows:
+            return outcome  # nothing left to plan: the policy stops at the target
+    if current is not None:
+        if outcome.next_at is not None:
+            outcome.next_at = min(outcome.next_at, current.end)
+        return outcome
+    following = next((w for w in windows if w.start > now), None)
+    resume_at = following.start if following else now + timedelta(hours=1)
+    in_event = any(a <= now < b for a, b in grid.blocked_for(session))
+    _pause_command(step)
+    step.plan_changes.update(
+        paused=True,
+        pause_reason=SmartPlan.PauseReason.GRID if in_event else SmartPlan.PauseReason.PLAN,
+        pause_sent_at=now,
+        pause_attempts=1,
+        pause_verified_at=None,
+        resume_at=resume_at,
+        resume_sent_at=None,
+        pauses=F("pauses") + 1,
+    )
+    if in_event:
+        step.after.append(functools.partial(grid.participations_pause_sent, session_id=session.pk, now=now))
+    code = "paused_grid" if in_event else "paused_plan"
+    outcome.changes.update(planned_action="", reason=code, reason_message=_reason(code), attempts=0)
+    if outcome.to_status:
+        outcome.reason = code  # _commit writes the move's reason over `changes`
+    outcome.next_at = _pause_verify_at(step)
+    return outcome
+
+
+def _pause_verify_at(step: _Step) -> datetime:
+    latency = latency_model(step.vehicle.make)
+    at = step.now + timedelta(seconds=latency.quantile(0.9) + 60)
+    return max(at, step.not_before or at)
+
+
+def _pause_command(step: _Step) -> None:
+    """A STOP that pauses (not the purchase's): recorded apart so latency learning ignores it."""
+    vid = step.vehicle.external_id
+    try:
+        step.call(CommandKind.STOP, PAUSE, lambda c, t: c.stop_charge(t, vid))
+    except api_errors.VehicleApiError as exc:
+        logger.info("session %s: pause STOP failed (%s); the verification read decides", step.session.pk, exc)
+
+
+def _step_paused(step: _Step, plan: SmartPlan) -> Outcome:
+    """A paused session: verify the car stopped (once), then wait for `resume_at` and resume."""
+    session, now = step.session, step.now
+    if plan.pause_verified_at is None and plan.pause_attempts <= MAX_PAUSE_ATTEMPTS:
+        try:
+            reading = _read(step)
+        except api_errors.VehicleApiError:
+            if now < plan.resume_at:
+                at = min(plan.resume_at, step.backoff(min(session.attempts, 4)))
+                return Outcome(changes={"attempts": session.attempts + 1}, next_at=at)
+        else:
+            if reading.is_plugged_in is False:
+                return _finish(step, to_status=S.INTERRUPTED, reason="unplugged_mid")
+            stopped = reading.charge_state != ChargeState.CHARGING
+            step.after.append(
+                functools.partial(grid.participations_verify, session_id=session.pk, now=now, stopped=stopped)
+            )
+            if stopped:
+                step.plan_changes["pause_verified_at"] = now
+            elif plan.pause_attempts < MAX_PAUSE_ATTEMPTS:
+                _pause_command(step)
+                step.plan_changes["pause_attempts"] = plan.pause_attempts + 1
+                return Outcome(next_at=_pause_verify_at(step))
+            else:
+                # The car ignores the pause: charge on under the stop policy (the purchase stays
+                # the cap), following no plan from here.
+                logger.warning("session %s: car ignores the pause STOP; charging on", session.pk)
+                until = now + grid.HORIZON
+                step.plan_changes.update(
+                    paused=False,
+                    resume_at=None,
+                    windows=[smart.Window(now, until, 0, 0).as_dict()],
+                    planned_at=now,
+                    planned_power_w=0,
+                )
+                return Outcome(changes={"reason": "charging", "reason_message": _reason("charging")}, next_at=now)
+    if now < plan.resume_at:
+        return Outcome(next_at=plan.resume_at)
+    # Resume time: re-plan what is left from here (a grid event may have moved the windows).
+    delivered = session.delivered_wh
+    power = session.power_w or session.nominal_power_w
+    p = grid.plan_session(
+        session, plan, now=now, delivered_wh=delivered, soc_bp=_soc_now(session, delivered), power_w=power
+    )
+    step.plan_changes.update(grid.plan_fields(p, now=now, delivered_wh=delivered, replan=True))
+    following = p.next_window(now)
+    if following is None:
+        # Nothing left to charge: end through the usual STOP and its verification.
+        step.plan_changes.update(paused=False, resume_at=None)
+        return _send_stop(step, reason="battery_max" if grid.target_wh(session) < session.purchased_wh else "threshold")
+    if following.start > now + START_SLACK:
+        step.plan_changes["resume_at"] = following.start
+        return Outcome(next_at=following.start)
+    vid = step.vehicle.external_id
+    try:
+        step.call(CommandKind.START, RESUME, lambda c, t: c.start_charge(t, vid))
+    except api_errors.VehicleStateError as exc:
+        if exc.code == "CHARGING_PLUG_NOT_CONNECTED":
+            return _finish(step, to_status=S.INTERRUPTED, reason="unplugged_mid")
+        if exc.code != "CHARGING_IN_PROGRESS":
+            step.plan_changes["resume_at"] = step.backoff(min(session.attempts, 4))
+            return Outcome(changes={"attempts": session.attempts + 1}, next_at=step.plan_changes["resume_at"])
+    except (api_errors.TransportError, api_errors.UpstreamError, api_errors.ServerError):
+        logger.info("session %s: resume START outcome unknown; the next read tells", session.pk)
+    except api_errors.VehicleApiError:
+        step.plan_changes["resume_at"] = step.backoff(min(session.attempts, 4))
+        return Outcome(changes={"attempts": session.attempts + 1}, next_at=step.plan_changes["resume_at"])
+    step.after.append(
+        functools.partial(
+            grid.participations_settle,
+            session_id=session.pk,
+            now=now,
+            power_w=power,
+            paused_since=plan.pause_verified_at,
+        )
+    )
+    step.plan_changes.update(
+        paused=False, pause_reason="", resume_at=None, resume_sent_at=now, pause_attempts=0, pause_verified_at=None
+    )
+    latency = latency_model(step.vehicle.make)
+    return Outcome(
+        changes={"reason": "charging", "reason_message": _reason("charging"), "attempts": 0, "planned_action": ""},
+        next_at=now + timedelta(seconds=latency.quantile(0.9) + 60),
+    )
+
+
+def _resume_pending(step: _Step, plan: SmartPlan | None, reading: metering.Reading) -> bool:
+    return bool(
+        plan is not None
+        and plan.resume_sent_at
+        and reading.is_plugged_in is not False
+        and reading.charge_state != ChargeState.FULLY_CHARGED
+        and step.now < plan.resume_sent_at + STARTING_DEADLINE
+    )
+
+
+def _resume_wait(step: _Step, plan: SmartPlan) -> Outcome:
+    session = step.session
+    attempts = session.attempts + 1
+    if attempts == 3:
+        # Two looks and still not charging: the resume START may have been lost; send it again.
+        vid = step.vehicle.external_id
+        try:
+            step.call(CommandKind.START, RESUME, lambda c, t: c.start_charge(t, vid))
+        except api_errors.VehicleApiError as exc:
+            logger.info("session %s: second resume START failed (%s)", session.pk, exc)
+    return Outcome(changes={"attempts": attempts}, next_at=step.backoff(min(attempts, 3)))
 
 
 def _send_stop(step: _Step, *, reason: str, predicted_wh: int | None = None) -> Outcome:
@@ -689,7 +976,8 @@ def _step_stopping(step: _Step) -> Outcome:
         if not session.start_sent_at or session.charging_at is None:
             # Never charged (a START that never took): nothing delivered, release everything.
             return Outcome(to_status=S.INTERRUPTED, reason=session.stop_reason or "did_not_start", settle=True)
-        return _finish(step, to_status=ended, reason="completed" if ended == S.COMPLETED else session.stop_reason)
+        done = "battery_max" if session.stop_reason == "battery_max" else "completed"
+        return _finish(step, to_status=ended, reason=done if ended == S.COMPLETED else session.stop_reason)
     if step.now >= session.state_deadline_at:
         return _finish(step, to_status=S.COMPLETED, reason="stop_not_verified", flag=True)
     # Still charging after STOP: retry, then lower the car's limit, then call the operator.
@@ -760,7 +1048,9 @@ def _finish(step: _Step, *, to_status: str, reason: str, flag: bool = False, tal
             power_w=estimate.power_w,
         )
         if learned is not None:
-            first_stop = session.commands.filter(kind=CommandKind.STOP, ok=True).order_by("id").first()
+            first_stop = (
+                session.commands.filter(kind=CommandKind.STOP, ok=True).exclude(detail=PAUSE).order_by("id").first()
+            )
             if first_stop:
                 VehicleCommand.objects.filter(pk=first_stop.pk).update(effect_latency_ms=int(learned * 1000))
     restore = session.backstop_limit_bp or session.stop_escalated

@@ -8,13 +8,27 @@ from .charging import (
     VehicleCommand,
     VehicleEvent,
 )
+from .grid import (
+    DemandResponseEnrollment,
+    DemandResponseEvent,
+    DemandResponseParticipation,
+    GridBonusEntry,
+    PricePoint,
+    SmartPlan,
+)
 from .vehicles import Vehicle, VehicleConnection
 
 __all__ = [
     "ChargingSession",
+    "DemandResponseEnrollment",
+    "DemandResponseEvent",
+    "DemandResponseParticipation",
+    "GridBonusEntry",
     "MeterReading",
+    "PricePoint",
     "SessionStatus",
     "SessionTransition",
+    "SmartPlan",
     "Vehicle",
     "VehicleCommand",
     "VehicleConnection",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 
 from sessions import crypto
 
@@ -100,6 +100,9 @@ class Vehicle(models.Model):
     charge_limit_readable = models.BooleanField(null=True, blank=True)
     charge_limit_settable = models.BooleanField(null=True, blank=True)
     charge_limit_bp = models.PositiveSmallIntegerField(null=True, blank=True)
+    # Battery health: never charge past the maximum; below the minimum, charge first whatever the price.
+    max_soc_bp = models.PositiveSmallIntegerField(default=8000)
+    min_soc_bp = models.PositiveSmallIntegerField(default=0)
 
     # Last known snapshot. `data_age` is when the VEHICLE recorded the data (SC-Data-Age), not
     # when we asked; `fetched_at` when the API pulled it from the OEM; `snapshot_at` our clock.
@@ -123,6 +126,10 @@ class Vehicle(models.Model):
             models.CheckConstraint(
                 condition=Q(charge_limit_bp__isnull=True) | Q(charge_limit_bp__gte=0, charge_limit_bp__lte=10000),
                 name="vehicle_charge_limit_bp_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(min_soc_bp__lte=F("max_soc_bp")) & Q(max_soc_bp__lte=10000) & Q(max_soc_bp__gte=1000),
+                name="vehicle_soc_window",
             ),
         ]
 

@@ -1,0 +1,100 @@
+"""Reads for pages and APIs: a session's plan and saving, grid-event reports, package suggestions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db.models import Sum
+
+from prepaid.models import EnergyPackage
+from sessions import smart
+from sessions.models.charging import ChargingSession, CommandKind
+from sessions.models.grid import DemandResponseEvent, GridBonusEntry, SmartPlan
+from sessions.models.vehicles import Vehicle
+
+
+@dataclass(frozen=True)
+class PlanView:
+    deadline: object
+    windows: tuple[smart.Window, ...]
+    planned_energy_wh: int
+    expected_cost_minor: int
+    immediate_cost_minor: int
+    saving_minor: int
+    meets_deadline: bool
+    paused: bool
+    pause_reason: str
+    resume_at: object
+    replans: int
+
+
+def session_plan(*, session: ChargingSession) -> PlanView | None:
+    """The planned windows and the expected saving the driver sees (None: no plan)."""
+    plan = SmartPlan.objects.filter(session=session).first()
+    if plan is None:
+        return None
+    return PlanView(
+        deadline=plan.deadline,
+        windows=tuple(smart.Window.from_dict(w) for w in plan.windows),
+        planned_energy_wh=plan.planned_energy_wh,
+        expected_cost_minor=smart.millis_to_minor(plan.cost_millis),
+        immediate_cost_minor=smart.millis_to_minor(plan.immediate_cost_millis),
+        saving_minor=smart.millis_to_minor(plan.saving_millis),
+        meets_deadline=plan.meets_deadline,
+        paused=plan.paused,
+        pause_reason=plan.pause_reason,
+        resume_at=plan.resume_at,
+        replans=plan.replans,
+    )
+
+
+def grid_event_report(*, event: DemandResponseEvent) -> dict:
+    """Who took part, who really stopped (a reading in the window showed it), energy shifted, bonus."""
+    rows = []
+    for p in event.participations.select_related("vehicle", "session").order_by("id"):
+        stops = p.session.commands.filter(kind=CommandKind.STOP, detail="pause", sent_at__gte=event.starts_at)
+        rows.append(
+            {
+                "vehicle_id": p.vehicle_id,
+                "vehicle": str(p.vehicle),
+                "session": str(p.session.public_id),
+                "pause_sent_at": p.pause_sent_at.isoformat() if p.pause_sent_at else None,
+                "pause_commands": stops.filter(sent_at__lt=event.ends_at).count(),
+                "verified_stopped": p.verified_stopped_at is not None,
+                "verified_stopped_at": p.verified_stopped_at.isoformat() if p.verified_stopped_at else None,
+                "charging_seen": p.charging_seen_at is not None,
+                "planned_in_window_wh": p.planned_in_window_wh,
+                "energy_shifted_wh": p.energy_shifted_wh,
+                "resumed": p.resumed_at is not None,
+            }
+        )
+    bonus = GridBonusEntry.objects.filter(event=event).aggregate(total=Sum("amount_minor"))["total"] or 0
+    return {
+        "event": str(event.public_id),
+        "external_id": event.external_id,
+        "source": event.source,
+        "region": event.region,
+        "starts_at": event.starts_at.isoformat(),
+        "ends_at": event.ends_at.isoformat(),
+        "vehicles": len(rows),
+        "verified_stopped": sum(1 for r in rows if r["verified_stopped"]),
+        "energy_shifted_wh": sum(r["energy_shifted_wh"] for r in rows),
+        "bonus_minor": bonus,
+        "participants": rows,
+    }
+
+
+def packages_fitting(*, vehicle: Vehicle, soc_bp: int | None = None) -> list[EnergyPackage]:
+    """Active packages that fit between the battery's level and the vehicle's maximum.
+
+    Unknown level or capacity: every package (the controller still stops at the maximum)."""
+    soc = vehicle.soc_bp if soc_bp is None else soc_bp
+    packages = EnergyPackage.objects.filter(active=True).order_by("energy_wh")
+    if soc is None or not vehicle.capacity_wh:
+        return list(packages)
+    room = smart.soc_energy_wh(soc, vehicle.max_soc_bp, vehicle.capacity_wh)
+    return list(packages.filter(energy_wh__lte=room))
+
+
+def bonus_total_minor(*, user) -> int:
+    return GridBonusEntry.objects.filter(user=user).aggregate(total=Sum("amount_minor"))["total"] or 0

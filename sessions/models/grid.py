@@ -1,0 +1,175 @@
+"""Smart charging, demand response and battery health: prices, plans, grid events, bonuses.
+
+A session follows a `SmartPlan` when it has one: charging windows chosen by `sessions.smart`, and
+a pause flag with its own deadline (`resume_at`). The session's status stays CHARGING while it is
+paused; the plan row says why it is not charging and until when, so no session ever waits without
+a deadline and the STOP at the purchase keeps working unchanged.
+"""
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+
+
+class PricePoint(models.Model):
+    """One time-of-use price of a region on [starts_at, ends_at) (hourly or 15-minute)."""
+
+    region = models.CharField(max_length=32)
+    starts_at = models.DateTimeField()
+    ends_at = models.DateTimeField()
+    # Milli-minor units per kWh: 25.37 ct/kWh is 25370 (see sessions.smart).
+    price_millis = models.IntegerField()
+    currency = models.CharField(max_length=3, default="eur")
+    source = models.CharField(max_length=64, blank=True)
+    imported_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["region", "starts_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["region", "starts_at"], name="grid_price_unique_start"),
+            models.CheckConstraint(condition=Q(ends_at__gt=F("starts_at")), name="grid_price_interval"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.region} {self.starts_at:%Y-%m-%d %H:%M} {self.price_millis}"
+
+
+class SmartPlan(models.Model):
+    """The plan a session follows, and its pause state (a flag with its own deadline)."""
+
+    class PauseReason(models.TextChoices):
+        PLAN = "plan", "Outside a planned window"
+        GRID = "grid", "Grid event"
+
+    session = models.OneToOneField("charging.ChargingSession", on_delete=models.CASCADE, related_name="smart_plan")
+    region = models.CharField(max_length=32, blank=True)
+    deadline = models.DateTimeField(null=True, blank=True, help_text="Empty: charge at once (around grid events).")
+    windows = models.JSONField(default=list)
+    planned_at = models.DateTimeField(null=True, blank=True)
+    planned_power_w = models.PositiveIntegerField(null=True, blank=True)
+    planned_energy_wh = models.PositiveIntegerField(default=0)
+    # Delivered energy when the plan was made: drift = plan's expectation minus the estimate.
+    delivered_at_plan_wh = models.PositiveIntegerField(default=0)
+    cost_millis = models.BigIntegerField(default=0)
+    immediate_cost_millis = models.BigIntegerField(default=0)
+    meets_deadline = models.BooleanField(default=True)
+    replans = models.PositiveIntegerField(default=0)
+
+    paused = models.BooleanField(default=False)
+    pause_reason = models.CharField(max_length=8, choices=PauseReason.choices, blank=True)
+    pause_sent_at = models.DateTimeField(null=True, blank=True)
+    pause_attempts = models.PositiveSmallIntegerField(default=0)
+    pause_verified_at = models.DateTimeField(null=True, blank=True)
+    # The pause's deadline: the step that resumes (or re-plans) is due then at the latest.
+    resume_at = models.DateTimeField(null=True, blank=True)
+    resume_sent_at = models.DateTimeField(null=True, blank=True)
+    pauses = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(paused=False) | Q(resume_at__isnull=False), name="grid_pause_has_deadline"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"plan of session {self.session_id} ({len(self.windows)} windows)"
+
+    @property
+    def saving_millis(self) -> int:
+        return self.immediate_cost_millis - self.cost_millis
+
+
+class DemandResponseEnrollment(models.Model):
+    """A driver's consent that a vehicle's sessions pause for grid events in a region."""
+
+    vehicle = models.OneToOneField("charging.Vehicle", on_delete=models.CASCADE, related_name="dr_enrollment")
+    region = models.CharField(max_length=32)
+    active = models.BooleanField(default=True)
+    enrolled_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.vehicle_id} in {self.region}"
+
+
+class DemandResponseEvent(models.Model):
+    """A window in which enrolled vehicles (of a region, or listed) must not charge."""
+
+    class Source(models.TextChoices):
+        OPERATOR = "operator", "Operator"
+        UTILITY = "utility", "Utility"
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    source = models.CharField(max_length=16, choices=Source.choices)
+    # The utility's own id: a repeated POST of the same event creates nothing new.
+    external_id = models.CharField(max_length=100)
+    region = models.CharField(max_length=32, blank=True)
+    vehicles = models.ManyToManyField("charging.Vehicle", blank=True, related_name="dr_events")
+    starts_at = models.DateTimeField()
+    ends_at = models.DateTimeField()
+    bonus_minor_per_kwh = models.PositiveIntegerField(default=10)
+    declared_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-starts_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["source", "external_id"], name="grid_event_unique_external"),
+            models.CheckConstraint(condition=Q(ends_at__gt=F("starts_at")), name="grid_event_interval"),
+        ]
+
+    def __str__(self) -> str:
+        return f"grid event {self.external_id} {self.starts_at:%Y-%m-%d %H:%M}–{self.ends_at:%H:%M}"
+
+
+class DemandResponseParticipation(models.Model):
+    """One session's part in one event: paused when, verified stopped by a reading, energy shifted."""
+
+    event = models.ForeignKey(DemandResponseEvent, on_delete=models.PROTECT, related_name="participations")
+    session = models.ForeignKey("charging.ChargingSession", on_delete=models.PROTECT, related_name="dr_participations")
+    vehicle = models.ForeignKey("charging.Vehicle", on_delete=models.PROTECT, related_name="+")
+    # The energy the session's plan had inside the event window when the event arrived.
+    planned_in_window_wh = models.PositiveIntegerField(default=0)
+    pause_sent_at = models.DateTimeField(null=True, blank=True)
+    # Set only from a reading that showed the car not charging during the event.
+    verified_stopped_at = models.DateTimeField(null=True, blank=True)
+    charging_seen_at = models.DateTimeField(null=True, blank=True, help_text="A reading in the window showed charging.")
+    energy_shifted_wh = models.PositiveIntegerField(default=0)
+    resumed_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["event", "session"], name="grid_participation_once")]
+
+    def __str__(self) -> str:
+        return f"session {self.session_id} in {self.event_id}"
+
+
+class GridBonusEntry(models.Model):
+    """The bonus ledger: one append-only line per verified participation, in minor units.
+
+    Kept apart from the energy wallet (prepaid.LedgerEntry) because a wallet line must be backed
+    by a paid credit lot (`ledger_check`); this line is traceable to its event and participation
+    and unique per participation, so a replayed step credits nothing twice."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="grid_bonuses")
+    event = models.ForeignKey(DemandResponseEvent, on_delete=models.PROTECT, related_name="bonuses")
+    participation = models.OneToOneField(DemandResponseParticipation, on_delete=models.PROTECT, related_name="bonus")
+    energy_shifted_wh = models.PositiveIntegerField()
+    amount_minor = models.PositiveIntegerField()
+    currency = models.CharField(max_length=3, default="eur")
+    idempotency_key = models.CharField(max_length=200, unique=True)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"bonus {self.amount_minor} for {self.participation_id}"
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise ValueError("bonus lines are append-only")
+        super().save(*args, **kwargs)
