@@ -12,4 +12,5 @@ urlpatterns = [
     path("vehicles/webhook/", vehicle_webhooks.receive, name="vehicle-webhook"),
     path("vehicles/", include("sessions.urls")),
     path("payments/", include("payments.urls")),
+    path("api/v1/", include("prepaid.api.urls")),
 ]
