@@ -13,4 +13,5 @@ urlpatterns = [
     path("vehicles/", include("sessions.urls")),
     path("payments/", include("payments.urls")),
     path("api/v1/", include("prepaid.api.urls")),
+    path("dashboard/", include("prepaid.dashboard.urls")),
 ]
