@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass
 from http import HTTPStatus
 
-from django.core.exceptions import ObjectDoesNotExist
+from django.core.exceptions import ObjectDoesNotExist, RequestDataTooBig, SuspiciousOperation
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404
 from django.urls import reverse
@@ -59,6 +59,11 @@ PROBLEM_TYPES = {
         ProblemType("payment-provider-error", 502, "Payment provider error", "The payment provider refused."),
     ]
 }
+
+
+class PayloadTooLarge(exceptions.APIException):
+    status_code = 413
+    default_detail = "The request body is too large."
 
 
 class Problem(exceptions.APIException):
@@ -134,6 +139,10 @@ def exception_handler(exc, context):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied()
+    elif isinstance(exc, RequestDataTooBig):
+        exc = PayloadTooLarge()
+    elif isinstance(exc, SuspiciousOperation):
+        exc = exceptions.ParseError("The request was malformed.")
     else:
         exc = _domain_problem(exc) or exc
 
@@ -204,6 +213,7 @@ _COMMON = {
     "404": "Not found (or not yours).",
     "405": "Method not allowed.",
     "406": "Not acceptable.",
+    "413": "Request body too large.",
     "415": "Unsupported media type.",
     "429": "Too many requests (see Retry-After).",
 }

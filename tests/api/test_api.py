@@ -41,6 +41,30 @@ def test_it_asks_anonymous_clients_for_a_token(as_role):
     assert response["WWW-Authenticate"] == "Token"
 
 
+def test_it_answers_an_oversized_body_with_a_problem(as_role, world, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1024
+    response = as_role("owner").post("/api/v1/refunds/", {"energy_kwh": "1", "pad": "x" * 4096}, format="json")
+    _problem(response, 413)
+
+
+def test_it_answers_malformed_json_with_a_problem(as_role, world):
+    response = as_role("owner").post("/api/v1/refunds/", b"{not json", content_type="application/json")
+    assert _problem(response, 400)["title"] == "Bad Request"
+
+
+def test_it_reports_a_payment_provider_outage_as_503(as_role, world, settings):
+    import socket
+
+    with socket.socket() as sock:  # a loopback port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        settings.STRIPE_API_BASE = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    package = EnergyPackage.objects.create(name="5 kWh", energy_wh=5_000, price_minor=225)
+    response = as_role("other").post("/api/v1/purchases/", {"package_id": package.pk}, format="json")
+    assert _problem(response, 503)["type"].endswith("/problems/payment-provider-unavailable/")
+    # The purchase is kept: the client can open the payment again later with /pay/.
+    assert Purchase.objects.filter(user=world.other, status=Purchase.Status.AWAITING_PAYMENT).count() == 1
+
+
 def test_it_rejects_a_bad_token(world):
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION="Token not-a-real-token")

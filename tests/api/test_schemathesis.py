@@ -5,6 +5,8 @@ bounded and derandomized: the suite stays fast and a failure reproduces."""
 
 import pytest
 import schemathesis
+from django.core import signals
+from django.db import close_old_connections
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from rest_framework.authtoken.models import Token
@@ -30,12 +32,23 @@ def _operations() -> list[tuple[str, str]]:
 
 
 @pytest.fixture
+def in_process_requests():
+    """Call the WSGI app as Django's test client does: the end of a request must not close the
+    test's database connection (on PostgreSQL that would drop the test transaction)."""
+    signals.request_started.disconnect(close_old_connections)
+    signals.request_finished.disconnect(close_old_connections)
+    yield
+    signals.request_started.connect(close_old_connections)
+    signals.request_finished.connect(close_old_connections)
+
+
+@pytest.fixture
 def owner_token(world) -> str:
     return Token.objects.get_or_create(user=world.owner)[0].key
 
 
 @pytest.mark.parametrize(("method", "path"), _operations(), ids=lambda value: value)
-def test_it_answers_every_request_within_its_schema(world, stripe_base, owner_token, method, path):  # noqa: F811
+def test_it_answers_every_request_within_its_schema(world, stripe_base, in_process_requests, owner_token, method, path):  # noqa: F811
     operation = schemathesis.openapi.from_wsgi("/api/v1/schema/", application)[path][method]
 
     @given(case=operation.as_strategy())
