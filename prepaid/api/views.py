@@ -11,7 +11,7 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.decorators import action
-from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import NotFound, PermissionDenied
 from rest_framework.generics import ListAPIView
 from rest_framework.permissions import AllowAny, BasePermission, IsAuthenticated
 from rest_framework.response import Response
@@ -185,7 +185,7 @@ class PurchaseViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OwnedVie
         # Paying is the buyer's alone, staff included: they see the purchase but cannot pay it.
         purchase = self.get_object()
         if purchase.user_id != self.request.user.pk:
-            raise Problem("purchase-conflict", "Only the buyer can pay a purchase.", status_code=403)
+            raise PermissionDenied("Only the buyer can pay a purchase.")
         return purchase
 
 
