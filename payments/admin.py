@@ -1,76 +1,77 @@
+"""Admin for purchases, the webhook inbox, refunds and disputes: read-only records (they change
+through services only), with the operator's actions: replay webhook events."""
+
 from django.contrib import admin, messages
 
-from payments import services
 from payments.models import Dispute, Purchase, PurchaseTransition, Refund, RefundPart, StripeCustomer, StripeEvent
+from prepaid.admin import ReadOnlyAdmin
+from prepaid.dashboard.operator import stripe_events_replay
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Payment records change only through services (and Stripe); the admin shows them."""
+class ReadOnlyInline(admin.TabularInline):
+    extra = 0
+    can_delete = False
 
-    def has_add_permission(self, request):
+    def has_add_permission(self, request, obj=None):
         return False
 
     def has_change_permission(self, request, obj=None):
         return False
 
-    def has_delete_permission(self, request, obj=None):
-        return False
 
-
-class TransitionInline(admin.TabularInline):
+class PurchaseTransitionInline(ReadOnlyInline):
     model = PurchaseTransition
-    extra = 0
-    can_delete = False
-    readonly_fields = ("from_status", "to_status", "reason", "created_at")
-
-    def has_add_permission(self, request, obj=None):
-        return False
+    fields = ("created_at", "from_status", "to_status", "reason")
+    readonly_fields = fields
 
 
 @admin.register(Purchase)
 class PurchaseAdmin(ReadOnlyAdmin):
-    list_display = ("public_id", "user", "energy_wh", "amount_minor", "currency", "status", "created_at", "paid_at")
-    list_filter = ("status", "checkout_mode")
-    search_fields = ("public_id", "user__username", "stripe_payment_intent_id", "stripe_checkout_session_id")
-    inlines = [TransitionInline]
+    list_display = ("public_id", "user", "status", "energy_wh", "amount_minor", "currency", "created_at", "paid_at")
+    list_filter = ("status", "checkout_mode", "currency", "created_at")
+    search_fields = (
+        "public_id",
+        "user__username",
+        "user__email",
+        "stripe_payment_intent_id",
+        "stripe_checkout_session_id",
+        "stripe_charge_id",
+    )
+    date_hierarchy = "created_at"
+    inlines = [PurchaseTransitionInline]
+
+
+@admin.register(StripeCustomer)
+class StripeCustomerAdmin(ReadOnlyAdmin):
+    list_display = ("customer_id", "user", "created_at")
+    list_filter = ("created_at",)
+    search_fields = ("customer_id", "user__username", "user__email")
 
 
 @admin.register(StripeEvent)
 class StripeEventAdmin(ReadOnlyAdmin):
-    list_display = ("event_id", "type", "status", "attempts", "received_at", "processed_at")
-    list_filter = ("status", "type")
-    search_fields = ("event_id",)
+    list_display = ("event_id", "type", "status", "attempts", "received_at", "processed_at", "short_error")
+    list_filter = ("status", "type", "livemode")
+    search_fields = ("event_id", "type", "last_error")
+    date_hierarchy = "received_at"
     actions = ["replay"]
 
-    def has_change_permission(self, request, obj=None):
-        return request.user.is_staff  # needed for the action; all fields stay read-only
+    @admin.display(description="last error")
+    def short_error(self, event: StripeEvent) -> str:
+        return event.last_error[:80]
 
-    def get_readonly_fields(self, request, obj=None):
-        return [f.name for f in self.model._meta.fields]
-
-    @admin.action(description="Process the selected events again")
+    @admin.action(description="Replay the selected events now (idempotent)")
     def replay(self, request, queryset):
-        statuses = [services.event_process(event_pk=event.pk) for event in queryset]
-        self.message_user(request, f"Replayed {len(statuses)} event(s): {', '.join(statuses)}")
+        results = stripe_events_replay(event_pks=list(queryset.values_list("pk", flat=True)))
+        summary = ", ".join(f"{count} {status}" for status, count in sorted(results.items())) or "nothing"
+        level = messages.WARNING if results.get(StripeEvent.Status.FAILED) else messages.SUCCESS
+        self.message_user(request, f"Replayed: {summary}.", level)
 
 
-class RefundPartInline(admin.TabularInline):
+class RefundPartInline(ReadOnlyInline):
     model = RefundPart
-    extra = 0
-    can_delete = False
-    readonly_fields = (
-        "number",
-        "purchase",
-        "energy_wh",
-        "amount_minor",
-        "stripe_refund_id",
-        "status",
-        "failure_reason",
-    )
-    fields = readonly_fields
-
-    def has_add_permission(self, request, obj=None):
-        return False
+    fields = ("number", "purchase", "energy_wh", "amount_minor", "currency", "status", "stripe_refund_id")
+    readonly_fields = fields
 
 
 @admin.register(Refund)
@@ -78,36 +79,27 @@ class RefundAdmin(ReadOnlyAdmin):
     list_display = (
         "public_id",
         "wallet",
+        "requested_by",
         "energy_wh",
         "amount_minor",
         "currency",
         "status",
-        "requested_by",
         "created_at",
     )
-    list_filter = ("status",)
+    list_filter = ("status", "currency", "created_at")
+    search_fields = ("public_id", "wallet__user__username", "wallet__user__email", "idempotency_key")
     inlines = [RefundPartInline]
+
+
+@admin.register(RefundPart)
+class RefundPartAdmin(ReadOnlyAdmin):
+    list_display = ("idempotency_key", "refund", "purchase", "energy_wh", "amount_minor", "status", "updated_at")
+    list_filter = ("status",)
+    search_fields = ("idempotency_key", "stripe_refund_id", "purchase__public_id")
 
 
 @admin.register(Dispute)
 class DisputeAdmin(ReadOnlyAdmin):
     list_display = ("stripe_dispute_id", "purchase", "amount_minor", "currency", "reason", "status", "created_at")
-    list_filter = ("status",)
-
-
-@admin.register(StripeCustomer)
-class StripeCustomerAdmin(ReadOnlyAdmin):
-    list_display = ("user", "customer_id", "created_at")
-
-
-def refund_wallets(modeladmin, request, queryset):
-    """Operator refund of all unused credit of the selected wallets (used by prepaid.admin)."""
-    from prepaid.errors import WalletError
-
-    for wallet in queryset:
-        try:
-            refund = services.refund_request(wallet_id=wallet.pk, requested_by=request.user)
-        except WalletError as exc:
-            modeladmin.message_user(request, f"{wallet}: no refund ({exc})", level=messages.WARNING)
-        else:
-            modeladmin.message_user(request, f"{wallet}: refund of {refund.energy_wh} Wh requested")
+    list_filter = ("status", "reason")
+    search_fields = ("stripe_dispute_id", "purchase__public_id", "purchase__user__username")

@@ -1,5 +1,7 @@
-from django.contrib import admin
+from django.contrib import admin, messages
 
+from payments.pricing import format_money
+from prepaid.errors import WalletError
 from prepaid.models import CreditLot, EnergyPackage, Hold, LedgerEntry, LotConsumption, Wallet
 
 
@@ -7,6 +9,8 @@ from prepaid.models import CreditLot, EnergyPackage, Hold, LedgerEntry, LotConsu
 class EnergyPackageAdmin(admin.ModelAdmin):
     list_display = ("name", "energy_wh", "price_minor", "currency", "active", "order")
     list_editable = ("active", "order")
+    list_filter = ("active", "currency")
+    search_fields = ("name",)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -29,24 +33,30 @@ class WalletAdmin(ReadOnlyAdmin):
     search_fields = ("user__username", "user__email")
     actions = ["refund_unused_credit"]
 
-    def has_change_permission(self, request, obj=None):
-        return request.user.is_staff  # needed for the action; all fields stay read-only
-
-    def get_readonly_fields(self, request, obj=None):
-        return [f.name for f in self.model._meta.fields]
-
     @admin.action(description="Refund all unused credit to the original payments")
     def refund_unused_credit(self, request, queryset):
-        from payments.admin import refund_wallets
+        from payments.services import refund_request  # payments depends on prepaid, not back
 
-        refund_wallets(self, request, queryset)
+        for wallet in queryset:
+            try:
+                refund = refund_request(wallet_id=wallet.pk, requested_by=request.user)
+            except WalletError as exc:
+                self.message_user(request, f"{wallet.user}: no refund ({exc}).", messages.WARNING)
+                continue
+            self.message_user(
+                request,
+                f"{wallet.user}: refund of {refund.energy_wh} Wh "
+                f"({format_money(refund.amount_minor, refund.currency)}) requested.",
+                messages.SUCCESS,
+            )
 
 
 @admin.register(LedgerEntry)
 class LedgerEntryAdmin(ReadOnlyAdmin):
     list_display = ("created_at", "wallet", "kind", "delta_wh", "held_delta_wh", "idempotency_key")
-    list_filter = ("kind",)
-    search_fields = ("idempotency_key",)
+    list_filter = ("kind", "created_at")
+    search_fields = ("idempotency_key", "wallet__user__username", "wallet__user__email", "note")
+    date_hierarchy = "created_at"
 
 
 @admin.register(CreditLot)
@@ -61,14 +71,19 @@ class CreditLotAdmin(ReadOnlyAdmin):
         "amount_minor",
         "currency",
     )
+    list_filter = ("currency", "created_at")
+    search_fields = ("wallet__user__username", "wallet__user__email", "purchase__public_id")
 
 
 @admin.register(Hold)
 class HoldAdmin(ReadOnlyAdmin):
     list_display = ("idempotency_key", "wallet", "energy_wh", "consumed_wh", "released_wh", "status", "created_at")
-    list_filter = ("status",)
+    list_filter = ("status", "created_at")
+    search_fields = ("idempotency_key", "wallet__user__username", "wallet__user__email")
 
 
 @admin.register(LotConsumption)
 class LotConsumptionAdmin(ReadOnlyAdmin):
     list_display = ("hold", "lot", "energy_wh", "from_disputed")
+    list_filter = ("from_disputed",)
+    search_fields = ("hold__idempotency_key", "lot__purchase__public_id")

@@ -171,6 +171,54 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
 }
 
+# --- REST API (/api/v1/) and operator dashboard (helper API) -----------------------------------
+INSTALLED_APPS += ["rest_framework.authtoken", "drf_spectacular", "drf_spectacular_sidecar"]
+# Rates ("N/sec|min|hour|day"), read on every request by prepaid.api.throttles.
+API_THROTTLE_ANON = env("API_THROTTLE_ANON", "60/min")
+API_THROTTLE_USER = env("API_THROTTLE_USER", "600/min")
+API_THROTTLE_AUTH = env("API_THROTTLE_AUTH", "10/min")  # token requests: password guessing
+API_PAGE_SIZE = int(env("API_PAGE_SIZE", "20"))
+# Energy a session started through the API may ask for, kWh.
+API_SESSION_KWH_MIN = Decimal(env("API_SESSION_KWH_MIN", "0.1"))
+API_SESSION_KWH_MAX = Decimal(env("API_SESSION_KWH_MAX", "200"))
+REST_FRAMEWORK.update(
+    {
+        # Token first: an anonymous request gets 401 with `WWW-Authenticate: Token`, not a 403.
+        "DEFAULT_AUTHENTICATION_CLASSES": [
+            "rest_framework.authentication.TokenAuthentication",
+            "rest_framework.authentication.SessionAuthentication",
+        ],
+        "DEFAULT_THROTTLE_CLASSES": ["prepaid.api.throttles.AnonRate", "prepaid.api.throttles.UserRate"],
+        "DEFAULT_PAGINATION_CLASS": "prepaid.api.pagination.Pagination",
+        "EXCEPTION_HANDLER": "prepaid.api.problems.exception_handler",
+        "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+        "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+        "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    }
+)
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Prepaid Charge API",
+    "DESCRIPTION": "Buy energy credit, start and stop charging sessions, receipts and refunds. "
+    "Energy in Wh (integers), money in minor units with a currency; inputs in kWh are decimals. "
+    "Every error is an RFC 9457 problem (application/problem+json).",
+    "VERSION": "1.0.0",
+    "SCHEMA_PATH_PREFIX": "/api/v1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SWAGGER_UI_DIST": "SIDECAR",  # served by the app itself: no CDN
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "prepaid.api.problems.add_problem_responses",
+    ],
+}
+# Dashboard alerts: a session STOPPING longer than this, a hold active longer than this (seconds).
+DASHBOARD_STUCK_STOPPING_S = int(env("DASHBOARD_STUCK_STOPPING_S", "1800"))
+DASHBOARD_HOLD_MAX_AGE_S = int(env("DASHBOARD_HOLD_MAX_AGE_S", str(12 * 3600)))
+# How often the dashboard's live table polls its JSON endpoint (seconds).
+DASHBOARD_REFRESH_S = int(env("DASHBOARD_REFRESH_S", "5"))
+
 # --- Vehicle API (Smartcar v2.0 wire protocol) --------------------------------------------------
 # Defaults point at the bundled simulator (`python manage.py run_simulator`), started by `make run`.
 SIMULATOR_PORT = int(env("SIMULATOR_PORT", "8421"))

@@ -13,5 +13,7 @@ urlpatterns = [
     path("vehicles/webhook/", vehicle_webhooks.receive, name="vehicle-webhook"),
     path("vehicles/", include("sessions.urls")),
     path("payments/", include("payments.urls")),
-    path("grid/", include("sessions.grid_urls")),  # demand response (helper SMART)
+    path("grid/", include("sessions.grid_urls")),  # demand response
+    path("api/v1/", include("prepaid.api.urls")),
+    path("dashboard/", include("prepaid.dashboard.urls")),
 ]

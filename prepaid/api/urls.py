@@ -1,0 +1,27 @@
+from django.urls import path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.routers import DefaultRouter
+
+from prepaid.api import views
+
+app_name = "api"
+
+router = DefaultRouter(trailing_slash=True)
+router.include_root_view = False
+router.register("vehicles", views.VehicleViewSet, basename="vehicle")
+router.register("packages", views.PackageViewSet, basename="package")
+router.register("purchases", views.PurchaseViewSet, basename="purchase")
+router.register("sessions", views.SessionViewSet, basename="session")
+router.register("refunds", views.RefundViewSet, basename="refund")
+
+urlpatterns = [
+    path("auth/token/", views.TokenView.as_view(), name="token"),
+    path("wallet/", views.WalletView.as_view(), name="wallet"),
+    path("wallet/lots/", views.WalletLotsView.as_view(), name="wallet-lots"),
+    path("wallet/history/", views.WalletHistoryView.as_view(), name="wallet-history"),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
+    path("problems/<slug:slug>/", views.ProblemTypeView.as_view(), name="problem"),
+    *router.urls,
+    re_path(r"^.*$", views.NotFoundView.as_view()),
+]
