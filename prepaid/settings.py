@@ -236,6 +236,31 @@ LOGGING = {
     "loggers": {"httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
 }
 
+# --- Reliability and security (helper RELY): headers, throttles ---------------------------------
+# prepaid/security.py: a CSP with a per-request nonce and a Permissions-Policy on every response.
+MIDDLEWARE.insert(1, "prepaid.security.SecurityHeadersMiddleware")
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+# Login: after LOGIN_FAILURE_LIMIT failures for one username from one IP (or
+# LOGIN_FAILURE_LIMIT_PER_IP from one IP), the login form answers 429 for LOGIN_LOCKOUT_S seconds.
+LOGIN_FAILURE_LIMIT = int(env("LOGIN_FAILURE_LIMIT", "5"))
+LOGIN_FAILURE_LIMIT_PER_IP = int(env("LOGIN_FAILURE_LIMIT_PER_IP", "50"))
+LOGIN_LOCKOUT_S = int(env("LOGIN_LOCKOUT_S", "900"))
+# REST API: DRF's throttles per user and per anonymous IP (requests/second|minute|hour|day).
+REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"] = [
+    "rest_framework.throttling.AnonRateThrottle",
+    "rest_framework.throttling.UserRateThrottle",
+]
+REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] = {
+    "anon": env("API_THROTTLE_ANON", "60/minute"),
+    "user": env("API_THROTTLE_USER", "1200/minute"),
+}
+# Request bodies read into memory (forms, JSON): nothing a driver sends is larger.
+DATA_UPLOAD_MAX_MEMORY_SIZE = int(env("DATA_UPLOAD_MAX_MEMORY_SIZE", str(1024 * 1024)))
+# stripe-python logs whole API bodies (client secrets, card details) at DEBUG/INFO: never below WARNING.
+LOGGING["loggers"]["stripe"] = {"level": "WARNING"}
+
 # --- Production hardening -----------------------------------------------------------------------
 if PRODUCTION:
     SESSION_COOKIE_SECURE = True
