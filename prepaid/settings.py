@@ -258,6 +258,8 @@ REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] = {
 }
 # Request bodies read into memory (forms, JSON): nothing a driver sends is larger.
 DATA_UPLOAD_MAX_MEMORY_SIZE = int(env("DATA_UPLOAD_MAX_MEMORY_SIZE", str(1024 * 1024)))
+# Several deployments (or test runs) on one Redis: each cluster name is its own queue.
+Q_CLUSTER["name"] = env("Q_CLUSTER_NAME", Q_CLUSTER["name"])
 # stripe-python logs whole API bodies (client secrets, card details) at DEBUG/INFO: never below WARNING.
 LOGGING["loggers"]["stripe"] = {"level": "WARNING"}
 
