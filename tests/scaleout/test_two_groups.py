@@ -32,8 +32,9 @@ def test_a_group_killed_halfway_leaves_the_other_to_finish(fleet):
     # Halfway: a quarter of the sessions are stopping or done, the rest charging or starting.
     fleet.wait(
         timeout_s=240,
-        until=lambda: ChargingSession.objects.filter(status__in=[S.STOPPING, *TERMINAL_STATUSES]).count()
-        >= SESSIONS // 4,
+        until=lambda: (
+            ChargingSession.objects.filter(status__in=[S.STOPPING, *TERMINAL_STATUSES]).count() >= SESSIONS // 4
+        ),
     )
     a.kill()
     fleet.wait(timeout_s=240)
