@@ -26,9 +26,9 @@ from tests.scaleout.harness import Group, SharedClock, group_env
 from tests.security.conftest import credit_wallet
 
 START = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
-# Simulated seconds per wall second. 60 suits a quiet machine; a loaded one needs less (the lease,
+# Simulated seconds per wall second. 20 keeps 500 sessions inside the lease on a busy 2-CPU machine (the lease,
 # 11 simulated minutes, must outlast the queue's backlog in wall time).
-SPEED = float(os.environ.get("SCALEOUT_SPEED", "60"))
+SPEED = float(os.environ.get("SCALEOUT_SPEED", "20"))
 
 
 def _redis_ok(url: str) -> bool:
@@ -170,24 +170,33 @@ def fleet(infra, tmp_path):
         services._latency_model_cached.cache_clear()
 
 
-def assert_fleet_invariants(fleet: Fleet, *, killed: bool = False) -> None:
-    """Every session terminal, billed at most its purchase, each STOP attempt sent once, no credit
-    lost, the ledger clean; the simulator's own counters agree with our command records."""
+def assert_fleet_invariants(fleet: Fleet, *, crash_at: datetime | None = None) -> None:
+    """Every session terminal, billed at most its purchase, each STOP attempt sent by one worker,
+    no credit lost, the ledger clean; the simulator's own counters agree with our records.
+
+    `crash_at` (simulated time): when workers died (SIGKILL, connections dropped). A worker that
+    dies after sending a command and before committing its step leaves the attempt uncounted; the
+    worker that takes the session over once the lease expires repeats it. That repeat is the only
+    duplicate allowed: the first copy before the crash, the second after it, never two at once."""
     commands = VehicleCommand.objects
     for session in ChargingSession.objects.select_related("vehicle"):
         assert session.status in TERMINAL_STATUSES, (session.pk, session.status)
         assert 0 <= session.billed_wh <= session.purchased_wh, (session.pk, session.billed_wh)
         assert Hold.objects.get(pk=session.hold_id).status != Hold.Status.ACTIVE, session.pk
-        stops = list(commands.filter(session=session, kind=CommandKind.STOP).values_list("detail", flat=True))
-        # Each STOP attempt ("attempt N") was sent by exactly one worker.
-        assert len(stops) == len(set(stops)), (session.pk, stops)
-        starts = commands.filter(session=session, kind=CommandKind.START).count()
-        assert starts <= 1 or killed, (session.pk, starts)
+        sent = commands.filter(session=session, kind__in=[CommandKind.START, CommandKind.STOP]).order_by("id")
+        by_attempt: dict[tuple[str, str], list] = {}
+        for command in sent:
+            by_attempt.setdefault((command.kind, command.detail), []).append(command.sent_at)
+        for (kind, detail), times in by_attempt.items():
+            if len(times) == 1:
+                continue
+            assert crash_at is not None and len(times) == 2, (session.pk, kind, detail, times)
+            assert times[0] <= crash_at <= times[1] + timedelta(seconds=1), (session.pk, kind, detail, times)
         # What the car's cloud saw: every START/STOP it received is one of our records (a worker
         # killed between the call and its record may leave one unrecorded, never more).
         seen = fleet.sim.true_state(session.vehicle.external_id)["calls"].get("POST /charge", 0)
-        recorded = commands.filter(session=session, kind__in=[CommandKind.START, CommandKind.STOP]).count()
-        assert recorded <= seen <= recorded + (1 if killed else 0), (session.pk, recorded, seen)
+        recorded = sent.count()
+        assert recorded <= seen <= recorded + (1 if crash_at else 0), (session.pk, recorded, seen)
     for user_id, credited in fleet.credited.items():
         billed = ChargingSession.objects.filter(user_id=user_id).aggregate(t=Sum("billed_wh"))["t"] or 0
         assert Wallet.objects.get(user_id=user_id).balance_wh == credited - billed, user_id

@@ -42,8 +42,9 @@ def test_a_group_killed_halfway_leaves_the_other_to_finish(fleet):
         ),
     )
     a.kill()
+    killed_at = fleet.clock.now()
     fleet.wait(timeout_s=TIMEOUT_S)
 
     assert b.alive(), b.tail()
-    assert_fleet_invariants(fleet, killed=True)
+    assert_fleet_invariants(fleet, crash_at=killed_at)
     assert ChargingSession.objects.filter(status=S.COMPLETED).count() >= SESSIONS * 0.9
