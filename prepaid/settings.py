@@ -296,6 +296,24 @@ LOGGING = {
     "loggers": {"httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
 }
 
+# --- Reliability and security (helper RELY): headers, throttles ---------------------------------
+# prepaid/security.py: a CSP with a per-request nonce and a Permissions-Policy on every response.
+MIDDLEWARE.insert(1, "prepaid.security.SecurityHeadersMiddleware")
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+# Login: after LOGIN_FAILURE_LIMIT failures for one username from one IP (or
+# LOGIN_FAILURE_LIMIT_PER_IP from one IP), the login form answers 429 for LOGIN_LOCKOUT_S seconds.
+LOGIN_FAILURE_LIMIT = int(env("LOGIN_FAILURE_LIMIT", "5"))
+LOGIN_FAILURE_LIMIT_PER_IP = int(env("LOGIN_FAILURE_LIMIT_PER_IP", "50"))
+LOGIN_LOCKOUT_S = int(env("LOGIN_LOCKOUT_S", "900"))
+# Request bodies read into memory (forms, JSON): nothing a driver sends is larger.
+DATA_UPLOAD_MAX_MEMORY_SIZE = int(env("DATA_UPLOAD_MAX_MEMORY_SIZE", str(1024 * 1024)))
+# Several deployments (or test runs) on one Redis: each cluster name is its own queue.
+Q_CLUSTER["name"] = env("Q_CLUSTER_NAME", Q_CLUSTER["name"])
+# stripe-python logs whole API bodies (client secrets, card details) at DEBUG/INFO: never below WARNING.
+LOGGING["loggers"]["stripe"] = {"level": "WARNING"}
+
 # --- Production hardening -----------------------------------------------------------------------
 if PRODUCTION:
     SESSION_COOKIE_SECURE = True

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Callable
 from datetime import timedelta
 
-from django.db import transaction
+from django.db import close_old_connections, transaction
 from django.db.models import Q
 from django_q.tasks import async_task
 
@@ -66,6 +66,9 @@ def run_forever(*, interval_s: float = 1.0, limit: int = 100, stop: Callable[[],
         except Exception:
             # The loop must outlive a lost database connection; the next tick retries.
             logger.exception("controller tick failed")
+            # A connection the server dropped stays broken in Django until closed; outside a
+            # request nothing else closes it, and every later tick would fail the same way.
+            close_old_connections()
             count = 0
         if count < limit:
             time.sleep(max(0.0, interval_s - (time.monotonic() - started)))

@@ -253,6 +253,11 @@ def session_step(*, session_id: int, lease_token: uuid.UUID) -> None:
     )
     if session is None or session.lease_token != lease_token or session.status in TERMINAL_STATUSES:
         return
+    if session.lease_until is not None and session.lease_until <= clock.now():
+        # Dequeued after its lease ran out (a backlog in the queue): the controller may already
+        # have handed the session to another worker, and two workers would both send the STOP.
+        logger.warning("session %s: step started after its lease expired; skipped", session.pk)
+        return
     step = _Step(session)
     handler = {
         S.REQUESTED: _step_requested,

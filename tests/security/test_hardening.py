@@ -1,0 +1,235 @@
+"""Login and API throttles, `check --deploy` with production settings, webhook body limits, and
+bounds on every number a driver sends."""
+
+import os
+import secrets
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from cryptography.fernet import Fernet
+from django.conf import settings
+from django.test import Client
+from django.urls import path, reverse
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from payments.models import Purchase
+from prepaid.errors import InsufficientCredit
+from prepaid.models import Wallet
+from sessions import services as session_services
+from tests.security.conftest import credit_wallet
+
+pytestmark = pytest.mark.django_db
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+# --- login throttle ----------------------------------------------------------------------------
+
+
+def _login(client, username, password, ip="10.0.0.1"):
+    return client.post(reverse("login"), {"username": username, "password": password}, REMOTE_ADDR=ip)
+
+
+def test_it_locks_a_username_out_after_repeated_failures(driver):
+    client = Client()
+    for _ in range(settings.LOGIN_FAILURE_LIMIT):
+        assert _login(client, "driver", "wrong-password").status_code == 200
+    locked = _login(client, "driver", "drive-safely-42")
+    assert locked.status_code == 429
+    assert "Too many failed attempts" in locked.content.decode()
+    assert int(locked.headers["Retry-After"]) == settings.LOGIN_LOCKOUT_S
+    # The right password during the lockout does not log in (and does not say it was right).
+    assert "_auth_user_id" not in client.session
+    # Another address is not locked out of the same account.
+    assert _login(Client(), "driver", "drive-safely-42", ip="10.0.0.2").status_code == 302
+
+
+def test_a_successful_login_resets_the_count_below_the_limit(driver):
+    client = Client()
+    for _ in range(settings.LOGIN_FAILURE_LIMIT - 1):
+        _login(client, "driver", "wrong-password")
+    assert _login(client, "driver", "drive-safely-42").status_code == 302
+    client.logout()
+    for _ in range(settings.LOGIN_FAILURE_LIMIT - 1):
+        _login(client, "driver", "wrong-password")
+    assert _login(client, "driver", "drive-safely-42").status_code == 302
+
+
+def test_one_address_guessing_many_usernames_is_throttled(driver, settings):
+    settings.LOGIN_FAILURE_LIMIT_PER_IP = 8
+    client = Client()
+    for i in range(8):
+        _login(client, f"user{i}", "guess", ip="10.9.9.9")
+    assert _login(client, "driver", "drive-safely-42", ip="10.9.9.9").status_code == 429
+
+
+class _Ping(APIView):
+    def get(self, request):
+        return Response({"ok": True})
+
+
+class _OpenPing(_Ping):
+    permission_classes = [AllowAny]
+
+
+urlpatterns = [path("api-probe/", _Ping.as_view()), path("api-open/", _OpenPing.as_view())]
+
+
+@pytest.mark.urls("tests.security.test_hardening")
+def test_the_api_throttles_a_user_past_the_configured_rate(driver, monkeypatch):
+    from rest_framework.settings import api_settings
+    from rest_framework.throttling import UserRateThrottle
+
+    assert "rest_framework.throttling.UserRateThrottle" in settings.REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"]
+    assert UserRateThrottle in api_settings.DEFAULT_THROTTLE_CLASSES
+    assert UserRateThrottle().parse_rate(api_settings.DEFAULT_THROTTLE_RATES["user"]) == (1200, 60)
+    # A lower rate of the same mechanism, so the test sends 21 requests rather than 1201.
+    monkeypatch.setattr(UserRateThrottle, "THROTTLE_RATES", {"user": "20/minute"})
+    limit = 20
+    client = Client()
+    client.force_login(driver)
+    codes = [client.get("/api-probe/").status_code for _ in range(limit + 1)]
+    assert codes[:limit] == [200] * limit
+    assert codes[limit] == 429
+
+
+@pytest.mark.urls("tests.security.test_hardening")
+def test_the_api_throttles_anonymous_clients_by_address():
+    from rest_framework.settings import api_settings
+    from rest_framework.throttling import AnonRateThrottle
+
+    limit, _period = AnonRateThrottle().parse_rate(api_settings.DEFAULT_THROTTLE_RATES["anon"])
+    # An APIView open to anyone is where the anonymous throttle counts (others answer 401/403 first).
+    codes = [Client().get("/api-open/", REMOTE_ADDR="10.1.1.1").status_code for _ in range(limit + 1)]
+    assert codes[-1] == 429 and codes.count(200) == limit
+
+
+# --- deploy check ------------------------------------------------------------------------------
+
+
+def _production_env(**extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_", "STRIPE_", "VEHICLE_"))}
+    env.update(
+        DJANGO_SETTINGS_MODULE="prepaid.settings",
+        DJANGO_ENV="production",
+        DJANGO_SECRET_KEY=secrets.token_urlsafe(64),
+        DJANGO_ALLOWED_HOSTS="charge.example.com",
+        DJANGO_CSRF_TRUSTED_ORIGINS="https://charge.example.com",
+        TOKEN_ENCRYPTION_KEYS=Fernet.generate_key().decode(),
+        STRIPE_SECRET_KEY="sk_live_" + secrets.token_hex(12),
+        STRIPE_WEBHOOK_SECRET="whsec_" + secrets.token_hex(16),
+        VEHICLE_CLIENT_SECRET=secrets.token_hex(16),
+        VEHICLE_WEBHOOK_AMT=secrets.token_hex(16),
+        DATABASE_URL="postgres://prepaid:secret@127.0.0.1:5432/prepaid",
+        **extra,
+    )
+    return env
+
+
+def test_check_deploy_is_clean_with_production_settings():
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env=_production_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_production_refuses_to_start_on_a_development_default():
+    env = _production_env()
+    env.pop("DJANGO_SECRET_KEY")
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode != 0 and "DJANGO_SECRET_KEY" in result.stderr
+
+
+# --- webhook bodies ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url_name", "limit"), [("payments:stripe-webhook", "STRIPE_WEBHOOK_MAX_BYTES"), ("vehicle-webhook", None)]
+)
+def test_webhooks_refuse_an_oversized_body_before_reading_it(url_name, limit):
+    from sessions.webhooks import MAX_BODY_BYTES
+
+    max_bytes = getattr(settings, limit) if limit else MAX_BODY_BYTES
+    url = reverse(url_name)
+    big = b'{"pad": "' + b"x" * max_bytes + b'"}'
+    response = Client().post(url, data=big, content_type="application/json")
+    assert response.status_code == 413
+    # A lying Content-Length is caught too: the body read is bounded by the same limit.
+    small_claim = Client().post(url, data=big, content_type="application/json", CONTENT_LENGTH="10")
+    assert small_claim.status_code in (400, 401, 413)
+    # Just under the limit is read (and refused for its signature, not its size).
+    fits = Client().post(url, data=b"{}", content_type="application/json")
+    assert fits.status_code in (400, 401)
+
+
+def test_forms_refuse_a_body_over_the_memory_limit(driver, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 10_000
+    client = Client()
+    client.force_login(driver)
+    response = client.post(reverse("payments:buy"), {"energy_kwh": "5", "pad": "x" * 20_000})
+    assert response.status_code == 400
+
+
+# --- bounds on numbers a driver sends ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kwh", ["0", "-5", "0.0001", "100.001", "1e9", "NaN", "Infinity", "-Infinity", "5,5", "", "abc", "99999999"]
+)
+def test_the_buy_form_refuses_out_of_bounds_or_malformed_kwh(kwh, driver):
+    client = Client()
+    client.force_login(driver)
+    response = client.post(reverse("payments:buy"), {"energy_kwh": kwh})
+    assert response.status_code in (200, 400), response.status_code
+    assert not Purchase.objects.exists()
+
+
+def test_the_buy_form_takes_a_bound_value_and_ignores_a_sent_currency_or_price(driver):
+    client = Client()
+    client.force_login(driver)
+    client.post(
+        reverse("payments:buy"),
+        {"energy_kwh": str(settings.CUSTOM_KWH_MAX), "currency": "usd", "amount_minor": "1", "price_minor": "1"},
+    )
+    purchase = Purchase.objects.get()
+    assert purchase.currency == settings.CURRENCY
+    assert purchase.energy_wh == int(settings.CUSTOM_KWH_MAX * 1000)
+    expected = (settings.CUSTOM_KWH_MAX * settings.PRICE_PER_KWH * 100).quantize(Decimal("1"))
+    assert abs(purchase.amount_minor - int(expected)) <= 1
+
+
+@pytest.mark.parametrize("energy_wh", [0, -1, -10_000, 2.5, "1000", None])
+def test_a_session_refuses_a_non_positive_or_non_integer_energy(energy_wh, victim):
+    from sessions.models import Vehicle
+
+    vehicle = Vehicle.objects.get(owner=victim.user)
+    before = Wallet.objects.get(user=victim.user).balance_wh
+    with pytest.raises((ValueError, TypeError, session_services.SessionError)):
+        session_services.session_request(user=victim.user, vehicle_id=vehicle.pk, energy_wh=energy_wh)
+    assert Wallet.objects.get(user=victim.user).balance_wh == before
+
+
+def test_a_session_cannot_hold_more_than_the_wallet(driver, victim):
+    from sessions.models import Vehicle
+
+    credit_wallet(driver, energy_wh=5_000)
+    mine = Vehicle.objects.get(owner=victim.user)
+    mine.owner, mine.pk = driver, None
+    mine.external_id = "driver-car"
+    mine.save()
+    with pytest.raises(InsufficientCredit):
+        session_services.session_request(user=driver, vehicle_id=mine.pk, energy_wh=10**12)
+    assert Wallet.objects.get(user=driver).balance_wh == 5_000
