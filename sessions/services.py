@@ -88,6 +88,9 @@ REASONS: dict[str, str] = {
     "unreachable": "The car cannot be reached (no mobile signal?). Try again when it is online.",
     "consent": "Access to the car was withdrawn. Reconnect the vehicle, then start again.",
     "not_capable": "This car does not accept remote charging commands.",
+    "cannot_stop": "This car accepts no remote STOP, so a prepaid session could not end at your purchase.",
+    "low_battery": "The car refuses remote charging commands at its current battery level "
+    "(some makes need 50 % or more). Start the charge from the car or its app.",
     "charge_fault": "The charger delivers no current (fault or charging schedule). Check the charger.",
     "did_not_start": "The car did not start charging. Check the cable and the car's charging schedule.",
     "vehicle_error": "The car's service did not accept the command. Try again later.",
@@ -124,6 +127,10 @@ def session_request(
     if not vehicle.connection.is_active:
         raise SessionError("consent", _reason("consent"))
     traits = makes.traits_for(vehicle.make)
+    if not traits.can_stop and vehicle.charge_limit_settable is not True:
+        # Without a STOP (Nissan in the US) nor a charge limit to fall back on, the car would charge
+        # on past the purchase at the operator's expense: refuse before holding any credit.
+        raise SessionError("cannot_stop", _reason("cannot_stop"))
     wallet = wallet_services.wallet_get_or_create(user=user)
     key = uuid.uuid4()
     try:
@@ -496,6 +503,7 @@ def _failure_reason(exc: api_errors.VehicleApiError) -> str:
             "ASLEEP": "asleep",
             "UNREACHABLE": "unreachable",
             "CHARGE_FAULT": "charge_fault",
+            "LOW_BATTERY": "low_battery",
         }.get(exc.code or "", "vehicle_error")
     if isinstance(exc, api_errors.CompatibilityError):
         return "not_capable"
@@ -504,7 +512,10 @@ def _failure_reason(exc: api_errors.VehicleApiError) -> str:
 
 def _retry_or_fail(step: _Step, exc: api_errors.VehicleApiError, *, to_status=S.FAILED, **extra) -> Outcome:
     session = step.session
-    if exc.retryable and session.state_deadline_at and step.now < session.state_deadline_at:
+    # A car that refuses commands at its battery level (GM below 50 %) will not change its mind
+    # within a state's deadline: say so now instead of retrying into a vague failure.
+    retry = exc.retryable and not (isinstance(exc, api_errors.VehicleStateError) and exc.code == "LOW_BATTERY")
+    if retry and session.state_deadline_at and step.now < session.state_deadline_at:
         # Still trying; the driver sees why it is taking long (asleep, unreachable…).
         code = _failure_reason(exc)
         changes = {"attempts": session.attempts + 1, "reason": code, "reason_message": _reason(code), **extra}

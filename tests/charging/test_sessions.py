@@ -328,3 +328,22 @@ def test_energy_from_an_earlier_charge_on_the_same_plug_in_is_not_billed(sim, co
     assert second.status == S.COMPLETED
     assert abs(second.delivered_wh - truth) <= 150, (second.delivered_wh, truth)
     assert abs(truth - 4_000) <= 200, truth
+
+
+def test_a_car_refusing_commands_at_its_battery_level_fails_at_once(sim, connect, credit, drive, driver):
+    car = connect(driver, profile="gm_onstar", soc=0.3)  # GM: START and STOP only at 50 % or more
+    credit(driver, energy_wh=30_000)
+    session = drive(start(driver, car))
+    assert session.status == S.FAILED and session.reason == "low_battery"
+    assert "50 %" in session.reason_message
+    assert session.commands.filter(kind=CommandKind.START).count() == 1  # refused once, not retried
+    assert Wallet.objects.get(user=driver).balance_wh == 30_000
+
+
+def test_a_car_without_a_remote_stop_is_refused_before_any_credit_is_held(connect, credit, driver):
+    car = connect(driver, profile="nissan_start_only")
+    credit(driver, energy_wh=30_000)
+    with pytest.raises(services.SessionError) as refused:
+        start(driver, car)
+    assert refused.value.code == "cannot_stop"
+    assert Wallet.objects.get(user=driver).balance_wh == 30_000
