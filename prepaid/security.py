@@ -124,7 +124,7 @@ class ThrottledLoginView(LoginView):
             form = self.get_form_class()(request, data={"username": username})
             form.errors.pop("password", None)
             form.add_error(None, "Too many failed attempts. Wait a few minutes, then try again.")
-            response = self.render_to_response(self.get_context_data(form=form))
+            response = self.render_to_response(self.get_context_data(form=form, locked_out=True))
             response.status_code = 429
             response.headers["Retry-After"] = str(settings.LOGIN_LOCKOUT_S)
             return response

@@ -307,6 +307,10 @@ X_FRAME_OPTIONS = "DENY"
 LOGIN_FAILURE_LIMIT = int(env("LOGIN_FAILURE_LIMIT", "5"))
 LOGIN_FAILURE_LIMIT_PER_IP = int(env("LOGIN_FAILURE_LIMIT_PER_IP", "50"))
 LOGIN_LOCKOUT_S = int(env("LOGIN_LOCKOUT_S", "900"))
+# API throttles key anonymous clients and token requests by address: with DRF's default
+# (NUM_PROXIES unset) a client-sent X-Forwarded-For picks its own key and escapes them. As for the
+# login throttle, REMOTE_ADDR is the address (a proxy in front rewrites it; see README).
+REST_FRAMEWORK["NUM_PROXIES"] = 0
 # Request bodies read into memory (forms, JSON): nothing a driver sends is larger.
 DATA_UPLOAD_MAX_MEMORY_SIZE = int(env("DATA_UPLOAD_MAX_MEMORY_SIZE", str(1024 * 1024)))
 # Several deployments (or test runs) on one Redis: each cluster name is its own queue.

@@ -7,6 +7,7 @@ these tests; a route whose parameter this module cannot fill fails with the name
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
@@ -30,7 +31,9 @@ from tests.payments.conftest import (  # noqa: F401 - fixtures for the card flow
 )
 
 # Pages anyone may open, by URL name (namespace:name). Webhooks are public but signed (tested
-# in test_webhooks.py); auth pages are the way in.
+# in test_webhooks.py); auth pages (and sign up) are the way in. The API's public endpoints: the
+# package price list, its schema and docs, what a problem `type` means, and the token exchange
+# (username and password in the body; throttled, see test_hardening).
 PUBLIC = {
     "home",
     "healthz",
@@ -40,11 +43,21 @@ PUBLIC = {
     "password_reset_done",
     "password_reset_confirm",
     "password_reset_complete",
+    "driver:signup",
     "vehicle-webhook",
     "payments:stripe-webhook",
+    "api:package-list",
+    "api:schema",
+    "api:docs",
+    "api:problem",
+    "api:token",
 }
 # Signed machine endpoints: no session, no CSRF token; their signature is the authentication.
 SIGNED = {"vehicle-webhook", "payments:stripe-webhook"}
+# The API's catch-all: any other path under /api/v1/ is a 404 problem for everyone, whatever the method.
+API_FALLBACK = "api:<fallback>"
+# A regex route's parameters (DRF's router) carry their regex, so samples can be checked against it.
+REGEX = "regex:"
 
 
 @dataclass(frozen=True)
@@ -62,6 +75,31 @@ class Route:
                 path = path.replace(f"<{conv}:{name}>", str(values[name]))
         return "/" + path
 
+    def accepts(self, name: str, value: object) -> bool:
+        """Whether `value` can stand in the URL for parameter `name` (a regex route's group)."""
+        conv = dict(self.params)[name]
+        return not conv.startswith(REGEX) or re.fullmatch(conv.removeprefix(REGEX), str(value)) is not None
+
+
+_GROUP = re.compile(r"\(\?P<(?P<name>\w+)>(?P<regex>(?:[^()]|\([^()]*\))+)\)")
+
+
+def _from_regex(raw: str) -> tuple[str, dict[str, str]] | None:
+    """A DRF router route ('api/v1/^vehicles/(?P<pk>[^/.]+)\\.(?P<format>[a-z0-9]+)/?$') as a
+    path with <name> placeholders and the group regexes; None for a route that names no path
+    (a catch-all such as '^.*$')."""
+    groups: dict[str, str] = {}
+
+    def placeholder(match: re.Match) -> str:
+        groups[match["name"]] = match["regex"]
+        return f"<{match['name']}>"
+
+    path = _GROUP.sub(placeholder, raw).replace("^", "").replace("$", "")
+    path = path.replace("\\.", ".").replace("/?", "/")
+    if re.search(r"[\\()\[\]*+?{}|]", re.sub(r"<\w+>", "", path)):
+        return None
+    return path, groups
+
 
 def _walk(patterns, prefix="", namespace="", converters=None):
     converters = dict(converters or {})
@@ -76,13 +114,25 @@ def _walk(patterns, prefix="", namespace="", converters=None):
             )
         elif isinstance(entry, URLPattern):
             raw = prefix + str(pattern)
-            if raw.startswith("^") or "(?P" in raw or "(" in raw:
-                # Regex routes: the admin's catch-all and DRF's format suffixes; covered by siblings.
+            admin = namespace.startswith("admin:")
+            name = f"{namespace}{entry.name}" if entry.name else raw
+            if "^" in raw or "(" in raw:
+                if admin:
+                    continue  # the admin's catch-all: it redirects to its login or 404s; admin pages cover it
+                translated = _from_regex(raw)
+                if translated is None:
+                    if namespace == "api:" and raw.endswith("^.*$"):
+                        # Any unrouted path under the API: one concrete sample stands for all.
+                        yield Route(API_FALLBACK, raw.removesuffix("^.*$") + "no-such-endpoint/", (), False)
+                        continue
+                    raise AssertionError(f"{raw}: a regex route the security inventory cannot name")
+                path, groups = translated
+                params = tuple((group, REGEX + regex) for group, regex in groups.items())
+                yield Route(name=name, pattern=path, params=params, admin=admin)
                 continue
             convs = {**converters, **getattr(pattern, "converters", {})}
             params = tuple((name, type(conv).__name__) for name, conv in convs.items())
-            name = f"{namespace}{entry.name}" if entry.name else raw
-            yield Route(name=name, pattern=raw, params=params, admin=namespace.startswith("admin:"))
+            yield Route(name=name, pattern=raw, params=params, admin=admin)
 
 
 def url_inventory() -> list[Route]:
@@ -123,8 +173,11 @@ def credit_wallet(user, energy_wh: int = 20_000):
 @pytest.fixture
 def victim(django_user_model, db):
     """Driver A with one of each object a URL can name: purchase, vehicle, connection, session."""
+    from prepaid.api.problems import PROBLEM_TYPES
+    from sessions import grid
     from sessions import services as session_services
     from sessions.models import Vehicle, VehicleConnection
+    from sessions.models.grid import DemandResponseEvent
 
     user = django_user_model.objects.create_user("victim", "victim@example.com", "victim-pass-42")
     credit_wallet(user)
@@ -139,9 +192,17 @@ def victim(django_user_model, db):
         connection=connection, owner=user, external_id=str(uuid.uuid4()), make="TESLA", model="3", year=2022
     )
     session = session_services.session_request(user=user, vehicle_id=vehicle.pk, energy_wh=5_000)
+    # A grid event A's car takes part in: its report is for operators (and the utility) only.
+    event, _created = grid.grid_event_declare(
+        source=DemandResponseEvent.Source.OPERATOR,
+        external_id="victim-event",
+        starts_at=timezone.now() + timedelta(hours=1),
+        ends_at=timezone.now() + timedelta(hours=2),
+        vehicle_ids=[vehicle.pk],
+    )
     # Every name a route may give an object id, mapped to A's objects that could fit it.
     ints = [vehicle.pk, connection.pk, purchase.pk, session.pk]
-    uuids = [purchase.public_id, session.public_id]
+    uuids = [purchase.public_id, session.public_id, event.public_id]
     values: dict[str, list[object]] = {
         "vehicle_id": [vehicle.pk],
         "connection_id": [connection.pk],
@@ -150,5 +211,9 @@ def victim(django_user_model, db):
         "session_id": [session.pk, session.public_id],
         "pk": ints + uuids,
         "id": ints + uuids,
+        # Not objects, but every value a route takes needs a sample: an API response format and
+        # a problem type (public pages; listed so the header and CSRF checks reach them).
+        "format": ["json"],
+        "slug": [next(iter(PROBLEM_TYPES))],
     }
     return Owned(user=user, values=values)

@@ -12,10 +12,7 @@ import pytest
 from cryptography.fernet import Fernet
 from django.conf import settings
 from django.test import Client
-from django.urls import path, reverse
-from rest_framework.permissions import AllowAny
-from rest_framework.response import Response
-from rest_framework.views import APIView
+from django.urls import reverse
 
 from payments.models import Purchase
 from prepaid.errors import InsufficientCredit
@@ -68,45 +65,89 @@ def test_one_address_guessing_many_usernames_is_throttled(driver, settings):
     assert _login(client, "driver", "drive-safely-42", ip="10.9.9.9").status_code == 429
 
 
-class _Ping(APIView):
-    def get(self, request):
-        return Response({"ok": True})
+# --- API throttles ------------------------------------------------------------------------------
+# The app's throttles (prepaid.api.throttles) read API_THROTTLE_* from settings on every request;
+# the tests lower the configured rates so they send tens of requests, not hundreds.
 
 
-class _OpenPing(_Ping):
-    permission_classes = [AllowAny]
-
-
-urlpatterns = [path("api-probe/", _Ping.as_view()), path("api-open/", _OpenPing.as_view())]
-
-
-@pytest.mark.urls("tests.security.test_hardening")
-def test_the_api_throttles_a_user_past_the_configured_rate(driver, monkeypatch):
+def test_the_api_uses_the_configured_throttles():
     from rest_framework.settings import api_settings
-    from rest_framework.throttling import UserRateThrottle
 
-    assert "rest_framework.throttling.UserRateThrottle" in settings.REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"]
-    assert UserRateThrottle in api_settings.DEFAULT_THROTTLE_CLASSES
-    assert UserRateThrottle().parse_rate(api_settings.DEFAULT_THROTTLE_RATES["user"]) == (1200, 60)
-    # A lower rate of the same mechanism, so the test sends 21 requests rather than 1201.
-    monkeypatch.setattr(UserRateThrottle, "THROTTLE_RATES", {"user": "20/minute"})
-    limit = 20
+    from prepaid.api.throttles import AnonRate, AuthRate, UserRate
+    from prepaid.api.views import TokenView
+
+    assert settings.REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"] == [
+        "prepaid.api.throttles.AnonRate",
+        "prepaid.api.throttles.UserRate",
+    ]
+    assert [AnonRate, UserRate] == api_settings.DEFAULT_THROTTLE_CLASSES
+    assert AuthRate in TokenView.throttle_classes
+    for throttle, rate in (
+        (AnonRate, "API_THROTTLE_ANON"),
+        (UserRate, "API_THROTTLE_USER"),
+        (AuthRate, "API_THROTTLE_AUTH"),
+    ):
+        limit, period = throttle().parse_rate(getattr(settings, rate))
+        assert limit > 0 and period > 0, rate  # a rate DRF can read, whatever the deployment sets
+
+
+def test_the_api_throttles_a_user_past_the_configured_rate(driver, settings):
+    settings.API_THROTTLE_USER = "20/min"
     client = Client()
     client.force_login(driver)
-    codes = [client.get("/api-probe/").status_code for _ in range(limit + 1)]
-    assert codes[:limit] == [200] * limit
-    assert codes[limit] == 429
+    codes = [client.get("/api/v1/wallet/").status_code for _ in range(21)]
+    assert codes[:20] == [200] * 20
+    assert codes[20] == 429
+    # The limit is the user's, not the address's: a token from elsewhere is throttled too.
+    from rest_framework.authtoken.models import Token
+
+    token = Token.objects.create(user=driver)
+    other = Client(HTTP_AUTHORIZATION=f"Token {token.key}", REMOTE_ADDR="10.7.7.7")
+    assert other.get("/api/v1/wallet/").status_code == 429
 
 
-@pytest.mark.urls("tests.security.test_hardening")
-def test_the_api_throttles_anonymous_clients_by_address():
-    from rest_framework.settings import api_settings
-    from rest_framework.throttling import AnonRateThrottle
+def test_the_api_throttles_anonymous_clients_by_address(settings):
+    settings.API_THROTTLE_ANON = "15/min"
+    # The public package list is where the anonymous throttle counts (others answer 401 first).
+    codes = [Client().get("/api/v1/packages/", REMOTE_ADDR="10.1.1.1").status_code for _ in range(16)]
+    assert codes[:15] == [200] * 15 and codes[15] == 429
+    assert Client().get("/api/v1/packages/", REMOTE_ADDR="10.1.1.2").status_code == 200
 
-    limit, _period = AnonRateThrottle().parse_rate(api_settings.DEFAULT_THROTTLE_RATES["anon"])
-    # An APIView open to anyone is where the anonymous throttle counts (others answer 401/403 first).
-    codes = [Client().get("/api-open/", REMOTE_ADDR="10.1.1.1").status_code for _ in range(limit + 1)]
-    assert codes[-1] == 429 and codes.count(200) == limit
+
+def test_a_forged_forwarded_for_header_does_not_escape_the_throttles(driver, settings):
+    settings.API_THROTTLE_ANON = "5/min"
+    settings.API_THROTTLE_AUTH = "5/min"
+    url = reverse("api:token")
+    guesses = [
+        Client()
+        .post(
+            url,
+            {"username": "driver", "password": f"guess-{i}"},
+            REMOTE_ADDR="10.3.3.3",
+            HTTP_X_FORWARDED_FOR=f"192.0.2.{i}",
+        )
+        .status_code
+        for i in range(6)
+    ]
+    assert guesses[:5] == [400] * 5 and guesses[5] == 429
+    listed = [
+        Client().get("/api/v1/packages/", REMOTE_ADDR="10.4.4.4", HTTP_X_FORWARDED_FOR=f"192.0.2.{i}").status_code
+        for i in range(6)
+    ]
+    assert listed[5] == 429
+
+
+def test_the_token_endpoint_throttles_password_guessing(driver, settings):
+    settings.API_THROTTLE_AUTH = "10/min"
+    url = reverse("api:token")
+    codes = [
+        Client().post(url, {"username": "driver", "password": "wrong"}, REMOTE_ADDR="10.5.5.5").status_code
+        for _ in range(10)
+    ]
+    assert codes == [400] * 10
+    # Past the limit even the right password gets no token.
+    locked = Client().post(url, {"username": "driver", "password": "drive-safely-42"}, REMOTE_ADDR="10.5.5.5")
+    assert locked.status_code == 429 and "token" not in locked.json()
 
 
 # --- deploy check ------------------------------------------------------------------------------
