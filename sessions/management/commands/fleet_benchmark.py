@@ -4,6 +4,7 @@ Runs on a throwaway database (see sessions/benchmark/db.py), never the developer
 """
 
 import json
+import logging
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
@@ -82,6 +83,9 @@ class Command(BaseCommand):
             failure_rate=opts["failure_rate"],
             ignore_stop_rate=opts["ignore_stop_rate"],
         )
+        if opts["verbosity"] < 2:
+            # Per-reading INFO lines (duplicates, ignored values) would drown the figures.
+            logging.getLogger("sessions").setLevel(logging.WARNING)
         if opts["current_db"]:
             doc = run_fleet(config, policies)
         else:
