@@ -163,7 +163,9 @@ class Car:
     result: dict | None = None
 
 
-def _client(sim: Simulator) -> VehicleApiClient:
+def _client(sim: Simulator, wrap=None) -> VehicleApiClient:
+    """Our real client, wired into the simulator's WSGI app (optionally wrapped, e.g. to time it)."""
+    app = make_app(sim, sleep=lambda seconds: None)
     return VehicleApiClient(
         api_origin=ORIGIN,
         auth_url=f"{ORIGIN}/oauth/token",
@@ -171,7 +173,7 @@ def _client(sim: Simulator) -> VehicleApiClient:
         client_id="sim-client-id",
         client_secret="sim-client-secret",  # noqa: S106 - the simulator's development secret
         redirect_uri="http://bench.invalid/vehicles/connect/callback/",
-        transport=httpx.WSGITransport(app=make_app(sim, sleep=lambda seconds: None)),
+        transport=httpx.WSGITransport(app=wrap(app) if wrap else app),
         clock=sim.clock.now,
     )
 

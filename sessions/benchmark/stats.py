@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
@@ -115,3 +116,16 @@ def aggregate(results: Sequence[dict], *, floor_pct: float | None = None) -> dic
         "escalated": sum(1 for r in results if r["escalated"]),
         "floor_ratio_p95": _round(p95 / floor_pct, 2) if p95 is not None and floor_pct else None,
     }
+
+
+_NUMBERS = re.compile(r"\b\d+\b|'[^']*'|%s")
+
+
+def query_shape(sql: str) -> str:
+    """A query with its literals and parameters blanked, so equal statements group together."""
+    shape = _NUMBERS.sub("?", sql)
+    shape = re.sub(r"\(\?(, \?)+\)", "(…)", shape)
+    # Column lists say nothing about the cost; the verb, the tables and the conditions do.
+    shape = re.sub(r'("\w+"\."\w+"( AS "\w+")?(, )?)+(?= FROM)', "… ", shape).replace("…  FROM", "… FROM")
+    shape = re.sub(r'\(("\w+"(, )?)+\)', "(…)", shape)
+    return shape[:200]

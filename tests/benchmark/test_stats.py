@@ -2,7 +2,7 @@
 
 import pytest
 
-from sessions.benchmark.stats import aggregate, latency_floor_pct, percentile
+from sessions.benchmark.stats import aggregate, latency_floor_pct, percentile, query_shape
 
 
 def test_it_interpolates_percentiles_between_ranks():
@@ -88,3 +88,10 @@ def test_it_counts_a_session_billed_above_its_purchase():
     agg = aggregate([_result(10_000, 10_500, billed=10_500), _result(10_000, 10_000, sim_billed_calls=9)])
     assert agg["billed_above_purchase"] == 1
     assert agg["sim_calls_mismatch"] == 1
+
+
+def test_it_groups_queries_by_shape():
+    a = query_shape('SELECT "a"."id", "a"."b" AS "x" FROM "a" WHERE "a"."id" = 5 AND "a"."s" IN (%s, %s)')
+    b = query_shape('SELECT "a"."id", "a"."b" AS "x" FROM "a" WHERE "a"."id" = 7 AND "a"."s" IN (%s, %s, %s)')
+    assert a == b == 'SELECT … FROM "a" WHERE "a"."id" = ? AND "a"."s" IN (…)'
+    assert query_shape('INSERT INTO "t" ("a", "b") VALUES (%s, %s)') == 'INSERT INTO "t" (…) VALUES (…)'
