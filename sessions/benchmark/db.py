@@ -9,19 +9,23 @@ collide with pytest's `test_*` databases or with another benchmark run.
 
 import contextlib
 import os
+import tempfile
 from collections.abc import Iterator
 
 from django.db import connections
 
 
 @contextlib.contextmanager
-def throwaway_database(alias: str = "default") -> Iterator[str]:
+def throwaway_database(alias: str = "default", *, shared: bool = False) -> Iterator[str]:
+    """`shared=True`: another process must reach it too (gunicorn), so SQLite gets a temp file."""
     connection = connections[alias]
     old_name = connection.settings_dict["NAME"]
     test_settings = connection.settings_dict.setdefault("TEST", {})
     previous_test_name = test_settings.get("NAME")
     if connection.vendor != "sqlite":
         test_settings["NAME"] = f"bench_{os.getpid()}_{alias}"
+    elif shared:
+        test_settings["NAME"] = os.path.join(tempfile.gettempdir(), f"bench_{os.getpid()}_{alias}.sqlite3")
     try:
         name = connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
         try:
