@@ -11,10 +11,13 @@ def _fmt(value, suffix: str = "") -> str:
 
 def markdown(doc: dict, *, title: str = "Fleet benchmark") -> str:
     cfg = doc["config"]
+    n = cfg["sessions"]
+    per = ", ".join(f"{k} {v}" for k, v in n.items()) if isinstance(n, dict) else None
     lines = [
         f"## {title}",
         "",
-        f"{cfg['sessions']} sessions per policy, seed {cfg['seed']}, profile `{cfg['profile']}` ({cfg['make']}): "
+        (f"Sessions per policy: {per}; seed" if per else f"{n} sessions per policy, seed")
+        + f" {cfg['seed']}, profile `{cfg['profile']}` ({cfg['make']}): "
         f"latency {cfg['latency_s'][0]:g}–{cfg['latency_s'][1]:g} s, telemetry refresh {cfg['telemetry_age_s']:g} s, "
         f"SoC step {cfg['soc_step_pct']:g} %, energy step {cfg['energy_step_kwh']:g} kWh, "
         f"{cfg['power_kw']:g} kW, {cfg['capacity_kwh']:g} kWh, purchases {cfg['purchase_kwh'][0]:g}–"
@@ -91,3 +94,50 @@ def plots(doc: dict, out_dir: Path, *, stem: str) -> list[Path]:
     plt.close(fig)
     written.append(path)
     return written
+
+
+def merge(docs: list[dict], *, common_subset: bool = False) -> dict:
+    """One document from runs of different policies on the same seeded fleet (same seed and
+    realism, possibly different --sessions: the first k cars of a seed are the same cars).
+
+    With `common_subset`, every policy is re-aggregated on the cars all runs share, so the
+    comparison is on identical sessions.
+    """
+    from sessions.benchmark import stats
+
+    base = dict(docs[0]["config"])
+    for doc in docs[1:]:
+        other = {k: v for k, v in doc["config"].items() if k != "sessions"}
+        mine = {k: v for k, v in base.items() if k != "sessions"}
+        if other != mine:
+            raise ValueError("runs differ in more than --sessions; they are not the same fleet")
+    sessions = {spec: results for doc in docs for spec, results in doc["sessions"].items()}
+    n = min(len(r) for r in sessions.values())
+    if common_subset:
+        sessions = {spec: [r for r in results if r["index"] < n] for spec, results in sessions.items()}
+    floor = base["latency_floor_pct_p95"]
+    policies = {spec: stats.aggregate(results, floor_pct=floor) for spec, results in sessions.items()}
+    base["sessions"] = n if common_subset else {spec: len(r) for spec, r in sessions.items()}
+    return {"policies": policies, "sessions": sessions, "config": base}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """python -m sessions.benchmark.report OUT_DIR NAME part.json... (parts need --keep-sessions)."""
+    import json
+    import sys
+
+    args = argv if argv is not None else sys.argv[1:]
+    out_dir, name, parts = Path(args[0]), args[1], args[2:]
+    docs = [json.loads(Path(p).read_text()) for p in parts]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for suffix, common in (("", False), ("-common", True)):
+        doc = merge(docs, common_subset=common)
+        title = f"Fleet benchmark {name}" + (f" (common first {doc['config']['sessions']} cars)" if common else "")
+        (out_dir / f"{name}{suffix}.md").write_text(markdown(doc, title=title))
+        slim = {"policies": doc["policies"], "config": doc["config"]}
+        (out_dir / f"{name}{suffix}.json").write_text(json.dumps(slim, indent=2, default=str) + "\n")
+        plots(doc, out_dir, stem=f"{name}{suffix}")
+
+
+if __name__ == "__main__":
+    main()
