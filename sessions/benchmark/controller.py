@@ -16,6 +16,7 @@ Per step we measure:
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import uuid
@@ -66,6 +67,7 @@ class _Acc:
     shapes: Counter = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock)
     errors: list[str] = field(default_factory=list)
+    connections: list = field(default_factory=list)
 
 
 _sim_cpu = threading.local()
@@ -142,6 +144,10 @@ def _step(acc: _Acc, session_id: int, token: uuid.UUID, speed: float) -> None:
             acc.shapes.update(query_shape(q) for q in queries)
         if threading.current_thread() is not threading.main_thread():
             close_old_connections()
+            with acc.lock:
+                raw = connection.connection
+                if raw is not None and all(c is not raw for c in acc.connections):
+                    acc.connections.append(raw)
 
 
 def _loop(acc: _Acc, *, workers: int, duration_s: float, speed: float, interval_s: float) -> dict:
@@ -164,6 +170,11 @@ def _loop(acc: _Acc, *, workers: int, duration_s: float, speed: float, interval_
             time.sleep(max(0.0, interval_s - (time.monotonic() - started)))
         for f in pending:
             f.result()
+    # Worker threads keep their database connections (as django-q2 workers do); close them so the
+    # throwaway database can be dropped.
+    for raw in acc.connections:
+        with contextlib.suppress(Exception):
+            raw.close()
     return {"ticks": len(tick_ms), "claim_ms_p99": stats.percentile(tick_ms, 99), "claimed": claimed}
 
 

@@ -110,6 +110,8 @@ def _start_gunicorn(port: int, workers: int, threads: int, log: Path) -> subproc
         str(threads),
         "--log-level",
         "warning",
+        "--error-logfile",
+        "-",
     ]
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, cwd=settings.BASE_DIR, env=env, stdout=out, stderr=subprocess.STDOUT)  # noqa: S603
@@ -180,6 +182,7 @@ def run_webhook_loadtest(
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
+    server_log = log.read_text(errors="replace")[-3000:] if any(str(k) != "200" for k in codes) else ""
     log.unlink(missing_ok=True)
     stored = StripeEvent.objects.count()
     t1 = time.perf_counter()
@@ -220,4 +223,5 @@ def run_webhook_loadtest(
         "double_credited": double,
         "balance_matches_purchases": balance_wh == expected_wh,
         "ledger_clean": ledger_clean,
+        "server_log_tail": server_log,
     }
