@@ -26,6 +26,11 @@ def throwaway_database(alias: str = "default", *, shared: bool = False) -> Itera
         test_settings["NAME"] = f"bench_{os.getpid()}_{alias}"
     elif shared:
         test_settings["NAME"] = os.path.join(tempfile.gettempdir(), f"bench_{os.getpid()}_{alias}.sqlite3")
+    # Django never closes an in-memory SQLite connection (closing would drop that database), so
+    # create_test_db would keep talking to it. Set it aside and give it back afterwards.
+    parked = None
+    if connection.vendor == "sqlite" and connection.is_in_memory_db() and connection.connection is not None:
+        parked, connection.connection = connection.connection, None
     try:
         name = connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
         try:
@@ -34,3 +39,6 @@ def throwaway_database(alias: str = "default", *, shared: bool = False) -> Itera
             connection.creation.destroy_test_db(old_name, verbosity=0)
     finally:
         test_settings["NAME"] = previous_test_name
+        if parked is not None:
+            connection.close()
+            connection.connection = parked
