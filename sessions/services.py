@@ -57,6 +57,10 @@ RETRY_BASE_S = 15.0
 RETRY_CAP_S = 300.0
 # A backstop charge limit sits this far above the level the purchase implies (SoC steps, taper).
 BACKSTOP_MARGIN_BP = 300
+# A START whose effect never shows is sent again, up to this many STARTs in all.
+MAX_START_ATTEMPTS = 3
+# Attempts to put the driver's own charge limit back at the end of a session.
+RESTORE_ATTEMPTS = 3
 # Calls allowed per session before the policy must commit to the STOP.
 DEFAULT_CALL_BUDGET = 40
 
@@ -639,6 +643,19 @@ def _step_starting(step: _Step) -> Outcome:
     if step.now >= session.state_deadline_at:
         # It may still start late: a STOP makes sure it does not, then the hold is released.
         return _send_stop(step, reason="did_not_start")
+    latency = latency_model(step.vehicle.make)
+    conclusive = reading.taken_at >= session.start_sent_at + timedelta(seconds=latency.quantile(0.95))
+    if conclusive and session.commands.filter(kind=CommandKind.START).count() < MAX_START_ATTEMPTS:
+        # Data recorded after the START should have acted still shows no charging: the START was
+        # lost (an answer that never came, an OEM hiccup). Send it again; a car that did take the
+        # first one answers CHARGING_IN_PROGRESS, which is harmless.
+        vid = step.vehicle.external_id
+        try:
+            step.call(CommandKind.START, "retry", lambda c, t: c.start_charge(t, vid))
+        except api_errors.VehicleApiError as exc:
+            logger.info("session %s: START retry failed (%s)", session.pk, exc)
+        next_at = step.now + timedelta(seconds=latency.quantile(0.9) + 60)
+        return Outcome(changes={"attempts": session.attempts + 1, "start_sent_at": step.now}, next_at=next_at)
     return Outcome(changes={"attempts": session.attempts + 1}, next_at=step.backoff(min(session.attempts, 3)))
 
 
@@ -1072,11 +1089,19 @@ def _finish(step: _Step, *, to_status: str, reason: str, flag: bool = False, tal
     restore = session.backstop_limit_bp or session.stop_escalated
     if talk_to_car and restore and session.driver_limit_bp and not session.limit_restored:
         vid, limit = step.vehicle.external_id, session.driver_limit_bp
-        try:
-            step.call(CommandKind.SET_LIMIT, "restore", lambda c, t: c.set_charge_limit(t, vid, limit))
-            changes["limit_restored"] = True
-        except (api_errors.VehicleApiError, ConsentRequired) as exc:
-            logger.warning("session %s: driver's charge limit not restored (%s)", session.pk, exc)
+        # The driver's own limit matters after we are gone: a passing OEM failure gets two more tries.
+        for attempt in range(1, RESTORE_ATTEMPTS + 1):
+            try:
+                step.call(CommandKind.SET_LIMIT, "restore", lambda c, t: c.set_charge_limit(t, vid, limit))
+                changes["limit_restored"] = True
+                break
+            except ConsentRequired as exc:
+                logger.warning("session %s: driver's charge limit not restored (%s)", session.pk, exc)
+                break
+            except api_errors.VehicleApiError as exc:
+                if not exc.retryable or attempt == RESTORE_ATTEMPTS:
+                    logger.warning("session %s: driver's charge limit not restored (%s)", session.pk, exc)
+                    break
     return Outcome(to_status=to_status, reason=reason, changes=changes, settle=True)
 
 

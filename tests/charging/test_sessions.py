@@ -347,3 +347,31 @@ def test_a_car_without_a_remote_stop_is_refused_before_any_credit_is_held(connec
         start(driver, car)
     assert refused.value.code == "cannot_stop"
     assert Wallet.objects.get(user=driver).balance_wh == 30_000
+
+
+def test_a_start_lost_on_the_way_is_sent_again(sim, connect, credit, drive, driver, ledger_clean):
+    car = connect(driver)
+    credit(driver, energy_wh=30_000)
+    # The START request fails upstream (it never reached the car): the controller cannot tell.
+    sim.set_vehicle(
+        car.sim_id, faults={"inject": [{"type": "UPSTREAM", "code": "UNKNOWN_ISSUE", "endpoint": "POST /charge"}]}
+    )
+    session = drive(start(driver, car))
+    assert session.status == S.COMPLETED, session.reason
+    assert session.commands.filter(kind=CommandKind.START).count() == 2
+    assert session.commands.filter(kind=CommandKind.START, detail="retry", ok=True).exists()
+    ledger_clean()
+
+
+def test_a_failed_restore_of_the_drivers_limit_is_tried_again(sim, connect, credit, drive, driver):
+    car = connect(driver)
+    credit(driver, energy_wh=30_000)
+    session = drive(start(driver, car), until=lambda s: s.status == S.STOPPING)
+    sim.set_vehicle(
+        car.sim_id,
+        faults={"inject": [{"type": "UPSTREAM", "code": "UNKNOWN_ISSUE", "endpoint": "POST /charge/limit"}]},
+    )
+    session = drive(session)
+    assert session.status == S.COMPLETED and session.limit_restored
+    restores = session.commands.filter(kind=CommandKind.SET_LIMIT, detail="restore")
+    assert [c.ok for c in restores] == [False, True]
