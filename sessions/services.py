@@ -59,6 +59,8 @@ RETRY_CAP_S = 300.0
 BACKSTOP_MARGIN_BP = 300
 # A START whose effect never shows is sent again, up to this many STARTs in all.
 MAX_START_ATTEMPTS = 3
+# A STOP answered with an error is sent again after this many seconds (or its Retry-After).
+STOP_RESEND_S = 10
 # Attempts to put the driver's own charge limit back at the end of a session.
 RESTORE_ATTEMPTS = 3
 # Calls allowed per session before the policy must commit to the STOP.
@@ -974,6 +976,10 @@ def _send_stop(step: _Step, *, reason: str, predicted_wh: int | None = None) -> 
     changes.update(sent)
     latency = latency_model(step.vehicle.make)
     verify = step.now + policy.stop_verification_schedule(0, step.rng, latency=latency)
+    if "stop_first_sent_at" not in changes and session.stop_first_sent_at is None:
+        # The STOP was not accepted (an error answer): every second of waiting is energy past the
+        # purchase, so the next attempt comes soon rather than after a verification delay.
+        verify = step.now + timedelta(seconds=STOP_RESEND_S)
     return Outcome(to_status=S.STOPPING, reason=reason, changes=changes, next_at=max(verify, step.not_before or verify))
 
 
@@ -996,7 +1002,9 @@ def _step_stopping(step: _Step) -> Outcome:
     session = step.session
     if session.stop_first_sent_at is None and session.stop_attempts < 3:
         changes = _stop_command(step)
-        next_at = step.now + policy.stop_verification_schedule(0, step.rng)
+        accepted = "stop_first_sent_at" in changes
+        delay = policy.stop_verification_schedule(0, step.rng) if accepted else timedelta(seconds=STOP_RESEND_S)
+        next_at = step.now + delay
         return Outcome(changes=changes, next_at=max(next_at, step.not_before or next_at))
     try:
         reading = _read(step)

@@ -375,3 +375,19 @@ def test_a_failed_restore_of_the_drivers_limit_is_tried_again(sim, connect, cred
     assert session.status == S.COMPLETED and session.limit_restored
     restores = session.commands.filter(kind=CommandKind.SET_LIMIT, detail="restore")
     assert [c.ok for c in restores] == [False, True]
+
+
+def test_a_refused_stop_is_sent_again_within_seconds(sim, connect, credit, drive, driver, ledger_clean):
+    car = connect(driver)
+    credit(driver, energy_wh=30_000)
+    session = drive(start(driver, car), until=lambda s: s.planned_action == "stop")
+    sim.set_vehicle(
+        car.sim_id, faults={"inject": [{"type": "UPSTREAM", "code": "UNKNOWN_ISSUE", "endpoint": "POST /charge"}]}
+    )
+    session = drive(session)
+    assert session.status == S.COMPLETED
+    first, second = session.commands.filter(kind=CommandKind.STOP).order_by("id")[:2]
+    assert (first.ok, second.ok) == (False, True)
+    assert (second.sent_at - first.sent_at).total_seconds() <= services.STOP_RESEND_S + 1
+    assert abs(session.delivered_wh - 10_000) <= 300
+    ledger_clean()
