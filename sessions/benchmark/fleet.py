@@ -34,6 +34,7 @@ from payments.models import Purchase
 from payments.services import purchase_create, purchase_transition
 from prepaid import services as wallet_services
 from prepaid.models import EnergyPackage
+from prepaid.selectors import ledger_drift
 from sessions import clock, makes, runtime, services, vehicles
 from sessions.benchmark import stats
 from sessions.models import ChargingSession, Vehicle, VehicleConnection
@@ -330,8 +331,11 @@ def run_policy(config: FleetConfig, policy_spec: str) -> list[dict]:
         vehicles.use_client(None)
         client.close()
     results = [car.result for car in cars]
+    # The books after the whole fleet: every balance, hold and lot recomputed from the ledger.
+    drift = len(ledger_drift())
     for r in results:
         r["step_errors"] = len(step_errors)
+        r["ledger_drift"] = drift
     return results
 
 

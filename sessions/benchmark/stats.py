@@ -106,6 +106,7 @@ def aggregate(results: Sequence[dict], *, floor_pct: float | None = None) -> dic
         "stop_to_end_s_p95": _round(percentile(stop_verified, 95), 1),
         "billed_above_purchase": sum(1 for r in results if r["billed_wh"] > r["purchased_wh"]),
         "terminal": sum(1 for r in results if r["terminal"]),
+        "ledger_drift": max((r.get("ledger_drift", 0) for r in results), default=0),
         "statuses": dict(sorted(Counter(f"{r['status']}:{r['reason']}" for r in results).items())),
         "not_stopped_by_policy": dict(
             sorted(Counter(r["stop_reason"] or r["reason"] for r in results if r not in stopped).items())
