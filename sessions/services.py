@@ -206,6 +206,8 @@ class _Step:
         self.vehicle = session.vehicle
         self.now = clock.now()
         self.calls = 0
+        # Command records, written in one INSERT when the step ends (whatever way it ends).
+        self.records: list[VehicleCommand] = []
         self.not_before: datetime | None = None
         # The charge limit, when a read reported it anyway (Tesla's /tesla/charge): saves a call.
         self.reported_limit_bp: int | None = None
@@ -247,7 +249,7 @@ class _Step:
                 record.ok = True
                 meta = getattr(result, "meta", None)
                 record.request_id = ((meta.request_id if meta else "") or "")[:64]
-            record.save()
+            self.records.append(record)
         return result
 
     def backoff(self, attempts: int) -> datetime:
@@ -279,9 +281,13 @@ def session_step(*, session_id: int, lease_token: uuid.UUID) -> None:
         S.STOPPING: _step_stopping,
     }[session.status]
     try:
-        outcome = handler(step)
-    except ConsentRequired:
-        outcome = _consent_lost(step)
+        try:
+            outcome = handler(step)
+        except ConsentRequired:
+            outcome = _consent_lost(step)
+    finally:
+        # Every call made is recorded, even by a step that crashed before deciding anything.
+        VehicleCommand.objects.bulk_create(step.records)
     _commit(step, outcome, lease_token)
 
 
