@@ -5,14 +5,11 @@ restarts). The connection is made the way Connect makes one — a token pair —
 details are then read through the real client, like any other connection.
 """
 
-from datetime import timedelta
-
 import httpx
 from django.conf import settings
-from django.utils import timezone
 
-from sessions.models import Vehicle, VehicleConnection
-from sessions.vehicles import connection_sync_vehicles
+from sessions.models import Vehicle
+from sessions.vehicles import connection_create_from_tokens, connection_sync_vehicles
 
 
 def ensure_demo_vehicles(*, user, simulator_origin: str | None = None) -> list[Vehicle]:
@@ -35,14 +32,11 @@ def ensure_demo_vehicles(*, user, simulator_origin: str | None = None) -> list[V
         json={"profile": "vw_group", "soc": 0.5, "plugged": True, "demo": True, "token": False},
         timeout=10,
     ).raise_for_status()
-    now = timezone.now()
-    connection = VehicleConnection(
+    connection = connection_create_from_tokens(
         user=user,
-        access_expires_at=now + timedelta(seconds=int(tokens["expires_in"])),
-        refresh_expires_at=now + timedelta(days=60),
+        access_token=tokens["access_token"],
+        refresh_token=tokens["refresh_token"],
+        expires_in_s=int(tokens["expires_in"]),
         external_user_id=tokens.get("user_id", ""),
     )
-    connection.access_token = tokens["access_token"]
-    connection.refresh_token = tokens["refresh_token"]
-    connection.save()
     return connection_sync_vehicles(connection_id=connection.pk)

@@ -29,6 +29,8 @@ logger = logging.getLogger(__name__)
 
 #: Refresh the access token when less than this is left (tokens live 2 h).
 REFRESH_MARGIN = timedelta(minutes=5)
+# Refresh tokens live 60 days (vehicle-api.md §4.2); the SDKs count it from receipt, as we do.
+REFRESH_TOKEN_LIFETIME = timedelta(days=60)
 #: How often a caller waiting for someone else's refresh looks at the row again.
 LEASE_POLL_S = 0.05
 
@@ -124,6 +126,24 @@ def connection_create_from_code(*, user, code: str, client: VehicleApiClient | N
         connection.save()
         _upsert_vehicles(connection, fetched)
     logger.info("vehicle connection %s created with %d vehicle(s)", connection.pk, len(fetched))
+    return connection
+
+
+def connection_create_from_tokens(
+    *, user, access_token: str, refresh_token: str, expires_in_s: int, external_user_id: str = ""
+) -> VehicleConnection:
+    """Store a token pair obtained without the code exchange (the simulator's admin API: demo data,
+    benchmarks, tests), encrypted, with expiries counted as the official SDKs count them."""
+    now = clock.now()
+    connection = VehicleConnection(
+        user=user,
+        access_expires_at=now + timedelta(seconds=expires_in_s),
+        refresh_expires_at=now + REFRESH_TOKEN_LIFETIME,
+        external_user_id=external_user_id,
+    )
+    connection.access_token = access_token
+    connection.refresh_token = refresh_token
+    connection.save()
     return connection
 
 

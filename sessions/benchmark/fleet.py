@@ -37,7 +37,7 @@ from prepaid.models import EnergyPackage
 from prepaid.selectors import ledger_drift
 from sessions import clock, makes, runtime, services, vehicles
 from sessions.benchmark import stats
-from sessions.models import ChargingSession, Vehicle, VehicleConnection
+from sessions.models import ChargingSession, Vehicle
 from sessions.models.charging import OPEN_STATUSES, TERMINAL_STATUSES, CommandKind, SessionTransition, VehicleCommand
 from sessions.simulator.app import make_app
 from sessions.simulator.clock import VirtualClock
@@ -205,12 +205,12 @@ def _connect(sim: Simulator, config: FleetConfig, spec: CarSpec, user) -> Car:
         **overrides,
     )
     tokens = sim.issue_tokens([car.id])
-    now = sim.clock.now()
-    connection = VehicleConnection(user=user, access_expires_at=now + timedelta(seconds=tokens["expires_in"]))
-    connection.access_token = tokens["access_token"]
-    connection.refresh_token = tokens["refresh_token"]
-    connection.refresh_expires_at = now + timedelta(days=60)
-    connection.save()
+    connection = vehicles.connection_create_from_tokens(
+        user=user,
+        access_token=tokens["access_token"],
+        refresh_token=tokens["refresh_token"],
+        expires_in_s=tokens["expires_in"],
+    )
     truth = sim.true_state(car.id)
     vehicle = Vehicle.objects.create(
         connection=connection,

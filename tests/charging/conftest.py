@@ -17,7 +17,7 @@ from payments.services import purchase_create, purchase_transition
 from prepaid import services as wallet_services
 from prepaid.models import EnergyPackage
 from sessions import clock, runtime, services, vehicles
-from sessions.models import ChargingSession, Vehicle, VehicleConnection
+from sessions.models import ChargingSession, Vehicle
 from sessions.models.charging import TERMINAL_STATUSES
 from sessions.simulator.app import make_app
 from sessions.simulator.clock import VirtualClock
@@ -76,12 +76,12 @@ def connect(sim, api, db):
         car.setdefault("soc", 0.3)
         simulated = sim.create_vehicle(profile, **car)
         tokens = sim.issue_tokens([simulated.id])
-        now = sim.clock.now()
-        connection = VehicleConnection(user=user, access_expires_at=now + timedelta(seconds=tokens["expires_in"]))
-        connection.access_token = tokens["access_token"]
-        connection.refresh_token = tokens["refresh_token"]
-        connection.refresh_expires_at = now + timedelta(days=60)
-        connection.save()
+        connection = vehicles.connection_create_from_tokens(
+            user=user,
+            access_token=tokens["access_token"],
+            refresh_token=tokens["refresh_token"],
+            expires_in_s=tokens["expires_in"],
+        )
         truth = sim.true_state(simulated.id)
         vehicle = Vehicle.objects.create(
             connection=connection,
