@@ -10,6 +10,7 @@ from django.db import connection
 
 from sessions.models import ChargingSession, SessionStatus
 from tests.scaleout.conftest import assert_fleet_invariants, fleet, infra  # noqa: F401 - fixtures
+from tests.scaleout.harness import WORKER_APPLICATION_NAME
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow, pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -52,8 +53,8 @@ def test_sessions_survive_the_database_dropping_the_workers_connections(fleet): 
         with connection.cursor() as cursor:
             cursor.execute(
                 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                "WHERE datname = %s AND pid <> pg_backend_pid()",
-                [name],
+                "WHERE datname = %s AND application_name = %s AND pid <> pg_backend_pid()",
+                [name, WORKER_APPLICATION_NAME],
             )
             terminated += cursor.fetchone()[0]
 

@@ -58,6 +58,9 @@ class SharedClock:
         return sim.total_seconds() / self.speed
 
 
+WORKER_APPLICATION_NAME = "prepaid-fleet-worker"
+
+
 def group_env(*, database_url: str, redis_url: str, sim_url: str, clock: SharedClock, queue: str) -> dict[str, str]:
     env = {
         k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "Q_", "VEHICLE_", "PYTEST", "DATABASE_"))
@@ -65,7 +68,9 @@ def group_env(*, database_url: str, redis_url: str, sim_url: str, clock: SharedC
     env.update(
         clock.env(),
         DJANGO_SETTINGS_MODULE="prepaid.settings",
-        DATABASE_URL=database_url,
+        # Named, so a test can cut exactly these processes' connections (never the test's own,
+        # nor the live server's that later tests share).
+        DATABASE_URL=f"{database_url}?application_name={WORKER_APPLICATION_NAME}",
         REDIS_URL=redis_url,
         Q_SYNC="0",
         Q_WORKERS="4",
