@@ -1,6 +1,17 @@
 import pytest
 
 
+@pytest.fixture(autouse=True)
+def _postgres_marker(request):
+    """Tests marked `postgres` need real row locks (select_for_update is a no-op on SQLite): they
+    are skipped there with the reason, and run in CI's PostgreSQL pass."""
+    if request.node.get_closest_marker("postgres"):
+        from django.db import connection
+
+        if connection.vendor != "postgresql":
+            pytest.skip("needs PostgreSQL row locks (set DATABASE_URL=postgres://...)")
+
+
 @pytest.fixture
 def driver(django_user_model):
     return django_user_model.objects.create_user("driver", "driver@example.com", "drive-safely-42")

@@ -13,7 +13,6 @@ import httpx
 import pytest
 import stripe
 from django.conf import settings
-from django.db import connection
 
 from payments import localstripe, stripe_api
 from payments.models import Purchase
@@ -80,12 +79,6 @@ def stripe_base(localstripe_base, settings):
     settings.STRIPE_API_BASE = localstripe_base
     settings.STRIPE_CHECKOUT = "elements"
     return localstripe_base
-
-
-@pytest.fixture(autouse=True)
-def _postgres_marker(request):
-    if request.node.get_closest_marker("postgres") and connection.vendor != "postgresql":
-        pytest.skip("needs PostgreSQL row locks (set DATABASE_URL=postgres://...)")
 
 
 class Browser:

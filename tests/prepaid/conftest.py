@@ -1,18 +1,10 @@
 import pytest
 from django.core.management import call_command
-from django.db import connection
 
 from payments.models import Purchase
 from payments.services import purchase_create, purchase_transition
 from prepaid import services
 from prepaid.models import EnergyPackage
-
-
-@pytest.fixture(autouse=True)
-def _postgres_marker(request):
-    """Tests marked `postgres` need real row locks: skip them, with a reason, on SQLite."""
-    if request.node.get_closest_marker("postgres") and connection.vendor != "postgresql":
-        pytest.skip("needs PostgreSQL row locks (set DATABASE_URL=postgres://...)")
 
 
 @pytest.fixture
