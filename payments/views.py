@@ -197,6 +197,7 @@ def wallet(request: HttpRequest) -> HttpResponse:
                 for r in selectors.refunds_for_wallet(wallet=wallet)
             ],
             "refundable": pricing.format_money(refundable_minor, currency) if refundable_minor else "",
+            "bonus": wallet_selectors.wallet_bonus(wallet=wallet),
             "purchases": selectors.purchases_for_user(user=request.user),
         },
     )

@@ -53,8 +53,8 @@ def _round(value: Decimal) -> int:
 
 
 def energy_cost_minor(*, hold: Hold | None, wallet_id: int | None, energy_wh: int) -> int:
-    """The money of `energy_wh` of this hold: its recorded lot draws once settled, else the FIFO
-    draw it would make now from the wallet's lots."""
+    """The money of `energy_wh` of this hold: its recorded lot draws once settled, else the draw
+    it would make now from the wallet's lots (bonus lots first, at no money, then FIFO)."""
     if energy_wh <= 0:
         return 0
     if hold is not None and hold.status != Hold.Status.ACTIVE:
@@ -63,7 +63,7 @@ def energy_cost_minor(*, hold: Hold | None, wallet_id: int | None, energy_wh: in
             total += _share(draw.lot.amount_minor, draw.energy_wh, draw.lot.energy_wh)
         return _round(total)
     total, left = Decimal(0), energy_wh
-    for lot in CreditLot.objects.filter(wallet_id=wallet_id, remaining_wh__gt=0).order_by("created_at", "id"):
+    for lot in CreditLot.objects.filter(wallet_id=wallet_id, remaining_wh__gt=0).consumption_order():
         take = min(left, lot.remaining_wh)
         total += _share(lot.amount_minor, take, lot.energy_wh)
         left -= take

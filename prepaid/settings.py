@@ -286,6 +286,12 @@ PRICE_PER_KWH = Decimal(env("PRICE_PER_KWH", "0.45"))
 VAT_RATE = Decimal(env("VAT_RATE", "0.19"))
 CUSTOM_KWH_MIN = Decimal(env("CUSTOM_KWH_MIN", "1"))
 CUSTOM_KWH_MAX = Decimal(env("CUSTOM_KWH_MAX", "100"))
+# Demand response: the price per kWh (major units) at which a bonus earned in money
+# (GRID_BONUS_MINOR_PER_KWH per kWh shifted) is credited to the wallet as energy; the list price
+# by default. The rate in force is recorded on each bonus grant.
+GRID_BONUS_PRICE_PER_KWH = Decimal(env("GRID_BONUS_PRICE_PER_KWH") or str(PRICE_PER_KWH))
+if GRID_BONUS_PRICE_PER_KWH <= 0:
+    raise ImproperlyConfigured("GRID_BONUS_PRICE_PER_KWH must be a positive price per kWh")
 
 LOGGING = {
     "version": 1,

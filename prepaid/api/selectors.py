@@ -100,7 +100,7 @@ def session_receipt(session: ChargingSession) -> dict:
         line["energy_wh"] += draw.energy_wh
     lines = [
         {
-            "purchase_id": line["lot"].purchase.public_id,
+            "purchase_id": line["lot"].purchase.public_id if line["lot"].purchase_id else None,
             "energy_wh": line["energy_wh"],
             "amount_minor": money_share(line["lot"].amount_minor, line["lot"].energy_wh, line["energy_wh"]),
             "currency": line["lot"].currency,

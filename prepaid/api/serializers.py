@@ -166,12 +166,14 @@ class WalletSerializer(serializers.Serializer):
 
 
 class LotSerializer(serializers.ModelSerializer):
-    purchase_id = serializers.UUIDField(source="purchase.public_id", read_only=True)
+    # Empty for a bonus lot (kind "bonus": credit granted without a payment, never refunded).
+    purchase_id = serializers.UUIDField(source="purchase.public_id", read_only=True, allow_null=True)
 
     class Meta:
         model = CreditLot
         fields = [
             "id",
+            "kind",
             "purchase_id",
             "energy_wh",
             "remaining_wh",
@@ -254,7 +256,7 @@ class SessionCreateSerializer(serializers.Serializer):
 
 
 class ReceiptLineSerializer(serializers.Serializer):
-    purchase_id = serializers.UUIDField()
+    purchase_id = serializers.UUIDField(allow_null=True)  # empty: drawn from bonus credit
     energy_wh = serializers.IntegerField()
     amount_minor = serializers.IntegerField()
     currency = serializers.CharField()
