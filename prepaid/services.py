@@ -307,8 +307,10 @@ def wallet_refund_request(*, wallet_id: int, idempotency_key: str, energy_wh: in
             return existing
         if wallet.blocked:
             raise WalletBlocked(wallet.blocked_reason or "wallet blocked")
+        # Lock the lots only: `purchase` is nullable (bonus lots), so its join is an outer one,
+        # which PostgreSQL cannot lock; the purchases are only read here.
         lots = list(
-            CreditLot.objects.select_for_update()
+            CreditLot.objects.select_for_update(of=("self",))
             .refundable()
             .filter(wallet=wallet, remaining_wh__gt=0)
             .select_related("purchase")
