@@ -4,7 +4,7 @@ Each row gets a bonus credit lot and a `bonus` ledger line in its user's wallet,
 its participation's shifted kWh × the event's bonus rate buy at GRID_BONUS_PRICE_PER_KWH (the
 rule `ledger_check` recomputes); the row keeps only the link to that lot and the price used.
 The ledger line takes the row's idempotency key, so the new code never credits it again.
-Irreversible: ledger lines are append-only.
+Irreversible once a bonus was credited: ledger lines are append-only.
 """
 
 from decimal import ROUND_HALF_UP, Decimal
@@ -54,10 +54,15 @@ def credit_existing_bonuses(apps, schema_editor):
         GridBonusEntry.objects.filter(pk=row.pk).update(lot=lot, credit_price_minor_per_kwh=price)
 
 
+def refuse_if_credited(apps, schema_editor):
+    if apps.get_model("charging", "GridBonusEntry").objects.filter(lot__isnull=False).exists():
+        raise RuntimeError("bonuses were credited to wallets: the ledger is append-only, this cannot be undone")
+
+
 class Migration(migrations.Migration):
     dependencies = [
         ("charging", "0004_bonus_grant_lot"),
         ("prepaid", "0002_bonus_lots"),
     ]
 
-    operations = [migrations.RunPython(credit_existing_bonuses)]
+    operations = [migrations.RunPython(credit_existing_bonuses, refuse_if_credited)]
