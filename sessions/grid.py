@@ -12,14 +12,12 @@ import functools
 import logging
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
-from decimal import Decimal
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.db.models.functions import Least
 
-from payments import pricing
 from prepaid import services as wallet_services
 from sessions import clock, smart
 from sessions.models.charging import OPEN_STATUSES, ChargingSession
@@ -30,6 +28,7 @@ from sessions.models.grid import (
     GridBonusEntry,
     PricePoint,
     SmartPlan,
+    bonus_credit_price_minor_per_kwh,
     bonus_energy_wh,
 )
 from sessions.models.vehicles import Vehicle
@@ -355,7 +354,8 @@ def participations_settle(*, session_id: int, now: datetime, power_w: int, pause
         ):
             total += shifted
     if total:
-        transaction.on_commit(functools.partial(grid_bonuses_credit_due, session_id=session_id, now=now))
+        # robust: a failed credit must not fail the committed step; the sweep credits it later.
+        transaction.on_commit(functools.partial(grid_bonuses_credit_due, session_id=session_id, now=now), robust=True)
     return total
 
 
@@ -373,11 +373,6 @@ def grid_bonuses_credit_due(*, session_id: int | None = None, now: datetime | No
         grant = grid_bonus_credit(participation_id=participation_id, now=now)
         made += grant is not None
     return made
-
-
-def bonus_credit_price_minor_per_kwh() -> Decimal:
-    """GRID_BONUS_PRICE_PER_KWH in minor units of the wallet's currency."""
-    return settings.GRID_BONUS_PRICE_PER_KWH * pricing.minor_per_major(settings.CURRENCY)
 
 
 def grid_bonus_credit(*, participation_id: int, now: datetime | None = None) -> GridBonusEntry | None:

@@ -9,7 +9,13 @@ from django.db.models import Sum
 from prepaid.models import EnergyPackage
 from sessions import smart
 from sessions.models.charging import ChargingSession, CommandKind
-from sessions.models.grid import DemandResponseEvent, GridBonusEntry, SmartPlan
+from sessions.models.grid import (
+    DemandResponseEvent,
+    GridBonusEntry,
+    SmartPlan,
+    bonus_credit_price_minor_per_kwh,
+    bonus_energy_wh,
+)
 from sessions.models.vehicles import Vehicle
 
 
@@ -52,6 +58,7 @@ def grid_event_report(*, event: DemandResponseEvent) -> dict:
     """Who took part, who really stopped (a reading in the window showed it), energy shifted, and
     the bonus energy credited to each driver's wallet (or still pending after a resume)."""
     rows = []
+    price = bonus_credit_price_minor_per_kwh()
     participations = event.participations.select_related("vehicle", "session", "bonus__lot").order_by("id")
     for p in participations:
         grant = getattr(p, "bonus", None)
@@ -71,7 +78,7 @@ def grid_event_report(*, event: DemandResponseEvent) -> dict:
                 "resumed": p.resumed_at is not None,
                 # The bonus is the lot credited to the driver's wallet (the ledger holds the amount).
                 "bonus_wh": grant.lot.energy_wh if grant else 0,
-                "bonus_pending": grant is None and p.resumed_at is not None and p.energy_shifted_wh > 0,
+                "bonus_pending": grant is None and p.resumed_at is not None and _bonus_owed_wh(p, price) > 0,
             }
         )
     return {
@@ -88,6 +95,14 @@ def grid_event_report(*, event: DemandResponseEvent) -> dict:
         "bonus_wh": sum(r["bonus_wh"] for r in rows),
         "participants": rows,
     }
+
+
+def _bonus_owed_wh(participation, price) -> int:
+    return bonus_energy_wh(
+        shifted_wh=participation.energy_shifted_wh,
+        bonus_minor_per_kwh=participation.event.bonus_minor_per_kwh,
+        credit_price_minor_per_kwh=price,
+    )
 
 
 def packages_fitting(*, vehicle: Vehicle, soc_bp: int | None = None) -> list[EnergyPackage]:

@@ -13,6 +13,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
 
+from payments.pricing import minor_per_major
+
 
 class PricePoint(models.Model):
     """One time-of-use price of a region on [starts_at, ends_at) (hourly or 15-minute)."""
@@ -146,6 +148,11 @@ class DemandResponseParticipation(models.Model):
 
     def __str__(self) -> str:
         return f"session {self.session_id} in {self.event_id}"
+
+
+def bonus_credit_price_minor_per_kwh() -> Decimal:
+    """The price bonus money buys wallet energy at now: GRID_BONUS_PRICE_PER_KWH in minor units."""
+    return settings.GRID_BONUS_PRICE_PER_KWH * minor_per_major(settings.CURRENCY)
 
 
 def bonus_energy_wh(*, shifted_wh: int, bonus_minor_per_kwh: int, credit_price_minor_per_kwh: Decimal) -> int:

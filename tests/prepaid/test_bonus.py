@@ -202,10 +202,14 @@ def test_a_participation_is_credited_once_whoever_asks(driver, buy, owe_bonus, l
     ledger_clean()
 
 
-def test_nothing_is_credited_for_a_participation_that_shifted_nothing(driver, buy, owe_bonus):
+def test_nothing_is_credited_for_a_participation_that_shifted_nothing_worth_a_wh(driver, buy, owe_bonus):
     buy(driver)
     unverified = owe_bonus(driver, shifted_wh=0)
-    assert grid.grid_bonus_credit(participation_id=unverified.pk) is None
+    crumbs = owe_bonus(driver, shifted_wh=2)  # 2 Wh × 10 ct/kWh at 45 ct/kWh: 0.44 Wh
+    for participation in (unverified, crumbs):
+        assert grid.grid_bonus_credit(participation_id=participation.pk) is None
+        report = grid_selectors.grid_event_report(event=participation.event)
+        assert report["bonus_wh"] == 0 and not report["participants"][0]["bonus_pending"]
     assert grid.grid_bonuses_credit_due() == 0
     assert not CreditLot.objects.filter(kind="bonus").exists()
 
