@@ -321,7 +321,8 @@ def wallet_refund_request(*, wallet_id: int, idempotency_key: str, energy_wh: in
         refundable_wh = min(wallet.balance_wh, sum(lot.remaining_wh for lot in lots))
         wanted = refundable_wh if energy_wh is None else energy_wh
         if wanted <= 0:
-            raise NothingToRefund("no unused paid credit (bonus credit is not refundable)")
+            bonus_only = wallet.balance_wh > 0 and refundable_wh == 0
+            raise NothingToRefund("no unused paid credit" + (" (bonus credit is not refundable)" if bonus_only else ""))
         if wanted > wallet.balance_wh:
             raise InsufficientCredit(f"{wanted} Wh asked, {wallet.balance_wh} Wh available")
         if wanted > refundable_wh:
