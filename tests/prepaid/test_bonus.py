@@ -329,3 +329,19 @@ def test_a_lost_dispute_owes_only_paid_energy_the_consumed_bonus_stays_consumed(
     assert wallet.blocked and wallet.balance_wh == -9_000 + 1_000
     assert GridBonusEntry.objects.get(participation=late).lot.energy_wh == 1_000
     ledger_clean()
+
+
+def test_the_periodic_sweep_credits_a_bonus_left_owed(driver, buy, owe_bonus, ledger_clean):
+    from django_q.models import Schedule
+
+    from sessions import tasks
+
+    buy(driver)
+    owed = owe_bonus(driver)  # as if the worker died between the resume step's commit and the credit
+    schedule = Schedule.objects.get(name="grid-bonuses-credit")
+    assert (schedule.func, schedule.minutes) == ("sessions.tasks.credit_grid_bonuses", 5)
+
+    assert tasks.credit_grid_bonuses() == 1
+    assert tasks.credit_grid_bonuses() == 0
+    assert GridBonusEntry.objects.get().participation == owed
+    ledger_clean()
