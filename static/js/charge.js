@@ -1,0 +1,36 @@
+// Start page: "charge now" hides the deadline; any change after a plan was shown asks for a new
+// plan before confirming (the confirmed plan is always the one the driver saw). Without
+// JavaScript the form works the same, the deadline is simply always visible.
+(function () {
+  "use strict";
+  const form = document.getElementById("charge-form");
+  if (!form) { return; }
+  const field = form.querySelector(".deadline-field");
+  const start = document.getElementById("start-button");
+  const confirm = document.getElementById("confirm-button");
+  const preview = document.getElementById("plan-preview");
+
+  function cheapest() {
+    const checked = form.querySelector("input[name=when]:checked");
+    return checked !== null && checked.value === "cheapest";
+  }
+
+  function update() {
+    field.hidden = !cheapest();
+    if (start) { start.textContent = cheapest() ? "See the plan" : "Start charging"; }
+  }
+
+  form.addEventListener("change", function (event) {
+    update();
+    if (confirm && event.target.name !== "confirm") {
+      // The plan on screen no longer matches the form: plan again (or start now) first.
+      confirm.hidden = true;
+      if (preview) { preview.hidden = true; }
+      const again = document.getElementById("replan-button");
+      again.textContent = cheapest() ? "See the new plan" : "Start charging";
+      again.className = "";
+    }
+  });
+  update();
+  if (preview) { preview.focus(); }
+})();
