@@ -375,3 +375,34 @@ def session_plan_view(session: ChargingSession, *, now: datetime | None = None) 
         "saving_minor": plan.saving_minor,
         "replans": plan.replans,
     }
+
+
+@dataclass(frozen=True)
+class PackageFit:
+    """Which packages fit between a car's last known level and its maximum (the buy page)."""
+
+    vehicle: object
+    soc_percent: int
+    max_soc_percent: int
+    room_kwh: float
+    packages: list
+
+
+def package_fit(*, vehicles) -> list[PackageFit]:
+    """Per car with a known level and capacity, the packages that fit under its maximum
+    (`grid_selectors.packages_fitting`); cars without them are left out (nothing to say)."""
+    fits = []
+    for vehicle in vehicles:
+        if vehicle.soc_bp is None or not vehicle.capacity_wh:
+            continue
+        room = smart.soc_energy_wh(vehicle.soc_bp, vehicle.max_soc_bp, vehicle.capacity_wh)
+        fits.append(
+            PackageFit(
+                vehicle=vehicle,
+                soc_percent=vehicle.soc_percent,
+                max_soc_percent=vehicle.max_soc_bp // 100,
+                room_kwh=round(room / 1000, 1),
+                packages=grid_selectors.packages_fitting(vehicle=vehicle),
+            )
+        )
+    return fits

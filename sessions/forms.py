@@ -48,11 +48,13 @@ class ChargeTimingMixin(forms.Form):
         from prepaid.driver_selectors import price_horizon, vehicle_region
 
         data = self.cleaned_data
-        if data.get("when") != CHEAPEST:
+        if data.get("when") != CHEAPEST or vehicle is None:
+            # No car (only buying credit, or an invalid choice already reported): nothing to plan.
             data["when"], data["deadline"] = NOW, None
+            self.errors.pop("deadline", None)
             return
         deadline = data.get("deadline")
-        if "deadline" in self.errors or vehicle is None:
+        if "deadline" in self.errors:
             return
         if deadline is None:
             self.add_error("deadline", "Choose when the car must be ready (date and time, UTC), or charge now.")

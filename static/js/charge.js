@@ -6,18 +6,25 @@
   const form = document.getElementById("charge-form");
   if (!form) { return; }
   const field = form.querySelector(".deadline-field");
+  if (!form.querySelector("input[name=when]")) { return; }  // no car to charge: nothing to time
   const start = document.getElementById("start-button");
   const confirm = document.getElementById("confirm-button");
   const preview = document.getElementById("plan-preview");
 
+  const vehicle = document.getElementById("id_vehicle");
+  const timing = document.getElementById("timing-block");  // buy page: only with a car chosen
+  const nowLabel = start && start.dataset.nowLabel ? start.dataset.nowLabel : "Start charging";
+
   function cheapest() {
     const checked = form.querySelector("input[name=when]:checked");
-    return checked !== null && checked.value === "cheapest";
+    const withCar = !timing || (vehicle !== null && vehicle.value !== "");
+    return withCar && checked !== null && checked.value === "cheapest";
   }
 
   function update() {
-    field.hidden = !cheapest();
-    if (start) { start.textContent = cheapest() ? "See the plan" : "Start charging"; }
+    if (timing) { timing.hidden = vehicle === null || vehicle.value === ""; }
+    if (field) { field.hidden = !cheapest(); }
+    if (start) { start.textContent = cheapest() ? "See the plan" : nowLabel; }
   }
 
   form.addEventListener("change", function (event) {
@@ -27,7 +34,7 @@
       confirm.hidden = true;
       if (preview) { preview.hidden = true; }
       const again = document.getElementById("replan-button");
-      again.textContent = cheapest() ? "See the new plan" : "Start charging";
+      again.textContent = cheapest() ? "See the new plan" : nowLabel;
       again.className = "";
     }
   });
