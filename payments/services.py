@@ -184,7 +184,9 @@ def _charge_session(purchase: Purchase):
                 **args, deadline=purchase.charge_deadline, region=vehicle_region(purchase.charge_vehicle)
             )
         except grid.GridError:
-            logger.info("purchase %s: deadline %s passed while paying; charging now", purchase.pk, purchase.charge_deadline)
+            logger.info(
+                "purchase %s: deadline %s passed while paying; charging now", purchase.pk, purchase.charge_deadline
+            )
     return session_services.session_request(**args)
 
 

@@ -63,7 +63,9 @@ class ChargeTimingMixin(forms.Form):
         region = vehicle_region(vehicle)
         horizon = price_horizon(region=region, now=now)
         if deadline <= now:
-            self.add_error("deadline", f"That time has passed (it is now {now:%a %d %b %H:%M} UTC). Choose a later one.")
+            self.add_error(
+                "deadline", f"That time has passed (it is now {now:%a %d %b %H:%M} UTC). Choose a later one."
+            )
         elif deadline > now + grid.MAX_DEADLINE:
             self.add_error("deadline", "Choose a deadline at most three days ahead.")
         elif horizon is None:
