@@ -392,8 +392,10 @@ class DemandResponseEventAdmin(admin.ModelAdmin):
     search_fields = ("external_id", "public_id", "region")
     date_hierarchy = "starts_at"
     filter_horizontal = ("vehicles",)
-    inlines = [ParticipationInline]
     actions = ["cancel_events"]
+
+    def get_inlines(self, request, obj):
+        return [ParticipationInline] if obj is not None else []
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(participant_count=Count("participations"))
