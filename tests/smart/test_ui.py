@@ -1,3 +1,4 @@
+# ruff: noqa: F811 - pytest fixtures imported from tests.pages.conftest are parameters here
 """Driver and operator pages of smart charging: start by a deadline (plan and saving shown before
 confirming), the plan on the live page and its JSON, battery settings, buy-and-charge by a
 deadline with the packages that fit, and the admin (prices import, grid events, enrolments)."""
@@ -47,7 +48,7 @@ def logged_in(client, driver):
 
 
 @pytest.fixture
-def vehicle(driver, car, credit):  # noqa: F811
+def vehicle(driver, car, credit):
     credit(driver, energy_wh=20_000)
     return car(driver)
 
@@ -133,7 +134,7 @@ def test_the_plan_stops_at_the_battery_maximum_and_says_the_rest_stays_credit(lo
     assert "Wed 25 Nov 16:00–16:33 UTC: about 6.0 kWh" in content
 
 
-def test_another_drivers_car_cannot_be_planned_or_started(logged_in, vehicle, other, car, prices):  # noqa: F811
+def test_another_drivers_car_cannot_be_planned_or_started(logged_in, vehicle, other, car, prices):
     theirs = car(other, external_id="theirs")
     response = _start(logged_in, theirs, confirm="1")
     assert "Select a valid choice" in response.content.decode()
@@ -219,7 +220,7 @@ def test_a_plain_session_has_no_plan(logged_in, driver, vehicle):
     assert 'id="smart-plan"' not in logged_in.get(f"/charge/{session.public_id}/").content.decode()
 
 
-def test_another_drivers_plan_is_not_found(client, other, smart_session):  # noqa: F811
+def test_another_drivers_plan_is_not_found(client, other, smart_session):
     client.force_login(other)
     assert client.get(f"/charge/{smart_session.public_id}/status/").status_code == 404
 
@@ -284,7 +285,7 @@ def test_an_unknown_region_is_refused(logged_in, vehicle):
     assert not DemandResponseEnrollment.objects.exists()
 
 
-def test_another_drivers_battery_settings_are_not_found(logged_in, other, car):  # noqa: F811
+def test_another_drivers_battery_settings_are_not_found(logged_in, other, car):
     theirs = car(other, external_id="theirs")
     assert logged_in.get(f"/vehicles/{theirs.pk}/battery/").status_code == 404
     assert _battery(logged_in, theirs, max_soc="100", min_soc="0").status_code == 404
@@ -318,7 +319,7 @@ def packages(db):
     ]
 
 
-def test_the_buy_page_shows_which_packages_fit_under_the_maximum(logged_in, driver, car, packages):  # noqa: F811
+def test_the_buy_page_shows_which_packages_fit_under_the_maximum(logged_in, driver, car, packages):
     mine = car(driver)
     mine.soc_bp, mine.capacity_wh = 6_000, 60_000  # 60 % of 60 kWh: 12 kWh to 80 %
     mine.save()
@@ -332,7 +333,7 @@ def test_buy_and_charge_by_a_deadline_shows_the_plan_then_records_the_deadline(
     driver,
     car,
     packages,
-    prices,  # noqa: F811
+    prices,
 ):
     mine = car(driver)
     data = {"package": packages[0].pk, "vehicle": mine.pk, "when": "cheapest", "deadline": "2026-11-25T22:00"}
@@ -351,7 +352,7 @@ def test_buy_without_a_car_ignores_the_deadline(logged_in, driver, packages):
     assert Purchase.objects.get(user=driver).charge_deadline is None
 
 
-def test_buy_and_charge_refuses_a_deadline_past_the_prices(logged_in, driver, car, packages, prices):  # noqa: F811
+def test_buy_and_charge_refuses_a_deadline_past_the_prices(logged_in, driver, car, packages, prices):
     data = {"package": packages[0].pk, "vehicle": car(driver).pk, "when": "cheapest", "deadline": "2026-11-27T08:00"}
     content = logged_in.post("/payments/buy/", {**data, "confirm": "1"}).content.decode()
     assert "Prices for region DE are known until Thu 26 Nov 12:00 UTC." in content
@@ -368,7 +369,7 @@ def _paid(purchase):
     return Purchase.objects.get(pk=purchase.pk)
 
 
-def test_a_paid_purchase_with_a_deadline_starts_a_smart_session(driver, car, packages, prices):  # noqa: F811
+def test_a_paid_purchase_with_a_deadline_starts_a_smart_session(driver, car, packages, prices):
     purchase = payment_services.purchase_create(
         user=driver, package=packages[0], charge_vehicle=car(driver), charge_deadline=T + 10 * H
     )
@@ -376,7 +377,7 @@ def test_a_paid_purchase_with_a_deadline_starts_a_smart_session(driver, car, pac
     assert SmartPlan.objects.get(session=session).deadline == T + 10 * H
 
 
-def test_a_deadline_that_passed_while_paying_charges_now(driver, car, packages, prices):  # noqa: F811
+def test_a_deadline_that_passed_while_paying_charges_now(driver, car, packages, prices):
     purchase = payment_services.purchase_create(
         user=driver, package=packages[0], charge_vehicle=car(driver), charge_deadline=T - H
     )
