@@ -167,7 +167,9 @@ def session_view(session: ChargingSession, *, now: datetime | None = None) -> Se
         returned = session.hold.released_wh / 1000
     return SessionView(
         session=session,
-        status_label=STATUS_LABELS.get(session.status, session.status),
+        status_label="Scheduled"
+        if session.reason == "waiting_window" and is_open
+        else STATUS_LABELS.get(session.status, session.status),
         purchased_kwh=session.purchased_wh / 1000,
         delivered_kwh=delivered / 1000,
         delivered_low_kwh=session.delivered_low_wh / 1000,

@@ -171,7 +171,7 @@ def vehicle_battery(request: HttpRequest, vehicle_id: int) -> HttpResponse:
                 grid.enrollment_set(vehicle=vehicle, region=data["region"], active=data["demand_response"])
             messages.success(
                 request,
-                f"Saved for your {vehicle}: charged to at most {data['max_soc']} %, "
+                f"Saved for your {vehicle.make.title()} {vehicle.model}: charged to at most {data['max_soc']} %, "
                 f"at once up to {data['min_soc']} %"
                 + (", taking part in grid events." if data["demand_response"] else "."),
             )

@@ -246,7 +246,10 @@ def test_battery_limits_and_the_grid_opt_in_are_saved(logged_in, vehicle):
     enrollment = DemandResponseEnrollment.objects.get(vehicle=vehicle)
     assert (enrollment.active, enrollment.region) == (True, "DE")
     content = logged_in.get("/vehicles/").content.decode()
-    assert "charged to at most 90 %, at once up to 20 %, taking part in grid events." in content
+    assert (
+        "Saved for your Tesla Model 3: charged to at most 90 %, at once up to 20 %, taking part in grid events."
+        in content
+    )
     assert "taking part (DE)" in content
 
     _battery(logged_in, vehicle, max_soc="80", min_soc="0")  # opt out
