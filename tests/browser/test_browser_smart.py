@@ -153,3 +153,38 @@ def test_a_driver_sets_battery_limits_and_joins_grid_events(
         vehicle = Vehicle.objects.get(owner__username=name)
         assert (vehicle.max_soc_bp, vehicle.min_soc_bp) == (9_000, 2_000)
         assert DemandResponseEnrollment.objects.get(vehicle=vehicle).active
+
+
+def test_buy_and_charge_offers_a_deadline_once_a_car_is_chosen(
+    browser_page, live_server, simulator, shots, db_lock, django_user_model
+):
+    page = browser_page
+    with db_lock:
+        _driver_with_credit(django_user_model, "bo")
+        EnergyPackage.objects.create(name="50 kWh", energy_wh=50_000, price_minor=2_000)
+        anchor = _prices_from_now()
+    _log_in(page, live_server, "bo")
+    _connect(page, simulator)
+    page.goto(f"{live_server.url}/payments/buy/")
+    assert page.is_hidden("#timing-block")  # only buying credit: nothing to time
+    with db_lock:
+        vehicle = Vehicle.objects.get(owner__username="bo")
+        vehicle.capacity_wh = 60_000
+        vehicle.save(update_fields=["capacity_wh"])
+    page.goto(f"{live_server.url}/payments/buy/?vehicle={vehicle.pk}")
+    # 30 % of 60 kWh: 30 kWh fit under the 80 % maximum, so the 20 kWh package does, 50 kWh does not.
+    assert "it takes about 30 kWh. Packages that fit: 20 kWh." in page.inner_text(f"#fit-{vehicle.pk}")
+    assert page.is_visible("#timing-block")
+    page.check("input[name=package][value='']")
+    page.fill("#id_energy_kwh", "11")
+    page.check("input[name=when][value=cheapest]")
+    page.fill("#id_deadline", f"{anchor + 12 * H:%Y-%m-%dT%H:%M}")
+    page.click("#start-button")
+    page.wait_for_selector("#plan-preview")
+    assert "3.30 EUR" in page.inner_text("#preview-saving")
+    shots(page, "buy-plan-before-paying")
+    page.click("#confirm-button")
+    page.wait_for_selector("h1:has-text('Pay ')")
+    with db_lock:
+        purchase = Purchase.objects.get(user__username="bo", charge_vehicle__isnull=False)
+        assert (purchase.charge_vehicle_id, purchase.charge_deadline) == (vehicle.pk, anchor + 12 * H)
