@@ -358,7 +358,11 @@ def session_plan_view(session: ChargingSession, *, now: datetime | None = None) 
         label = f"{label[:-1]}; resumes at {_when(plan.resume_at)} UTC."
     elif state == "waiting":
         first = next(w for w in plan.windows if w.end > now)
-        label = f"Waiting for cheap hours: charging starts {_when(first.start)} UTC."
+        # Without a deadline (a plain session in a grid event) only the event makes it wait.
+        waits_for = "Waiting for cheap hours" if plan.deadline else "Waiting for the grid event to end"
+        label = f"{waits_for}: charging starts {_when(first.start)} UTC."
+    elif state == "charging" and not plan.deadline:
+        label = "Charging."
     deadline = ""
     if plan.deadline:
         deadline = f"Ready by {_when(plan.deadline)} UTC"

@@ -496,3 +496,16 @@ def test_enrolments_are_listed_for_the_operator(staff, vehicle):
     grid.enrollment_set(vehicle=vehicle, region="DE")
     content = staff.get("/admin/charging/demandresponseenrollment/?region=DE").content.decode()
     assert "driver" in content and "DE" in content
+
+
+def test_a_plain_session_in_a_grid_event_is_not_called_cheap_hours(logged_in, driver, vehicle):
+    from sessions import services as session_services
+
+    session = session_services.session_request(user=driver, vehicle_id=vehicle.pk, energy_wh=2_000)
+    SmartPlan.objects.create(session=session, region="DE", deadline=None)  # what joining an event makes
+    _plan_windows(session, [(T + 2 * H, T + 3 * H, 2_000, 0)])
+    plan = logged_in.get(f"/charge/{session.public_id}/status/").json()["plan"]
+    assert plan["state_label"] == "Waiting for the grid event to end: charging starts Wed 25 Nov 14:00 UTC."
+    assert plan["deadline"] == "" and plan["saving"] == "0.00 EUR"
+    ChargingSession.objects.filter(pk=session.pk).update(status="charging")
+    assert logged_in.get(f"/charge/{session.public_id}/status/").json()["plan"]["state_label"] == "Charging."
