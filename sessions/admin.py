@@ -16,6 +16,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from payments.pricing import format_money
 from sessions import clock, grid, grid_selectors, operator, price_files
 from sessions import services as session_services
 from sessions.models import (
@@ -446,7 +447,7 @@ class DemandResponseEventAdmin(admin.ModelAdmin):
         data = form.cleaned_data
         event, _ = grid.grid_event_declare(
             source=DemandResponseEvent.Source.OPERATOR,
-            external_id=data["external_id"] or f"admin-{uuid.uuid4()}",
+            external_id=data["external_id"] or f"admin-{uuid.uuid4().hex[:12]}",
             starts_at=data["starts_at"],
             ends_at=data["ends_at"],
             region=data["region"],
@@ -473,11 +474,13 @@ class DemandResponseEventAdmin(admin.ModelAdmin):
     def report_view(self, request, event_id: int):
         """The event report (`grid_selectors.grid_event_report`) as a page; JSON at /grid/events/<id>/report/."""
         event = get_object_or_404(DemandResponseEvent, pk=event_id)
+        report = grid_selectors.grid_event_report(event=event)
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
             "event": event,
-            "report": grid_selectors.grid_event_report(event=event),
+            "report": report,
+            "bonus": format_money(report["bonus_minor"], settings.CURRENCY),
             "json_url": reverse("grid:event-report", args=[event.public_id]),
             "title": f"Report of {event}",
         }

@@ -13,7 +13,7 @@ from prepaid import services as wallet_services
 from prepaid.models import EnergyPackage
 from sessions import clock, grid
 from sessions.models import ChargingSession, Vehicle
-from sessions.models.grid import DemandResponseEnrollment, SmartPlan
+from sessions.models.grid import DemandResponseEnrollment, DemandResponseEvent, SmartPlan
 
 from .conftest import PASSWORD
 
@@ -188,3 +188,48 @@ def test_buy_and_charge_offers_a_deadline_once_a_car_is_chosen(
     with db_lock:
         purchase = Purchase.objects.get(user__username="bo", charge_vehicle__isnull=False)
         assert (purchase.charge_vehicle_id, purchase.charge_deadline) == (vehicle.pk, anchor + 12 * H)
+
+
+def test_an_operator_imports_prices_and_declares_a_grid_event_in_the_admin(
+    browser_page, live_server, shots, db_lock, django_user_model, tmp_path
+):
+    page = browser_page
+    with db_lock:
+        django_user_model.objects.create_user("ops", "ops@example.com", PASSWORD, is_staff=True, is_superuser=True)
+    anchor = clock.now().replace(minute=0, second=0, microsecond=0) + H
+    lines = ["start,price"] + [f"{(anchor + i * H).isoformat()},{20 + i}" for i in range(4)]
+    upload = tmp_path / "prices.csv"
+    upload.write_text("\n".join(lines) + "\n")
+    page.goto(f"{live_server.url}/admin/login/")
+    page.fill("#id_username", "ops")
+    page.fill("#id_password", PASSWORD)
+    page.click("input[type=submit]")
+    page.goto(f"{live_server.url}/admin/charging/pricepoint/")
+    page.click("text=Import prices (CSV or JSON)")
+    page.set_input_files("#id_file", str(upload))
+    page.fill("#id_region", "AT")
+    page.select_option("#id_unit", "ct_per_kwh")
+    shots(page, "import-form")
+    page.click("input[value=Import]")
+    page.wait_for_selector("text=Imported 4 prices (AT: 4).")
+    assert "20.000" in page.inner_text("#result_list")
+    shots(page, "prices")
+
+    page.goto(f"{live_server.url}/admin/charging/demandresponseevent/add/")
+    page.fill("#id_region", "AT")
+    page.fill("#id_starts_at_0", f"{anchor:%Y-%m-%d}")
+    page.fill("#id_starts_at_1", f"{anchor:%H:%M:%S}")
+    page.fill("#id_ends_at_0", f"{anchor + H:%Y-%m-%d}")
+    page.fill("#id_ends_at_1", f"{anchor + H:%H:%M:%S}")
+    page.click("input[name=_save]")
+    page.wait_for_selector("#result_list")
+    page.click("#result_list a:has-text('report')")
+    page.wait_for_selector("#event-summary")
+    assert "AT" in page.inner_text("#event-summary")
+    shots(page, "event-report")
+    with db_lock:
+        event = DemandResponseEvent.objects.get(region="AT")
+        assert (event.source, event.declared_by.username) == ("operator", "ops")
+    page.goto(f"{live_server.url}/dashboard/")
+    assert "ahead" in page.inner_text("#grid-events")
+    shots(page, "dashboard")
