@@ -37,12 +37,18 @@ class UnmatchedEvent(Exception):
 
 
 def purchase_create(
-    *, user, package: EnergyPackage | None = None, energy_kwh: Decimal | None = None, charge_vehicle=None
+    *,
+    user,
+    package: EnergyPackage | None = None,
+    energy_kwh: Decimal | None = None,
+    charge_vehicle=None,
+    charge_deadline=None,
 ) -> Purchase:
     """A purchase of a package or of a custom amount (CUSTOM_KWH_MIN..MAX at PRICE_PER_KWH).
 
     Energy, gross amount and its VAT share are fixed here and never change afterwards.
-    `charge_vehicle` (one of the user's cars): start a session on it once paid ("buy and charge").
+    `charge_vehicle` (one of the user's cars): start a session on it once paid ("buy and charge"),
+    in the cheapest hours by `charge_deadline` if given.
     """
     if charge_vehicle is not None and charge_vehicle.owner_id != user.pk:
         raise PurchaseError("that vehicle is not yours")
@@ -69,6 +75,7 @@ def purchase_create(
         vat_rate=vat_rate,
         checkout_mode=settings.STRIPE_CHECKOUT,
         charge_vehicle=charge_vehicle,
+        charge_deadline=charge_deadline if charge_vehicle is not None else None,
     )
 
 
@@ -154,15 +161,33 @@ def purchase_start_charge(*, purchase_id: int) -> None:
     if purchase.status != Purchase.Status.PAID or purchase.charge_session_id or not purchase.charge_vehicle_id:
         return
     try:
-        session = session_services.session_request(
-            user=purchase.user, vehicle_id=purchase.charge_vehicle_id, energy_wh=purchase.energy_wh
-        )
+        session = _charge_session(purchase)
     except (session_services.SessionError, WalletError) as exc:
         Purchase.objects.filter(pk=purchase.pk, charge_session__isnull=True).update(charge_error=str(exc)[:255])
         return
     if not Purchase.objects.filter(pk=purchase.pk, charge_session__isnull=True).update(charge_session=session):
         # A concurrent call linked its own session first: give this one's hold back at once.
         session_services.session_close_stuck(session_id=session.pk, reason="duplicate")
+
+
+def _charge_session(purchase: Purchase):
+    """The purchase's session: by its deadline when one was chosen and is still ahead (a payment
+    that took longer than the deadline charges now), else at once."""
+    from prepaid.driver_selectors import vehicle_region
+    from sessions import grid
+    from sessions import services as session_services
+
+    args = {"user": purchase.user, "vehicle_id": purchase.charge_vehicle_id, "energy_wh": purchase.energy_wh}
+    if purchase.charge_deadline is not None:
+        try:
+            return grid.smart_session_request(
+                **args, deadline=purchase.charge_deadline, region=vehicle_region(purchase.charge_vehicle)
+            )
+        except grid.GridError:
+            logger.info(
+                "purchase %s: deadline %s passed while paying; charging now", purchase.pk, purchase.charge_deadline
+            )
+    return session_services.session_request(**args)
 
 
 # --- Card payments (payments.md §2.1) ---------------------------------------------------------------
