@@ -27,7 +27,7 @@ def purchases_visible(*, user) -> QuerySet[Purchase]:
 
 
 def sessions_visible(*, user) -> QuerySet[ChargingSession]:
-    return _scoped(ChargingSession.objects.all(), user, "user").order_by("-created_at", "-id")
+    return _scoped(ChargingSession.objects.select_related("smart_plan"), user, "user").order_by("-created_at", "-id")
 
 
 def refunds_visible(*, user) -> QuerySet[Refund]:
