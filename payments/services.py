@@ -414,14 +414,13 @@ def _insert_unless_exists(row: StripeEvent, *, unique_field: str) -> int | None:
     connection = connections[router.db_for_write(type(row))]
     quote = connection.ops.quote_name
     meta = row._meta
+    unique_column = meta.get_field(unique_field).column
     fields = [f for f in meta.concrete_fields if not f.primary_key]
     values = [f.get_db_prep_save(f.pre_save(row, add=True), connection) for f in fields]
-    sql = (
-        f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "
-        f"VALUES ({', '.join(['%s'] * len(fields))}) "
-        f"ON CONFLICT ({quote(meta.get_field(unique_field).column)}) DO NOTHING "
-        f"RETURNING {quote(meta.pk.column)}"
-    )
+    # Only names from the model's own meta (quoted) go into the text; every value is a parameter.
+    table, columns = quote(meta.db_table), ", ".join(quote(f.column) for f in fields)
+    unique, pk, placeholders = quote(unique_column), quote(meta.pk.column), ", ".join(["%s"] * len(fields))
+    sql = f"INSERT INTO {table} ({columns}) VALUES ({placeholders}) ON CONFLICT ({unique}) DO NOTHING RETURNING {pk}"  # noqa: S608
     with connection.cursor() as cursor:
         cursor.execute(sql, values)
         inserted = cursor.fetchone()
