@@ -125,6 +125,7 @@ def _start_gunicorn(port: int, workers: int, threads: int, worker_class: str, lo
         worker_class,
         "--threads",
         str(threads),
+        "--no-control-socket",  # one path per user: runs side by side would share it
         "--log-level",
         "warning",
         "--error-logfile",
