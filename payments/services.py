@@ -408,10 +408,18 @@ def event_store(*, event: dict) -> StripeEvent | None:
 def _insert_unless_exists(row: StripeEvent, *, unique_field: str) -> int | None:
     """INSERT the unsaved row unless one with the same `unique_field` exists; its new pk or None.
 
-    PostgreSQL and SQLite (3.35+) both speak ON CONFLICT … DO NOTHING RETURNING. Field values go
-    through each field's own `pre_save`/`get_db_prep_save`, as in `Model.save()`.
+    PostgreSQL and SQLite 3.35+ speak ON CONFLICT … DO NOTHING RETURNING; an older SQLite gets
+    a savepoint and the IntegrityError instead. Field values go through each field's own
+    `pre_save`/`get_db_prep_save`, as in `Model.save()`.
     """
     connection = connections[router.db_for_write(type(row))]
+    if not connection.features.can_return_columns_from_insert:
+        try:
+            with transaction.atomic(using=connection.alias):
+                row.save(force_insert=True, using=connection.alias)
+        except IntegrityError:
+            return None
+        return row.pk
     quote = connection.ops.quote_name
     meta = row._meta
     unique_column = meta.get_field(unique_field).column

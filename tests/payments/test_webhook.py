@@ -265,3 +265,15 @@ def test_a_body_that_is_not_utf8_is_refused(client):
     )
     assert response.status_code == 400
     assert not StripeEvent.objects.exists()
+
+
+def test_without_insert_returning_an_older_sqlite_stores_once_too(client, monkeypatch):
+    from django.db import connection
+
+    if connection.vendor != "sqlite":
+        pytest.skip("only SQLite (before 3.35) lacks INSERT … RETURNING")
+    monkeypatch.setattr(connection.features, "can_return_columns_from_insert", False)
+    event = events.event("customer.created", {"id": "cus_1", "object": "customer"})
+    assert _post(client, event).json() == {"received": True, "duplicate": False}
+    assert _post(client, event).json() == {"received": True, "duplicate": True}
+    assert StripeEvent.objects.get().event_id == event["id"]
