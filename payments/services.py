@@ -13,13 +13,14 @@ from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connections, router, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
 from payments import pricing, stripe_api
 from payments.models import Dispute, Purchase, PurchaseTransition, RefundPart, StripeCustomer, StripeEvent
 from prepaid import services as wallet_services
+from prepaid import taskqueue
 from prepaid.models import EnergyPackage
 
 logger = logging.getLogger(__name__)
@@ -411,27 +412,61 @@ def _apply_checkout_session(purchase: Purchase, session: stripe_api.CheckoutSess
 def event_store(*, event: dict) -> StripeEvent | None:
     """Store a verified event; None if it was already stored (a duplicate delivery).
 
-    Processing is enqueued only after the row is committed, so the task always finds it.
+    One statement, `INSERT … ON CONFLICT (event_id) DO NOTHING RETURNING id`: a duplicate costs no
+    exception, no rollback and no second query. Processing is enqueued only after the row is
+    committed (at once in autocommit, as in the webhook view), so the task always finds it.
     """
-    try:
-        with transaction.atomic():
-            stored = StripeEvent.objects.create(
-                event_id=event["id"],
-                type=event["type"],
-                payload=event,
-                livemode=bool(event.get("livemode")),
-                enqueued_at=timezone.now(),
-            )
-            transaction.on_commit(lambda: _enqueue_event(stored.pk))
-    except IntegrityError:
+    row = StripeEvent(
+        event_id=event["id"],
+        type=event["type"],
+        payload=event,
+        livemode=bool(event.get("livemode")),
+        enqueued_at=timezone.now(),
+    )
+    row.pk = _insert_unless_exists(row, unique_field="event_id")
+    if row.pk is None:
         return None
-    return stored
+    transaction.on_commit(lambda: _enqueue_event(row.pk))
+    return row
+
+
+def _insert_unless_exists(row: StripeEvent, *, unique_field: str) -> int | None:
+    """INSERT the unsaved row unless one with the same `unique_field` exists; its new pk or None.
+
+    PostgreSQL and SQLite 3.35+ speak ON CONFLICT … DO NOTHING RETURNING; an older SQLite gets
+    a savepoint and the IntegrityError instead. Field values go through each field's own
+    `pre_save`/`get_db_prep_save`, as in `Model.save()`.
+    """
+    connection = connections[router.db_for_write(type(row))]
+    if not connection.features.can_return_columns_from_insert:
+        try:
+            with transaction.atomic(using=connection.alias):
+                row.save(force_insert=True, using=connection.alias)
+        except IntegrityError:
+            return None
+        return row.pk
+    quote = connection.ops.quote_name
+    meta = row._meta
+    unique_column = meta.get_field(unique_field).column
+    fields = [f for f in meta.concrete_fields if not f.primary_key]
+    values = [f.get_db_prep_save(f.pre_save(row, add=True), connection) for f in fields]
+    # Only names from the model's own meta (quoted) go into the text; every value is a parameter.
+    table, columns = quote(meta.db_table), ", ".join(quote(f.column) for f in fields)
+    unique, pk, placeholders = quote(unique_column), quote(meta.pk.column), ", ".join(["%s"] * len(fields))
+    sql = f"INSERT INTO {table} ({columns}) VALUES ({placeholders}) ON CONFLICT ({unique}) DO NOTHING RETURNING {pk}"  # noqa: S608
+    with connection.cursor() as cursor:
+        cursor.execute(sql, values)
+        inserted = cursor.fetchone()
+    return inserted[0] if inserted else None
 
 
 def _enqueue_event(event_pk: int) -> None:
-    from django_q.tasks import async_task
-
-    async_task("payments.tasks.process_stripe_event", event_pk, task_name=f"stripe-event-{event_pk}")
+    """Hand the stored event to the queue. A broker failure loses nothing: the event is stored
+    pending, and `events_sweep` re-enqueues it once `enqueued_at` is old enough."""
+    try:
+        taskqueue.enqueue("payments.tasks.process_stripe_event", event_pk, task_name=f"stripe-event-{event_pk}")
+    except Exception:
+        logger.exception("stripe event %s stored but not enqueued; the sweeper will enqueue it", event_pk)
 
 
 def event_process(*, event_pk: int) -> str:
@@ -620,9 +655,7 @@ def refund_request(*, wallet_id: int, requested_by=None, energy_wh: int | None =
 
 
 def _enqueue_refund(refund_pk: int) -> None:
-    from django_q.tasks import async_task
-
-    async_task("payments.tasks.submit_refund", refund_pk, task_name=f"refund-{refund_pk}")
+    taskqueue.enqueue("payments.tasks.submit_refund", refund_pk, task_name=f"refund-{refund_pk}")
 
 
 def refund_submit(*, refund_id: int) -> None:

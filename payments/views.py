@@ -40,10 +40,12 @@ def stripe_webhook(request: HttpRequest) -> HttpResponse:
         return HttpResponse("payload too large", status=413)
     try:
         event = stripe_api.webhook_verify(body, request.headers.get("Stripe-Signature", ""))
-    except (stripe.SignatureVerificationError, ValueError, UnicodeDecodeError):
+    except stripe.SignatureVerificationError:
         return HttpResponse("invalid signature", status=400)
+    except ValueError:  # includes UnicodeDecodeError: the body is not UTF-8 JSON
+        return HttpResponse("malformed body: not UTF-8 JSON", status=400)
     if not isinstance(event, dict) or "id" not in event or "type" not in event:
-        return HttpResponse("not an event", status=400)
+        return HttpResponse("not an event: a JSON object with an id and a type was expected", status=400)
     stored = services.event_store(event=event)
     return JsonResponse({"received": True, "duplicate": stored is None})
 
