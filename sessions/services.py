@@ -63,6 +63,8 @@ MAX_START_ATTEMPTS = 3
 STOP_RESEND_S = 10
 # Attempts to put the driver's own charge limit back at the end of a session.
 RESTORE_ATTEMPTS = 3
+# A STOP latency is learned only from a final estimate known to within ± this many seconds of charging.
+LEARN_MAX_SPREAD_S = 10
 # Calls allowed per session before the policy must commit to the STOP.
 DEFAULT_CALL_BUDGET = 40
 
@@ -1087,7 +1089,10 @@ def _finish(step: _Step, *, to_status: str, reason: str, flag: bool = False, tal
     # Learn the STOP latency only from a STOP that worked the first time: an ignored one says
     # nothing about how long a STOP takes.
     first_stop_worked = session.stop_attempts == 1 and not session.stop_escalated and not flag
-    if first_stop_worked and session.stop_first_sent_at and session.predicted_wh_at_stop is not None:
+    # Nor from an estimate too coarse to time it: a battery level step (750 Wh on 75 kWh) is minutes
+    # of charging, and a latency "learned" from it would move every later STOP of the make.
+    precise = estimate.delivered_high_wh - estimate.delivered_low_wh <= LEARN_MAX_SPREAD_S * estimate.power_w / 1800
+    if first_stop_worked and precise and session.stop_first_sent_at and session.predicted_wh_at_stop is not None:
         learned = policy.infer_stop_latency_s(
             stop_sent_at=session.stop_first_sent_at,
             predicted_wh_at_send=session.predicted_wh_at_stop,

@@ -27,7 +27,9 @@ from sessions.policy import (
 )
 from tests.policy.conftest import T0, at, energy_reading
 
-CTX = MeterContext(capacity_wh=75_000, soc_step_bp=100, energy_step_wh=10, nominal_power_w=11_000)
+CTX = MeterContext(
+    capacity_wh=75_000, soc_step_bp=100, energy_step_wh=10, nominal_power_w=11_000, charger_efficiency=1.0
+)
 WH_PER_S = 11_000 / 3600
 
 
@@ -345,7 +347,9 @@ def test_it_never_bills_above_the_purchase():
 
 # --- SoC-only cars -----------------------------------------------------------------------------
 
-SOC_CTX = MeterContext(capacity_wh=75_000, soc_step_bp=100, energy_step_wh=0, nominal_power_w=11_000)
+SOC_CTX = MeterContext(
+    capacity_wh=75_000, soc_step_bp=100, energy_step_wh=0, nominal_power_w=11_000, charger_efficiency=1.0
+)
 
 
 def soc_estimate(until_s: float, *, phase_mid_s: float, width_s: float, reads: int):
