@@ -131,6 +131,16 @@ class MeterEstimate:
     soc_phase_mid_at: datetime | None = None
     soc_phase_width_s: float | None = None
     soc_step_s: float | None = None
+    # The battery level when the session began and the pack's capacity (from the context), so a
+    # policy can tell where the purchase ends on the battery (charging power tapers near full).
+    start_level_bp: int | None = None
+    capacity_wh: int | None = None
+
+    def level_at_wh(self, delivered_wh: float) -> float | None:
+        """Battery level (bp) once `delivered_wh` has gone in, when the start level is known."""
+        if self.start_level_bp is None or not self.capacity_wh:
+            return None
+        return self.start_level_bp + delivered_wh * SOC_FULL_BP / self.capacity_wh
 
     @property
     def is_charging(self) -> bool:
@@ -642,6 +652,8 @@ class Meter:
             soc_phase_mid_at=phase[0],
             soc_phase_width_s=phase[1],
             soc_step_s=phase[2],
+            start_level_bp=ctx.start_soc_bp if ctx.start_soc_bp is not None else soc.start_bp,
+            capacity_wh=ctx.capacity_wh,
         )
 
 

@@ -582,13 +582,27 @@ def _step_requested(step: _Step) -> Outcome:
     # it shows now. A counter that restarts at 0 with our START is a reset metering recognises.
     changes["baseline_energy_wh"] = reading.energy_added_wh
     latency = latency_model(step.vehicle.make)
-    first_read = step.now + timedelta(seconds=latency.quantile(0.9) + 60)
+    # Charging shows only in a snapshot the car records after the START took effect: one refresh
+    # period after it at the latest (a 450-s car needs longer than a 60-s one).
+    refresh = _refresh_s(session)
+    first_read = step.now + timedelta(seconds=latency.quantile(0.9) + refresh)
+    deadline = step.now + max(STARTING_DEADLINE, timedelta(seconds=latency.quantile(1.0) + 2 * refresh))
     return Outcome(
         to_status=S.STARTING,
         reason="start_sent",
-        changes={**changes, "start_sent_at": step.now, "state_deadline_at": step.now + STARTING_DEADLINE},
+        changes={**changes, "start_sent_at": step.now, "state_deadline_at": deadline},
         next_at=step.now + timedelta(seconds=30) if already_charging else first_read,
     )
+
+
+def _refresh_s(session: ChargingSession) -> float:
+    """How often the car's data is refreshed (s), at least a minute (live cars are read no faster)."""
+    return max(60.0, float(session.telemetry_refresh_s or 0))
+
+
+def _next_snapshot_at(step: _Step, reading: metering.Reading) -> datetime:
+    """When the car's next snapshot can be fetched: a read before it returns the same data again."""
+    return reading.taken_at + timedelta(seconds=_refresh_s(step.session)) + policy.GRID_MARGIN
 
 
 def _limit_settable(vehicle: Vehicle) -> bool:
@@ -664,9 +678,12 @@ def _step_starting(step: _Step) -> Outcome:
             step.call(CommandKind.START, "retry", lambda c, t: c.start_charge(t, vid))
         except api_errors.VehicleApiError as exc:
             logger.info("session %s: START retry failed (%s)", session.pk, exc)
-        next_at = step.now + timedelta(seconds=latency.quantile(0.9) + 60)
+        next_at = step.now + timedelta(seconds=latency.quantile(0.9) + _refresh_s(session))
         return Outcome(changes={"attempts": session.attempts + 1, "start_sent_at": step.now}, next_at=next_at)
-    return Outcome(changes={"attempts": session.attempts + 1}, next_at=step.backoff(min(session.attempts, 3)))
+    # Not charging yet: look again once the car has a newer snapshot (not on a fixed clock, which
+    # for a 450-s car means reading the same data again and again), retrying sooner on no data.
+    next_at = max(step.backoff(min(session.attempts, 3)), _next_snapshot_at(step, reading))
+    return Outcome(changes={"attempts": session.attempts + 1}, next_at=next_at)
 
 
 def _charging_deadline(session: ChargingSession) -> timedelta:
@@ -1006,9 +1023,18 @@ def _stop_command(step: _Step) -> dict[str, Any]:
     return changes
 
 
+# A STOP refused with these says the car is not charging: nothing to send again, read it instead.
+NOTHING_TO_STOP = ("NOT_CHARGING", "CHARGING_PLUG_NOT_CONNECTED")
+
+
+def _stop_found_nothing(session: ChargingSession) -> bool:
+    last = session.commands.filter(kind=CommandKind.STOP).exclude(detail=PAUSE).order_by("-id").first()
+    return last is not None and not last.ok and last.error_code in NOTHING_TO_STOP
+
+
 def _step_stopping(step: _Step) -> Outcome:
     session = step.session
-    if session.stop_first_sent_at is None and session.stop_attempts < 3:
+    if session.stop_first_sent_at is None and session.stop_attempts < 3 and not _stop_found_nothing(session):
         changes = _stop_command(step)
         accepted = "stop_first_sent_at" in changes
         delay = policy.stop_verification_schedule(0, step.rng) if accepted else timedelta(seconds=STOP_RESEND_S)
@@ -1022,6 +1048,10 @@ def _step_stopping(step: _Step) -> Outcome:
         return Outcome(changes={"attempts": session.attempts + 1}, next_at=step.backoff(min(session.attempts, 5)))
     if reading.charge_state != ChargeState.CHARGING:
         ended = S.INTERRUPTED if session.stop_reason in ("driver_stop", "operator_stop") else S.COMPLETED
+        if reading.is_plugged_in is False and session.stop_first_sent_at is None and session.charging_at:
+            # The STOP found the car unplugged (no read between the last one and the STOP saw it):
+            # it ended there, short of the purchase, not at it.
+            return _finish(step, to_status=S.INTERRUPTED, reason="unplugged_mid")
         if not session.start_sent_at or session.charging_at is None:
             # Never charged (a START that never took): nothing delivered, release everything.
             return Outcome(to_status=S.INTERRUPTED, reason=session.stop_reason or "did_not_start", settle=True)
