@@ -204,23 +204,7 @@ def _connect(sim: Simulator, config: FleetConfig, spec: CarSpec, user) -> Car:
         faults={"ignore_stop": True} if spec.ignore_stop else None,
         **overrides,
     )
-    tokens = sim.issue_tokens([car.id])
-    connection = vehicles.connection_create_from_tokens(
-        user=user,
-        access_token=tokens["access_token"],
-        refresh_token=tokens["refresh_token"],
-        expires_in_s=tokens["expires_in"],
-    )
-    truth = sim.true_state(car.id)
-    vehicle = Vehicle.objects.create(
-        connection=connection,
-        owner=user,
-        external_id=car.id,
-        make=truth["make"],
-        model=truth["model"],
-        year=truth["year"],
-        capacity_wh=round(truth["capacity_wh"]),
-    )
+    vehicle = vehicles.vehicle_connect_simulated(user=user, sim=sim, sim_vehicle_id=car.id)
     return Car(spec=spec, sim_id=car.id, vehicle=vehicle)
 
 
