@@ -205,6 +205,10 @@ def _connect(sim: Simulator, config: FleetConfig, spec: CarSpec, user) -> Car:
         **overrides,
     )
     vehicle = vehicles.vehicle_connect_simulated(user=user, sim=sim, sim_vehicle_id=car.id)
+    # The driver's battery maximum is the car's own limit: the purchases fit below it (the policy,
+    # not the battery-health cap, must stop them; the product's default maximum is 80 %).
+    vehicle.max_soc_bp = round(DRIVER_LIMIT * 10_000)
+    vehicle.save(update_fields=["max_soc_bp"])
     return Car(spec=spec, sim_id=car.id, vehicle=vehicle)
 
 
