@@ -1000,7 +1000,7 @@ def _send_stop(step: _Step, *, reason: str, predicted_wh: int | None = None) -> 
     sent = _stop_command(step)
     changes.update(sent)
     latency = latency_model(step.vehicle.make)
-    verify = step.now + policy.stop_verification_schedule(0, step.rng, latency=latency)
+    verify = step.now + _first_verification(step, latency)
     if "stop_first_sent_at" not in changes and session.stop_first_sent_at is None:
         # The STOP was not accepted (an error answer): every second of waiting is energy past the
         # purchase, so the next attempt comes soon rather than after a verification delay.
@@ -1027,6 +1027,16 @@ def _stop_command(step: _Step) -> dict[str, Any]:
 NOTHING_TO_STOP = ("NOT_CHARGING", "CHARGING_PLUG_NOT_CONNECTED")
 
 
+def _first_verification(step: _Step, latency: policy.LatencyModel) -> timedelta:
+    """The first look after a STOP: once it has acted (90th percentile) and a snapshot shows it."""
+    return policy.stop_verification_schedule(0, step.rng, latency=latency, telemetry_age_s=_refresh_s(step.session))
+
+
+def _last_stop_sent_at(session: ChargingSession) -> datetime | None:
+    last = session.commands.filter(kind=CommandKind.STOP, ok=True).exclude(detail=PAUSE).order_by("-id").first()
+    return last.sent_at if last else session.stop_first_sent_at
+
+
 def _stop_found_nothing(session: ChargingSession) -> bool:
     last = session.commands.filter(kind=CommandKind.STOP).exclude(detail=PAUSE).order_by("-id").first()
     return last is not None and not last.ok and last.error_code in NOTHING_TO_STOP
@@ -1037,7 +1047,8 @@ def _step_stopping(step: _Step) -> Outcome:
     if session.stop_first_sent_at is None and session.stop_attempts < 3 and not _stop_found_nothing(session):
         changes = _stop_command(step)
         accepted = "stop_first_sent_at" in changes
-        delay = policy.stop_verification_schedule(0, step.rng) if accepted else timedelta(seconds=STOP_RESEND_S)
+        latency = latency_model(step.vehicle.make)
+        delay = _first_verification(step, latency) if accepted else timedelta(seconds=STOP_RESEND_S)
         next_at = step.now + delay
         return Outcome(changes=changes, next_at=max(next_at, step.not_before or next_at))
     try:
@@ -1059,9 +1070,15 @@ def _step_stopping(step: _Step) -> Outcome:
         return _finish(step, to_status=ended, reason=done if ended == S.COMPLETED else session.stop_reason)
     if step.now >= session.state_deadline_at:
         return _finish(step, to_status=S.COMPLETED, reason="stop_not_verified", flag=True)
+    vehicle = step.vehicle
+    latency = latency_model(vehicle.make)
+    sent_at = _last_stop_sent_at(session)
+    if sent_at and reading.taken_at < sent_at + timedelta(seconds=latency.quantile(0.99)):
+        # Data recorded before the STOP could have acted says nothing about it (a 450-s car's
+        # snapshot often is): look again once a newer snapshot exists, without counting a failure.
+        return Outcome(next_at=max(_next_snapshot_at(step, reading), step.now + timedelta(seconds=STOP_RESEND_S)))
     # Still charging after STOP: retry, then lower the car's limit, then call the operator.
     failed = session.attempts + 1
-    vehicle = step.vehicle
     action = policy.escalation(
         failed,
         supports_charge_limit=makes.traits_for(vehicle.make).charge_limit
@@ -1084,8 +1101,7 @@ def _step_stopping(step: _Step) -> Outcome:
             logger.error("session %s: car ignores STOP; flagged for the operator", session.pk)
         changes["stop_not_carried_out"] = True
     # Give each new attempt the time a STOP takes to act and to show in the car's data.
-    latency = latency_model(vehicle.make)
-    settle_s = latency.quantile(0.9) + _telemetry_age_s(session)
+    settle_s = latency.quantile(0.9) + max(_telemetry_age_s(session), _refresh_s(session))
     next_at = step.now + max(policy.stop_verification_schedule(failed, step.rng), timedelta(seconds=settle_s))
     return Outcome(changes=changes, next_at=max(next_at, step.not_before or next_at))
 
