@@ -355,9 +355,18 @@ def _setup(sim: Simulator, config: FleetConfig, policy_spec: str) -> list[Car]:
         truth = sim.true_state(car.sim_id)
         car.before = truth
         car.calls_before = dict(truth["calls"])
-        session = services.session_request(
-            user=car.vehicle.owner, vehicle_id=car.vehicle.pk, energy_wh=car.spec.purchase_wh, policy_spec=policy_spec
-        )
+        try:
+            session = services.session_request(
+                user=car.vehicle.owner,
+                vehicle_id=car.vehicle.pk,
+                energy_wh=car.spec.purchase_wh,
+                policy_spec=policy_spec,
+            )
+        except services.SessionError as exc:
+            # Refused before any credit is held (a make without a remote STOP nor a settable
+            # limit): a result of its own, no session, no call.
+            car.result = _refused(car, exc)
+            continue
         if traits:
             # The controller reads the car per the session's traits (set from makes.py at request):
             # here the car is defined on the command line, so the session is told the same.
@@ -366,8 +375,39 @@ def _setup(sim: Simulator, config: FleetConfig, policy_spec: str) -> list[Car]:
     return cars
 
 
+def _refused(car: Car, exc: services.SessionError) -> dict:
+    purchased = car.spec.purchase_wh
+    return {
+        "index": car.spec.index,
+        "purchased_wh": purchased,
+        "delivered_wh": 0,
+        "delivered_wall_wh": 0,
+        "error_wh": purchased,
+        "error_pct": 100.0,
+        "estimated_wh": 0,
+        "billed_wh": 0,
+        "overshoot_wh": 0,
+        "status": "refused",
+        "reason": exc.code,
+        "stop_reason": "",
+        "terminal": True,
+        "charged": False,
+        "api_calls": 0,
+        "sim_billed_calls": 0,
+        "calls_by_kind": {},
+        "stop_latency_s": None,
+        "stop_to_end_s": None,
+        "stop_not_carried_out": False,
+        "escalated": False,
+        "still_charging_at_end": False,
+        "stopped_by_backstop": False,
+        "ignore_stop": car.spec.ignore_stop,
+        "start_soc": car.spec.soc,
+    }
+
+
 def _drive(sim: Simulator, config: FleetConfig, cars: list[Car], dispatch) -> None:
-    by_session = {car.session_id: car for car in cars}
+    by_session = {car.session_id: car for car in cars if car.session_id is not None}
     open_ids = set(by_session)
     deadline = START + timedelta(hours=config.max_hours)
     while open_ids:
