@@ -295,6 +295,8 @@ def run_policy(config: FleetConfig, policy_spec: str) -> list[dict]:
     The database must hold no other sessions' command history: the controller learns each make's
     STOP latency from it, and one policy must not learn from another's run (the caller flushes).
     """
+    # Asked of the command line as given: once resolved, every field is set and it would always say yes.
+    overrides = config.overrides_traits()
     config = config.resolved()
     services._latency_model_cached.cache_clear()  # a per-minute cache keyed on virtual time
     sim = FleetSimulator(VirtualClock(START), seed=config.seed)
@@ -313,7 +315,7 @@ def run_policy(config: FleetConfig, policy_spec: str) -> list[dict]:
 
     try:
         with clock.use(sim.clock.now, all_threads=True):
-            cars = _setup(sim, config, policy_spec)
+            cars = _setup(sim, config, policy_spec, overrides_traits=overrides)
             _drive(sim, config, cars, dispatch)
     finally:
         vehicles.use_client(None)
@@ -327,7 +329,7 @@ def run_policy(config: FleetConfig, policy_spec: str) -> list[dict]:
     return results
 
 
-def _setup(sim: Simulator, config: FleetConfig, policy_spec: str) -> list[Car]:
+def _setup(sim: Simulator, config: FleetConfig, policy_spec: str, *, overrides_traits: bool) -> list[Car]:
     specs = fleet_specs(config)
     top = max((s.purchase_wh for s in specs), default=1000)
     package = EnergyPackage.objects.create(
@@ -336,7 +338,7 @@ def _setup(sim: Simulator, config: FleetConfig, policy_spec: str) -> list[Car]:
     user_model = get_user_model()
     cars = []
     traits = None
-    if config.overrides_traits():
+    if overrides_traits:
         make_traits = makes.traits_for(PROFILES[config.profile].make)
         traits = {
             "energy_step_wh": round(config.energy_step_kwh * 1000),
@@ -447,7 +449,7 @@ def run_fleet(config: FleetConfig, policies: list[str], *, fresh_db=None) -> dic
     out: dict = {"policies": {}, "sessions": {}, "config": config_doc}
     out["config"]["efficiency"] = profile.efficiency
     out["config"]["make"] = profile.make
-    out["config"]["controller_traits_overridden"] = resolved.overrides_traits()
+    out["config"]["controller_traits_overridden"] = config.overrides_traits()
     for spec in policies:
         (fresh_db or _flush)()
         results = run_policy(config, spec)
