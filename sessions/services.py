@@ -602,7 +602,12 @@ def _refresh_s(session: ChargingSession) -> float:
 
 def _next_snapshot_at(step: _Step, reading: metering.Reading) -> datetime:
     """When the car's next snapshot can be fetched: a read before it returns the same data again."""
-    return reading.taken_at + timedelta(seconds=_refresh_s(step.session)) + policy.GRID_MARGIN
+    due = reading.taken_at + timedelta(seconds=_refresh_s(step.session)) + policy.GRID_MARGIN
+    if due <= step.now:
+        # Older data than the make's refresh allows: this car refreshes slower (Tesla's Fleet API
+        # every ~180 s, not 60). Its next snapshot is about as far ahead as this one is old.
+        due = step.now + (step.now - reading.taken_at)
+    return due
 
 
 def _limit_settable(vehicle: Vehicle) -> bool:
