@@ -329,7 +329,12 @@ def run_policy(config: FleetConfig, policy_spec: str) -> list[dict]:
     return results
 
 
-def _setup(sim: Simulator, config: FleetConfig, policy_spec: str, *, overrides_traits: bool) -> list[Car]:
+def _setup(sim: Simulator, config: FleetConfig, policy_spec: str, *, overrides_traits: bool | None = None) -> list[Car]:
+    """Cars, credit and one session request each. `overrides_traits`: whether the command line
+    defined the car (see FleetConfig.overrides_traits); None = ask `config` (the controller
+    benchmark passes its generic, resolved configuration)."""
+    if overrides_traits is None:
+        overrides_traits = config.overrides_traits()
     specs = fleet_specs(config)
     top = max((s.purchase_wh for s in specs), default=1000)
     package = EnergyPackage.objects.create(
