@@ -107,7 +107,7 @@ def test_a_maximum_reached_before_the_purchase_leaves_the_rest_as_credit(
     sim, connect, credit, drive, driver, ledger_clean
 ):
     # A car whose make takes no charge limit: the controller stops by the level itself.
-    car = connect(driver, soc=0.70, make="FORD")
+    car = connect(driver, soc=0.70, make="FORD", limit=0.9)  # its own limit above the maximum
     credit(driver, energy_wh=40_000)
     before = sim.true_state(car.sim_id)
     session = drive(services.session_request(user=driver, vehicle_id=car.vehicle.pk, energy_wh=20_000))
