@@ -480,7 +480,7 @@ class DemandResponseEventAdmin(admin.ModelAdmin):
             "opts": self.model._meta,
             "event": event,
             "report": report,
-            "bonus": format_money(report["bonus_minor"], settings.CURRENCY),
+            "bonus_rate": format_money(report["bonus_minor_per_kwh"], settings.CURRENCY),
             "json_url": reverse("grid:event-report", args=[event.public_id]),
             "title": f"Report of {event}",
         }

@@ -453,6 +453,7 @@ def test_an_operator_declares_an_event_that_enrolled_sessions_join_and_reads_its
     report = staff.get(f"/admin/charging/demandresponseevent/{event.pk}/report/").content.decode()
     assert "Vehicles taking part</th><td>1</td>" in report
     assert f"/grid/events/{event.public_id}/report/" in report
+    assert "Bonus credited</th><td>0 Wh of wallet credit" in report  # nothing shifted yet
     dashboard = staff.get("/dashboard/").content.decode()
     assert 'id="grid-events"' in dashboard and f"/admin/charging/demandresponseevent/{event.pk}/report/" in dashboard
 

@@ -19,7 +19,9 @@ def _paused_and_verified(session):
     return plan is not None and plan.paused and plan.pause_verified_at is not None
 
 
-def test_ending_an_event_in_progress_resumes_the_session_now(sim, connect, credit, drive, driver, ledger_clean):
+def test_ending_an_event_in_progress_resumes_the_session_now(
+    sim, connect, credit, drive, driver, ledger_clean, django_capture_on_commit_callbacks
+):
     car = connect(driver, soc=0.3)
     grid.enrollment_set(vehicle=car.vehicle, region="DE")
     credit(driver, energy_wh=40_000)
@@ -38,12 +40,16 @@ def test_ending_an_event_in_progress_resumes_the_session_now(sim, connect, credi
 
     event.refresh_from_db()
     assert event.ends_at == t0 + 40 * M
-    session = drive(session)
+    # The bonus is credited once the resume step has committed (the test's transaction never does).
+    with django_capture_on_commit_callbacks(execute=True):
+        session = drive(session)
     assert session.status == S.COMPLETED, session.reason
     resume = session.commands.get(kind=CommandKind.START, detail="resume")
     assert t0 + 40 * M <= resume.sent_at < t0 + 45 * M  # not at the event's original end (t0 + 3 h)
     bonus = GridBonusEntry.objects.get(event=event)
-    assert 0 < bonus.energy_shifted_wh <= 30 * 11_000 // 60 + 50  # at most the 30 paused minutes at 11 kW
+    shifted = bonus.participation.energy_shifted_wh
+    assert 0 < shifted <= 30 * 11_000 // 60 + 50  # at most the 30 paused minutes at 11 kW
+    assert bonus.lot.energy_wh == bonus.expected_energy_wh > 0  # credited to the wallet
     ledger_clean()
 
 
