@@ -130,7 +130,16 @@ class ChargingSession(models.Model):
             ),
             models.CheckConstraint(condition=Q(purchased_wh__gt=0), name="charging_purchase_positive"),
         ]
-        indexes = [models.Index(fields=["status", "next_action_at"], name="charging_due_idx")]
+        indexes = [
+            models.Index(fields=["status", "next_action_at"], name="charging_due_idx"),
+            # The controller loop's claim: open sessions by due time, one ordered range scan that
+            # stops at the batch limit, however many sessions have ended.
+            models.Index(
+                fields=["next_action_at"],
+                condition=Q(status__in=["requested", "starting", "charging", "stopping"]),
+                name="charging_due_open_idx",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"session {self.pk} ({self.status})"
