@@ -4,16 +4,19 @@ from django import forms
 from django.conf import settings
 
 from prepaid.selectors import package_list_active
+from sessions.forms import ChargeTimingMixin
 from sessions.models import Vehicle
 
 
-class BuyForm(forms.Form):
+class BuyForm(ChargeTimingMixin):
     """A package, or a custom number of kWh within the configured bounds; optionally a car to
-    start charging as soon as the payment is confirmed ("buy and charge")."""
+    start charging as soon as the payment is confirmed ("buy and charge"), now or in the cheapest
+    hours by a deadline."""
 
     package = forms.ModelChoiceField(queryset=package_list_active(), required=False, empty_label="Custom amount")
     energy_kwh = forms.DecimalField(required=False, max_digits=7, decimal_places=3, min_value=Decimal("0.001"))
     vehicle = forms.ModelChoiceField(queryset=Vehicle.objects.none(), required=False, empty_label="Only buy credit")
+    field_order = ["package", "energy_kwh", "vehicle", "when", "deadline"]
 
     def __init__(self, *args, user=None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -35,4 +38,5 @@ class BuyForm(forms.Form):
                     f"Custom amounts go from {settings.CUSTOM_KWH_MIN} to {settings.CUSTOM_KWH_MAX} kWh. "
                     "Enter an amount in that range or choose a package."
                 )
+        self.clean_timing(data.get("vehicle"))
         return data

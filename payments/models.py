@@ -65,6 +65,8 @@ class Purchase(models.Model):
         "charging.ChargingSession", null=True, blank=True, on_delete=models.SET_NULL, related_name="purchase"
     )
     charge_error = models.CharField(max_length=255, blank=True)
+    # "Buy and charge" in the cheapest hours: the session gets this deadline (empty: charge now).
+    charge_deadline = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]

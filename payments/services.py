@@ -13,13 +13,14 @@ from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connections, router, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
 from payments import pricing, stripe_api
 from payments.models import Dispute, Purchase, PurchaseTransition, RefundPart, StripeCustomer, StripeEvent
 from prepaid import services as wallet_services
+from prepaid import taskqueue
 from prepaid.models import EnergyPackage
 
 logger = logging.getLogger(__name__)
@@ -37,12 +38,18 @@ class UnmatchedEvent(Exception):
 
 
 def purchase_create(
-    *, user, package: EnergyPackage | None = None, energy_kwh: Decimal | None = None, charge_vehicle=None
+    *,
+    user,
+    package: EnergyPackage | None = None,
+    energy_kwh: Decimal | None = None,
+    charge_vehicle=None,
+    charge_deadline=None,
 ) -> Purchase:
     """A purchase of a package or of a custom amount (CUSTOM_KWH_MIN..MAX at PRICE_PER_KWH).
 
     Energy, gross amount and its VAT share are fixed here and never change afterwards.
-    `charge_vehicle` (one of the user's cars): start a session on it once paid ("buy and charge").
+    `charge_vehicle` (one of the user's cars): start a session on it once paid ("buy and charge"),
+    in the cheapest hours by `charge_deadline` if given.
     """
     if charge_vehicle is not None and charge_vehicle.owner_id != user.pk:
         raise PurchaseError("that vehicle is not yours")
@@ -69,6 +76,7 @@ def purchase_create(
         vat_rate=vat_rate,
         checkout_mode=settings.STRIPE_CHECKOUT,
         charge_vehicle=charge_vehicle,
+        charge_deadline=charge_deadline if charge_vehicle is not None else None,
     )
 
 
@@ -154,15 +162,33 @@ def purchase_start_charge(*, purchase_id: int) -> None:
     if purchase.status != Purchase.Status.PAID or purchase.charge_session_id or not purchase.charge_vehicle_id:
         return
     try:
-        session = session_services.session_request(
-            user=purchase.user, vehicle_id=purchase.charge_vehicle_id, energy_wh=purchase.energy_wh
-        )
+        session = _charge_session(purchase)
     except (session_services.SessionError, WalletError) as exc:
         Purchase.objects.filter(pk=purchase.pk, charge_session__isnull=True).update(charge_error=str(exc)[:255])
         return
     if not Purchase.objects.filter(pk=purchase.pk, charge_session__isnull=True).update(charge_session=session):
         # A concurrent call linked its own session first: give this one's hold back at once.
         session_services.session_close_stuck(session_id=session.pk, reason="duplicate")
+
+
+def _charge_session(purchase: Purchase):
+    """The purchase's session: by its deadline when one was chosen and is still ahead (a payment
+    that took longer than the deadline charges now), else at once."""
+    from prepaid.driver_selectors import vehicle_region
+    from sessions import grid
+    from sessions import services as session_services
+
+    args = {"user": purchase.user, "vehicle_id": purchase.charge_vehicle_id, "energy_wh": purchase.energy_wh}
+    if purchase.charge_deadline is not None:
+        try:
+            return grid.smart_session_request(
+                **args, deadline=purchase.charge_deadline, region=vehicle_region(purchase.charge_vehicle)
+            )
+        except grid.GridError:
+            logger.info(
+                "purchase %s: deadline %s passed while paying; charging now", purchase.pk, purchase.charge_deadline
+            )
+    return session_services.session_request(**args)
 
 
 # --- Card payments (payments.md §2.1) ---------------------------------------------------------------
@@ -386,27 +412,61 @@ def _apply_checkout_session(purchase: Purchase, session: stripe_api.CheckoutSess
 def event_store(*, event: dict) -> StripeEvent | None:
     """Store a verified event; None if it was already stored (a duplicate delivery).
 
-    Processing is enqueued only after the row is committed, so the task always finds it.
+    One statement, `INSERT … ON CONFLICT (event_id) DO NOTHING RETURNING id`: a duplicate costs no
+    exception, no rollback and no second query. Processing is enqueued only after the row is
+    committed (at once in autocommit, as in the webhook view), so the task always finds it.
     """
-    try:
-        with transaction.atomic():
-            stored = StripeEvent.objects.create(
-                event_id=event["id"],
-                type=event["type"],
-                payload=event,
-                livemode=bool(event.get("livemode")),
-                enqueued_at=timezone.now(),
-            )
-            transaction.on_commit(lambda: _enqueue_event(stored.pk))
-    except IntegrityError:
+    row = StripeEvent(
+        event_id=event["id"],
+        type=event["type"],
+        payload=event,
+        livemode=bool(event.get("livemode")),
+        enqueued_at=timezone.now(),
+    )
+    row.pk = _insert_unless_exists(row, unique_field="event_id")
+    if row.pk is None:
         return None
-    return stored
+    transaction.on_commit(lambda: _enqueue_event(row.pk))
+    return row
+
+
+def _insert_unless_exists(row: StripeEvent, *, unique_field: str) -> int | None:
+    """INSERT the unsaved row unless one with the same `unique_field` exists; its new pk or None.
+
+    PostgreSQL and SQLite 3.35+ speak ON CONFLICT … DO NOTHING RETURNING; an older SQLite gets
+    a savepoint and the IntegrityError instead. Field values go through each field's own
+    `pre_save`/`get_db_prep_save`, as in `Model.save()`.
+    """
+    connection = connections[router.db_for_write(type(row))]
+    if not connection.features.can_return_columns_from_insert:
+        try:
+            with transaction.atomic(using=connection.alias):
+                row.save(force_insert=True, using=connection.alias)
+        except IntegrityError:
+            return None
+        return row.pk
+    quote = connection.ops.quote_name
+    meta = row._meta
+    unique_column = meta.get_field(unique_field).column
+    fields = [f for f in meta.concrete_fields if not f.primary_key]
+    values = [f.get_db_prep_save(f.pre_save(row, add=True), connection) for f in fields]
+    # Only names from the model's own meta (quoted) go into the text; every value is a parameter.
+    table, columns = quote(meta.db_table), ", ".join(quote(f.column) for f in fields)
+    unique, pk, placeholders = quote(unique_column), quote(meta.pk.column), ", ".join(["%s"] * len(fields))
+    sql = f"INSERT INTO {table} ({columns}) VALUES ({placeholders}) ON CONFLICT ({unique}) DO NOTHING RETURNING {pk}"  # noqa: S608
+    with connection.cursor() as cursor:
+        cursor.execute(sql, values)
+        inserted = cursor.fetchone()
+    return inserted[0] if inserted else None
 
 
 def _enqueue_event(event_pk: int) -> None:
-    from django_q.tasks import async_task
-
-    async_task("payments.tasks.process_stripe_event", event_pk, task_name=f"stripe-event-{event_pk}")
+    """Hand the stored event to the queue. A broker failure loses nothing: the event is stored
+    pending, and `events_sweep` re-enqueues it once `enqueued_at` is old enough."""
+    try:
+        taskqueue.enqueue("payments.tasks.process_stripe_event", event_pk, task_name=f"stripe-event-{event_pk}")
+    except Exception:
+        logger.exception("stripe event %s stored but not enqueued; the sweeper will enqueue it", event_pk)
 
 
 def event_process(*, event_pk: int) -> str:
@@ -595,9 +655,7 @@ def refund_request(*, wallet_id: int, requested_by=None, energy_wh: int | None =
 
 
 def _enqueue_refund(refund_pk: int) -> None:
-    from django_q.tasks import async_task
-
-    async_task("payments.tasks.submit_refund", refund_pk, task_name=f"refund-{refund_pk}")
+    taskqueue.enqueue("payments.tasks.submit_refund", refund_pk, task_name=f"refund-{refund_pk}")
 
 
 def refund_submit(*, refund_id: int) -> None:

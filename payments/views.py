@@ -18,9 +18,11 @@ from django.views.decorators.http import require_POST
 from payments import pricing, selectors, services, stripe_api
 from payments.forms import BuyForm
 from payments.models import Purchase
+from prepaid import driver_selectors
 from prepaid import selectors as wallet_selectors
 from prepaid import services as wallet_services
 from prepaid.errors import WalletError
+from sessions.forms import CHEAPEST
 
 logger = logging.getLogger(__name__)
 
@@ -38,10 +40,12 @@ def stripe_webhook(request: HttpRequest) -> HttpResponse:
         return HttpResponse("payload too large", status=413)
     try:
         event = stripe_api.webhook_verify(body, request.headers.get("Stripe-Signature", ""))
-    except (stripe.SignatureVerificationError, ValueError, UnicodeDecodeError):
+    except stripe.SignatureVerificationError:
         return HttpResponse("invalid signature", status=400)
+    except ValueError:  # includes UnicodeDecodeError: the body is not UTF-8 JSON
+        return HttpResponse("malformed body: not UTF-8 JSON", status=400)
     if not isinstance(event, dict) or "id" not in event or "type" not in event:
-        return HttpResponse("not an event", status=400)
+        return HttpResponse("not an event: a JSON object with an id and a type was expected", status=400)
     stored = services.event_store(event=event)
     return JsonResponse({"received": True, "duplicate": stored is None})
 
@@ -60,18 +64,28 @@ def _price_context():
 def buy(request: HttpRequest) -> HttpResponse:
     initial = {"vehicle": request.GET.get("vehicle")} if request.GET.get("vehicle", "").isdigit() else None
     form = BuyForm(request.POST or None, user=request.user, initial=initial)
+    preview = None
     if request.method == "POST" and form.is_valid():
-        try:
-            purchase = services.purchase_create(
-                user=request.user,
-                package=form.cleaned_data["package"],
-                energy_kwh=form.cleaned_data["energy_kwh"],
-                charge_vehicle=form.cleaned_data["vehicle"],
+        data = form.cleaned_data
+        if data["when"] == CHEAPEST and "confirm" not in request.POST:
+            # "Buy and charge by a deadline": show the plan before the driver goes on to pay.
+            energy_wh = data["package"].energy_wh if data["package"] else pricing.kwh_to_wh(data["energy_kwh"])
+            preview = driver_selectors.charge_preview(
+                vehicle=data["vehicle"], energy_wh=energy_wh, deadline=data["deadline"]
             )
-        except services.PurchaseError as exc:
-            form.add_error(None, str(exc))
         else:
-            return redirect("payments:pay", public_id=purchase.public_id)
+            try:
+                purchase = services.purchase_create(
+                    user=request.user,
+                    package=data["package"],
+                    energy_kwh=data["energy_kwh"],
+                    charge_vehicle=data["vehicle"],
+                    charge_deadline=None if form.no_prices else data["deadline"],
+                )
+            except services.PurchaseError as exc:
+                form.add_error(None, str(exc))
+            else:
+                return redirect("payments:pay", public_id=purchase.public_id)
     packages = [
         {"package": p, "price": pricing.format_money(p.price_minor, p.currency), "kwh": p.energy_wh / 1000}
         for p in form.fields["package"].queryset
@@ -79,7 +93,14 @@ def buy(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "payments/buy.html",
-        {"form": form, "packages": packages, "vehicles": form.fields["vehicle"].queryset, **_price_context()},
+        {
+            "form": form,
+            "packages": packages,
+            "vehicles": form.fields["vehicle"].queryset,
+            "preview": preview,
+            "fits": driver_selectors.package_fit(vehicles=form.fields["vehicle"].queryset),
+            **_price_context(),
+        },
     )
 
 
@@ -197,6 +218,7 @@ def wallet(request: HttpRequest) -> HttpResponse:
                 for r in selectors.refunds_for_wallet(wallet=wallet)
             ],
             "refundable": pricing.format_money(refundable_minor, currency) if refundable_minor else "",
+            "bonus": wallet_selectors.wallet_bonus(wallet=wallet),
             "purchases": selectors.purchases_for_user(user=request.user),
         },
     )

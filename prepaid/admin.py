@@ -64,6 +64,8 @@ class CreditLotAdmin(ReadOnlyAdmin):
     list_display = (
         "id",
         "wallet",
+        "kind",
+        "backed_by",
         "energy_wh",
         "remaining_wh",
         "consumed_wh",
@@ -71,8 +73,22 @@ class CreditLotAdmin(ReadOnlyAdmin):
         "amount_minor",
         "currency",
     )
-    list_filter = ("currency", "created_at")
-    search_fields = ("wallet__user__username", "wallet__user__email", "purchase__public_id")
+    list_filter = ("kind", "currency", "created_at")
+    list_select_related = ("wallet__user", "purchase", "grid_bonus__event")
+    search_fields = (
+        "wallet__user__username",
+        "wallet__user__email",
+        "purchase__public_id",
+        "grid_bonus__event__external_id",
+    )
+
+    @admin.display(description="Backed by")
+    def backed_by(self, lot: CreditLot) -> str:
+        """The payment of a paid lot; the grid event of a bonus lot (no payment, not refundable)."""
+        if lot.purchase_id:
+            return f"purchase {lot.purchase.public_id}"
+        grant = getattr(lot, "grid_bonus", None)
+        return f"bonus: grid event {grant.event.external_id}" if grant else "bonus: no grant (ledger_check flags it)"
 
 
 @admin.register(Hold)

@@ -11,13 +11,15 @@ from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 
 from django.conf import settings
+from django.db.models import Max, Q
 from django.shortcuts import get_object_or_404
 
 from payments import pricing
 from prepaid.models import CreditLot, Hold, LotConsumption
-from sessions import clock
+from sessions import clock, grid, grid_selectors, makes, smart
 from sessions.models import ChargingSession
 from sessions.models.charging import OPEN_STATUSES
+from sessions.models.grid import DemandResponseEnrollment, DemandResponseEvent, PricePoint
 
 # The status words the driver sees (the machine reason adds the why).
 STATUS_LABELS = {
@@ -53,8 +55,8 @@ def _round(value: Decimal) -> int:
 
 
 def energy_cost_minor(*, hold: Hold | None, wallet_id: int | None, energy_wh: int) -> int:
-    """The money of `energy_wh` of this hold: its recorded lot draws once settled, else the FIFO
-    draw it would make now from the wallet's lots."""
+    """The money of `energy_wh` of this hold: its recorded lot draws once settled, else the draw
+    it would make now from the wallet's lots (bonus lots first, at no money, then FIFO)."""
     if energy_wh <= 0:
         return 0
     if hold is not None and hold.status != Hold.Status.ACTIVE:
@@ -63,7 +65,7 @@ def energy_cost_minor(*, hold: Hold | None, wallet_id: int | None, energy_wh: in
             total += _share(draw.lot.amount_minor, draw.energy_wh, draw.lot.energy_wh)
         return _round(total)
     total, left = Decimal(0), energy_wh
-    for lot in CreditLot.objects.filter(wallet_id=wallet_id, remaining_wh__gt=0).order_by("created_at", "id"):
+    for lot in CreditLot.objects.filter(wallet_id=wallet_id, remaining_wh__gt=0).consumption_order():
         take = min(left, lot.remaining_wh)
         total += _share(lot.amount_minor, take, lot.energy_wh)
         left -= take
@@ -165,7 +167,9 @@ def session_view(session: ChargingSession, *, now: datetime | None = None) -> Se
         returned = session.hold.released_wh / 1000
     return SessionView(
         session=session,
-        status_label=STATUS_LABELS.get(session.status, session.status),
+        status_label="Scheduled"
+        if session.reason == "waiting_window" and is_open
+        else STATUS_LABELS.get(session.status, session.status),
         purchased_kwh=session.purchased_wh / 1000,
         delivered_kwh=delivered / 1000,
         delivered_low_kwh=session.delivered_low_wh / 1000,
@@ -185,3 +189,226 @@ def session_view(session: ChargingSession, *, now: datetime | None = None) -> Se
         vat_percent=settings.VAT_RATE * 100,
         data_source=DATA_SOURCES.get(session.data_source, session.data_source or "no reading yet"),
     )
+
+
+# --- smart charging: the plan a driver sees before confirming, and on the live page -------------
+
+
+def vehicle_region(vehicle) -> str:
+    """The price region of a car: the one its demand-response enrolment names, else the default."""
+    enrollment = DemandResponseEnrollment.objects.filter(vehicle=vehicle).only("region").first()
+    return (enrollment.region if enrollment and enrollment.region else "") or settings.SMART_DEFAULT_REGION
+
+
+def price_horizon(*, region: str, now: datetime) -> datetime | None:
+    """The end of the last known price of the region, if any price is still ahead."""
+    return PricePoint.objects.filter(region=region, ends_at__gt=now).aggregate(end=Max("ends_at"))["end"]
+
+
+def _money_millis(millis: int) -> str:
+    return pricing.format_money(smart.millis_to_minor(millis), settings.CURRENCY)
+
+
+def _when(value: datetime) -> str:
+    return f"{value:%a %d %b %H:%M}"
+
+
+@dataclass(frozen=True)
+class WindowView:
+    start: datetime
+    end: datetime
+    energy_kwh: float
+
+    @property
+    def label(self) -> str:
+        end = f"{self.end:%H:%M}" if self.end.date() == self.start.date() else _when(self.end)
+        return f"{_when(self.start)}–{end} UTC: about {self.energy_kwh:.1f} kWh"
+
+
+def _window_views(windows) -> list[WindowView]:
+    return [WindowView(w.start, w.end, round(w.energy_wh / 1000, 1)) for w in windows]
+
+
+@dataclass(frozen=True)
+class PlanPreview:
+    """What a charge by a deadline would do, from the real planner on the region's prices."""
+
+    region: str
+    deadline: datetime | None
+    prices_until: datetime | None
+    energy_wh: int  # what the plan charges: the purchase, cut at the battery maximum
+    purchased_wh: int
+    plan: smart.Plan | None  # None: no price is known for the region (the charge starts now)
+    max_soc_percent: int = 80
+
+    @property
+    def has_prices(self) -> bool:
+        return self.plan is not None
+
+    @property
+    def energy_kwh(self) -> float:
+        return self.energy_wh / 1000
+
+    @property
+    def purchased_kwh(self) -> float:
+        return self.purchased_wh / 1000
+
+    @property
+    def capped(self) -> bool:
+        return self.energy_wh < self.purchased_wh
+
+    @property
+    def windows(self) -> list[WindowView]:
+        return _window_views(self.plan.windows) if self.plan else []
+
+    @property
+    def cost(self) -> str:
+        return _money_millis(self.plan.cost_millis) if self.plan else ""
+
+    @property
+    def immediate_cost(self) -> str:
+        return _money_millis(self.plan.immediate_cost_millis) if self.plan else ""
+
+    @property
+    def saving_minor(self) -> int:
+        return smart.millis_to_minor(self.plan.saving_millis) if self.plan else 0
+
+    @property
+    def saving(self) -> str:
+        return pricing.format_money(max(0, self.saving_minor), settings.CURRENCY)
+
+
+def _blocked_for_vehicle(vehicle, region: str, now: datetime) -> list[tuple[datetime, datetime]]:
+    """Grid events ahead that an enrolled car's new session would sit out (none if not enrolled)."""
+    if not DemandResponseEnrollment.objects.filter(vehicle=vehicle, active=True).exists():
+        return []
+    events = DemandResponseEvent.objects.filter(ends_at__gt=now).filter(Q(region=region) | Q(vehicles=vehicle))
+    return list(events.distinct().values_list("starts_at", "ends_at"))
+
+
+def charge_preview(*, vehicle, energy_wh: int, deadline: datetime | None, now: datetime | None = None) -> PlanPreview:
+    """Plan a charge of `energy_wh` on `vehicle` by `deadline` as the controller would at the
+    start: the car's last known level (maximum and minimum), its make's power, the region's
+    prices and the grid events it is enrolled for. The controller re-plans at the first reading."""
+    now = now or clock.now()
+    region = vehicle_region(vehicle)
+    energy = energy_wh
+    urgent = 0
+    if vehicle.soc_bp is not None and vehicle.capacity_wh:
+        energy = min(energy, smart.soc_energy_wh(vehicle.soc_bp, vehicle.max_soc_bp, vehicle.capacity_wh))
+        urgent = smart.soc_energy_wh(vehicle.soc_bp, vehicle.min_soc_bp, vehicle.capacity_wh)
+    until = (deadline or now) + grid.HORIZON
+    prices = grid.prices_between(region, now, until)
+    plan = None
+    if prices:
+        plan = smart.plan_charge(
+            now=now,
+            energy_wh=energy,
+            power_w=makes.traits_for(vehicle.make).nominal_power_w,
+            prices=prices,
+            deadline=deadline,
+            urgent_wh=urgent,
+            blocked=_blocked_for_vehicle(vehicle, region, now),
+            window_cost_millis=settings.SMART_WINDOW_COST_MINOR * 1000,
+            horizon=until - now,
+        )
+    return PlanPreview(
+        region=region,
+        deadline=deadline,
+        prices_until=price_horizon(region=region, now=now),
+        energy_wh=energy,
+        purchased_wh=energy_wh,
+        plan=plan,
+        max_soc_percent=vehicle.max_soc_bp // 100,
+    )
+
+
+PLAN_STATES = {
+    "planning": "Planning: the windows are chosen at the car's first reading.",
+    "waiting": "Waiting for cheap hours.",
+    "charging": "Charging in a cheap window.",
+    "paused_plan": "Paused until the next cheap window.",
+    "paused_grid": "Paused for a grid event.",
+    "ended": "Ended.",
+}
+
+
+def _plan_state(session: ChargingSession, plan: grid_selectors.PlanView, now: datetime) -> str:
+    if session.status not in OPEN_STATUSES:
+        return "ended"
+    if plan.paused:
+        return "paused_grid" if plan.pause_reason == "grid" else "paused_plan"
+    if session.status == "requested":
+        if not plan.windows:
+            return "planning"
+        first = next((w for w in plan.windows if w.end > now), None)
+        return "waiting" if first is not None and first.start > now else "charging"
+    return "charging"
+
+
+def session_plan_view(session: ChargingSession, *, now: datetime | None = None) -> dict | None:
+    """The smart plan of a session for the live page and its JSON (None: a plain session)."""
+    plan = grid_selectors.session_plan(session=session)
+    if plan is None:
+        return None
+    now = now or clock.now()
+    state = _plan_state(session, plan, now)
+    label = PLAN_STATES[state]
+    if state.startswith("paused") and plan.resume_at:
+        label = f"{label[:-1]}; resumes at {_when(plan.resume_at)} UTC."
+    elif state == "waiting":
+        first = next(w for w in plan.windows if w.end > now)
+        # Without a deadline (a plain session in a grid event) only the event makes it wait.
+        waits_for = "Waiting for cheap hours" if plan.deadline else "Waiting for the grid event to end"
+        label = f"{waits_for}: charging starts {_when(first.start)} UTC."
+    elif state == "charging" and not plan.deadline:
+        label = "Charging."
+    deadline = ""
+    if plan.deadline:
+        deadline = f"Ready by {_when(plan.deadline)} UTC"
+        if plan.windows and not plan.meets_deadline:
+            deadline += " is not reachable: the car charges as early as it can after it"
+        deadline += "."
+    currency = settings.CURRENCY
+    return {
+        "state": state,
+        "state_label": label,
+        "deadline": deadline,
+        "windows": [w.label for w in _window_views(plan.windows) if w.end > now or state == "ended"],
+        "expected_cost": pricing.format_money(plan.expected_cost_minor, currency) if plan.windows else "",
+        "immediate_cost": pricing.format_money(plan.immediate_cost_minor, currency) if plan.windows else "",
+        "saving": pricing.format_money(max(0, plan.saving_minor), currency) if plan.windows else "",
+        "saving_minor": plan.saving_minor,
+        "replans": plan.replans,
+    }
+
+
+@dataclass(frozen=True)
+class PackageFit:
+    """Which packages fit between a car's last known level and its maximum (the buy page)."""
+
+    vehicle: object
+    soc_percent: int
+    max_soc_percent: int
+    room_kwh: float
+    packages: list
+
+
+def package_fit(*, vehicles) -> list[PackageFit]:
+    """Per car with a known level and capacity, the packages that fit under its maximum
+    (`grid_selectors.packages_fitting`); cars without them are left out (nothing to say)."""
+    fits = []
+    for vehicle in vehicles:
+        if vehicle.soc_bp is None or not vehicle.capacity_wh:
+            continue
+        room = smart.soc_energy_wh(vehicle.soc_bp, vehicle.max_soc_bp, vehicle.capacity_wh)
+        fits.append(
+            PackageFit(
+                vehicle=vehicle,
+                soc_percent=vehicle.soc_percent,
+                max_soc_percent=vehicle.max_soc_bp // 100,
+                room_kwh=round(room / 1000, 1),
+                packages=grid_selectors.packages_fitting(vehicle=vehicle),
+            )
+        )
+    return fits

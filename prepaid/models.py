@@ -11,11 +11,19 @@ Balances and disputes (the design choice, see also services.wallet_dispute_clawb
 - Each credit lot satisfies energy = consumed + refunded + remaining + dispute_removed. At any
   time, per wallet: balance + held = Σ remaining − Σ (disputed − dispute_removed), i.e. the
   claw-back debt is explicit on the disputed lots. `ledger_check` verifies all of this.
+
+Credit without a payment (the design choice, see services.wallet_credit_bonus):
+- A lot is either paid (`kind=purchase`, backed by its Purchase) or a bonus (`kind=bonus`, backed
+  by a grant such as a demand-response bonus `charging.GridBonusEntry`). A bonus lot has no
+  payment and no money (`amount_minor = 0`), so it can never be refunded or disputed; the
+  database refuses a bonus lot with a purchase, money, refunds or a dispute.
+- Charging draws bonus lots before paid ones (then oldest first): the bonus is spent before
+  money the driver could still get back, so a refund returns as much as possible.
 """
 
 from django.conf import settings
 from django.db import models
-from django.db.models import F, Q
+from django.db.models import Case, F, IntegerField, Q, Value, When
 
 
 class EnergyPackage(models.Model):
@@ -59,11 +67,35 @@ class Wallet(models.Model):
         return f"wallet of {self.user} ({self.balance_wh} Wh)"
 
 
+class CreditLotQuerySet(models.QuerySet):
+    def consumption_order(self):
+        """The order charging draws lots in: bonus lots first, then oldest first.
+
+        Spending the non-refundable bonus before paid credit keeps the refundable money as high
+        as it can be; the services and the driver's cost estimate both use this one order."""
+        rank = Case(When(kind=CreditLot.Kind.BONUS, then=Value(0)), default=Value(1), output_field=IntegerField())
+        return self.alias(consumption_rank=rank).order_by("consumption_rank", "created_at", "id")
+
+    def refundable(self):
+        """Lots a refund may take money back from: paid and not disputed (bonus lots have no payment)."""
+        return self.filter(kind=CreditLot.Kind.PURCHASE, disputed_wh=0)
+
+
 class CreditLot(models.Model):
-    """The energy and money of one paid purchase; consumption draws from lots FIFO."""
+    """The energy of one paid purchase (and its money), or of one bonus granted without payment.
+
+    Consumption draws from lots in `CreditLotQuerySet.consumption_order`; refunds only from paid lots."""
+
+    class Kind(models.TextChoices):
+        PURCHASE = "purchase", "Paid purchase"
+        BONUS = "bonus", "Bonus (no payment, not refundable)"
 
     wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="lots")
-    purchase = models.OneToOneField("payments.Purchase", on_delete=models.PROTECT, related_name="lot")
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.PURCHASE)
+    # The payment behind a paid lot; empty for a bonus lot (its grant points at the lot).
+    purchase = models.OneToOneField(
+        "payments.Purchase", null=True, blank=True, on_delete=models.PROTECT, related_name="lot"
+    )
     energy_wh = models.BigIntegerField()
     amount_minor = models.BigIntegerField()
     currency = models.CharField(max_length=3)
@@ -77,9 +109,26 @@ class CreditLot(models.Model):
     dispute_removed_wh = models.BigIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
 
+    objects = CreditLotQuerySet.as_manager()
+
     class Meta:
         ordering = ["created_at", "id"]
         constraints = [
+            # A paid lot names its payment; a bonus lot has none, carries no money and so can
+            # never be refunded or disputed.
+            models.CheckConstraint(
+                condition=Q(kind="purchase", purchase__isnull=False)
+                | Q(
+                    kind="bonus",
+                    purchase__isnull=True,
+                    amount_minor=0,
+                    refunded_wh=0,
+                    refunded_minor=0,
+                    disputed_wh=0,
+                    dispute_removed_wh=0,
+                ),
+                name="lot_kind_backing",
+            ),
             models.CheckConstraint(condition=Q(energy_wh__gt=0), name="lot_energy_positive"),
             models.CheckConstraint(condition=Q(amount_minor__gte=0), name="lot_amount_nonneg"),
             models.CheckConstraint(
@@ -102,7 +151,8 @@ class CreditLot(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"lot {self.pk}: {self.remaining_wh}/{self.energy_wh} Wh"
+        bonus = " bonus" if self.kind == self.Kind.BONUS else ""
+        return f"lot {self.pk}{bonus}: {self.remaining_wh}/{self.energy_wh} Wh"
 
 
 class Hold(models.Model):
@@ -161,6 +211,7 @@ class LedgerEntry(models.Model):
 
     class Kind(models.TextChoices):
         PURCHASE = "purchase"
+        BONUS = "bonus"  # credit granted without a payment (a bonus lot): never refunded
         HOLD = "hold"
         RELEASE = "release"
         CONSUME = "consume"
@@ -190,6 +241,13 @@ class LedgerEntry(models.Model):
     class Meta:
         ordering = ["created_at", "id"]
         verbose_name_plural = "ledger entries"
+        constraints = [
+            # A bonus line credits exactly the lot it created (ledger_check: one line per bonus lot).
+            models.CheckConstraint(
+                condition=~Q(kind="bonus") | Q(lot__isnull=False, delta_wh__gt=0, held_delta_wh=0),
+                name="ledger_bonus_names_lot",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.kind} {self.delta_wh:+d} Wh ({self.idempotency_key})"

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 
-from django.db.models import Q, Sum
+from django.db.models import F, Q, Sum
 
 from prepaid.models import CreditLot, EnergyPackage, Hold, LedgerEntry, LotConsumption, Wallet
 
@@ -18,7 +19,36 @@ def wallet_for_user(*, user) -> Wallet | None:
 
 
 def wallet_lots(*, wallet: Wallet):
-    return CreditLot.objects.filter(wallet=wallet).select_related("purchase").order_by("-created_at", "-id")
+    """The wallet's paid lots, newest first (what was bought, paid and refunded); bonus credit: `wallet_bonus`."""
+    return (
+        CreditLot.objects.filter(wallet=wallet, kind=CreditLot.Kind.PURCHASE)
+        .select_related("purchase")
+        .order_by("-created_at", "-id")
+    )
+
+
+@dataclass(frozen=True)
+class BonusCredit:
+    """Bonus credit (granted without payment) of one wallet, in Wh."""
+
+    earned_wh: int
+    remaining_wh: int
+
+    @property
+    def earned_kwh(self) -> float:
+        return self.earned_wh / 1000
+
+    @property
+    def remaining_kwh(self) -> float:
+        return self.remaining_wh / 1000
+
+
+def wallet_bonus(*, wallet: Wallet) -> BonusCredit:
+    """Bonus energy credited to the wallet and what of it is left (spent before paid credit)."""
+    sums = CreditLot.objects.filter(wallet=wallet, kind=CreditLot.Kind.BONUS).aggregate(
+        earned=Sum("energy_wh"), remaining=Sum("remaining_wh")
+    )
+    return BonusCredit(earned_wh=sums["earned"] or 0, remaining_wh=sums["remaining"] or 0)
 
 
 def wallet_history(*, wallet: Wallet, limit: int = 50):
@@ -26,14 +56,13 @@ def wallet_history(*, wallet: Wallet, limit: int = 50):
 
 
 def wallet_refundable_minor(*, wallet: Wallet) -> int:
-    """Money a refund of all unused credit would return now (same rounding as the refund)."""
+    """Money a refund of all unused paid credit would return now (same lots and rounding as the
+    refund; bonus credit is not refundable)."""
     from prepaid.allocation import allocate_fifo, refund_part_minor
 
     if wallet.blocked or wallet.balance_wh <= 0:
         return 0
-    lots = list(
-        CreditLot.objects.filter(wallet=wallet, remaining_wh__gt=0, disputed_wh=0).order_by("-created_at", "-id")
-    )
+    lots = list(CreditLot.objects.refundable().filter(wallet=wallet, remaining_wh__gt=0).order_by("-created_at", "-id"))
     by_id = {lot.pk: lot for lot in lots}
     total = 0
     for lot_id, wh in allocate_fifo([(lot.pk, lot.remaining_wh) for lot in lots], wallet.balance_wh):
@@ -105,8 +134,12 @@ def ledger_drift() -> list[str]:
     refunded_minor = _sums(RefundPart.objects.filter(~Q(status=RefundPart.Status.FAILED)), "lot_id", "amount_minor")
     for lot in CreditLot.objects.all():
         s = lot_sums[lot.pk]
-        if s[K.PURCHASE] != lot.energy_wh:
-            problems.append(f"lot {lot.pk}: purchase credit {s[K.PURCHASE]} != energy_wh {lot.energy_wh}")
+        # A paid lot is credited by its purchase line, a bonus lot by its bonus line; never both.
+        credit_kind, other_kind = (K.BONUS, K.PURCHASE) if lot.kind == CreditLot.Kind.BONUS else (K.PURCHASE, K.BONUS)
+        if s[credit_kind] != lot.energy_wh:
+            problems.append(f"lot {lot.pk}: {credit_kind} credit {s[credit_kind]} != energy_wh {lot.energy_wh}")
+        if s[other_kind]:
+            problems.append(f"lot {lot.pk}: a {lot.kind} lot has {other_kind} credit {s[other_kind]}")
         if consumed_by_lot.get(lot.pk, 0) != lot.consumed_wh:
             problems.append(f"lot {lot.pk}: consumed_wh {lot.consumed_wh} != draws {consumed_by_lot.get(lot.pk, 0)}")
         refunded = -(s[K.REFUND] + s[K.REFUND_REVERSAL])
@@ -122,4 +155,42 @@ def ledger_drift() -> list[str]:
         parts = lot.remaining_wh + lot.consumed_wh + lot.refunded_wh + lot.dispute_removed_wh
         if parts != lot.energy_wh:
             problems.append(f"lot {lot.pk}: parts {parts} != energy_wh {lot.energy_wh}")
+    misplaced = LedgerEntry.objects.filter(lot__isnull=False).exclude(wallet_id=F("lot__wallet_id"))
+    for entry_id, wallet_id in misplaced.values_list("id", "wallet_id"):
+        problems.append(f"ledger entry {entry_id}: on wallet {wallet_id}, its lot on another")
+    return problems + _bonus_drift()
+
+
+def _bonus_drift() -> list[str]:
+    """Bonus lots balance against their grants, not payments: each bonus lot has one grant (a
+    demand-response `charging.GridBonusEntry`) for the same user, credited by the grant's own
+    ledger line, and its energy is what the grant's participation, event rate and credit price
+    give; a bonus lot carries no money, so nothing of it can be refunded."""
+    from sessions.models.grid import GridBonusEntry  # the grants live with the grid events
+
+    problems: list[str] = []
+    bonus_lots = CreditLot.objects.filter(kind=CreditLot.Kind.BONUS)
+    for lot_id in bonus_lots.filter(grid_bonus__isnull=True).values_list("id", flat=True):
+        problems.append(f"lot {lot_id}: bonus lot without a grant")
+    for lot in bonus_lots.filter(Q(amount_minor__gt=0) | Q(refunded_wh__gt=0) | Q(purchase__isnull=False)):
+        problems.append(f"lot {lot.pk}: bonus lot with a payment, money or refunds")
+    keys = defaultdict(list)
+    for lot_id, key in LedgerEntry.objects.filter(kind=LedgerEntry.Kind.BONUS).values_list("lot_id", "idempotency_key"):
+        keys[lot_id].append(key)
+    if keys.get(None):
+        problems.append(f"bonus lines without a lot: {keys[None]}")
+    grants = GridBonusEntry.objects.select_related("lot__wallet", "participation", "event")
+    for grant in grants:
+        lot = grant.lot
+        if lot.kind != CreditLot.Kind.BONUS:
+            problems.append(f"grant {grant.pk}: lot {lot.pk} is a {lot.kind} lot")
+        if lot.wallet.user_id != grant.user_id:
+            problems.append(f"grant {grant.pk}: lot {lot.pk} is in another user's wallet")
+        if grant.participation.event_id != grant.event_id:
+            problems.append(f"grant {grant.pk}: participation of another event")
+        if keys[lot.pk] != [grant.idempotency_key]:
+            problems.append(f"grant {grant.pk}: lot {lot.pk} credited by {keys[lot.pk]}, not {grant.idempotency_key}")
+        expected = grant.expected_energy_wh
+        if lot.energy_wh != expected:
+            problems.append(f"grant {grant.pk}: lot {lot.pk} energy_wh {lot.energy_wh} != bonus earned {expected}")
     return problems

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import uuid
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -100,6 +101,49 @@ def wallet_credit_purchase(*, purchase) -> CreditLot:
         return lot
 
 
+def wallet_credit_bonus(*, wallet_id: int, energy_wh: int, idempotency_key: str, note: str = "") -> CreditLot:
+    """Credit `energy_wh` granted without a payment as a bonus lot and a `bonus` ledger line.
+
+    Once per key (e.g. `grid:<event>:session:<session>:bonus`): a repeat returns the first lot;
+    the same key with another wallet or energy raises IdempotencyConflict. The lot has no money,
+    so no refund can ever return it; charging spends it before paid credit. A blocked wallet is
+    credited too (the bonus was earned), but a block still stops it being spent or refunded.
+    The caller keeps the grant (what the bonus is for) and points it at the returned lot.
+    """
+    if not isinstance(energy_wh, int) or isinstance(energy_wh, bool) or energy_wh <= 0:
+        raise ValueError("energy_wh must be a positive integer number of Wh")
+    with transaction.atomic():
+        wallet = _lock_wallet(wallet_id)
+        existing = LedgerEntry.objects.filter(idempotency_key=idempotency_key).select_related("lot").first()
+        if existing is not None:
+            lot = existing.lot
+            if (
+                existing.kind != LedgerEntry.Kind.BONUS
+                or lot is None
+                or lot.wallet_id != wallet_id
+                or lot.energy_wh != energy_wh
+            ):
+                raise IdempotencyConflict(f"{idempotency_key} was used for another credit")
+            return lot
+        lot = CreditLot.objects.create(
+            wallet=wallet,
+            kind=CreditLot.Kind.BONUS,
+            energy_wh=energy_wh,
+            amount_minor=0,
+            currency=settings.CURRENCY,
+            remaining_wh=energy_wh,
+        )
+        _post(
+            wallet,
+            kind=LedgerEntry.Kind.BONUS,
+            delta_wh=energy_wh,
+            key=idempotency_key,
+            lot=lot,
+            note=note[:200],
+        )
+        return lot
+
+
 # --- Holds for charging sessions ------------------------------------------------------------------
 
 
@@ -146,15 +190,14 @@ def _lock_hold_for_close(hold_id: int, idempotency_key: str) -> tuple[Wallet, Ho
 
 
 def _consume_from_lots(wallet: Wallet, hold: Hold, entry: LedgerEntry, energy_wh: int) -> None:
-    """Draw consumed energy from the wallet's lots, oldest first, and record each draw.
+    """Draw consumed energy from the wallet's lots (bonus lots first, then oldest first) and record
+    each draw.
 
     If a dispute took energy out of a lot while it was held, the lots' remaining energy can fall
     short; the shortfall is then drawn from that removed energy (the claw-back debt grows by the
     same amount), so every consumed Wh still names the payment it came from.
     """
-    lots = list(
-        CreditLot.objects.select_for_update().filter(wallet=wallet, remaining_wh__gt=0).order_by("created_at", "id")
-    )
+    lots = list(CreditLot.objects.select_for_update().filter(wallet=wallet, remaining_wh__gt=0).consumption_order())
     by_id = {lot.pk: lot for lot in lots}
     taken = allocate_fifo([(lot.pk, lot.remaining_wh) for lot in lots], energy_wh)
     for lot_id, wh in taken:
@@ -247,11 +290,12 @@ def hold_release(*, hold_id: int, idempotency_key: str) -> Hold:
 
 
 def wallet_refund_request(*, wallet_id: int, idempotency_key: str, energy_wh: int | None = None, requested_by=None):
-    """Debit unused credit (all of it by default) and split it into one refund part per payment.
+    """Debit unused paid credit (all of it by default) and split it into one refund part per payment.
 
-    Newest lots are refunded first: consumption draws oldest first, so the two never compete.
-    Each part never exceeds what is left refundable on its payment. Stripe is called afterwards,
-    outside this transaction (payments.services.refund_submit). Returns the payments.Refund.
+    Only paid lots are refunded (bonus credit has no payment and stays in the wallet), newest
+    first: consumption draws bonus lots and then the oldest, so the two never compete. Each part
+    never exceeds what is left refundable on its payment. Stripe is called afterwards, outside
+    this transaction (payments.services.refund_submit). Returns the payments.Refund.
     Raises WalletBlocked, NothingToRefund, InsufficientCredit.
     """
     from payments.models import Refund, RefundPart  # payments depends on prepaid models too
@@ -263,17 +307,26 @@ def wallet_refund_request(*, wallet_id: int, idempotency_key: str, energy_wh: in
             return existing
         if wallet.blocked:
             raise WalletBlocked(wallet.blocked_reason or "wallet blocked")
-        wanted = wallet.balance_wh if energy_wh is None else energy_wh
-        if wanted <= 0:
-            raise NothingToRefund("no unused credit")
-        if wanted > wallet.balance_wh:
-            raise InsufficientCredit(f"{wanted} Wh asked, {wallet.balance_wh} Wh available")
+        # Lock the lots only: `purchase` is nullable (bonus lots), so its join is an outer one,
+        # which PostgreSQL cannot lock; the purchases are only read here.
         lots = list(
-            CreditLot.objects.select_for_update()
-            .filter(wallet=wallet, remaining_wh__gt=0, disputed_wh=0)
+            CreditLot.objects.select_for_update(of=("self",))
+            .refundable()
+            .filter(wallet=wallet, remaining_wh__gt=0)
             .select_related("purchase")
             .order_by("-created_at", "-id")
         )
+        # Held energy is still in the lots: refunding at most the balance leaves Σ remaining ≥
+        # held, so every hold stays backed whichever lots (bonus or paid) it later draws from.
+        refundable_wh = min(wallet.balance_wh, sum(lot.remaining_wh for lot in lots))
+        wanted = refundable_wh if energy_wh is None else energy_wh
+        if wanted <= 0:
+            bonus_only = wallet.balance_wh > 0 and refundable_wh == 0
+            raise NothingToRefund("no unused paid credit" + (" (bonus credit is not refundable)" if bonus_only else ""))
+        if wanted > wallet.balance_wh:
+            raise InsufficientCredit(f"{wanted} Wh asked, {wallet.balance_wh} Wh available")
+        if wanted > refundable_wh:
+            raise InsufficientCredit(f"{wanted} Wh asked, {refundable_wh} Wh refundable (bonus credit is not)")
         by_id = {lot.pk: lot for lot in lots}
         taken = allocate_fifo([(lot.pk, lot.remaining_wh) for lot in lots], wanted)
         if sum(wh for _, wh in taken) < wanted:
@@ -496,6 +549,7 @@ __all__ = [
     "hold_settle",
     "refund_part_fail",
     "refund_part_succeed",
+    "wallet_credit_bonus",
     "wallet_credit_purchase",
     "wallet_dispute_clawback",
     "wallet_dispute_restore",

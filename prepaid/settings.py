@@ -97,8 +97,18 @@ TEMPLATES = [
 # SQLite by default. IMMEDIATE transactions + WAL: with Django's deferred transactions, two
 # workers doing read-then-write fail with "database is locked" (shared/docs/task-queue.md).
 DATABASE_URL = env("DATABASE_URL")
+# Each web process (each gunicorn thread) keeps its PostgreSQL connection for DB_CONN_MAX_AGE
+# seconds (0: a new connection per request, which starts a PostgreSQL backend each time). With
+# health checks on, a kept connection is tested (SELECT 1) before its first use in a request, so a
+# restarted database costs no failed request; off saves that round trip on every request.
+DB_CONN_MAX_AGE = int(env("DB_CONN_MAX_AGE") or "60")
+DB_CONN_HEALTH_CHECKS = env_bool("DB_CONN_HEALTH_CHECKS", True)
 if DATABASE_URL:
-    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)}
+    DATABASES = {
+        "default": dj_database_url.parse(
+            DATABASE_URL, conn_max_age=DB_CONN_MAX_AGE, conn_health_checks=DB_CONN_HEALTH_CHECKS
+        )
+    }
 else:
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     DATABASES = {
@@ -286,6 +296,12 @@ PRICE_PER_KWH = Decimal(env("PRICE_PER_KWH", "0.45"))
 VAT_RATE = Decimal(env("VAT_RATE", "0.19"))
 CUSTOM_KWH_MIN = Decimal(env("CUSTOM_KWH_MIN", "1"))
 CUSTOM_KWH_MAX = Decimal(env("CUSTOM_KWH_MAX", "100"))
+# Demand response: the price per kWh (major units) at which a bonus earned in money
+# (GRID_BONUS_MINOR_PER_KWH per kWh shifted) is credited to the wallet as energy; the list price
+# by default. The rate in force is recorded on each bonus grant.
+GRID_BONUS_PRICE_PER_KWH = Decimal(env("GRID_BONUS_PRICE_PER_KWH") or str(PRICE_PER_KWH))
+if GRID_BONUS_PRICE_PER_KWH <= 0:
+    raise ImproperlyConfigured("GRID_BONUS_PRICE_PER_KWH must be a positive price per kWh")
 
 LOGGING = {
     "version": 1,

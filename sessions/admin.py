@@ -1,10 +1,23 @@
-"""Admin for connections, vehicles and charging sessions. Tokens are never shown, not even
+"""Admin for connections, vehicles, charging sessions, and smart charging (price schedules with a
+file import, demand-response events with their report and cancel, enrolments). Tokens are never shown, not even
 encrypted. Sessions are read-only records; the operator acts on them through actions that call
 the session services (force stop, retry a stop, close a stuck session with settlement)."""
 
-from django.contrib import admin, messages
+import uuid
 
-from sessions import operator
+from django import forms
+from django.conf import settings
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.db.models import Count
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
+
+from payments.pricing import format_money
+from sessions import clock, grid, grid_selectors, operator, price_files
 from sessions import services as session_services
 from sessions.models import (
     ChargingSession,
@@ -16,6 +29,12 @@ from sessions.models import (
     VehicleEvent,
 )
 from sessions.models.charging import OPEN_STATUSES
+from sessions.models.grid import (
+    DemandResponseEnrollment,
+    DemandResponseEvent,
+    DemandResponseParticipation,
+    PricePoint,
+)
 
 TOKEN_FIELDS = ("access_token_ciphertext", "refresh_token_ciphertext", "refresh_lease_id")
 
@@ -226,3 +245,251 @@ class VehicleEventAdmin(ReadOnlyAdmin):
     list_display = ("event_id", "event_type", "vehicle_external_id", "received_at")
     list_filter = ("event_type",)
     search_fields = ("event_id", "vehicle_external_id")
+
+
+# --- smart charging and demand response (prices, events, enrolments) -----------------------------
+
+
+class PriceImportForm(forms.Form):
+    file = forms.FileField(help_text="CSV (start[,end],price[,region]) or JSON, timestamps with a UTC offset.")
+    region = forms.CharField(max_length=32, required=False)
+    unit = forms.ChoiceField(choices=[(u, u.replace("_per_", " per ")) for u in sorted(price_files.UNITS)])
+    interval = forms.IntegerField(
+        min_value=1, max_value=24 * 60, initial=60, help_text="Minutes of the last price when the file gives no end."
+    )
+
+    MAX_BYTES = 5 * 1024 * 1024
+
+    def clean_file(self):
+        upload = self.cleaned_data["file"]
+        if upload.size > self.MAX_BYTES:
+            raise forms.ValidationError("The file is larger than 5 MB; split it by month.")
+        return upload
+
+
+@admin.register(PricePoint)
+class PricePointAdmin(admin.ModelAdmin):
+    list_display = ("region", "starts_at", "ends_at", "price_ct_per_kwh", "currency", "source", "imported_at")
+    list_filter = ("region", "starts_at", "source")
+    search_fields = ("region", "source")
+    date_hierarchy = "starts_at"
+    ordering = ("region", "starts_at")
+    list_per_page = 96  # a day of 15-minute prices
+
+    @admin.display(description="Price (ct/kWh)", ordering="price_millis")
+    def price_ct_per_kwh(self, obj: PricePoint) -> str:
+        return f"{obj.price_millis / 1000:.3f}"
+
+    def get_urls(self):
+        extra = [
+            path(
+                "import/",
+                self.admin_site.admin_view(self.import_view),
+                name="charging_pricepoint_import",
+            )
+        ]
+        return extra + super().get_urls()
+
+    def import_view(self, request):
+        """Upload a price file; parsed by `sessions.price_files`, the parser of `import_prices`."""
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        form = PriceImportForm(request.POST or None, request.FILES or None)
+        form.fields["region"].help_text = f"For rows without a region (default: {settings.SMART_DEFAULT_REGION})."
+        if request.method == "POST" and form.is_valid():
+            upload = form.cleaned_data["file"]
+            try:
+                text = upload.read().decode("utf-8-sig")
+                by_region = price_files.parse_prices(
+                    text,
+                    fmt=price_files.format_for(upload.name),
+                    unit=form.cleaned_data["unit"],
+                    region=form.cleaned_data["region"] or settings.SMART_DEFAULT_REGION,
+                    interval_min=form.cleaned_data["interval"],
+                )
+                with transaction.atomic():
+                    counts = {
+                        region: grid.prices_import(region=region, rows=rows, source=upload.name[:64])
+                        for region, rows in by_region.items()
+                    }
+            except UnicodeDecodeError:
+                form.add_error("file", "The file is not UTF-8 text.")
+            except (price_files.PriceFileError, grid.GridError) as exc:
+                form.add_error("file", f"Nothing was imported: {exc}")
+            else:
+                summary = ", ".join(f"{region}: {n}" for region, n in counts.items())
+                self.message_user(request, f"Imported {sum(counts.values())} prices ({summary}).", messages.SUCCESS)
+                return redirect("admin:charging_pricepoint_changelist")
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "form": form,
+            "title": "Import prices",
+        }
+        return TemplateResponse(request, "admin/charging/pricepoint/import.html", context)
+
+
+@admin.register(DemandResponseEnrollment)
+class DemandResponseEnrollmentAdmin(admin.ModelAdmin):
+    list_display = ("vehicle", "owner", "region", "active", "enrolled_at")
+    list_filter = ("active", "region")
+    search_fields = ("vehicle__external_id", "vehicle__vin", "vehicle__owner__username", "region")
+    list_select_related = ("vehicle", "vehicle__owner")
+    readonly_fields = ("vehicle", "enrolled_at")
+
+    @admin.display(description="Driver", ordering="vehicle__owner__username")
+    def owner(self, obj):
+        return obj.vehicle.owner
+
+    def has_add_permission(self, request):
+        return False  # the driver opts in on the vehicle's battery settings page
+
+
+class GridEventForm(forms.ModelForm):
+    """An operator's event: checked like the API's (a future window of at most six hours, a
+    region or vehicles), then declared through `grid.grid_event_declare`."""
+
+    external_id = forms.CharField(max_length=100, required=False, help_text="Empty: one is made up.")
+
+    class Meta:
+        model = DemandResponseEvent
+        fields = ("external_id", "region", "vehicles", "starts_at", "ends_at", "bonus_minor_per_kwh")
+
+    def clean(self):
+        data = super().clean()
+        start, end = data.get("starts_at"), data.get("ends_at")
+        if start and end:
+            if end <= start:
+                self.add_error("ends_at", "The end must be after the start.")
+            elif end <= clock.now():
+                self.add_error("ends_at", "This window is over already.")
+            elif end - start > grid.MAX_EVENT:
+                self.add_error("ends_at", "An event lasts at most six hours.")
+        if not data.get("region") and not data.get("vehicles"):
+            raise forms.ValidationError("Name a region or choose vehicles.")
+        return data
+
+
+class ParticipationInline(ReadOnlyInline):
+    model = DemandResponseParticipation
+    fields = (
+        "session",
+        "vehicle",
+        "planned_in_window_wh",
+        "pause_sent_at",
+        "verified_stopped_at",
+        "charging_seen_at",
+        "energy_shifted_wh",
+        "resumed_at",
+    )
+    readonly_fields = fields
+
+
+@admin.register(DemandResponseEvent)
+class DemandResponseEventAdmin(admin.ModelAdmin):
+    form = GridEventForm
+    list_display = ("external_id", "source", "region", "starts_at", "ends_at", "state", "participants", "report")
+    list_filter = ("source", "region", "starts_at")
+    search_fields = ("external_id", "public_id", "region")
+    date_hierarchy = "starts_at"
+    filter_horizontal = ("vehicles",)
+    actions = ["cancel_events"]
+
+    def get_inlines(self, request, obj):
+        return [ParticipationInline] if obj is not None else []
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(participant_count=Count("participations"))
+
+    @admin.display(description="Participants", ordering="participant_count")
+    def participants(self, obj) -> int:
+        return obj.participant_count
+
+    @admin.display(description="State")
+    def state(self, obj) -> str:
+        now = clock.now()
+        return "ahead" if obj.starts_at > now else "in progress" if obj.ends_at > now else "over"
+
+    @admin.display(description="Report")
+    def report(self, obj):
+        return format_html(
+            '<a href="{}">report</a>', reverse("admin:charging_demandresponseevent_report", args=[obj.pk])
+        )
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return ()
+        return (
+            "public_id",
+            "source",
+            "external_id",
+            "region",
+            "vehicles",
+            "starts_at",
+            "ends_at",
+            "bonus_minor_per_kwh",
+            "declared_by",
+            "created_at",
+        )
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return GridEventForm.Meta.fields
+        return self.get_readonly_fields(request, obj)
+
+    def has_change_permission(self, request, obj=None):
+        return obj is None and super().has_change_permission(request)
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # "Cancel" keeps what happened; a removed future event had no effect
+
+    def save_model(self, request, obj, form, change):
+        data = form.cleaned_data
+        event, _ = grid.grid_event_declare(
+            source=DemandResponseEvent.Source.OPERATOR,
+            external_id=data["external_id"] or f"admin-{uuid.uuid4().hex[:12]}",
+            starts_at=data["starts_at"],
+            ends_at=data["ends_at"],
+            region=data["region"],
+            vehicle_ids=[v.pk for v in data["vehicles"]],
+            bonus_minor_per_kwh=data["bonus_minor_per_kwh"],
+            declared_by=request.user,
+        )
+        obj.pk, obj.public_id, obj.source, obj.created_at = event.pk, event.public_id, event.source, event.created_at
+        obj._state.adding = False
+
+    def save_related(self, request, form, formsets, change):
+        pass  # the service set the vehicles
+
+    def get_urls(self):
+        extra = [
+            path(
+                "<int:event_id>/report/",
+                self.admin_site.admin_view(self.report_view),
+                name="charging_demandresponseevent_report",
+            )
+        ]
+        return extra + super().get_urls()
+
+    def report_view(self, request, event_id: int):
+        """The event report (`grid_selectors.grid_event_report`) as a page; JSON at /grid/events/<id>/report/."""
+        event = get_object_or_404(DemandResponseEvent, pk=event_id)
+        report = grid_selectors.grid_event_report(event=event)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "event": event,
+            "report": report,
+            "bonus": format_money(report["bonus_minor"], settings.CURRENCY),
+            "json_url": reverse("grid:event-report", args=[event.public_id]),
+            "title": f"Report of {event}",
+        }
+        return TemplateResponse(request, "admin/charging/demandresponseevent/report.html", context)
+
+    @admin.action(description="Cancel (an event ahead is removed, one in progress ends now)")
+    def cancel_events(self, request, queryset):
+        outcomes = [operator.grid_event_cancel(event_id=pk) for pk in queryset.values_list("pk", flat=True)]
+        removed, ended = outcomes.count("removed"), outcomes.count("ended")
+        skipped = len(outcomes) - removed - ended
+        text = f"{removed} event(s) removed, {ended} ended now" + (f"; {skipped} already over." if skipped else ".")
+        self.message_user(request, text, messages.SUCCESS if removed or ended else messages.WARNING)

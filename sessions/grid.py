@@ -2,21 +2,23 @@
 
 The controller (sessions/services.py) asks this module for a plan (`plan_session`) and records
 pauses; here live the writes that do not happen inside a controller step: smart sessions,
-price imports, enrolment, grid events, bonuses. Reads for pages are in `sessions.grid_selectors`.
+price imports, enrolment, grid events, bonus credit (a bonus lot in the wallet). Reads for pages
+are in `sessions.grid_selectors`.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F, OuterRef, Q, Subquery
 from django.db.models.functions import Least
 
+from prepaid import services as wallet_services
 from sessions import clock, smart
 from sessions.models.charging import OPEN_STATUSES, ChargingSession
 from sessions.models.grid import (
@@ -26,6 +28,8 @@ from sessions.models.grid import (
     GridBonusEntry,
     PricePoint,
     SmartPlan,
+    bonus_credit_price_minor_per_kwh,
+    bonus_energy_wh,
 )
 from sessions.models.vehicles import Vehicle
 
@@ -349,12 +353,18 @@ def participations_pause_sent(*, session_id: int, now: datetime) -> None:
 
 
 def participations_settle(*, session_id: int, now: datetime, power_w: int, paused_since: datetime | None) -> int:
-    """At resume: the energy each verified participation shifted, and its bonus line (once).
+    """At resume: the energy each verified participation shifted; its bonus is then due.
 
     Shifted = what the plan had inside the event window, at most what the verified pause could
-    have kept out (power × the pause's overlap with the window). Returns the bonus credited."""
+    have kept out (power × the pause's overlap with the window). This runs inside the resume
+    step's transaction, after the session row is updated; crediting the wallet there would lock
+    the wallet after the session, against the lock order (wallet, then session) that settlement
+    and `session_request` follow. So the bonus is credited once that transaction has committed,
+    in a transaction of its own, wallet first (`grid_bonuses_credit_due`); a settled
+    participation without a grant is the durable record that a bonus is owed, and the periodic
+    sweep credits it if the process dies in between. Returns the energy shifted, Wh."""
     total = 0
-    rows = DemandResponseParticipation.objects.select_related("event", "session").filter(
+    rows = DemandResponseParticipation.objects.select_related("event").filter(
         session_id=session_id, resumed_at__isnull=True, event__ends_at__lte=now
     )
     for p in rows:
@@ -363,24 +373,74 @@ def participations_settle(*, session_id: int, now: datetime, power_w: int, pause
             lo, hi = max(p.event.starts_at, paused_since), min(p.event.ends_at, now)
             kept_out = max(0.0, (hi - lo).total_seconds()) * power_w / 3600
             shifted = min(p.planned_in_window_wh, round(kept_out))
-        DemandResponseParticipation.objects.filter(pk=p.pk, resumed_at__isnull=True).update(
+        if DemandResponseParticipation.objects.filter(pk=p.pk, resumed_at__isnull=True).update(
             resumed_at=now, energy_shifted_wh=shifted
-        )
-        if shifted > 0:
-            amount = int(
-                (Decimal(shifted) * p.event.bonus_minor_per_kwh / 1000).quantize(Decimal(1), rounding=ROUND_HALF_UP)
-            )
-            _, created = GridBonusEntry.objects.get_or_create(
-                participation=p,
-                defaults={
-                    "user_id": p.session.user_id,
-                    "event": p.event,
-                    "energy_shifted_wh": shifted,
-                    "amount_minor": amount,
-                    "idempotency_key": f"grid:{p.event.public_id}:session:{p.session.public_id}:bonus",
-                    "created_at": now,
-                },
-            )
-            if created:
-                total += amount
+        ):
+            total += shifted
+    if total:
+        # robust: a failed credit must not fail the committed step; the sweep credits it later.
+        transaction.on_commit(functools.partial(grid_bonuses_credit_due, session_id=session_id, now=now), robust=True)
     return total
+
+
+def grid_bonuses_credit_due(*, session_id: int | None = None, now: datetime | None = None) -> int:
+    """Credit every bonus owed (a settled participation that shifted energy and has no grant yet),
+    of one session or of all. Safe to run concurrently with itself (`grid_bonus_credit` credits
+    each participation once). Returns how many of them now have their grant."""
+    due = DemandResponseParticipation.objects.filter(
+        resumed_at__isnull=False, energy_shifted_wh__gt=0, bonus__isnull=True
+    ).order_by("id")
+    if session_id is not None:
+        due = due.filter(session_id=session_id)
+    made = 0
+    for participation_id in due.values_list("id", flat=True):
+        grant = grid_bonus_credit(participation_id=participation_id, now=now)
+        made += grant is not None
+    return made
+
+
+def grid_bonus_credit(*, participation_id: int, now: datetime | None = None) -> GridBonusEntry | None:
+    """Credit a settled participation's bonus to the driver's wallet as a bonus lot, exactly once.
+
+    The bonus is `bonus_minor_per_kwh` of the event per kWh shifted, turned into energy at
+    GRID_BONUS_PRICE_PER_KWH. Safe to call any number of times, concurrently too: the wallet row
+    is locked first (the wallet's lock order), then the grant is looked for; the grant's unique
+    participation and the ledger line's unique key (`grid:<event>:session:<session>:bonus`) make
+    a second credit impossible. Returns the grant, or None when nothing was earned."""
+    p = DemandResponseParticipation.objects.select_related("event", "session").get(pk=participation_id)
+    if p.resumed_at is None or p.energy_shifted_wh <= 0:
+        return None
+    existing = GridBonusEntry.objects.filter(participation=p).select_related("lot").first()
+    if existing is not None:
+        return existing
+    price = bonus_credit_price_minor_per_kwh()
+    energy = bonus_energy_wh(
+        shifted_wh=p.energy_shifted_wh,
+        bonus_minor_per_kwh=p.event.bonus_minor_per_kwh,
+        credit_price_minor_per_kwh=price,
+    )
+    if energy <= 0:
+        return None
+    key = f"grid:{p.event.public_id}:session:{p.session.public_id}:bonus"
+    wallet = wallet_services.wallet_get_or_create(user=p.session.user)
+    with transaction.atomic():
+        wallet_services.wallet_lock(wallet_id=wallet.pk)
+        # Under the wallet lock: a concurrent run that got here first has committed its grant.
+        existing = GridBonusEntry.objects.filter(participation=p).select_related("lot").first()
+        if existing is not None:
+            return existing
+        lot = wallet_services.wallet_credit_bonus(
+            wallet_id=wallet.pk,
+            energy_wh=energy,
+            idempotency_key=key,
+            note=f"demand response {p.event.external_id}: {p.energy_shifted_wh} Wh shifted",
+        )
+        return GridBonusEntry.objects.create(
+            user_id=p.session.user_id,
+            event=p.event,
+            participation=p,
+            lot=lot,
+            credit_price_minor_per_kwh=price,
+            idempotency_key=key,
+            created_at=now or clock.now(),
+        )

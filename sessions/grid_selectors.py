@@ -9,7 +9,13 @@ from django.db.models import Sum
 from prepaid.models import EnergyPackage
 from sessions import smart
 from sessions.models.charging import ChargingSession, CommandKind
-from sessions.models.grid import DemandResponseEvent, GridBonusEntry, SmartPlan
+from sessions.models.grid import (
+    DemandResponseEvent,
+    GridBonusEntry,
+    SmartPlan,
+    bonus_credit_price_minor_per_kwh,
+    bonus_energy_wh,
+)
 from sessions.models.vehicles import Vehicle
 
 
@@ -49,9 +55,13 @@ def session_plan(*, session: ChargingSession) -> PlanView | None:
 
 
 def grid_event_report(*, event: DemandResponseEvent) -> dict:
-    """Who took part, who really stopped (a reading in the window showed it), energy shifted, bonus."""
+    """Who took part, who really stopped (a reading in the window showed it), energy shifted, and
+    the bonus energy credited to each driver's wallet (or still pending after a resume)."""
     rows = []
-    for p in event.participations.select_related("vehicle", "session").order_by("id"):
+    price = bonus_credit_price_minor_per_kwh()
+    participations = event.participations.select_related("vehicle", "session", "bonus__lot").order_by("id")
+    for p in participations:
+        grant = getattr(p, "bonus", None)
         stops = p.session.commands.filter(kind=CommandKind.STOP, detail="pause", sent_at__gte=event.starts_at)
         rows.append(
             {
@@ -66,9 +76,11 @@ def grid_event_report(*, event: DemandResponseEvent) -> dict:
                 "planned_in_window_wh": p.planned_in_window_wh,
                 "energy_shifted_wh": p.energy_shifted_wh,
                 "resumed": p.resumed_at is not None,
+                # The bonus is the lot credited to the driver's wallet (the ledger holds the amount).
+                "bonus_wh": grant.lot.energy_wh if grant else 0,
+                "bonus_pending": grant is None and p.resumed_at is not None and _bonus_owed_wh(p, price) > 0,
             }
         )
-    bonus = GridBonusEntry.objects.filter(event=event).aggregate(total=Sum("amount_minor"))["total"] or 0
     return {
         "event": str(event.public_id),
         "external_id": event.external_id,
@@ -79,9 +91,18 @@ def grid_event_report(*, event: DemandResponseEvent) -> dict:
         "vehicles": len(rows),
         "verified_stopped": sum(1 for r in rows if r["verified_stopped"]),
         "energy_shifted_wh": sum(r["energy_shifted_wh"] for r in rows),
-        "bonus_minor": bonus,
+        "bonus_minor_per_kwh": event.bonus_minor_per_kwh,
+        "bonus_wh": sum(r["bonus_wh"] for r in rows),
         "participants": rows,
     }
+
+
+def _bonus_owed_wh(participation, price) -> int:
+    return bonus_energy_wh(
+        shifted_wh=participation.energy_shifted_wh,
+        bonus_minor_per_kwh=participation.event.bonus_minor_per_kwh,
+        credit_price_minor_per_kwh=price,
+    )
 
 
 def packages_fitting(*, vehicle: Vehicle, soc_bp: int | None = None) -> list[EnergyPackage]:
@@ -96,5 +117,6 @@ def packages_fitting(*, vehicle: Vehicle, soc_bp: int | None = None) -> list[Ene
     return list(packages.filter(energy_wh__lte=room))
 
 
-def bonus_total_minor(*, user) -> int:
-    return GridBonusEntry.objects.filter(user=user).aggregate(total=Sum("amount_minor"))["total"] or 0
+def bonus_total_wh(*, user) -> int:
+    """Bonus energy credited to the user's wallet for taking part in grid events, Wh."""
+    return GridBonusEntry.objects.filter(user=user).aggregate(total=Sum("lot__energy_wh"))["total"] or 0

@@ -29,10 +29,15 @@ TRAITS: dict[str, MakeTraits] = {
     "CADILLAC": MakeTraits(telemetry_age_s=1800, telemetry_refresh_s=1800, nominal_power_w=11_500, charge_limit=False),
     "GMC": MakeTraits(telemetry_age_s=1800, telemetry_refresh_s=1800, nominal_power_w=11_500, charge_limit=False),
     "BUICK": MakeTraits(telemetry_age_s=1800, telemetry_refresh_s=1800, nominal_power_w=11_500, charge_limit=False),
-    "MERCEDES-BENZ": MakeTraits(charge_limit=False),
-    "NISSAN": MakeTraits(nominal_power_w=6_600, charge_limit=False, can_stop=False),
+    # makes.md §2b/§4: data refreshed every 300–600 s; reads and confirmations plan on the middle.
+    "BMW": MakeTraits(telemetry_age_s=450, telemetry_refresh_s=450),
+    "MINI": MakeTraits(telemetry_age_s=450, telemetry_refresh_s=450),
+    "MERCEDES-BENZ": MakeTraits(telemetry_age_s=450, telemetry_refresh_s=450, charge_limit=False),
+    "NISSAN": MakeTraits(
+        telemetry_age_s=450, telemetry_refresh_s=450, nominal_power_w=6_600, charge_limit=False, can_stop=False
+    ),
     "VOLKSWAGEN": MakeTraits(telemetry_age_s=450, telemetry_refresh_s=450),
-    "FORD": MakeTraits(charge_limit=False),
+    "FORD": MakeTraits(telemetry_age_s=450, telemetry_refresh_s=450, charge_limit=False),
 }
 
 

@@ -77,6 +77,12 @@ class MeterContext:
     # energy; estimates are divided by this to count charger-side energy. 1.0 = count what the car
     # reports (the simulator's default is 0.92 between its wall and battery figures).
     efficiency: float = 1.0
+    # Battery energy per unit of charger-side energy of the car's own charging (its AC-DC loss).
+    # The nominal and the reported power are charger-side figures; the counter and the SoC see
+    # the battery side, so the power prior is scaled by this. 0.92 is a typical on-board charger
+    # at 11 kW (the simulator's profiles use it). A prior left charger-side would sit ~8 % above
+    # what SoC-only cars put in, and pull their energy estimate (power x time) up with it.
+    charger_efficiency: float = 0.92
     # A real car's power wanders a little around the line the SoC model assumes: widen its bounds.
     power_model_margin: float = 0.005
     # Power is estimated from readings in this window before the latest one.
@@ -125,6 +131,16 @@ class MeterEstimate:
     soc_phase_mid_at: datetime | None = None
     soc_phase_width_s: float | None = None
     soc_step_s: float | None = None
+    # The battery level when the session began and the pack's capacity (from the context), so a
+    # policy can tell where the purchase ends on the battery (charging power tapers near full).
+    start_level_bp: int | None = None
+    capacity_wh: int | None = None
+
+    def level_at_wh(self, delivered_wh: float) -> float | None:
+        """Battery level (bp) once `delivered_wh` has gone in, when the start level is known."""
+        if self.start_level_bp is None or not self.capacity_wh:
+            return None
+        return self.start_level_bp + delivered_wh * SOC_FULL_BP / self.capacity_wh
 
     @property
     def is_charging(self) -> bool:
@@ -141,13 +157,15 @@ class MeterEstimate:
 
 def empty_estimate(ctx: MeterContext) -> MeterEstimate:
     """The estimate before any usable reading: nothing delivered, nominal power."""
+    # In the unit of the estimate: battery-side nominal power, counted as `efficiency` says.
+    power = ctx.nominal_power_w * ctx.charger_efficiency / ctx.efficiency
     return MeterEstimate(
         delivered_wh=0,
         delivered_low_wh=0,
         delivered_high_wh=0,
-        power_w=ctx.nominal_power_w,
-        power_low_w=int(ctx.nominal_power_w * (1 - 2 * ctx.nominal_power_uncertainty)),
-        power_high_w=int(ctx.nominal_power_w * (1 + 2 * ctx.nominal_power_uncertainty)),
+        power_w=round(power),
+        power_low_w=int(power * (1 - 2 * ctx.nominal_power_uncertainty)),
+        power_high_w=int(power * (1 + 2 * ctx.nominal_power_uncertainty)),
         power_source="nominal",
         source="none",
         as_of=None,
@@ -574,10 +592,10 @@ class Meter:
         reported = self._reported_power
         if reported is not None and reported > 0:
             # Cars report charger-side power; the counter and the SoC see battery-side energy.
-            prior = reported * ctx.efficiency
+            prior = reported * ctx.charger_efficiency
             prior_sigma, power_source = 0.05 * prior, "reported"
         else:
-            prior = ctx.nominal_power_w * ctx.efficiency
+            prior = ctx.nominal_power_w * ctx.charger_efficiency
             prior_sigma = ctx.nominal_power_uncertainty * prior
             power_source = "nominal"
         power, power_sigma = prior, prior_sigma
@@ -634,6 +652,8 @@ class Meter:
             soc_phase_mid_at=phase[0],
             soc_phase_width_s=phase[1],
             soc_step_s=phase[2],
+            start_level_bp=ctx.start_soc_bp if ctx.start_soc_bp is not None else soc.start_bp,
+            capacity_wh=ctx.capacity_wh,
         )
 
 
@@ -698,7 +718,7 @@ def _soc_estimate(soc: _SocTrack, ctx: MeterContext, prior: float, prior_sigma: 
         # The first level we saw was read after charging began: what flowed before it is missing.
         gap_h = (soc.points[0][0] - ts).total_seconds() / 3600.0
         by_steps += prior * gap_h
-        high += ctx.power_ceiling_w * ctx.efficiency * gap_h
+        high += ctx.power_ceiling_w * ctx.charger_efficiency * gap_h
     steps_only = _SocResult(by_steps, low, high, prior, prior_sigma, False)
 
     points = list(soc.level_ends)
@@ -718,7 +738,7 @@ def _soc_estimate(soc: _SocTrack, ctx: MeterContext, prior: float, prior_sigma: 
         extra = 0.0
         if not before:
             gap_s = max(0.0, (soc.points[0][0] - ts).total_seconds())
-            extra = ctx.power_ceiling_w * ctx.efficiency * gap_s / 3600.0 / ctx.capacity_wh * SOC_FULL_BP
+            extra = ctx.power_ceiling_w * ctx.charger_efficiency * gap_s / 3600.0 / ctx.capacity_wh * SOC_FULL_BP
         later = [(t, level) for t, level in points if t > ts]
         start = (ts, start_level) if before else None
         with_start_lo, with_start_hi = lo, hi
@@ -758,9 +778,11 @@ def _soc_estimate(soc: _SocTrack, ctx: MeterContext, prior: float, prior_sigma: 
             result.phase_width_s = (a_hi - a_lo) / slope
             result.step_s = step / slope
     if ts is not None and soc.last_t > ts:
-        # Energy = power x time since the start; the start time's spread adds its own part.
-        elapsed_h = (soc.last_t - ts).total_seconds() / 3600.0
-        start_wh = power * ctx.charging_started_uncertainty_s / 3600.0
+        # Energy = power x time charged since the start; the start time's spread adds its own part,
+        # and so does the end's once the car has stopped (charging ended between two readings).
+        end, end_half_s = _charging_end(soc, result, slope, a_lo, a_hi) if slope > 0 else (soc.last_t, 0.0)
+        elapsed_h = max(0.0, (end - ts).total_seconds()) / 3600.0
+        start_wh = power * (ctx.charging_started_uncertainty_s + end_half_s) / 3600.0
         start_wh += ctx.power_model_margin * power * elapsed_h
         low = max(result.low, w_lo * elapsed_h - start_wh)
         high = min(result.high, w_hi * elapsed_h + start_wh)
@@ -768,6 +790,30 @@ def _soc_estimate(soc: _SocTrack, ctx: MeterContext, prior: float, prior_sigma: 
             result.delivered = min(max(power * elapsed_h, low), high)
             result.low, result.high = low, high
     return result
+
+
+def _charging_end(soc: _SocTrack, fit: _SocResult, slope: float, a_lo: float, a_hi: float) -> tuple[datetime, float]:
+    """When charging ended (and its half-width, s): the latest reading while it still charges.
+
+    After a stop, the energy is power x (end − start), not up to the latest reading: the end lies
+    between the last reading that showed charging and the first that did not, and (when the line
+    fits) where the line crossed the level the car stopped at: within [level, level + step).
+    """
+    assert soc.last_t is not None and soc.last_bp is not None
+    if soc.points[-1][2]:
+        return soc.last_t, 0.0
+    charging = [t for t, _, on in soc.points if on]
+    if not charging:
+        return soc.last_t, 0.0
+    lo = charging[-1]
+    hi = next(t for t, _, on in soc.points if t > lo and not on)
+    if a_lo <= a_hi and fit.from_readings:
+        middle = (a_lo + a_hi) / 2  # the line's level at soc.last_t, were it still charging
+        crossed = soc.last_t + timedelta(seconds=(soc.last_bp - middle) / slope)
+        above = soc.last_t + timedelta(seconds=(soc.last_bp + soc.ctx.soc_step_bp - middle) / slope)
+        if max(lo, crossed) <= min(hi, above):
+            lo, hi = max(lo, crossed), min(hi, above)
+    return lo + (hi - lo) / 2, (hi - lo).total_seconds() / 2
 
 
 def _feasible_run(points: list[tuple[datetime, int]], step: int, *, from_end: bool) -> int:

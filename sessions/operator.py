@@ -10,7 +10,7 @@ import logging
 from sessions import clock
 from sessions import vehicles as vehicle_services
 from sessions.models import ChargingSession
-from sessions.models.charging import SessionStatus
+from sessions.models.charging import OPEN_STATUSES, SessionStatus
 from sessions.services import STOPPING_DEADLINE
 
 logger = logging.getLogger(__name__)
@@ -51,3 +51,39 @@ def connection_ask_reconnect(*, connection_id: int, reason: str = "The operator 
 
 
 __all__ = ["connection_ask_reconnect", "session_retry_stop"]
+
+
+def grid_event_cancel(*, event_id: int) -> str:
+    """Call off a grid event. Not started yet: it is removed with its participations (nothing
+    was paused or earned), and its sessions re-plan. In progress: it ends now; paused sessions
+    resume at their next step and settle what the shortened event shifted (their bonus).
+    Returns "removed", "ended", or "" for an event that is already over."""
+    from django.db import transaction
+    from django.db.models import F
+    from django.db.models.functions import Least
+
+    from sessions.models.grid import DemandResponseEvent, SmartPlan
+
+    now = clock.now()
+    with transaction.atomic():
+        event = DemandResponseEvent.objects.select_for_update().filter(pk=event_id, ends_at__gt=now).first()
+        if event is None:
+            return ""
+        session_ids = list(event.participations.values_list("session_id", flat=True))
+        if event.starts_at > now:
+            event.participations.all().delete()
+            event.delete()
+            outcome = "removed"
+            # A plan that sat this event out is made again without it.
+            SmartPlan.objects.filter(session_id__in=session_ids, paused=False).update(planned_at=None)
+        else:
+            DemandResponseEvent.objects.filter(pk=event.pk).update(ends_at=now)
+            outcome = "ended"
+            SmartPlan.objects.filter(session_id__in=session_ids, paused=True, pause_reason="grid").update(
+                resume_at=Least(F("resume_at"), now)
+            )
+        ChargingSession.objects.filter(pk__in=session_ids, status__in=OPEN_STATUSES).update(
+            next_action_at=Least(F("next_action_at"), now)
+        )
+    logger.info("grid event %s cancelled by the operator (%s)", event_id, outcome)
+    return outcome

@@ -176,6 +176,13 @@ class PredictiveConfig:
     # ...right after the start (at most this many) and before STOP, within this many reads in all.
     soc_early_reads: int = 5
     soc_max_reads: int = 16
+    # Energy-counter cars: once the power is measured (two counter readings), no more reads are
+    # needed when extrapolating to the purchase cannot be off by more than this fraction of it,
+    # counting the fit's uncertainty and a drift of the real power of `power_drift` over the rest.
+    commit_error_fraction: float = 0.0025
+    power_drift: float = 0.005
+    # Above this battery level AC power tapers: sessions ending there keep reading until the end.
+    taper_from_bp: int = 7500
 
 
 @dataclass(frozen=True)
@@ -244,9 +251,18 @@ class PredictivePolicy:
         phase_read = self._soc_phase_read(state, pred, reads_left, remaining_s, floor_s)
         if phase_read is not None:
             return phase_read
+        if self._power_settled(state, pred):
+            return Decision(STOP, _at_or_after(pred.send_at, state), "power measured: no read would move the STOP")
         if remaining_s <= cfg.commit_horizon_s or reads_left <= 0:
             why = "STOP due soon" if reads_left > 0 else "call budget reserved for STOP and verification"
             return Decision(STOP, _at_or_after(pred.send_at, state), why)
+
+        earliest = _at_or_after(state.now + timedelta(seconds=floor_s), state)
+        settling = self._settling_read(state, pred, earliest)
+        if settling is not None:
+            if settling >= pred.send_at:
+                return Decision(STOP, _at_or_after(pred.send_at, state), "no read fits before STOP")
+            return Decision(READ, settling, "one read to measure the power close enough to the purchase")
 
         interval = min(cfg.read_fraction * remaining_s, cfg.max_read_interval_s)
         if math.isfinite(reads_left):
@@ -256,7 +272,6 @@ class PredictivePolicy:
             interval = max(interval, needed * remaining_s)
         # Reading more often than the car's data refreshes buys nothing but a bill.
         interval = max(interval, cfg.min_read_interval_s, state.telemetry_refresh_s)
-        earliest = _at_or_after(state.now + timedelta(seconds=floor_s), state)
         planned = _at_or_after(state.now + timedelta(seconds=interval), state)
         # The same snapshot is served until the next one: fetch it as soon as it exists.
         read_at = _fetch_for(planned - timedelta(seconds=state.telemetry_age_s), state, "floor")
@@ -268,6 +283,56 @@ class PredictivePolicy:
         if read_at >= pred.send_at:
             return Decision(STOP, _at_or_after(pred.send_at, state), "no read fits before STOP")
         return Decision(READ, read_at, f"{remaining_s:.0f} s to STOP; read after {interval:.0f} s")
+
+    def _counter_before_taper(self, state: PolicyState) -> bool:
+        est = state.estimate
+        if state.soc_only or est.source == "soc" or est.as_of is None:
+            return False
+        end_level = est.level_at_wh(state.target_wh)
+        return end_level is not None and end_level < self.config.taper_from_bp
+
+    def _settling_read(self, state: PolicyState, pred: Prediction, earliest: datetime) -> datetime | None:
+        """Energy-counter cars: the one read after which the STOP can be committed (see _power_settled).
+
+        Its data must leave at most H = tolerance / (power x drift) to extrapolate, so it is
+        fetched for data recorded H before the target; the longer span from the first reading
+        also pins the power's fit (1.5 x the drift leaves room for the fit's own error).
+        """
+        cfg, est = self.config, state.estimate
+        if not self._counter_before_taper(state) or pred.power_w <= 0:
+            return None
+        assert est.as_of is not None
+        budget_wh = cfg.commit_error_fraction * state.target_wh - (est.delivered_high_wh - est.delivered_low_wh) / 2
+        horizon_h = max(0.0, budget_wh) / (1.5 * cfg.power_drift * pred.power_w)
+        data_at = pred.target_at - timedelta(hours=horizon_h)
+        if data_at <= est.as_of:
+            # Our data is already that close and the power is still not settled (it varies, or the
+            # tolerance is below the counter's step): the usual sparse-to-dense schedule takes over.
+            return None
+        read_at = _fetch_for(data_at, state, "ceil")
+        if read_at < earliest:
+            read_at = _fetch_for(earliest - timedelta(seconds=state.telemetry_age_s), state, "ceil")
+        return _at_or_after(read_at, state)
+
+    def _power_settled(self, state: PolicyState, pred: Prediction) -> bool:
+        """Energy-counter cars: would another read change the STOP time by more than the tolerance?
+
+        The energy at the purchase is the counter's value plus power x the time from its data to
+        the target; its error is the power's (±2σ of the fit, plus a drift of the real power)
+        times that horizon, plus the counter's own half-width. Once that is within
+        `commit_error_fraction` of the purchase the STOP is committed: reads until a fixed
+        horizon would cost calls and move nothing. Not for SoC-only cars (their energy comes from
+        level steps, see _soc_phase_read), not on a prior power, and not where the session ends
+        on the battery's taper (power falls there; the estimate needs reads close to the end).
+        """
+        cfg, est = self.config, state.estimate
+        if est.power_source != "readings" or not self._counter_before_taper(state):
+            return False
+        assert est.as_of is not None
+        horizon_h = max(0.0, (pred.target_at - est.as_of).total_seconds()) / 3600.0
+        power_error = (est.power_high_w - est.power_low_w) / 2 + cfg.power_drift * est.power_w
+        error_wh = power_error * horizon_h + (est.delivered_high_wh - est.delivered_low_wh) / 2
+        return error_wh <= cfg.commit_error_fraction * state.target_wh
 
     def _soc_phase_read(
         self, state: PolicyState, pred: Prediction, reads_left: float, remaining_s: float, floor_s: float

@@ -275,6 +275,7 @@ def run_session(policy: Policy, profile: CarProfile, seed: int, latency: Latency
         energy_step_wh=profile.energy_step_wh,
         nominal_power_w=profile.power_w,
         efficiency=profile.efficiency,
+        charger_efficiency=profile.efficiency,
     )
     meter = Meter(ctx)
     readings: list[Reading] = []

@@ -64,6 +64,8 @@ MAX_START_ATTEMPTS = 3
 STOP_RESEND_S = 10
 # Attempts to put the driver's own charge limit back at the end of a session.
 RESTORE_ATTEMPTS = 3
+# A STOP latency is learned only from a final estimate known to within ± this many seconds of charging.
+LEARN_MAX_SPREAD_S = 10
 # Calls allowed per session before the policy must commit to the STOP.
 DEFAULT_CALL_BUDGET = 40
 # States in which a poke (a grid event joined while a step ran) brings the next step forward:
@@ -676,13 +678,32 @@ def _step_requested(step: _Step) -> Outcome:
     # it shows now. A counter that restarts at 0 with our START is a reset metering recognises.
     changes["baseline_energy_wh"] = reading.energy_added_wh
     latency = latency_model(step.vehicle.make)
-    first_read = step.now + timedelta(seconds=latency.quantile(0.9) + 60)
+    # Charging shows only in a snapshot the car records after the START took effect: one refresh
+    # period after it at the latest (a 450-s car needs longer than a 60-s one).
+    refresh = _refresh_s(session)
+    first_read = step.now + timedelta(seconds=latency.quantile(0.9) + refresh)
+    deadline = step.now + max(STARTING_DEADLINE, timedelta(seconds=latency.quantile(1.0) + 2 * refresh))
     return Outcome(
         to_status=S.STARTING,
         reason="start_sent",
-        changes={**changes, "start_sent_at": step.now, "state_deadline_at": step.now + STARTING_DEADLINE},
+        changes={**changes, "start_sent_at": step.now, "state_deadline_at": deadline},
         next_at=step.now + timedelta(seconds=30) if already_charging else first_read,
     )
+
+
+def _refresh_s(session: ChargingSession) -> float:
+    """How often the car's data is refreshed (s), at least a minute (live cars are read no faster)."""
+    return max(60.0, float(session.telemetry_refresh_s or 0))
+
+
+def _next_snapshot_at(step: _Step, reading: metering.Reading) -> datetime:
+    """When the car's next snapshot can be fetched: a read before it returns the same data again."""
+    due = reading.taken_at + timedelta(seconds=_refresh_s(step.session)) + policy.GRID_MARGIN
+    if due <= step.now:
+        # Older data than the make's refresh allows: this car refreshes slower (Tesla's Fleet API
+        # every ~180 s, not 60). Its next snapshot is about as far ahead as this one is old.
+        due = step.now + (step.now - reading.taken_at)
+    return due
 
 
 def _limit_settable(vehicle: Vehicle) -> bool:
@@ -758,9 +779,12 @@ def _step_starting(step: _Step) -> Outcome:
             step.call(CommandKind.START, "retry", lambda c, t: c.start_charge(t, vid))
         except api_errors.VehicleApiError as exc:
             logger.info("session %s: START retry failed (%s)", session.pk, exc)
-        next_at = step.now + timedelta(seconds=latency.quantile(0.9) + 60)
+        next_at = step.now + timedelta(seconds=latency.quantile(0.9) + _refresh_s(session))
         return Outcome(changes={"attempts": session.attempts + 1, "start_sent_at": step.now}, next_at=next_at)
-    return Outcome(changes={"attempts": session.attempts + 1}, next_at=step.backoff(min(session.attempts, 3)))
+    # Not charging yet: look again once the car has a newer snapshot (not on a fixed clock, which
+    # for a 450-s car means reading the same data again and again), retrying sooner on no data.
+    next_at = max(step.backoff(min(session.attempts, 3)), _next_snapshot_at(step, reading))
+    return Outcome(changes={"attempts": session.attempts + 1}, next_at=next_at)
 
 
 def _charging_deadline(session: ChargingSession) -> timedelta:
@@ -1077,7 +1101,7 @@ def _send_stop(step: _Step, *, reason: str, predicted_wh: int | None = None) -> 
     sent = _stop_command(step)
     changes.update(sent)
     latency = latency_model(step.vehicle.make)
-    verify = step.now + policy.stop_verification_schedule(0, step.rng, latency=latency)
+    verify = step.now + _first_verification(step, latency)
     if "stop_first_sent_at" not in changes and session.stop_first_sent_at is None:
         # The STOP was not accepted (an error answer): every second of waiting is energy past the
         # purchase, so the next attempt comes soon rather than after a verification delay.
@@ -1100,12 +1124,32 @@ def _stop_command(step: _Step) -> dict[str, Any]:
     return changes
 
 
+# A STOP refused with these says the car is not charging: nothing to send again, read it instead.
+NOTHING_TO_STOP = ("NOT_CHARGING", "CHARGING_PLUG_NOT_CONNECTED")
+
+
+def _first_verification(step: _Step, latency: policy.LatencyModel) -> timedelta:
+    """The first look after a STOP: once it has acted (90th percentile) and a snapshot shows it."""
+    return policy.stop_verification_schedule(0, step.rng, latency=latency, telemetry_age_s=_refresh_s(step.session))
+
+
+def _last_stop_sent_at(session: ChargingSession) -> datetime | None:
+    last = session.commands.filter(kind=CommandKind.STOP, ok=True).exclude(detail=PAUSE).order_by("-id").first()
+    return last.sent_at if last else session.stop_first_sent_at
+
+
+def _stop_found_nothing(session: ChargingSession) -> bool:
+    last = session.commands.filter(kind=CommandKind.STOP).exclude(detail=PAUSE).order_by("-id").first()
+    return last is not None and not last.ok and last.error_code in NOTHING_TO_STOP
+
+
 def _step_stopping(step: _Step) -> Outcome:
     session = step.session
-    if session.stop_first_sent_at is None and session.stop_attempts < 3:
+    if session.stop_first_sent_at is None and session.stop_attempts < 3 and not _stop_found_nothing(session):
         changes = _stop_command(step)
         accepted = "stop_first_sent_at" in changes
-        delay = policy.stop_verification_schedule(0, step.rng) if accepted else timedelta(seconds=STOP_RESEND_S)
+        latency = latency_model(step.vehicle.make)
+        delay = _first_verification(step, latency) if accepted else timedelta(seconds=STOP_RESEND_S)
         next_at = step.now + delay
         return Outcome(changes=changes, next_at=max(next_at, step.not_before or next_at))
     try:
@@ -1116,6 +1160,10 @@ def _step_stopping(step: _Step) -> Outcome:
         return Outcome(changes={"attempts": session.attempts + 1}, next_at=step.backoff(min(session.attempts, 5)))
     if reading.charge_state != ChargeState.CHARGING:
         ended = S.INTERRUPTED if session.stop_reason in ("driver_stop", "operator_stop") else S.COMPLETED
+        if reading.is_plugged_in is False and session.stop_first_sent_at is None and session.charging_at:
+            # The STOP found the car unplugged (no read between the last one and the STOP saw it):
+            # it ended there, short of the purchase, not at it.
+            return _finish(step, to_status=S.INTERRUPTED, reason="unplugged_mid")
         if not session.start_sent_at or session.charging_at is None:
             # Never charged (a START that never took): nothing delivered, release everything.
             return Outcome(to_status=S.INTERRUPTED, reason=session.stop_reason or "did_not_start", settle=True)
@@ -1123,9 +1171,15 @@ def _step_stopping(step: _Step) -> Outcome:
         return _finish(step, to_status=ended, reason=done if ended == S.COMPLETED else session.stop_reason)
     if step.now >= session.state_deadline_at:
         return _finish(step, to_status=S.COMPLETED, reason="stop_not_verified", flag=True)
+    vehicle = step.vehicle
+    latency = latency_model(vehicle.make)
+    sent_at = _last_stop_sent_at(session)
+    if sent_at and reading.taken_at < sent_at + timedelta(seconds=latency.quantile(0.99)):
+        # Data recorded before the STOP could have acted says nothing about it (a 450-s car's
+        # snapshot often is): look again once a newer snapshot exists, without counting a failure.
+        return Outcome(next_at=max(_next_snapshot_at(step, reading), step.now + timedelta(seconds=STOP_RESEND_S)))
     # Still charging after STOP: retry, then lower the car's limit, then call the operator.
     failed = session.attempts + 1
-    vehicle = step.vehicle
     action = policy.escalation(
         failed,
         supports_charge_limit=makes.traits_for(vehicle.make).charge_limit
@@ -1148,8 +1202,7 @@ def _step_stopping(step: _Step) -> Outcome:
             logger.error("session %s: car ignores STOP; flagged for the operator", session.pk)
         changes["stop_not_carried_out"] = True
     # Give each new attempt the time a STOP takes to act and to show in the car's data.
-    latency = latency_model(vehicle.make)
-    settle_s = latency.quantile(0.9) + _telemetry_age_s(session)
+    settle_s = latency.quantile(0.9) + max(_telemetry_age_s(session), _refresh_s(session))
     next_at = step.now + max(policy.stop_verification_schedule(failed, step.rng), timedelta(seconds=settle_s))
     return Outcome(changes=changes, next_at=max(next_at, step.not_before or next_at))
 
@@ -1183,7 +1236,10 @@ def _finish(step: _Step, *, to_status: str, reason: str, flag: bool = False, tal
     # Learn the STOP latency only from a STOP that worked the first time: an ignored one says
     # nothing about how long a STOP takes.
     first_stop_worked = session.stop_attempts == 1 and not session.stop_escalated and not flag
-    if first_stop_worked and session.stop_first_sent_at and session.predicted_wh_at_stop is not None:
+    # Nor from an estimate too coarse to time it: a battery level step (750 Wh on 75 kWh) is minutes
+    # of charging, and a latency "learned" from it would move every later STOP of the make.
+    precise = estimate.delivered_high_wh - estimate.delivered_low_wh <= LEARN_MAX_SPREAD_S * estimate.power_w / 1800
+    if first_stop_worked and precise and session.stop_first_sent_at and session.predicted_wh_at_stop is not None:
         learned = policy.infer_stop_latency_s(
             stop_sent_at=session.stop_first_sent_at,
             predicted_wh_at_send=session.predicted_wh_at_stop,

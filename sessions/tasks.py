@@ -2,8 +2,14 @@
 
 import uuid
 
-from sessions import services
+from sessions import grid, services
 
 
 def session_step(session_id: int, lease_token: str) -> None:
     services.session_step(session_id=session_id, lease_token=uuid.UUID(lease_token))
+
+
+def credit_grid_bonuses() -> int:
+    """Every few minutes: credit demand-response bonuses owed but not credited (a worker died
+    between the resume step's commit and the credit that follows it)."""
+    return grid.grid_bonuses_credit_due()

@@ -1,19 +1,24 @@
-"""Driver pages for vehicles: list, connect (OAuth via Connect) and disconnect. Thin: the work is in
-`sessions.vehicles`."""
+"""Driver pages for vehicles: list, connect (OAuth via Connect), disconnect, and battery settings
+(limits, grid events). Thin: the work is in `sessions.vehicles` and `sessions.grid`."""
 
 from __future__ import annotations
 
 import logging
 import secrets
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from prepaid import driver_selectors
+from sessions import grid
 from sessions import vehicles as vehicle_services
+from sessions.forms import BatteryLimitsForm
 from sessions.models import Vehicle, VehicleConnection
+from sessions.models.grid import DemandResponseEnrollment, PricePoint
 from sessions.vehicle_api import errors
 
 logger = logging.getLogger(__name__)
@@ -35,7 +40,7 @@ CONNECT_ERROR_MESSAGES = {
 @login_required
 @require_GET
 def vehicle_list(request: HttpRequest) -> HttpResponse:
-    vehicles = vehicle_services.vehicles_for_user(user=request.user)
+    vehicles = vehicle_services.vehicles_for_user(user=request.user).select_related("dr_enrollment")
     return render(request, "vehicles/list.html", {"vehicles": vehicles})
 
 
@@ -133,3 +138,42 @@ def connection_disconnect(request: HttpRequest, connection_id: int) -> HttpRespo
         return redirect("vehicles:list")
     messages.success(request, "Vehicle disconnected. We no longer have access to it.")
     return redirect("vehicles:list")
+
+
+def _regions(current: str) -> list[str]:
+    """The regions a car can be in: those with prices, the default, and its current one."""
+    known = set(PricePoint.objects.values_list("region", flat=True).distinct())
+    return sorted(known | {settings.SMART_DEFAULT_REGION, current})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def vehicle_battery(request: HttpRequest, vehicle_id: int) -> HttpResponse:
+    """A car's battery-health window (maximum and minimum charge) and its grid-event opt-in."""
+    vehicle = get_object_or_404(Vehicle, pk=vehicle_id, owner=request.user, is_active=True)
+    enrollment = DemandResponseEnrollment.objects.filter(vehicle=vehicle).first()
+    region = driver_selectors.vehicle_region(vehicle)
+    initial = {
+        "max_soc": vehicle.max_soc_bp // 100,
+        "min_soc": vehicle.min_soc_bp // 100,
+        "demand_response": bool(enrollment and enrollment.active),
+        "region": region,
+    }
+    form = BatteryLimitsForm(request.POST or None, initial=initial, regions=_regions(region))
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            grid.battery_limits_set(vehicle=vehicle, max_soc_bp=data["max_soc"] * 100, min_soc_bp=data["min_soc"] * 100)
+        except grid.GridError as exc:
+            form.add_error(None, str(exc))
+        else:
+            if enrollment is not None or data["demand_response"]:
+                grid.enrollment_set(vehicle=vehicle, region=data["region"], active=data["demand_response"])
+            messages.success(
+                request,
+                f"Saved for your {vehicle.make.title()} {vehicle.model}: charged to at most {data['max_soc']} %, "
+                f"at once up to {data['min_soc']} %"
+                + (", taking part in grid events." if data["demand_response"] else "."),
+            )
+            return redirect("vehicles:list")
+    return render(request, "vehicles/battery.html", {"vehicle": vehicle, "form": form})

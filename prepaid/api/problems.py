@@ -24,6 +24,7 @@ from rest_framework.views import set_rollback
 from payments import stripe_api
 from payments.services import PurchaseError
 from prepaid import errors as wallet_errors
+from sessions.grid import GridError
 from sessions.services import SessionError
 
 logger = logging.getLogger(__name__)
@@ -92,6 +93,8 @@ def _domain_problem(exc: Exception) -> Problem | None:
         return Problem(
             _SESSION_CODES.get(exc.code, "session-open" if exc.code == "session_open" else "conflict"), str(exc)
         )
+    if isinstance(exc, GridError):
+        return Problem("conflict", str(exc))
     if isinstance(exc, PurchaseError):
         return Problem("purchase-conflict", str(exc))
     if isinstance(exc, stripe_api.StripeUnavailable):

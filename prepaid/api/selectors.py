@@ -27,7 +27,7 @@ def purchases_visible(*, user) -> QuerySet[Purchase]:
 
 
 def sessions_visible(*, user) -> QuerySet[ChargingSession]:
-    return _scoped(ChargingSession.objects.all(), user, "user").order_by("-created_at", "-id")
+    return _scoped(ChargingSession.objects.select_related("smart_plan"), user, "user").order_by("-created_at", "-id")
 
 
 def refunds_visible(*, user) -> QuerySet[Refund]:
@@ -100,7 +100,7 @@ def session_receipt(session: ChargingSession) -> dict:
         line["energy_wh"] += draw.energy_wh
     lines = [
         {
-            "purchase_id": line["lot"].purchase.public_id,
+            "purchase_id": line["lot"].purchase.public_id if line["lot"].purchase_id else None,
             "energy_wh": line["energy_wh"],
             "amount_minor": money_share(line["lot"].amount_minor, line["lot"].energy_wh, line["energy_wh"]),
             "currency": line["lot"].currency,

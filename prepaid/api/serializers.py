@@ -11,6 +11,7 @@ from rest_framework import serializers
 
 from payments.models import Purchase, Refund, RefundPart
 from prepaid.models import CreditLot, EnergyPackage, LedgerEntry
+from sessions import clock, grid
 from sessions.models import ChargingSession, Vehicle
 
 MAX_ID = 2**31 - 1
@@ -166,12 +167,14 @@ class WalletSerializer(serializers.Serializer):
 
 
 class LotSerializer(serializers.ModelSerializer):
-    purchase_id = serializers.UUIDField(source="purchase.public_id", read_only=True)
+    # Empty for a bonus lot (kind "bonus": credit granted without a payment, never refunded).
+    purchase_id = serializers.UUIDField(source="purchase.public_id", read_only=True, allow_null=True)
 
     class Meta:
         model = CreditLot
         fields = [
             "id",
+            "kind",
             "purchase_id",
             "energy_wh",
             "remaining_wh",
@@ -206,6 +209,7 @@ class SessionSerializer(serializers.ModelSerializer):
     id = serializers.UUIDField(source="public_id", read_only=True)
     vehicle_id = serializers.IntegerField(read_only=True)
     progress_percent = serializers.SerializerMethodField()
+    deadline = serializers.SerializerMethodField()
 
     class Meta:
         model = ChargingSession
@@ -227,6 +231,7 @@ class SessionSerializer(serializers.ModelSerializer):
             "billed_wh",
             "overshoot_wh",
             "stop_not_carried_out",
+            "deadline",
             "created_at",
             "charging_at",
             "ended_at",
@@ -240,10 +245,28 @@ class SessionSerializer(serializers.ModelSerializer):
             return 0.0
         return round(min(100.0, 100.0 * session.delivered_wh / session.purchased_wh), 1)
 
+    @extend_schema_field(serializers.DateTimeField(allow_null=True))
+    def get_deadline(self, session: ChargingSession):
+        """The time a smart session must have its energy in by; null for a session charging now."""
+        plan = getattr(session, "smart_plan", None)
+        return serializers.DateTimeField().to_representation(plan.deadline) if plan and plan.deadline else None
+
 
 class SessionCreateSerializer(serializers.Serializer):
     vehicle_id = serializers.IntegerField(min_value=1, max_value=MAX_ID)
     energy_kwh = _kwh_field(min_value=Decimal("0.001"), max_value=Decimal("100000"))
+    deadline = serializers.DateTimeField(
+        required=False,
+        allow_null=True,
+        help_text="Charge in the cheapest hours of the car's price region so the energy is in by this time "
+        "(ISO 8601 with a time zone, at most three days ahead). Absent or null: charge now.",
+    )
+
+    def validate_deadline(self, value):
+        now = clock.now()
+        if value is not None and not now < value <= now + grid.MAX_DEADLINE:
+            raise serializers.ValidationError("The deadline must be in the future, at most three days ahead.")
+        return value
 
     def validate_energy_kwh(self, value: Decimal) -> Decimal:
         if not settings.API_SESSION_KWH_MIN <= value <= settings.API_SESSION_KWH_MAX:
@@ -254,7 +277,7 @@ class SessionCreateSerializer(serializers.Serializer):
 
 
 class ReceiptLineSerializer(serializers.Serializer):
-    purchase_id = serializers.UUIDField()
+    purchase_id = serializers.UUIDField(allow_null=True)  # empty: drawn from bonus credit
     energy_wh = serializers.IntegerField()
     amount_minor = serializers.IntegerField()
     currency = serializers.CharField()

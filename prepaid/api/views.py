@@ -23,8 +23,10 @@ from payments.models import Purchase
 from prepaid.api import selectors, serializers
 from prepaid.api.problems import PROBLEM_TYPES, Problem
 from prepaid.api.throttles import AuthRate
+from prepaid.driver_selectors import vehicle_region
 from prepaid.errors import NothingToRefund
 from prepaid.selectors import package_list_active, wallet_for_user
+from sessions import grid
 from sessions import services as session_services
 from sessions.models import Vehicle
 from sessions.models.charging import TERMINAL_STATUSES
@@ -233,14 +235,20 @@ class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OwnedView
 
     @extend_schema(request=serializers.SessionCreateSerializer, responses={201: serializers.SessionSerializer})
     def create(self, request):
-        """Hold the energy from the balance and start charging the vehicle (asynchronously)."""
+        """Hold the energy from the balance and start charging the vehicle (asynchronously); with a
+        `deadline`, charge in the cheapest hours before it (smart charging)."""
         form = serializers.SessionCreateSerializer(data=request.data)
         form.is_valid(raise_exception=True)
-        session = session_services.session_request(
-            user=request.user,
-            vehicle_id=form.validated_data["vehicle_id"],
-            energy_wh=pricing.kwh_to_wh(form.validated_data["energy_kwh"]),
-        )
+        args = {
+            "user": request.user,
+            "vehicle_id": form.validated_data["vehicle_id"],
+            "energy_wh": pricing.kwh_to_wh(form.validated_data["energy_kwh"]),
+        }
+        if form.validated_data.get("deadline"):
+            region = vehicle_region(Vehicle(pk=args["vehicle_id"]))
+            session = grid.smart_session_request(**args, deadline=form.validated_data["deadline"], region=region)
+        else:
+            session = session_services.session_request(**args)
         return Response(serializers.SessionSerializer(session).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=None, responses={202: serializers.SessionSerializer})

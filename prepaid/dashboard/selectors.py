@@ -324,3 +324,27 @@ def dashboard(*, now: datetime | None = None) -> dict:
             "hold_max_age_s": settings.DASHBOARD_HOLD_MAX_AGE_S,
         },
     }
+
+
+def grid_events(*, now: datetime, limit: int = 10) -> list[dict]:
+    """Demand-response events in progress or ahead, soonest first, with their participants."""
+    from sessions.models.grid import DemandResponseEvent
+
+    rows = (
+        DemandResponseEvent.objects.filter(ends_at__gt=now)
+        .annotate(participant_count=Count("participations"))
+        .order_by("starts_at", "id")[:limit]
+    )
+    return [
+        {
+            "pk": e.pk,
+            "external_id": e.external_id,
+            "source": e.source,
+            "target": e.region or f"{e.vehicles.count()} vehicle(s)",
+            "starts_at": e.starts_at,
+            "ends_at": e.ends_at,
+            "in_progress": e.starts_at <= now,
+            "participants": e.participant_count,
+        }
+        for e in rows
+    ]

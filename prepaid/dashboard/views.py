@@ -56,6 +56,7 @@ def index(request: HttpRequest) -> HttpResponse:
         ),
     }
     data["refresh_s"] = settings.DASHBOARD_REFRESH_S
+    data["grid_events"] = selectors.grid_events(now=data["now"])
     return render(request, "dashboard/index.html", data)
 
 

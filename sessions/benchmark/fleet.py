@@ -204,23 +204,11 @@ def _connect(sim: Simulator, config: FleetConfig, spec: CarSpec, user) -> Car:
         faults={"ignore_stop": True} if spec.ignore_stop else None,
         **overrides,
     )
-    tokens = sim.issue_tokens([car.id])
-    connection = vehicles.connection_create_from_tokens(
-        user=user,
-        access_token=tokens["access_token"],
-        refresh_token=tokens["refresh_token"],
-        expires_in_s=tokens["expires_in"],
-    )
-    truth = sim.true_state(car.id)
-    vehicle = Vehicle.objects.create(
-        connection=connection,
-        owner=user,
-        external_id=car.id,
-        make=truth["make"],
-        model=truth["model"],
-        year=truth["year"],
-        capacity_wh=round(truth["capacity_wh"]),
-    )
+    vehicle = vehicles.vehicle_connect_simulated(user=user, sim=sim, sim_vehicle_id=car.id)
+    # The driver's battery maximum is the car's own limit: the purchases fit below it (the policy,
+    # not the battery-health cap, must stop them; the product's default maximum is 80 %).
+    vehicle.max_soc_bp = round(DRIVER_LIMIT * 10_000)
+    vehicle.save(update_fields=["max_soc_bp"])
     return Car(spec=spec, sim_id=car.id, vehicle=vehicle)
 
 
@@ -307,6 +295,8 @@ def run_policy(config: FleetConfig, policy_spec: str) -> list[dict]:
     The database must hold no other sessions' command history: the controller learns each make's
     STOP latency from it, and one policy must not learn from another's run (the caller flushes).
     """
+    # Asked of the command line as given: once resolved, every field is set and it would always say yes.
+    overrides = config.overrides_traits()
     config = config.resolved()
     services._latency_model_cached.cache_clear()  # a per-minute cache keyed on virtual time
     sim = FleetSimulator(VirtualClock(START), seed=config.seed)
@@ -325,7 +315,7 @@ def run_policy(config: FleetConfig, policy_spec: str) -> list[dict]:
 
     try:
         with clock.use(sim.clock.now, all_threads=True):
-            cars = _setup(sim, config, policy_spec)
+            cars = _setup(sim, config, policy_spec, overrides_traits=overrides)
             _drive(sim, config, cars, dispatch)
     finally:
         vehicles.use_client(None)
@@ -339,7 +329,12 @@ def run_policy(config: FleetConfig, policy_spec: str) -> list[dict]:
     return results
 
 
-def _setup(sim: Simulator, config: FleetConfig, policy_spec: str) -> list[Car]:
+def _setup(sim: Simulator, config: FleetConfig, policy_spec: str, *, overrides_traits: bool | None = None) -> list[Car]:
+    """Cars, credit and one session request each. `overrides_traits`: whether the command line
+    defined the car (see FleetConfig.overrides_traits); None = ask `config` (the controller
+    benchmark passes its generic, resolved configuration)."""
+    if overrides_traits is None:
+        overrides_traits = config.overrides_traits()
     specs = fleet_specs(config)
     top = max((s.purchase_wh for s in specs), default=1000)
     package = EnergyPackage.objects.create(
@@ -348,7 +343,7 @@ def _setup(sim: Simulator, config: FleetConfig, policy_spec: str) -> list[Car]:
     user_model = get_user_model()
     cars = []
     traits = None
-    if config.overrides_traits():
+    if overrides_traits:
         make_traits = makes.traits_for(PROFILES[config.profile].make)
         traits = {
             "energy_step_wh": round(config.energy_step_kwh * 1000),
@@ -367,9 +362,18 @@ def _setup(sim: Simulator, config: FleetConfig, policy_spec: str) -> list[Car]:
         truth = sim.true_state(car.sim_id)
         car.before = truth
         car.calls_before = dict(truth["calls"])
-        session = services.session_request(
-            user=car.vehicle.owner, vehicle_id=car.vehicle.pk, energy_wh=car.spec.purchase_wh, policy_spec=policy_spec
-        )
+        try:
+            session = services.session_request(
+                user=car.vehicle.owner,
+                vehicle_id=car.vehicle.pk,
+                energy_wh=car.spec.purchase_wh,
+                policy_spec=policy_spec,
+            )
+        except services.SessionError as exc:
+            # Refused before any credit is held (a make without a remote STOP nor a settable
+            # limit): a result of its own, no session, no call.
+            car.result = _refused(car, exc)
+            continue
         if traits:
             # The controller reads the car per the session's traits (set from makes.py at request):
             # here the car is defined on the command line, so the session is told the same.
@@ -378,8 +382,39 @@ def _setup(sim: Simulator, config: FleetConfig, policy_spec: str) -> list[Car]:
     return cars
 
 
+def _refused(car: Car, exc: services.SessionError) -> dict:
+    purchased = car.spec.purchase_wh
+    return {
+        "index": car.spec.index,
+        "purchased_wh": purchased,
+        "delivered_wh": 0,
+        "delivered_wall_wh": 0,
+        "error_wh": purchased,
+        "error_pct": 100.0,
+        "estimated_wh": 0,
+        "billed_wh": 0,
+        "overshoot_wh": 0,
+        "status": "refused",
+        "reason": exc.code,
+        "stop_reason": "",
+        "terminal": True,
+        "charged": False,
+        "api_calls": 0,
+        "sim_billed_calls": 0,
+        "calls_by_kind": {},
+        "stop_latency_s": None,
+        "stop_to_end_s": None,
+        "stop_not_carried_out": False,
+        "escalated": False,
+        "still_charging_at_end": False,
+        "stopped_by_backstop": False,
+        "ignore_stop": car.spec.ignore_stop,
+        "start_soc": car.spec.soc,
+    }
+
+
 def _drive(sim: Simulator, config: FleetConfig, cars: list[Car], dispatch) -> None:
-    by_session = {car.session_id: car for car in cars}
+    by_session = {car.session_id: car for car in cars if car.session_id is not None}
     open_ids = set(by_session)
     deadline = START + timedelta(hours=config.max_hours)
     while open_ids:
@@ -419,7 +454,7 @@ def run_fleet(config: FleetConfig, policies: list[str], *, fresh_db=None) -> dic
     out: dict = {"policies": {}, "sessions": {}, "config": config_doc}
     out["config"]["efficiency"] = profile.efficiency
     out["config"]["make"] = profile.make
-    out["config"]["controller_traits_overridden"] = resolved.overrides_traits()
+    out["config"]["controller_traits_overridden"] = config.overrides_traits()
     for spec in policies:
         (fresh_db or _flush)()
         results = run_policy(config, spec)

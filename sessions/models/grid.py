@@ -1,4 +1,4 @@
-"""Smart charging, demand response and battery health: prices, plans, grid events, bonuses.
+"""Smart charging, demand response and battery health: prices, plans, grid events, bonus grants.
 
 A session follows a `SmartPlan` when it has one: charging windows chosen by `sessions.smart`, and
 a pause flag with its own deadline (`resume_at`). The session's status stays CHARGING while it is
@@ -7,10 +7,13 @@ a deadline and the STOP at the purchase keeps working unchanged.
 """
 
 import uuid
+from decimal import ROUND_HALF_UP, Decimal
 
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
+
+from payments.pricing import minor_per_major
 
 
 class PricePoint(models.Model):
@@ -147,29 +150,56 @@ class DemandResponseParticipation(models.Model):
         return f"session {self.session_id} in {self.event_id}"
 
 
-class GridBonusEntry(models.Model):
-    """The bonus ledger: one append-only line per verified participation, in minor units.
+def bonus_credit_price_minor_per_kwh() -> Decimal:
+    """The price bonus money buys wallet energy at now: GRID_BONUS_PRICE_PER_KWH in minor units."""
+    return settings.GRID_BONUS_PRICE_PER_KWH * minor_per_major(settings.CURRENCY)
 
-    Kept apart from the energy wallet (prepaid.LedgerEntry) because a wallet line must be backed
-    by a paid credit lot (`ledger_check`); this line is traceable to its event and participation
-    and unique per participation, so a replayed step credits nothing twice."""
+
+def bonus_energy_wh(*, shifted_wh: int, bonus_minor_per_kwh: int, credit_price_minor_per_kwh: Decimal) -> int:
+    """The energy credit a participation earns: its bonus money (`bonus_minor_per_kwh` for each
+    kWh shifted) bought at `credit_price_minor_per_kwh`, in Wh, rounded half up once. Pure."""
+    if credit_price_minor_per_kwh <= 0:
+        raise ValueError("the bonus credit price must be positive")
+    exact = Decimal(shifted_wh) * Decimal(bonus_minor_per_kwh) / credit_price_minor_per_kwh
+    return int(exact.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+class GridBonusEntry(models.Model):
+    """The grant of one verified participation's bonus: why a bonus lot exists.
+
+    The amount lives in the wallet only, as a bonus credit lot (`prepaid.CreditLot`, kind bonus)
+    and its `bonus` ledger line; this row ties that lot to its event and participation (one
+    grant per participation, one lot per grant) and keeps the credit price the bonus money was
+    turned into energy at, so `ledger_check` can recompute every bonus lot from its grant."""
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="grid_bonuses")
     event = models.ForeignKey(DemandResponseEvent, on_delete=models.PROTECT, related_name="bonuses")
     participation = models.OneToOneField(DemandResponseParticipation, on_delete=models.PROTECT, related_name="bonus")
-    energy_shifted_wh = models.PositiveIntegerField()
-    amount_minor = models.PositiveIntegerField()
-    currency = models.CharField(max_length=3, default="eur")
+    lot = models.OneToOneField("prepaid.CreditLot", on_delete=models.PROTECT, related_name="grid_bonus")
+    # Minor units per kWh of credit (GRID_BONUS_PRICE_PER_KWH when the bonus was credited).
+    credit_price_minor_per_kwh = models.DecimalField(max_digits=12, decimal_places=4)
     idempotency_key = models.CharField(max_length=200, unique=True)
     created_at = models.DateTimeField()
 
     class Meta:
         ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(credit_price_minor_per_kwh__gt=0), name="grid_bonus_price_positive"),
+        ]
 
     def __str__(self) -> str:
-        return f"bonus {self.amount_minor} for {self.participation_id}"
+        return f"bonus lot {self.lot_id} for participation {self.participation_id}"
 
     def save(self, *args, **kwargs):
         if not self._state.adding:
-            raise ValueError("bonus lines are append-only")
+            raise ValueError("bonus grants are append-only")
         super().save(*args, **kwargs)
+
+    @property
+    def expected_energy_wh(self) -> int:
+        """The lot's energy recomputed from the participation, the event's rate and the price."""
+        return bonus_energy_wh(
+            shifted_wh=self.participation.energy_shifted_wh,
+            bonus_minor_per_kwh=self.event.bonus_minor_per_kwh,
+            credit_price_minor_per_kwh=self.credit_price_minor_per_kwh,
+        )

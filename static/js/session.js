@@ -9,6 +9,36 @@
   const POLL_MS = 1500;
   let failures = 0;
   let lastStatus = null;
+  let lastPlan = null;
+
+  function renderPlan(plan) {
+    // The plan section exists only for smart sessions; its texts come ready from the server.
+    if (!plan || !$("smart-plan")) { return; }
+    if (plan.state_label !== $("plan-state-label").textContent) {
+      // Like the status line: touch the live region only when the state really changes.
+      $("plan-state-label").textContent = plan.state_label;
+      $("plan-state-label").className = "badge badge-plan-" + plan.state;
+    }
+    $("plan-deadline").textContent = plan.deadline;
+    $("plan-deadline").hidden = !plan.deadline;
+    const windows = JSON.stringify(plan.windows);
+    if (windows !== lastPlan) {
+      const list = $("plan-windows");
+      list.replaceChildren();
+      (plan.windows.length ? plan.windows : ["No window left to charge in."]).forEach(function (label) {
+        const item = document.createElement("li");
+        item.textContent = label;
+        list.appendChild(item);
+      });
+      lastPlan = windows;
+    }
+    $("plan-replans").textContent = "(re-planned " + plan.replans + "×: the car charged slower or a grid event came)";
+    $("plan-replans").hidden = !plan.replans;
+    $("plan-saving").hidden = !plan.saving || plan.saving_minor <= 0;
+    $("plan-saving-amount").textContent = plan.saving;
+    $("plan-cost").textContent = plan.expected_cost;
+    $("plan-immediate").textContent = plan.immediate_cost;
+  }
 
   function render(data) {
     $("progress").value = data.percent;
@@ -30,6 +60,7 @@
     $("stop-form").hidden = !data.is_open || data.stop_requested;
     $("done").hidden = data.is_open;
     root.dataset.status = data.status;
+    renderPlan(data.plan);
   }
 
   async function poll() {
@@ -55,5 +86,6 @@
 
   const initial = JSON.parse(document.getElementById("session-initial").textContent);
   lastStatus = initial.status;
+  lastPlan = initial.plan ? JSON.stringify(initial.plan.windows) : null;
   if (initial.is_open) { window.setTimeout(poll, POLL_MS); }
 })();

@@ -257,3 +257,43 @@ def test_it_buys_credit_with_a_card_through_the_api(as_role, world, browser):  #
     assert purchase["status"] == "paid"
     assert client.get("/api/v1/wallet/").json()["balance_wh"] == 20_000
     assert Hold.objects.filter(wallet__user=world.other).count() == 0
+
+
+# --- smart sessions: charge in the cheapest hours before a deadline -------------------------------
+
+
+def test_it_opens_a_smart_session_with_a_deadline(as_role, world):
+    from datetime import timedelta
+
+    from sessions import clock
+
+    deadline = (clock.now() + timedelta(hours=8)).replace(microsecond=0)
+    response = as_role("owner").post(
+        "/api/v1/sessions/",
+        {"vehicle_id": world.vehicle.pk, "energy_kwh": "1", "deadline": deadline.isoformat()},
+        format="json",
+    )
+    assert response.status_code == 201, response.content
+    session = ChargingSession.objects.get(public_id=response.json()["id"])
+    assert session.smart_plan.deadline == deadline
+    listed = as_role("owner").get("/api/v1/sessions/").json()["results"]
+    assert [s["deadline"] for s in listed if s["id"] == str(session.public_id)] == [
+        deadline.isoformat().replace("+00:00", "Z")
+    ]
+    assert all(s["deadline"] is None for s in listed if s["id"] != str(session.public_id))
+
+
+@pytest.mark.parametrize("hours", [-1, 0, 73])
+def test_it_refuses_a_deadline_outside_the_planning_horizon(as_role, world, hours):
+    from datetime import timedelta
+
+    from sessions import clock
+
+    deadline = clock.now() + timedelta(hours=hours)
+    response = as_role("owner").post(
+        "/api/v1/sessions/",
+        {"vehicle_id": world.vehicle.pk, "energy_kwh": "1", "deadline": deadline.isoformat()},
+        format="json",
+    )
+    assert _problem(response, 400)["errors"][0]["pointer"] == "#/deadline"
+    assert not ChargingSession.objects.filter(vehicle=world.vehicle, status=SessionStatus.REQUESTED).exists()

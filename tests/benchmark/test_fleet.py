@@ -66,3 +66,12 @@ def test_it_keeps_the_fleet_the_same_under_the_same_seed():
     for spec in fleet_specs(config):
         assert 5000 <= spec.purchase_wh <= 30_000
         assert spec.soc + spec.purchase_wh / 75_000 <= 0.85 + 1e-9
+
+
+def test_a_make_refused_at_request_is_reported_not_crashed_on(tmp_path):
+    """Nissan (START only: no STOP, no settable limit) is refused before any credit is held."""
+    doc = run(tmp_path, "--sessions", "2", "--profile", "nissan_start_only", "--policy", "predictive")
+    figures = doc["policies"]["predictive"]
+    assert figures["statuses"] == {"refused:cannot_stop": 2}
+    assert figures["calls_p50"] == 0 and figures["billed_above_purchase"] == 0
+    assert figures["stopped_by_policy"] == 0 and figures["error_pct_p95"] is None

@@ -75,24 +75,7 @@ def connect(sim, api, db):
         car.setdefault("plugged", True)
         car.setdefault("soc", 0.3)
         simulated = sim.create_vehicle(profile, **car)
-        tokens = sim.issue_tokens([simulated.id])
-        connection = vehicles.connection_create_from_tokens(
-            user=user,
-            access_token=tokens["access_token"],
-            refresh_token=tokens["refresh_token"],
-            expires_in_s=tokens["expires_in"],
-        )
-        truth = sim.true_state(simulated.id)
-        vehicle = Vehicle.objects.create(
-            connection=connection,
-            owner=user,
-            external_id=simulated.id,
-            make=truth["make"],
-            model=truth["model"],
-            year=truth["year"],
-            capacity_wh=truth["capacity_wh"],
-        )
-        return Car(simulated.id, vehicle)
+        return Car(simulated.id, vehicles.vehicle_connect_simulated(user=user, sim=sim, sim_vehicle_id=simulated.id))
 
     return _connect
 

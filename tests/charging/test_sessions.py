@@ -99,7 +99,9 @@ def test_an_unplugged_car_is_settled_for_what_it_took(sim, connect, credit, driv
 
     assert session.status == S.INTERRUPTED and session.reason == "unplugged_mid"
     assert 2_000 < session.billed_wh < 20_000
-    assert stops_sent(session) == 0
+    # Found by a read or by the STOP itself (the policy reads little once the power is known):
+    # a STOP the car answers "not plugged in" is not sent again.
+    assert stops_sent(session) <= 1
     ledger_clean()
 
 

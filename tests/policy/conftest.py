@@ -37,4 +37,6 @@ def soc_reading(seconds: float, soc_bp, *, age_s: float = 60.0, state: str | Non
 
 @pytest.fixture
 def ctx() -> MeterContext:
-    return MeterContext(capacity_wh=75_000, soc_step_bp=100, energy_step_wh=10, nominal_power_w=11_000)
+    return MeterContext(
+        capacity_wh=75_000, soc_step_bp=100, energy_step_wh=10, nominal_power_w=11_000, charger_efficiency=1.0
+    )

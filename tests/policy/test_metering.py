@@ -294,7 +294,9 @@ def test_it_measures_soc_energy_from_the_start_level_in_the_context(ctx):
 
 def test_it_tightens_soc_energy_with_the_start_time_and_a_straight_line():
     """With the charging start known, level changes pin the power and the energy well inside a step."""
-    ctx = MeterContext(capacity_wh=75_000, soc_step_bp=100, energy_step_wh=0, nominal_power_w=11_000)
+    ctx = MeterContext(
+        capacity_wh=75_000, soc_step_bp=100, energy_step_wh=0, nominal_power_w=11_000, charger_efficiency=1.0
+    )
     power, start_level = 10_500.0, 5000.4  # true level is 50.004 %: hidden by the 1 % steps
     readings = []
     rng = random.Random(3)
@@ -337,7 +339,9 @@ def crossing_time(power_w: float, start_level_bp: float, boundary_bp: float, cap
 
 
 def test_it_says_when_the_next_soc_level_should_show():
-    ctx = MeterContext(capacity_wh=75_000, soc_step_bp=100, energy_step_wh=0, nominal_power_w=11_000)
+    ctx = MeterContext(
+        capacity_wh=75_000, soc_step_bp=100, energy_step_wh=0, nominal_power_w=11_000, charger_efficiency=1.0
+    )
     readings = soc_line_readings(11_000, 5030, [30, 200, 400, 1000, 1500])
     meter = Meter(ctx)
     for r in readings:
@@ -352,7 +356,9 @@ def test_it_says_when_the_next_soc_level_should_show():
 
 
 def test_it_narrows_the_energy_with_a_read_at_the_expected_level_change():
-    ctx = MeterContext(capacity_wh=75_000, soc_step_bp=100, energy_step_wh=0, nominal_power_w=11_000)
+    ctx = MeterContext(
+        capacity_wh=75_000, soc_step_bp=100, energy_step_wh=0, nominal_power_w=11_000, charger_efficiency=1.0
+    )
     readings = soc_line_readings(11_000, 5030, [30, 200, 400, 1000, 1500])
     meter = Meter(ctx)
     for r in readings:
@@ -368,7 +374,9 @@ def test_it_narrows_the_energy_with_a_read_at_the_expected_level_change():
 
 
 def test_it_fits_the_straight_parts_before_and_after_the_power_tapers():
-    ctx = MeterContext(capacity_wh=75_000, soc_step_bp=100, energy_step_wh=0, nominal_power_w=11_000)
+    ctx = MeterContext(
+        capacity_wh=75_000, soc_step_bp=100, energy_step_wh=0, nominal_power_w=11_000, charger_efficiency=1.0
+    )
     # 11 kW for an hour, then 4 kW: no single line fits both.
     first = soc_line_readings(11_000, 5030, range(0, 3601, 60))
     level_at_hour = 5030 + 11_000 / 75_000 * 10_000
@@ -399,7 +407,9 @@ def test_it_counts_charger_side_energy_when_told_the_efficiency(ctx):
 
 def test_it_adds_what_flowed_before_a_late_first_soc_reading():
     # Charging began at T0 but the first level we saw is from 5 minutes later.
-    ctx = MeterContext(capacity_wh=75_000, soc_step_bp=100, energy_step_wh=0, nominal_power_w=11_000)
+    ctx = MeterContext(
+        capacity_wh=75_000, soc_step_bp=100, energy_step_wh=0, nominal_power_w=11_000, charger_efficiency=1.0
+    )
     readings = soc_line_readings(11_000, 5030, [300, 900])
     meter = Meter(ctx)
     for r in readings:
@@ -408,3 +418,29 @@ def test_it_adds_what_flowed_before_a_late_first_soc_reading():
     truth = 11_000 * 900 / 3600
     assert est.delivered_low_wh <= truth <= est.delivered_high_wh
     assert abs(est.delivered_wh - truth) < 400
+
+
+def test_its_power_prior_is_battery_side():
+    """The nominal power is the charger's; the SoC and the counter see the battery, 8 % less by default."""
+    ctx = MeterContext(capacity_wh=75_000, soc_step_bp=100, energy_step_wh=0, nominal_power_w=11_000)
+    assert estimate([], ctx).power_w == 10_120
+    est = estimate([soc_reading(0, 3000), soc_reading(600, 3100)], ctx)
+    assert est.power_source == "nominal" or est.power_w < 11_000
+
+
+def test_its_soc_energy_after_a_stop_ends_where_charging_ended():
+    """A car stopped at 3000 s and read again later: energy is power x (end − start), not x (last read − start)."""
+    ctx = MeterContext(capacity_wh=75_000, soc_step_bp=100, energy_step_wh=0, nominal_power_w=11_000)
+    power, start_level, end_s = 10_120.0, 3000.4, 3000.0
+    charging = soc_line_readings(power, start_level, range(60, 3000, 110))
+    stopped_level = start_level + power * end_s / 3600 / 75_000 * 10_000
+    after = [soc_reading(t, math.floor(stopped_level / 100) * 100, state="NOT_CHARGING") for t in (3120, 3600)]
+    meter = Meter(replace(ctx, start_soc_bp=3000))
+    for r in charging + after:
+        meter.add(r)
+    est = meter.estimate(charging_started_at=T0, charging_started_uncertainty_s=0)
+    truth = power * end_s / 3600
+    assert est.delivered_low_wh <= truth <= est.delivered_high_wh
+    assert abs(est.delivered_wh - truth) < 120
+    # Counting up to the last read instead would have added ten minutes of charging.
+    assert est.delivered_wh < truth + power * 600 / 3600 / 2

@@ -27,7 +27,9 @@ from sessions.policy import (
 )
 from tests.policy.conftest import T0, at, energy_reading
 
-CTX = MeterContext(capacity_wh=75_000, soc_step_bp=100, energy_step_wh=10, nominal_power_w=11_000)
+CTX = MeterContext(
+    capacity_wh=75_000, soc_step_bp=100, energy_step_wh=10, nominal_power_w=11_000, charger_efficiency=1.0
+)
 WH_PER_S = 11_000 / 3600
 
 
@@ -345,7 +347,9 @@ def test_it_never_bills_above_the_purchase():
 
 # --- SoC-only cars -----------------------------------------------------------------------------
 
-SOC_CTX = MeterContext(capacity_wh=75_000, soc_step_bp=100, energy_step_wh=0, nominal_power_w=11_000)
+SOC_CTX = MeterContext(
+    capacity_wh=75_000, soc_step_bp=100, energy_step_wh=0, nominal_power_w=11_000, charger_efficiency=1.0
+)
 
 
 def soc_estimate(until_s: float, *, phase_mid_s: float, width_s: float, reads: int):
@@ -442,3 +446,43 @@ def test_it_bounds_learned_latency_by_the_smallest_and_largest_seen():
     model = LatencyModel().observe(2.0).observe(60.0)
     assert model.quantile(0.0) == 2.0
     assert model.quantile(1.0) == pytest.approx(60.0, abs=0.01)
+
+
+# --- energy-counter cars: read once to measure the power, then commit --------------------------
+
+
+def counter_estimate(times, start_soc_bp: int = 3000):
+    ctx = replace(CTX, start_soc_bp=start_soc_bp)
+    return estimate([energy_reading(t, round(11_000 * t / 3600)) for t in times], ctx)
+
+
+def test_it_reads_once_where_the_rest_extrapolates_within_the_tolerance():
+    est = counter_estimate([100])  # the confirmation read: power only from the prior
+    decision = PredictivePolicy().decide(state(160, est, target_wh=20_000))
+    cfg = PredictiveConfig()
+    # The tolerance less the counter's own half-width, over the power's drift (with room for the fit).
+    budget_wh = cfg.commit_error_fraction * 20_000 - (est.delivered_high_wh - est.delivered_low_wh) / 2
+    horizon_s = budget_wh / (1.5 * cfg.power_drift * 11_000) * 3600
+    target_s = 100 + (20_000 - est.delivered_wh) / WH_PER_S
+    # Data recorded `horizon_s` before the target, fetched once it exists (60 s old).
+    assert decision.kind == READ
+    assert (decision.at - at(target_s - horizon_s + 60)).total_seconds() == pytest.approx(0, abs=15)
+
+
+def test_it_commits_the_stop_once_two_counter_readings_pin_the_power():
+    est = counter_estimate([100, 4400])
+    decision = PredictivePolicy().decide(state(4460, est, target_wh=20_000))
+    assert decision.kind == STOP and "power measured" in decision.reason
+    assert decision.at == predict(state(4460, est, target_wh=20_000)).send_at
+
+
+def test_it_keeps_reading_where_the_purchase_ends_on_the_taper():
+    # 65 % + 20 kWh on 75 kWh ends near 92 %: the power will fall, so no early commit.
+    est = counter_estimate([100, 4400], start_soc_bp=6500)
+    decision = PredictivePolicy().decide(state(4460, est, target_wh=20_000))
+    assert decision.kind == READ
+
+
+def test_it_does_not_commit_on_the_prior_power_alone():
+    est = counter_estimate([100])
+    assert PredictivePolicy().decide(state(160, est, target_wh=5_000)).kind == READ

@@ -1,3 +1,6 @@
+import itertools
+from datetime import timedelta
+
 import pytest
 from django.core.management import call_command
 
@@ -30,3 +33,58 @@ def ledger_clean():
         call_command("ledger_check")  # raises SystemExit(1) on drift
 
     return _check
+
+
+@pytest.fixture
+def owe_bonus(db):
+    """A grid event `user` took part in with a session that was paused, verified stopped and
+    resumed, having shifted `shifted_wh`: the bonus is owed, not yet credited. Returns the
+    participation. The session holds 100 Wh of the user's credit for a moment (released at once),
+    so the user needs that much credit."""
+    from sessions import clock
+    from sessions import services as session_services
+    from sessions.models import DemandResponseEvent, DemandResponseParticipation
+    from tests.api.conftest import make_vehicle
+
+    made = itertools.count(1)
+
+    def _owe(user, shifted_wh=9_000, bonus_minor_per_kwh=10):
+        n = next(made)
+        now = clock.now()
+        vehicle = make_vehicle(user, model=f"Model {n}")
+        session = session_services.session_request(user=user, vehicle_id=vehicle.pk, energy_wh=100)
+        session_services.session_close_stuck(session_id=session.pk)  # never charged: hold released
+        event = DemandResponseEvent.objects.create(
+            source=DemandResponseEvent.Source.UTILITY,
+            external_id=f"peak-{n}",
+            region="DE",
+            starts_at=now - timedelta(hours=2),
+            ends_at=now - timedelta(hours=1),
+            bonus_minor_per_kwh=bonus_minor_per_kwh,
+            created_at=now - timedelta(hours=3),
+        )
+        return DemandResponseParticipation.objects.create(
+            event=event,
+            session=session,
+            vehicle=vehicle,
+            planned_in_window_wh=shifted_wh,
+            pause_sent_at=event.starts_at,
+            verified_stopped_at=event.starts_at + timedelta(minutes=2),
+            energy_shifted_wh=shifted_wh,
+            resumed_at=event.ends_at,
+            created_at=event.created_at,
+        )
+
+    return _owe
+
+
+@pytest.fixture
+def earn_bonus(owe_bonus):
+    """`owe_bonus`, then credited to the wallet as the resume step's follow-up does; returns the grant."""
+    from sessions import grid
+
+    def _earn(user, shifted_wh=9_000, bonus_minor_per_kwh=10):
+        participation = owe_bonus(user, shifted_wh=shifted_wh, bonus_minor_per_kwh=bonus_minor_per_kwh)
+        return grid.grid_bonus_credit(participation_id=participation.pk)
+
+    return _earn

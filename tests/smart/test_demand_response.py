@@ -1,6 +1,7 @@
 """Demand response against the simulator: a utility's signed event pauses enrolled sessions,
 they resume after it (re-planned to keep their deadline), the report says who really stopped,
-and the bonus is credited once per verified participation."""
+and the bonus is credited to the wallet once per verified participation, as a bonus credit lot
+that the rest of the session spends before paid credit."""
 
 import json
 from datetime import timedelta
@@ -8,6 +9,7 @@ from datetime import timedelta
 import pytest
 from django.urls import reverse
 
+from prepaid.models import CreditLot, LedgerEntry, LotConsumption, Wallet
 from sessions import grid, grid_api, grid_selectors, services
 from sessions.models import (
     DemandResponseEvent,
@@ -46,7 +48,7 @@ def paused_and_verified(session):
 
 
 def test_a_signed_grid_event_pauses_an_enrolled_session_and_credits_the_bonus(
-    sim, connect, credit, drive, driver, client, ledger_clean, django_user_model
+    sim, connect, credit, drive, driver, client, ledger_clean, django_user_model, django_capture_on_commit_callbacks
 ):
     car = connect(driver, soc=0.3)
     grid.enrollment_set(vehicle=car.vehicle, region="DE")
@@ -73,6 +75,12 @@ def test_a_signed_grid_event_pauses_an_enrolled_session_and_credits_the_bonus(
     sim.clock.set(t0 + 35 * M)
     assert sim.true_state(car.sim_id)["charging"] is False
 
+    # The bonus is credited once the resume step has committed (in its own transaction, wallet
+    # first); the test's transaction never commits, so the captured callback runs at the block's end.
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        session = drive(session, until=lambda s: s.commands.filter(detail="resume").exists())
+    assert len(callbacks) == 1
+    assert CreditLot.objects.filter(kind=CreditLot.Kind.BONUS).count() == 1
     session = drive(session)
 
     assert session.status == S.COMPLETED, session.reason
@@ -86,11 +94,27 @@ def test_a_signed_grid_event_pauses_an_enrolled_session_and_credits_the_bonus(
     assert row["verified_stopped"] and row["pause_commands"] == 1
     # 30 minutes at 11 kW were planned in the window; the pause was verified ~2 minutes in.
     assert 4_500 <= report["energy_shifted_wh"] <= 5_500
-    bonus = GridBonusEntry.objects.get()
-    assert bonus.amount_minor == round(report["energy_shifted_wh"] * 10 / 1000)
-    assert bonus.event == event and bonus.participation.session == session
-    assert report["bonus_minor"] == bonus.amount_minor
-    assert grid_selectors.bonus_total_minor(user=driver) == bonus.amount_minor
+    # 10 cents per kWh shifted, credited as energy at the 45 ct/kWh credit price.
+    grant = GridBonusEntry.objects.get()
+    expected = round(report["energy_shifted_wh"] * 10 / 45)
+    assert grant.event == event and grant.participation.session == session
+    assert grant.lot.kind == CreditLot.Kind.BONUS and grant.lot.purchase is None and grant.lot.amount_minor == 0
+    assert grant.lot.energy_wh == expected == grant.expected_energy_wh
+    assert grant.lot.wallet.user == driver
+    line = LedgerEntry.objects.get(kind=LedgerEntry.Kind.BONUS)
+    assert (line.lot, line.delta_wh, line.idempotency_key) == (grant.lot, expected, grant.idempotency_key)
+    assert report["bonus_wh"] == row["bonus_wh"] == expected and not row["bonus_pending"]
+    assert grid_selectors.bonus_total_wh(user=driver) == expected
+    # The rest of the session spent the bonus before the paid credit.
+    draws = {d.lot_id: d.energy_wh for d in LotConsumption.objects.filter(hold=session.hold)}
+    assert draws[grant.lot_id] == expected
+    assert sum(draws.values()) == session.billed_wh
+    wallet = Wallet.objects.get(user=driver)
+    assert wallet.balance_wh == 40_000 + expected - session.billed_wh
+    # Crediting again, by the sweep or directly, changes nothing.
+    assert grid.grid_bonuses_credit_due() == 0
+    assert grid.grid_bonus_credit(participation_id=grant.participation_id) == grant
+    assert CreditLot.objects.filter(kind=CreditLot.Kind.BONUS).count() == 1
 
     other_session = drive(other_session)
     assert not other_session.commands.filter(detail="pause").exists()

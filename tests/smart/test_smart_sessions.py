@@ -107,7 +107,7 @@ def test_a_maximum_reached_before_the_purchase_leaves_the_rest_as_credit(
     sim, connect, credit, drive, driver, ledger_clean
 ):
     # A car whose make takes no charge limit: the controller stops by the level itself.
-    car = connect(driver, soc=0.70, make="FORD")
+    car = connect(driver, soc=0.70, make="FORD", limit=0.9)  # its own limit above the maximum
     credit(driver, energy_wh=40_000)
     before = sim.true_state(car.sim_id)
     session = drive(services.session_request(user=driver, vehicle_id=car.vehicle.pk, energy_wh=20_000))
@@ -182,9 +182,11 @@ def test_the_driver_sees_the_planned_windows_and_the_saving(sim, connect, credit
         user=driver, vehicle_id=car.vehicle.pk, energy_wh=11_000, deadline=START + 5 * H
     )
     session = drive(session, until=lambda s: s.reason == "waiting_window")
-    html = render_to_string("smart/_plan.html", {"plan": grid_selectors.session_plan(session=session)})
-    assert "Mon 10:00–11:00 UTC: about 11 kWh" in html
-    assert "Expected saving against charging at once: 330 ct." in html
+    from prepaid.driver_selectors import session_plan_view
+
+    html = render_to_string("smart/_plan.html", {"plan": session_plan_view(session, now=START)})
+    assert "Mon 02 Mar 10:00–11:00 UTC: about 11.0 kWh" in html
+    assert '<strong id="plan-saving-amount">3.30 EUR</strong>' in html
 
 
 def test_a_smart_plan_only_plans_up_to_the_maximum_and_the_rest_stays_credit(

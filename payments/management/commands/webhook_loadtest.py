@@ -22,19 +22,30 @@ class Command(BaseCommand):
         parser.add_argument("--users", type=int, default=50)
         parser.add_argument("--duplicates", type=float, default=0.1, help="share of events re-sent (Stripe retries)")
         parser.add_argument("--concurrency", type=int, default=32)
-        parser.add_argument("--workers", type=int, default=4, help="gunicorn workers")
-        parser.add_argument("--threads", type=int, default=1, help="gunicorn threads per worker")
+        parser.add_argument("--workers", type=int, default=None, help="gunicorn workers (default: gunicorn.conf.py)")
+        parser.add_argument("--threads", type=int, default=None, help="threads per worker (default: gunicorn.conf.py)")
+        parser.add_argument("--worker-class", default=None, help="sync | gthread (default: gunicorn.conf.py)")
+        parser.add_argument(
+            "--no-keepalive",
+            dest="keepalive",
+            action="store_false",
+            help="a new connection per request (Connection: close), as a proxy speaking HTTP/1.0 would",
+        )
         parser.add_argument("--json", dest="json_out", default=None)
 
     def handle(self, *args, **opts):
         if opts["verbosity"] < 2:
             logging.getLogger("payments").setLevel(logging.WARNING)
-        kwargs = {k: opts[k] for k in ("events", "users", "duplicates", "concurrency", "workers", "threads")}
+        kwargs = {
+            k: opts[k]
+            for k in ("events", "users", "duplicates", "concurrency", "workers", "threads", "worker_class", "keepalive")
+        }
         with throwaway_database(shared=True):
             doc = run_webhook_loadtest(**kwargs)
         text = json.dumps(doc, indent=2)
         self.stdout.write(text)
         if opts["json_out"]:
             Path(opts["json_out"]).write_text(text + "\n")
-        if doc["lost_events"] or doc["double_credited"] or not doc["ledger_clean"]:
+        unanswered = set(doc["http_status"]) - {"200"}
+        if doc["lost_events"] or doc["double_credited"] or not doc["ledger_clean"] or unanswered:
             raise SystemExit(1)

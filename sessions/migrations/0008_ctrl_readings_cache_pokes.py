@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('charging', '0003_smart_grid_battery'),
+        ('charging', '0007_bonus_credit_schedule'),
         ('prepaid', '0001_initial'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
