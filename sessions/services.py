@@ -1208,7 +1208,8 @@ def _step_stopping(step: _Step) -> Outcome:
 
 
 def _telemetry_age_s(session: ChargingSession) -> float:
-    ages = sorted((r.fetched_at - r.taken_at).total_seconds() for r in session.readings.all()[:20])
+    # The session's first 20 readings (in id order), from the copy on the row as a step has it.
+    ages = sorted((r.fetched_at - r.taken_at).total_seconds() for r in _reading_rows(session)[:20])
     return ages[len(ages) // 2] if ages else 60.0
 
 
