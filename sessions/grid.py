@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db.models import F, OuterRef, Q, Subquery
 from django.db.models.functions import Least
 
 from prepaid import services as wallet_services
@@ -220,7 +220,11 @@ def _planned_in(session: ChargingSession, plan: SmartPlan, start: datetime, end:
     return smart.energy_in_windows([smart.Window(now, charge_end, remaining, 0)], start, end, power)
 
 
-def _participate(session: ChargingSession, event: DemandResponseEvent, region: str, now: datetime) -> bool:
+def _participate(
+    session: ChargingSession, event: DemandResponseEvent, region: str, now: datetime, *, poke: bool = True
+) -> bool:
+    """Join the session to the event. `poke`: bring its next step forward (not when the caller
+    is the session's own step, which plans with the event itself)."""
     plan, _ = SmartPlan.objects.get_or_create(session=session, defaults={"region": region})
     try:
         with transaction.atomic():
@@ -235,10 +239,15 @@ def _participate(session: ChargingSession, event: DemandResponseEvent, region: s
         return False
     # Re-plan now, not at the event's start: a session waiting for a cheap window that the event
     # covers may still keep its deadline by charging earlier. A pause re-plans when it ends.
-    SmartPlan.objects.filter(pk=plan.pk, paused=False).update(planned_at=None)
+    # The poke counter tells a step in flight (it holds the lease, and its compare-and-set UPDATE
+    # would write its own planned next action and plan over these) to act now and re-plan.
+    # Session row first, then the plan: the lock order of the step's commit.
     ChargingSession.objects.filter(pk=session.pk, status__in=OPEN_STATUSES).update(
-        next_action_at=Least(F("next_action_at"), now), call_budget=F("call_budget") + EXTRA_CALLS // 2
+        next_action_at=Least(F("next_action_at"), now),
+        call_budget=F("call_budget") + EXTRA_CALLS // 2,
+        **({"pokes": F("pokes") + 1} if poke else {}),
     )
+    SmartPlan.objects.filter(pk=plan.pk, paused=False).update(planned_at=None)
     return True
 
 
@@ -300,14 +309,29 @@ def grid_event_declare(
     return event, True
 
 
+def enrolment_region():
+    """The region of the vehicle's active enrolment, None if not enrolled: an annotation for the
+    controller's session load (`dr_region`), so a step does not look the enrolment up itself."""
+    enrolment = DemandResponseEnrollment.objects.filter(vehicle_id=OuterRef("vehicle_id"), active=True)
+    return Subquery(enrolment.order_by("pk").values("region")[:1])
+
+
+_UNKNOWN = object()
+
+
 def grid_attach_events(*, session: ChargingSession, now: datetime) -> bool:
-    """A new session of an enrolled vehicle joins the events still ahead. True if any."""
-    enrollment = DemandResponseEnrollment.objects.filter(vehicle_id=session.vehicle_id, active=True).first()
-    if enrollment is None:
+    """A new session of an enrolled vehicle joins the events still ahead. True if any.
+
+    Called from the session's own step: no poke (the step plans with the events it joined)."""
+    region = getattr(session, "dr_region", _UNKNOWN)
+    if region is _UNKNOWN:
+        enrollment = DemandResponseEnrollment.objects.filter(vehicle_id=session.vehicle_id, active=True).first()
+        region = None if enrollment is None else enrollment.region
+    if region is None:
         return False
     joined = False
-    for event in _events_applying(session.vehicle, enrollment.region, now):
-        joined |= _participate(session, event, enrollment.region, now)
+    for event in _events_applying(session.vehicle, region, now):
+        joined |= _participate(session, event, region, now, poke=False)
     return joined
 
 

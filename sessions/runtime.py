@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from django.db import close_old_connections, transaction
-from django.db.models import Q
+from django.db.models import Case, Q, UUIDField, Value, When
 from django_q.tasks import async_task
 
 from sessions import clock
@@ -38,11 +38,12 @@ def sessions_claim_due(*, limit: int = 100, lease: timedelta = LEASE) -> list[tu
             .order_by("next_action_at")
             .values_list("id", flat=True)[:limit]
         )
-        claimed = []
-        for session_id in due:
-            token = uuid.uuid4()
-            ChargingSession.objects.filter(pk=session_id).update(lease_token=token, lease_until=now + lease)
-            claimed.append((session_id, token))
+        claimed = [(session_id, uuid.uuid4()) for session_id in due]
+        if claimed:
+            # One UPDATE for the batch (a token each), not one per session: at thousands of open
+            # sessions the loop's own writes must not be what makes steps late.
+            tokens = Case(*(When(pk=i, then=Value(t)) for i, t in claimed), output_field=UUIDField())
+            ChargingSession.objects.filter(pk__in=due).update(lease_token=tokens, lease_until=now + lease)
     return claimed
 
 

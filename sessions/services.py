@@ -17,11 +17,12 @@ import logging
 import random
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import Case, DateTimeField, F, Q, Value, When
+from django.db.models import Case, Count, DateTimeField, Exists, F, OuterRef, Q, Subquery, Value, When
+from django.db.models.functions import Coalesce
 
 from prepaid import services as wallet_services
 from prepaid.errors import WalletError
@@ -67,6 +68,9 @@ RESTORE_ATTEMPTS = 3
 LEARN_MAX_SPREAD_S = 10
 # Calls allowed per session before the policy must commit to the STOP.
 DEFAULT_CALL_BUDGET = 40
+# States in which a poke (a grid event joined while a step ran) brings the next step forward:
+# those whose step consults the smart plan.
+POKED_STATUSES = (S.REQUESTED, S.CHARGING)
 
 
 class SessionError(Exception):
@@ -261,13 +265,28 @@ class _Step:
         return max(at, self.not_before) if self.not_before else at
 
 
-def session_step(*, session_id: int, lease_token: uuid.UUID) -> None:
-    """Advance one session by one step. Safe to run twice: a stale lease writes nothing."""
-    session = (
+def _session_for_step(session_id: int) -> ChargingSession | None:
+    """The session with everything a step reads, in one query: the vehicle and its connection
+    (token), the smart plan, how many readings the table holds (to trust the row's copy of them)
+    and the vehicle's demand-response enrolment."""
+    stored = (
+        MeterReading.objects.filter(session_id=OuterRef("pk"))
+        .order_by()
+        .values("session_id")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    return (
         ChargingSession.objects.select_related("vehicle", "vehicle__connection", "smart_plan")
+        .annotate(readings_stored=Coalesce(Subquery(stored), 0), dr_region=grid.enrolment_region())
         .filter(pk=session_id)
         .first()
     )
+
+
+def session_step(*, session_id: int, lease_token: uuid.UUID) -> None:
+    """Advance one session by one step. Safe to run twice: a stale lease writes nothing."""
+    session = _session_for_step(session_id)
     if session is None or session.lease_token != lease_token or session.status in TERMINAL_STATUSES:
         return
     if session.lease_until is not None and session.lease_until <= clock.now():
@@ -299,13 +318,19 @@ def _commit(step: _Step, outcome: Outcome, lease_token: uuid.UUID) -> bool:
     changes["api_calls"] = F("api_calls") + step.calls
     if step.not_before:
         changes["not_before"] = step.not_before
-    # A driver's stop that arrives while this step runs must not wait for the planned next
-    # action: the UPDATE itself (not a read before it) sees the stop wish and acts now.
+    if getattr(session, "readings_dirty", False):
+        changes["readings_cache"] = session.readings_cache
+        changes["readings_cached"] = session.readings_cached
+    # A driver's stop, or a grid event, that arrives while this step runs must not wait for the
+    # planned next action: the UPDATE itself (not a read before it) sees the wish and acts now.
     changes["next_action_at"] = outcome.next_at
+    now_if = []
     if outcome.to_status is None and outcome.next_at and session.status != S.STOPPING:
-        changes["next_action_at"] = Case(
-            When(~Q(stop_reason=""), then=Value(step.now)), default=Value(outcome.next_at), output_field=DateTimeField()
-        )
+        now_if.append(When(~Q(stop_reason=""), then=Value(step.now)))
+    if outcome.next_at and (outcome.to_status or session.status) in POKED_STATUSES:
+        now_if.append(When(pokes__gt=session.pokes, then=Value(step.now)))
+    if now_if:
+        changes["next_action_at"] = Case(*now_if, default=Value(outcome.next_at), output_field=DateTimeField())
     if outcome.to_status:
         if outcome.to_status not in ALLOWED_TRANSITIONS[session.status]:
             raise RuntimeError(f"session {session.pk}: {session.status} → {outcome.to_status} is not allowed")
@@ -335,6 +360,15 @@ def _commit(step: _Step, outcome: Outcome, lease_token: uuid.UUID) -> bool:
         if plan is not None and outcome.plan_changes:
             if outcome.to_status in TERMINAL_STATUSES:
                 outcome.plan_changes.update(paused=False, resume_at=None)
+            if outcome.plan_changes.get("planned_at") is not None:
+                # A grid event joined while this step planned: its plan did not know the event,
+                # so leave the plan marked for re-planning (the event's poke set it so).
+                poked = ChargingSession.objects.filter(pk=session.pk, pokes__gt=session.pokes)
+                outcome.plan_changes["planned_at"] = Case(
+                    When(Exists(poked), then=Value(None)),
+                    default=Value(outcome.plan_changes["planned_at"]),
+                    output_field=DateTimeField(),
+                )
             SmartPlan.objects.filter(pk=plan.pk).update(**outcome.plan_changes)
         elif plan is not None and outcome.to_status in TERMINAL_STATUSES and plan.paused:
             SmartPlan.objects.filter(pk=plan.pk).update(paused=False, resume_at=None)
@@ -370,6 +404,77 @@ def _close_hold(session: ChargingSession, changes: dict, *, failed: bool) -> Non
 
 
 # --- readings ----------------------------------------------------------------------------------
+#
+# Every reading is a row of MeterReading (the record) and, in compact form, an entry of the
+# session's `readings_cache` (a copy, written by the step's compare-and-set UPDATE), so a step
+# gets the readings with the session instead of re-reading the table. The copy is trusted only
+# when it holds as many readings as the table (`readings_stored`, counted in the session's load);
+# otherwise — a step that crashed or lost its lease after storing a reading, a session loaded some
+# other way — it is rebuilt from the table, so the readings the estimate sees are always the same.
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
+
+
+def _cache_row(r: MeterReading) -> list:
+    def whole(value):
+        return None if value is None else int(value)  # as the IntegerField stores it
+
+    return [
+        (r.taken_at - _EPOCH) // _US,
+        (r.fetched_at - _EPOCH) // _US,
+        r.source,
+        whole(r.energy_added_wh),
+        whole(r.soc_bp),
+        whole(r.power_w),
+        r.charge_state or "",
+        r.is_plugged_in,
+    ]
+
+
+def _from_cache_row(row: list) -> metering.Reading:
+    taken_us, fetched_us, source, energy, soc, power, charge_state, plugged = row
+    return metering.Reading(
+        taken_at=_EPOCH + taken_us * _US,
+        fetched_at=_EPOCH + fetched_us * _US,
+        source=source,
+        energy_added_wh=energy,
+        soc_bp=soc,
+        power_w=power,
+        charge_state=charge_state or None,
+        is_plugged_in=plugged,
+    )
+
+
+def _cache_whole(session: ChargingSession) -> bool:
+    stored = getattr(session, "readings_stored", None)
+    return stored is not None and stored == session.readings_cached == len(session.readings_cache)
+
+
+def _reading_rows(session: ChargingSession) -> list[metering.Reading]:
+    """All the session's readings in id order: from the row's copy when it is whole, else from
+    the table (and the copy is rebuilt, to be written by the step's commit)."""
+    rows = getattr(session, "reading_rows", None)
+    if rows is not None:
+        return rows
+    if not _cache_whole(session):
+        session.readings_cache = [_cache_row(r) for r in MeterReading.objects.filter(session=session)]
+        session.readings_cached = session.readings_stored = len(session.readings_cache)
+        session.readings_dirty = True
+    session.reading_rows = [_from_cache_row(row) for row in session.readings_cache]
+    return session.reading_rows
+
+
+def _cache_append(session: ChargingSession, stored: MeterReading) -> None:
+    """A reading just stored: add it to a whole copy (a broken copy is rebuilt when read)."""
+    if not _cache_whole(session):
+        return
+    rows = _reading_rows(session)
+    row = _cache_row(stored)
+    session.readings_cache = [*session.readings_cache, row]
+    session.readings_cached = session.readings_stored = len(session.readings_cache)
+    session.reading_rows = [*rows, _from_cache_row(row)]
+    session.readings_dirty = True
 
 
 def _read(step: _Step) -> metering.Reading:
@@ -405,7 +510,7 @@ def _read(step: _Step) -> metering.Reading:
             charge_state=charge.state.value,
             is_plugged_in=charge.is_plugged_in,
         )
-    MeterReading.objects.create(
+    stored = MeterReading.objects.create(
         session=session,
         taken_at=reading.taken_at,
         fetched_at=reading.fetched_at,
@@ -416,23 +521,14 @@ def _read(step: _Step) -> metering.Reading:
         charge_state=reading.charge_state or "",
         is_plugged_in=reading.is_plugged_in,
     )
+    _cache_append(session, stored)
     return reading
 
 
 def _readings(session: ChargingSession) -> list[metering.Reading]:
-    return [
-        metering.Reading(
-            taken_at=r.taken_at,
-            fetched_at=r.fetched_at,
-            source=r.source,
-            energy_added_wh=r.energy_added_wh,
-            soc_bp=r.soc_bp,
-            power_w=r.power_w,
-            charge_state=r.charge_state or None,
-            is_plugged_in=r.is_plugged_in,
-        )
-        for r in MeterReading.objects.filter(session=session, taken_at__gte=session.start_sent_at or session.created_at)
-    ]
+    """The readings metering counts: those taken since the START was sent (or the request)."""
+    since = session.start_sent_at or session.created_at
+    return [r for r in _reading_rows(session) if r.taken_at >= since]
 
 
 def latency_model(make: str) -> policy.LatencyModel:
@@ -1112,7 +1208,8 @@ def _step_stopping(step: _Step) -> Outcome:
 
 
 def _telemetry_age_s(session: ChargingSession) -> float:
-    ages = sorted((r.fetched_at - r.taken_at).total_seconds() for r in session.readings.all()[:20])
+    # The session's first 20 readings (in id order), from the copy on the row as a step has it.
+    ages = sorted((r.fetched_at - r.taken_at).total_seconds() for r in _reading_rows(session)[:20])
     return ages[len(ages) // 2] if ages else 60.0
 
 

@@ -84,6 +84,15 @@ class ChargingSession(models.Model):
     start_sent_at = models.DateTimeField(null=True, blank=True)
     # Delivered energy the controller expected at the moment STOP went out (to learn latency).
     predicted_wh_at_stop = models.PositiveIntegerField(null=True, blank=True)
+    # The session's meter readings (all of them, in id order) in the controller's compact form, so
+    # a step gets them with the session row instead of re-reading the readings table. A copy, not
+    # the record: `readings_cached` counts the rows it holds, and a step whose count differs from
+    # the table's (a crashed step, a lost lease) rebuilds it from the table.
+    readings_cache = models.JSONField(default=list, blank=True)
+    readings_cached = models.PositiveIntegerField(default=0)
+    # Bumped by whoever asks for an immediate step without owning the lease (a grid event): a step
+    # in flight then commits "act now" instead of its planned next action (see `_commit`).
+    pokes = models.PositiveIntegerField(default=0)
 
     # The charge limit: the driver's own, restored at the end, and our backstop.
     driver_limit_bp = models.PositiveIntegerField(null=True, blank=True)
@@ -121,7 +130,16 @@ class ChargingSession(models.Model):
             ),
             models.CheckConstraint(condition=Q(purchased_wh__gt=0), name="charging_purchase_positive"),
         ]
-        indexes = [models.Index(fields=["status", "next_action_at"], name="charging_due_idx")]
+        indexes = [
+            models.Index(fields=["status", "next_action_at"], name="charging_due_idx"),
+            # The controller loop's claim: open sessions by due time, one ordered range scan that
+            # stops at the batch limit, however many sessions have ended.
+            models.Index(
+                fields=["next_action_at"],
+                condition=Q(status__in=["requested", "starting", "charging", "stopping"]),
+                name="charging_due_open_idx",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"session {self.pk} ({self.status})"

@@ -26,6 +26,10 @@ class Command(BaseCommand):
         parser.add_argument("--interval-s", type=float, default=1.0, help="loop tick interval, real seconds")
         parser.add_argument("--seed", type=int, default=1)
         parser.add_argument("--policy", default="predictive")
+        parser.add_argument(
+            "--arrival-s", type=float, default=60.0, help="virtual seconds over which the requests arrive"
+        )
+        parser.add_argument("--cars-per-account", type=int, default=1, help="cars sharing one driver account")
         parser.add_argument("--json", dest="json_out", default=None)
         parser.add_argument("--current-db", action="store_true", help="use the current database (tests)")
 
@@ -44,6 +48,8 @@ class Command(BaseCommand):
             "interval_s": opts["interval_s"],
             "seed": opts["seed"],
             "policy_spec": opts["policy"],
+            "arrival_s": opts["arrival_s"],
+            "cars_per_account": opts["cars_per_account"],
         }
         if opts["current_db"]:
             doc = run_controller_benchmark(**kwargs)
