@@ -15,8 +15,8 @@ from datetime import timedelta
 
 from django.db import close_old_connections, transaction
 from django.db.models import Case, Q, UUIDField, Value, When
-from django_q.tasks import async_task
 
+from prepaid.taskqueue import enqueue
 from sessions import clock
 from sessions.models.charging import OPEN_STATUSES, ChargingSession
 
@@ -48,7 +48,7 @@ def sessions_claim_due(*, limit: int = 100, lease: timedelta = LEASE) -> list[tu
 
 
 def enqueue_step(session_id: int, lease_token: uuid.UUID) -> None:
-    async_task("sessions.tasks.session_step", session_id, str(lease_token), task_name=f"step-{session_id}")
+    enqueue("sessions.tasks.session_step", session_id, str(lease_token), task_name=f"step-{session_id}")
 
 
 def tick(*, limit: int = 100, dispatch: Callable[[int, uuid.UUID], None] = enqueue_step) -> int:
