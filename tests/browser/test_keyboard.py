@@ -36,7 +36,9 @@ def test_a_driver_charges_and_stops_with_the_keyboard_only(
         wallet_services.wallet_credit_purchase(purchase=purchase)
 
     page.goto(f"{live_server.url}/accounts/login/")
-    page.keyboard.type("kim")  # the username field has the focus on arrival
+    # The username field takes the focus on arrival (autofocus); wait for it rather than race it.
+    page.wait_for_function("() => document.activeElement && document.activeElement.name === 'username'")
+    page.keyboard.type("kim")
     page.keyboard.press("Tab")
     page.keyboard.type(PASSWORD)
     page.keyboard.press("Enter")
