@@ -72,12 +72,7 @@ def plots(doc: dict, out_dir: Path, *, stem: str) -> list[Path]:
     ax.set_xlabel("vehicle API calls per session (median)")
     ax.set_ylabel("|delivered − purchased| p95, % of purchase")
     ax.set_title(f"Stop accuracy vs calls — {stem}")
-    ax.legend()
-    fig.tight_layout()
-    path = out_dir / f"{stem}-error-vs-calls.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    written.append(path)
+    written.append(_save(fig, ax, out_dir / f"{stem}-error-vs-calls.png"))
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for spec, results in doc.get("sessions", {}).items():
@@ -87,13 +82,20 @@ def plots(doc: dict, out_dir: Path, *, stem: str) -> list[Path]:
     ax.set_xlabel("|delivered − purchased|, % of purchase")
     ax.set_ylabel("share of sessions")
     ax.set_title(f"Error distribution (CDF) — {stem}")
-    ax.legend()
+    written.append(_save(fig, ax, out_dir / f"{stem}-error-cdf.png"))
+    return written
+
+
+def _save(fig, ax, path: Path) -> Path:
+    """Legend (when something is labelled), layout, PNG; the figure is closed."""
+    import matplotlib.pyplot as plt
+
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend()
     fig.tight_layout()
-    path = out_dir / f"{stem}-error-cdf.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)
-    written.append(path)
-    return written
+    return path
 
 
 def merge(docs: list[dict], *, common_subset: bool = False) -> dict:

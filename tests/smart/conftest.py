@@ -4,7 +4,8 @@ from datetime import timedelta
 
 import pytest
 
-from sessions import grid, smart
+from sessions import grid, services, smart
+from sessions.models import SessionStatus
 from tests.charging.conftest import (  # noqa: F401 - fixtures re-used as they are
     START,
     _fresh_latency_cache,
@@ -29,3 +30,16 @@ def prices(db):
         return [smart.PriceSlot(*r) for r in rows]
 
     return _prices
+
+
+@pytest.fixture
+def enrolled_charging(connect, credit, drive, driver):  # noqa: F811 - the fixtures imported above
+    """A car enrolled in demand response in region DE, charging a 20 kWh session (40 kWh credit)."""
+    car = connect(driver, soc=0.3)
+    grid.enrollment_set(vehicle=car.vehicle, region="DE")
+    credit(driver, energy_wh=40_000)
+    session = drive(
+        services.session_request(user=driver, vehicle_id=car.vehicle.pk, energy_wh=20_000),
+        until=lambda s: s.status == SessionStatus.CHARGING,
+    )
+    return car, session

@@ -48,15 +48,18 @@ def paused_and_verified(session):
 
 
 def test_a_signed_grid_event_pauses_an_enrolled_session_and_credits_the_bonus(
-    sim, connect, credit, drive, driver, client, ledger_clean, django_user_model, django_capture_on_commit_callbacks
+    sim,
+    connect,
+    credit,
+    drive,
+    driver,
+    client,
+    ledger_clean,
+    django_user_model,
+    django_capture_on_commit_callbacks,
+    enrolled_charging,
 ):
-    car = connect(driver, soc=0.3)
-    grid.enrollment_set(vehicle=car.vehicle, region="DE")
-    credit(driver, energy_wh=40_000)
-    session = drive(
-        services.session_request(user=driver, vehicle_id=car.vehicle.pk, energy_wh=20_000),
-        until=lambda s: s.status == S.CHARGING,
-    )
+    car, session = enrolled_charging
     t0 = sim.clock.now()
     # Another driver's car in the region, not enrolled: the event leaves it alone.
     other_user = django_user_model.objects.create_user("other", "o@example.com", "pw-other-42")

@@ -11,14 +11,8 @@ S = SessionStatus
 M = timedelta(minutes=1)
 
 
-def test_an_event_declared_during_a_step_pauses_the_session_at_the_next_tick(sim, api, connect, credit, drive, driver):
-    car = connect(driver, soc=0.3)
-    grid.enrollment_set(vehicle=car.vehicle, region="DE")
-    credit(driver, energy_wh=40_000)
-    session = drive(
-        services.session_request(user=driver, vehicle_id=car.vehicle.pk, energy_wh=20_000),
-        until=lambda s: s.status == S.CHARGING,
-    )
+def test_an_event_declared_during_a_step_pauses_the_session_at_the_next_tick(sim, api, drive, enrolled_charging):
+    _, session = enrolled_charging
     sim.clock.set(session.next_action_at)
     [(session_id, token)] = runtime.sessions_claim_due()
     declared = []

@@ -4,7 +4,7 @@ is removed and the waiting session charges in its window as if it had never been
 
 from datetime import timedelta
 
-from sessions import grid, operator, services
+from sessions import grid, operator
 from sessions.models import DemandResponseEvent, GridBonusEntry, SessionStatus, SmartPlan
 from sessions.models.charging import CommandKind
 from tests.smart.conftest import START
@@ -20,15 +20,9 @@ def _paused_and_verified(session):
 
 
 def test_ending_an_event_in_progress_resumes_the_session_now(
-    sim, connect, credit, drive, driver, ledger_clean, django_capture_on_commit_callbacks
+    sim, drive, ledger_clean, django_capture_on_commit_callbacks, enrolled_charging
 ):
-    car = connect(driver, soc=0.3)
-    grid.enrollment_set(vehicle=car.vehicle, region="DE")
-    credit(driver, energy_wh=40_000)
-    session = drive(
-        services.session_request(user=driver, vehicle_id=car.vehicle.pk, energy_wh=20_000),
-        until=lambda s: s.status == S.CHARGING,
-    )
+    _, session = enrolled_charging
     t0 = sim.clock.now()
     event, _ = grid.grid_event_declare(
         source="operator", external_id="cancel-me", starts_at=t0 + 10 * M, ends_at=t0 + 3 * H, region="DE"
