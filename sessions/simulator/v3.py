@@ -350,7 +350,7 @@ class V3Platform:
         self.sim.dirty = True
 
     def delete_user(self, user_id: str) -> None:
-        if not any(entry["user_id"] == user_id for entry, _ in self.engine.grants()):
+        if not any(entry["user_id"] == user_id and not entry.get("revoked") for entry, _ in self.engine.grants()):
             raise ApiError("RESOURCE_NOT_FOUND", None, "No such user.")
         self.engine.revoke_user(user_id)
         self._drop_subscriptions(user_id=user_id)
