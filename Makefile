@@ -4,6 +4,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# The official Smartcar Node SDK, run against the simulator by tests/contract_v3/test_node_sdk.py.
+NODE_DIR := tests/contract_v3/node
+NODE_STAMP := $(NODE_DIR)/node_modules/.installed
 
 .DEFAULT_GOAL := help
 .PHONY: help run test lint format migrate demo check-python ci clean
@@ -23,7 +26,12 @@ $(STAMP): requirements.txt requirements-dev.txt | check-python
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	@touch $(STAMP)
 
-venv: $(STAMP) ## Create the virtualenv and install the dependencies
+$(NODE_STAMP): $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+	  (cd $(NODE_DIR) && npm ci --no-audit --no-fund --loglevel=error) && touch $(NODE_STAMP); \
+	else echo "npm not found: the Node SDK check (tests/contract_v3) will be skipped; apt-get install nodejs npm"; fi
+
+venv: $(STAMP) $(NODE_STAMP) ## Create the virtualenv and install the dependencies (and the Node SDK check's)
 
 migrate: $(STAMP) ## Apply database migrations
 	$(PY) manage.py migrate --noinput
@@ -34,7 +42,7 @@ demo: migrate ## Load demo data (operator, driver, packages, simulated vehicles)
 run: demo ## Run web server, worker, controller, localstripe and the vehicle simulator on loopback
 	$(PY) manage.py runstack
 
-test: $(STAMP) ## Run the whole test suite
+test: $(STAMP) $(NODE_STAMP) ## Run the whole test suite
 	$(PY) -m pytest
 
 lint: $(STAMP) ## ruff lint + format check, and migrations up to date
@@ -50,4 +58,4 @@ ci: ## What CI runs (.ci/run)
 	bash .ci/run
 
 clean: ## Remove the virtualenv and local state
-	rm -rf $(VENV) var test-artifacts
+	rm -rf $(VENV) var test-artifacts $(NODE_DIR)/node_modules

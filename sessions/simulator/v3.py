@@ -474,7 +474,11 @@ class V3Platform:
             "type": "signal",
             "attributes": core,
             "meta": meta,
-            "links": {"self": f"/vehicles/{v.id}/signals/{code}", "vehicle": f"/vehicles/{v.id}"},
+            "links": {
+                "self": f"/vehicles/{v.id}/signals/{code}",
+                "values": f"/vehicles/{v.id}/signals/{code}/values",
+                "vehicle": f"/vehicles/{v.id}",
+            },
         }
 
     def subscribed(self, vehicle_id: str) -> bool:
