@@ -89,11 +89,13 @@ class MakeTraits:
 _TESLA = MakeTraits(
     signals=CORE | POWER | {ENERGY_ADDED, TIME_TO_COMPLETE, CHARGE_RATE},
     detection_delay_s=(1.0, 10.0),  # streaming cars: seconds (frequencies 1 s–5 min)
+    jitter_s=5.0,
 )
 _JLR = MakeTraits(
     # I-PACE: EnergyAdded SUCCESS, Wattage/Voltage NOT_CAPABLE (§3.2).
     signals=CORE | {ENERGY_ADDED, TIME_TO_COMPLETE},
     detection_delay_s=(10.0, 60.0),
+    jitter_s=60.0,  # a slow cloud (15–30 min): deliveries spread more
 )
 _POWER_NO_COUNTER = MakeTraits(signals=CORE | POWER | {TIME_TO_COMPLETE})
 _VW = MakeTraits(
@@ -107,8 +109,8 @@ MAKE_TRAITS: dict[str, MakeTraits] = {
     "TESLA": _TESLA,
     "JAGUAR": _JLR,
     "LAND ROVER": _JLR,
-    "POLESTAR": replace(_POWER_NO_COUNTER, detection_delay_s=(2.0, 20.0)),
-    "VOLVO": replace(_POWER_NO_COUNTER, detection_delay_s=(2.0, 20.0)),
+    "POLESTAR": replace(_POWER_NO_COUNTER, detection_delay_s=(2.0, 20.0), jitter_s=10.0),
+    "VOLVO": replace(_POWER_NO_COUNTER, detection_delay_s=(2.0, 20.0), jitter_s=10.0),
     "BMW": _POWER_NO_COUNTER,
     "MINI": _POWER_NO_COUNTER,
     "MERCEDES-BENZ": _POWER_NO_COUNTER,

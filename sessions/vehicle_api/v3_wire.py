@@ -217,7 +217,7 @@ def _items(body: Any, what: str, reply: Reply) -> list[dict]:
     return [item for item in data if isinstance(item, dict)]
 
 
-def _more_pages(body: dict, page: int, size: int, got: int, collected: int) -> bool:
+def _more_pages(body: dict, size: int, got: int, collected: int) -> bool:
     """Whether to ask for the next page. `links.next: null` or a reached `totalCount` end it; a
     short page ends it too (paging key names vary between copies: `page` / `pageNumber`)."""
     links = _obj(body.get("links"))
@@ -323,7 +323,7 @@ class V3Protocol:
             body = _check(reply)
             items = _items(body, "connections", reply)
             found.extend(parse_connection(item) for item in items)
-            if not _more_pages(body, page, CONNECTIONS_PAGE_SIZE, len(items), len(found)):
+            if not _more_pages(body, CONNECTIONS_PAGE_SIZE, len(items), len(found)):
                 break
         return found
 
@@ -399,7 +399,7 @@ class V3Protocol:
             included = _obj(body.get("included")).get("vehicle")
             vehicle = vehicle or (included if isinstance(included, dict) else None)
             size = _int(_obj(body.get("meta")).get("pageSize")) or len(page_items)
-            if not _more_pages(body, page, size, len(page_items), len(items)):
+            if not _more_pages(body, size, len(page_items), len(items)):
                 break
         try:
             signal_set = SignalSet.from_items(items, vehicle)
@@ -533,7 +533,7 @@ class V3Protocol:
             body = _check(reply)
             items = _items(body, "subscriptions", reply)
             found.extend(parse_subscription(item, webhook_id) for item in items)
-            if not _more_pages(body, page, SUBSCRIPTIONS_PAGE_SIZE, len(items), len(found)):
+            if not _more_pages(body, SUBSCRIPTIONS_PAGE_SIZE, len(items), len(found)):
                 break
         return found
 

@@ -414,3 +414,25 @@ def test_an_unknown_path_is_a_path_error(client, app_token):
     response = client.get("/v3/nothing/here", headers={"Authorization": f"Bearer {app_token}"})
     assert response.status_code == 404
     assert response.json()["errors"][0]["code"] == "PATH"
+
+
+def test_over_a_real_clock_the_200_is_held_until_the_command_completed():
+    # 20 s of latency on a clock running 10× faster than the wall: the answer waits 2 real seconds
+    # (recorded here, not slept), so "200 = done" holds for a client on that clock.
+    import httpx
+
+    from sessions.simulator.app import make_app
+    from sessions.simulator.clock import RealClock
+    from sessions.simulator.engine import Simulator
+
+    sim = Simulator(RealClock(speed=10), seed=3, command_latency_s=(20, 20))
+    slept = []
+    with httpx.Client(transport=httpx.WSGITransport(app=make_app(sim, sleep=slept.append)), base_url="http://sim") as c:
+        vehicle_id = c.post("/_sim/vehicles", json={"soc": 0.3, "plugged": True, "token": False}).json()["id"]
+        user_id = c.post("/_sim/v3/connections", json={"vehicle_id": vehicle_id}).json()["user_id"]
+        form = {"grant_type": "client_credentials", "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET}
+        token = c.post("/oauth2/token", data=form).json()["access_token"]
+        headers = {"Authorization": f"Bearer {token}", "sc-user-id": user_id}
+        response = c.post(f"/v3/vehicles/{vehicle_id}/commands/charge/start", headers=headers)
+    assert response.status_code == 200
+    assert slept == [pytest.approx(2.0)]
