@@ -304,8 +304,16 @@ class V3Platform:
             out.append({**item, "id": self.connection_id(user_id, vid), "scopes": sorted(item["scopes"])})
         return out
 
-    def connection(self, user_id: str, vehicle_id: str) -> dict | None:
-        return next((c for c in self.connections() if c["user_id"] == user_id and c["vehicle_id"] == vehicle_id), None)
+    def scopes_of(self, user_id: str, vehicle_id: str) -> list[str] | None:
+        """The scopes the user granted for the car, None if not connected. A direct scan, not
+        `connections()`: every signals and command request asks it."""
+        scopes: set[str] = set()
+        found = False
+        for entry, _created in self.engine.grants():
+            if entry["user_id"] == user_id and vehicle_id in entry["vehicle_ids"]:
+                found = True
+                scopes.update(entry["scopes"])
+        return sorted(scopes) if found and vehicle_id in self.sim.vehicles else None
 
     def connection_body(self, c: dict) -> dict:
         v = self.sim.vehicles[c["vehicle_id"]]
@@ -364,14 +372,14 @@ class V3Platform:
             raise ApiError("VALIDATION", "MISSING_PARAMETER", "missing userId")
         if caller.get("user_id") and caller["user_id"] != user_id:
             raise ApiError("PERMISSION", None, "This token belongs to another user.")
-        c = self.connection(user_id, vehicle_id)
-        v = self.engine.vehicle(vehicle_id) if c else None
-        if c is None or v is None:
+        scopes = self.scopes_of(user_id, vehicle_id)
+        if scopes is None:
             raise ApiError("PERMISSION", None, "This user has not connected this vehicle.")
-        return user_id, {"user_id": user_id, "vehicle_ids": [vehicle_id], "scopes": c["scopes"]}, v
+        grant = {"user_id": user_id, "vehicle_ids": [vehicle_id], "scopes": scopes}
+        return user_id, grant, self.engine.vehicle(vehicle_id)
 
     def connected(self, vehicle_id: str) -> bool:
-        return any(c["vehicle_id"] == vehicle_id for c in self.connections())
+        return any(vehicle_id in entry["vehicle_ids"] for entry, _created in self.engine.grants())
 
     # --- the vehicle and its signals ---------------------------------------------------------------------
     def vehicle_body(self, vehicle_id: str) -> dict:
@@ -578,11 +586,9 @@ class V3Platform:
         now = self.now()
         parameters: dict = {}
         if name == "set-limit":
-            percent = (
-                ((body or {}).get("data") or {}).get("attributes", {}).get("percent")
-                if isinstance(body, dict)
-                else None
-            )
+            data = body.get("data") if isinstance(body, dict) else None
+            attributes = data.get("attributes") if isinstance(data, dict) else None
+            percent = attributes.get("percent") if isinstance(attributes, dict) else None
             if isinstance(percent, bool) or not isinstance(percent, int) or not 50 <= percent <= 100:
                 raise ApiError("VALIDATION", "PARAMETER", '"percent" must be a whole number between 50 and 100.')
             parameters = {"percent": percent}
@@ -682,7 +688,7 @@ class V3Platform:
         if not all(isinstance(x, str) and x for x in (webhook_id, user_id, vehicle_id)):
             raise ApiError("VALIDATION", "PARAMETER", "data.attributes needs webhookId, userId and vehicleId.")
         self.webhook(webhook_id)
-        if self.connection(user_id, vehicle_id) is None:
+        if self.scopes_of(user_id, vehicle_id) is None:
             raise ApiError("RESOURCE_NOT_FOUND", None, "This user has not connected this vehicle.")
         for sub in self.subscriptions.values():
             if (sub["webhook_id"], sub["user_id"], sub["vehicle_id"]) == (webhook_id, user_id, vehicle_id):

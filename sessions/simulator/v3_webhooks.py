@@ -91,8 +91,7 @@ def _live_hooks(platform: V3Platform, vehicle_id: str):
 
 def _state_event(platform: V3Platform, hook: dict, sub: dict, v, triggers: list[dict]) -> dict:
     entry = platform.store[v.id]
-    connection = platform.connection(sub["user_id"], v.id)
-    scopes = connection["scopes"] if connection else []
+    scopes = platform.scopes_of(sub["user_id"], v.id) or []
     bodies = platform.signal_bodies(v, entry["snap"], hook["units"])
     # Only the signals the make has: what it lacks is told once, by VEHICLE_ERROR.
     signals = [

@@ -372,6 +372,8 @@ def test_set_limit_takes_a_whole_percent(make_car, clock):
         refused = car.command("set-limit", {"data": {"attributes": {"percent": bad}}})
         assert refused.status_code == 400, bad
         assert refused.json()["errors"][0]["type"] == "VALIDATION"
+    for shapeless in ({"data": []}, {"data": {"attributes": 80}}, [80], None):
+        assert car.command("set-limit", shapeless).status_code == 400, shapeless
 
 
 def test_command_refusals_are_v3_error_bodies(make_car):
