@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from . import v3_makes, v3_webhooks
+from .auth import ACCESS_TTL_S, CODE_TTL_S, REFRESH_TTL_S
 from .clock import VirtualClock, iso_ms
 from .errors import ApiError
 from .v3_makes import CATALOGUE, MakeTraits
@@ -116,8 +117,7 @@ class EngineView:
 
     def store_snapshot(self, v, now: float) -> dict:
         """What the make's cloud shows now: the reported snapshot (live profiles: taken now)."""
-        p = v.profile
-        if p.telemetry_mode == "periodic" and p.telemetry_refresh_s <= 0:
+        if self.is_live(v):
             self.sim._take_snapshot(v, now)
         return v.snapshot
 
@@ -172,8 +172,9 @@ class EngineView:
 
     # --- grants: Connect's consents, which v3 calls connections ---------------------------------------
     def grants(self):
+        """(grant, its creation time): codes, access and refresh tokens all carry a consent."""
         tokens = self.sim.tokens
-        for store, ttl in ((tokens.codes, 600), (tokens.access, 7200), (tokens.refresh, 60 * 24 * 3600)):
+        for store, ttl in ((tokens.codes, CODE_TTL_S), (tokens.access, ACCESS_TTL_S), (tokens.refresh, REFRESH_TTL_S)):
             for entry in store.values():
                 yield entry, entry["expires_at"] - ttl
 

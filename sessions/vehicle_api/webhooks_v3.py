@@ -55,6 +55,8 @@ def verify_signature(body: bytes, given: str | None, keys: Iterable[str]) -> boo
     """Constant-time check of `SC-Signature` against every key (two during an AMT rotation)."""
     if not given:
         return False
+    if isinstance(keys, str):  # one key given as a string, not as a list of characters
+        keys = [keys]
     given = given.strip().lower()
     return any(key and hmac.compare_digest(given, signature(key, body)) for key in keys)
 
@@ -249,7 +251,7 @@ def parse_delivery(body: bytes, given_signature: str | None, keys: Iterable[str]
     challenge / no eventId, 401 signature missing or wrong on anything but a safe VERIFY."""
     if len(body) > MAX_BODY_BYTES:
         raise DeliveryRejected(413, "payload too large")
-    keys = [key for key in keys if key]
+    keys = [keys] if isinstance(keys, str) else [key for key in keys if key]
     signed = verify_signature(body, given_signature, keys)
     try:
         event = json.loads(body)

@@ -143,6 +143,10 @@ def test_a_vehicle_state_is_untrusted_until_its_signature_verifies(header):
 def test_a_signature_by_either_key_verifies_during_a_rotation():
     body, sig_header = signed(reference("webhook_vehicle_state"), key=OLD_AMT)
     assert isinstance(parse_delivery(body, sig_header, [AMT, OLD_AMT]), VehicleState)
+    # One key passed as a plain string is one key, not its characters.
+    assert isinstance(parse_delivery(body, sig_header, OLD_AMT), VehicleState)
+    with pytest.raises(DeliveryRejected):
+        parse_delivery(body, signature("a", body), OLD_AMT)
 
 
 def test_a_tampered_body_fails_even_with_the_original_signature():
