@@ -49,7 +49,7 @@ test: $(STAMP) $(NODE_STAMP) ## Run the whole test suite
 # in every process it starts (live server, localstripe, simulator, Chromium): a test that passes
 # only on the day it was written fails here. .ci/timeshift.c says why not libfaketime.
 FAR_DATE_DAYS ?= 400
-test-far-date: $(STAMP) ## Run the suite with the wall clock moved FAR_DATE_DAYS days (default 400)
+test-far-date: $(STAMP) $(NODE_STAMP) ## Run the suite with the wall clock moved FAR_DATE_DAYS days (default 400)
 	@mkdir -p var
 	gcc -shared -fPIC -O2 -o var/timeshift.so .ci/timeshift.c -ldl
 	TIMESHIFT_SECONDS=$$(( $(FAR_DATE_DAYS) * 86400 )) LD_PRELOAD=$(CURDIR)/var/timeshift.so $(PY) -m pytest -p no:cacheprovider
