@@ -148,7 +148,7 @@ def connection_create_from_tokens(
 
 
 def vehicle_connect_simulated(*, user, sim, sim_vehicle_id: str) -> Vehicle:
-    """Connect a car of the in-process simulator (`sessions.simulator.engine.Simulator`) to `user`
+    """Connect a car of the in-process simulator (`vehicle_sim.engine.Simulator`) to `user`
     as Connect would — a token pair stored encrypted — with the vehicle row made from the
     simulator's own truth (make, model, year, capacity). For the fleet benchmark and the tests."""
     tokens = sim.issue_tokens([sim_vehicle_id])

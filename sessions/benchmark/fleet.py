@@ -39,11 +39,11 @@ from sessions import clock, makes, runtime, services, vehicles
 from sessions.benchmark import stats
 from sessions.models import ChargingSession, Vehicle
 from sessions.models.charging import OPEN_STATUSES, TERMINAL_STATUSES, CommandKind, SessionTransition, VehicleCommand
-from sessions.simulator.app import make_app
-from sessions.simulator.clock import VirtualClock
-from sessions.simulator.engine import Simulator
-from sessions.simulator.profiles import PROFILES
 from sessions.vehicle_api import VehicleApiClient
+from vehicle_sim.app import make_app
+from vehicle_sim.clock import VirtualClock
+from vehicle_sim.engine import Simulator
+from vehicle_sim.profiles import PROFILES
 
 logger = logging.getLogger(__name__)
 

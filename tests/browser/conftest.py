@@ -21,11 +21,11 @@ import pytest
 
 from sessions import clock, runtime, services, vehicles
 from sessions.models.charging import TERMINAL_STATUSES
-from sessions.simulator.clock import RealClock
-from sessions.simulator.engine import Simulator
-from sessions.simulator.server import SimulatorServer
 from sessions.vehicle_api import VehicleApiClient
 from tests.payments.conftest import localstripe_base, stripe_base  # noqa: F401 - fixtures
+from vehicle_sim.clock import RealClock
+from vehicle_sim.engine import Simulator
+from vehicle_sim.server import SimulatorServer
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 PASSWORD = "charge-me-up-42"

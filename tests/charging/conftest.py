@@ -19,10 +19,10 @@ from prepaid.models import EnergyPackage
 from sessions import clock, runtime, services, vehicles
 from sessions.models import ChargingSession, Vehicle
 from sessions.models.charging import TERMINAL_STATUSES
-from sessions.simulator.app import make_app
-from sessions.simulator.clock import VirtualClock
-from sessions.simulator.engine import Simulator
 from sessions.vehicle_api import VehicleApiClient
+from vehicle_sim.app import make_app
+from vehicle_sim.clock import VirtualClock
+from vehicle_sim.engine import Simulator
 
 START = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 ORIGIN = "http://sim.test"

@@ -45,9 +45,9 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from sessions.simulator.clock import VirtualClock
-from sessions.simulator.engine import Simulator
-from sessions.simulator.server import SimulatorServer
+from vehicle_sim.clock import VirtualClock
+from vehicle_sim.engine import Simulator
+from vehicle_sim.server import SimulatorServer
 
 CLIENT_ID = "contract-client-id"
 CLIENT_SECRET = "contract-client-secret"

@@ -5,7 +5,7 @@ import uuid
 
 import pytest
 
-from sessions.simulator.errors import CODES_BY_TYPE, STATUS_BY_TYPE
+from vehicle_sim.errors import CODES_BY_TYPE, STATUS_BY_TYPE
 
 from .conftest import ContractError, Result
 

@@ -23,11 +23,11 @@ from prepaid.models import Hold, Wallet
 from sessions import clock, runtime, services, vehicles
 from sessions.models import ChargingSession
 from sessions.models.charging import OPEN_STATUSES, TERMINAL_STATUSES, CommandKind
-from sessions.simulator.app import make_app
-from sessions.simulator.clock import VirtualClock
-from sessions.simulator.engine import Simulator
-from sessions.simulator.errors import ApiError
 from tests.charging.conftest import ORIGIN, START, Car, connect, credit  # noqa: F401 - fixtures
+from vehicle_sim.app import make_app
+from vehicle_sim.clock import VirtualClock
+from vehicle_sim.engine import Simulator
+from vehicle_sim.errors import ApiError
 
 # The controller's retry policy, as bounds a test can check (sessions/services.py, policy.py):
 # STOP: one send, up to two resends while none was accepted, then two resends after failed

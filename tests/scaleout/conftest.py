@@ -20,10 +20,10 @@ from prepaid.models import Hold, Wallet
 from sessions import clock, services
 from sessions.models import ChargingSession, Vehicle, VehicleCommand, VehicleConnection
 from sessions.models.charging import OPEN_STATUSES, TERMINAL_STATUSES, CommandKind
-from sessions.simulator.engine import Simulator
-from sessions.simulator.server import SimulatorServer
 from tests.scaleout.harness import Group, SharedClock, group_env
 from tests.security.conftest import credit_wallet
+from vehicle_sim.engine import Simulator
+from vehicle_sim.server import SimulatorServer
 
 START = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 # Simulated seconds per wall second. 20 keeps 500 sessions inside the lease on a busy 2-CPU machine (the lease,

@@ -16,13 +16,13 @@ from django.urls import reverse
 from sessions import clock, runtime, services, vehicles
 from sessions.models import ChargingSession, VehicleConnection
 from sessions.models.charging import TERMINAL_STATUSES
-from sessions.simulator.app import make_app
-from sessions.simulator.clock import VirtualClock
-from sessions.simulator.engine import Simulator
 from sessions.vehicle_api import VehicleApiClient
 from tests.charging.conftest import START
 from tests.payments.conftest import WEBHOOK_URL, sign
 from tests.security.conftest import credit_wallet
+from vehicle_sim.app import make_app
+from vehicle_sim.clock import VirtualClock
+from vehicle_sim.engine import Simulator
 
 pytestmark = pytest.mark.django_db
 

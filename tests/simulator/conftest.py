@@ -3,9 +3,9 @@ from datetime import datetime, timezone
 import httpx
 import pytest
 
-from sessions.simulator.app import make_app
-from sessions.simulator.clock import VirtualClock
-from sessions.simulator.engine import Simulator
+from vehicle_sim.app import make_app
+from vehicle_sim.clock import VirtualClock
+from vehicle_sim.engine import Simulator
 
 START = datetime(2026, 3, 2, 8, 0, tzinfo=timezone.utc)
 

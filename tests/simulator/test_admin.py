@@ -1,7 +1,7 @@
 """The loopback admin API tools and benchmarks use, and the in-process client."""
 
-from sessions.simulator.app import in_process_client
-from sessions.simulator.engine import Simulator
+from vehicle_sim.app import in_process_client
+from vehicle_sim.engine import Simulator
 
 
 def test_the_virtual_clock_is_advanced_and_set_through_the_admin_api(client, clock):

@@ -256,7 +256,7 @@ def test_it_counts_calls_per_vehicle_and_globally(car, client):
 def test_the_admin_api_is_loopback_only(sim):
     import httpx
 
-    from sessions.simulator.app import make_app
+    from vehicle_sim.app import make_app
 
     transport = httpx.WSGITransport(app=make_app(sim), remote_addr="10.0.0.5")
     with httpx.Client(transport=transport, base_url="http://sim.test") as remote:

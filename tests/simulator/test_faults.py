@@ -3,9 +3,9 @@
 import httpx
 import pytest
 
-from sessions.simulator.app import make_app
-from sessions.simulator.engine import Simulator
-from sessions.simulator.errors import CODES_BY_TYPE, STATUS_BY_TYPE
+from vehicle_sim.app import make_app
+from vehicle_sim.engine import Simulator
+from vehicle_sim.errors import CODES_BY_TYPE, STATUS_BY_TYPE
 
 from .test_api import assert_error
 
@@ -131,7 +131,7 @@ def test_unknown_faults_are_refused(car, client):
 
 
 def test_a_delayed_answer_makes_an_http_client_time_out(sim):
-    from sessions.simulator.server import SimulatorServer
+    from vehicle_sim.server import SimulatorServer
 
     v = sim.create_vehicle(soc=0.3, plugged=True, faults={"response_delay_s": 1.0})
     token = sim.issue_tokens([v.id])["access_token"]
@@ -158,7 +158,7 @@ def test_make_app_has_no_django_dependency():
     import sys
 
     code = (
-        "import sys; import sessions.simulator.app, sessions.simulator.server; "
+        "import sys; import vehicle_sim.app, vehicle_sim.server; "
         "sys.exit(1 if any(m == 'django' or m.startswith('django.') for m in sys.modules) else 0)"
     )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

@@ -4,7 +4,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from sessions.simulator.auth import ACCESS_TTL_S, REFRESH_GRACE_S
+from vehicle_sim.auth import ACCESS_TTL_S, REFRESH_GRACE_S
 
 BASIC = ("sim-client-id", "sim-client-secret")
 REDIRECT = "http://app.test/vehicles/callback/"

@@ -2,7 +2,7 @@
 
 import pytest
 
-from sessions.simulator.engine import Simulator
+from vehicle_sim.engine import Simulator
 
 
 def test_it_charges_at_charger_power_with_losses(sim, clock):

@@ -2,7 +2,7 @@
 
 import pytest
 
-from sessions.simulator.profiles import OEM_PROFILES, PROFILES
+from vehicle_sim.profiles import OEM_PROFILES, PROFILES
 
 from .test_api import assert_error
 

@@ -13,9 +13,9 @@ import httpx
 import pytest
 from django.core.management import call_command
 
-from sessions.simulator.clock import RealClock
-from sessions.simulator.engine import Simulator
-from sessions.simulator.server import SimulatorServer, load_state
+from vehicle_sim.clock import RealClock
+from vehicle_sim.engine import Simulator
+from vehicle_sim.server import SimulatorServer, load_state
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -7,8 +7,8 @@ import json
 import httpx
 import pytest
 
-from sessions.simulator import webhooks
-from sessions.simulator.webhooks import deliver_pending, hash_challenge, send_verify, sign
+from vehicle_sim import webhooks
+from vehicle_sim.webhooks import deliver_pending, hash_challenge, send_verify, sign
 
 AMT = "sim-application-management-token"
 
@@ -141,7 +141,7 @@ def test_an_event_exists_even_when_nobody_reads_the_car(hooked, clock):
 
 
 def test_pending_events_survive_a_restart(hooked, clock):
-    from sessions.simulator.engine import Simulator
+    from vehicle_sim.engine import Simulator
 
     v = hooked.create_vehicle(soc=0.3, plugged=True)
     hooked.set_vehicle(v.id, plugged=False)
@@ -157,7 +157,7 @@ def test_the_server_sends_webhooks_from_its_own_thread(hooked):
     import time
     from wsgiref.simple_server import make_server
 
-    from sessions.simulator.server import QuietHandler, SimulatorServer, ThreadingWSGIServer
+    from vehicle_sim.server import QuietHandler, SimulatorServer, ThreadingWSGIServer
 
     receiver = Receiver()
     httpd = make_server("127.0.0.1", 0, receiver, server_class=ThreadingWSGIServer, handler_class=QuietHandler)

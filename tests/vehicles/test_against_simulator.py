@@ -1,6 +1,6 @@
 """The client, services and pages against the bundled simulator (helper SIM's WSGI app).
 
-Skipped until `sessions.simulator` is merged; then it runs the real wire protocol end to end
+Skipped until `vehicle_sim` is merged; then it runs the real wire protocol end to end
 through httpx.WSGITransport (no network, no fixed port)."""
 
 from datetime import UTC, datetime
@@ -14,9 +14,9 @@ from sessions import vehicles as services
 from sessions.models import VehicleConnection
 from sessions.vehicle_api import ChargeState, VehicleApiClient, errors
 
-sim_app = pytest.importorskip("sessions.simulator.app", reason="the simulator (branch sim) is not merged yet")
-sim_clock = pytest.importorskip("sessions.simulator.clock")
-sim_engine = pytest.importorskip("sessions.simulator.engine")
+sim_app = pytest.importorskip("vehicle_sim.app", reason="the simulator (branch sim) is not merged yet")
+sim_clock = pytest.importorskip("vehicle_sim.clock")
+sim_engine = pytest.importorskip("vehicle_sim.engine")
 
 START = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 ORIGIN = "http://sim.test"

@@ -13,7 +13,7 @@ from sessions.benchmark import report
 from sessions.benchmark.db import throwaway_database
 from sessions.benchmark.fleet import FleetConfig, run_fleet
 from sessions.policy import policy_from_spec
-from sessions.simulator.profiles import PROFILES
+from vehicle_sim.profiles import PROFILES
 
 
 def _range(text: str) -> tuple[float, float]:

@@ -13,9 +13,9 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from sessions.simulator.clock import UTC, RealClock, VirtualClock
-from sessions.simulator.engine import Simulator
-from sessions.simulator.server import SimulatorServer, load_state
+from vehicle_sim.clock import UTC, RealClock, VirtualClock
+from vehicle_sim.engine import Simulator
+from vehicle_sim.server import SimulatorServer, load_state
 
 
 class Command(BaseCommand):

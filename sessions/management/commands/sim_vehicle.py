@@ -14,7 +14,7 @@ import httpx
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from sessions.simulator.profiles import PROFILES
+from vehicle_sim.profiles import PROFILES
 
 
 def _value(raw: str):
