@@ -62,6 +62,7 @@ INSTALLED_APPS = [
     "prepaid",
     "sessions.apps.ChargingConfig",
     "payments",
+    "vehicle_sim",
 ]
 
 MIDDLEWARE = [
