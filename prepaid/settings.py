@@ -63,6 +63,7 @@ INSTALLED_APPS = [
     "sessions.apps.ChargingConfig",
     "payments",
     "vehicle_sim",
+    "benchmarks",
 ]
 
 MIDDLEWARE = [

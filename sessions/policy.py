@@ -4,7 +4,7 @@ No database, no I/O, no Django. The controller builds a `PolicyState` (the `Mete
 `sessions.metering`, the purchase, the clock, the learned command latency, the call budget and
 rate-limit state) and asks a policy for the next `Decision`. Every policy (the predictive one and
 the fixed-interval / naive baselines of the benchmark) has the same `decide(state)` method, so the
-controller and the offline harness (`sessions.policy_eval`) can swap them.
+controller and the offline harness (`benchmarks.policy_eval`) can swap them.
 
 Why the median: the error we minimise is E|delivered − purchased|. Near the end power is nearly
 constant, so delivered energy is linear in the moment charging ends = send time + command latency.

@@ -5,7 +5,7 @@ import json
 import pytest
 from django.core.management import call_command
 
-from sessions.benchmark.fleet import FleetConfig, fleet_specs
+from benchmarks.fleet import FleetConfig, fleet_specs
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

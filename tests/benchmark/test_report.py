@@ -2,7 +2,7 @@
 
 import pytest
 
-from sessions.benchmark.report import markdown, merge
+from benchmarks.report import markdown, merge
 from tests.benchmark.test_stats import _result
 
 CONFIG = {

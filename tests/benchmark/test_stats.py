@@ -2,7 +2,7 @@
 
 import pytest
 
-from sessions.benchmark.stats import aggregate, latency_floor_pct, percentile, query_shape
+from benchmarks.stats import aggregate, latency_floor_pct, percentile, query_shape
 
 
 def test_it_interpolates_percentiles_between_ranks():

@@ -8,14 +8,7 @@ import sys
 import pytest
 from django.core.management import call_command
 
-from sessions.benchmark.webhook_load import (
-    _outcome,
-    _read_response,
-    cpu_used_between,
-    request_bytes,
-    sign,
-    throughput_windows,
-)
+from benchmarks.webhook_load import _outcome, _read_response, cpu_used_between, request_bytes, sign, throughput_windows
 
 
 def test_it_signs_like_stripe():
@@ -100,7 +93,7 @@ def test_cpu_is_counted_only_when_every_process_was_seen_to_the_end():
 def test_it_reads_cpu_time_of_processes():
     if sys.platform != "linux":
         pytest.skip("CPU time is read from /proc")
-    from sessions.benchmark.webhook_load import process_cpu_s
+    from benchmarks.webhook_load import process_cpu_s
 
     used = process_cpu_s([os.getpid(), 2**22 + 12345])  # a pid that does not exist is left out
     assert list(used) == [os.getpid()] and used[os.getpid()] > 0

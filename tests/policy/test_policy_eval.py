@@ -5,8 +5,7 @@ from functools import cache
 
 import pytest
 
-from sessions.policy import FixedIntervalPolicy, LatencyModel, NaivePolicy, PredictivePolicy
-from sessions.policy_eval import (
+from benchmarks.policy_eval import (
     ENERGY_ADDED_PROFILE,
     SOC_ONLY_PROFILE,
     CarProfile,
@@ -17,6 +16,7 @@ from sessions.policy_eval import (
     percentile,
     run_session,
 )
+from sessions.policy import FixedIntervalPolicy, LatencyModel, NaivePolicy, PredictivePolicy
 
 SESSIONS = 200
 # Baselines poll up to 300 times a session: compare them on the first 100 of the same seeds.

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.core.management import CommandError, call_command
 
-from sessions import price_curve
-from sessions.management.commands import smart_benchmark
+from benchmarks import price_curve
+from benchmarks.management.commands import smart_benchmark
 from sessions.models import PricePoint
 
 

@@ -30,13 +30,13 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.db.models import Min
 
+from benchmarks import stats
 from payments.models import Purchase
 from payments.services import purchase_create, purchase_transition
 from prepaid import services as wallet_services
 from prepaid.models import EnergyPackage
 from prepaid.selectors import ledger_drift
 from sessions import clock, makes, runtime, services, vehicles
-from sessions.benchmark import stats
 from sessions.models import ChargingSession, Vehicle
 from sessions.models.charging import OPEN_STATUSES, TERMINAL_STATUSES, CommandKind, SessionTransition, VehicleCommand
 from sessions.vehicle_api import VehicleApiClient

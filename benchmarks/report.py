@@ -105,7 +105,7 @@ def merge(docs: list[dict], *, common_subset: bool = False) -> dict:
     With `common_subset`, every policy is re-aggregated on the cars all runs share, so the
     comparison is on identical sessions.
     """
-    from sessions.benchmark import stats
+    from benchmarks import stats
 
     base = dict(docs[0]["config"])
     for doc in docs[1:]:
@@ -124,7 +124,7 @@ def merge(docs: list[dict], *, common_subset: bool = False) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """python -m sessions.benchmark.report OUT_DIR NAME part.json... (parts need --keep-sessions)."""
+    """python -m benchmarks.report OUT_DIR NAME part.json... (parts need --keep-sessions)."""
     import json
     import sys
 

@@ -1,6 +1,6 @@
 """Stop accuracy against vehicle API calls: simulated sessions through the real controller (issue 8 §1).
 
-Runs on a throwaway database (see sessions/benchmark/db.py), never the developer's.
+Runs on a throwaway database (see benchmarks/db.py), never the developer's.
 """
 
 import json
@@ -9,9 +9,9 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from sessions.benchmark import report
-from sessions.benchmark.db import throwaway_database
-from sessions.benchmark.fleet import FleetConfig, run_fleet
+from benchmarks import report
+from benchmarks.db import throwaway_database
+from benchmarks.fleet import FleetConfig, run_fleet
 from sessions.policy import policy_from_spec
 from vehicle_sim.profiles import PROFILES
 

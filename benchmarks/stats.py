@@ -65,7 +65,7 @@ def _round(value: float | None, digits: int = 3) -> float | None:
 
 
 def aggregate(results: Sequence[dict], *, floor_pct: float | None = None) -> dict:
-    """One policy's figures from its per-session results (dicts made by `sessions.benchmark.fleet`).
+    """One policy's figures from its per-session results (dicts made by `benchmarks.fleet`).
 
     Accuracy counts the sessions the policy itself stopped (`stop_reason == "threshold"`): a car
     that was unplugged, full or never started says nothing about when the policy sends STOP; those

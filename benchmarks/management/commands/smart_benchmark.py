@@ -14,7 +14,8 @@ from datetime import UTC, datetime, timedelta
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from sessions import price_curve, smart
+from benchmarks import price_curve
+from sessions import smart
 
 MONTH_START = datetime(2026, 3, 2, tzinfo=UTC)  # a Monday
 

@@ -36,10 +36,10 @@ from django.db import connection
 from django.db.models import Count, Sum
 from django.urls import reverse
 
+from benchmarks import stats
 from payments.models import Purchase, StripeEvent
 from payments.services import event_process, purchase_create, purchase_transition
 from prepaid.models import CreditLot, EnergyPackage, Wallet
-from sessions.benchmark import stats
 
 
 def sign(payload: bytes, secret: str, timestamp: int) -> str:

@@ -30,11 +30,11 @@ from django.contrib.auth import get_user_model
 from django.db import close_old_connections, connection, transaction
 from django.db.models import Count, Q
 
+from benchmarks import stats
+from benchmarks.fleet import FleetConfig, FleetSimulator, _client, _connect, _credit, fleet_specs
+from benchmarks.stats import query_shape
 from prepaid.models import EnergyPackage
 from sessions import clock, runtime, services, vehicles
-from sessions.benchmark import stats
-from sessions.benchmark.fleet import FleetConfig, FleetSimulator, _client, _connect, _credit, fleet_specs
-from sessions.benchmark.stats import query_shape
 from sessions.models import ChargingSession
 from sessions.models.charging import OPEN_STATUSES
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand
 
-from sessions.benchmark.db import throwaway_database
-from sessions.benchmark.webhook_load import run_webhook_loadtest
+from benchmarks.db import throwaway_database
+from benchmarks.webhook_load import run_webhook_loadtest
 
 
 class Command(BaseCommand):

@@ -11,8 +11,8 @@ from pathlib import Path
 from django.core.management.base import BaseCommand
 from django.db import connection
 
-from sessions.benchmark.controller import run_controller_benchmark
-from sessions.benchmark.db import throwaway_database
+from benchmarks.controller import run_controller_benchmark
+from benchmarks.db import throwaway_database
 
 
 class Command(BaseCommand):
