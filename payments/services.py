@@ -17,10 +17,10 @@ from django.db import IntegrityError, connections, router, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from payments import pricing, stripe_api
+from payments import stripe_api
 from payments.models import Dispute, Purchase, PurchaseTransition, RefundPart, StripeCustomer, StripeEvent
+from prepaid import pricing, taskqueue
 from prepaid import services as wallet_services
-from prepaid import taskqueue
 from prepaid.models import EnergyPackage
 
 logger = logging.getLogger(__name__)

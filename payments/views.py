@@ -15,10 +15,10 @@ from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from payments import pricing, selectors, services, stripe_api
+from payments import selectors, services, stripe_api
 from payments.forms import BuyForm
 from payments.models import Purchase
-from prepaid import driver_selectors
+from prepaid import driver_selectors, pricing
 from prepaid import selectors as wallet_selectors
 from prepaid import services as wallet_services
 from prepaid.errors import WalletError

@@ -1,8 +1,8 @@
 from django.contrib import admin, messages
 
-from payments.pricing import format_money
 from prepaid.errors import WalletError
 from prepaid.models import CreditLot, EnergyPackage, Hold, LedgerEntry, LotConsumption, Wallet
+from prepaid.pricing import format_money
 
 
 @admin.register(EnergyPackage)

@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db.models import Max, Q
 from django.shortcuts import get_object_or_404
 
-from payments import pricing
+from prepaid import pricing
 from prepaid.models import CreditLot, Hold, LotConsumption
 from sessions import clock, grid, grid_selectors, makes, smart
 from sessions.models import ChargingSession

@@ -16,7 +16,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from payments.pricing import format_money
+from prepaid.pricing import format_money
 from sessions import clock, grid, grid_selectors, operator, price_files
 from sessions import services as session_services
 from sessions.models import (

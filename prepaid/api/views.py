@@ -17,9 +17,9 @@ from rest_framework.permissions import AllowAny, BasePermission, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from payments import pricing
 from payments import services as payment_services
 from payments.models import Purchase
+from prepaid import pricing
 from prepaid.api import selectors, serializers
 from prepaid.api.problems import PROBLEM_TYPES, Problem
 from prepaid.api.throttles import AuthRate

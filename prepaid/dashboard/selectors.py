@@ -17,8 +17,8 @@ from django.db.models import Count, Min, Q, Sum
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
-from payments import pricing
 from payments.models import Purchase, RefundPart, StripeEvent
+from prepaid import pricing
 from prepaid.allocation import refund_part_minor
 from prepaid.models import CreditLot, Hold
 from sessions.models import ChargingSession, VehicleCommand, VehicleConnection

@@ -14,8 +14,8 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from payments.pricing import format_money, minor_per_major
 from prepaid.dashboard import charts, selectors
+from prepaid.pricing import format_money, minor_per_major
 
 
 def staff_required(view):

@@ -13,7 +13,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
 
-from payments.pricing import minor_per_major
+from prepaid.pricing import minor_per_major
 
 
 class PricePoint(models.Model):
