@@ -4,8 +4,8 @@ through services only), with the operator's actions: replay webhook events."""
 from django.contrib import admin, messages
 
 from payments.models import Dispute, Purchase, PurchaseTransition, Refund, RefundPart, StripeCustomer, StripeEvent
+from payments.operator import stripe_events_replay
 from prepaid.admin import ReadOnlyAdmin
-from prepaid.dashboard.operator import stripe_events_replay
 
 
 class ReadOnlyInline(admin.TabularInline):

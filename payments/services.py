@@ -174,9 +174,9 @@ def purchase_start_charge(*, purchase_id: int) -> None:
 def _charge_session(purchase: Purchase):
     """The purchase's session: by its deadline when one was chosen and is still ahead (a payment
     that took longer than the deadline charges now), else at once."""
-    from prepaid.driver_selectors import vehicle_region
     from sessions import grid
     from sessions import services as session_services
+    from web.pages.selectors import vehicle_region
 
     args = {"user": purchase.user, "vehicle_id": purchase.charge_vehicle_id, "energy_wh": purchase.energy_wh}
     if purchase.charge_deadline is not None:

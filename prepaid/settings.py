@@ -76,7 +76,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
-ROOT_URLCONF = "prepaid.urls"
+ROOT_URLCONF = "web.urls"
 WSGI_APPLICATION = "prepaid.wsgi.application"
 ASGI_APPLICATION = "prepaid.asgi.application"
 
@@ -185,7 +185,7 @@ REST_FRAMEWORK = {
 
 # --- REST API (/api/v1/) and operator dashboard (helper API) -----------------------------------
 INSTALLED_APPS += ["rest_framework.authtoken", "drf_spectacular", "drf_spectacular_sidecar"]
-# Rates ("N/sec|min|hour|day"), read on every request by prepaid.api.throttles.
+# Rates ("N/sec|min|hour|day"), read on every request by web.api.throttles.
 API_THROTTLE_ANON = env("API_THROTTLE_ANON", "60/min")
 API_THROTTLE_USER = env("API_THROTTLE_USER", "600/min")
 API_THROTTLE_AUTH = env("API_THROTTLE_AUTH", "10/min")  # token requests: password guessing
@@ -200,9 +200,9 @@ REST_FRAMEWORK.update(
             "rest_framework.authentication.TokenAuthentication",
             "rest_framework.authentication.SessionAuthentication",
         ],
-        "DEFAULT_THROTTLE_CLASSES": ["prepaid.api.throttles.AnonRate", "prepaid.api.throttles.UserRate"],
-        "DEFAULT_PAGINATION_CLASS": "prepaid.api.pagination.Pagination",
-        "EXCEPTION_HANDLER": "prepaid.api.problems.exception_handler",
+        "DEFAULT_THROTTLE_CLASSES": ["web.api.throttles.AnonRate", "web.api.throttles.UserRate"],
+        "DEFAULT_PAGINATION_CLASS": "web.api.pagination.Pagination",
+        "EXCEPTION_HANDLER": "web.api.problems.exception_handler",
         "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
         "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
         "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
@@ -222,7 +222,7 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "prepaid.api.problems.add_problem_responses",
+        "web.api.problems.add_problem_responses",
     ],
 }
 # Dashboard alerts: a session STOPPING longer than this, a hold active longer than this (seconds).
@@ -315,8 +315,8 @@ LOGGING = {
 }
 
 # --- Reliability and security (helper RELY): headers, throttles ---------------------------------
-# prepaid/security.py: a CSP with a per-request nonce and a Permissions-Policy on every response.
-MIDDLEWARE.insert(1, "prepaid.security.SecurityHeadersMiddleware")
+# web/security.py: a CSP with a per-request nonce and a Permissions-Policy on every response.
+MIDDLEWARE.insert(1, "web.security.SecurityHeadersMiddleware")
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"

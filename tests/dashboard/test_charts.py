@@ -1,6 +1,6 @@
 import re
 
-from prepaid.dashboard.charts import bar_chart
+from web.dashboard.charts import bar_chart
 
 
 def test_it_draws_bars_proportional_to_the_values():

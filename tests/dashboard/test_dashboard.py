@@ -12,11 +12,11 @@ from django_q.models import Task
 from payments.models import Purchase, StripeEvent
 from payments.services import refund_request
 from prepaid import services as wallet_services
-from prepaid.dashboard import selectors
 from prepaid.models import Hold
 from sessions.models import ChargingSession, VehicleCommand, VehicleConnection
 from sessions.models.charging import SessionStatus
 from tests.api.conftest import credit, make_vehicle
+from web.dashboard import selectors
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 S = SessionStatus

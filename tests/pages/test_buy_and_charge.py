@@ -4,11 +4,11 @@ import pytest
 from django.test import Client
 
 from payments import services, stripe_api
-from payments.forms import BuyForm
 from payments.models import Purchase
 from prepaid.models import EnergyPackage, Wallet
 from sessions import services as session_services
 from sessions.models import ChargingSession
+from web.pages.payments.forms import BuyForm
 
 pytestmark = pytest.mark.django_db
 

@@ -4,10 +4,10 @@ owner only, CSRF on every form, errors that say what to do next."""
 import pytest
 from django.test import Client
 
-from prepaid import driver_selectors
 from prepaid.models import Wallet
 from sessions import services as session_services
 from sessions.models import ChargingSession
+from web.pages import selectors as driver_selectors
 
 pytestmark = pytest.mark.django_db
 

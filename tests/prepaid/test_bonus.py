@@ -13,11 +13,11 @@ from django.db.models import F
 
 from payments.services import refund_request
 from prepaid import selectors, services
-from prepaid.driver_selectors import energy_cost_minor
 from prepaid.errors import IdempotencyConflict, InsufficientCredit, NothingToRefund, WalletBlocked
 from prepaid.models import CreditLot, LedgerEntry, LotConsumption, Wallet
 from sessions import grid, grid_selectors
 from sessions.models import GridBonusEntry
+from web.pages.selectors import energy_cost_minor
 
 
 def wallet_of(user) -> Wallet:

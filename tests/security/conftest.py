@@ -173,11 +173,11 @@ def credit_wallet(user, energy_wh: int = 20_000):
 @pytest.fixture
 def victim(django_user_model, db):
     """Driver A with one of each object a URL can name: purchase, vehicle, connection, session."""
-    from prepaid.api.problems import PROBLEM_TYPES
     from sessions import grid
     from sessions import services as session_services
     from sessions.models import Vehicle, VehicleConnection
     from sessions.models.grid import DemandResponseEvent
+    from web.api.problems import PROBLEM_TYPES
 
     user = django_user_model.objects.create_user("victim", "victim@example.com", "victim-pass-42")
     credit_wallet(user)

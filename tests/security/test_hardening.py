@@ -66,19 +66,19 @@ def test_one_address_guessing_many_usernames_is_throttled(driver, settings):
 
 
 # --- API throttles ------------------------------------------------------------------------------
-# The app's throttles (prepaid.api.throttles) read API_THROTTLE_* from settings on every request;
+# The app's throttles (web.api.throttles) read API_THROTTLE_* from settings on every request;
 # the tests lower the configured rates so they send tens of requests, not hundreds.
 
 
 def test_the_api_uses_the_configured_throttles():
     from rest_framework.settings import api_settings
 
-    from prepaid.api.throttles import AnonRate, AuthRate, UserRate
-    from prepaid.api.views import TokenView
+    from web.api.throttles import AnonRate, AuthRate, UserRate
+    from web.api.views import TokenView
 
     assert settings.REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"] == [
-        "prepaid.api.throttles.AnonRate",
-        "prepaid.api.throttles.UserRate",
+        "web.api.throttles.AnonRate",
+        "web.api.throttles.UserRate",
     ]
     assert [AnonRate, UserRate] == api_settings.DEFAULT_THROTTLE_CLASSES
     assert AuthRate in TokenView.throttle_classes

@@ -182,7 +182,7 @@ def test_the_driver_sees_the_planned_windows_and_the_saving(sim, connect, credit
         user=driver, vehicle_id=car.vehicle.pk, energy_wh=11_000, deadline=START + 5 * H
     )
     session = drive(session, until=lambda s: s.reason == "waiting_window")
-    from prepaid.driver_selectors import session_plan_view
+    from web.pages.selectors import session_plan_view
 
     html = render_to_string("smart/_plan.html", {"plan": session_plan_view(session, now=START)})
     assert "Mon 02 Mar 10:00–11:00 UTC: about 11.0 kWh" in html

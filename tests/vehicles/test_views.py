@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from sessions import vehicles as services
 from sessions.models import Vehicle, VehicleConnection
-from sessions.views import SESSION_STATE_KEY
+from web.pages.vehicles.views import SESSION_STATE_KEY
 
 from .conftest import NOW
 

@@ -45,7 +45,7 @@ class ChargeTimingMixin(forms.Form):
         self.initial.setdefault("deadline", f"{default_deadline(clock.now()):%Y-%m-%dT%H:%M}")
 
     def clean_timing(self, vehicle: Vehicle | None, now: datetime | None = None) -> None:
-        from prepaid.driver_selectors import price_horizon, vehicle_region
+        from web.pages.selectors import price_horizon, vehicle_region
 
         data = self.cleaned_data
         if data.get("when") != CHEAPEST or vehicle is None:

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from prepaid import driver_views as views
+from web.pages.driver import views
 
 app_name = "driver"
 

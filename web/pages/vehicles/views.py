@@ -13,13 +13,13 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from prepaid import driver_selectors
 from sessions import grid
 from sessions import vehicles as vehicle_services
-from sessions.forms import BatteryLimitsForm
 from sessions.models import Vehicle, VehicleConnection
 from sessions.models.grid import DemandResponseEnrollment, PricePoint
 from sessions.vehicle_api import errors
+from web.pages import selectors as driver_selectors
+from web.pages.forms import BatteryLimitsForm
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from payments import views
+from web.pages.payments import views
 
 app_name = "payments"
 

@@ -12,13 +12,13 @@ from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from prepaid import driver_selectors as selectors
 from prepaid import services as wallet_services
-from prepaid.driver_forms import SignUpForm
 from prepaid.errors import InsufficientCredit, WalletBlocked
 from sessions import grid
 from sessions import services as session_services
-from sessions.forms import CHEAPEST, StartChargeForm
+from web.pages import selectors
+from web.pages.driver.forms import SignUpForm
+from web.pages.forms import CHEAPEST, StartChargeForm
 
 
 @require_http_methods(["GET", "POST"])

@@ -4,8 +4,8 @@ from django import forms
 from django.conf import settings
 
 from prepaid.selectors import package_list_active
-from sessions.forms import ChargeTimingMixin
 from sessions.models import Vehicle
+from web.pages.forms import ChargeTimingMixin
 
 
 class BuyForm(ChargeTimingMixin):

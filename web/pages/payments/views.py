@@ -16,13 +16,14 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from payments import selectors, services, stripe_api
-from payments.forms import BuyForm
 from payments.models import Purchase
-from prepaid import driver_selectors, pricing
+from prepaid import pricing
 from prepaid import selectors as wallet_selectors
 from prepaid import services as wallet_services
 from prepaid.errors import WalletError
-from sessions.forms import CHEAPEST
+from web.pages import selectors as driver_selectors
+from web.pages.forms import CHEAPEST
+from web.pages.payments.forms import BuyForm
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from prepaid.dashboard import views
+from web.dashboard import views
 
 app_name = "dashboard"
 

@@ -20,16 +20,16 @@ from rest_framework.views import APIView
 from payments import services as payment_services
 from payments.models import Purchase
 from prepaid import pricing
-from prepaid.api import selectors, serializers
-from prepaid.api.problems import PROBLEM_TYPES, Problem
-from prepaid.api.throttles import AuthRate
-from prepaid.driver_selectors import vehicle_region
 from prepaid.errors import NothingToRefund
 from prepaid.selectors import package_list_active, wallet_for_user
 from sessions import grid
 from sessions import services as session_services
 from sessions.models import Vehicle
 from sessions.models.charging import TERMINAL_STATUSES
+from web.api import selectors, serializers
+from web.api.problems import PROBLEM_TYPES, Problem
+from web.api.throttles import AuthRate
+from web.pages.selectors import vehicle_region
 
 
 class IsOwnerOrStaff(BasePermission):

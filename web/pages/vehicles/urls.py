@@ -1,6 +1,6 @@
 from django.urls import path
 
-from sessions import views
+from web.pages.vehicles import views
 
 app_name = "vehicles"
 
