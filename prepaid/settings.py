@@ -62,6 +62,7 @@ INSTALLED_APPS = [
     "prepaid",
     "sessions.apps.ChargingConfig",
     "payments",
+    "web",
     "vehicle_sim",
     "benchmarks",
 ]

@@ -13,8 +13,8 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from payments import localstripe
-from prepaid.management.commands.demo_data import DEMO_DRIVER
-from sessions.demo import ensure_demo_vehicles
+from web.demo import ensure_demo_vehicles
+from web.management.commands.demo_data import DEMO_DRIVER
 
 
 class Command(BaseCommand):
