@@ -34,9 +34,10 @@ from benchmarks import stats
 from benchmarks.fleet import FleetConfig, FleetSimulator, _client, _connect, _credit, fleet_specs
 from benchmarks.stats import query_shape
 from prepaid.models import EnergyPackage
-from sessions import clock, runtime, services, vehicles
+from sessions import clock, runtime, services
 from sessions.models import ChargingSession
 from sessions.models.charging import OPEN_STATUSES
+from sessions.vehicles import services as vehicles
 
 START = datetime(2026, 3, 2, 18, 0, tzinfo=UTC)
 

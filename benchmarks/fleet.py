@@ -36,10 +36,12 @@ from payments.services import purchase_create, purchase_transition
 from prepaid import services as wallet_services
 from prepaid.models import EnergyPackage
 from prepaid.selectors import ledger_drift
-from sessions import clock, makes, runtime, services, vehicles
+from sessions import clock, runtime, services
 from sessions.models import ChargingSession, Vehicle
 from sessions.models.charging import OPEN_STATUSES, TERMINAL_STATUSES, CommandKind, SessionTransition, VehicleCommand
 from sessions.vehicle_api import VehicleApiClient
+from sessions.vehicles import makes
+from sessions.vehicles import services as vehicles
 from vehicle_sim.app import make_app
 from vehicle_sim.clock import VirtualClock
 from vehicle_sim.engine import Simulator
@@ -104,7 +106,7 @@ class FleetConfig:
         """Whether the controller must be told the car's traits instead of taking the make's.
 
         On `generic` the command line defines the car, so the session gets the same steps and
-        refresh the car has (as `sessions/makes.py` would give for a real make with those traits).
+        refresh the car has (as `sessions/vehicles/makes.py` would give for a real make with those traits).
         On a named profile with no override, the product's own make traits apply unchanged.
         """
         return self.profile == "generic" or any(

@@ -26,7 +26,7 @@ from django.db.models.functions import Coalesce
 
 from prepaid import services as wallet_services
 from prepaid.errors import WalletError
-from sessions import clock, grid, makes, metering, policy, smart
+from sessions import clock, grid, metering, policy, smart
 from sessions.models.charging import (
     ALLOWED_TRANSITIONS,
     OPEN_STATUSES,
@@ -42,7 +42,8 @@ from sessions.models.grid import SmartPlan
 from sessions.models.vehicles import Vehicle
 from sessions.vehicle_api import errors as api_errors
 from sessions.vehicle_api.types import ChargeState
-from sessions.vehicles import ConsentRequired, call_with_token, get_client
+from sessions.vehicles import makes
+from sessions.vehicles.services import ConsentRequired, call_with_token, get_client
 
 logger = logging.getLogger(__name__)
 

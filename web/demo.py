@@ -9,7 +9,7 @@ import httpx
 from django.conf import settings
 
 from sessions.models import Vehicle
-from sessions.vehicles import connection_create_from_tokens, connection_sync_vehicles
+from sessions.vehicles.services import connection_create_from_tokens, connection_sync_vehicles
 
 
 def ensure_demo_vehicles(*, user, simulator_origin: str | None = None) -> list[Vehicle]:

@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from sessions import webhooks as vehicle_webhooks
+from sessions.vehicles import webhooks as vehicle_webhooks
 from web.pages import home as views
 from web.security import ThrottledLoginView
 

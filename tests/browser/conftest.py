@@ -19,9 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from sessions import clock, runtime, services, vehicles
+from sessions import clock, runtime, services
 from sessions.models.charging import TERMINAL_STATUSES
 from sessions.vehicle_api import VehicleApiClient
+from sessions.vehicles import services as vehicles
 from tests.payments.conftest import localstripe_base, stripe_base  # noqa: F401 - fixtures
 from vehicle_sim.clock import RealClock
 from vehicle_sim.engine import Simulator

@@ -16,10 +16,11 @@ from payments.models import Purchase
 from payments.services import purchase_create, purchase_transition
 from prepaid import services as wallet_services
 from prepaid.models import EnergyPackage
-from sessions import clock, runtime, services, vehicles
+from sessions import clock, runtime, services
 from sessions.models import ChargingSession, Vehicle
 from sessions.models.charging import TERMINAL_STATUSES
 from sessions.vehicle_api import VehicleApiClient
+from sessions.vehicles import services as vehicles
 from vehicle_sim.app import make_app
 from vehicle_sim.clock import VirtualClock
 from vehicle_sim.engine import Simulator

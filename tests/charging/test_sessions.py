@@ -276,7 +276,7 @@ def test_two_loops_never_claim_the_same_session(sim, connect, credit, driver, dj
 def test_a_vehicle_webhook_pulls_the_next_step_forward(client, sim, connect, credit, drive, driver, settings):
     import json
 
-    from sessions.webhooks import signature
+    from sessions.vehicles.webhooks import signature
 
     car = connect(driver)
     credit(driver, energy_wh=30_000)

@@ -20,9 +20,10 @@ from django.core.management import call_command
 from django.db.models import Sum
 
 from prepaid.models import Hold, Wallet
-from sessions import clock, runtime, services, vehicles
+from sessions import clock, runtime, services
 from sessions.models import ChargingSession
 from sessions.models.charging import OPEN_STATUSES, TERMINAL_STATUSES, CommandKind
+from sessions.vehicles import services as vehicles
 from tests.charging.conftest import ORIGIN, START, Car, connect, credit  # noqa: F401 - fixtures
 from vehicle_sim.app import make_app
 from vehicle_sim.clock import VirtualClock

@@ -201,7 +201,7 @@ def test_production_refuses_to_start_on_a_development_default():
     ("url_name", "limit"), [("payments:stripe-webhook", "STRIPE_WEBHOOK_MAX_BYTES"), ("vehicle-webhook", None)]
 )
 def test_webhooks_refuse_an_oversized_body_before_reading_it(url_name, limit):
-    from sessions.webhooks import MAX_BODY_BYTES
+    from sessions.vehicles.webhooks import MAX_BODY_BYTES
 
     max_bytes = getattr(settings, limit) if limit else MAX_BODY_BYTES
     url = reverse(url_name)

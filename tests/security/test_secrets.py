@@ -13,10 +13,11 @@ from django.db import connection as db
 from django.test import Client
 from django.urls import reverse
 
-from sessions import clock, runtime, services, vehicles
+from sessions import clock, runtime, services
 from sessions.models import ChargingSession, VehicleConnection
 from sessions.models.charging import TERMINAL_STATUSES
 from sessions.vehicle_api import VehicleApiClient
+from sessions.vehicles import services as vehicles
 from tests.charging.conftest import START
 from tests.payments.conftest import WEBHOOK_URL, sign
 from tests.security.conftest import credit_wallet

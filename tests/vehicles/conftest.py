@@ -199,7 +199,7 @@ def api_client(fake_api):
 @pytest.fixture
 def use_fake_api(api_client, monkeypatch):
     """Route the services' default client (views have no client argument) to the fake."""
-    from sessions import vehicles
+    from sessions.vehicles import services as vehicles
 
     monkeypatch.setattr(vehicles, "get_client", lambda: api_client)
     return api_client

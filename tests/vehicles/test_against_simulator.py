@@ -10,9 +10,9 @@ import httpx
 import pytest
 from django.urls import reverse
 
-from sessions import vehicles as services
 from sessions.models import VehicleConnection
 from sessions.vehicle_api import ChargeState, VehicleApiClient, errors
+from sessions.vehicles import services
 
 sim_app = pytest.importorskip("vehicle_sim.app", reason="the simulator (branch sim) is not merged yet")
 sim_clock = pytest.importorskip("vehicle_sim.clock")

@@ -2,8 +2,8 @@ import pytest
 from cryptography.fernet import Fernet
 from django.core.management import call_command
 
-from sessions import crypto
 from sessions.models import VehicleConnection
+from sessions.vehicles import crypto
 
 OLD = Fernet.generate_key().decode()
 NEW = Fernet.generate_key().decode()

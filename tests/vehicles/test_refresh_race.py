@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.db import connection as db_connection
 
-from sessions import vehicles as services
 from sessions.models import VehicleConnection
+from sessions.vehicles import services
 
 
 @pytest.mark.postgres

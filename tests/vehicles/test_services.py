@@ -4,9 +4,9 @@ import httpx
 import pytest
 import time_machine
 
-from sessions import vehicles as services
 from sessions.models import Vehicle, VehicleConnection
 from sessions.vehicle_api import errors
+from sessions.vehicles import services
 
 from .conftest import JSON, NOW, error_response
 

@@ -6,8 +6,8 @@ import time_machine
 from django.urls import reverse
 from django.utils import timezone
 
-from sessions import vehicles as services
 from sessions.models import Vehicle, VehicleConnection
+from sessions.vehicles import services
 from web.pages.vehicles.views import SESSION_STATE_KEY
 
 from .conftest import NOW

@@ -16,10 +16,11 @@ from django.shortcuts import get_object_or_404
 
 from prepaid import pricing
 from prepaid.models import CreditLot, Hold, LotConsumption
-from sessions import clock, grid, grid_selectors, makes, smart
+from sessions import clock, grid, grid_selectors, smart
 from sessions.models import ChargingSession
 from sessions.models.charging import OPEN_STATUSES
 from sessions.models.grid import DemandResponseEnrollment, DemandResponseEvent, PricePoint
+from sessions.vehicles import makes
 
 # The status words the driver sees (the machine reason adds the why).
 STATUS_LABELS = {

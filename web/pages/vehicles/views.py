@@ -1,5 +1,5 @@
 """Driver pages for vehicles: list, connect (OAuth via Connect), disconnect, and battery settings
-(limits, grid events). Thin: the work is in `sessions.vehicles` and `sessions.grid`."""
+(limits, grid events). Thin: the work is in `sessions.vehicles.services` and `sessions.grid`."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from sessions import grid
-from sessions import vehicles as vehicle_services
 from sessions.models import Vehicle, VehicleConnection
 from sessions.models.grid import DemandResponseEnrollment, PricePoint
 from sessions.vehicle_api import errors
+from sessions.vehicles import services as vehicle_services
 from web.pages import selectors as driver_selectors
 from web.pages.forms import BatteryLimitsForm
 

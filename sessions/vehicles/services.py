@@ -535,7 +535,7 @@ def connection_rotate_token_keys() -> tuple[int, int]:
 
     Compare-and-set on the old ciphertext: a refresh writing a new pair meanwhile wins and is left
     alone (it is already under the newest key). Returns (rotated, skipped)."""
-    from sessions import crypto
+    from sessions.vehicles import crypto
 
     rotated = skipped = 0
     for pk, access, refresh in VehicleConnection.objects.values_list(
