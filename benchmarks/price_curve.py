@@ -11,7 +11,7 @@ import math
 import random
 from datetime import datetime, timedelta
 
-from sessions.smart import PriceSlot
+from sessions.grid.smart import PriceSlot
 
 
 def _bump(hour: float, centre: float, width: float) -> float:

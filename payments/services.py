@@ -174,8 +174,8 @@ def purchase_start_charge(*, purchase_id: int) -> None:
 def _charge_session(purchase: Purchase):
     """The purchase's session: by its deadline when one was chosen and is still ahead (a payment
     that took longer than the deadline charges now), else at once."""
-    from sessions import grid
     from sessions import services as session_services
+    from sessions.grid import services as grid
     from web.pages.selectors import vehicle_region
 
     args = {"user": purchase.user, "vehicle_id": purchase.charge_vehicle_id, "energy_wh": purchase.energy_wh}

@@ -17,8 +17,11 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from prepaid.pricing import format_money
-from sessions import clock, grid, grid_selectors, operator, price_files
+from sessions import clock, operator
 from sessions import services as session_services
+from sessions.grid import price_files
+from sessions.grid import selectors as grid_selectors
+from sessions.grid import services as grid
 from sessions.models import (
     ChargingSession,
     MeterReading,
@@ -291,7 +294,7 @@ class PricePointAdmin(admin.ModelAdmin):
         return extra + super().get_urls()
 
     def import_view(self, request):
-        """Upload a price file; parsed by `sessions.price_files`, the parser of `import_prices`."""
+        """Upload a price file; parsed by `sessions.grid.price_files`, the parser of `import_prices`."""
         if not self.has_add_permission(request):
             raise PermissionDenied
         form = PriceImportForm(request.POST or None, request.FILES or None)

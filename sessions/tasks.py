@@ -2,7 +2,8 @@
 
 import uuid
 
-from sessions import grid, services
+from sessions import services
+from sessions.grid import services as grid
 
 
 def session_step(session_id: int, lease_token: str) -> None:

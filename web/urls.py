@@ -15,7 +15,7 @@ urlpatterns = [
     path("vehicles/webhook/", vehicle_webhooks.receive, name="vehicle-webhook"),
     path("vehicles/", include("web.pages.vehicles.urls")),
     path("payments/", include("web.pages.payments.urls")),
-    path("grid/", include("sessions.grid_urls")),  # demand response
+    path("grid/", include("sessions.grid.urls")),  # demand response
     path("api/v1/", include("web.api.urls")),
     path("dashboard/", include("web.dashboard.urls")),
 ]

@@ -11,7 +11,8 @@ from payments.models import Purchase
 from payments.services import purchase_create, purchase_transition
 from prepaid import services as wallet_services
 from prepaid.models import EnergyPackage
-from sessions import clock, grid
+from sessions import clock
+from sessions.grid import services as grid
 from sessions.models import ChargingSession, Vehicle
 from sessions.models.grid import DemandResponseEnrollment, DemandResponseEvent, SmartPlan
 

@@ -81,7 +81,7 @@ def owe_bonus(db):
 @pytest.fixture
 def earn_bonus(owe_bonus):
     """`owe_bonus`, then credited to the wallet as the resume step's follow-up does; returns the grant."""
-    from sessions import grid
+    from sessions.grid import services as grid
 
     def _earn(user, shifted_wh=9_000, bonus_minor_per_kwh=10):
         participation = owe_bonus(user, shifted_wh=shifted_wh, bonus_minor_per_kwh=bonus_minor_per_kwh)

@@ -15,7 +15,8 @@ from payments.services import refund_request
 from prepaid import selectors, services
 from prepaid.errors import IdempotencyConflict, InsufficientCredit, NothingToRefund, WalletBlocked
 from prepaid.models import CreditLot, LedgerEntry, LotConsumption, Wallet
-from sessions import grid, grid_selectors
+from sessions.grid import selectors as grid_selectors
+from sessions.grid import services as grid
 from sessions.models import GridBonusEntry
 from web.pages.selectors import energy_cost_minor
 

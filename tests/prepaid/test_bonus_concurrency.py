@@ -4,7 +4,7 @@ concurrently (the resume step's follow-up, the periodic sweep, a replay): Postgr
 import pytest
 
 from prepaid.models import CreditLot, LedgerEntry, Wallet
-from sessions import grid
+from sessions.grid import services as grid
 from sessions.models import GridBonusEntry
 from tests.prepaid.test_concurrency import run_concurrently
 

@@ -173,8 +173,8 @@ def credit_wallet(user, energy_wh: int = 20_000):
 @pytest.fixture
 def victim(django_user_model, db):
     """Driver A with one of each object a URL can name: purchase, vehicle, connection, session."""
-    from sessions import grid
     from sessions import services as session_services
+    from sessions.grid import services as grid
     from sessions.models import Vehicle, VehicleConnection
     from sessions.models.grid import DemandResponseEvent
     from web.api.problems import PROBLEM_TYPES

@@ -4,7 +4,9 @@ from datetime import timedelta
 
 import pytest
 
-from sessions import grid, services, smart
+from sessions import services
+from sessions.grid import services as grid
+from sessions.grid import smart
 from sessions.models import SessionStatus
 from tests.charging.conftest import (  # noqa: F401 - fixtures re-used as they are
     START,

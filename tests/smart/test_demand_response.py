@@ -10,7 +10,10 @@ import pytest
 from django.urls import reverse
 
 from prepaid.models import CreditLot, LedgerEntry, LotConsumption, Wallet
-from sessions import grid, grid_api, grid_selectors, services
+from sessions import services
+from sessions.grid import api as grid_api
+from sessions.grid import selectors as grid_selectors
+from sessions.grid import services as grid
 from sessions.models import (
     DemandResponseEvent,
     DemandResponseParticipation,

@@ -2,7 +2,7 @@
 
 from datetime import UTC, datetime, timedelta
 
-from sessions import smart
+from sessions.grid import smart
 
 T0 = datetime(2026, 3, 2, 18, 0, tzinfo=UTC)
 H = timedelta(hours=1)

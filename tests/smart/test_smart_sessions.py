@@ -4,7 +4,9 @@ battery maximum and minimum. The purchase stays the cap in every one."""
 from datetime import timedelta
 
 from prepaid.models import Hold, Wallet
-from sessions import grid, grid_selectors, services
+from sessions import services
+from sessions.grid import selectors as grid_selectors
+from sessions.grid import services as grid
 from sessions.models import SessionStatus, SmartPlan
 from sessions.models.charging import CommandKind
 from tests.charging.conftest import delivered_wh

@@ -11,7 +11,8 @@ from django.test import Client
 from payments import services as payment_services
 from payments.models import Purchase
 from prepaid.models import EnergyPackage, Wallet
-from sessions import clock, grid, operator
+from sessions import clock, operator
+from sessions.grid import services as grid
 from sessions.models import ChargingSession
 from sessions.models.grid import (
     DemandResponseEnrollment,

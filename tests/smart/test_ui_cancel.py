@@ -4,7 +4,8 @@ is removed and the waiting session charges in its window as if it had never been
 
 from datetime import timedelta
 
-from sessions import grid, operator
+from sessions import operator
+from sessions.grid import services as grid
 from sessions.models import DemandResponseEvent, GridBonusEntry, SessionStatus, SmartPlan
 from sessions.models.charging import CommandKind
 from tests.smart.conftest import START

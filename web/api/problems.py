@@ -24,7 +24,7 @@ from rest_framework.views import set_rollback
 from payments import stripe_api
 from payments.services import PurchaseError
 from prepaid import errors as wallet_errors
-from sessions.grid import GridError
+from sessions.grid.services import GridError
 from sessions.services import SessionError
 
 logger = logging.getLogger(__name__)

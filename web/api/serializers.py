@@ -11,7 +11,8 @@ from rest_framework import serializers
 
 from payments.models import Purchase, Refund, RefundPart
 from prepaid.models import CreditLot, EnergyPackage, LedgerEntry
-from sessions import clock, grid
+from sessions import clock
+from sessions.grid import services as grid
 from sessions.models import ChargingSession, Vehicle
 
 MAX_ID = 2**31 - 1

@@ -22,8 +22,8 @@ from payments.models import Purchase
 from prepaid import pricing
 from prepaid.errors import NothingToRefund
 from prepaid.selectors import package_list_active, wallet_for_user
-from sessions import grid
 from sessions import services as session_services
+from sessions.grid import services as grid
 from sessions.models import Vehicle
 from sessions.models.charging import TERMINAL_STATUSES
 from web.api import selectors, serializers

@@ -3,7 +3,8 @@ from decimal import Decimal
 
 from django import forms
 
-from sessions import clock, grid
+from sessions import clock
+from sessions.grid import services as grid
 from sessions.models import Vehicle
 
 NOW, CHEAPEST = "now", "cheapest"
@@ -19,7 +20,7 @@ def default_deadline(now: datetime) -> datetime:
 
 
 class ChargeTimingMixin(forms.Form):
-    """Charge now, or in the cheapest hours before a deadline (the planner, `sessions.smart`).
+    """Charge now, or in the cheapest hours before a deadline (the planner, `sessions.grid.smart`).
 
     The deadline is validated against the chosen car's price schedule: in the future, at most
     `grid.MAX_DEADLINE` ahead, and not past the last known price. A region without any price

@@ -16,7 +16,10 @@ from django.shortcuts import get_object_or_404
 
 from prepaid import pricing
 from prepaid.models import CreditLot, Hold, LotConsumption
-from sessions import clock, grid, grid_selectors, smart
+from sessions import clock
+from sessions.grid import selectors as grid_selectors
+from sessions.grid import services as grid
+from sessions.grid import smart
 from sessions.models import ChargingSession
 from sessions.models.charging import OPEN_STATUSES
 from sessions.models.grid import DemandResponseEnrollment, DemandResponseEvent, PricePoint

@@ -1,7 +1,7 @@
 """Smart against immediate charging over a month of day-ahead-shaped prices.
 
 A seeded fleet plugs in every evening (arrival ~18:30, departure ~07:00, 8–30 kWh, 7.4 or 11 kW).
-Immediate charging starts at arrival; smart charging follows `sessions.smart.plan_charge` with
+Immediate charging starts at arrival; smart charging follows `sessions.grid.smart.plan_charge` with
 the departure as deadline, the same window cost the controller uses. Both deliver the same
 energy; the command prints the cost of each, the saving, the windows (start/stop commands) per
 session and any missed deadline. Pure computation: no database, no vehicle calls.
@@ -15,7 +15,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from benchmarks import price_curve
-from sessions import smart
+from sessions.grid import smart
 
 MONTH_START = datetime(2026, 3, 2, tzinfo=UTC)  # a Monday
 

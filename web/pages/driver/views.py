@@ -14,8 +14,8 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from prepaid import services as wallet_services
 from prepaid.errors import InsufficientCredit, WalletBlocked
-from sessions import grid
 from sessions import services as session_services
+from sessions.grid import services as grid
 from web.pages import selectors
 from web.pages.driver.forms import SignUpForm
 from web.pages.forms import CHEAPEST, StartChargeForm

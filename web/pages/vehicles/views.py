@@ -1,5 +1,5 @@
 """Driver pages for vehicles: list, connect (OAuth via Connect), disconnect, and battery settings
-(limits, grid events). Thin: the work is in `sessions.vehicles.services` and `sessions.grid`."""
+(limits, grid events). Thin: the work is in `sessions.vehicles.services` and `sessions.grid.services`."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from sessions import grid
+from sessions.grid import services as grid
 from sessions.models import Vehicle, VehicleConnection
 from sessions.models.grid import DemandResponseEnrollment, PricePoint
 from sessions.vehicle_api import errors

@@ -17,7 +17,9 @@ from django.shortcuts import get_object_or_404
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from sessions import clock, grid, grid_selectors
+from sessions import clock
+from sessions.grid import selectors as grid_selectors
+from sessions.grid import services as grid
 from sessions.models.grid import DemandResponseEvent
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from django.db.models import Sum
 
 from prepaid.models import EnergyPackage
-from sessions import smart
+from sessions.grid import smart
 from sessions.models.charging import ChargingSession, CommandKind
 from sessions.models.grid import (
     DemandResponseEvent,

@@ -3,7 +3,7 @@
 The controller (sessions/services.py) asks this module for a plan (`plan_session`) and records
 pauses; here live the writes that do not happen inside a controller step: smart sessions,
 price imports, enrolment, grid events, bonus credit (a bonus lot in the wallet). Reads for pages
-are in `sessions.grid_selectors`.
+are in `sessions.grid.selectors`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from django.db.models import F, OuterRef, Q, Subquery
 from django.db.models.functions import Least
 
 from prepaid import services as wallet_services
-from sessions import clock, smart
+from sessions import clock
+from sessions.grid import smart
 from sessions.models.charging import OPEN_STATUSES, ChargingSession
 from sessions.models.grid import (
     DemandResponseEnrollment,

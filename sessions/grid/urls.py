@@ -1,6 +1,6 @@
 from django.urls import path
 
-from sessions import grid_api
+from sessions.grid import api as grid_api
 
 app_name = "grid"
 
