@@ -34,7 +34,8 @@ from benchmarks import stats
 from benchmarks.fleet import FleetConfig, FleetSimulator, _client, _connect, _credit, fleet_specs
 from benchmarks.stats import query_shape
 from prepaid.models import EnergyPackage
-from sessions import clock, runtime, services
+from sessions import clock, services
+from sessions.controller import runtime
 from sessions.models import ChargingSession
 from sessions.models.charging import OPEN_STATUSES
 from sessions.vehicles import services as vehicles

@@ -1,6 +1,6 @@
 """Offline evaluation of stop policies in virtual time: a tiny car model, no I/O, no Django.
 
-For tuning and regression of `sessions.policy`, not the product benchmark (that one drives the real
+For tuning and regression of `sessions.controller.policy`, not the product benchmark (that one drives the real
 controller against the simulator). The car charges at a constant power with noise and a taper
 above 80 % SoC; its telemetry is `telemetry_age_s` old (optionally refreshed only every
 `telemetry_refresh_s`), energy added is rounded to `energy_step_wh` (0 = not reported), the SoC is
@@ -18,7 +18,7 @@ import random
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from sessions.metering import (
+from sessions.controller.metering import (
     CHARGING,
     NOT_CHARGING,
     SOC_FULL_BP,
@@ -28,7 +28,7 @@ from sessions.metering import (
     MeterContext,
     Reading,
 )
-from sessions.policy import (
+from sessions.controller.policy import (
     LOWER_CHARGE_LIMIT,
     READ,
     RETRY_STOP,

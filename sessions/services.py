@@ -26,7 +26,8 @@ from django.db.models.functions import Coalesce
 
 from prepaid import services as wallet_services
 from prepaid.errors import WalletError
-from sessions import clock, metering, policy
+from sessions import clock
+from sessions.controller import metering, policy
 from sessions.grid import services as grid
 from sessions.grid import smart
 from sessions.models.charging import (

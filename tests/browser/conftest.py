@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from sessions import clock, runtime, services
+from sessions import clock, services
+from sessions.controller import runtime
 from sessions.models.charging import TERMINAL_STATUSES
 from sessions.vehicle_api import VehicleApiClient
 from sessions.vehicles import services as vehicles

@@ -16,7 +16,8 @@ from payments.models import Purchase
 from payments.services import purchase_create, purchase_transition
 from prepaid import services as wallet_services
 from prepaid.models import EnergyPackage
-from sessions import clock, runtime, services
+from sessions import clock, services
+from sessions.controller import runtime
 from sessions.models import ChargingSession, Vehicle
 from sessions.models.charging import TERMINAL_STATUSES
 from sessions.vehicle_api import VehicleApiClient

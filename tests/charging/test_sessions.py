@@ -7,7 +7,8 @@ import pytest
 
 from prepaid.errors import InsufficientCredit
 from prepaid.models import Hold, Wallet
-from sessions import clock, runtime, services
+from sessions import clock, services
+from sessions.controller import runtime
 from sessions.models import SessionStatus, VehicleCommand
 from sessions.models.charging import CommandKind
 from tests.charging.conftest import delivered_wh

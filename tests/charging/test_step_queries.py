@@ -10,7 +10,8 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from sessions import metering, runtime, services
+from sessions import services
+from sessions.controller import metering, runtime
 from sessions.grid import services as grid
 from sessions.models import SessionStatus
 from sessions.models.charging import MeterReading

@@ -20,7 +20,8 @@ from django.core.management import call_command
 from django.db.models import Sum
 
 from prepaid.models import Hold, Wallet
-from sessions import clock, runtime, services
+from sessions import clock, services
+from sessions.controller import runtime
 from sessions.models import ChargingSession
 from sessions.models.charging import OPEN_STATUSES, TERMINAL_STATUSES, CommandKind
 from sessions.vehicles import services as vehicles

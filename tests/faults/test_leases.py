@@ -2,7 +2,8 @@
 
 import pytest
 
-from sessions import runtime, services
+from sessions import services
+from sessions.controller import runtime
 from sessions.models import SessionStatus
 
 pytestmark = [pytest.mark.faults, pytest.mark.django_db]

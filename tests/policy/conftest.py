@@ -2,7 +2,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from sessions.metering import CHARGING, SOURCE_ENERGY_ADDED, MeterContext, Reading
+from sessions.controller.metering import CHARGING, SOURCE_ENERGY_ADDED, MeterContext, Reading
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 

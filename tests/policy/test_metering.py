@@ -5,7 +5,7 @@ from datetime import datetime
 
 import pytest
 
-from sessions.metering import (
+from sessions.controller.metering import (
     EVENT_COUNTER_RESET,
     NOT_CHARGING,
     RULE_DUPLICATE,
@@ -258,7 +258,7 @@ def test_it_ignores_an_implausible_soc_jump(ctx):
 
 
 def test_it_logs_each_ignored_reading(ctx, caplog):
-    caplog.set_level("INFO", logger="sessions.metering")
+    caplog.set_level("INFO", logger="sessions.controller.metering")
     estimate([energy_reading(0, 0), energy_reading(600, 1833), energy_reading(900, 1500)], ctx)
     assert any("non_monotonic" in m for m in caplog.messages)
 

@@ -4,8 +4,8 @@ from datetime import timedelta
 
 import pytest
 
-from sessions.metering import NOT_CHARGING, MeterContext, estimate
-from sessions.policy import (
+from sessions.controller.metering import NOT_CHARGING, MeterContext, estimate
+from sessions.controller.policy import (
     FLAG_OPERATOR,
     LOWER_CHARGE_LIMIT,
     READ,
@@ -428,7 +428,7 @@ def test_it_keeps_an_eye_on_a_car_that_stopped_charging_by_itself():
 
 
 def test_it_judges_a_stop_only_on_data_recorded_after_it_could_have_worked():
-    from sessions.policy import STILL_CHARGING, STOPPED, TOO_EARLY, stop_verification_outcome
+    from sessions.controller.policy import STILL_CHARGING, STOPPED, TOO_EARLY, stop_verification_outcome
 
     def outcome(taken_s, charge_state):
         return stop_verification_outcome(

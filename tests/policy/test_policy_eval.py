@@ -16,7 +16,7 @@ from benchmarks.policy_eval import (
     percentile,
     run_session,
 )
-from sessions.policy import FixedIntervalPolicy, LatencyModel, NaivePolicy, PredictivePolicy
+from sessions.controller.policy import FixedIntervalPolicy, LatencyModel, NaivePolicy, PredictivePolicy
 
 SESSIONS = 200
 # Baselines poll up to 300 times a session: compare them on the first 100 of the same seeds.

@@ -13,7 +13,8 @@ from django.db import connection as db
 from django.test import Client
 from django.urls import reverse
 
-from sessions import clock, runtime, services
+from sessions import clock, services
+from sessions.controller import runtime
 from sessions.models import ChargingSession, VehicleConnection
 from sessions.models.charging import TERMINAL_STATUSES
 from sessions.vehicle_api import VehicleApiClient

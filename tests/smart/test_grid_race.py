@@ -3,7 +3,8 @@ and is talking to the car) must be acted on at once, not at the step's own plann
 
 from datetime import timedelta
 
-from sessions import clock, runtime, services
+from sessions import clock, services
+from sessions.controller import runtime
 from sessions.grid import services as grid
 from sessions.models import SessionStatus, SmartPlan
 from sessions.models.charging import CommandKind

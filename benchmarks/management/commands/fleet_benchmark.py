@@ -12,7 +12,7 @@ from django.core.management.base import BaseCommand, CommandError
 from benchmarks import report
 from benchmarks.db import throwaway_database
 from benchmarks.fleet import FleetConfig, run_fleet
-from sessions.policy import policy_from_spec
+from sessions.controller.policy import policy_from_spec
 from vehicle_sim.profiles import PROFILES
 
 

@@ -1,7 +1,7 @@
 """Pure stop policy: when to read the car next, when to send STOP, how to verify and settle.
 
 No database, no I/O, no Django. The controller builds a `PolicyState` (the `MeterEstimate` from
-`sessions.metering`, the purchase, the clock, the learned command latency, the call budget and
+`sessions.controller.metering`, the purchase, the clock, the learned command latency, the call budget and
 rate-limit state) and asks a policy for the next `Decision`. Every policy (the predictive one and
 the fixed-interval / naive baselines of the benchmark) has the same `decide(state)` method, so the
 controller and the offline harness (`benchmarks.policy_eval`) can swap them.
@@ -30,7 +30,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from sessions.metering import CHARGING, MeterEstimate, Reading
+from sessions.controller.metering import CHARGING, MeterEstimate, Reading
 
 READ = "read"
 STOP = "stop"
