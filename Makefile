@@ -37,9 +37,10 @@ run: demo ## Run web server, worker, controller, localstripe and the vehicle sim
 test: $(STAMP) ## Run the whole test suite
 	$(PY) -m pytest
 
-lint: $(STAMP) ## ruff lint + format check, and migrations up to date
+lint: $(STAMP) ## ruff lint + format check, import layers (import-linter), migrations up to date
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports --no-cache
 	$(PY) manage.py makemigrations --check --dry-run
 
 format: $(STAMP) ## Format the code with ruff

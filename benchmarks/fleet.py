@@ -32,10 +32,10 @@ from django.db.models import Min
 
 from benchmarks import stats
 from payments.models import Purchase
+from payments.selectors import ledger_drift
 from payments.services import purchase_create, purchase_transition
 from prepaid import services as wallet_services
 from prepaid.models import EnergyPackage
-from prepaid.selectors import ledger_drift
 from sessions import clock, services
 from sessions.controller import runtime
 from sessions.models import ChargingSession, Vehicle

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
+from datetime import datetime
 
-from django.db.models import Sum
+from django.conf import settings
+from django.db.models import Max, Q, Sum
 
-from prepaid.models import EnergyPackage
+from prepaid.models import CreditLot, EnergyPackage, LedgerEntry
 from sessions.grid import smart
 from sessions.models.charging import ChargingSession, CommandKind
 from sessions.models.grid import (
+    DemandResponseEnrollment,
     DemandResponseEvent,
     GridBonusEntry,
+    PricePoint,
     SmartPlan,
     bonus_credit_price_minor_per_kwh,
     bonus_energy_wh,
@@ -120,3 +125,47 @@ def packages_fitting(*, vehicle: Vehicle, soc_bp: int | None = None) -> list[Ene
 def bonus_total_wh(*, user) -> int:
     """Bonus energy credited to the user's wallet for taking part in grid events, Wh."""
     return GridBonusEntry.objects.filter(user=user).aggregate(total=Sum("lot__energy_wh"))["total"] or 0
+
+
+def vehicle_region(vehicle) -> str:
+    """The price region of a car: the one its demand-response enrolment names, else the default."""
+    enrollment = DemandResponseEnrollment.objects.filter(vehicle=vehicle).only("region").first()
+    return (enrollment.region if enrollment and enrollment.region else "") or settings.SMART_DEFAULT_REGION
+
+
+def price_horizon(*, region: str, now: datetime) -> datetime | None:
+    """The end of the last known price of the region, if any price is still ahead."""
+    return PricePoint.objects.filter(region=region, ends_at__gt=now).aggregate(end=Max("ends_at"))["end"]
+
+
+def bonus_drift() -> list[str]:
+    """Bonus lots balance against their grants, not payments: each bonus lot has one grant (a
+    demand-response `charging.GridBonusEntry`) for the same user, credited by the grant's own
+    ledger line, and its energy is what the grant's participation, event rate and credit price
+    give; a bonus lot carries no money, so nothing of it can be refunded."""
+    problems: list[str] = []
+    bonus_lots = CreditLot.objects.filter(kind=CreditLot.Kind.BONUS)
+    for lot_id in bonus_lots.filter(grid_bonus__isnull=True).values_list("id", flat=True):
+        problems.append(f"lot {lot_id}: bonus lot without a grant")
+    for lot in bonus_lots.filter(Q(amount_minor__gt=0) | Q(refunded_wh__gt=0) | Q(purchase__isnull=False)):
+        problems.append(f"lot {lot.pk}: bonus lot with a payment, money or refunds")
+    keys = defaultdict(list)
+    for lot_id, key in LedgerEntry.objects.filter(kind=LedgerEntry.Kind.BONUS).values_list("lot_id", "idempotency_key"):
+        keys[lot_id].append(key)
+    if keys.get(None):
+        problems.append(f"bonus lines without a lot: {keys[None]}")
+    grants = GridBonusEntry.objects.select_related("lot__wallet", "participation", "event")
+    for grant in grants:
+        lot = grant.lot
+        if lot.kind != CreditLot.Kind.BONUS:
+            problems.append(f"grant {grant.pk}: lot {lot.pk} is a {lot.kind} lot")
+        if lot.wallet.user_id != grant.user_id:
+            problems.append(f"grant {grant.pk}: lot {lot.pk} is in another user's wallet")
+        if grant.participation.event_id != grant.event_id:
+            problems.append(f"grant {grant.pk}: participation of another event")
+        if keys[lot.pk] != [grant.idempotency_key]:
+            problems.append(f"grant {grant.pk}: lot {lot.pk} credited by {keys[lot.pk]}, not {grant.idempotency_key}")
+        expected = grant.expected_energy_wh
+        if lot.energy_wh != expected:
+            problems.append(f"grant {grant.pk}: lot {lot.pk} energy_wh {lot.energy_wh} != bonus earned {expected}")
+    return problems

@@ -8,10 +8,9 @@ from django.core.management import call_command
 from django.db.models import Sum
 from django.test import Client
 
+from payments import ledger, stripe_api
 from payments import services as payment_services
-from payments import stripe_api
 from payments.models import Purchase
-from prepaid import services as wallet_services
 from prepaid.errors import InsufficientCredit, NothingToRefund
 from prepaid.models import Hold, LedgerEntry, Wallet
 from sessions import services as session_services
@@ -114,7 +113,7 @@ def test_a_refund_racing_a_session_start_leaves_a_consistent_ledger(round_, djan
     def act(i):
         if i == 0:
             return session_services.session_request(user=user, vehicle_id=car.pk, energy_wh=6_000)
-        return wallet_services.wallet_refund_request(wallet_id=wallet_id, idempotency_key=f"refund-race-{round_}")
+        return ledger.wallet_refund_request(wallet_id=wallet_id, idempotency_key=f"refund-race-{round_}")
 
     results, errors = run_concurrently(act, 2)
 

@@ -24,12 +24,12 @@ from prepaid.errors import NothingToRefund
 from prepaid.selectors import package_list_active, wallet_for_user
 from sessions import services as session_services
 from sessions.grid import services as grid
+from sessions.grid.selectors import vehicle_region
 from sessions.models import Vehicle
 from sessions.models.charging import TERMINAL_STATUSES
 from web.api import selectors, serializers
 from web.api.problems import PROBLEM_TYPES, Problem
 from web.api.throttles import AuthRate
-from web.pages.selectors import vehicle_region
 
 
 class IsOwnerOrStaff(BasePermission):

@@ -5,6 +5,7 @@ from django import forms
 
 from sessions import clock
 from sessions.grid import services as grid
+from sessions.grid.selectors import price_horizon, vehicle_region
 from sessions.models import Vehicle
 
 NOW, CHEAPEST = "now", "cheapest"
@@ -46,8 +47,6 @@ class ChargeTimingMixin(forms.Form):
         self.initial.setdefault("deadline", f"{default_deadline(clock.now()):%Y-%m-%dT%H:%M}")
 
     def clean_timing(self, vehicle: Vehicle | None, now: datetime | None = None) -> None:
-        from web.pages.selectors import price_horizon, vehicle_region
-
         data = self.cleaned_data
         if data.get("when") != CHEAPEST or vehicle is None:
             # No car (only buying credit, or an invalid choice already reported): nothing to plan.

@@ -11,7 +11,7 @@ from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 
 from django.conf import settings
-from django.db.models import Max, Q
+from django.db.models import Q
 from django.shortcuts import get_object_or_404
 
 from prepaid import pricing
@@ -20,9 +20,10 @@ from sessions import clock
 from sessions.grid import selectors as grid_selectors
 from sessions.grid import services as grid
 from sessions.grid import smart
+from sessions.grid.selectors import price_horizon, vehicle_region
 from sessions.models import ChargingSession
 from sessions.models.charging import OPEN_STATUSES
-from sessions.models.grid import DemandResponseEnrollment, DemandResponseEvent, PricePoint
+from sessions.models.grid import DemandResponseEnrollment, DemandResponseEvent
 from sessions.vehicles import makes
 
 # The status words the driver sees (the machine reason adds the why).
@@ -196,17 +197,6 @@ def session_view(session: ChargingSession, *, now: datetime | None = None) -> Se
 
 
 # --- smart charging: the plan a driver sees before confirming, and on the live page -------------
-
-
-def vehicle_region(vehicle) -> str:
-    """The price region of a car: the one its demand-response enrolment names, else the default."""
-    enrollment = DemandResponseEnrollment.objects.filter(vehicle=vehicle).only("region").first()
-    return (enrollment.region if enrollment and enrollment.region else "") or settings.SMART_DEFAULT_REGION
-
-
-def price_horizon(*, region: str, now: datetime) -> datetime | None:
-    """The end of the last known price of the region, if any price is still ahead."""
-    return PricePoint.objects.filter(region=region, ends_at__gt=now).aggregate(end=Max("ends_at"))["end"]
 
 
 def _money_millis(millis: int) -> str:

@@ -15,6 +15,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from prepaid import services as wallet_services
 from prepaid.errors import InsufficientCredit, WalletBlocked
 from sessions import services as session_services
+from sessions.grid import selectors as grid_selectors
 from sessions.grid import services as grid
 from web.pages import selectors
 from web.pages.driver.forms import SignUpForm
@@ -77,7 +78,7 @@ def _start(request: HttpRequest, form, *, energy_wh: int, smart: bool):
                 vehicle_id=vehicle.pk,
                 energy_wh=energy_wh,
                 deadline=form.cleaned_data["deadline"],
-                region=selectors.vehicle_region(vehicle),
+                region=grid_selectors.vehicle_region(vehicle),
             )
         session = session_services.session_request(user=request.user, vehicle_id=vehicle.pk, energy_wh=energy_wh)
         if smart:

@@ -13,12 +13,12 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from sessions.grid import selectors as grid_selectors
 from sessions.grid import services as grid
 from sessions.models import Vehicle, VehicleConnection
 from sessions.models.grid import DemandResponseEnrollment, PricePoint
 from sessions.vehicle_api import errors
 from sessions.vehicles import services as vehicle_services
-from web.pages import selectors as driver_selectors
 from web.pages.forms import BatteryLimitsForm
 
 logger = logging.getLogger(__name__)
@@ -152,7 +152,7 @@ def vehicle_battery(request: HttpRequest, vehicle_id: int) -> HttpResponse:
     """A car's battery-health window (maximum and minimum charge) and its grid-event opt-in."""
     vehicle = get_object_or_404(Vehicle, pk=vehicle_id, owner=request.user, is_active=True)
     enrollment = DemandResponseEnrollment.objects.filter(vehicle=vehicle).first()
-    region = driver_selectors.vehicle_region(vehicle)
+    region = grid_selectors.vehicle_region(vehicle)
     initial = {
         "max_soc": vehicle.max_soc_bp // 100,
         "min_soc": vehicle.min_soc_bp // 100,

@@ -4,7 +4,7 @@ import sys
 
 from django.core.management.base import BaseCommand
 
-from prepaid.selectors import ledger_drift
+from payments.selectors import ledger_drift
 
 
 class Command(BaseCommand):
