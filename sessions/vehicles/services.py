@@ -24,6 +24,7 @@ from django.utils import timezone
 from sessions import clock
 from sessions.models import Vehicle, VehicleConnection
 from sessions.vehicle_api import TokenPair, VehicleApiClient, errors
+from sessions.vehicles import crypto
 
 logger = logging.getLogger(__name__)
 
@@ -535,8 +536,6 @@ def connection_rotate_token_keys() -> tuple[int, int]:
 
     Compare-and-set on the old ciphertext: a refresh writing a new pair meanwhile wins and is left
     alone (it is already under the newest key). Returns (rotated, skipped)."""
-    from sessions.vehicles import crypto
-
     rotated = skipped = 0
     for pk, access, refresh in VehicleConnection.objects.values_list(
         "pk", "access_token_ciphertext", "refresh_token_ciphertext"

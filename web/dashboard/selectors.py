@@ -23,6 +23,7 @@ from prepaid.allocation import refund_part_minor
 from prepaid.models import CreditLot, Hold
 from sessions.models import ChargingSession, VehicleCommand, VehicleConnection
 from sessions.models.charging import OPEN_STATUSES, CommandKind, SessionStatus
+from sessions.models.grid import DemandResponseEvent
 
 logger = logging.getLogger(__name__)
 
@@ -328,8 +329,6 @@ def dashboard(*, now: datetime | None = None) -> dict:
 
 def grid_events(*, now: datetime, limit: int = 10) -> list[dict]:
     """Demand-response events in progress or ahead, soonest first, with their participants."""
-    from sessions.models.grid import DemandResponseEvent
-
     rows = (
         DemandResponseEvent.objects.filter(ends_at__gt=now)
         .annotate(participant_count=Count("participations"))
