@@ -35,7 +35,7 @@ from benchmarks.fleet import FleetConfig, FleetSimulator, _client, _connect, _cr
 from benchmarks.stats import query_shape
 from prepaid.models import EnergyPackage
 from sessions import clock, services
-from sessions.controller import runtime
+from sessions.controller import machine, runtime
 from sessions.models import ChargingSession
 from sessions.models.charging import OPEN_STATUSES
 from sessions.vehicles import services as vehicles
@@ -247,7 +247,7 @@ def _step(acc: _Acc, session_id: int, token: uuid.UUID, speed: float) -> None:
     t0 = time.thread_time()
     try:
         with connection.execute_wrapper(count):
-            services.session_step(session_id=session_id, lease_token=token)
+            machine.session_step(session_id=session_id, lease_token=token)
     except Exception as exc:  # a failing step is a finding; the lease lets the loop retry it
         with acc.lock:
             acc.errors.append(f"{session_id}: {type(exc).__name__}: {exc}")

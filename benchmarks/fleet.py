@@ -1,7 +1,7 @@
 """The fleet benchmark: simulated sessions through the REAL controller code, in virtual time.
 
 What runs is production code end to end: `services.session_request` holds the credit, the loop's
-`runtime.tick` claims due sessions, and `services.session_step` talks to the vehicle API through
+`runtime.tick` claims due sessions, and `machine.session_step` talks to the vehicle API through
 our `VehicleApiClient`, decides with the policy named on the session and settles through the
 wallet. Only two things differ from production: steps are dispatched in-process instead of through
 django-q2, and the vehicle API is the in-process simulator (`httpx.WSGITransport`) on a
@@ -37,7 +37,7 @@ from payments.services import purchase_create, purchase_transition
 from prepaid import services as wallet_services
 from prepaid.models import EnergyPackage
 from sessions import clock, services
-from sessions.controller import runtime
+from sessions.controller import machine, readings, runtime
 from sessions.models import ChargingSession, Vehicle
 from sessions.models.charging import OPEN_STATUSES, TERMINAL_STATUSES, CommandKind, SessionTransition, VehicleCommand
 from sessions.vehicle_api import VehicleApiClient
@@ -301,7 +301,7 @@ def run_policy(config: FleetConfig, policy_spec: str) -> list[dict]:
     # Asked of the command line as given: once resolved, every field is set and it would always say yes.
     overrides = config.overrides_traits()
     config = config.resolved()
-    services._latency_model_cached.cache_clear()  # a per-minute cache keyed on virtual time
+    readings._latency_model_cached.cache_clear()  # a per-minute cache keyed on virtual time
     sim = FleetSimulator(VirtualClock(START), seed=config.seed)
     if config.failure_rate:
         sim.global_faults.failure_rate = config.failure_rate
@@ -311,7 +311,7 @@ def run_policy(config: FleetConfig, policy_spec: str) -> list[dict]:
 
     def dispatch(session_id: int, token: uuid.UUID) -> None:
         try:
-            services.session_step(session_id=session_id, lease_token=token)
+            machine.session_step(session_id=session_id, lease_token=token)
         except Exception as exc:  # a crashing step is a finding, not a reason to stop the run
             logger.exception("session %s: step raised", session_id)
             step_errors.append(f"{session_id}: {type(exc).__name__}: {exc}")

@@ -178,7 +178,7 @@ def _charge_session(purchase: Purchase):
     args = {"user": purchase.user, "vehicle_id": purchase.charge_vehicle_id, "energy_wh": purchase.energy_wh}
     if purchase.charge_deadline is not None:
         try:
-            return grid.smart_session_request(
+            return session_services.smart_session_request(
                 **args, deadline=purchase.charge_deadline, region=vehicle_region(purchase.charge_vehicle)
             )
         except grid.GridError:

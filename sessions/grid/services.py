@@ -76,34 +76,6 @@ def prices_between(region: str, start: datetime, end: datetime) -> list[smart.Pr
 # --- smart sessions and plans -----------------------------------------------------------------
 
 
-def smart_session_request(
-    *,
-    user,
-    vehicle_id: int,
-    energy_wh: int,
-    deadline: datetime | None,
-    region: str = "",
-    now: datetime | None = None,
-) -> ChargingSession:
-    """Open a session that charges in the cheapest windows before `deadline`.
-
-    The plan itself is made at the first reading (the battery level decides the minimum and the
-    maximum); until its first window the session waits in REQUESTED with its own deadline."""
-    now = now or clock.now()
-    if deadline is not None and not (now < deadline <= now + MAX_DEADLINE):
-        raise GridError("bad_deadline", "The deadline must be in the future, at most three days ahead.")
-    from sessions import services as session_services  # the controller imports this module
-
-    with transaction.atomic():
-        session = session_services.session_request(user=user, vehicle_id=vehicle_id, energy_wh=energy_wh, now=now)
-        SmartPlan.objects.create(session=session, region=region or settings.SMART_DEFAULT_REGION, deadline=deadline)
-        # Each window costs a START, a STOP and their verifying reads: room for a few of them, so
-        # the stop policy does not commit to an early STOP for want of calls.
-        ChargingSession.objects.filter(pk=session.pk).update(call_budget=F("call_budget") + EXTRA_CALLS)
-        session.refresh_from_db(fields=["call_budget"])
-    return session
-
-
 def energy_cap_wh(session: ChargingSession, start_soc_bp: int | None) -> int | None:
     """Energy from the start level to the vehicle's maximum, or None when unknown."""
     vehicle = session.vehicle

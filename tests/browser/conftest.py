@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from sessions import clock, services
-from sessions.controller import runtime
+from sessions import clock
+from sessions.controller import readings, runtime
 from sessions.models.charging import TERMINAL_STATUSES
 from sessions.vehicle_api import VehicleApiClient
 from sessions.vehicles import services as vehicles
@@ -60,7 +60,7 @@ def db_lock(live_server):
 @pytest.fixture
 def simulator(settings, live_server):
     """A simulator on its own port, our client pointed at it, the controller on its clock."""
-    services._latency_model_cached.cache_clear()
+    readings._latency_model_cached.cache_clear()
     sim = Simulator(RealClock(speed=SPEED), seed=11)
     server = SimulatorServer(sim).start()
     settings.VEHICLE_API_ORIGIN = server.url
@@ -84,7 +84,7 @@ def simulator(settings, live_server):
     vehicles.use_client(None)
     client.close()
     server.stop()
-    services._latency_model_cached.cache_clear()
+    readings._latency_model_cached.cache_clear()
 
 
 class Controller:

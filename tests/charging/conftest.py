@@ -16,8 +16,8 @@ from payments.models import Purchase
 from payments.services import purchase_create, purchase_transition
 from prepaid import services as wallet_services
 from prepaid.models import EnergyPackage
-from sessions import clock, services
-from sessions.controller import runtime
+from sessions import clock
+from sessions.controller import readings, runtime
 from sessions.models import ChargingSession, Vehicle
 from sessions.models.charging import TERMINAL_STATUSES
 from sessions.vehicle_api import VehicleApiClient
@@ -33,9 +33,9 @@ ORIGIN = "http://sim.test"
 @pytest.fixture(autouse=True)
 def _fresh_latency_cache():
     """The learned STOP latency is cached per make and minute; tests must not share it."""
-    services._latency_model_cached.cache_clear()
+    readings._latency_model_cached.cache_clear()
     yield
-    services._latency_model_cached.cache_clear()
+    readings._latency_model_cached.cache_clear()
 
 
 @pytest.fixture

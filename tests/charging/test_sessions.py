@@ -8,7 +8,7 @@ import pytest
 from prepaid.errors import InsufficientCredit
 from prepaid.models import Hold, Wallet
 from sessions import clock, services
-from sessions.controller import runtime
+from sessions.controller import machine, readings, runtime, stopping
 from sessions.models import SessionStatus, VehicleCommand
 from sessions.models.charging import CommandKind
 from tests.charging.conftest import delivered_wh
@@ -235,15 +235,15 @@ def test_a_step_with_a_stale_lease_writes_nothing(sim, connect, credit, driver):
     credit(driver, energy_wh=30_000)
     session = start(driver, car)
     [(session_id, token)] = runtime.sessions_claim_due()
-    services.session_step(session_id=session_id, lease_token=token)
+    machine.session_step(session_id=session_id, lease_token=token)
     session.refresh_from_db()
     version, commands = session.version, session.commands.count()
 
     # The same task delivered twice (at-least-once broker): the second run finds its lease gone.
-    services.session_step(session_id=session_id, lease_token=token)
+    machine.session_step(session_id=session_id, lease_token=token)
     session.refresh_from_db()
     assert (session.version, session.commands.count()) == (version, commands)
-    services.session_step(session_id=session_id, lease_token=uuid.uuid4())
+    machine.session_step(session_id=session_id, lease_token=uuid.uuid4())
     session.refresh_from_db()
     assert session.version == version
 
@@ -307,9 +307,9 @@ def test_a_charging_read_step_costs_at_most_five_queries(sim, connect, credit, d
     session = drive(start(driver, car, energy_wh=20_000), until=lambda s: s.status == S.CHARGING)
     sim.clock.set(session.next_action_at)
     [(session_id, token)] = runtime.sessions_claim_due()
-    services.latency_model(car.vehicle.make)  # shared per make and minute across every session
+    readings.latency_model(car.vehicle.make)  # shared per make and minute across every session
     with CaptureQueriesContext(connection) as queries:
-        services.session_step(session_id=session_id, lease_token=token)
+        machine.session_step(session_id=session_id, lease_token=token)
     session.refresh_from_db()
     assert session.status == S.CHARGING and session.readings.count() >= 2
     statements = [q["sql"] for q in queries.captured_queries if not q["sql"].startswith(("SAVEPOINT", "RELEASE"))]
@@ -391,6 +391,6 @@ def test_a_refused_stop_is_sent_again_within_seconds(sim, connect, credit, drive
     assert session.status == S.COMPLETED
     first, second = session.commands.filter(kind=CommandKind.STOP).order_by("id")[:2]
     assert (first.ok, second.ok) == (False, True)
-    assert (second.sent_at - first.sent_at).total_seconds() <= services.STOP_RESEND_S + 1
+    assert (second.sent_at - first.sent_at).total_seconds() <= stopping.STOP_RESEND_S + 1
     assert abs(session.delivered_wh - 10_000) <= 300
     ledger_clean()

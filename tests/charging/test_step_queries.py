@@ -11,7 +11,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from sessions import services
-from sessions.controller import metering, runtime
+from sessions.controller import machine, metering, readings, runtime
 from sessions.grid import services as grid
 from sessions.models import SessionStatus
 from sessions.models.charging import MeterReading
@@ -52,10 +52,10 @@ def step_by_step(sim, session, *, on_step=None, max_steps=200):
         sim.clock.set(max(sim.clock.now(), session.next_action_at))
         [(session_id, token)] = runtime.sessions_claim_due()
         # The learned latency is cached per make and minute, shared by every session of the make.
-        services.latency_model(session.vehicle.make)
+        readings.latency_model(session.vehicle.make)
         before = session.status
         with CaptureQueriesContext(connection) as queries:
-            services.session_step(session_id=session_id, lease_token=token)
+            machine.session_step(session_id=session_id, lease_token=token)
         session.refresh_from_db()
         costs[f"{before}→{session.status}"].append(len(statements(queries)))
         if on_step:
@@ -64,9 +64,9 @@ def step_by_step(sim, session, *, on_step=None, max_steps=200):
 
 
 def assert_copy_matches_table(session):
-    loaded = services._session_for_step(session.pk)
+    loaded = machine._session_for_step(session.pk)
     assert loaded.readings_cached == loaded.readings_stored == MeterReading.objects.filter(session=session).count()
-    assert services._readings(loaded) == table_readings(loaded)
+    assert readings._readings(loaded) == table_readings(loaded)
     assert not getattr(loaded, "readings_dirty", False)  # whole: nothing was re-read
 
 
@@ -95,9 +95,9 @@ def test_the_start_step_of_an_enrolled_car_looks_up_no_enrolment(sim, connect, c
     credit(driver, energy_wh=30_000)
     session = services.session_request(user=driver, vehicle_id=car.vehicle.pk, energy_wh=8_000)
     [(session_id, token)] = runtime.sessions_claim_due()
-    services.latency_model(car.vehicle.make)
+    readings.latency_model(car.vehicle.make)
     with CaptureQueriesContext(connection) as queries:
-        services.session_step(session_id=session_id, lease_token=token)
+        machine.session_step(session_id=session_id, lease_token=token)
     session.refresh_from_db()
     assert session.status == S.STARTING
     # With no event ahead: load (enrolment annotated), reading, event lookup, commands, update, log.
@@ -113,7 +113,7 @@ def test_a_copy_missing_a_stored_reading_is_rebuilt_from_the_table(sim, connect,
         session.refresh_from_db()
         sim.clock.set(max(sim.clock.now(), session.next_action_at))
         [(session_id, token)] = runtime.sessions_claim_due()
-        services.session_step(session_id=session_id, lease_token=token)
+        machine.session_step(session_id=session_id, lease_token=token)
     session.refresh_from_db()
     assert session.status == S.CHARGING and session.readings_cached >= 2
     # A step that stored a reading and then lost its lease (or crashed) never wrote the copy.
@@ -123,7 +123,7 @@ def test_a_copy_missing_a_stored_reading_is_rebuilt_from_the_table(sim, connect,
     last.fetched_at = last.taken_at
     last.save()
 
-    loaded = services._session_for_step(session.pk)
+    loaded = machine._session_for_step(session.pk)
     assert loaded.readings_stored == loaded.readings_cached + 1
-    assert services._readings(loaded) == table_readings(loaded)
+    assert readings._readings(loaded) == table_readings(loaded)
     assert loaded.readings_dirty and loaded.readings_cached == loaded.readings_stored

@@ -20,8 +20,8 @@ from django.core.management import call_command
 from django.db.models import Sum
 
 from prepaid.models import Hold, Wallet
-from sessions import clock, services
-from sessions.controller import runtime
+from sessions import clock
+from sessions.controller import readings, runtime
 from sessions.models import ChargingSession
 from sessions.models.charging import OPEN_STATUSES, TERMINAL_STATUSES, CommandKind
 from sessions.vehicles import services as vehicles
@@ -74,9 +74,9 @@ class FlakyTransport(httpx.BaseTransport):
 
 @pytest.fixture(autouse=True)
 def _fresh_latency_cache():
-    services._latency_model_cached.cache_clear()
+    readings._latency_model_cached.cache_clear()
     yield
-    services._latency_model_cached.cache_clear()
+    readings._latency_model_cached.cache_clear()
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 import pytest
 
 from sessions import services
-from sessions.controller import runtime
+from sessions.controller import machine, runtime
 from sessions.models import SessionStatus
 
 pytestmark = [pytest.mark.faults, pytest.mark.django_db]
@@ -16,18 +16,18 @@ def test_a_step_dequeued_after_its_lease_expired_does_nothing(sim, api, connect,
     [(session_id, stale)] = runtime.sessions_claim_due()
 
     sim.clock.advance(runtime.LEASE.total_seconds() + 1)  # the task sat in a backlog
-    services.session_step(session_id=session_id, lease_token=stale)
+    machine.session_step(session_id=session_id, lease_token=stale)
 
     session.refresh_from_db()
     assert session.commands.count() == 0 and session.status == SessionStatus.REQUESTED
     # The controller hands it out again; the fresh lease runs the step.
     [(again, fresh)] = runtime.sessions_claim_due()
     assert (again, fresh != stale) == (session_id, True)
-    services.session_step(session_id=again, lease_token=fresh)
+    machine.session_step(session_id=again, lease_token=fresh)
     session.refresh_from_db()
     assert session.status == SessionStatus.STARTING and session.commands.count() >= 2
     # The stale task, delivered once more, still changes nothing.
     version = session.version
-    services.session_step(session_id=session_id, lease_token=stale)
+    machine.session_step(session_id=session_id, lease_token=stale)
     session.refresh_from_db()
     assert session.version == version

@@ -18,6 +18,7 @@ from django.db.models import Sum
 
 from prepaid.models import Hold, Wallet
 from sessions import clock, services
+from sessions.controller import readings
 from sessions.models import ChargingSession, Vehicle, VehicleCommand, VehicleConnection
 from sessions.models.charging import OPEN_STATUSES, TERMINAL_STATUSES, CommandKind
 from tests.scaleout.harness import Group, SharedClock, group_env
@@ -159,7 +160,7 @@ def fleet(infra, tmp_path):
         log_dir=tmp_path,
         queue=f"scaleout-{os.getpid()}-{int(time.time() * 1000)}",
     )
-    services._latency_model_cached.cache_clear()
+    readings._latency_model_cached.cache_clear()
     try:
         yield made
     finally:
@@ -173,7 +174,7 @@ def fleet(infra, tmp_path):
         broker = redis.Redis.from_url(redis_url)
         for key in broker.scan_iter(match=f"*{made.queue}*"):
             broker.delete(key)
-        services._latency_model_cached.cache_clear()
+        readings._latency_model_cached.cache_clear()
 
 
 def assert_fleet_invariants(fleet: Fleet, *, crash_at: datetime | None = None) -> None:

@@ -136,7 +136,7 @@ def test_a_grid_event_inside_the_cheap_window_near_the_deadline_moves_the_charge
     car = connect(driver, soc=0.3)
     grid.enrollment_set(vehicle=car.vehicle, region="DE")
     credit(driver, energy_wh=40_000)
-    session = grid.smart_session_request(
+    session = services.smart_session_request(
         user=driver, vehicle_id=car.vehicle.pk, energy_wh=11_000, deadline=START + 8 * H
     )
     session = drive(session, until=lambda s: s.reason == "waiting_window")
@@ -178,7 +178,9 @@ def test_an_event_that_covers_the_deadline_charges_after_it_and_says_so(sim, con
         source="operator", external_id="all-morning", starts_at=START, ends_at=START + 2 * H, region="DE"
     )
     credit(driver, energy_wh=40_000)
-    session = grid.smart_session_request(user=driver, vehicle_id=car.vehicle.pk, energy_wh=5_500, deadline=START + H)
+    session = services.smart_session_request(
+        user=driver, vehicle_id=car.vehicle.pk, energy_wh=5_500, deadline=START + H
+    )
     session = drive(session)
     plan = SmartPlan.objects.get(session=session)
     assert not plan.meets_deadline

@@ -4,7 +4,7 @@ and is talking to the car) must be acted on at once, not at the step's own plann
 from datetime import timedelta
 
 from sessions import clock, services
-from sessions.controller import runtime
+from sessions.controller import machine, runtime
 from sessions.grid import services as grid
 from sessions.models import SessionStatus, SmartPlan
 from sessions.models.charging import CommandKind
@@ -31,7 +31,7 @@ def test_an_event_declared_during_a_step_pauses_the_session_at_the_next_tick(sim
 
     api.tesla_charge = read_while_the_grid_declares
     try:
-        services.session_step(session_id=session_id, lease_token=token)
+        machine.session_step(session_id=session_id, lease_token=token)
     finally:
         api.tesla_charge = read
     [(event, declared_at)] = declared
@@ -58,7 +58,7 @@ def test_an_event_joined_while_a_step_re_plans_is_not_lost_in_its_plan(
     grid.enrollment_set(vehicle=car.vehicle, region="DE")
     credit(driver, energy_wh=40_000)
     session = drive(
-        grid.smart_session_request(user=driver, vehicle_id=car.vehicle.pk, energy_wh=20_000, deadline=None),
+        services.smart_session_request(user=driver, vehicle_id=car.vehicle.pk, energy_wh=20_000, deadline=None),
         until=lambda s: s.status == S.CHARGING,
     )
     # The next step re-plans (as after a drift); the event is declared just after it planned.
@@ -79,7 +79,7 @@ def test_an_event_joined_while_a_step_re_plans_is_not_lost_in_its_plan(
         return planned
 
     monkeypatch.setattr(grid, "plan_session", plan_then_the_grid_declares)
-    services.session_step(session_id=session_id, lease_token=token)
+    machine.session_step(session_id=session_id, lease_token=token)
     monkeypatch.setattr(grid, "plan_session", plan_session)
     [declared_at] = declared
     session.refresh_from_db()

@@ -31,7 +31,7 @@ def test_it_waits_for_the_cheap_window_and_delivers_by_the_deadline(
     car = connect(driver, soc=0.3)
     credit(driver, energy_wh=40_000)
     before = sim.true_state(car.sim_id)
-    session = grid.smart_session_request(
+    session = services.smart_session_request(
         user=driver, vehicle_id=car.vehicle.pk, energy_wh=20_000, deadline=START + 10 * H
     )
 
@@ -63,7 +63,7 @@ def test_it_pauses_outside_the_plan_and_resumes_in_the_next_window(
     car = connect(driver, soc=0.3)
     credit(driver, energy_wh=40_000)
     before = sim.true_state(car.sim_id)
-    session = grid.smart_session_request(
+    session = services.smart_session_request(
         user=driver, vehicle_id=car.vehicle.pk, energy_wh=15_000, deadline=START + 6 * H
     )
 
@@ -93,7 +93,7 @@ def test_it_replans_when_the_car_charges_slower_than_planned(sim, connect, credi
     # The car takes only 5.5 kW although its make promises 11 kW: the plan needs more time.
     car = connect(driver, soc=0.3, charger_kw=5.5)
     credit(driver, energy_wh=40_000)
-    session = grid.smart_session_request(
+    session = services.smart_session_request(
         user=driver, vehicle_id=car.vehicle.pk, energy_wh=16_000, deadline=START + 8 * H
     )
     session = drive(session)
@@ -152,7 +152,7 @@ def test_the_minimum_is_charged_first_whatever_the_price(sim, connect, credit, d
     car = connect(driver, soc=0.20)
     grid.battery_limits_set(vehicle=car.vehicle, max_soc_bp=8_000, min_soc_bp=3_000)
     credit(driver, energy_wh=40_000)
-    session = grid.smart_session_request(
+    session = services.smart_session_request(
         user=driver, vehicle_id=car.vehicle.pk, energy_wh=20_000, deadline=START + 6 * H
     )
     session = drive(session)
@@ -180,7 +180,7 @@ def test_the_driver_sees_the_planned_windows_and_the_saving(sim, connect, credit
     prices([40, 40, 10, 10, 40])
     car = connect(driver, soc=0.3)
     credit(driver, energy_wh=20_000)
-    session = grid.smart_session_request(
+    session = services.smart_session_request(
         user=driver, vehicle_id=car.vehicle.pk, energy_wh=11_000, deadline=START + 5 * H
     )
     session = drive(session, until=lambda s: s.reason == "waiting_window")
@@ -197,7 +197,7 @@ def test_a_smart_plan_only_plans_up_to_the_maximum_and_the_rest_stays_credit(
     prices([40, 10, 10, 10, 40, 40])
     car = connect(driver, soc=0.70, limit=1.0)  # 75 kWh: 7.5 kWh to the 80 % maximum
     credit(driver, energy_wh=30_000)
-    session = grid.smart_session_request(
+    session = services.smart_session_request(
         user=driver, vehicle_id=car.vehicle.pk, energy_wh=20_000, deadline=START + 6 * H
     )
     session = drive(session, until=lambda s: s.reason == "waiting_window")

@@ -13,6 +13,7 @@ from payments import services as payment_services
 from payments.models import Purchase
 from prepaid.models import EnergyPackage, Wallet
 from sessions import clock, operator
+from sessions import services as session_services
 from sessions.grid import services as grid
 from sessions.models import ChargingSession
 from sessions.models.grid import (
@@ -155,7 +156,9 @@ def test_starting_needs_the_csrf_token(driver, vehicle, prices):
 
 @pytest.fixture
 def smart_session(driver, vehicle, prices):
-    return grid.smart_session_request(user=driver, vehicle_id=vehicle.pk, energy_wh=11_000, deadline=T + 10 * H)
+    return session_services.smart_session_request(
+        user=driver, vehicle_id=vehicle.pk, energy_wh=11_000, deadline=T + 10 * H
+    )
 
 
 def _plan_windows(session, windows, **fields):
@@ -215,8 +218,6 @@ def test_the_status_json_follows_re_plans_and_grid_pauses(logged_in, smart_sessi
 
 
 def test_a_plain_session_has_no_plan(logged_in, driver, vehicle):
-    from sessions import services as session_services
-
     session = session_services.session_request(user=driver, vehicle_id=vehicle.pk, energy_wh=1_000)
     assert logged_in.get(f"/charge/{session.public_id}/status/").json()["plan"] is None
     assert 'id="smart-plan"' not in logged_in.get(f"/charge/{session.public_id}/").content.decode()
@@ -503,8 +504,6 @@ def test_enrolments_are_listed_for_the_operator(staff, vehicle):
 
 
 def test_a_plain_session_in_a_grid_event_is_not_called_cheap_hours(logged_in, driver, vehicle):
-    from sessions import services as session_services
-
     session = session_services.session_request(user=driver, vehicle_id=vehicle.pk, energy_wh=2_000)
     SmartPlan.objects.create(session=session, region="DE", deadline=None)  # what joining an event makes
     _plan_windows(session, [(T + 2 * H, T + 3 * H, 2_000, 0)])

@@ -5,6 +5,7 @@ is removed and the waiting session charges in its window as if it had never been
 from datetime import timedelta
 
 from sessions import operator
+from sessions import services as session_services
 from sessions.grid import services as grid
 from sessions.models import DemandResponseEvent, GridBonusEntry, SessionStatus, SmartPlan
 from sessions.models.charging import CommandKind
@@ -58,7 +59,7 @@ def test_removing_an_event_ahead_lets_the_session_charge_in_its_window(
     event, _ = grid.grid_event_declare(
         source="operator", external_id="ahead", starts_at=START + 2 * H, ends_at=START + 4 * H, region="DE"
     )
-    session = grid.smart_session_request(
+    session = session_services.smart_session_request(
         user=driver, vehicle_id=car.vehicle.pk, energy_wh=11_000, deadline=START + 6 * H
     )
     session = drive(session, until=lambda s: s.reason == "waiting_window")

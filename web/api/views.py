@@ -23,7 +23,6 @@ from prepaid import pricing
 from prepaid.errors import NothingToRefund
 from prepaid.selectors import package_list_active, wallet_for_user
 from sessions import services as session_services
-from sessions.grid import services as grid
 from sessions.grid.selectors import vehicle_region
 from sessions.models import Vehicle
 from sessions.models.charging import TERMINAL_STATUSES
@@ -246,7 +245,9 @@ class SessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OwnedView
         }
         if form.validated_data.get("deadline"):
             region = vehicle_region(Vehicle(pk=args["vehicle_id"]))
-            session = grid.smart_session_request(**args, deadline=form.validated_data["deadline"], region=region)
+            session = session_services.smart_session_request(
+                **args, deadline=form.validated_data["deadline"], region=region
+            )
         else:
             session = session_services.session_request(**args)
         return Response(serializers.SessionSerializer(session).data, status=status.HTTP_201_CREATED)

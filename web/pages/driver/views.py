@@ -73,7 +73,7 @@ def _start(request: HttpRequest, form, *, energy_wh: int, smart: bool):
     vehicle = form.cleaned_data["vehicle"]
     try:
         if smart and not form.no_prices:
-            return grid.smart_session_request(
+            return session_services.smart_session_request(
                 user=request.user,
                 vehicle_id=vehicle.pk,
                 energy_wh=energy_wh,
