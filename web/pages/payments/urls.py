@@ -1,11 +1,12 @@
 from django.urls import path
 
+from payments import webhooks
 from web.pages.payments import views
 
 app_name = "payments"
 
 urlpatterns = [
-    path("stripe/webhook/", views.stripe_webhook, name="stripe-webhook"),
+    path("stripe/webhook/", webhooks.stripe_webhook, name="stripe-webhook"),
     path("buy/", views.buy, name="buy"),
     path("purchases/<uuid:public_id>/", views.purchase_status, name="purchase"),
     path("purchases/<uuid:public_id>/pay/", views.purchase_pay, name="pay"),
