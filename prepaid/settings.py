@@ -60,7 +60,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_q",
     "prepaid",
-    "sessions.apps.ChargingConfig",
+    "sessions.apps.SessionsConfig",
     "payments",
     "web",
     "vehicle_sim",
@@ -256,7 +256,7 @@ SIMULATOR_STATE_FILE = env("SIMULATOR_STATE_FILE", str(VAR_DIR / "simulator.json
 SIMULATOR_WEBHOOK_URL = env("SIMULATOR_WEBHOOK_URL", "")
 
 # --- Smart charging, demand response, battery health (helper SMART) ----------------------------
-# Price region used when a session or enrolment names none (prices: `manage.py import_prices`).
+# Price region used when a session or enrollment names none (prices: `manage.py import_prices`).
 SMART_DEFAULT_REGION = env("SMART_DEFAULT_REGION", "DE")
 # The planner's price of one extra charging window (START + STOP + verifying reads), minor units.
 SMART_WINDOW_COST_MINOR = int(env("SMART_WINDOW_COST_MINOR", "5"))

@@ -1,5 +1,5 @@
 """Admin for connections, vehicles, charging sessions, and smart charging (price schedules with a
-file import, demand-response events with their report and cancel, enrolments). Tokens are never shown, not even
+file import, demand-response events with their report and cancel, enrollments). Tokens are never shown, not even
 encrypted. Sessions are read-only records; the operator acts on them through actions that call
 the session services (force stop, retry a stop, close a stuck session with settlement)."""
 
@@ -250,7 +250,7 @@ class VehicleEventAdmin(ReadOnlyAdmin):
     search_fields = ("event_id", "vehicle_external_id")
 
 
-# --- smart charging and demand response (prices, events, enrolments) -----------------------------
+# --- smart charging and demand response (prices, events, enrollments) -----------------------------
 
 
 class PriceImportForm(forms.Form):

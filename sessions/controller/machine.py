@@ -48,7 +48,7 @@ logger = logging.getLogger(__name__)
 def _session_for_step(session_id: int) -> ChargingSession | None:
     """The session with everything a step reads, in one query: the vehicle and its connection
     (token), the smart plan, how many readings the table holds (to trust the row's copy of them)
-    and the vehicle's demand-response enrolment."""
+    and the vehicle's demand-response enrollment."""
     stored = (
         MeterReading.objects.filter(session_id=OuterRef("pk"))
         .order_by()
@@ -58,7 +58,7 @@ def _session_for_step(session_id: int) -> ChargingSession | None:
     )
     return (
         ChargingSession.objects.select_related("vehicle", "vehicle__connection", "smart_plan")
-        .annotate(readings_stored=Coalesce(Subquery(stored), 0), dr_region=grid.enrolment_region())
+        .annotate(readings_stored=Coalesce(Subquery(stored), 0), dr_region=grid.enrollment_region())
         .filter(pk=session_id)
         .first()
     )

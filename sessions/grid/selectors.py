@@ -128,7 +128,7 @@ def bonus_total_wh(*, user) -> int:
 
 
 def vehicle_region(vehicle) -> str:
-    """The price region of a car: the one its demand-response enrolment names, else the default."""
+    """The price region of a car: the one its demand-response enrollment names, else the default."""
     enrollment = DemandResponseEnrollment.objects.filter(vehicle=vehicle).only("region").first()
     return (enrollment.region if enrollment and enrollment.region else "") or settings.SMART_DEFAULT_REGION
 

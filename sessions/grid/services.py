@@ -2,7 +2,7 @@
 
 The controller (sessions/services.py) asks this module for a plan (`plan_session`) and records
 pauses; here live the writes that do not happen inside a controller step: smart sessions,
-price imports, enrolment, grid events, bonus credit (a bonus lot in the wallet). Reads for pages
+price imports, enrollment, grid events, bonus credit (a bonus lot in the wallet). Reads for pages
 are in `sessions.grid.selectors`.
 """
 
@@ -282,11 +282,11 @@ def grid_event_declare(
     return event, True
 
 
-def enrolment_region():
-    """The region of the vehicle's active enrolment, None if not enrolled: an annotation for the
-    controller's session load (`dr_region`), so a step does not look the enrolment up itself."""
-    enrolment = DemandResponseEnrollment.objects.filter(vehicle_id=OuterRef("vehicle_id"), active=True)
-    return Subquery(enrolment.order_by("pk").values("region")[:1])
+def enrollment_region():
+    """The region of the vehicle's active enrollment, None if not enrolled: an annotation for the
+    controller's session load (`dr_region`), so a step does not look the enrollment up itself."""
+    enrollment = DemandResponseEnrollment.objects.filter(vehicle_id=OuterRef("vehicle_id"), active=True)
+    return Subquery(enrollment.order_by("pk").values("region")[:1])
 
 
 _UNKNOWN = object()

@@ -89,7 +89,7 @@ def test_every_kind_of_step_but_settlement_costs_at_most_five_queries(sim, conne
     assert max(costs.get("charging→charging", [4])) <= 4, costs
 
 
-def test_the_start_step_of_an_enrolled_car_looks_up_no_enrolment(sim, connect, credit, driver):
+def test_the_start_step_of_an_enrolled_car_looks_up_no_enrollment(sim, connect, credit, driver):
     car = connect(driver, soc=0.3)
     grid.enrollment_set(vehicle=car.vehicle, region="DE")
     credit(driver, energy_wh=30_000)
@@ -100,7 +100,7 @@ def test_the_start_step_of_an_enrolled_car_looks_up_no_enrolment(sim, connect, c
         machine.session_step(session_id=session_id, lease_token=token)
     session.refresh_from_db()
     assert session.status == S.STARTING
-    # With no event ahead: load (enrolment annotated), reading, event lookup, commands, update, log.
+    # With no event ahead: load (enrollment annotated), reading, event lookup, commands, update, log.
     assert len(statements(queries)) <= 6, "\n".join(statements(queries))
     assert not any("demandresponseenrollment" in q and 'vehicle_id" = ' in q for q in statements(queries)[1:])
 

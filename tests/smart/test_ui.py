@@ -1,7 +1,7 @@
 # ruff: noqa: F811 - pytest fixtures imported from tests.pages.conftest are parameters here
 """Driver and operator pages of smart charging: start by a deadline (plan and saving shown before
 confirming), the plan on the live page and its JSON, battery settings, buy-and-charge by a
-deadline with the packages that fit, and the admin (prices import, grid events, enrolments)."""
+deadline with the packages that fit, and the admin (prices import, grid events, enrollments)."""
 
 from datetime import UTC, datetime, timedelta
 
@@ -260,7 +260,7 @@ def test_battery_limits_and_the_grid_opt_in_are_saved(logged_in, vehicle):
     assert enrollment.active is False
 
 
-def test_not_opting_in_creates_no_enrolment(logged_in, vehicle):
+def test_not_opting_in_creates_no_enrollment(logged_in, vehicle):
     _battery(logged_in, vehicle, max_soc="85", min_soc="10")
     assert not DemandResponseEnrollment.objects.exists()
 
@@ -307,7 +307,7 @@ def test_battery_settings_need_the_csrf_token(driver, vehicle):
     assert vehicle.max_soc_bp == 8_000
 
 
-def test_the_region_follows_the_enrolment_in_the_plan(logged_in, vehicle, prices):
+def test_the_region_follows_the_enrollment_in_the_plan(logged_in, vehicle, prices):
     grid.prices_import(region="NL", rows=[(T + i * H, T + (i + 1) * H, 20_000) for i in range(24)], source="t")
     _battery(logged_in, vehicle, max_soc="80", min_soc="0", demand_response="on", region="NL")
     content = _start(logged_in, vehicle).content.decode()
@@ -497,7 +497,7 @@ def test_cancelling_removes_an_event_ahead_and_ends_one_in_progress(staff, smart
     assert operator.grid_event_cancel(event_id=running.pk) == ""  # over now: nothing more to do
 
 
-def test_enrolments_are_listed_for_the_operator(staff, vehicle):
+def test_enrollments_are_listed_for_the_operator(staff, vehicle):
     grid.enrollment_set(vehicle=vehicle, region="DE")
     content = staff.get("/admin/charging/demandresponseenrollment/?region=DE").content.decode()
     assert "driver" in content and "DE" in content

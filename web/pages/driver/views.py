@@ -58,7 +58,7 @@ def charge_start(request: HttpRequest) -> HttpResponse:
                 return redirect("driver:session", public_id=session.public_id)
     return render(
         request,
-        "sessions/start.html",
+        "driver/start.html",
         {
             "form": form,
             "preview": preview,
@@ -101,7 +101,7 @@ def session_live(request: HttpRequest, public_id) -> HttpResponse:
     plan = selectors.session_plan_view(session)
     return render(
         request,
-        "sessions/live.html",
+        "driver/live.html",
         {
             "view": view,
             "session": session,
@@ -146,4 +146,4 @@ def session_stop(request: HttpRequest, public_id) -> HttpResponse:
 @require_GET
 def session_receipt(request: HttpRequest, public_id) -> HttpResponse:
     session = selectors.session_for_user(user=request.user, public_id=public_id)
-    return render(request, "sessions/receipt.html", {"view": selectors.session_view(session), "session": session})
+    return render(request, "driver/receipt.html", {"view": selectors.session_view(session), "session": session})

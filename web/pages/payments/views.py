@@ -181,7 +181,7 @@ def wallet(request: HttpRequest) -> HttpResponse:
     refundable_minor = wallet_selectors.wallet_refundable_minor(wallet=wallet)
     return render(
         request,
-        "wallet/wallet.html",
+        "payments/wallet.html",
         {
             "wallet": wallet,
             "balance_kwh": wallet.balance_wh / 1000,
