@@ -2,7 +2,7 @@
 
 No Django: it runs in-process through `httpx.WSGITransport` and in a threaded `wsgiref` server
 (`server.SimulatorServer`). Paths are accepted with and without a trailing slash, because the
-official SDKs use both forms (vehicle-api.md §1.4).
+official SDKs use both forms (docs/reference/vehicle-api.md §1.4).
 """
 
 from __future__ import annotations

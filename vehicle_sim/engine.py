@@ -31,7 +31,7 @@ DAY_S = 86400
 # Charging power changes continuously in the taper; integrate it in steps of at most this long.
 TAPER_STEP_S = 30.0
 DEFAULT_RETRY_AFTER_S = 120
-# Opt-in Tesla Fleet "Discovery plan" quotas (makes.md §4 tesla_fleet, strict mode).
+# Opt-in Tesla Fleet "Discovery plan" quotas (docs/reference/makes.md §4 tesla_fleet, strict mode).
 TESLA_STRICT_QUOTAS = {"data": 200, "commands": 50, "charge_commands": 5}
 
 SUCCESS_ACTION = {"status": "success", "message": "Successfully sent request to vehicle"}

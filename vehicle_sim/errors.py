@@ -1,4 +1,4 @@
-"""v2.0 error bodies, exactly as the official SDKs parse them (vehicle-api.md §3)."""
+"""v2.0 error bodies, exactly as the official SDKs parse them (docs/reference/vehicle-api.md §3)."""
 
 from __future__ import annotations
 
@@ -63,7 +63,7 @@ RESOLUTION_BY_TYPE = {
     "SERVER": "RETRY_LATER",
     "UPSTREAM": "RETRY_LATER",
 }
-# VEHICLE_STATE resolutions are null except these (vehicle-api.md §3.3).
+# VEHICLE_STATE resolutions are null except these (docs/reference/vehicle-api.md §3.3).
 VEHICLE_STATE_RETRY = {"UNKNOWN", "LOW_BATTERY"}
 
 DESCRIPTIONS = {

@@ -1,6 +1,6 @@
 """Make profiles: how a given OEM's car behaves behind the vehicle API, as data.
 
-Numbers follow shared/docs/makes.md §4; values marked "unsourced" there are chosen defaults.
+Numbers follow docs/reference/makes.md §4; values marked "unsourced" there are chosen defaults.
 Every field can be overridden per vehicle at creation (`Simulator.create_vehicle(**overrides)`).
 """
 

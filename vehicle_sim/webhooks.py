@@ -1,7 +1,7 @@
 """Vehicle webhooks the simulator sends: VEHICLE_STATE events and the VERIFY challenge.
 
 Bodies are compact JSON (`separators=(",", ":")`) and signed over exactly those bytes, because
-the Node SDK re-serializes the parsed body before hashing (vehicle-api.md §5.1). `sign` and
+the Node SDK re-serializes the parsed body before hashing (docs/reference/vehicle-api.md §5.1). `sign` and
 `hash_challenge` are pure and may be reused by the receiving side's tests.
 """
 

@@ -36,7 +36,7 @@ READ = "read"
 STOP = "stop"
 WAIT = "wait"
 
-# Commands can take up to 300 s (vehicle-api.md §6); anything beyond is not a latency but a failure.
+# Commands can take up to 300 s (docs/reference/vehicle-api.md §6); anything beyond is not a latency but a failure.
 MAX_COMMAND_LATENCY_S = 300.0
 
 
@@ -575,7 +575,7 @@ RETRY_STOP = "retry_stop"
 LOWER_CHARGE_LIMIT = "lower_charge_limit"
 FLAG_OPERATOR = "flag_operator"
 
-# The vehicle API rejects a charge limit below 0.5 (vehicle-api.md §2.1).
+# The vehicle API rejects a charge limit below 0.5 (docs/reference/vehicle-api.md §2.1).
 MIN_CHARGE_LIMIT_BP = 5000
 
 

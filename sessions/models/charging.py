@@ -3,7 +3,7 @@
 A session moves REQUESTED → STARTING → CHARGING → STOPPING → COMPLETED, or ends FAILED (never
 started: the hold is released at once) or INTERRUPTED (unplugged, stopped by the driver, car full:
 what was delivered is settled). Timing lives in this table (`next_action_at`, a lease), not in the
-task queue: django-q2's scheduler ticks only every 30 s (shared/docs/task-queue.md).
+task queue: django-q2's scheduler ticks only every 30 s (docs/reference/task-queue.md).
 """
 
 import uuid

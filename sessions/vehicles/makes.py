@@ -1,6 +1,6 @@
 """What the controller assumes about a make before its own readings say otherwise.
 
-From shared/docs/makes.md: which makes report a session energy counter, the step of their battery
+From docs/reference/makes.md: which makes report a session energy counter, the step of their battery
 level, how old their data typically is, whether they take a charge limit and a STOP.
 """
 
@@ -29,7 +29,7 @@ TRAITS: dict[str, MakeTraits] = {
     "CADILLAC": MakeTraits(telemetry_age_s=1800, telemetry_refresh_s=1800, nominal_power_w=11_500, charge_limit=False),
     "GMC": MakeTraits(telemetry_age_s=1800, telemetry_refresh_s=1800, nominal_power_w=11_500, charge_limit=False),
     "BUICK": MakeTraits(telemetry_age_s=1800, telemetry_refresh_s=1800, nominal_power_w=11_500, charge_limit=False),
-    # makes.md §2b/§4: data refreshed every 300–600 s; reads and confirmations plan on the middle.
+    # docs/reference/makes.md §2b/§4: data refreshed every 300–600 s; reads and confirmations plan on the middle.
     "BMW": MakeTraits(telemetry_age_s=450, telemetry_refresh_s=450),
     "MINI": MakeTraits(telemetry_age_s=450, telemetry_refresh_s=450),
     "MERCEDES-BENZ": MakeTraits(telemetry_age_s=450, telemetry_refresh_s=450, charge_limit=False),

@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 
 #: Refresh the access token when less than this is left (tokens live 2 h).
 REFRESH_MARGIN = timedelta(minutes=5)
-# Refresh tokens live 60 days (vehicle-api.md §4.2); the SDKs count it from receipt, as we do.
+# Refresh tokens live 60 days (docs/reference/vehicle-api.md §4.2); the SDKs count it from receipt, as we do.
 REFRESH_TOKEN_LIFETIME = timedelta(days=60)
 #: How often a caller waiting for someone else's refresh looks at the row again.
 LEASE_POLL_S = 0.05

@@ -1,7 +1,7 @@
 """Vehicle API webhooks (SC-Signature, VERIFY challenge, VEHICLE_STATE / VEHICLE_ERROR).
 
 Deliveries are at-least-once with no ordering guarantee and may arrive concurrently
-(shared/docs/vehicle-api.md §5.3): each event is stored once under its `eventId`, and a
+(docs/reference/vehicle-api.md §5.3): each event is stored once under its `eventId`, and a
 VEHICLE_STATE for a car with an open session only pulls that session's next step forward — the
 step itself reads the car, so a late or duplicated event cannot move a session on its own.
 """

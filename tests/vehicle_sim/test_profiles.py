@@ -1,4 +1,4 @@
-"""Make profiles: each OEM's conditions from makes.md §4."""
+"""Make profiles: each OEM's conditions from docs/reference/makes.md §4."""
 
 import pytest
 

@@ -1,4 +1,4 @@
-"""The card page in a real headless Chromium against localstripe's fake Stripe.js (payments.md §2.1).
+"""The card page in a real headless Chromium against localstripe's fake Stripe.js (docs/reference/payments.md §2.1).
 
 Chromium comes from tests/conftest.py's `chromium` fixture (skipped on a machine without it, a
 failure in CI).

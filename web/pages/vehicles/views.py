@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 
 SESSION_STATE_KEY = "vehicle_connect_state"
 
-# Connect redirect errors (vehicle-api.md §3.4) in words a driver understands.
+# Connect redirect errors (docs/reference/vehicle-api.md §3.4) in words a driver understands.
 CONNECT_ERROR_MESSAGES = {
     "access_denied": "You cancelled the connection or did not grant access. No vehicle was connected.",
     "invalid_subscription": "Your vehicle's connected-services subscription is not active. "
