@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from django.db.models import F, Sum
 
+from prepaid.allocation import money_share
 from prepaid.models import CreditLot, EnergyPackage, Hold, LedgerEntry, LotConsumption, Wallet
 
 
@@ -75,6 +76,21 @@ def wallet_refundable_minor(*, wallet: Wallet) -> int:
             part_wh=wh,
         )
     return total
+
+
+def hold_draws(*, hold_id: int) -> list[dict]:
+    """What a settled hold drew, one line per lot in draw order: `lot`, `energy_wh` and its money,
+    `amount_minor` (the lot's price share, half up: allocation.money_share).
+
+    The one formula of a session's money: the API's receipt lists these lines and the receipt
+    page shows their sum, so both show the same amount."""
+    lines: dict[int, dict] = {}
+    for draw in LotConsumption.objects.filter(hold_id=hold_id).select_related("lot__purchase").order_by("id"):
+        line = lines.setdefault(draw.lot_id, {"lot": draw.lot, "energy_wh": 0})
+        line["energy_wh"] += draw.energy_wh
+    for line in lines.values():
+        line["amount_minor"] = money_share(line["lot"].amount_minor, line["lot"].energy_wh, line["energy_wh"])
+    return list(lines.values())
 
 
 def _sums(queryset, key: str, field: str) -> dict[int, int]:

@@ -6,9 +6,8 @@ from django.conf import settings
 from django.db.models import QuerySet
 
 from payments.models import Purchase, Refund
-from prepaid.allocation import money_share
-from prepaid.models import CreditLot, LedgerEntry, LotConsumption
-from prepaid.selectors import wallet_for_user, wallet_refundable_minor
+from prepaid.models import CreditLot, LedgerEntry
+from prepaid.selectors import hold_draws, wallet_for_user, wallet_refundable_minor
 from sessions.models import ChargingSession, Vehicle
 
 
@@ -88,24 +87,16 @@ def purchase_receipt(purchase: Purchase) -> dict:
 def session_receipt(session: ChargingSession) -> dict:
     """What the driver paid for a finished session, with the payments the energy came from.
 
-    The money of each line is the lot's price share of the energy drawn from it (half up)."""
-    draws: dict[int, dict] = {}
-    consumptions = (
-        LotConsumption.objects.filter(hold_id=session.hold_id).select_related("lot__purchase").order_by("id")
-        if session.hold_id
-        else []
-    )
-    for draw in consumptions:
-        line = draws.setdefault(draw.lot_id, {"lot": draw.lot, "energy_wh": 0})
-        line["energy_wh"] += draw.energy_wh
+    The money of each line is the lot's price share of the energy drawn from it, half up
+    (prepaid.selectors.hold_draws: the receipt page shows the same sum)."""
     lines = [
         {
             "purchase_id": line["lot"].purchase.public_id if line["lot"].purchase_id else None,
             "energy_wh": line["energy_wh"],
-            "amount_minor": money_share(line["lot"].amount_minor, line["lot"].energy_wh, line["energy_wh"]),
+            "amount_minor": line["amount_minor"],
             "currency": line["lot"].currency,
         }
-        for line in draws.values()
+        for line in (hold_draws(hold_id=session.hold_id) if session.hold_id else [])
     ]
     hold = session.hold
     return {

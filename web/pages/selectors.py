@@ -15,7 +15,8 @@ from django.db.models import Q
 from django.shortcuts import get_object_or_404
 
 from prepaid import pricing
-from prepaid.models import CreditLot, Hold, LotConsumption
+from prepaid.models import CreditLot, Hold
+from prepaid.selectors import hold_draws
 from sessions import clock
 from sessions.grid import selectors as grid_selectors
 from sessions.grid import services as grid
@@ -65,10 +66,8 @@ def energy_cost_minor(*, hold: Hold | None, wallet_id: int | None, energy_wh: in
     if energy_wh <= 0:
         return 0
     if hold is not None and hold.status != Hold.Status.ACTIVE:
-        total = Decimal(0)
-        for draw in LotConsumption.objects.filter(hold=hold).select_related("lot"):
-            total += _share(draw.lot.amount_minor, draw.energy_wh, draw.lot.energy_wh)
-        return _round(total)
+        # The API's receipt lines, summed: one formula for both (prepaid.selectors.hold_draws).
+        return sum(line["amount_minor"] for line in hold_draws(hold_id=hold.pk))
     total, left = Decimal(0), energy_wh
     for lot in CreditLot.objects.filter(wallet_id=wallet_id, remaining_wh__gt=0).consumption_order():
         take = min(left, lot.remaining_wh)
