@@ -6,6 +6,8 @@ pytest_plugins = [
     "tests.plugins.wallet",
     "tests.plugins.api_world",
     "tests.plugins.cars",
+    "tests.plugins.fake_vehicle_api",
+    "tests.plugins.grid",
     "tests.plugins.processes",
 ]
 

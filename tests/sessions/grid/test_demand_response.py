@@ -22,7 +22,7 @@ from sessions.models import (
     SmartPlan,
 )
 from sessions.models.charging import CommandKind
-from tests.sessions.grid.conftest import START
+from tests.plugins.grid import START
 
 S = SessionStatus
 H = timedelta(hours=1)

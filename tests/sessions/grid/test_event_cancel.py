@@ -9,7 +9,7 @@ from sessions import services as session_services
 from sessions.grid import services as grid
 from sessions.models import DemandResponseEvent, GridBonusEntry, SessionStatus, SmartPlan
 from sessions.models.charging import CommandKind
-from tests.sessions.grid.conftest import START
+from tests.plugins.grid import START
 
 S = SessionStatus
 H = timedelta(hours=1)

@@ -10,7 +10,7 @@ from sessions.grid import services as grid
 from sessions.models import SessionStatus, SmartPlan
 from sessions.models.charging import CommandKind
 from tests.plugins.cars import delivered_wh
-from tests.sessions.grid.conftest import START
+from tests.plugins.grid import START
 
 S = SessionStatus
 H = timedelta(hours=1)

@@ -7,8 +7,7 @@ import time_machine
 from sessions.models import Vehicle, VehicleConnection
 from sessions.vehicle_api import errors
 from sessions.vehicles import services
-
-from .conftest import JSON, NOW, error_response
+from tests.plugins.fake_vehicle_api import JSON, NOW, error_response
 
 pytestmark = pytest.mark.django_db
 

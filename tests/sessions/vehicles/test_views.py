@@ -8,9 +8,8 @@ from django.utils import timezone
 
 from sessions.models import Vehicle, VehicleConnection
 from sessions.vehicles import services
+from tests.plugins.fake_vehicle_api import NOW
 from web.pages.vehicles.views import SESSION_STATE_KEY
-
-from .conftest import NOW
 
 pytestmark = pytest.mark.django_db
 

@@ -1,4 +1,4 @@
-"""Smart charging against the simulator in virtual time: the charging tests' fixtures, plus prices."""
+"""Smart charging against the simulator in virtual time: prices, and an enrolled car charging."""
 
 from datetime import timedelta
 
