@@ -5,8 +5,10 @@ reads the same clock through `sessions.clock`, so hours of charging take millise
 test is deterministic under its seed.
 """
 
+import contextlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
@@ -24,6 +26,7 @@ from vehicle_sim.engine import Simulator
 
 START = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 ORIGIN = "http://sim.test"
+REDIRECT_URI = "http://testserver/vehicles/connect/callback/"
 
 
 @pytest.fixture
@@ -39,24 +42,54 @@ def sim():
     return Simulator(VirtualClock(START), seed=7)
 
 
-@pytest.fixture
-def api(sim):
-    """Our client wired into the simulator; the controller and token service use it."""
-    client = VehicleApiClient(
+def simulator_transport(sim) -> httpx.WSGITransport:
+    """The simulator's WSGI app in process: no socket, no sleeping for its latencies."""
+    return httpx.WSGITransport(app=make_app(sim, sleep=lambda seconds: None))
+
+
+def simulator_client(transport: httpx.BaseTransport, **options) -> VehicleApiClient:
+    """Our vehicle API client pointed at a simulator behind `transport`, as the settings point it
+    at the real vehicle API."""
+    return VehicleApiClient(
         api_origin=ORIGIN,
         auth_url=f"{ORIGIN}/oauth/token",
         connect_origin=ORIGIN,
         client_id="sim-client-id",
         client_secret="sim-client-secret",
-        redirect_uri="http://testserver/vehicles/connect/callback/",
-        transport=httpx.WSGITransport(app=make_app(sim, sleep=lambda seconds: None)),
-        clock=sim.clock.now,
+        redirect_uri=REDIRECT_URI,
+        transport=transport,
+        **options,
     )
+
+
+@contextlib.contextmanager
+def client_in_use(sim, client: VehicleApiClient):
+    """The controller and the token service use `client`, on the simulator's clock; closed after."""
     vehicles.use_client(client)
     with clock.use(sim.clock.now, all_threads=True):
         yield client
     vehicles.use_client(None)
     client.close()
+
+
+def approve(transport: httpx.BaseTransport, authorize_url: str, vehicle_ids) -> dict:
+    """What the driver does on the simulator's consent page: tick the cars, press Allow. Returns
+    the query of the redirect back to us (code and state)."""
+    query = {k: v[-1] for k, v in parse_qs(urlsplit(authorize_url).query).items()}
+    form = {**query, "action": "approve", "vehicle": list(vehicle_ids)}
+    with httpx.Client(transport=transport, base_url=ORIGIN) as consent:
+        response = consent.post("/oauth/authorize", data=form)
+    assert response.status_code == 302
+    location = urlsplit(response.headers["Location"])
+    assert f"{location.scheme}://{location.netloc}{location.path}" == REDIRECT_URI
+    return {k: v[-1] for k, v in parse_qs(location.query).items()}
+
+
+@pytest.fixture
+def api(sim):
+    """Our client wired into the simulator; the controller and token service use it."""
+    with client_in_use(sim, simulator_client(simulator_transport(sim), clock=sim.clock.now)) as client:
+        yield client
 
 
 @dataclass

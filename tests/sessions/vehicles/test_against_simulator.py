@@ -1,66 +1,38 @@
-"""The client, services and pages against the bundled simulator (helper SIM's WSGI app).
-
-Skipped until `vehicle_sim` is merged; then it runs the real wire protocol end to end
-through httpx.WSGITransport (no network, no fixed port)."""
+"""The client, services and pages against the bundled simulator (vehicle_sim's WSGI app): the
+real wire protocol end to end through httpx.WSGITransport (no network, no fixed port)."""
 
 from datetime import UTC, datetime
-from urllib.parse import parse_qs, urlsplit
 
-import httpx
 import pytest
 from django.urls import reverse
 
 from sessions.models import VehicleConnection
-from sessions.vehicle_api import ChargeState, VehicleApiClient, errors
+from sessions.vehicle_api import ChargeState, errors
 from sessions.vehicles import services
-
-sim_app = pytest.importorskip("vehicle_sim.app", reason="the simulator (branch sim) is not merged yet")
-sim_clock = pytest.importorskip("vehicle_sim.clock")
-sim_engine = pytest.importorskip("vehicle_sim.engine")
+from tests.plugins.cars import approve, simulator_client, simulator_transport
+from vehicle_sim.clock import VirtualClock
+from vehicle_sim.engine import Simulator
 
 START = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
-ORIGIN = "http://sim.test"
-REDIRECT_URI = "http://testserver/vehicles/connect/callback/"
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def sim():
-    return sim_engine.Simulator(sim_clock.VirtualClock(START), seed=11, command_latency_s=(0, 0))
+    return Simulator(VirtualClock(START), seed=11, command_latency_s=(0, 0))
 
 
 @pytest.fixture
 def sim_transport(sim):
-    return httpx.WSGITransport(app=sim_app.make_app(sim, sleep=lambda seconds: None))
+    return simulator_transport(sim)
 
 
 @pytest.fixture
 def sim_client(sim_transport):
-    client = VehicleApiClient(
-        api_origin=ORIGIN,
-        auth_url=f"{ORIGIN}/oauth/token",
-        connect_origin=ORIGIN,
-        client_id="sim-client-id",
-        client_secret="sim-client-secret",
-        redirect_uri=REDIRECT_URI,
-        connect_mode="simulated",
-        transport=sim_transport,
-    )
+    client = simulator_client(sim_transport, connect_mode="simulated")
     yield client
     client.close()
-
-
-def approve(sim_transport, authorize_url: str, vehicle_ids) -> dict:
-    """What the driver does on the simulator's consent page: tick vehicles, press Allow."""
-    query = {k: v[-1] for k, v in parse_qs(urlsplit(authorize_url).query).items()}
-    form = {**query, "action": "approve", "vehicle": list(vehicle_ids)}
-    with httpx.Client(transport=sim_transport, base_url=ORIGIN) as browser:
-        response = browser.post("/oauth/authorize", data=form)
-    assert response.status_code == 302
-    location = urlsplit(response.headers["Location"])
-    assert f"{location.scheme}://{location.netloc}{location.path}" == REDIRECT_URI
-    return {k: v[-1] for k, v in parse_qs(location.query).items()}
 
 
 def test_the_client_speaks_the_simulators_protocol(sim, sim_transport, sim_client):

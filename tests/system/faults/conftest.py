@@ -20,13 +20,10 @@ from django.core.management import call_command
 from django.db.models import Sum
 
 from prepaid.models import Hold, Wallet
-from sessions import clock
 from sessions.controller import runtime
 from sessions.models import ChargingSession
 from sessions.models.charging import OPEN_STATUSES, TERMINAL_STATUSES, CommandKind
-from sessions.vehicles import services as vehicles
-from tests.plugins.cars import ORIGIN, START, Car
-from vehicle_sim.app import make_app
+from tests.plugins.cars import START, Car, client_in_use, simulator_client, simulator_transport
 from vehicle_sim.errors import ApiError
 
 # The controller's retry policy, as bounds a test can check (sessions/services.py, policy.py):
@@ -89,27 +86,10 @@ def flaky():
 
 @pytest.fixture
 def api(sim, flaky):
-    from sessions.vehicle_api import VehicleApiClient
-
-    transport = FlakyTransport(
-        httpx.WSGITransport(app=make_app(sim, sleep=lambda seconds: None)), rate=flaky.rate, seed=flaky.seed
-    )
+    transport = FlakyTransport(simulator_transport(sim), rate=flaky.rate, seed=flaky.seed)
     flaky.transport = transport
-    client = VehicleApiClient(
-        api_origin=ORIGIN,
-        auth_url=f"{ORIGIN}/oauth/token",
-        connect_origin=ORIGIN,
-        client_id="sim-client-id",
-        client_secret="sim-client-secret",
-        redirect_uri="http://testserver/vehicles/connect/callback/",
-        transport=transport,
-        clock=sim.clock.now,
-    )
-    vehicles.use_client(client)
-    with clock.use(sim.clock.now, all_threads=True):
+    with client_in_use(sim, simulator_client(transport, clock=sim.clock.now)) as client:
         yield client
-    vehicles.use_client(None)
-    client.close()
 
 
 def run_fleet(sim, *, max_ticks: int = 20_000, max_hours: float = 30, each_tick=None) -> int:

@@ -3,9 +3,7 @@ the Connect pages against the simulator, a charging session, a card payment, a S
 
 import json
 import logging
-from urllib.parse import parse_qs, urlsplit
 
-import httpx
 import pytest
 from cryptography.fernet import Fernet
 from django.core.management import call_command
@@ -13,23 +11,17 @@ from django.db import connection as db
 from django.test import Client
 from django.urls import reverse
 
-from sessions import clock, services
+from sessions import services
 from sessions.controller import runtime
 from sessions.models import ChargingSession, VehicleConnection
 from sessions.models.charging import TERMINAL_STATUSES
-from sessions.vehicle_api import VehicleApiClient
-from sessions.vehicles import services as vehicles
-from tests.plugins.cars import START
+from tests.plugins.cars import START, approve, client_in_use, simulator_client, simulator_transport
 from tests.plugins.stripe import WEBHOOK_URL, sign
 from tests.plugins.wallet import credit_wallet
-from vehicle_sim.app import make_app
 from vehicle_sim.clock import VirtualClock
 from vehicle_sim.engine import Simulator
 
 pytestmark = pytest.mark.django_db
-
-ORIGIN = "http://sim.test"
-REDIRECT_URI = "http://testserver/vehicles/connect/callback/"
 
 
 @pytest.fixture
@@ -39,36 +31,14 @@ def sim():
 
 @pytest.fixture
 def sim_transport(sim):
-    return httpx.WSGITransport(app=make_app(sim, sleep=lambda seconds: None))
+    return simulator_transport(sim)
 
 
 @pytest.fixture
 def sim_client(sim, sim_transport):
-    client = VehicleApiClient(
-        api_origin=ORIGIN,
-        auth_url=f"{ORIGIN}/oauth/token",
-        connect_origin=ORIGIN,
-        client_id="sim-client-id",
-        client_secret="sim-client-secret",
-        redirect_uri=REDIRECT_URI,
-        connect_mode="simulated",
-        transport=sim_transport,
-        clock=sim.clock.now,
-    )
-    vehicles.use_client(client)
-    with clock.use(sim.clock.now, all_threads=True):
+    client = simulator_client(sim_transport, connect_mode="simulated", clock=sim.clock.now)
+    with client_in_use(sim, client):
         yield client
-    vehicles.use_client(None)
-    client.close()
-
-
-def approve(sim_transport, authorize_url: str, vehicle_ids) -> dict:
-    """The driver on the simulator's consent page: tick the cars, press Allow."""
-    query = {k: v[-1] for k, v in parse_qs(urlsplit(authorize_url).query).items()}
-    with httpx.Client(transport=sim_transport, base_url=ORIGIN) as consent:
-        response = consent.post("/oauth/authorize", data={**query, "action": "approve", "vehicle": list(vehicle_ids)})
-    assert response.status_code == 302
-    return {k: v[-1] for k, v in parse_qs(urlsplit(response.headers["Location"]).query).items()}
 
 
 def _connect(client, sim, sim_transport, driver, **car):

@@ -8,13 +8,12 @@ from datetime import timedelta
 import pytest
 
 from payments.models import Purchase
-from payments.services import purchase_create, purchase_transition
-from prepaid import services as wallet_services
 from prepaid.models import EnergyPackage
 from sessions import clock
 from sessions.grid import services as grid
 from sessions.models import ChargingSession, Vehicle
 from sessions.models.grid import DemandResponseEnrollment, DemandResponseEvent, SmartPlan
+from tests.plugins.wallet import paid_credit
 
 from .conftest import PASSWORD
 
@@ -26,11 +25,7 @@ H = timedelta(hours=1)
 def _driver_with_credit(django_user_model, username: str, energy_wh: int = 20_000):
     user = django_user_model.objects.create_user(username, f"{username}@example.com", PASSWORD)
     package = EnergyPackage.objects.create(name=f"{energy_wh // 1000} kWh", energy_wh=energy_wh, price_minor=900)
-    purchase = purchase_create(user=user, package=package)
-    purchase_transition(purchase_id=purchase.pk, to_status=Purchase.Status.AWAITING_PAYMENT)
-    purchase_transition(purchase_id=purchase.pk, to_status=Purchase.Status.PAID)
-    purchase.refresh_from_db()
-    wallet_services.wallet_credit_purchase(purchase=purchase)
+    paid_credit(user, package=package)
     return user
 
 

@@ -2,11 +2,9 @@
 
 import pytest
 
-from payments.models import Purchase
-from payments.services import purchase_create, purchase_transition
-from prepaid import services as wallet_services
-from prepaid.models import EnergyPackage, Wallet
+from prepaid.models import Wallet
 from sessions.models import ChargingSession
+from tests.plugins.wallet import paid_credit
 
 from .conftest import PASSWORD
 
@@ -19,12 +17,7 @@ def test_an_unplugged_car_ends_in_plain_words_and_the_credit_stays(
     page = browser_page
     with db_lock:
         user = django_user_model.objects.create_user("uma", "uma@example.com", PASSWORD)
-        package = EnergyPackage.objects.create(name="4 kWh", energy_wh=4_000, price_minor=180)
-        purchase = purchase_create(user=user, package=package)
-        purchase_transition(purchase_id=purchase.pk, to_status=Purchase.Status.AWAITING_PAYMENT)
-        purchase_transition(purchase_id=purchase.pk, to_status=Purchase.Status.PAID)
-        purchase.refresh_from_db()
-        wallet_services.wallet_credit_purchase(purchase=purchase)
+        paid_credit(user, energy_wh=4_000, amount_minor=180)
     page.goto(f"{live_server.url}/accounts/login/")
     page.fill("#id_username", "uma")
     page.fill("#id_password", PASSWORD)

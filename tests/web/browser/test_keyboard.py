@@ -3,11 +3,8 @@ the focus is visible on the way and the live status region is announced politely
 
 import pytest
 
-from payments.models import Purchase
-from payments.services import purchase_create, purchase_transition
-from prepaid import services as wallet_services
-from prepaid.models import EnergyPackage
 from sessions.models import ChargingSession
+from tests.plugins.wallet import paid_credit
 
 from .conftest import PASSWORD
 
@@ -28,12 +25,7 @@ def test_a_driver_charges_and_stops_with_the_keyboard_only(
     page = browser_page
     with db_lock:
         user = django_user_model.objects.create_user("kim", "kim@example.com", PASSWORD)
-        package = EnergyPackage.objects.create(name="6 kWh", energy_wh=6_000, price_minor=270)
-        purchase = purchase_create(user=user, package=package)
-        purchase_transition(purchase_id=purchase.pk, to_status=Purchase.Status.AWAITING_PAYMENT)
-        purchase_transition(purchase_id=purchase.pk, to_status=Purchase.Status.PAID)
-        purchase.refresh_from_db()
-        wallet_services.wallet_credit_purchase(purchase=purchase)
+        paid_credit(user, energy_wh=6_000, amount_minor=270)
 
     page.goto(f"{live_server.url}/accounts/login/")
     # The username field takes the focus on arrival (autofocus); wait for it rather than race it.
