@@ -9,6 +9,8 @@ import pytest
 from payments.models import Purchase
 from prepaid.models import Wallet
 
+from .conftest import type_card
+
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
@@ -29,16 +31,7 @@ def _buy_and_type_card(page, live_server, number):
     page.goto(f"{live_server.url}/payments/buy/")
     page.check("input[name=package]:not([value=''])")
     page.click("text=Continue to payment")
-    page.wait_for_selector("#card-element input")
-    # The fake card element: five plain inputs; the year takes two digits.
-    for placeholder, value in (
-        ("number", number),
-        ("exp_month", "12"),
-        ("exp_year", "34"),
-        ("cvc", "123"),
-        ("postal_code", "10115"),
-    ):
-        page.fill(f"#card-element input[placeholder={placeholder}]", value)
+    type_card(page, number)
     page.click("#pay-button")
 
 
