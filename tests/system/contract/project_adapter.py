@@ -1,4 +1,4 @@
-"""Contract adapter for the project's own client, sessions/vehicle_api (helper CLIENT's code).
+"""Contract adapter for the project's own client, sessions/vehicle_api.
 
 Imported by conftest.py only when `sessions.vehicle_api` exists. The client speaks typed units
 (basis points, Wh, W, datetimes); this adapter turns them back into the wire's values so the
