@@ -188,7 +188,7 @@ def _charge_session(purchase: Purchase):
     return session_services.session_request(**args)
 
 
-# --- Card payments (docs/reference/payments.md §2.1) ---------------------------------------------------------------
+# --- Card payments (docs/reference/payments.md §2.1) ----------------------------------------------
 
 
 @dataclass(frozen=True)

@@ -22,12 +22,7 @@ from sessions.controller.finish import _finish
 from sessions.controller.machine import _commit
 from sessions.controller.step import REQUESTED_DEADLINE, Outcome, S, _reason, _Step
 from sessions.grid.services import EXTRA_CALLS, MAX_DEADLINE, GridError
-from sessions.models.charging import (
-    OPEN_STATUSES,
-    TERMINAL_STATUSES,
-    ChargingSession,
-    SessionTransition,
-)
+from sessions.models.charging import OPEN_STATUSES, TERMINAL_STATUSES, ChargingSession, SessionTransition
 from sessions.models.grid import SmartPlan
 from sessions.models.vehicles import Vehicle
 from sessions.vehicles import makes

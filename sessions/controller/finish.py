@@ -8,10 +8,7 @@ import logging
 from sessions.controller import policy
 from sessions.controller.readings import _estimate, _metering_fields, _readings, latency_model
 from sessions.controller.step import PAUSE, Outcome, S, _reason, _Step
-from sessions.models.charging import (
-    CommandKind,
-    VehicleCommand,
-)
+from sessions.models.charging import CommandKind, VehicleCommand
 from sessions.vehicle_api import errors as api_errors
 from sessions.vehicles.services import ConsentRequired
 

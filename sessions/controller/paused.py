@@ -27,10 +27,7 @@ from sessions.controller.step import (
 from sessions.controller.stopping import _send_stop
 from sessions.grid import services as grid
 from sessions.grid import smart
-from sessions.models.charging import (
-    ChargingSession,
-    CommandKind,
-)
+from sessions.models.charging import ChargingSession, CommandKind
 from sessions.models.grid import SmartPlan
 from sessions.vehicle_api import errors as api_errors
 from sessions.vehicle_api.types import ChargeState
@@ -40,7 +37,6 @@ logger = logging.getLogger(__name__)
 
 # A window that starts within this much of now is started at once (no wait for a minute).
 START_SLACK = timedelta(seconds=90)
-
 MAX_PAUSE_ATTEMPTS = 3
 
 

@@ -11,16 +11,10 @@ from sessions import clock
 from sessions.controller import metering, policy
 from sessions.controller.step import _Step
 from sessions.grid import services as grid
-from sessions.models.charging import (
-    ChargingSession,
-    CommandKind,
-    MeterReading,
-    VehicleCommand,
-)
+from sessions.models.charging import ChargingSession, CommandKind, MeterReading, VehicleCommand
 from sessions.vehicle_api import errors as api_errors
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
 _US = timedelta(microseconds=1)
 
 

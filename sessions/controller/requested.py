@@ -12,9 +12,7 @@ from sessions.controller.finish import _retry_or_fail
 from sessions.controller.paused import _plan_first_window
 from sessions.controller.readings import _read, _refresh_s, latency_model
 from sessions.controller.step import STARTING_DEADLINE, Outcome, S, _Step
-from sessions.models.charging import (
-    CommandKind,
-)
+from sessions.models.charging import CommandKind
 from sessions.models.vehicles import Vehicle
 from sessions.vehicle_api import errors as api_errors
 from sessions.vehicle_api.types import ChargeState

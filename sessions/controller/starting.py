@@ -13,9 +13,7 @@ from sessions.controller.readings import _next_snapshot_at, _read, _readings, _r
 from sessions.controller.step import MIN_CHARGING_DEADLINE, Outcome, S, _plan_of, _Step
 from sessions.controller.stopping import _send_stop
 from sessions.grid import services as grid
-from sessions.models.charging import (
-    CommandKind,
-)
+from sessions.models.charging import CommandKind
 from sessions.vehicle_api import errors as api_errors
 from sessions.vehicle_api.types import ChargeState
 

@@ -10,11 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sessions import clock
-from sessions.models.charging import (
-    ChargingSession,
-    SessionStatus,
-    VehicleCommand,
-)
+from sessions.models.charging import ChargingSession, SessionStatus, VehicleCommand
 from sessions.models.grid import SmartPlan
 from sessions.vehicle_api import errors as api_errors
 from sessions.vehicles.services import ConsentRequired, call_with_token, get_client
@@ -23,16 +19,12 @@ S = SessionStatus
 
 # How long each state may last before the session is moved on (no session waits forever).
 REQUESTED_DEADLINE = timedelta(minutes=20)
-
 STARTING_DEADLINE = timedelta(minutes=15)
-
 STOPPING_DEADLINE = timedelta(hours=2)
-
 MIN_CHARGING_DEADLINE = timedelta(hours=6)
 
 # Retries of a failed call: exponential backoff from 15 s, capped, with jitter.
 RETRY_BASE_S = 15.0
-
 RETRY_CAP_S = 300.0
 
 # States in which a poke (a grid event joined while a step ran) brings the next step forward:
@@ -154,7 +146,6 @@ class _Step:
 
 
 PAUSE = "pause"
-
 RESUME = "resume"
 
 

@@ -18,10 +18,7 @@ from sessions.controller.readings import (
     latency_model,
 )
 from sessions.controller.step import PAUSE, STOPPING_DEADLINE, Outcome, S, _Step
-from sessions.models.charging import (
-    ChargingSession,
-    CommandKind,
-)
+from sessions.models.charging import ChargingSession, CommandKind
 from sessions.vehicle_api import errors as api_errors
 from sessions.vehicle_api.types import ChargeState
 from sessions.vehicles import makes
