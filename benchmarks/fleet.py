@@ -31,6 +31,7 @@ from django.core.management import call_command
 from django.db.models import Min
 
 from benchmarks import stats
+from benchmarks.cars import vehicle_connect_simulated
 from payments.models import Purchase
 from payments.selectors import ledger_drift
 from payments.services import purchase_create, purchase_transition
@@ -207,7 +208,7 @@ def _connect(sim: Simulator, config: FleetConfig, spec: CarSpec, user) -> Car:
         faults={"ignore_stop": True} if spec.ignore_stop else None,
         **overrides,
     )
-    vehicle = vehicles.vehicle_connect_simulated(user=user, sim=sim, sim_vehicle_id=car.id)
+    vehicle = vehicle_connect_simulated(user=user, sim=sim, sim_vehicle_id=car.id)
     # The driver's battery maximum is the car's own limit: the purchases fit below it (the policy,
     # not the battery-health cap, must stop them; the product's default maximum is 80 %).
     vehicle.max_soc_bp = round(DRIVER_LIMIT * 10_000)

@@ -13,6 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
+from benchmarks.cars import vehicle_connect_simulated
 from sessions import clock
 from sessions.controller import readings, runtime
 from sessions.models import ChargingSession, Vehicle
@@ -106,7 +107,7 @@ def connect(sim, api, db):
         car.setdefault("plugged", True)
         car.setdefault("soc", 0.3)
         simulated = sim.create_vehicle(profile, **car)
-        return Car(simulated.id, vehicles.vehicle_connect_simulated(user=user, sim=sim, sim_vehicle_id=simulated.id))
+        return Car(simulated.id, vehicle_connect_simulated(user=user, sim=sim, sim_vehicle_id=simulated.id))
 
     return _connect
 
