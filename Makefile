@@ -4,8 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-# The official Smartcar Node SDK, run against the simulator by tests/contract_v3/test_node_sdk.py.
-NODE_DIR := tests/contract_v3/node
+# The official Smartcar Node SDK, run against the simulator by tests/system/contract_v3/test_node_sdk.py.
+NODE_DIR := tests/system/contract_v3/node
 NODE_STAMP := $(NODE_DIR)/node_modules/.installed
 
 .DEFAULT_GOAL := help
@@ -29,7 +29,7 @@ $(STAMP): requirements.txt requirements-dev.txt | check-python
 $(NODE_STAMP): $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
 	@if command -v npm >/dev/null 2>&1; then \
 	  (cd $(NODE_DIR) && npm ci --no-audit --no-fund --loglevel=error) && touch $(NODE_STAMP); \
-	else echo "npm not found: the Node SDK check (tests/contract_v3) will be skipped; apt-get install nodejs npm"; fi
+	else echo "npm not found: the Node SDK check (tests/system/contract_v3) will be skipped; apt-get install nodejs npm"; fi
 
 venv: $(STAMP) $(NODE_STAMP) ## Create the virtualenv and install the dependencies (and the Node SDK check's)
 
@@ -54,9 +54,10 @@ test-far-date: $(STAMP) $(NODE_STAMP) ## Run the suite with the wall clock moved
 	gcc -shared -fPIC -O2 -o var/timeshift.so .ci/timeshift.c -ldl
 	TIMESHIFT_SECONDS=$$(( $(FAR_DATE_DAYS) * 86400 )) LD_PRELOAD=$(CURDIR)/var/timeshift.so $(PY) -m pytest -p no:cacheprovider
 
-lint: $(STAMP) ## ruff lint + format check, and migrations up to date
+lint: $(STAMP) ## ruff lint + format check, import layers (import-linter), migrations up to date
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports --no-cache
 	$(PY) manage.py makemigrations --check --dry-run
 
 format: $(STAMP) ## Format the code with ruff

@@ -4,8 +4,13 @@ through services only), with the operator's actions: replay webhook events."""
 from django.contrib import admin, messages
 
 from payments.models import Dispute, Purchase, PurchaseTransition, Refund, RefundPart, StripeCustomer, StripeEvent
+from payments.operator import stripe_events_replay
+from payments.services import refund_request
 from prepaid.admin import ReadOnlyAdmin
-from prepaid.dashboard.operator import stripe_events_replay
+from prepaid.admin import WalletAdmin as PrepaidWalletAdmin
+from prepaid.errors import WalletError
+from prepaid.models import Wallet
+from prepaid.pricing import format_money
 
 
 class ReadOnlyInline(admin.TabularInline):
@@ -103,3 +108,29 @@ class DisputeAdmin(ReadOnlyAdmin):
     list_display = ("stripe_dispute_id", "purchase", "amount_minor", "currency", "reason", "status", "created_at")
     list_filter = ("status", "reason")
     search_fields = ("stripe_dispute_id", "purchase__public_id", "purchase__user__username")
+
+
+# Wallets are prepaid's; refunding their unused credit to the original payments is payments' own
+# action, so payments registers the wallet admin again with it (prepaid.admin is loaded first: it
+# is imported above).
+admin.site.unregister(Wallet)
+
+
+@admin.register(Wallet)
+class WalletAdmin(PrepaidWalletAdmin):
+    actions = ["refund_unused_credit"]
+
+    @admin.action(description="Refund all unused credit to the original payments")
+    def refund_unused_credit(self, request, queryset):
+        for wallet in queryset:
+            try:
+                refund = refund_request(wallet_id=wallet.pk, requested_by=request.user)
+            except WalletError as exc:
+                self.message_user(request, f"{wallet.user}: no refund ({exc}).", messages.WARNING)
+                continue
+            self.message_user(
+                request,
+                f"{wallet.user}: refund of {refund.energy_wh} Wh "
+                f"({format_money(refund.amount_minor, refund.currency)}) requested.",
+                messages.SUCCESS,
+            )

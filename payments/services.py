@@ -17,11 +17,15 @@ from django.db import IntegrityError, connections, router, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from payments import pricing, stripe_api
+from payments import ledger, stripe_api
 from payments.models import Dispute, Purchase, PurchaseTransition, RefundPart, StripeCustomer, StripeEvent
+from prepaid import pricing, taskqueue
 from prepaid import services as wallet_services
-from prepaid import taskqueue
+from prepaid.errors import WalletError
 from prepaid.models import EnergyPackage
+from sessions import services as session_services
+from sessions.grid import services as grid
+from sessions.grid.selectors import vehicle_region
 
 logger = logging.getLogger(__name__)
 
@@ -143,7 +147,7 @@ def purchase_fulfil(*, purchase_id: int, payment_intent: stripe_api.PaymentInten
     # A dispute processed before the payment was credited (events come in any order) takes its
     # claw-back now, so the credit is never spendable.
     for dispute in Dispute.objects.filter(purchase=purchase).exclude(status=Dispute.Status.WON):
-        wallet_services.wallet_dispute_clawback(dispute_id=dispute.pk)
+        ledger.wallet_dispute_clawback(dispute_id=dispute.pk)
     if purchase.charge_vehicle_id:
         purchase_start_charge(purchase_id=purchase.pk)
     return True
@@ -155,9 +159,6 @@ def purchase_start_charge(*, purchase_id: int) -> None:
     Runs after the credit committed, so a car that cannot start leaves the energy in the wallet
     (the reason is kept for the driver's page). Idempotent: at most one session per purchase.
     """
-    from prepaid.errors import WalletError
-    from sessions import services as session_services
-
     purchase = Purchase.objects.select_related("user").get(pk=purchase_id)
     if purchase.status != Purchase.Status.PAID or purchase.charge_session_id or not purchase.charge_vehicle_id:
         return
@@ -174,14 +175,10 @@ def purchase_start_charge(*, purchase_id: int) -> None:
 def _charge_session(purchase: Purchase):
     """The purchase's session: by its deadline when one was chosen and is still ahead (a payment
     that took longer than the deadline charges now), else at once."""
-    from prepaid.driver_selectors import vehicle_region
-    from sessions import grid
-    from sessions import services as session_services
-
     args = {"user": purchase.user, "vehicle_id": purchase.charge_vehicle_id, "energy_wh": purchase.energy_wh}
     if purchase.charge_deadline is not None:
         try:
-            return grid.smart_session_request(
+            return session_services.smart_session_request(
                 **args, deadline=purchase.charge_deadline, region=vehicle_region(purchase.charge_vehicle)
             )
         except grid.GridError:
@@ -191,7 +188,7 @@ def _charge_session(purchase: Purchase):
     return session_services.session_request(**args)
 
 
-# --- Card payments (payments.md §2.1) ---------------------------------------------------------------
+# --- Card payments (docs/reference/payments.md §2.1) ----------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -568,11 +565,11 @@ def _on_refund(obj: dict) -> None:
 
 def _apply_refund(part: RefundPart, info: stripe_api.RefundInfo) -> None:
     if info.status == "succeeded":
-        wallet_services.refund_part_succeed(part_id=part.pk, stripe_refund_id=info.id)
+        ledger.refund_part_succeed(part_id=part.pk, stripe_refund_id=info.id)
     elif info.status in ("failed", "canceled"):
         if not part.stripe_refund_id:
             RefundPart.objects.filter(pk=part.pk, stripe_refund_id__isnull=True).update(stripe_refund_id=info.id)
-        wallet_services.refund_part_fail(part_id=part.pk, reason=info.failure_reason or info.status)
+        ledger.refund_part_fail(part_id=part.pk, reason=info.failure_reason or info.status)
     elif not part.stripe_refund_id:
         RefundPart.objects.filter(pk=part.pk, stripe_refund_id__isnull=True).update(stripe_refund_id=info.id)
 
@@ -605,7 +602,7 @@ def _on_dispute_created(obj: dict) -> None:
     dispute = _dispute_upsert(obj)
     # A dispute already closed (its .closed event came first) is never reopened.
     if dispute.status == Dispute.Status.OPEN:
-        wallet_services.wallet_dispute_clawback(dispute_id=dispute.pk)
+        ledger.wallet_dispute_clawback(dispute_id=dispute.pk)
 
 
 def _on_dispute_closed(obj: dict) -> None:
@@ -617,10 +614,10 @@ def _on_dispute_closed(obj: dict) -> None:
     )
     dispute.refresh_from_db()
     if dispute.status == Dispute.Status.WON:
-        wallet_services.wallet_dispute_restore(dispute_id=dispute.pk)
+        ledger.wallet_dispute_restore(dispute_id=dispute.pk)
     else:
         # Lost: the money is gone for good; make sure the credit is too (idempotent).
-        wallet_services.wallet_dispute_clawback(dispute_id=dispute.pk)
+        ledger.wallet_dispute_clawback(dispute_id=dispute.pk)
 
 
 EVENT_HANDLERS = {
@@ -644,7 +641,7 @@ EVENT_HANDLERS = {
 
 def refund_request(*, wallet_id: int, requested_by=None, energy_wh: int | None = None):
     """Refund unused credit (all by default) to the original payments; Stripe is called after commit."""
-    refund = wallet_services.wallet_refund_request(
+    refund = ledger.wallet_refund_request(
         wallet_id=wallet_id,
         idempotency_key=wallet_services.new_idempotency_key("refund-request"),
         energy_wh=energy_wh,
@@ -670,7 +667,7 @@ def refund_submit(*, refund_id: int) -> None:
         if part.stripe_refund_id:
             continue
         if part.amount_minor == 0:
-            wallet_services.refund_part_succeed(part_id=part.pk)  # too little energy to be worth a cent
+            ledger.refund_part_succeed(part_id=part.pk)  # too little energy to be worth a cent
             continue
         try:
             info = stripe_api.refund_create(
@@ -683,7 +680,7 @@ def refund_submit(*, refund_id: int) -> None:
             if exc.retryable:
                 logger.warning("refund part %s: %s; will retry", part.idempotency_key, exc)
                 continue
-            wallet_services.refund_part_fail(part_id=part.pk, reason=exc.message)
+            ledger.refund_part_fail(part_id=part.pk, reason=exc.message)
             continue
         _apply_refund(part, info)
 

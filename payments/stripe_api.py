@@ -139,7 +139,7 @@ def customer_create(*, user_id: int, email: str) -> str:
 
 
 def setup_intent_create(*, customer_id: str, idempotency_key: str) -> tuple[str, str]:
-    """A SetupIntent to save a card in the browser (payments.md §2.1 step 1): (id, client_secret)."""
+    """A SetupIntent to save a card in the browser (docs/reference/payments.md §2.1 step 1): (id, client_secret)."""
     try:
         intent = client().v1.setup_intents.create(
             {"customer": customer_id, "payment_method_types": ["card"], "usage": "off_session"},
@@ -159,7 +159,7 @@ def payment_intent_create_confirmed(
     purchase_id: str,
     idempotency_key: str,
 ) -> PaymentIntentInfo:
-    """Create and confirm a card PaymentIntent server-side (payments.md §2.1 step 2).
+    """Create and confirm a card PaymentIntent server-side (docs/reference/payments.md §2.1 step 2).
 
     Returns status `succeeded`, `requires_action` (the browser then calls
     confirmCardPayment(client_secret)) or `processing`. Raises CardDeclined on a 402.

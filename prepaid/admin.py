@@ -1,7 +1,5 @@
-from django.contrib import admin, messages
+from django.contrib import admin
 
-from payments.pricing import format_money
-from prepaid.errors import WalletError
 from prepaid.models import CreditLot, EnergyPackage, Hold, LedgerEntry, LotConsumption, Wallet
 
 
@@ -31,24 +29,6 @@ class WalletAdmin(ReadOnlyAdmin):
     list_display = ("user", "balance_wh", "held_wh", "blocked", "blocked_reason", "updated_at")
     list_filter = ("blocked",)
     search_fields = ("user__username", "user__email")
-    actions = ["refund_unused_credit"]
-
-    @admin.action(description="Refund all unused credit to the original payments")
-    def refund_unused_credit(self, request, queryset):
-        from payments.services import refund_request  # payments depends on prepaid, not back
-
-        for wallet in queryset:
-            try:
-                refund = refund_request(wallet_id=wallet.pk, requested_by=request.user)
-            except WalletError as exc:
-                self.message_user(request, f"{wallet.user}: no refund ({exc}).", messages.WARNING)
-                continue
-            self.message_user(
-                request,
-                f"{wallet.user}: refund of {refund.energy_wh} Wh "
-                f"({format_money(refund.amount_minor, refund.currency)}) requested.",
-                messages.SUCCESS,
-            )
 
 
 @admin.register(LedgerEntry)

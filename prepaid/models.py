@@ -3,7 +3,7 @@
 Energy is integer watt-hours, money integer minor units. Every write goes through
 prepaid/services.py; these models only hold fields, constraints and small derived values.
 
-Balances and disputes (the design choice, see also services.wallet_dispute_clawback):
+Balances and disputes (the design choice, see also payments.ledger.wallet_dispute_clawback):
 - `Wallet.balance_wh` is the available energy, `Wallet.held_wh` the energy reserved by active
   holds. The balance may go below zero only while the wallet is blocked: a dispute claws back
   the whole credit of the disputed payment, including energy already consumed, and blocks the

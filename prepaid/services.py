@@ -1,6 +1,7 @@
-"""Every write to wallets, holds, lots and the ledger.
+"""Every write to wallets, holds, lots and the ledger, but for refunds and disputes: those are
+written by payments/ledger.py next to their records, through `wallet_lock` and `ledger_post` here.
 
-Rules every service here follows:
+Rules every service here (and there) follows:
 - one transaction per call; the wallet row is locked first (select_for_update), then the hold,
   then lots, always in that order, so two services can never deadlock on each other;
 - the cached balances on Wallet/CreditLot/Hold change only in the transaction that appends the
@@ -18,13 +19,12 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from prepaid.allocation import allocate_fifo, refund_part_minor
+from prepaid.allocation import allocate_fifo
 from prepaid.errors import (
     HoldNotActive,
     IdempotencyConflict,
     InsufficientCredit,
     LedgerInconsistent,
-    NothingToRefund,
     WalletBlocked,
 )
 from prepaid.models import CreditLot, Hold, LedgerEntry, LotConsumption, Wallet
@@ -57,7 +57,7 @@ def wallet_lock(*, wallet_id: int) -> Wallet:
     return _lock_wallet(wallet_id)
 
 
-def _post(wallet: Wallet, *, kind: str, delta_wh: int, held_delta_wh: int = 0, key: str, **links) -> LedgerEntry:
+def ledger_post(wallet: Wallet, *, kind: str, delta_wh: int, held_delta_wh: int = 0, key: str, **links) -> LedgerEntry:
     """Append one ledger line and apply it to the (locked) wallet in the same transaction."""
     entry = LedgerEntry.objects.create(
         wallet=wallet, kind=kind, delta_wh=delta_wh, held_delta_wh=held_delta_wh, idempotency_key=key, **links
@@ -90,7 +90,7 @@ def wallet_credit_purchase(*, purchase) -> CreditLot:
             currency=purchase.currency,
             remaining_wh=purchase.energy_wh,
         )
-        _post(
+        ledger_post(
             wallet,
             kind=LedgerEntry.Kind.PURCHASE,
             delta_wh=purchase.energy_wh,
@@ -133,7 +133,7 @@ def wallet_credit_bonus(*, wallet_id: int, energy_wh: int, idempotency_key: str,
             currency=settings.CURRENCY,
             remaining_wh=energy_wh,
         )
-        _post(
+        ledger_post(
             wallet,
             kind=LedgerEntry.Kind.BONUS,
             delta_wh=energy_wh,
@@ -166,7 +166,7 @@ def wallet_hold(*, wallet_id: int, energy_wh: int, idempotency_key: str) -> Hold
         if wallet.balance_wh < energy_wh:
             raise InsufficientCredit(f"{energy_wh} Wh asked, {wallet.balance_wh} Wh available")
         hold = Hold.objects.create(wallet=wallet, energy_wh=energy_wh, idempotency_key=idempotency_key)
-        _post(
+        ledger_post(
             wallet,
             kind=LedgerEntry.Kind.HOLD,
             delta_wh=-energy_wh,
@@ -229,7 +229,7 @@ def _consume_from_lots(wallet: Wallet, hold: Hold, entry: LedgerEntry, energy_wh
 def _close_hold(wallet: Wallet, hold: Hold, *, consumed_wh: int, status: str, idempotency_key: str) -> Hold:
     released_wh = hold.energy_wh - consumed_wh
     if consumed_wh:
-        entry = _post(
+        entry = ledger_post(
             wallet,
             kind=LedgerEntry.Kind.CONSUME,
             delta_wh=0,
@@ -239,7 +239,7 @@ def _close_hold(wallet: Wallet, hold: Hold, *, consumed_wh: int, status: str, id
         )
         _consume_from_lots(wallet, hold, entry, consumed_wh)
     if released_wh:
-        _post(
+        ledger_post(
             wallet,
             kind=LedgerEntry.Kind.RELEASE,
             delta_wh=released_wh,
@@ -286,247 +286,6 @@ def hold_release(*, hold_id: int, idempotency_key: str) -> Hold:
         return _close_hold(wallet, hold, consumed_wh=0, status=Hold.Status.RELEASED, idempotency_key=idempotency_key)
 
 
-# --- Refunds of unused credit ---------------------------------------------------------------------
-
-
-def wallet_refund_request(*, wallet_id: int, idempotency_key: str, energy_wh: int | None = None, requested_by=None):
-    """Debit unused paid credit (all of it by default) and split it into one refund part per payment.
-
-    Only paid lots are refunded (bonus credit has no payment and stays in the wallet), newest
-    first: consumption draws bonus lots and then the oldest, so the two never compete. Each part
-    never exceeds what is left refundable on its payment. Stripe is called afterwards, outside
-    this transaction (payments.services.refund_submit). Returns the payments.Refund.
-    Raises WalletBlocked, NothingToRefund, InsufficientCredit.
-    """
-    from payments.models import Refund, RefundPart  # payments depends on prepaid models too
-
-    with transaction.atomic():
-        wallet = _lock_wallet(wallet_id)
-        existing = Refund.objects.filter(idempotency_key=idempotency_key).first()
-        if existing is not None:
-            return existing
-        if wallet.blocked:
-            raise WalletBlocked(wallet.blocked_reason or "wallet blocked")
-        # Lock the lots only: `purchase` is nullable (bonus lots), so its join is an outer one,
-        # which PostgreSQL cannot lock; the purchases are only read here.
-        lots = list(
-            CreditLot.objects.select_for_update(of=("self",))
-            .refundable()
-            .filter(wallet=wallet, remaining_wh__gt=0)
-            .select_related("purchase")
-            .order_by("-created_at", "-id")
-        )
-        # Held energy is still in the lots: refunding at most the balance leaves Σ remaining ≥
-        # held, so every hold stays backed whichever lots (bonus or paid) it later draws from.
-        refundable_wh = min(wallet.balance_wh, sum(lot.remaining_wh for lot in lots))
-        wanted = refundable_wh if energy_wh is None else energy_wh
-        if wanted <= 0:
-            bonus_only = wallet.balance_wh > 0 and refundable_wh == 0
-            raise NothingToRefund("no unused paid credit" + (" (bonus credit is not refundable)" if bonus_only else ""))
-        if wanted > wallet.balance_wh:
-            raise InsufficientCredit(f"{wanted} Wh asked, {wallet.balance_wh} Wh available")
-        if wanted > refundable_wh:
-            raise InsufficientCredit(f"{wanted} Wh asked, {refundable_wh} Wh refundable (bonus credit is not)")
-        by_id = {lot.pk: lot for lot in lots}
-        taken = allocate_fifo([(lot.pk, lot.remaining_wh) for lot in lots], wanted)
-        if sum(wh for _, wh in taken) < wanted:
-            raise LedgerInconsistent(f"wallet {wallet.pk}: lots do not back the balance")
-        currencies = {by_id[lot_id].currency for lot_id, _ in taken}
-        refund = Refund.objects.create(
-            wallet=wallet,
-            requested_by=requested_by,
-            energy_wh=wanted,
-            amount_minor=0,
-            currency=next(iter(currencies)),
-            idempotency_key=idempotency_key,
-        )
-        total_minor = 0
-        for number, (lot_id, wh) in enumerate(taken, start=1):
-            lot = by_id[lot_id]
-            minor = refund_part_minor(
-                amount_minor=lot.amount_minor,
-                energy_wh=lot.energy_wh,
-                refunded_wh=lot.refunded_wh,
-                refunded_minor=lot.refunded_minor,
-                part_wh=wh,
-            )
-            part = RefundPart.objects.create(
-                refund=refund,
-                number=number,
-                purchase=lot.purchase,
-                lot=lot,
-                energy_wh=wh,
-                amount_minor=minor,
-                currency=lot.currency,
-                idempotency_key=f"refund:{refund.public_id}:part:{number}",
-            )
-            lot.remaining_wh -= wh
-            lot.refunded_wh += wh
-            lot.refunded_minor += minor
-            lot.save(update_fields=["remaining_wh", "refunded_wh", "refunded_minor"])
-            _post(
-                wallet,
-                kind=LedgerEntry.Kind.REFUND,
-                delta_wh=-wh,
-                key=part.idempotency_key,
-                lot=lot,
-                purchase=lot.purchase,
-                refund_part=part,
-            )
-            total_minor += minor
-        refund.amount_minor = total_minor
-        refund.save(update_fields=["amount_minor"])
-        return refund
-
-
-def _refund_status(refund) -> str:
-    from payments.models import Refund, RefundPart
-
-    statuses = set(refund.parts.values_list("status", flat=True))
-    if RefundPart.Status.PENDING in statuses:
-        return Refund.Status.PENDING
-    if statuses == {RefundPart.Status.SUCCEEDED}:
-        return Refund.Status.SUCCEEDED
-    if statuses == {RefundPart.Status.FAILED}:
-        return Refund.Status.FAILED
-    return Refund.Status.PARTIALLY_FAILED
-
-
-def refund_part_fail(*, part_id: int, reason: str = ""):
-    """Stripe reported the part failed: credit its energy back to the wallet and lot (once).
-
-    Allowed from pending and from succeeded (Stripe can fail a refund after reporting success).
-    """
-    from payments.models import RefundPart
-
-    with transaction.atomic():
-        wallet_id = RefundPart.objects.values_list("refund__wallet_id", flat=True).get(pk=part_id)
-        wallet = _lock_wallet(wallet_id)
-        part = RefundPart.objects.select_for_update().get(pk=part_id)
-        if part.status == RefundPart.Status.FAILED:
-            return part
-        lot = CreditLot.objects.select_for_update().get(pk=part.lot_id)
-        lot.remaining_wh += part.energy_wh
-        lot.refunded_wh -= part.energy_wh
-        lot.refunded_minor -= part.amount_minor
-        lot.save(update_fields=["remaining_wh", "refunded_wh", "refunded_minor"])
-        _post(
-            wallet,
-            kind=LedgerEntry.Kind.REFUND_REVERSAL,
-            delta_wh=part.energy_wh,
-            key=f"{part.idempotency_key}:reversal",
-            lot=lot,
-            purchase_id=part.purchase_id,
-            refund_part=part,
-        )
-        part.status = RefundPart.Status.FAILED
-        part.failure_reason = reason[:200]
-        part.save(update_fields=["status", "failure_reason", "updated_at"])
-        _sync_refund_status(part.refund)
-        return part
-
-
-def refund_part_succeed(*, part_id: int, stripe_refund_id: str | None = None):
-    """Stripe reported the part succeeded; only a pending part moves (never back from failed)."""
-    from payments.models import RefundPart
-
-    with transaction.atomic():
-        part = RefundPart.objects.select_for_update().get(pk=part_id)
-        updates = {}
-        if stripe_refund_id and not part.stripe_refund_id:
-            updates["stripe_refund_id"] = stripe_refund_id
-        if part.status == RefundPart.Status.PENDING:
-            updates["status"] = RefundPart.Status.SUCCEEDED
-        if updates:
-            RefundPart.objects.filter(pk=part.pk).update(**updates, updated_at=timezone.now())
-            part.refresh_from_db()
-            _sync_refund_status(part.refund)
-        return part
-
-
-def _sync_refund_status(refund) -> None:
-    refund.status = _refund_status(refund)
-    refund.save(update_fields=["status"])
-
-
-# --- Disputes -------------------------------------------------------------------------------------
-
-
-def wallet_dispute_clawback(*, dispute_id: int) -> LedgerEntry | None:
-    """Claw back the whole credit of the disputed payment and block the wallet.
-
-    The lot's unused energy leaves it; energy already consumed (or held by a running session)
-    becomes claw-back debt, so the balance may go negative — allowed only while blocked.
-    Returns the ledger line, or None if the lot was not credited or is already clawed back.
-    """
-    from payments.models import Dispute
-
-    dispute = Dispute.objects.select_related("purchase").get(pk=dispute_id)
-    lot = CreditLot.objects.filter(purchase_id=dispute.purchase_id).first()
-    if lot is None:
-        return None  # never credited: nothing to take back
-    with transaction.atomic():
-        wallet = _lock_wallet(lot.wallet_id)
-        key = f"dispute:{dispute.stripe_dispute_id}:clawback"
-        if LedgerEntry.objects.filter(idempotency_key=key).exists():
-            return LedgerEntry.objects.get(idempotency_key=key)
-        lot = CreditLot.objects.select_for_update().get(pk=lot.pk)
-        if lot.disputed_wh:
-            return None  # another open dispute on the same payment already took it
-        clawback = lot.energy_wh - lot.refunded_wh
-        if clawback <= 0:
-            return None
-        lot.dispute_removed_wh = lot.remaining_wh
-        lot.remaining_wh = 0
-        lot.disputed_wh = clawback
-        lot.save(update_fields=["remaining_wh", "dispute_removed_wh", "disputed_wh"])
-        wallet.blocked = True
-        wallet.blocked_reason = f"payment disputed ({dispute.stripe_dispute_id})"
-        return _post(
-            wallet,
-            kind=LedgerEntry.Kind.DISPUTE,
-            delta_wh=-clawback,
-            key=key,
-            lot=lot,
-            purchase=dispute.purchase,
-            dispute=dispute,
-        )
-
-
-def wallet_dispute_restore(*, dispute_id: int) -> LedgerEntry | None:
-    """A dispute was won: give back what its claw-back took; unblock if no other dispute is open."""
-    from payments.models import Dispute
-
-    dispute = Dispute.objects.get(pk=dispute_id)
-    clawback = LedgerEntry.objects.filter(idempotency_key=f"dispute:{dispute.stripe_dispute_id}:clawback").first()
-    if clawback is None:
-        return None
-    with transaction.atomic():
-        wallet = _lock_wallet(clawback.wallet_id)
-        key = f"dispute:{dispute.stripe_dispute_id}:won"
-        if LedgerEntry.objects.filter(idempotency_key=key).exists():
-            return LedgerEntry.objects.get(idempotency_key=key)
-        lot = CreditLot.objects.select_for_update().get(pk=clawback.lot_id)
-        restored = lot.disputed_wh
-        lot.remaining_wh += lot.dispute_removed_wh
-        lot.dispute_removed_wh = 0
-        lot.disputed_wh = 0
-        lot.save(update_fields=["remaining_wh", "dispute_removed_wh", "disputed_wh"])
-        still_open = CreditLot.objects.filter(wallet=wallet, disputed_wh__gt=0).exists()
-        if not still_open:
-            wallet.blocked = False
-            wallet.blocked_reason = ""
-        return _post(
-            wallet,
-            kind=LedgerEntry.Kind.DISPUTE_WON,
-            delta_wh=restored,
-            key=key,
-            lot=lot,
-            purchase_id=dispute.purchase_id,
-            dispute=dispute,
-        )
-
-
 def wallet_unblock(*, wallet_id: int, reason: str) -> Wallet:
     """Operator action: unblock a wallet whose balance is not negative (a lost dispute settled)."""
     with transaction.atomic():
@@ -547,15 +306,11 @@ def new_idempotency_key(prefix: str) -> str:
 __all__ = [
     "hold_release",
     "hold_settle",
-    "refund_part_fail",
-    "refund_part_succeed",
+    "ledger_post",
     "wallet_credit_bonus",
     "wallet_credit_purchase",
-    "wallet_dispute_clawback",
-    "wallet_dispute_restore",
     "wallet_get_or_create",
     "wallet_hold",
     "wallet_lock",
-    "wallet_refund_request",
     "wallet_unblock",
 ]

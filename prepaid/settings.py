@@ -58,14 +58,22 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_q",
     "prepaid",
-    "sessions.apps.ChargingConfig",
+    "sessions.apps.SessionsConfig",
     "payments",
+    "web",
+    "vehicle_sim",
+    "benchmarks",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # web/security.py: a CSP with a per-request nonce and a Permissions-Policy on every response.
+    "web.security.SecurityHeadersMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -74,7 +82,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
-ROOT_URLCONF = "prepaid.urls"
+ROOT_URLCONF = "web.urls"
 WSGI_APPLICATION = "prepaid.wsgi.application"
 ASGI_APPLICATION = "prepaid.asgi.application"
 
@@ -95,7 +103,7 @@ TEMPLATES = [
 
 # --- Database -------------------------------------------------------------------------------
 # SQLite by default. IMMEDIATE transactions + WAL: with Django's deferred transactions, two
-# workers doing read-then-write fail with "database is locked" (shared/docs/task-queue.md).
+# workers doing read-then-write fail with "database is locked" (docs/reference/task-queue.md).
 DATABASE_URL = env("DATABASE_URL")
 # Each web process (each gunicorn thread) keeps its PostgreSQL connection for DB_CONN_MAX_AGE
 # seconds (0: a new connection per request, which starts a PostgreSQL backend each time). With
@@ -127,7 +135,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- Task queue (django-q2) -------------------------------------------------------------------
 REDIS_URL = env("REDIS_URL")
 Q_CLUSTER = {
-    "name": "prepaid",
+    # Several deployments (or test runs) on one Redis: each cluster name is its own queue.
+    "name": env("Q_CLUSTER_NAME", "prepaid"),
     "workers": int(env("Q_WORKERS", "2")),
     "timeout": 30,
     # retry must exceed timeout plus queue wait, or the ORM broker hands a running task out again.
@@ -173,17 +182,8 @@ STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = BASE_DIR / "staticfiles"
 
-REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.TokenAuthentication",
-    ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-}
-
-# --- REST API (/api/v1/) and operator dashboard (helper API) -----------------------------------
-INSTALLED_APPS += ["rest_framework.authtoken", "drf_spectacular", "drf_spectacular_sidecar"]
-# Rates ("N/sec|min|hour|day"), read on every request by prepaid.api.throttles.
+# --- REST API (/api/v1/) and operator dashboard ---------------------------------------------
+# Rates ("N/sec|min|hour|day"), read on every request by web.api.throttles.
 API_THROTTLE_ANON = env("API_THROTTLE_ANON", "60/min")
 API_THROTTLE_USER = env("API_THROTTLE_USER", "600/min")
 API_THROTTLE_AUTH = env("API_THROTTLE_AUTH", "10/min")  # token requests: password guessing
@@ -191,21 +191,24 @@ API_PAGE_SIZE = int(env("API_PAGE_SIZE", "20"))
 # Energy a session started through the API may ask for, kWh.
 API_SESSION_KWH_MIN = Decimal(env("API_SESSION_KWH_MIN", "0.1"))
 API_SESSION_KWH_MAX = Decimal(env("API_SESSION_KWH_MAX", "200"))
-REST_FRAMEWORK.update(
-    {
-        # Token first: an anonymous request gets 401 with `WWW-Authenticate: Token`, not a 403.
-        "DEFAULT_AUTHENTICATION_CLASSES": [
-            "rest_framework.authentication.TokenAuthentication",
-            "rest_framework.authentication.SessionAuthentication",
-        ],
-        "DEFAULT_THROTTLE_CLASSES": ["prepaid.api.throttles.AnonRate", "prepaid.api.throttles.UserRate"],
-        "DEFAULT_PAGINATION_CLASS": "prepaid.api.pagination.Pagination",
-        "EXCEPTION_HANDLER": "prepaid.api.problems.exception_handler",
-        "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-        "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-        "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
-    }
-)
+REST_FRAMEWORK = {
+    # Token first: an anonymous request gets 401 with `WWW-Authenticate: Token`, not a 403.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_THROTTLE_CLASSES": ["web.api.throttles.AnonRate", "web.api.throttles.UserRate"],
+    # Anonymous clients and token requests are throttled by address: with DRF's default
+    # (NUM_PROXIES unset) a client-sent X-Forwarded-For picks its own key and escapes them. As for
+    # the login throttle, REMOTE_ADDR is the address (a proxy in front rewrites it; see README).
+    "NUM_PROXIES": 0,
+    "DEFAULT_PAGINATION_CLASS": "web.api.pagination.Pagination",
+    "EXCEPTION_HANDLER": "web.api.problems.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+}
 SPECTACULAR_SETTINGS = {
     "TITLE": "Prepaid Charge API",
     "DESCRIPTION": "Buy energy credit, start and stop charging sessions, receipts and refunds. "
@@ -220,7 +223,7 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "prepaid.api.problems.add_problem_responses",
+        "web.api.problems.add_problem_responses",
     ],
 }
 # Dashboard alerts: a session STOPPING longer than this, a hold active longer than this (seconds).
@@ -261,11 +264,11 @@ VEHICLE_WEBHOOK_ID = env("VEHICLE_WEBHOOK_ID", "")
 # Fernet keys for tokens at rest, comma-separated, newest first (MultiFernet: rotation).
 TOKEN_ENCRYPTION_KEYS = env_list("TOKEN_ENCRYPTION_KEYS", DEV_TOKEN_KEY)
 SIMULATOR_STATE_FILE = env("SIMULATOR_STATE_FILE", str(VAR_DIR / "simulator.json"))
-# Vehicle simulator (helper SIM): where it sends VEHICLE_STATE webhooks; empty = none.
+# The vehicle simulator's VEHICLE_STATE webhooks go here; empty = none.
 SIMULATOR_WEBHOOK_URL = env("SIMULATOR_WEBHOOK_URL", "")
 
-# --- Smart charging, demand response, battery health (helper SMART) ----------------------------
-# Price region used when a session or enrolment names none (prices: `manage.py import_prices`).
+# --- Smart charging, demand response, battery health ---------------------------------------------
+# Price region used when a session or enrollment names none (prices: `manage.py import_prices`).
 SMART_DEFAULT_REGION = env("SMART_DEFAULT_REGION", "DE")
 # The planner's price of one extra charging window (START + STOP + verifying reads), minor units.
 SMART_WINDOW_COST_MINOR = int(env("SMART_WINDOW_COST_MINOR", "5"))
@@ -291,7 +294,6 @@ STRIPE_WEBHOOK_SECRETS = env_list("STRIPE_WEBHOOK_SECRET", DEV_STRIPE_WEBHOOK_SE
 STRIPE_WEBHOOK_TOLERANCE_S = int(env("STRIPE_WEBHOOK_TOLERANCE_S", "300"))
 STRIPE_CHECKOUT = env("STRIPE_CHECKOUT", "elements")  # elements | hosted
 STRIPE_WEBHOOK_MAX_BYTES = int(env("STRIPE_WEBHOOK_MAX_BYTES", str(256 * 1024)))
-# --- Stripe: wallet/payments helper's additions ---
 # Timeout of one call to Stripe's API (seconds); stripe-python's default of 80 s is too long.
 STRIPE_API_TIMEOUT_S = float(env("STRIPE_API_TIMEOUT_S", "20"))
 # Purchases left awaiting payment are re-fetched after this many seconds, and canceled
@@ -321,12 +323,15 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
-    "loggers": {"httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
+    "loggers": {
+        "httpx": {"level": "WARNING"},
+        "httpcore": {"level": "WARNING"},
+        # stripe-python logs whole API bodies (client secrets, card details) at DEBUG/INFO.
+        "stripe": {"level": "WARNING"},
+    },
 }
 
-# --- Reliability and security (helper RELY): headers, throttles ---------------------------------
-# prepaid/security.py: a CSP with a per-request nonce and a Permissions-Policy on every response.
-MIDDLEWARE.insert(1, "prepaid.security.SecurityHeadersMiddleware")
+# --- Security headers, login throttle, request sizes -------------------------------------------
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
@@ -335,16 +340,8 @@ X_FRAME_OPTIONS = "DENY"
 LOGIN_FAILURE_LIMIT = int(env("LOGIN_FAILURE_LIMIT", "5"))
 LOGIN_FAILURE_LIMIT_PER_IP = int(env("LOGIN_FAILURE_LIMIT_PER_IP", "50"))
 LOGIN_LOCKOUT_S = int(env("LOGIN_LOCKOUT_S", "900"))
-# API throttles key anonymous clients and token requests by address: with DRF's default
-# (NUM_PROXIES unset) a client-sent X-Forwarded-For picks its own key and escapes them. As for the
-# login throttle, REMOTE_ADDR is the address (a proxy in front rewrites it; see README).
-REST_FRAMEWORK["NUM_PROXIES"] = 0
 # Request bodies read into memory (forms, JSON): nothing a driver sends is larger.
 DATA_UPLOAD_MAX_MEMORY_SIZE = int(env("DATA_UPLOAD_MAX_MEMORY_SIZE", str(1024 * 1024)))
-# Several deployments (or test runs) on one Redis: each cluster name is its own queue.
-Q_CLUSTER["name"] = env("Q_CLUSTER_NAME", Q_CLUSTER["name"])
-# stripe-python logs whole API bodies (client secrets, card details) at DEBUG/INFO: never below WARNING.
-LOGGING["loggers"]["stripe"] = {"level": "WARNING"}
 
 # --- Production hardening -----------------------------------------------------------------------
 if PRODUCTION:

@@ -1,5 +1,5 @@
 """Admin for connections, vehicles, charging sessions, and smart charging (price schedules with a
-file import, demand-response events with their report and cancel, enrolments). Tokens are never shown, not even
+file import, demand-response events with their report and cancel, enrollments). Tokens are never shown, not even
 encrypted. Sessions are read-only records; the operator acts on them through actions that call
 the session services (force stop, retry a stop, close a stuck session with settlement)."""
 
@@ -16,9 +16,12 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from payments.pricing import format_money
-from sessions import clock, grid, grid_selectors, operator, price_files
+from prepaid.pricing import format_money
+from sessions import clock, operator
 from sessions import services as session_services
+from sessions.grid import price_files
+from sessions.grid import selectors as grid_selectors
+from sessions.grid import services as grid
 from sessions.models import (
     ChargingSession,
     MeterReading,
@@ -247,7 +250,7 @@ class VehicleEventAdmin(ReadOnlyAdmin):
     search_fields = ("event_id", "vehicle_external_id")
 
 
-# --- smart charging and demand response (prices, events, enrolments) -----------------------------
+# --- smart charging and demand response (prices, events, enrollments) -----------------------------
 
 
 class PriceImportForm(forms.Form):
@@ -291,7 +294,7 @@ class PricePointAdmin(admin.ModelAdmin):
         return extra + super().get_urls()
 
     def import_view(self, request):
-        """Upload a price file; parsed by `sessions.price_files`, the parser of `import_prices`."""
+        """Upload a price file; parsed by `sessions.grid.price_files`, the parser of `import_prices`."""
         if not self.has_add_permission(request):
             raise PermissionDenied
         form = PriceImportForm(request.POST or None, request.FILES or None)

@@ -1,11 +1,13 @@
 from django.apps import AppConfig
 
 
-class ChargingConfig(AppConfig):
-    """Charging sessions, vehicles and their connections, the stop controller.
+class SessionsConfig(AppConfig):
+    """Charging sessions: vehicles and their connections, the controller, smart charging and
+    demand response.
 
-    The app label is `charging` because `django.contrib.sessions` owns the label `sessions`.
-    """
+    The package is `sessions`, and so are the names a reader meets (tests/sessions/, the docs);
+    the app label is `charging` because `django.contrib.sessions` owns the label `sessions`, and
+    the label names the tables (`charging_*`) and the admin's URLs (/admin/charging/)."""
 
     name = "sessions"
     label = "charging"

@@ -8,10 +8,10 @@ from __future__ import annotations
 import logging
 
 from sessions import clock
-from sessions import vehicles as vehicle_services
+from sessions.controller.step import STOPPING_DEADLINE
 from sessions.models import ChargingSession
 from sessions.models.charging import OPEN_STATUSES, SessionStatus
-from sessions.services import STOPPING_DEADLINE
+from sessions.vehicles import services as vehicle_services
 
 logger = logging.getLogger(__name__)
 

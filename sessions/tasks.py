@@ -2,11 +2,12 @@
 
 import uuid
 
-from sessions import grid, services
+from sessions.controller import machine
+from sessions.grid import services as grid
 
 
 def session_step(session_id: int, lease_token: str) -> None:
-    services.session_step(session_id=session_id, lease_token=uuid.UUID(lease_token))
+    machine.session_step(session_id=session_id, lease_token=uuid.UUID(lease_token))
 
 
 def credit_grid_bonuses() -> int:

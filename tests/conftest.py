@@ -1,5 +1,16 @@
 import pytest
 
+# Fixtures shared across folders (never imported from a sibling conftest.py).
+pytest_plugins = [
+    "tests.plugins.stripe",
+    "tests.plugins.wallet",
+    "tests.plugins.api_world",
+    "tests.plugins.cars",
+    "tests.plugins.fake_vehicle_api",
+    "tests.plugins.grid",
+    "tests.plugins.processes",
+]
+
 
 @pytest.fixture(autouse=True)
 def _postgres_marker(request):

@@ -55,7 +55,10 @@ def test_gunicorn_conf_reads_the_environment(monkeypatch):
 
 
 def test_the_wsgi_module_loads_every_view_before_workers_fork():
-    code = "import sys, prepaid.wsgi; print('payments.views' in sys.modules, 'sessions.webhooks' in sys.modules)"
+    code = (
+        "import sys, prepaid.wsgi; "
+        "print('payments.webhooks' in sys.modules, 'sessions.vehicles.webhooks' in sys.modules)"
+    )
     env = {"PATH": "/usr/bin:/bin", "DJANGO_SETTINGS_MODULE": "prepaid.settings", "VAR_DIR": "/tmp/wsgi-test-var"}
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert result.stdout.split() == ["True", "True"], result.stderr

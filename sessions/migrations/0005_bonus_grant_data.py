@@ -12,7 +12,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from django.conf import settings
 from django.db import migrations
 
-from payments.pricing import minor_per_major
+from prepaid.pricing import minor_per_major
 
 
 def credit_existing_bonuses(apps, schema_editor):

@@ -3,7 +3,7 @@
 A session moves REQUESTED → STARTING → CHARGING → STOPPING → COMPLETED, or ends FAILED (never
 started: the hold is released at once) or INTERRUPTED (unplugged, stopped by the driver, car full:
 what was delivered is settled). Timing lives in this table (`next_action_at`, a lease), not in the
-task queue: django-q2's scheduler ticks only every 30 s (shared/docs/task-queue.md).
+task queue: django-q2's scheduler ticks only every 30 s (docs/reference/task-queue.md).
 """
 
 import uuid
@@ -74,7 +74,7 @@ class ChargingSession(models.Model):
     last_reading_at = models.DateTimeField(null=True, blank=True)
     api_calls = models.PositiveIntegerField(default=0)
     call_budget = models.PositiveIntegerField(default=60)
-    # What the controller assumes about the car (sessions/makes.py), fixed at the session's start.
+    # What the controller assumes about the car (sessions/vehicles/makes.py), fixed at the session's start.
     energy_step_wh = models.PositiveIntegerField(default=0, help_text="0: the car reports no energy counter.")
     soc_step_bp = models.PositiveIntegerField(default=100)
     nominal_power_w = models.PositiveIntegerField(default=11_000)

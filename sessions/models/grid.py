@@ -1,6 +1,6 @@
 """Smart charging, demand response and battery health: prices, plans, grid events, bonus grants.
 
-A session follows a `SmartPlan` when it has one: charging windows chosen by `sessions.smart`, and
+A session follows a `SmartPlan` when it has one: charging windows chosen by `sessions.grid.smart`, and
 a pause flag with its own deadline (`resume_at`). The session's status stays CHARGING while it is
 paused; the plan row says why it is not charging and until when, so no session ever waits without
 a deadline and the STOP at the purchase keeps working unchanged.
@@ -13,7 +13,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
 
-from payments.pricing import minor_per_major
+from prepaid.pricing import minor_per_major
 
 
 class PricePoint(models.Model):
@@ -22,7 +22,7 @@ class PricePoint(models.Model):
     region = models.CharField(max_length=32)
     starts_at = models.DateTimeField()
     ends_at = models.DateTimeField()
-    # Milli-minor units per kWh: 25.37 ct/kWh is 25370 (see sessions.smart).
+    # Milli-minor units per kWh: 25.37 ct/kWh is 25370 (see sessions.grid.smart).
     price_millis = models.IntegerField()
     currency = models.CharField(max_length=3, default="eur")
     source = models.CharField(max_length=64, blank=True)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from django.db import models
 
-from sessions import crypto
+from sessions.vehicles import crypto
 
 
 class ApplicationToken(models.Model):
     """The v3 app token of one client id (client credentials, ~1 h; no refresh token).
 
-    Encrypted at rest like the drivers' tokens. Renewals go through `sessions.app_token` under a
+    Encrypted at rest like the drivers' tokens. Renewals go through `sessions.vehicles.app_token` under a
     lease on this row, so one process renews and the others wait for its token."""
 
     client_id = models.CharField(max_length=255, unique=True)

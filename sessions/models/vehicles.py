@@ -6,14 +6,14 @@ from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
 
-from sessions import crypto
+from sessions.vehicles import crypto
 
 
 class VehicleConnection(models.Model):
     """One consent given through Connect: one token pair covering one or more vehicles.
 
-    Tokens are stored encrypted (`sessions.crypto`); use the `access_token`/`refresh_token`
-    properties. Token changes go through `sessions.vehicles` (refresh lease, compare-and-set)."""
+    Tokens are stored encrypted (`sessions.vehicles.crypto`); use the `access_token`/`refresh_token`
+    properties. Token changes go through `sessions.vehicles.services` (refresh lease, compare-and-set)."""
 
     class Status(models.TextChoices):
         ACTIVE = "active", "Active"
@@ -41,7 +41,7 @@ class VehicleConnection(models.Model):
     refresh_expires_at = models.DateTimeField(null=True, blank=True)
     # Bumped on every token write: callers compare it to detect a refresh made by someone else.
     token_version = models.PositiveIntegerField(default=0)
-    # Refresh lease: who is refreshing now and until when (see sessions.vehicles.connection_access_token).
+    # Refresh lease: who is refreshing now and until when (see sessions.vehicles.services.connection_access_token).
     refresh_lease_id = models.CharField(max_length=64, blank=True)
     refresh_lease_until = models.DateTimeField(null=True, blank=True)
     last_refreshed_at = models.DateTimeField(null=True, blank=True)

@@ -7,7 +7,7 @@ left, else the result of ONE call to `fetch` — concurrent callers wait for it 
 asking the IAM endpoint (no stampede). `rejected` is the token the API just answered 401 to: it
 is renewed even if not yet expired, unless someone already replaced it.
 
-`MemoryTokenCache` shares within a process; `sessions.app_token.DatabaseTokenSource` shares
+`MemoryTokenCache` shares within a process; `sessions.vehicles.app_token.DatabaseTokenSource` shares
 across processes and machines through a database row with a lease.
 """
 

@@ -1,4 +1,4 @@
-"""The card flow of payments.md §2.1 against a real localstripe, end to end."""
+"""The card flow of docs/reference/payments.md §2.1 against a real localstripe, end to end."""
 
 from datetime import timedelta
 

@@ -2,7 +2,7 @@ from decimal import Decimal
 
 import pytest
 
-from payments import pricing
+from prepaid import pricing
 
 
 def test_it_prices_energy_in_minor_units_half_up():

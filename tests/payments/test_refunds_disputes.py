@@ -2,7 +2,7 @@
 
 import pytest
 
-from payments import services, stripe_api
+from payments import ledger, services, stripe_api
 from payments.models import Dispute, Purchase, Refund, RefundPart
 from prepaid import services as wallet_services
 from prepaid.errors import WalletBlocked
@@ -141,7 +141,7 @@ def test_a_refund_that_fails_later_credits_back_once_whatever_the_event_order(
 def test_a_refund_event_before_our_create_call_returned_is_matched_by_our_key(driver, paid, deliver, ledger_clean):
     purchase = paid(driver, 10_000, 450)
     wallet = Wallet.objects.get(user=driver)
-    refund = wallet_services.wallet_refund_request(wallet_id=wallet.pk, idempotency_key="refund-request:x")
+    refund = ledger.wallet_refund_request(wallet_id=wallet.pk, idempotency_key="refund-request:x")
     part = refund.parts.get()  # not sent yet: no Stripe id recorded
 
     deliver(
@@ -256,7 +256,7 @@ def test_reconciliation_sends_a_refund_part_that_never_reached_stripe(driver, pa
 
     purchase = paid(driver, 10_000, 450)
     wallet = Wallet.objects.get(user=driver)
-    refund = wallet_services.wallet_refund_request(wallet_id=wallet.pk, idempotency_key="refund-request:lost")
+    refund = ledger.wallet_refund_request(wallet_id=wallet.pk, idempotency_key="refund-request:lost")
 
     assert services.refunds_retry_pending() == 0  # too recent
     assert services.refunds_retry_pending(now=timezone.now() + timedelta(minutes=10)) == 1

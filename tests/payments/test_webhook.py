@@ -12,7 +12,7 @@ from payments import services
 from payments.models import Dispute, StripeEvent
 from prepaid.models import Wallet
 from tests.payments import events
-from tests.payments.conftest import WEBHOOK_URL, sign
+from tests.plugins.stripe import WEBHOOK_URL, sign
 
 pytestmark = pytest.mark.django_db
 
@@ -151,7 +151,7 @@ def test_localstripe_delivers_a_signed_webhook_to_the_live_server(
     from django.core.signals import request_finished
 
     from payments import localstripe
-    from tests.payments.conftest import Browser
+    from tests.plugins.stripe import Browser
 
     # Wait for the server thread to finish the delivery without touching the database meanwhile:
     # the test database may be an in-memory SQLite shared by both threads.

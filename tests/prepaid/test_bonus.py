@@ -11,13 +11,15 @@ from django.core.management import call_command
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 
+from payments import ledger
 from payments.services import refund_request
 from prepaid import selectors, services
-from prepaid.driver_selectors import energy_cost_minor
 from prepaid.errors import IdempotencyConflict, InsufficientCredit, NothingToRefund, WalletBlocked
 from prepaid.models import CreditLot, LedgerEntry, LotConsumption, Wallet
-from sessions import grid, grid_selectors
+from sessions.grid import selectors as grid_selectors
+from sessions.grid import services as grid
 from sessions.models import GridBonusEntry
+from web.pages.selectors import energy_cost_minor
 
 
 def wallet_of(user) -> Wallet:
@@ -120,7 +122,7 @@ def test_a_refund_while_charging_keeps_the_hold_backed_by_the_bonus(driver, buy,
     bonus = earn_bonus(driver).lot
     hold = services.wallet_hold(wallet_id=paid.wallet_id, energy_wh=11_000, idempotency_key="session:2:hold")
     # 1 kWh is not held; the paid lot still has 10 kWh: the refund may take that 1 kWh of it.
-    refund = services.wallet_refund_request(wallet_id=paid.wallet_id, idempotency_key="refund:1")
+    refund = ledger.wallet_refund_request(wallet_id=paid.wallet_id, idempotency_key="refund:1")
     assert (refund.energy_wh, refund.amount_minor) == (1_000, 45)
 
     services.hold_settle(hold_id=hold.pk, consumed_wh=11_000, idempotency_key="session:2:settle")
@@ -287,7 +289,7 @@ def test_a_dispute_claws_back_the_paid_lot_and_leaves_the_bonus(driver, buy, ear
     services.hold_settle(hold_id=hold.pk, consumed_wh=1_000, idempotency_key="session:4:settle")  # from the bonus
 
     case = dispute(paid)
-    services.wallet_dispute_clawback(dispute_id=case.pk)
+    ledger.wallet_dispute_clawback(dispute_id=case.pk)
 
     paid.refresh_from_db()
     bonus.refresh_from_db()
@@ -296,10 +298,10 @@ def test_a_dispute_claws_back_the_paid_lot_and_leaves_the_bonus(driver, buy, ear
     wallet = wallet_of(driver)
     assert wallet.blocked and wallet.balance_wh == 1_000  # the bonus left is the driver's, but blocked
     with pytest.raises(WalletBlocked):
-        services.wallet_refund_request(wallet_id=wallet.pk, idempotency_key="refund:2")
+        ledger.wallet_refund_request(wallet_id=wallet.pk, idempotency_key="refund:2")
     ledger_clean()
 
-    services.wallet_dispute_restore(dispute_id=case.pk)
+    ledger.wallet_dispute_restore(dispute_id=case.pk)
     wallet.refresh_from_db()
     assert not wallet.blocked and wallet.balance_wh == 11_000
     ledger_clean()
@@ -315,7 +317,7 @@ def test_a_lost_dispute_owes_only_paid_energy_the_consumed_bonus_stays_consumed(
     services.hold_settle(hold_id=hold.pk, consumed_wh=11_000, idempotency_key="session:5:settle")
     assert draws(hold) == {bonus.pk: 2_000, paid.pk: 9_000}
 
-    services.wallet_dispute_clawback(dispute_id=dispute(paid).pk)
+    ledger.wallet_dispute_clawback(dispute_id=dispute(paid).pk)
 
     # The claw-back is the payment's 10 kWh; 9 of them were used, so the wallet owes 9 kWh.
     wallet = wallet_of(driver)

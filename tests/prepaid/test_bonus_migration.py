@@ -6,8 +6,8 @@ import pytest
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
+from payments.selectors import ledger_drift
 from prepaid.models import CreditLot, LedgerEntry, Wallet
-from prepaid.selectors import ledger_drift
 from sessions.models import GridBonusEntry
 
 BEFORE = [("charging", "0004_bonus_grant_lot")]

@@ -2,6 +2,7 @@ import pytest
 from django.core.management import call_command
 from django.db import IntegrityError, transaction
 
+from payments import ledger
 from payments.models import Dispute, Refund, RefundPart
 from prepaid import services
 from prepaid.errors import HoldNotActive, IdempotencyConflict, InsufficientCredit, NothingToRefund, WalletBlocked
@@ -123,7 +124,7 @@ def test_it_refunds_unused_credit_newest_lot_first_split_per_payment(driver, buy
     second = buy(driver, 5_000, 225)
     hold = services.wallet_hold(wallet_id=first.wallet_id, energy_wh=7_000, idempotency_key="session:7:hold")
     services.hold_settle(hold_id=hold.pk, consumed_wh=7_000, idempotency_key="session:7:settle")
-    refund = services.wallet_refund_request(wallet_id=first.wallet_id, idempotency_key="refund-request:1")
+    refund = ledger.wallet_refund_request(wallet_id=first.wallet_id, idempotency_key="refund-request:1")
     parts = list(refund.parts.order_by("number").values_list("lot_id", "energy_wh", "amount_minor", "idempotency_key"))
     assert parts == [
         (second.pk, 5_000, 225, f"refund:{refund.public_id}:part:1"),
@@ -131,18 +132,18 @@ def test_it_refunds_unused_credit_newest_lot_first_split_per_payment(driver, buy
     ]
     assert (refund.energy_wh, refund.amount_minor) == (8_000, 360)
     assert Wallet.objects.get(pk=first.wallet_id).balance_wh == 0
-    assert services.wallet_refund_request(wallet_id=first.wallet_id, idempotency_key="refund-request:1").pk == refund.pk
+    assert ledger.wallet_refund_request(wallet_id=first.wallet_id, idempotency_key="refund-request:1").pk == refund.pk
     with pytest.raises(NothingToRefund):
-        services.wallet_refund_request(wallet_id=first.wallet_id, idempotency_key="refund-request:2")
+        ledger.wallet_refund_request(wallet_id=first.wallet_id, idempotency_key="refund-request:2")
     ledger_clean()
 
 
 def test_a_failed_refund_part_credits_the_energy_back_once(driver, buy, ledger_clean):
     lot = buy(driver, 10_000, 450)
-    refund = services.wallet_refund_request(wallet_id=lot.wallet_id, idempotency_key="refund-request:3")
+    refund = ledger.wallet_refund_request(wallet_id=lot.wallet_id, idempotency_key="refund-request:3")
     part = refund.parts.get()
-    services.refund_part_fail(part_id=part.pk, reason="expired_or_canceled_card")
-    services.refund_part_fail(part_id=part.pk, reason="expired_or_canceled_card")
+    ledger.refund_part_fail(part_id=part.pk, reason="expired_or_canceled_card")
+    ledger.refund_part_fail(part_id=part.pk, reason="expired_or_canceled_card")
     lot.refresh_from_db()
     refund.refresh_from_db()
     assert Wallet.objects.get(pk=lot.wallet_id).balance_wh == 10_000
@@ -165,8 +166,8 @@ def test_a_dispute_claws_back_consumed_credit_blocks_and_a_win_restores(driver, 
     hold = services.wallet_hold(wallet_id=disputed.wallet_id, energy_wh=9_000, idempotency_key="session:8:hold")
     services.hold_settle(hold_id=hold.pk, consumed_wh=9_000, idempotency_key="session:8:settle")
     dispute = _dispute(disputed)
-    services.wallet_dispute_clawback(dispute_id=dispute.pk)
-    services.wallet_dispute_clawback(dispute_id=dispute.pk)
+    ledger.wallet_dispute_clawback(dispute_id=dispute.pk)
+    ledger.wallet_dispute_clawback(dispute_id=dispute.pk)
     wallet = Wallet.objects.get(pk=disputed.wallet_id)
     assert wallet.blocked
     assert wallet.balance_wh == 3_000 - 10_000
@@ -174,10 +175,10 @@ def test_a_dispute_claws_back_consumed_credit_blocks_and_a_win_restores(driver, 
     with pytest.raises(WalletBlocked):
         services.wallet_hold(wallet_id=wallet.pk, energy_wh=1, idempotency_key="session:9:hold")
     with pytest.raises(WalletBlocked):
-        services.wallet_refund_request(wallet_id=wallet.pk, idempotency_key="refund-request:4")
+        ledger.wallet_refund_request(wallet_id=wallet.pk, idempotency_key="refund-request:4")
 
-    services.wallet_dispute_restore(dispute_id=dispute.pk)
-    services.wallet_dispute_restore(dispute_id=dispute.pk)
+    ledger.wallet_dispute_restore(dispute_id=dispute.pk)
+    ledger.wallet_dispute_restore(dispute_id=dispute.pk)
     wallet.refresh_from_db()
     assert not wallet.blocked
     assert wallet.balance_wh == 3_000
@@ -187,7 +188,7 @@ def test_a_dispute_claws_back_consumed_credit_blocks_and_a_win_restores(driver, 
 def test_a_dispute_during_a_session_still_traces_the_settled_energy(driver, buy, ledger_clean):
     lot = buy(driver, 10_000, 450)
     hold = services.wallet_hold(wallet_id=lot.wallet_id, energy_wh=6_000, idempotency_key="session:10:hold")
-    services.wallet_dispute_clawback(dispute_id=_dispute(lot, "dp_2").pk)
+    ledger.wallet_dispute_clawback(dispute_id=_dispute(lot, "dp_2").pk)
     ledger_clean()
     services.hold_settle(hold_id=hold.pk, consumed_wh=4_000, idempotency_key="session:10:settle")
     lot.refresh_from_db()

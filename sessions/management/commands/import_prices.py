@@ -4,7 +4,7 @@ CSV: a header with `start` (or `starts_at`), optional `end`/`ends_at`, `price`, 
 JSON: a list of {"start", "end"?, "price", "region"?} or {"region": ..., "prices": [...]}.
 Without an end, a price lasts until the next start (the last one `--interval` minutes).
 Timestamps need a UTC offset. Units: --unit eur_per_mwh | eur_per_kwh | ct_per_kwh.
-The parser is `sessions.price_files` (the admin's upload form uses it too).
+The parser is `sessions.grid.price_files` (the admin's upload form uses it too).
 """
 
 from pathlib import Path
@@ -12,7 +12,8 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from sessions import grid, price_files
+from sessions.grid import price_files
+from sessions.grid import services as grid
 
 
 class Command(BaseCommand):

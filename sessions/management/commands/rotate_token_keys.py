@@ -2,7 +2,7 @@
 
 from django.core.management.base import BaseCommand
 
-from sessions.vehicles import connection_rotate_token_keys
+from sessions.vehicles.services import connection_rotate_token_keys
 
 
 class Command(BaseCommand):

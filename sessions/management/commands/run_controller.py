@@ -4,7 +4,7 @@ import contextlib
 
 from django.core.management.base import BaseCommand
 
-from sessions import runtime
+from sessions.controller import runtime
 
 
 class Command(BaseCommand):

@@ -1,0 +1,107 @@
+"""Stop accuracy against vehicle API calls: simulated sessions through the real controller (issue 8 §1).
+
+Runs on a throwaway database (see benchmarks/db.py), never the developer's.
+"""
+
+import json
+import logging
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+
+from benchmarks import report
+from benchmarks.db import throwaway_database
+from benchmarks.fleet import FleetConfig, run_fleet
+from sessions.controller.policy import policy_from_spec
+from vehicle_sim.profiles import PROFILES
+
+
+def _range(text: str) -> tuple[float, float]:
+    try:
+        lo, hi = (float(x) for x in text.split(":", 1))
+    except ValueError as exc:
+        raise CommandError(f"expected MIN:MAX, got {text!r}") from exc
+    if hi < lo or lo < 0:
+        raise CommandError(f"bad range {text!r}")
+    return lo, hi
+
+
+class Command(BaseCommand):
+    help = __doc__
+
+    def add_arguments(self, parser):
+        parser.add_argument("--sessions", type=int, default=20)
+        parser.add_argument("--seed", type=int, default=1)
+        parser.add_argument("--latency-s", default=None, help="command latency MIN:MAX seconds (profile A: 3:45)")
+        parser.add_argument(
+            "--telemetry-age-s",
+            type=float,
+            default=None,
+            help="the car reports a snapshot every T s, so readings are 0..T s old (profile A: 60)",
+        )
+        parser.add_argument("--soc-step", type=float, default=None, help="reported battery level step, percent")
+        parser.add_argument(
+            "--energy-step-kwh", type=float, default=None, help="step of the car's energy added; 0 = not reported"
+        )
+        parser.add_argument("--power-kw", type=float, default=None)
+        parser.add_argument("--capacity-kwh", type=float, default=None)
+        parser.add_argument("--purchase-kwh", default="5:30", help="MIN:MAX kWh")
+        parser.add_argument("--failure-rate", type=float, default=0.0, help="share of calls failing (502 UPSTREAM)")
+        parser.add_argument("--ignore-stop-rate", type=float, default=0.0, help="share of cars that ignore STOP")
+        parser.add_argument(
+            "--policy", action="append", dest="policies", help="predictive | naive | fixed:SECONDS (repeatable)"
+        )
+        parser.add_argument("--profile", default="generic", choices=sorted(PROFILES))
+        parser.add_argument("--json", dest="json_out", default=None, help="write the JSON document here")
+        parser.add_argument("--out-dir", default=None, help="write a markdown table and PNG plots here")
+        parser.add_argument("--name", default=None, help="file stem of the outputs in --out-dir")
+        parser.add_argument("--keep-sessions", action="store_true", help="include per-session results in --json")
+        parser.add_argument(
+            "--current-db",
+            action="store_true",
+            help="run on the current database instead of a throwaway one (tests: pytest's database is one)",
+        )
+
+    def handle(self, *args, **opts):
+        policies = opts["policies"] or ["predictive", "fixed:30", "fixed:60", "fixed:300", "naive"]
+        for spec in policies:
+            try:
+                policy_from_spec(spec)
+            except ValueError as exc:
+                raise CommandError(str(exc)) from exc
+        config = FleetConfig(
+            sessions=opts["sessions"],
+            seed=opts["seed"],
+            profile=opts["profile"],
+            latency_s=_range(opts["latency_s"]) if opts["latency_s"] else None,
+            telemetry_age_s=opts["telemetry_age_s"],
+            soc_step_pct=opts["soc_step"],
+            energy_step_kwh=opts["energy_step_kwh"],
+            power_kw=opts["power_kw"],
+            capacity_kwh=opts["capacity_kwh"],
+            purchase_kwh=_range(opts["purchase_kwh"]),
+            failure_rate=opts["failure_rate"],
+            ignore_stop_rate=opts["ignore_stop_rate"],
+        )
+        if opts["verbosity"] < 2:
+            # Per-reading INFO lines (duplicates, ignored values) would drown the figures.
+            logging.getLogger("sessions").setLevel(logging.WARNING)
+        if opts["current_db"]:
+            doc = run_fleet(config, policies)
+        else:
+            with throwaway_database():
+                doc = run_fleet(config, policies)
+        sessions = doc.pop("sessions")
+        if opts["keep_sessions"]:
+            doc["sessions"] = sessions
+        text = report.markdown({**doc, "sessions": sessions})
+        self.stdout.write(text)
+        if opts["json_out"]:
+            Path(opts["json_out"]).write_text(json.dumps(doc, indent=2, default=str) + "\n")
+        if opts["out_dir"]:
+            out = Path(opts["out_dir"])
+            out.mkdir(parents=True, exist_ok=True)
+            stem = opts["name"] or f"fleet-{config.profile}"
+            (out / f"{stem}.md").write_text(text)
+            for path in report.plots({**doc, "sessions": sessions}, out, stem=stem):
+                self.stdout.write(f"wrote {path}")

@@ -1,0 +1,2 @@
+"""The charging controller: the runtime loop that claims due sessions, the step state machine,
+the stop policy and metering."""

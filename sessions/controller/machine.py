@@ -1,0 +1,183 @@
+"""The step state machine: load a leased session, run the handler of its state, commit.
+
+Every write and state transition of an open session goes through here. The shape of one step:
+  1. load the session (the controller loop leased it to us: `lease_token`);
+  2. talk to the vehicle API with NO transaction open (calls take 3–45 s, up to 300 s);
+  3. record the result in one short transaction that moves the session by compare-and-set on
+     (lease token, version); a step that lost its lease (it ran too long and another worker took
+     over) writes nothing and exits quietly.
+Readings and command records are facts and are stored as soon as they are known, whatever the
+step decides afterwards. Lock order, where several rows are locked: wallet, then session.
+One module per state: requested, starting, charging (with the smart plan's pauses in paused),
+stopping; finish ends a session from any of them.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from django.db import transaction
+from django.db.models import Case, Count, DateTimeField, Exists, F, OuterRef, Q, Subquery, Value, When
+from django.db.models.functions import Coalesce
+
+from prepaid import services as wallet_services
+from sessions import clock
+from sessions.controller import policy
+from sessions.controller.charging import _step_charging
+from sessions.controller.finish import _consent_lost
+from sessions.controller.requested import _step_requested
+from sessions.controller.starting import _step_starting
+from sessions.controller.step import POKED_STATUSES, Outcome, S, _plan_of, _reason, _Step
+from sessions.controller.stopping import _step_stopping
+from sessions.grid import services as grid
+from sessions.models.charging import (
+    ALLOWED_TRANSITIONS,
+    TERMINAL_STATUSES,
+    ChargingSession,
+    MeterReading,
+    SessionTransition,
+    VehicleCommand,
+)
+from sessions.models.grid import SmartPlan
+from sessions.vehicles.services import ConsentRequired
+
+logger = logging.getLogger(__name__)
+
+
+def _session_for_step(session_id: int) -> ChargingSession | None:
+    """The session with everything a step reads, in one query: the vehicle and its connection
+    (token), the smart plan, how many readings the table holds (to trust the row's copy of them)
+    and the vehicle's demand-response enrollment."""
+    stored = (
+        MeterReading.objects.filter(session_id=OuterRef("pk"))
+        .order_by()
+        .values("session_id")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    return (
+        ChargingSession.objects.select_related("vehicle", "vehicle__connection", "smart_plan")
+        .annotate(readings_stored=Coalesce(Subquery(stored), 0), dr_region=grid.enrollment_region())
+        .filter(pk=session_id)
+        .first()
+    )
+
+
+def session_step(*, session_id: int, lease_token: uuid.UUID) -> None:
+    """Advance one session by one step. Safe to run twice: a stale lease writes nothing."""
+    session = _session_for_step(session_id)
+    if session is None or session.lease_token != lease_token or session.status in TERMINAL_STATUSES:
+        return
+    if session.lease_until is not None and session.lease_until <= clock.now():
+        # Dequeued after its lease ran out (a backlog in the queue): the controller may already
+        # have handed the session to another worker, and two workers would both send the STOP.
+        logger.warning("session %s: step started after its lease expired; skipped", session.pk)
+        return
+    step = _Step(session)
+    handler = {
+        S.REQUESTED: _step_requested,
+        S.STARTING: _step_starting,
+        S.CHARGING: _step_charging,
+        S.STOPPING: _step_stopping,
+    }[session.status]
+    try:
+        try:
+            outcome = handler(step)
+        except ConsentRequired:
+            outcome = _consent_lost(step)
+    finally:
+        # Every call made is recorded, even by a step that crashed before deciding anything.
+        VehicleCommand.objects.bulk_create(step.records)
+    _commit(step, outcome, lease_token)
+
+
+def _commit(step: _Step, outcome: Outcome, lease_token: uuid.UUID) -> bool:
+    session = step.session
+    changes = dict(outcome.changes)
+    changes["api_calls"] = F("api_calls") + step.calls
+    if step.not_before:
+        changes["not_before"] = step.not_before
+    if getattr(session, "readings_dirty", False):
+        changes["readings_cache"] = session.readings_cache
+        changes["readings_cached"] = session.readings_cached
+    # A driver's stop, or a grid event, that arrives while this step runs must not wait for the
+    # planned next action: the UPDATE itself (not a read before it) sees the wish and acts now.
+    changes["next_action_at"] = outcome.next_at
+    now_if = []
+    if outcome.to_status is None and outcome.next_at and session.status != S.STOPPING:
+        now_if.append(When(~Q(stop_reason=""), then=Value(step.now)))
+    if outcome.next_at and (outcome.to_status or session.status) in POKED_STATUSES:
+        now_if.append(When(pokes__gt=session.pokes, then=Value(step.now)))
+    if now_if:
+        changes["next_action_at"] = Case(*now_if, default=Value(outcome.next_at), output_field=DateTimeField())
+    if outcome.to_status:
+        if outcome.to_status not in ALLOWED_TRANSITIONS[session.status]:
+            raise RuntimeError(f"session {session.pk}: {session.status} → {outcome.to_status} is not allowed")
+        changes["status"] = outcome.to_status
+        changes["attempts"] = changes.get("attempts", 0)
+        if outcome.reason:
+            changes["reason"] = outcome.reason
+            changes["reason_message"] = _reason(outcome.reason)
+        if outcome.to_status in TERMINAL_STATUSES:
+            changes["next_action_at"] = None
+            changes["ended_at"] = step.now
+            changes["planned_action"] = ""
+    with transaction.atomic():
+        if outcome.settle or outcome.to_status == S.FAILED:
+            _close_hold(session, changes, failed=outcome.to_status == S.FAILED)
+        updated = ChargingSession.objects.filter(
+            pk=session.pk, lease_token=lease_token, version=session.version, status=session.status
+        ).update(**changes, version=F("version") + 1, lease_token=None, lease_until=None)
+        if not updated:
+            # Someone else moved the session (our lease ran out): roll back our settlement too.
+            transaction.set_rollback(True)
+            logger.warning("session %s: step lost its lease; result discarded", session.pk)
+            return False
+        plan = _plan_of(session)
+        outcome.plan_changes = {**step.plan_changes, **outcome.plan_changes}
+        outcome.after = step.after + outcome.after
+        if plan is not None and outcome.plan_changes:
+            if outcome.to_status in TERMINAL_STATUSES:
+                outcome.plan_changes.update(paused=False, resume_at=None)
+            if outcome.plan_changes.get("planned_at") is not None:
+                # A grid event joined while this step planned: its plan did not know the event,
+                # so leave the plan marked for re-planning (the event's poke set it so).
+                poked = ChargingSession.objects.filter(pk=session.pk, pokes__gt=session.pokes)
+                outcome.plan_changes["planned_at"] = Case(
+                    When(Exists(poked), then=Value(None)),
+                    default=Value(outcome.plan_changes["planned_at"]),
+                    output_field=DateTimeField(),
+                )
+            SmartPlan.objects.filter(pk=plan.pk).update(**outcome.plan_changes)
+        elif plan is not None and outcome.to_status in TERMINAL_STATUSES and plan.paused:
+            SmartPlan.objects.filter(pk=plan.pk).update(paused=False, resume_at=None)
+        for effect in outcome.after:
+            effect()
+        if outcome.to_status:
+            SessionTransition.objects.create(
+                session=session,
+                from_status=session.status,
+                to_status=outcome.to_status,
+                reason=outcome.reason,
+                at=step.now,
+            )
+    return True
+
+
+def _close_hold(session: ChargingSession, changes: dict, *, failed: bool) -> None:
+    """Settle (consume what was delivered, at most the purchase) or release the hold, in the
+    transaction that moves the session: the ledger and the session never disagree."""
+    if session.hold_id is None:
+        return
+    if failed:
+        wallet_services.hold_release(hold_id=session.hold_id, idempotency_key=f"session:{session.public_id}:release")
+        changes.setdefault("billed_wh", 0)
+        return
+    delivered = changes.get("delivered_wh", session.delivered_wh)
+    billed, overshoot = policy.settle(session.purchased_wh, delivered)
+    wallet_services.hold_settle(
+        hold_id=session.hold_id, consumed_wh=billed, idempotency_key=f"session:{session.public_id}:settle"
+    )
+    changes["billed_wh"] = billed
+    changes["overshoot_wh"] = overshoot

@@ -1,0 +1,236 @@
+"""Readings of the car: stored as they come, copied onto the session row (`readings_cache`),
+turned into the meter estimate and the stop policy's state; the STOP latency learned per make."""
+
+from __future__ import annotations
+
+import functools
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sessions import clock
+from sessions.controller import metering, policy
+from sessions.controller.step import _Step
+from sessions.grid import services as grid
+from sessions.models.charging import ChargingSession, CommandKind, MeterReading, VehicleCommand
+from sessions.vehicle_api import errors as api_errors
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
+
+
+def _cache_row(r: MeterReading) -> list:
+    def whole(value):
+        return None if value is None else int(value)  # as the IntegerField stores it
+
+    return [
+        (r.taken_at - _EPOCH) // _US,
+        (r.fetched_at - _EPOCH) // _US,
+        r.source,
+        whole(r.energy_added_wh),
+        whole(r.soc_bp),
+        whole(r.power_w),
+        r.charge_state or "",
+        r.is_plugged_in,
+    ]
+
+
+def _from_cache_row(row: list) -> metering.Reading:
+    taken_us, fetched_us, source, energy, soc, power, charge_state, plugged = row
+    return metering.Reading(
+        taken_at=_EPOCH + taken_us * _US,
+        fetched_at=_EPOCH + fetched_us * _US,
+        source=source,
+        energy_added_wh=energy,
+        soc_bp=soc,
+        power_w=power,
+        charge_state=charge_state or None,
+        is_plugged_in=plugged,
+    )
+
+
+def _cache_whole(session: ChargingSession) -> bool:
+    stored = getattr(session, "readings_stored", None)
+    return stored is not None and stored == session.readings_cached == len(session.readings_cache)
+
+
+def _reading_rows(session: ChargingSession) -> list[metering.Reading]:
+    """All the session's readings in id order: from the row's copy when it is whole, else from
+    the table (and the copy is rebuilt, to be written by the step's commit)."""
+    rows = getattr(session, "reading_rows", None)
+    if rows is not None:
+        return rows
+    if not _cache_whole(session):
+        session.readings_cache = [_cache_row(r) for r in MeterReading.objects.filter(session=session)]
+        session.readings_cached = session.readings_stored = len(session.readings_cache)
+        session.readings_dirty = True
+    session.reading_rows = [_from_cache_row(row) for row in session.readings_cache]
+    return session.reading_rows
+
+
+def _cache_append(session: ChargingSession, stored: MeterReading) -> None:
+    """A reading just stored: add it to a whole copy (a broken copy is rebuilt when read)."""
+    if not _cache_whole(session):
+        return
+    rows = _reading_rows(session)
+    row = _cache_row(stored)
+    session.readings_cache = [*session.readings_cache, row]
+    session.readings_cached = session.readings_stored = len(session.readings_cache)
+    session.reading_rows = [*rows, _from_cache_row(row)]
+    session.readings_dirty = True
+
+
+def _read(step: _Step) -> metering.Reading:
+    """Read the car once (one or two billed calls) and store the reading."""
+    session = step.session
+    vid = step.vehicle.external_id
+    fetched = clock.now()
+    if session.energy_step_wh:
+        result = step.call(CommandKind.READ, "tesla/charge", lambda c, t: c.tesla_charge(t, vid))
+        step.reported_limit_bp = result.soc_limit_bp
+        reading = metering.Reading(
+            taken_at=result.meta.data_age or fetched,
+            fetched_at=fetched,
+            source=metering.SOURCE_ENERGY_ADDED,
+            energy_added_wh=result.energy_added_wh,
+            power_w=result.power_w,
+            charge_state=result.state.value if result.state else None,
+            is_plugged_in=result.is_plugged_in,
+        )
+    else:
+        results = step.call(
+            CommandKind.READ, "batch charge+battery", lambda c, t: c.batch(t, vid, ["/charge", "/battery"]), billed=2
+        )
+        charge, battery = results.get("/charge"), results.get("/battery")
+        for part in (charge, battery):
+            if isinstance(part, api_errors.VehicleApiError):
+                raise part
+        reading = metering.Reading(
+            taken_at=battery.meta.data_age or charge.meta.data_age or fetched,
+            fetched_at=fetched,
+            source=metering.SOURCE_SOC,
+            soc_bp=battery.soc_bp,
+            charge_state=charge.state.value,
+            is_plugged_in=charge.is_plugged_in,
+        )
+    stored = MeterReading.objects.create(
+        session=session,
+        taken_at=reading.taken_at,
+        fetched_at=reading.fetched_at,
+        source=reading.source,
+        energy_added_wh=reading.energy_added_wh,
+        soc_bp=reading.soc_bp,
+        power_w=reading.power_w,
+        charge_state=reading.charge_state or "",
+        is_plugged_in=reading.is_plugged_in,
+    )
+    _cache_append(session, stored)
+    return reading
+
+
+def _readings(session: ChargingSession) -> list[metering.Reading]:
+    """The readings metering counts: those taken since the START was sent (or the request)."""
+    since = session.start_sent_at or session.created_at
+    return [r for r in _reading_rows(session) if r.taken_at >= since]
+
+
+def latency_model(make: str) -> policy.LatencyModel:
+    """The STOP latency distribution learned from this make's recent commands."""
+    return _latency_model_cached(make.upper(), int(clock.now().timestamp() // 60))
+
+
+@functools.lru_cache(maxsize=256)
+def _latency_model_cached(make: str, _minute: int) -> policy.LatencyModel:
+    # Cached per minute: every step of every session of a make would otherwise query the same rows.
+    samples = VehicleCommand.objects.filter(
+        make__iexact=make, kind=CommandKind.STOP, ok=True, effect_latency_ms__isnull=False
+    ).order_by("-id")[:200]
+    return policy.LatencyModel(samples=tuple(ms / 1000 for ms in samples.values_list("effect_latency_ms", flat=True)))
+
+
+def _estimate(session: ChargingSession, readings: list[metering.Reading], latency) -> metering.MeterEstimate:
+    started_at, half_width = (None, 0.0)
+    if session.start_sent_at:
+        started_at, half_width = policy.estimate_charging_start(
+            start_sent_at=session.start_sent_at, latency=latency, readings=readings
+        )
+    ctx = metering.MeterContext(
+        capacity_wh=session.vehicle.capacity_wh or 75_000,
+        soc_step_bp=session.soc_step_bp,
+        energy_step_wh=session.energy_step_wh,
+        start_soc_bp=session.start_soc_bp,
+        start_energy_added_wh=session.baseline_energy_wh or 0,
+        nominal_power_w=session.nominal_power_w,
+        charging_started_at=started_at,
+        charging_started_uncertainty_s=half_width,
+    )
+    return metering.estimate(readings, ctx)
+
+
+def _policy_state(step: _Step, estimate, latency, readings) -> policy.PolicyState:
+    session = step.session
+    last_read = max((r.fetched_at for r in readings), default=None)
+    ages = sorted((r.fetched_at - r.taken_at).total_seconds() for r in readings)
+    return policy.PolicyState(
+        now=step.now,
+        target_wh=grid.target_wh(session),
+        estimate=estimate,
+        started_at=session.start_sent_at or session.created_at,
+        latency=latency,
+        charging_started_at=session.charging_at,
+        last_read_at=last_read,
+        reads=len(readings),
+        telemetry_age_s=ages[len(ages) // 2] if ages else 60.0,
+        telemetry_refresh_s=float(session.telemetry_refresh_s),
+        calls_remaining=max(0, session.call_budget - session.api_calls - step.calls),
+        not_before=step.not_before
+        or (session.not_before if session.not_before and session.not_before > step.now else None),
+        nominal_power_w=session.nominal_power_w,
+        soc_only=not session.energy_step_wh,
+    )
+
+
+def _still_ahead(when: datetime | None, now: datetime) -> datetime | None:
+    return when if when and when > now else None
+
+
+def _metering_fields(estimate: metering.MeterEstimate) -> dict[str, Any]:
+    return {
+        "delivered_wh": max(0, estimate.delivered_wh),
+        "delivered_low_wh": max(0, estimate.delivered_low_wh),
+        "delivered_high_wh": max(0, estimate.delivered_high_wh),
+        "power_w": max(0, estimate.power_w),
+        "data_source": estimate.source,
+        "last_reading_at": estimate.as_of,
+    }
+
+
+def _refresh_s(session: ChargingSession) -> float:
+    """How often the car's data is refreshed (s), at least a minute (live cars are read no faster)."""
+    return max(60.0, float(session.telemetry_refresh_s or 0))
+
+
+def _next_snapshot_at(step: _Step, reading: metering.Reading) -> datetime:
+    """When the car's next snapshot can be fetched: a read before it returns the same data again."""
+    due = reading.taken_at + timedelta(seconds=_refresh_s(step.session)) + policy.GRID_MARGIN
+    if due <= step.now:
+        # Older data than the make's refresh allows: this car refreshes slower (Tesla's Fleet API
+        # every ~180 s, not 60). Its next snapshot is about as far ahead as this one is old.
+        due = step.now + (step.now - reading.taken_at)
+    return due
+
+
+def _telemetry_age_s(session: ChargingSession) -> float:
+    # The session's first 20 readings (in id order), from the copy on the row as a step has it.
+    ages = sorted((r.fetched_at - r.taken_at).total_seconds() for r in _reading_rows(session)[:20])
+    return ages[len(ages) // 2] if ages else 60.0
+
+
+def _current_soc_bp(session: ChargingSession, reading: metering.Reading) -> int | None:
+    """The car's level now: as read, or (cars that report energy, not level) start + delivered."""
+    if reading.soc_bp is not None:
+        return reading.soc_bp
+    capacity = session.vehicle.capacity_wh
+    if session.start_soc_bp is None or not capacity or reading.energy_added_wh is None:
+        return None
+    delivered = reading.energy_added_wh - (session.baseline_energy_wh or 0)
+    return min(10_000, session.start_soc_bp + delivered * 10_000 // capacity)

@@ -1,0 +1,114 @@
+"""REQUESTED: read the car, set the backstop charge limit, send START (or wait for the smart
+plan's first window)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from sessions.controller import policy
+from sessions.controller.finish import _retry_or_fail
+from sessions.controller.paused import _plan_first_window
+from sessions.controller.readings import _read, _refresh_s, latency_model
+from sessions.controller.step import STARTING_DEADLINE, Outcome, S, _Step
+from sessions.models.charging import CommandKind
+from sessions.models.vehicles import Vehicle
+from sessions.vehicle_api import errors as api_errors
+from sessions.vehicle_api.types import ChargeState
+from sessions.vehicles import makes
+
+logger = logging.getLogger(__name__)
+
+
+# A backstop charge limit sits this far above the level the purchase implies (SoC steps, taper).
+BACKSTOP_MARGIN_BP = 300
+
+
+def _step_requested(step: _Step) -> Outcome:
+    session, vid = step.session, step.vehicle.external_id
+    if session.stop_reason:
+        return Outcome(to_status=S.FAILED, reason=session.stop_reason)
+    if step.now >= session.state_deadline_at:
+        return Outcome(to_status=S.FAILED, reason=session.reason if session.reason != "requested" else "vehicle_error")
+    try:
+        reading = _read(step)
+    except api_errors.VehicleApiError as exc:
+        return _retry_or_fail(step, exc)
+    if reading.is_plugged_in is False:
+        return Outcome(to_status=S.FAILED, reason="unplugged")
+    if reading.charge_state == ChargeState.FULLY_CHARGED:
+        return Outcome(to_status=S.FAILED, reason="already_full")
+    changes: dict[str, Any] = {"start_soc_bp": reading.soc_bp}
+    if session.energy_step_wh and reading.soc_bp is None:
+        try:
+            changes["start_soc_bp"] = step.call(CommandKind.READ, "battery", lambda c, t: c.battery(t, vid)).soc_bp
+        except api_errors.VehicleApiError as exc:
+            logger.info("session %s: no battery level at start (%s)", session.pk, exc)
+    already_charging = reading.charge_state == ChargeState.CHARGING
+    soc = changes.get("start_soc_bp")
+    if soc is not None and soc >= step.vehicle.max_soc_bp and not already_charging:
+        # Battery health: at or above the driver's maximum there is nothing to charge.
+        return Outcome(to_status=S.FAILED, reason="battery_max_reached", changes=changes)
+    waiting = _plan_first_window(step, changes, already_charging=already_charging)
+    if waiting is not None:
+        return waiting
+    if not already_charging:
+        changes.update(_set_backstop(step, changes.get("start_soc_bp")))
+        try:
+            step.call(CommandKind.START, "", lambda c, t: c.start_charge(t, vid))
+        except api_errors.VehicleStateError as exc:
+            if exc.code != "CHARGING_IN_PROGRESS":
+                return _retry_or_fail(step, exc, **changes)
+            already_charging = True
+        except (api_errors.TransportError, api_errors.UpstreamError, api_errors.ServerError):
+            # The car may have received it: treat as sent, and let STARTING find out.
+            logger.info("session %s: START outcome unknown; checking the car", session.pk)
+        except api_errors.VehicleApiError as exc:
+            return _retry_or_fail(step, exc, **changes)
+    # The car's counter may still hold an earlier charge of the same plug-in: measure from what
+    # it shows now. A counter that restarts at 0 with our START is a reset metering recognises.
+    changes["baseline_energy_wh"] = reading.energy_added_wh
+    latency = latency_model(step.vehicle.make)
+    # Charging shows only in a snapshot the car records after the START took effect: one refresh
+    # period after it at the latest (a 450-s car needs longer than a 60-s one).
+    refresh = _refresh_s(session)
+    first_read = step.now + timedelta(seconds=latency.quantile(0.9) + refresh)
+    deadline = step.now + max(STARTING_DEADLINE, timedelta(seconds=latency.quantile(1.0) + 2 * refresh))
+    return Outcome(
+        to_status=S.STARTING,
+        reason="start_sent",
+        changes={**changes, "start_sent_at": step.now, "state_deadline_at": deadline},
+        next_at=step.now + timedelta(seconds=30) if already_charging else first_read,
+    )
+
+
+def _limit_settable(vehicle: Vehicle) -> bool:
+    return makes.traits_for(vehicle.make).charge_limit and vehicle.charge_limit_settable is not False
+
+
+def _set_backstop(step: _Step, soc_bp: int | None) -> dict[str, Any]:
+    """Lower the car's charge limit to just above the level the purchase implies, where the make
+    takes a limit: if everything else fails, the car stops itself near the purchase."""
+    session, vehicle = step.session, step.vehicle
+    if not _limit_settable(vehicle):
+        return {}
+    if soc_bp is None or not vehicle.capacity_wh:
+        return {}
+    implied = soc_bp + -(-session.purchased_wh * 10_000 // vehicle.capacity_wh)
+    backstop = min(10_000, max(policy.MIN_CHARGE_LIMIT_BP, -(-(implied + BACKSTOP_MARGIN_BP) // 100) * 100))
+    # Battery health: the car's own limit never sits above the driver's maximum.
+    backstop = max(policy.MIN_CHARGE_LIMIT_BP, min(backstop, vehicle.max_soc_bp))
+    vid = vehicle.external_id
+    try:
+        driver_limit = step.reported_limit_bp or (
+            step.call(CommandKind.READ, "charge/limit", lambda c, t: c.charge_limit(t, vid)).limit_bp
+        )
+        if backstop >= driver_limit:
+            return {"driver_limit_bp": driver_limit}
+        step.call(CommandKind.SET_LIMIT, f"{backstop}bp", lambda c, t: c.set_charge_limit(t, vid, backstop))
+    except api_errors.VehicleApiError as exc:
+        # A backstop is a safety net, not a condition of charging.
+        logger.info("session %s: no charge-limit backstop (%s)", session.pk, exc)
+        return {}
+    return {"driver_limit_bp": driver_limit, "backstop_limit_bp": backstop}

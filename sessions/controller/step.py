@@ -1,0 +1,156 @@
+"""One step of the controller: its context (the session, the clock, the vehicle calls it counts
+and records), what it decided (`Outcome`), how long each state may last, and the reasons the
+driver reads."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sessions import clock
+from sessions.models.charging import ChargingSession, SessionStatus, VehicleCommand
+from sessions.models.grid import SmartPlan
+from sessions.vehicle_api import errors as api_errors
+from sessions.vehicles.services import ConsentRequired, call_with_token, get_client
+
+S = SessionStatus
+
+# How long each state may last before the session is moved on (no session waits forever).
+REQUESTED_DEADLINE = timedelta(minutes=20)
+STARTING_DEADLINE = timedelta(minutes=15)
+STOPPING_DEADLINE = timedelta(hours=2)
+MIN_CHARGING_DEADLINE = timedelta(hours=6)
+
+# Retries of a failed call: exponential backoff from 15 s, capped, with jitter.
+RETRY_BASE_S = 15.0
+RETRY_CAP_S = 300.0
+
+# States in which a poke (a grid event joined while a step ran) brings the next step forward:
+# those whose step consults the smart plan.
+POKED_STATUSES = (S.REQUESTED, S.CHARGING)
+
+# Plain-language reasons the driver sees, by machine code.
+REASONS: dict[str, str] = {
+    "requested": "Waiting for the car to answer.",
+    "start_sent": "Start sent; waiting for the car to begin charging.",
+    "charging": "Charging.",
+    "threshold": "Stopping: the energy you bought has been delivered.",
+    "driver_stop": "Stopped at your request.",
+    "operator_stop": "Stopped by the operator.",
+    "operator_close": "Closed by the operator; you were billed only for what was delivered.",
+    "completed": "The energy you bought has been delivered.",
+    "unplugged": "The car is not plugged in. Plug it in, then start again.",
+    "unplugged_mid": "The car was unplugged. You were billed only for what was delivered.",
+    "car_full": "The car is full or at its charge limit. You were billed only for what was delivered.",
+    "car_stopped": "The car stopped charging by itself. You were billed only for what was delivered.",
+    "already_full": "The car is already full or at its charge limit; nothing to charge.",
+    "asleep": "The car is asleep and did not wake up. Open the car's app to wake it, then try again.",
+    "unreachable": "The car cannot be reached (no mobile signal?). Try again when it is online.",
+    "consent": "Access to the car was withdrawn. Reconnect the vehicle, then start again.",
+    "not_capable": "This car does not accept remote charging commands.",
+    "cannot_stop": "This car accepts no remote STOP, so a prepaid session could not end at your purchase.",
+    "low_battery": "The car refuses remote charging commands at its current battery level "
+    "(some makes need 50 % or more). Start the charge from the car or its app.",
+    "charge_fault": "The charger delivers no current (fault or charging schedule). Check the charger.",
+    "did_not_start": "The car did not start charging. Check the cable and the car's charging schedule.",
+    "vehicle_error": "The car's service did not accept the command. Try again later.",
+    "timeout": "The session took too long and was closed; you were billed only for what was delivered.",
+    "stop_not_verified": "We could not confirm the car stopped; you were billed at most what you bought.",
+    "battery_max": "Stopped at your battery's maximum charge; the rest of your credit stays in your wallet.",
+    "battery_max_reached": "The battery is already at the maximum you chose; nothing to charge.",
+    "waiting_window": "Smart charging: waiting for the next planned (cheaper) window.",
+    "paused_plan": "Smart charging: paused until the next planned (cheaper) window.",
+    "paused_grid": "Paused for a grid event you take part in; charging resumes after it.",
+}
+
+
+def _reason(code: str) -> str:
+    return REASONS.get(code, code)
+
+
+@dataclass
+class Outcome:
+    """What a step decided: fields to write, an optional move, when to act next."""
+
+    changes: dict[str, Any] = field(default_factory=dict)
+    to_status: str | None = None
+    reason: str = ""
+    next_at: datetime | None = None
+    settle: bool = False
+    # Smart plan columns, written in the step's transaction only if the step keeps its lease.
+    plan_changes: dict[str, Any] = field(default_factory=dict)
+    after: list = field(default_factory=list)
+
+
+class _Step:
+    """The context of one step: the session, the clock, and counted, recorded vehicle calls."""
+
+    def __init__(self, session: ChargingSession) -> None:
+        self.session = session
+        self.vehicle = session.vehicle
+        self.now = clock.now()
+        self.calls = 0
+        # Command records, written in one INSERT when the step ends (whatever way it ends).
+        self.records: list[VehicleCommand] = []
+        self.not_before: datetime | None = None
+        # The charge limit, when a read reported it anyway (Tesla's /tesla/charge): saves a call.
+        self.reported_limit_bp: int | None = None
+        # Smart plan columns and effects (bonus lines, DR verification) for `_commit`'s transaction.
+        self.plan_changes: dict[str, Any] = {}
+        self.after: list = []
+        # Seeded per session and attempt: two workers (or a replay) draw the same jitter.
+        self.rng = random.Random(f"{session.pk}:{session.version}")  # noqa: S311 - jitter, not a secret
+
+    def call(self, kind: str, detail: str, fn, *, billed: int = 1):
+        """Run `fn(client, token)` against the vehicle API; record the command; count the calls."""
+        session, vehicle = self.session, self.vehicle
+        client = get_client()
+        sent_at = clock.now()
+        record = VehicleCommand(
+            session=session, vehicle=vehicle, kind=kind, detail=detail, sent_at=sent_at, make=vehicle.make
+        )
+        self.calls += billed
+        try:
+            result = call_with_token(
+                vehicle.connection_id, client, lambda token: fn(client, token), loaded=vehicle.connection
+            )
+        except api_errors.VehicleApiError as exc:
+            record.ok = False
+            record.error_type = (exc.type or type(exc).__name__)[:48]
+            record.error_code = (exc.code or "")[:48]
+            record.http_status = exc.status
+            record.request_id = (exc.request_id or "")[:64]
+            if isinstance(exc, api_errors.RateLimited) and exc.retry_after_s:
+                self.not_before = clock.now() + timedelta(seconds=exc.retry_after_s)
+            raise
+        except ConsentRequired:
+            record.ok = False
+            record.error_type = "CONSENT_REQUIRED"
+            raise
+        finally:
+            record.latency_ms = max(0, int((clock.now() - sent_at).total_seconds() * 1000))
+            if record.ok is None:
+                record.ok = True
+                meta = getattr(result, "meta", None)
+                record.request_id = ((meta.request_id if meta else "") or "")[:64]
+            self.records.append(record)
+        return result
+
+    def backoff(self, attempts: int) -> datetime:
+        ceiling = min(RETRY_CAP_S, RETRY_BASE_S * 2**attempts)
+        delay = ceiling / 2 + self.rng.uniform(0, ceiling / 2)
+        at = self.now + timedelta(seconds=delay)
+        return max(at, self.not_before) if self.not_before else at
+
+
+PAUSE = "pause"
+RESUME = "resume"
+
+
+def _plan_of(session: ChargingSession) -> SmartPlan | None:
+    try:
+        return session.smart_plan
+    except SmartPlan.DoesNotExist:
+        return None

@@ -1,0 +1,151 @@
+"""STOPPING: send the STOP, verify the car stopped, and escalate when it did not (STOP again,
+lower the charge limit, flag the session for the operator)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+from sessions.controller import policy
+from sessions.controller.finish import _finish
+from sessions.controller.readings import (
+    _current_soc_bp,
+    _next_snapshot_at,
+    _read,
+    _refresh_s,
+    _telemetry_age_s,
+    latency_model,
+)
+from sessions.controller.step import PAUSE, STOPPING_DEADLINE, Outcome, S, _Step
+from sessions.models.charging import ChargingSession, CommandKind
+from sessions.vehicle_api import errors as api_errors
+from sessions.vehicle_api.types import ChargeState
+from sessions.vehicles import makes
+
+logger = logging.getLogger(__name__)
+
+
+# A STOP answered with an error is sent again after this many seconds (or its Retry-After).
+STOP_RESEND_S = 10
+
+
+def _send_stop(step: _Step, *, reason: str, predicted_wh: int | None = None) -> Outcome:
+    """Send STOP and move to STOPPING; the STOPPING step verifies and retries."""
+    session = step.session
+    changes: dict[str, Any] = {
+        "stop_reason": session.stop_reason or reason,
+        "stop_requested_at": session.stop_requested_at or step.now,
+        "state_deadline_at": step.now + STOPPING_DEADLINE,
+        "planned_action": "",
+        "attempts": 0,
+    }
+    if predicted_wh is not None:
+        changes["predicted_wh_at_stop"] = predicted_wh
+    sent = _stop_command(step)
+    changes.update(sent)
+    latency = latency_model(step.vehicle.make)
+    verify = step.now + _first_verification(step, latency)
+    if "stop_first_sent_at" not in changes and session.stop_first_sent_at is None:
+        # The STOP was not accepted (an error answer): every second of waiting is energy past the
+        # purchase, so the next attempt comes soon rather than after a verification delay.
+        verify = step.now + timedelta(seconds=STOP_RESEND_S)
+    return Outcome(to_status=S.STOPPING, reason=reason, changes=changes, next_at=max(verify, step.not_before or verify))
+
+
+def _stop_command(step: _Step) -> dict[str, Any]:
+    """One STOP attempt; returns the session fields it changes. Errors are recorded, not raised:
+    the verification read decides what happens next."""
+    session = step.session
+    vid = step.vehicle.external_id
+    changes: dict[str, Any] = {"stop_attempts": session.stop_attempts + 1}
+    try:
+        step.call(CommandKind.STOP, f"attempt {session.stop_attempts + 1}", lambda c, t: c.stop_charge(t, vid))
+        if session.stop_first_sent_at is None:
+            changes["stop_first_sent_at"] = step.now
+    except api_errors.VehicleApiError as exc:
+        logger.info("session %s: STOP attempt failed (%s)", session.pk, exc)
+    return changes
+
+
+# A STOP refused with these says the car is not charging: nothing to send again, read it instead.
+NOTHING_TO_STOP = ("NOT_CHARGING", "CHARGING_PLUG_NOT_CONNECTED")
+
+
+def _first_verification(step: _Step, latency: policy.LatencyModel) -> timedelta:
+    """The first look after a STOP: once it has acted (90th percentile) and a snapshot shows it."""
+    return policy.stop_verification_schedule(0, step.rng, latency=latency, telemetry_age_s=_refresh_s(step.session))
+
+
+def _last_stop_sent_at(session: ChargingSession) -> datetime | None:
+    last = session.commands.filter(kind=CommandKind.STOP, ok=True).exclude(detail=PAUSE).order_by("-id").first()
+    return last.sent_at if last else session.stop_first_sent_at
+
+
+def _stop_found_nothing(session: ChargingSession) -> bool:
+    last = session.commands.filter(kind=CommandKind.STOP).exclude(detail=PAUSE).order_by("-id").first()
+    return last is not None and not last.ok and last.error_code in NOTHING_TO_STOP
+
+
+def _step_stopping(step: _Step) -> Outcome:
+    session = step.session
+    if session.stop_first_sent_at is None and session.stop_attempts < 3 and not _stop_found_nothing(session):
+        changes = _stop_command(step)
+        accepted = "stop_first_sent_at" in changes
+        latency = latency_model(step.vehicle.make)
+        delay = _first_verification(step, latency) if accepted else timedelta(seconds=STOP_RESEND_S)
+        next_at = step.now + delay
+        return Outcome(changes=changes, next_at=max(next_at, step.not_before or next_at))
+    try:
+        reading = _read(step)
+    except api_errors.VehicleApiError:
+        if step.now >= session.state_deadline_at:
+            return _finish(step, to_status=S.COMPLETED, reason="stop_not_verified", flag=True)
+        return Outcome(changes={"attempts": session.attempts + 1}, next_at=step.backoff(min(session.attempts, 5)))
+    if reading.charge_state != ChargeState.CHARGING:
+        ended = S.INTERRUPTED if session.stop_reason in ("driver_stop", "operator_stop") else S.COMPLETED
+        if reading.is_plugged_in is False and session.stop_first_sent_at is None and session.charging_at:
+            # The STOP found the car unplugged (no read between the last one and the STOP saw it):
+            # it ended there, short of the purchase, not at it.
+            return _finish(step, to_status=S.INTERRUPTED, reason="unplugged_mid")
+        if not session.start_sent_at or session.charging_at is None:
+            # Never charged (a START that never took): nothing delivered, release everything.
+            return Outcome(to_status=S.INTERRUPTED, reason=session.stop_reason or "did_not_start", settle=True)
+        done = "battery_max" if session.stop_reason == "battery_max" else "completed"
+        return _finish(step, to_status=ended, reason=done if ended == S.COMPLETED else session.stop_reason)
+    if step.now >= session.state_deadline_at:
+        return _finish(step, to_status=S.COMPLETED, reason="stop_not_verified", flag=True)
+    vehicle = step.vehicle
+    latency = latency_model(vehicle.make)
+    sent_at = _last_stop_sent_at(session)
+    if sent_at and reading.taken_at < sent_at + timedelta(seconds=latency.quantile(0.99)):
+        # Data recorded before the STOP could have acted says nothing about it (a 450-s car's
+        # snapshot often is): look again once a newer snapshot exists, without counting a failure.
+        return Outcome(next_at=max(_next_snapshot_at(step, reading), step.now + timedelta(seconds=STOP_RESEND_S)))
+    # Still charging after STOP: retry, then lower the car's limit, then call the operator.
+    failed = session.attempts + 1
+    action = policy.escalation(
+        failed,
+        supports_charge_limit=makes.traits_for(vehicle.make).charge_limit
+        and vehicle.charge_limit_settable is not False,
+        current_soc_bp=_current_soc_bp(session, reading),
+        limit_already_lowered=session.stop_escalated,
+    )
+    changes: dict[str, Any] = {"attempts": failed}
+    if action.kind == policy.RETRY_STOP:
+        changes.update(_stop_command(step))
+    elif action.kind == policy.LOWER_CHARGE_LIMIT:
+        vid = vehicle.external_id
+        try:
+            step.call(CommandKind.SET_LIMIT, "escalation", lambda c, t: c.set_charge_limit(t, vid, action.limit_bp))
+        except api_errors.VehicleApiError as exc:
+            logger.warning("session %s: escalation limit refused (%s)", session.pk, exc)
+        changes["stop_escalated"] = True
+    else:
+        if not session.stop_not_carried_out:
+            logger.error("session %s: car ignores STOP; flagged for the operator", session.pk)
+        changes["stop_not_carried_out"] = True
+    # Give each new attempt the time a STOP takes to act and to show in the car's data.
+    settle_s = latency.quantile(0.9) + max(_telemetry_age_s(session), _refresh_s(session))
+    next_at = step.now + max(policy.stop_verification_schedule(failed, step.rng), timedelta(seconds=settle_s))
+    return Outcome(changes=changes, next_at=max(next_at, step.not_before or next_at))

@@ -1,0 +1,1 @@
+"""Vehicles and their connections: OAuth tokens (encrypted), make traits, the vehicle webhook."""

@@ -1,0 +1,77 @@
+"""fleet_benchmark end to end on a few sessions: the real controller against the simulator."""
+
+import json
+
+import pytest
+from django.core.management import call_command
+
+from benchmarks.fleet import FleetConfig, fleet_specs
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+KEYS = {
+    "sessions",
+    "error_pct_p50",
+    "error_pct_p95",
+    "error_pct_max",
+    "overshoot_kwh_total",
+    "calls_p50",
+    "calls_p95",
+    "billed_above_purchase",
+    "terminal",
+}
+
+
+def run(tmp_path, *args):
+    out = tmp_path / "fleet.json"
+    call_command(
+        "fleet_benchmark", "--current-db", "--json", str(out), "--out-dir", str(tmp_path), "--name", "t", *args
+    )
+    return json.loads(out.read_text())
+
+
+def test_it_runs_every_policy_on_the_same_fleet_to_a_terminal_state(tmp_path, capsys):
+    doc = run(tmp_path, "--sessions", "4", "--seed", "3", "--policy", "predictive", "--policy", "fixed:300")
+    assert set(doc["policies"]) == {"predictive", "fixed:300"}
+    for spec, figures in doc["policies"].items():
+        assert set(figures) >= KEYS, spec
+        assert figures["sessions"] == 4
+        assert figures["terminal"] == 4
+        assert figures["billed_above_purchase"] == 0
+        # Every billed call the controller counted is one the simulator served.
+        assert figures["sim_calls_mismatch"] == 0
+        assert figures["error_pct_p95"] is not None
+    assert doc["policies"]["predictive"]["error_pct_p95"] < 5
+    # A fixed 5-minute loop cannot be as accurate as the predictive STOP at 11 kW.
+    assert doc["policies"]["predictive"]["error_pct_p95"] < doc["policies"]["fixed:300"]["error_pct_p95"]
+    assert doc["config"]["latency_floor_pct_p95"] > 0
+    assert (tmp_path / "t.md").exists() and (tmp_path / "t-error-cdf.png").stat().st_size > 0
+    assert "| `predictive` |" in capsys.readouterr().out
+
+
+def test_it_meters_a_soc_only_car_with_the_battery_read(tmp_path):
+    doc = run(tmp_path, "--sessions", "2", "--energy-step-kwh", "0", "--policy", "predictive", "--keep-sessions")
+    figures = doc["policies"]["predictive"]
+    assert figures["terminal"] == 2 and figures["billed_above_purchase"] == 0
+    for session in doc["sessions"]["predictive"]:
+        # SoC-only cars are read with the /charge + /battery batch: two billed calls at the start.
+        assert session["calls_by_kind"]["read_initial"] == 2
+        assert session["calls_by_kind"]["read_limit"] == 1
+
+
+def test_it_keeps_the_fleet_the_same_under_the_same_seed():
+    config = FleetConfig(sessions=30, seed=5).resolved()
+    assert fleet_specs(config) == fleet_specs(config)
+    assert fleet_specs(config)[:10] == fleet_specs(FleetConfig(sessions=10, seed=5).resolved())
+    for spec in fleet_specs(config):
+        assert 5000 <= spec.purchase_wh <= 30_000
+        assert spec.soc + spec.purchase_wh / 75_000 <= 0.85 + 1e-9
+
+
+def test_a_make_refused_at_request_is_reported_not_crashed_on(tmp_path):
+    """Nissan (START only: no STOP, no settable limit) is refused before any credit is held."""
+    doc = run(tmp_path, "--sessions", "2", "--profile", "nissan_start_only", "--policy", "predictive")
+    figures = doc["policies"]["predictive"]
+    assert figures["statuses"] == {"refused:cannot_stop": 2}
+    assert figures["calls_p50"] == 0 and figures["billed_above_purchase"] == 0
+    assert figures["stopped_by_policy"] == 0 and figures["error_pct_p95"] is None

@@ -1,0 +1,1 @@
+"""Fixtures shared across test folders, registered as pytest plugins by tests/conftest.py."""

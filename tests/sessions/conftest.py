@@ -1,0 +1,8 @@
+"""Sessions against the simulator: the cars, credit and controller loop of tests/plugins/cars.py."""
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _fresh_latency_cache(fresh_latency_cache):
+    """The learned STOP latency is cached per make and minute; tests must not share it."""

@@ -1,0 +1,129 @@
+"""What one controller step costs the database, by kind of step, and the readings a step sees.
+
+A step reads its readings from the copy on the session row (`readings_cache`), not from the
+table; the copy must give exactly what the table gives, and be rebuilt when it is not whole.
+"""
+
+from collections import defaultdict
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from sessions import services
+from sessions.controller import machine, metering, readings, runtime
+from sessions.grid import services as grid
+from sessions.models import SessionStatus
+from sessions.models.charging import MeterReading
+
+S = SessionStatus
+
+
+def table_readings(session) -> list[metering.Reading]:
+    """The readings as the controller read them from the table before the copy existed."""
+    since = session.start_sent_at or session.created_at
+    return [
+        metering.Reading(
+            taken_at=r.taken_at,
+            fetched_at=r.fetched_at,
+            source=r.source,
+            energy_added_wh=r.energy_added_wh,
+            soc_bp=r.soc_bp,
+            power_w=r.power_w,
+            charge_state=r.charge_state or None,
+            is_plugged_in=r.is_plugged_in,
+        )
+        for r in MeterReading.objects.filter(session=session, taken_at__gte=since)
+    ]
+
+
+def statements(queries) -> list[str]:
+    return [q["sql"] for q in queries.captured_queries if not q["sql"].startswith(("SAVEPOINT", "RELEASE"))]
+
+
+def step_by_step(sim, session, *, on_step=None, max_steps=200):
+    """Drive one session to its end, one claimed step at a time; returns {kind: [queries, ...]}
+    where kind is "from→to" (the status before and after the step)."""
+    costs = defaultdict(list)
+    for _ in range(max_steps):
+        session.refresh_from_db()
+        if not session.is_open:
+            return costs
+        sim.clock.set(max(sim.clock.now(), session.next_action_at))
+        [(session_id, token)] = runtime.sessions_claim_due()
+        # The learned latency is cached per make and minute, shared by every session of the make.
+        readings.latency_model(session.vehicle.make)
+        before = session.status
+        with CaptureQueriesContext(connection) as queries:
+            machine.session_step(session_id=session_id, lease_token=token)
+        session.refresh_from_db()
+        costs[f"{before}→{session.status}"].append(len(statements(queries)))
+        if on_step:
+            on_step(session)
+    raise AssertionError("session did not end")
+
+
+def assert_copy_matches_table(session):
+    loaded = machine._session_for_step(session.pk)
+    assert loaded.readings_cached == loaded.readings_stored == MeterReading.objects.filter(session=session).count()
+    assert readings._readings(loaded) == table_readings(loaded)
+    assert not getattr(loaded, "readings_dirty", False)  # whole: nothing was re-read
+
+
+@pytest.mark.parametrize("profile", ["generic", "tesla_fleet", "vw_group"])
+def test_every_kind_of_step_but_settlement_costs_at_most_five_queries(sim, connect, credit, driver, profile):
+    car = connect(driver, profile, soc=0.3)
+    credit(driver, energy_wh=30_000)
+    session = services.session_request(user=driver, vehicle_id=car.vehicle.pk, energy_wh=8_000)
+
+    costs = step_by_step(sim, session, on_step=assert_copy_matches_table)
+
+    session.refresh_from_db()
+    assert session.status == S.COMPLETED
+    assert {"requested→starting", "starting→charging", "charging→stopping", "stopping→completed"} <= set(costs)
+    # Settlement writes the ledger (hold, lots, entries) in the step's transaction: not counted.
+    for kind, counts in costs.items():
+        if kind != "stopping→completed":
+            assert max(counts) <= 5, (kind, counts)
+    # A read while charging: session load, reading insert, command insert, compare-and-set.
+    assert max(costs.get("charging→charging", [4])) <= 4, costs
+
+
+def test_the_start_step_of_an_enrolled_car_looks_up_no_enrollment(sim, connect, credit, driver):
+    car = connect(driver, soc=0.3)
+    grid.enrollment_set(vehicle=car.vehicle, region="DE")
+    credit(driver, energy_wh=30_000)
+    session = services.session_request(user=driver, vehicle_id=car.vehicle.pk, energy_wh=8_000)
+    [(session_id, token)] = runtime.sessions_claim_due()
+    readings.latency_model(car.vehicle.make)
+    with CaptureQueriesContext(connection) as queries:
+        machine.session_step(session_id=session_id, lease_token=token)
+    session.refresh_from_db()
+    assert session.status == S.STARTING
+    # With no event ahead: load (enrollment annotated), reading, event lookup, commands, update, log.
+    assert len(statements(queries)) <= 6, "\n".join(statements(queries))
+    assert not any("demandresponseenrollment" in q and 'vehicle_id" = ' in q for q in statements(queries)[1:])
+
+
+def test_a_copy_missing_a_stored_reading_is_rebuilt_from_the_table(sim, connect, credit, driver):
+    car = connect(driver, soc=0.3)
+    credit(driver, energy_wh=30_000)
+    session = services.session_request(user=driver, vehicle_id=car.vehicle.pk, energy_wh=8_000)
+    for _ in range(3):  # request, start, first read while charging
+        session.refresh_from_db()
+        sim.clock.set(max(sim.clock.now(), session.next_action_at))
+        [(session_id, token)] = runtime.sessions_claim_due()
+        machine.session_step(session_id=session_id, lease_token=token)
+    session.refresh_from_db()
+    assert session.status == S.CHARGING and session.readings_cached >= 2
+    # A step that stored a reading and then lost its lease (or crashed) never wrote the copy.
+    last = MeterReading.objects.filter(session=session).last()
+    last.pk = None
+    last.taken_at += (last.taken_at - session.start_sent_at) / 10
+    last.fetched_at = last.taken_at
+    last.save()
+
+    loaded = machine._session_for_step(session.pk)
+    assert loaded.readings_stored == loaded.readings_cached + 1
+    assert readings._readings(loaded) == table_readings(loaded)
+    assert loaded.readings_dirty and loaded.readings_cached == loaded.readings_stored

@@ -1,0 +1,276 @@
+"""Login and API throttles, `check --deploy` with production settings, webhook body limits, and
+bounds on every number a driver sends."""
+
+import os
+import secrets
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from cryptography.fernet import Fernet
+from django.conf import settings
+from django.test import Client
+from django.urls import reverse
+
+from payments.models import Purchase
+from prepaid.errors import InsufficientCredit
+from prepaid.models import Wallet
+from sessions import services as session_services
+from tests.plugins.wallet import credit_wallet
+
+pytestmark = pytest.mark.django_db
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+# --- login throttle ----------------------------------------------------------------------------
+
+
+def _login(client, username, password, ip="10.0.0.1"):
+    return client.post(reverse("login"), {"username": username, "password": password}, REMOTE_ADDR=ip)
+
+
+def test_it_locks_a_username_out_after_repeated_failures(driver):
+    client = Client()
+    for _ in range(settings.LOGIN_FAILURE_LIMIT):
+        assert _login(client, "driver", "wrong-password").status_code == 200
+    locked = _login(client, "driver", "drive-safely-42")
+    assert locked.status_code == 429
+    assert "Too many failed attempts" in locked.content.decode()
+    assert int(locked.headers["Retry-After"]) == settings.LOGIN_LOCKOUT_S
+    # The right password during the lockout does not log in (and does not say it was right).
+    assert "_auth_user_id" not in client.session
+    # Another address is not locked out of the same account.
+    assert _login(Client(), "driver", "drive-safely-42", ip="10.0.0.2").status_code == 302
+
+
+def test_a_successful_login_resets_the_count_below_the_limit(driver):
+    client = Client()
+    for _ in range(settings.LOGIN_FAILURE_LIMIT - 1):
+        _login(client, "driver", "wrong-password")
+    assert _login(client, "driver", "drive-safely-42").status_code == 302
+    client.logout()
+    for _ in range(settings.LOGIN_FAILURE_LIMIT - 1):
+        _login(client, "driver", "wrong-password")
+    assert _login(client, "driver", "drive-safely-42").status_code == 302
+
+
+def test_one_address_guessing_many_usernames_is_throttled(driver, settings):
+    settings.LOGIN_FAILURE_LIMIT_PER_IP = 8
+    client = Client()
+    for i in range(8):
+        _login(client, f"user{i}", "guess", ip="10.9.9.9")
+    assert _login(client, "driver", "drive-safely-42", ip="10.9.9.9").status_code == 429
+
+
+# --- API throttles ------------------------------------------------------------------------------
+# The app's throttles (web.api.throttles) read API_THROTTLE_* from settings on every request;
+# the tests lower the configured rates so they send tens of requests, not hundreds.
+
+
+def test_the_api_uses_the_configured_throttles():
+    from rest_framework.settings import api_settings
+
+    from web.api.throttles import AnonRate, AuthRate, UserRate
+    from web.api.views import TokenView
+
+    assert settings.REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"] == [
+        "web.api.throttles.AnonRate",
+        "web.api.throttles.UserRate",
+    ]
+    assert [AnonRate, UserRate] == api_settings.DEFAULT_THROTTLE_CLASSES
+    assert AuthRate in TokenView.throttle_classes
+    for throttle, rate in (
+        (AnonRate, "API_THROTTLE_ANON"),
+        (UserRate, "API_THROTTLE_USER"),
+        (AuthRate, "API_THROTTLE_AUTH"),
+    ):
+        limit, period = throttle().parse_rate(getattr(settings, rate))
+        assert limit > 0 and period > 0, rate  # a rate DRF can read, whatever the deployment sets
+
+
+def test_the_api_throttles_a_user_past_the_configured_rate(driver, settings):
+    settings.API_THROTTLE_USER = "20/min"
+    client = Client()
+    client.force_login(driver)
+    codes = [client.get("/api/v1/wallet/").status_code for _ in range(21)]
+    assert codes[:20] == [200] * 20
+    assert codes[20] == 429
+    # The limit is the user's, not the address's: a token from elsewhere is throttled too.
+    from rest_framework.authtoken.models import Token
+
+    token = Token.objects.create(user=driver)
+    other = Client(HTTP_AUTHORIZATION=f"Token {token.key}", REMOTE_ADDR="10.7.7.7")
+    assert other.get("/api/v1/wallet/").status_code == 429
+
+
+def test_the_api_throttles_anonymous_clients_by_address(settings):
+    settings.API_THROTTLE_ANON = "15/min"
+    # The public package list is where the anonymous throttle counts (others answer 401 first).
+    codes = [Client().get("/api/v1/packages/", REMOTE_ADDR="10.1.1.1").status_code for _ in range(16)]
+    assert codes[:15] == [200] * 15 and codes[15] == 429
+    assert Client().get("/api/v1/packages/", REMOTE_ADDR="10.1.1.2").status_code == 200
+
+
+def test_a_forged_forwarded_for_header_does_not_escape_the_throttles(driver, settings):
+    settings.API_THROTTLE_ANON = "5/min"
+    settings.API_THROTTLE_AUTH = "5/min"
+    url = reverse("api:token")
+    guesses = [
+        Client()
+        .post(
+            url,
+            {"username": "driver", "password": f"guess-{i}"},
+            REMOTE_ADDR="10.3.3.3",
+            HTTP_X_FORWARDED_FOR=f"192.0.2.{i}",
+        )
+        .status_code
+        for i in range(6)
+    ]
+    assert guesses[:5] == [400] * 5 and guesses[5] == 429
+    listed = [
+        Client().get("/api/v1/packages/", REMOTE_ADDR="10.4.4.4", HTTP_X_FORWARDED_FOR=f"192.0.2.{i}").status_code
+        for i in range(6)
+    ]
+    assert listed[5] == 429
+
+
+def test_the_token_endpoint_throttles_password_guessing(driver, settings):
+    settings.API_THROTTLE_AUTH = "10/min"
+    url = reverse("api:token")
+    codes = [
+        Client().post(url, {"username": "driver", "password": "wrong"}, REMOTE_ADDR="10.5.5.5").status_code
+        for _ in range(10)
+    ]
+    assert codes == [400] * 10
+    # Past the limit even the right password gets no token.
+    locked = Client().post(url, {"username": "driver", "password": "drive-safely-42"}, REMOTE_ADDR="10.5.5.5")
+    assert locked.status_code == 429 and "token" not in locked.json()
+
+
+# --- deploy check ------------------------------------------------------------------------------
+
+
+def _production_env(**extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_", "STRIPE_", "VEHICLE_"))}
+    env.update(
+        DJANGO_SETTINGS_MODULE="prepaid.settings",
+        DJANGO_ENV="production",
+        DJANGO_SECRET_KEY=secrets.token_urlsafe(64),
+        DJANGO_ALLOWED_HOSTS="charge.example.com",
+        DJANGO_CSRF_TRUSTED_ORIGINS="https://charge.example.com",
+        TOKEN_ENCRYPTION_KEYS=Fernet.generate_key().decode(),
+        STRIPE_SECRET_KEY="sk_live_" + secrets.token_hex(12),
+        STRIPE_WEBHOOK_SECRET="whsec_" + secrets.token_hex(16),
+        VEHICLE_CLIENT_SECRET=secrets.token_hex(16),
+        VEHICLE_WEBHOOK_AMT=secrets.token_hex(16),
+        DATABASE_URL="postgres://prepaid:secret@127.0.0.1:5432/prepaid",
+        **extra,
+    )
+    return env
+
+
+def test_check_deploy_is_clean_with_production_settings():
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env=_production_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_production_refuses_to_start_on_a_development_default():
+    env = _production_env()
+    env.pop("DJANGO_SECRET_KEY")
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode != 0 and "DJANGO_SECRET_KEY" in result.stderr
+
+
+# --- webhook bodies ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url_name", "limit"), [("payments:stripe-webhook", "STRIPE_WEBHOOK_MAX_BYTES"), ("vehicle-webhook", None)]
+)
+def test_webhooks_refuse_an_oversized_body_before_reading_it(url_name, limit):
+    from sessions.vehicles.webhooks import MAX_BODY_BYTES
+
+    max_bytes = getattr(settings, limit) if limit else MAX_BODY_BYTES
+    url = reverse(url_name)
+    big = b'{"pad": "' + b"x" * max_bytes + b'"}'
+    response = Client().post(url, data=big, content_type="application/json")
+    assert response.status_code == 413
+    # A lying Content-Length is caught too: the body read is bounded by the same limit.
+    small_claim = Client().post(url, data=big, content_type="application/json", CONTENT_LENGTH="10")
+    assert small_claim.status_code in (400, 401, 413)
+    # Just under the limit is read (and refused for its signature, not its size).
+    fits = Client().post(url, data=b"{}", content_type="application/json")
+    assert fits.status_code in (400, 401)
+
+
+def test_forms_refuse_a_body_over_the_memory_limit(driver, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 10_000
+    client = Client()
+    client.force_login(driver)
+    response = client.post(reverse("payments:buy"), {"energy_kwh": "5", "pad": "x" * 20_000})
+    assert response.status_code == 400
+
+
+# --- bounds on numbers a driver sends ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kwh", ["0", "-5", "0.0001", "100.001", "1e9", "NaN", "Infinity", "-Infinity", "5,5", "", "abc", "99999999"]
+)
+def test_the_buy_form_refuses_out_of_bounds_or_malformed_kwh(kwh, driver):
+    client = Client()
+    client.force_login(driver)
+    response = client.post(reverse("payments:buy"), {"energy_kwh": kwh})
+    assert response.status_code in (200, 400), response.status_code
+    assert not Purchase.objects.exists()
+
+
+def test_the_buy_form_takes_a_bound_value_and_ignores_a_sent_currency_or_price(driver):
+    client = Client()
+    client.force_login(driver)
+    client.post(
+        reverse("payments:buy"),
+        {"energy_kwh": str(settings.CUSTOM_KWH_MAX), "currency": "usd", "amount_minor": "1", "price_minor": "1"},
+    )
+    purchase = Purchase.objects.get()
+    assert purchase.currency == settings.CURRENCY
+    assert purchase.energy_wh == int(settings.CUSTOM_KWH_MAX * 1000)
+    expected = (settings.CUSTOM_KWH_MAX * settings.PRICE_PER_KWH * 100).quantize(Decimal("1"))
+    assert abs(purchase.amount_minor - int(expected)) <= 1
+
+
+@pytest.mark.parametrize("energy_wh", [0, -1, -10_000, 2.5, "1000", None])
+def test_a_session_refuses_a_non_positive_or_non_integer_energy(energy_wh, victim):
+    from sessions.models import Vehicle
+
+    vehicle = Vehicle.objects.get(owner=victim.user)
+    before = Wallet.objects.get(user=victim.user).balance_wh
+    with pytest.raises((ValueError, TypeError, session_services.SessionError)):
+        session_services.session_request(user=victim.user, vehicle_id=vehicle.pk, energy_wh=energy_wh)
+    assert Wallet.objects.get(user=victim.user).balance_wh == before
+
+
+def test_a_session_cannot_hold_more_than_the_wallet(driver, victim):
+    from sessions.models import Vehicle
+
+    credit_wallet(driver, energy_wh=5_000)
+    mine = Vehicle.objects.get(owner=victim.user)
+    mine.owner, mine.pk = driver, None
+    mine.external_id = "driver-car"
+    mine.save()
+    with pytest.raises(InsufficientCredit):
+        session_services.session_request(user=driver, vehicle_id=mine.pk, energy_wh=10**12)
+    assert Wallet.objects.get(user=driver).balance_wh == 5_000

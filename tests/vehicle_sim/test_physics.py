@@ -1,0 +1,187 @@
+"""Charging physics over virtual time: energy, SoC, taper, limit, command latency, data age."""
+
+import pytest
+
+from vehicle_sim.engine import Simulator
+
+
+def test_it_charges_at_charger_power_with_losses(sim, clock):
+    v = sim.create_vehicle(soc=0.2, limit=0.9, plugged=True, capacity_kwh=75, charger_kw=11, efficiency=0.9)
+    v.charging = True
+    clock.advance(3600)
+    truth = sim.true_state(v.id)
+    assert truth["delivered_wall_wh"] == pytest.approx(11000, rel=1e-6)
+    assert truth["delivered_battery_wh"] == pytest.approx(9900, rel=1e-6)
+    assert truth["soc"] == pytest.approx(0.2 + 9900 / 75000, rel=1e-6)
+    assert truth["session_battery_wh"] == pytest.approx(9900, rel=1e-6)
+
+
+def test_it_tapers_above_80_percent(sim, clock):
+    v = sim.create_vehicle(soc=0.85, limit=1.0, plugged=True, capacity_kwh=75, charger_kw=11, efficiency=1.0)
+    v.charging = True
+    clock.advance(1)
+    power = sim.true_state(v.id)["power_kw"]
+    # 0.85 is a quarter into the taper: 1 - 0.75 * 0.25 of full power.
+    assert power == pytest.approx(11 * (1 - 0.75 * 0.25), rel=1e-3)
+    clock.advance(600)
+    assert sim.true_state(v.id)["power_kw"] < power
+
+
+def test_it_stops_by_itself_at_the_limit(sim, clock):
+    v = sim.create_vehicle(soc=0.5, limit=0.6, plugged=True, capacity_kwh=50, charger_kw=10, efficiency=1.0)
+    v.charging = True
+    clock.advance(4 * 3600)
+    truth = sim.true_state(v.id)
+    assert truth["charging"] is False
+    assert truth["state"] == "FULLY_CHARGED"
+    assert truth["soc"] == pytest.approx(0.6, abs=1e-9)
+    assert truth["delivered_battery_wh"] == pytest.approx(5000, rel=1e-6)
+    # 5 kWh at 10 kW: stopped after half an hour, not when the clock was read.
+    assert truth["charge_ended_at"] - v.created_at == pytest.approx(1800, abs=1e-3)
+    assert truth["stop_reason"] == "FULLY_CHARGED"
+
+
+def test_it_stops_when_unplugged(sim, clock):
+    v = sim.create_vehicle(soc=0.3, plugged=True)
+    v.charging = True
+    clock.advance(600)
+    sim.set_vehicle(v.id, plugged=False)
+    before = sim.true_state(v.id)["delivered_wall_wh"]
+    clock.advance(3600)
+    truth = sim.true_state(v.id)
+    assert truth["charging"] is False
+    assert truth["stop_reason"] == "UNPLUGGED"
+    assert truth["delivered_wall_wh"] == before
+    assert truth["state"] == "NOT_CHARGING"
+
+
+def test_it_applies_start_and_stop_after_the_command_latency(car, clock):
+    assert car.start().json() == {"status": "success", "message": "Successfully sent request to vehicle"}
+    clock.advance(9)
+    assert car.truth()["charging"] is False
+    assert car.get("charge").json()["state"] == "NOT_CHARGING"
+    clock.advance(1)
+    assert car.truth()["charging"] is True
+    assert car.get("charge").json()["state"] == "CHARGING"
+    clock.advance(600)
+    assert car.stop().status_code == 200
+    clock.advance(5)
+    assert car.truth()["charging"] is True
+    clock.advance(5)
+    truth = car.truth()
+    assert truth["charging"] is False
+    assert truth["stop_reason"] == "STOP_COMMAND"
+    # Charged from +10 s to +620 s: 610 s at 11 kW.
+    assert truth["delivered_wall_wh"] == pytest.approx(11000 * 610 / 3600, rel=1e-6)
+
+
+def test_it_draws_latency_uniformly_and_deterministically(clock):
+    def latencies(seed):
+        sim = Simulator(clock, seed=seed)
+        out = []
+        for _ in range(20):
+            v = sim.create_vehicle(soc=0.3, plugged=True)
+            out.append(sim._latency(v, sim.now()))
+        return out
+
+    first = latencies(1)
+    assert first == latencies(1)
+    assert first != latencies(2)
+    assert all(3 <= x <= 45 for x in first)
+
+
+def test_it_reports_a_snapshot_with_its_data_age(make_car, clock):
+    car = make_car(profile="tesla_fleet", soc=0.3)
+    car.set(soc=0.3)
+    assert car.start().status_code == 200
+    clock.advance(100)  # started at +10 s (fixed test latency), snapshot due at +180 s
+    response = car.get("battery")
+    assert response.json()["percentRemaining"] == 0.3
+    assert response.headers["SC-Data-Age"] == "2026-03-02T08:00:00.000Z"
+    assert response.headers["SC-Fetched-At"] == "2026-03-02T08:01:40.000Z"
+    clock.advance(100)  # +200 s: the +180 s snapshot is the newest
+    response = car.get("battery")
+    assert response.headers["SC-Data-Age"] == "2026-03-02T08:03:00.000Z"
+    truth_at_180 = 0.3 + 11000 * 0.92 * 170 / 3600 / 75000
+    assert response.json()["percentRemaining"] == pytest.approx(int(truth_at_180 * 100) / 100)
+    assert car.truth()["soc"] > truth_at_180
+
+
+def test_it_reports_soc_in_steps(make_car, clock):
+    car = make_car(profile="hk_event_gen2", soc=0.34, limit=0.9)
+    assert car.get("battery").json()["percentRemaining"] == 0.3
+
+
+def test_it_reports_energy_added_at_its_step(car, clock):
+    car.start()
+    clock.advance(10 + 60)
+    body = car.get("tesla/charge").json()
+    truth_kwh = car.truth()["session_battery_wh"] / 1000
+    assert body["energyAdded"] == pytest.approx(int(truth_kwh * 100) / 100)
+    assert body["energyAdded"] != truth_kwh
+    assert body["wattage"] == pytest.approx(11.0)
+    assert body["state"] == "CHARGING"
+
+
+def test_energy_added_restarts_at_each_plug_in(car, clock):
+    car.start()
+    clock.advance(600)
+    assert car.truth()["session_battery_wh"] > 0
+    car.set(plugged=False)
+    car.set(plugged=True)
+    truth = car.truth()
+    assert truth["session_battery_wh"] == 0
+    assert truth["delivered_battery_wh"] > 0
+
+
+def test_it_reports_fully_charged_at_a_limit_below_100(make_car, clock):
+    car = make_car(soc=0.79, limit=0.8)
+    car.start()
+    clock.advance(3600)
+    assert car.get("charge").json() == {"isPluggedIn": True, "state": "FULLY_CHARGED"}
+    assert car.get("battery").json()["percentRemaining"] == 0.8
+
+
+def test_a_lower_limit_stops_a_running_charge(car, clock):
+    car.set(soc=0.7)
+    car.start()
+    clock.advance(20)
+    assert car.post("charge/limit", {"limit": 0.6}).status_code == 200
+    clock.advance(10)
+    truth = car.truth()
+    assert truth["limit"] == 0.6
+    assert truth["charging"] is False
+    assert truth["state"] == "FULLY_CHARGED"
+
+
+def test_it_catches_up_hours_of_virtual_time_in_one_read(sim, clock):
+    vehicles = [sim.create_vehicle(profile="tesla_fleet", soc=0.1, limit=1.0, plugged=True) for _ in range(20)]
+    for v in vehicles:
+        v.charging = True
+    clock.advance(12 * 3600)
+    for v in vehicles:
+        truth = sim.true_state(v.id)
+        assert truth["soc"] == pytest.approx(1.0)
+        assert truth["delivered_battery_wh"] == pytest.approx(0.9 * 75000, rel=1e-6)
+
+
+def test_a_charger_giving_no_power_adds_no_energy(sim, clock):
+    v = sim.create_vehicle(soc=0.3, plugged=True, charger_kw=0)
+    v.charging = True
+    clock.advance(3600)
+    truth = sim.true_state(v.id)
+    assert truth["charging"] is True
+    assert truth["delivered_wall_wh"] == 0
+    assert truth["soc"] == 0.3
+
+
+def test_the_telemetry_interval_can_change_on_a_live_car(car, clock):
+    car.set(telemetry_refresh_s=300)
+    car.start()
+    clock.advance(200)
+    assert car.get("charge").json()["state"] == "NOT_CHARGING"  # the snapshot is from before START
+    clock.advance(100)
+    assert car.get("charge").json()["state"] == "CHARGING"
+    car.set(telemetry_refresh_s=0)
+    clock.advance(1)
+    assert car.get("battery").headers["SC-Data-Age"] == car.get("battery").headers["SC-Fetched-At"]

@@ -1,0 +1,79 @@
+"""Run the vehicle API simulator (Smartcar v2.0 wire protocol) on a loopback port.
+
+State (vehicles, tokens) is saved to --state-file after every change and reloaded at start, so
+connected cars keep working across restarts; a car that was charging has kept charging.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+from vehicle_sim.clock import UTC, RealClock, VirtualClock
+from vehicle_sim.engine import Simulator
+from vehicle_sim.server import SimulatorServer, load_state
+
+
+class Command(BaseCommand):
+    help = "Run the vehicle API simulator on 127.0.0.1."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--port", type=int, default=settings.SIMULATOR_PORT)
+        parser.add_argument("--speed", type=float, default=1.0, help="simulated time runs this many times faster")
+        parser.add_argument("--state-file", default=settings.SIMULATOR_STATE_FILE)
+        parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument(
+            "--webhook-url",
+            default=getattr(settings, "SIMULATOR_WEBHOOK_URL", ""),
+            help="send VEHICLE_STATE webhooks here (empty: none)",
+        )
+        parser.add_argument(
+            "--virtual",
+            action="store_true",
+            help="a virtual clock that only moves through POST /_sim/clock/advance (benchmarks)",
+        )
+        parser.add_argument(
+            "--latency",
+            default=None,
+            help="command latency MIN,MAX seconds for every car (default: each profile's own)",
+        )
+
+    def handle(self, *args, **options):
+        state_file = Path(options["state_file"])
+        start = None
+        saved_now = json.loads(state_file.read_text()).get("now") if state_file.exists() else None
+        # A sped-up or virtual previous run may have pushed simulated time past the wall clock;
+        # a virtual clock always continues where it stopped.
+        if saved_now and (options["virtual"] or saved_now > datetime.now(UTC).timestamp()):
+            start = datetime.fromtimestamp(saved_now, UTC)
+        latency = tuple(float(x) for x in options["latency"].split(",")) if options["latency"] else None
+        if options["virtual"]:
+            clock = VirtualClock(start or datetime.now(UTC))
+        else:
+            clock = RealClock(speed=options["speed"], start=start)
+        sim = Simulator(
+            clock,
+            seed=options["seed"],
+            client_id=settings.VEHICLE_CLIENT_ID,
+            client_secret=settings.VEHICLE_CLIENT_SECRET,
+            amt=settings.VEHICLE_WEBHOOK_AMT,
+            webhook_url=options["webhook_url"] or None,
+            command_latency_s=latency,
+        )
+        loaded = load_state(sim, state_file)
+        server = SimulatorServer(sim, port=options["port"], state_file=state_file, webhook_interval_s=1.0)
+        self.stdout.write(
+            f"Vehicle simulator on {server.url} (speed {options['speed']}×, "
+            f"{len(sim.vehicles)} vehicles {'loaded from' if loaded else 'new state in'} {state_file})"
+        )
+        self.stdout.flush()
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.stop()

@@ -1,0 +1,101 @@
+"""Run the whole stack on loopback: web server, django-q2 worker, controller loop, localstripe and
+the vehicle simulator. Ctrl-C stops everything."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError
+
+from payments import localstripe
+from web.demo import ensure_demo_vehicles
+from web.management.commands.demo_data import DEMO_DRIVER
+
+
+class Command(BaseCommand):
+    help = __doc__
+
+    def add_arguments(self, parser):
+        parser.add_argument("--port", type=int, default=int(os.environ.get("WEB_PORT", "8000")))
+
+    def handle(self, *args, port: int, **options):
+        python = sys.executable
+        manage = [python, str(settings.BASE_DIR / "manage.py")]
+        services: list[tuple[str, list[str]]] = [
+            ("localstripe", [python, "-m", "payments.localstripe", "--port", str(settings.LOCALSTRIPE_PORT)]),
+            ("web", [*manage, "runserver", f"127.0.0.1:{port}", "--noreload"]),
+            ("worker", [*manage, "qcluster"]),
+            ("controller", [*manage, "run_controller"]),
+        ]
+        simulated = f"http://127.0.0.1:{settings.SIMULATOR_PORT}" == settings.VEHICLE_API_ORIGIN
+        if simulated:
+            webhook = settings.SIMULATOR_WEBHOOK_URL or f"http://127.0.0.1:{port}/vehicles/webhook/"
+            simulator = [*manage, "run_simulator", "--port", str(settings.SIMULATOR_PORT), "--webhook-url", webhook]
+            services.append(("simulator", simulator))
+
+        # Ctrl-C or a TERM (service managers, `kill`) stops everything; SIGINT is set explicitly
+        # because a shell that starts us in the background leaves it ignored.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+        procs: list[tuple[str, subprocess.Popen]] = []
+        try:
+            for name, cmd in services:
+                procs.append((name, subprocess.Popen(cmd, cwd=settings.BASE_DIR)))
+            self._wait_for(f"http://127.0.0.1:{port}/healthz/", "web server")
+            if simulated:
+                self._wait_for(f"{settings.VEHICLE_API_ORIGIN}/_sim/health", "vehicle simulator")
+                driver = get_user_model().objects.get(username=DEMO_DRIVER[0])
+                cars = ensure_demo_vehicles(user=driver)
+                self.stdout.write(f"Demo vehicle(s) of {driver.username}: " + ", ".join(str(c) for c in cars))
+            if settings.STRIPE_API_BASE.startswith("http://127.0.0.1"):
+                self._wait_for(f"{settings.STRIPE_API_BASE}/v1/customers", "localstripe", ok_codes=(200, 401))
+                localstripe.register_webhook(
+                    settings.STRIPE_API_BASE,
+                    url=f"http://127.0.0.1:{port}/payments/stripe/webhook/",
+                    secret=settings.STRIPE_WEBHOOK_SECRETS[0],
+                )
+            self._banner(port)
+            while True:
+                for name, proc in procs:
+                    if proc.poll() is not None:
+                        raise CommandError(f"{name} exited with code {proc.returncode}; stopping everything.")
+                time.sleep(1)
+        except KeyboardInterrupt:
+            self.stdout.write("\nStopping…")
+        finally:
+            for _, proc in procs:
+                if proc.poll() is None:
+                    proc.terminate()
+            deadline = time.monotonic() + 10
+            for _, proc in procs:
+                try:
+                    proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+
+    def _wait_for(self, url: str, what: str, ok_codes=(200,), timeout_s: float = 30) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(url, timeout=2, headers={"Authorization": "Bearer sk_test_x"}).status_code in ok_codes:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        raise CommandError(f"{what} did not come up at {url} within {timeout_s:.0f} s")
+
+    def _banner(self, port: int) -> None:
+        site = f"http://127.0.0.1:{port}"
+        self.stdout.write(
+            self.style.SUCCESS("\nPrepaid Charge is running.\n")
+            + f"  Driver site      {site}/            (login: driver / drive-safely-42)\n"
+            + f"  Operator admin   {site}/admin/      (login: operator / operate-safely-42)\n"
+            + f"  Vehicle API sim  {settings.VEHICLE_API_ORIGIN}\n"
+            + f"  localstripe      {settings.STRIPE_API_BASE}\n"
+            + "Ctrl-C stops everything.\n"
+        )

@@ -1,0 +1,1 @@
+"""Driver pages (server-rendered): the home page, charging, vehicles, buying and the wallet."""

@@ -1,0 +1,14 @@
+from django.urls import path
+
+from web.pages.driver import views
+
+app_name = "driver"
+
+urlpatterns = [
+    path("accounts/signup/", views.signup, name="signup"),
+    path("charge/", views.charge_start, name="charge"),
+    path("charge/<uuid:public_id>/", views.session_live, name="session"),
+    path("charge/<uuid:public_id>/status/", views.session_status, name="session-status"),
+    path("charge/<uuid:public_id>/stop/", views.session_stop, name="session-stop"),
+    path("charge/<uuid:public_id>/receipt/", views.session_receipt, name="session-receipt"),
+]

@@ -1,0 +1,149 @@
+"""Driver pages that span apps: sign up, start a charge from the wallet, the live session (page,
+JSON status, stop) and the session receipt. Thin: services do the writing, selectors the reading."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth import login
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from prepaid import services as wallet_services
+from prepaid.errors import InsufficientCredit, WalletBlocked
+from sessions import services as session_services
+from sessions.grid import selectors as grid_selectors
+from sessions.grid import services as grid
+from web.pages import selectors
+from web.pages.driver.forms import SignUpForm
+from web.pages.forms import CHEAPEST, StartChargeForm
+
+
+@require_http_methods(["GET", "POST"])
+def signup(request: HttpRequest) -> HttpResponse:
+    if request.user.is_authenticated:
+        return redirect("vehicles:list")
+    form = SignUpForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        user = form.save()
+        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        messages.success(request, "Welcome! Connect your car to get started.")
+        return redirect("vehicles:list")
+    return render(request, "registration/signup.html", {"form": form})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def charge_start(request: HttpRequest) -> HttpResponse:
+    """Start a session on one of the driver's cars with energy already in the wallet: now, or in
+    the cheapest hours by a deadline (shown as a plan first, started on "Confirm")."""
+    wallet = wallet_services.wallet_get_or_create(user=request.user)
+    initial = {"energy_kwh": wallet.balance_wh / 1000} if wallet.balance_wh else None
+    if request.GET.get("vehicle", "").isdigit():
+        initial = {**(initial or {}), "vehicle": request.GET["vehicle"]}
+    form = StartChargeForm(request.POST or None, user=request.user, balance_wh=wallet.balance_wh, initial=initial)
+    preview = None
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        energy_wh = int(data["energy_kwh"] * 1000)
+        smart = data["when"] == CHEAPEST
+        if smart and "confirm" not in request.POST:
+            preview = selectors.charge_preview(vehicle=data["vehicle"], energy_wh=energy_wh, deadline=data["deadline"])
+        else:
+            session = _start(request, form, energy_wh=energy_wh, smart=smart)
+            if session is not None:
+                return redirect("driver:session", public_id=session.public_id)
+    return render(
+        request,
+        "driver/start.html",
+        {
+            "form": form,
+            "preview": preview,
+            "balance_kwh": wallet.balance_wh / 1000,
+            "sessions": selectors.sessions_for_user(user=request.user),
+        },
+    )
+
+
+def _start(request: HttpRequest, form, *, energy_wh: int, smart: bool):
+    """The session, or None with the reason on the form (nothing held)."""
+    vehicle = form.cleaned_data["vehicle"]
+    try:
+        if smart and not form.no_prices:
+            return session_services.smart_session_request(
+                user=request.user,
+                vehicle_id=vehicle.pk,
+                energy_wh=energy_wh,
+                deadline=form.cleaned_data["deadline"],
+                region=grid_selectors.vehicle_region(vehicle),
+            )
+        session = session_services.session_request(user=request.user, vehicle_id=vehicle.pk, energy_wh=energy_wh)
+        if smart:
+            messages.info(request, "No prices are known for your region, so there is nothing to plan: charging now.")
+        return session
+    except (session_services.SessionError, grid.GridError) as exc:
+        form.add_error(None, str(exc))
+    except InsufficientCredit:
+        form.add_error(None, "Your wallet does not hold that much energy. Choose less, or buy more energy.")
+    except WalletBlocked:
+        form.add_error(None, "Your wallet is blocked while a payment dispute is open. Contact support.")
+    return None
+
+
+@login_required
+@require_GET
+def session_live(request: HttpRequest, public_id) -> HttpResponse:
+    session = selectors.session_for_user(user=request.user, public_id=public_id)
+    view = selectors.session_view(session)
+    plan = selectors.session_plan_view(session)
+    return render(
+        request,
+        "driver/live.html",
+        {
+            "view": view,
+            "session": session,
+            "plan": plan,
+            "status_url": reverse("driver:session-status", args=[session.public_id]),
+            "receipt_url": reverse("driver:session-receipt", args=[session.public_id]),
+            "initial": _status_json(session, view, plan),
+        },
+    )
+
+
+def _status_json(session, view=None, plan=None) -> dict:
+    """The live page's data: the session and, for a smart session, its plan."""
+    view = view or selectors.session_view(session)
+    return {**view.as_json(), "plan": plan if plan is not None else selectors.session_plan_view(session)}
+
+
+@never_cache
+@login_required
+@require_GET
+def session_status(request: HttpRequest, public_id) -> JsonResponse:
+    """The live page polls this: owner only (404 for anyone else), never cached."""
+    session = selectors.session_for_user(user=request.user, public_id=public_id)
+    return JsonResponse(_status_json(session))
+
+
+@login_required
+@require_POST
+def session_stop(request: HttpRequest, public_id) -> HttpResponse:
+    session = selectors.session_for_user(user=request.user, public_id=public_id)
+    if session_services.session_request_stop(session_id=session.pk, reason="driver_stop"):
+        messages.success(request, "Stopping: we are telling the car to stop. You pay only for what was delivered.")
+    else:
+        messages.info(request, "This session has already ended.")
+    if request.headers.get("Accept", "").startswith("application/json"):
+        session.refresh_from_db()
+        return JsonResponse(_status_json(session))
+    return redirect("driver:session", public_id=session.public_id)
+
+
+@login_required
+@require_GET
+def session_receipt(request: HttpRequest, public_id) -> HttpResponse:
+    session = selectors.session_for_user(user=request.user, public_id=public_id)
+    return render(request, "driver/receipt.html", {"view": selectors.session_view(session), "session": session})

@@ -1,0 +1,150 @@
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from django import forms
+
+from sessions import clock
+from sessions.grid import services as grid
+from sessions.grid.selectors import price_horizon, vehicle_region
+from sessions.models import Vehicle
+
+NOW, CHEAPEST = "now", "cheapest"
+DEADLINE_FORMATS = ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"]
+
+
+def default_deadline(now: datetime) -> datetime:
+    """The suggested "ready by": the next 07:00 UTC at least four hours ahead (a night's charge)."""
+    at = now.replace(hour=7, minute=0, second=0, microsecond=0)
+    while at < now + timedelta(hours=4):
+        at += timedelta(days=1)
+    return at
+
+
+class ChargeTimingMixin(forms.Form):
+    """Charge now, or in the cheapest hours before a deadline (the planner, `sessions.grid.smart`).
+
+    The deadline is validated against the chosen car's price schedule: in the future, at most
+    `grid.MAX_DEADLINE` ahead, and not past the last known price. A region without any price
+    is not an error: `no_prices` is set and the charge starts now (the page says so)."""
+
+    when = forms.ChoiceField(
+        label="When",
+        choices=[(NOW, "Charge now"), (CHEAPEST, "Charge in the cheapest hours, ready by a deadline")],
+        widget=forms.RadioSelect,
+        required=False,
+        initial=NOW,
+    )
+    deadline = forms.DateTimeField(
+        label="Ready by (UTC)",
+        required=False,
+        input_formats=DEADLINE_FORMATS,
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+    )
+    no_prices = False
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.initial.setdefault("deadline", f"{default_deadline(clock.now()):%Y-%m-%dT%H:%M}")
+
+    def clean_timing(self, vehicle: Vehicle | None, now: datetime | None = None) -> None:
+        data = self.cleaned_data
+        if data.get("when") != CHEAPEST or vehicle is None:
+            # No car (only buying credit, or an invalid choice already reported): nothing to plan.
+            data["when"], data["deadline"] = NOW, None
+            self.errors.pop("deadline", None)
+            return
+        deadline = data.get("deadline")
+        if "deadline" in self.errors:
+            return
+        if deadline is None:
+            self.add_error("deadline", "Choose when the car must be ready (date and time, UTC), or charge now.")
+            return
+        now = now or clock.now()
+        region = vehicle_region(vehicle)
+        horizon = price_horizon(region=region, now=now)
+        if deadline <= now:
+            self.add_error(
+                "deadline", f"That time has passed (it is now {now:%a %d %b %H:%M} UTC). Choose a later one."
+            )
+        elif deadline > now + grid.MAX_DEADLINE:
+            self.add_error("deadline", "Choose a deadline at most three days ahead.")
+        elif horizon is None:
+            self.no_prices = True
+        elif deadline > horizon:
+            self.add_error(
+                "deadline",
+                f"Prices for region {region} are known until {horizon:%a %d %b %H:%M} UTC. "
+                "Choose a deadline by then, or charge now.",
+            )
+
+
+class StartChargeForm(ChargeTimingMixin):
+    """Start a session from the wallet balance: which car, how much of the credit, and when."""
+
+    vehicle = forms.ModelChoiceField(queryset=Vehicle.objects.none(), empty_label=None)
+    energy_kwh = forms.DecimalField(
+        label="Energy to charge (kWh)", max_digits=7, decimal_places=3, min_value=Decimal("0.1")
+    )
+    field_order = ["vehicle", "energy_kwh", "when", "deadline"]
+
+    def __init__(self, *args, user, balance_wh: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.balance_wh = balance_wh
+        self.fields["vehicle"].queryset = Vehicle.objects.filter(
+            owner=user, is_active=True, connection__status="active"
+        ).order_by("make", "model", "pk")
+        self.fields["vehicle"].label_from_instance = lambda v: (
+            f"{v.make.title()} {v.model}" + (f" ({v.year})" if v.year else "")
+        )
+
+    def clean_energy_kwh(self):
+        kwh = self.cleaned_data["energy_kwh"]
+        if kwh * 1000 > self.balance_wh:
+            raise forms.ValidationError(
+                f"Your wallet holds {self.balance_wh / 1000:g} kWh. Choose less, or buy more energy first."
+            )
+        return kwh
+
+    def clean(self):
+        data = super().clean()
+        self.clean_timing(data.get("vehicle"))
+        return data
+
+
+PERCENT = {"min_value": 0, "max_value": 100}
+
+
+class BatteryLimitsForm(forms.Form):
+    """A car's battery-health window and its demand-response opt-in, in whole percent."""
+
+    max_soc = forms.IntegerField(
+        label="Maximum charge (%)",
+        min_value=50,
+        max_value=100,
+        help_text="We never charge past this level. 80 % is kinder to the battery for everyday use; "
+        "choose 100 % before a long trip. Below 50 % leaves too little range, so it is not offered.",
+    )
+    min_soc = forms.IntegerField(
+        label="Minimum charge (%)",
+        **PERCENT,
+        help_text="Up to this level we charge at once, whatever the price (smart charging waits only above it). "
+        "It must be below the maximum.",
+    )
+    demand_response = forms.BooleanField(
+        label="Take part in grid events",
+        required=False,
+        help_text="When the grid is short of power, your charge pauses for the event (at most six hours) and "
+        "resumes after it, keeping your deadline where possible. You earn a bonus for each event you take part in.",
+    )
+    region = forms.ChoiceField(label="Price and grid region", choices=())
+
+    def __init__(self, *args, regions: list[str], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["region"].choices = [(r, r) for r in regions]
+
+    def clean(self):
+        data = super().clean()
+        low, high = data.get("min_soc"), data.get("max_soc")
+        if low is not None and high is not None and low >= high:
+            self.add_error("min_soc", f"The minimum ({low} %) must be below the maximum ({high} %).")
+        return data

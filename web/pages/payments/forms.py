@@ -1,0 +1,42 @@
+from decimal import Decimal
+
+from django import forms
+from django.conf import settings
+
+from prepaid.selectors import package_list_active
+from sessions.models import Vehicle
+from web.pages.forms import ChargeTimingMixin
+
+
+class BuyForm(ChargeTimingMixin):
+    """A package, or a custom number of kWh within the configured bounds; optionally a car to
+    start charging as soon as the payment is confirmed ("buy and charge"), now or in the cheapest
+    hours by a deadline."""
+
+    package = forms.ModelChoiceField(queryset=package_list_active(), required=False, empty_label="Custom amount")
+    energy_kwh = forms.DecimalField(required=False, max_digits=7, decimal_places=3, min_value=Decimal("0.001"))
+    vehicle = forms.ModelChoiceField(queryset=Vehicle.objects.none(), required=False, empty_label="Only buy credit")
+    field_order = ["package", "energy_kwh", "vehicle", "when", "deadline"]
+
+    def __init__(self, *args, user=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["package"].queryset = package_list_active()
+        if user is not None:
+            # Only the driver's own connected cars can be chosen: anyone else's id is "not a valid choice".
+            self.fields["vehicle"].queryset = Vehicle.objects.filter(
+                owner=user, is_active=True, connection__status="active"
+            ).order_by("make", "model", "pk")
+
+    def clean(self):
+        data = super().clean()
+        if data.get("package") is None:
+            kwh = data.get("energy_kwh")
+            if kwh is None:
+                raise forms.ValidationError("Choose a package or enter an amount in kWh.")
+            if not settings.CUSTOM_KWH_MIN <= kwh <= settings.CUSTOM_KWH_MAX:
+                raise forms.ValidationError(
+                    f"Custom amounts go from {settings.CUSTOM_KWH_MIN} to {settings.CUSTOM_KWH_MAX} kWh. "
+                    "Enter an amount in that range or choose a package."
+                )
+        self.clean_timing(data.get("vehicle"))
+        return data

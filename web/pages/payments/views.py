@@ -1,0 +1,216 @@
+"""The driver's buying and wallet pages. Thin views: validate, call a service or selector, render."""
+
+import contextlib
+import json
+import logging
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from payments import selectors, services, stripe_api
+from payments.models import Purchase
+from prepaid import pricing
+from prepaid import selectors as wallet_selectors
+from prepaid import services as wallet_services
+from prepaid.errors import WalletError
+from web.pages import selectors as driver_selectors
+from web.pages.forms import CHEAPEST
+from web.pages.payments.forms import BuyForm
+
+logger = logging.getLogger(__name__)
+
+
+def _price_context():
+    return {
+        "price_per_kwh": settings.PRICE_PER_KWH,
+        "currency": settings.CURRENCY.upper(),
+        "vat_percent": settings.VAT_RATE * 100,
+        "kwh_min": settings.CUSTOM_KWH_MIN,
+        "kwh_max": settings.CUSTOM_KWH_MAX,
+    }
+
+
+@login_required
+def buy(request: HttpRequest) -> HttpResponse:
+    initial = {"vehicle": request.GET.get("vehicle")} if request.GET.get("vehicle", "").isdigit() else None
+    form = BuyForm(request.POST or None, user=request.user, initial=initial)
+    preview = None
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        if data["when"] == CHEAPEST and "confirm" not in request.POST:
+            # "Buy and charge by a deadline": show the plan before the driver goes on to pay.
+            energy_wh = data["package"].energy_wh if data["package"] else pricing.kwh_to_wh(data["energy_kwh"])
+            preview = driver_selectors.charge_preview(
+                vehicle=data["vehicle"], energy_wh=energy_wh, deadline=data["deadline"]
+            )
+        else:
+            try:
+                purchase = services.purchase_create(
+                    user=request.user,
+                    package=data["package"],
+                    energy_kwh=data["energy_kwh"],
+                    charge_vehicle=data["vehicle"],
+                    charge_deadline=None if form.no_prices else data["deadline"],
+                )
+            except services.PurchaseError as exc:
+                form.add_error(None, str(exc))
+            else:
+                return redirect("payments:pay", public_id=purchase.public_id)
+    packages = [
+        {"package": p, "price": pricing.format_money(p.price_minor, p.currency), "kwh": p.energy_wh / 1000}
+        for p in form.fields["package"].queryset
+    ]
+    return render(
+        request,
+        "payments/buy.html",
+        {
+            "form": form,
+            "packages": packages,
+            "vehicles": form.fields["vehicle"].queryset,
+            "preview": preview,
+            "fits": driver_selectors.package_fit(vehicles=form.fields["vehicle"].queryset),
+            **_price_context(),
+        },
+    )
+
+
+def _money(purchase: Purchase) -> dict:
+    return {
+        "amount": pricing.format_money(purchase.amount_minor, purchase.currency),
+        "vat": pricing.format_money(purchase.vat_minor, purchase.currency),
+        "net": pricing.format_money(purchase.net_minor, purchase.currency),
+        "kwh": purchase.energy_wh / 1000,
+        "vat_percent": purchase.vat_rate * 100,
+    }
+
+
+@login_required
+def purchase_pay(request: HttpRequest, public_id) -> HttpResponse:
+    purchase = selectors.purchase_for_user(user=request.user, public_id=public_id)
+    receipt_url = request.build_absolute_uri(reverse("payments:purchase", args=[purchase.public_id]))
+    status_url = f"{receipt_url}?from=pay"
+    if purchase.status != Purchase.Status.CREATED and purchase.status != Purchase.Status.AWAITING_PAYMENT:
+        return redirect(receipt_url)
+    try:
+        if settings.STRIPE_CHECKOUT == "hosted":
+            url = services.purchase_begin_hosted(
+                purchase_id=purchase.pk, success_url=status_url, cancel_url=f"{receipt_url}?canceled=1"
+            )
+            return redirect(url)
+        setup = services.purchase_begin_card(purchase_id=purchase.pk)
+    except (services.PurchaseError, stripe_api.StripeFailure) as exc:
+        messages.error(request, f"The payment page could not be prepared ({exc}). Please try again in a minute.")
+        return redirect(receipt_url)
+    return render(
+        request,
+        "payments/pay.html",
+        {
+            "purchase": purchase,
+            "money": _money(purchase),
+            "setup_client_secret": setup.client_secret,
+            "stripe_js_url": settings.STRIPE_JS_URL,
+            "publishable_key": settings.STRIPE_PUBLISHABLE_KEY,
+            "confirm_url": reverse("payments:confirm", args=[purchase.public_id]),
+            "status_url": status_url,
+        },
+    )
+
+
+@login_required
+@require_POST
+def purchase_confirm(request: HttpRequest, public_id) -> JsonResponse:
+    """The browser saved the card (confirmCardSetup); charge it server-side."""
+    purchase = selectors.purchase_for_user(user=request.user, public_id=public_id)
+    try:
+        payment_method = json.loads(request.body or b"{}").get("payment_method", "")
+    except (ValueError, AttributeError):
+        payment_method = ""
+    if not isinstance(payment_method, str) or not payment_method.startswith(("pm_", "card_", "src_")):
+        return JsonResponse({"status": "error", "message": "No card was given."}, status=400)
+    result = services.purchase_pay_with_card(purchase_id=purchase.pk, payment_method_id=payment_method)
+    body = {"status": result.status, "client_secret": result.client_secret, "message": result.message}
+    if result.status == "declined":
+        # The SetupIntent was used up: hand the page a fresh one so the driver can retry at once.
+        with contextlib.suppress(services.PurchaseError, stripe_api.StripeFailure):
+            body["setup_client_secret"] = services.purchase_begin_card(purchase_id=purchase.pk).client_secret
+    return JsonResponse(body)
+
+
+@login_required
+def purchase_status(request: HttpRequest, public_id) -> HttpResponse:
+    """Return page and receipt: re-fetches the payment while it is still awaited."""
+    purchase = selectors.purchase_for_user(user=request.user, public_id=public_id)
+    if purchase.status == Purchase.Status.AWAITING_PAYMENT:
+        try:
+            purchase = services.purchase_refresh(purchase_id=purchase.pk, source="return")
+        except stripe_api.StripeFailure as exc:
+            logger.warning("return page of %s: %s", purchase.public_id, exc)
+    if request.GET.get("from") == "pay" and purchase.charge_session_id:
+        # "Buy and charge": straight from the payment to the live charge.
+        messages.success(request, f"Paid. {purchase.energy_wh / 1000:g} kWh are on their way to your car.")
+        return redirect("driver:session", public_id=purchase.charge_session.public_id)
+    return render(
+        request,
+        "payments/status.html",
+        {
+            "purchase": purchase,
+            "money": _money(purchase),
+            "canceled": request.GET.get("canceled") == "1",
+            "pay_url": reverse("payments:pay", args=[purchase.public_id]),
+        },
+    )
+
+
+@login_required
+def wallet(request: HttpRequest) -> HttpResponse:
+    wallet = wallet_services.wallet_get_or_create(user=request.user)
+    currency = settings.CURRENCY
+    lots = [
+        {
+            "lot": lot,
+            "amount": pricing.format_money(lot.amount_minor, lot.currency),
+            "refunded": pricing.format_money(lot.refunded_minor, lot.currency),
+        }
+        for lot in wallet_selectors.wallet_lots(wallet=wallet)
+    ]
+    refundable_minor = wallet_selectors.wallet_refundable_minor(wallet=wallet)
+    return render(
+        request,
+        "payments/wallet.html",
+        {
+            "wallet": wallet,
+            "balance_kwh": wallet.balance_wh / 1000,
+            "held_kwh": wallet.held_wh / 1000,
+            "lots": lots,
+            "history": wallet_selectors.wallet_history(wallet=wallet),
+            "refunds": [
+                (r, pricing.format_money(r.amount_minor, r.currency))
+                for r in selectors.refunds_for_wallet(wallet=wallet)
+            ],
+            "refundable": pricing.format_money(refundable_minor, currency) if refundable_minor else "",
+            "bonus": wallet_selectors.wallet_bonus(wallet=wallet),
+            "purchases": selectors.purchases_for_user(user=request.user),
+        },
+    )
+
+
+@login_required
+@require_POST
+def wallet_refund(request: HttpRequest) -> HttpResponse:
+    wallet = wallet_services.wallet_get_or_create(user=request.user)
+    try:
+        refund = services.refund_request(wallet_id=wallet.pk, requested_by=request.user)
+    except WalletError as exc:
+        messages.error(request, f"No refund: {exc}. Nothing was charged or changed.")
+    else:
+        messages.success(
+            request,
+            f"Refund of {refund.energy_wh / 1000:g} kWh "
+            f"({pricing.format_money(refund.amount_minor, refund.currency)}) requested.",
+        )
+    return redirect("payments:wallet")

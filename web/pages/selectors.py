@@ -1,0 +1,407 @@
+"""Reads for the driver pages: a charging session as the driver sees it (live and on the receipt).
+
+Money for energy comes from the credit lots it is (or will be) drawn from, FIFO, at each lot's
+own price, so the page shows what the wallet really pays, whatever package bought the energy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal
+
+from django.conf import settings
+from django.db.models import Q
+from django.shortcuts import get_object_or_404
+
+from prepaid import pricing
+from prepaid.models import CreditLot, Hold
+from prepaid.selectors import hold_draws
+from sessions import clock
+from sessions.grid import selectors as grid_selectors
+from sessions.grid import services as grid
+from sessions.grid import smart
+from sessions.grid.selectors import price_horizon, vehicle_region
+from sessions.models import ChargingSession
+from sessions.models.charging import OPEN_STATUSES
+from sessions.models.grid import DemandResponseEnrollment, DemandResponseEvent
+from sessions.vehicles import makes
+
+# The status words the driver sees (the machine reason adds the why).
+STATUS_LABELS = {
+    "requested": "Waiting for the car",
+    "starting": "Starting",
+    "charging": "Charging",
+    "stopping": "Stopping",
+    "completed": "Done",
+    "failed": "Did not start",
+    "interrupted": "Stopped",
+}
+
+
+def session_for_user(*, user, public_id) -> ChargingSession:
+    """The user's session; Http404 for anyone else's (no hint that it exists)."""
+    return get_object_or_404(ChargingSession.objects.select_related("vehicle", "hold"), user=user, public_id=public_id)
+
+
+def sessions_for_user(*, user, limit: int = 20):
+    return ChargingSession.objects.filter(user=user).select_related("vehicle").order_by("-created_at", "-id")[:limit]
+
+
+def open_session_for_vehicle(*, vehicle) -> ChargingSession | None:
+    return ChargingSession.objects.filter(vehicle=vehicle, status__in=OPEN_STATUSES).first()
+
+
+def _share(amount_minor: int, part_wh: int, whole_wh: int) -> Decimal:
+    return Decimal(amount_minor) * Decimal(part_wh) / Decimal(whole_wh)
+
+
+def _round(value: Decimal) -> int:
+    return int(value.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+def energy_cost_minor(*, hold: Hold | None, wallet_id: int | None, energy_wh: int) -> int:
+    """The money of `energy_wh` of this hold: its recorded lot draws once settled, else the draw
+    it would make now from the wallet's lots (bonus lots first, at no money, then FIFO)."""
+    if energy_wh <= 0:
+        return 0
+    if hold is not None and hold.status != Hold.Status.ACTIVE:
+        # The API's receipt lines, summed: one formula for both (prepaid.selectors.hold_draws).
+        return sum(line["amount_minor"] for line in hold_draws(hold_id=hold.pk))
+    total, left = Decimal(0), energy_wh
+    for lot in CreditLot.objects.filter(wallet_id=wallet_id, remaining_wh__gt=0).consumption_order():
+        take = min(left, lot.remaining_wh)
+        total += _share(lot.amount_minor, take, lot.energy_wh)
+        left -= take
+        if left <= 0:
+            break
+    if left > 0:  # not covered by lots (should not happen: the hold reserved it): list price
+        price = pricing.price_minor_for(left, price_per_kwh=settings.PRICE_PER_KWH, currency=settings.CURRENCY)
+        total += Decimal(price)
+    return _round(total)
+
+
+@dataclass(frozen=True)
+class SessionView:
+    """Everything the live page and the receipt show, in display units."""
+
+    session: ChargingSession
+    status_label: str
+    purchased_kwh: float
+    delivered_kwh: float
+    delivered_low_kwh: float
+    delivered_high_kwh: float
+    percent: int
+    power_kw: float | None
+    eta_minutes: int | None
+    money_used: str
+    money_used_minor: int
+    data_age_s: int | None
+    is_open: bool
+    stop_requested: bool
+    billed_kwh: float | None
+    overshoot_kwh: float | None
+    returned_kwh: float | None
+    vat: str
+    vat_percent: Decimal
+    data_source: str
+
+    @property
+    def detail(self) -> str:
+        """The reason in words, unless it only repeats the status label ("Charging" / "Charging.")."""
+        message = self.session.reason_message
+        return "" if message.rstrip(".").lower() == self.status_label.lower() else message
+
+    @property
+    def data_age(self) -> str:
+        age = self.data_age_s
+        if age is None:
+            return "no reading yet"
+        if age < 90:
+            return f"{age} s ago"
+        if age < 5400:
+            return f"{round(age / 60)} min ago"
+        return f"{age / 3600:.1f} h ago"
+
+    def as_json(self) -> dict:
+        s = self.session
+        return {
+            "status": s.status,
+            "status_label": self.status_label,
+            "reason": s.reason,
+            "reason_message": self.detail,
+            "purchased_kwh": self.purchased_kwh,
+            "delivered_kwh": self.delivered_kwh,
+            "percent": self.percent,
+            "power_kw": self.power_kw,
+            "eta_minutes": self.eta_minutes,
+            "money_used": self.money_used,
+            "data_age_s": self.data_age_s,
+            "data_age": self.data_age,
+            "is_open": self.is_open,
+            "stop_requested": self.stop_requested,
+            "billed_kwh": self.billed_kwh,
+        }
+
+
+DATA_SOURCES = {
+    "energy_added": "the car's energy counter",
+    "soc": "the battery level (state of charge)",
+    "meter": "the charger's meter",
+}
+
+
+def session_view(session: ChargingSession, *, now: datetime | None = None) -> SessionView:
+    now = now or clock.now()
+    delivered = session.billed_wh if session.billed_wh is not None else min(session.delivered_wh, session.purchased_wh)
+    percent = min(100, round(100 * delivered / session.purchased_wh)) if session.purchased_wh else 0
+    is_open = session.status in OPEN_STATUSES
+    power_w = session.power_w if is_open and session.status == "charging" else None
+    eta = None
+    if power_w and power_w > 0:
+        eta = max(0, round((session.purchased_wh - delivered) / power_w * 60))
+    wallet_id = session.hold.wallet_id if session.hold else None
+    cost = energy_cost_minor(hold=session.hold, wallet_id=wallet_id, energy_wh=delivered)
+    currency = settings.CURRENCY
+    age = None
+    if session.last_reading_at is not None:
+        age = max(0, int((now - session.last_reading_at).total_seconds()))
+    returned = None
+    if session.hold is not None and session.hold.status != Hold.Status.ACTIVE:
+        returned = session.hold.released_wh / 1000
+    return SessionView(
+        session=session,
+        status_label="Scheduled"
+        if session.reason == "waiting_window" and is_open
+        else STATUS_LABELS.get(session.status, session.status),
+        purchased_kwh=session.purchased_wh / 1000,
+        delivered_kwh=delivered / 1000,
+        delivered_low_kwh=session.delivered_low_wh / 1000,
+        delivered_high_kwh=session.delivered_high_wh / 1000,
+        percent=percent,
+        power_kw=round(power_w / 1000, 1) if power_w else None,
+        eta_minutes=eta,
+        money_used=pricing.format_money(cost, currency),
+        money_used_minor=cost,
+        data_age_s=age,
+        is_open=is_open,
+        stop_requested=bool(session.stop_reason),
+        billed_kwh=session.billed_wh / 1000 if session.billed_wh is not None else None,
+        overshoot_kwh=session.overshoot_wh / 1000 if session.overshoot_wh is not None else None,
+        returned_kwh=returned,
+        vat=pricing.format_money(pricing.vat_share_minor(cost, vat_rate=settings.VAT_RATE), currency),
+        vat_percent=settings.VAT_RATE * 100,
+        data_source=DATA_SOURCES.get(session.data_source, session.data_source or "no reading yet"),
+    )
+
+
+# --- smart charging: the plan a driver sees before confirming, and on the live page -------------
+
+
+def _money_millis(millis: int) -> str:
+    return pricing.format_money(smart.millis_to_minor(millis), settings.CURRENCY)
+
+
+def _when(value: datetime) -> str:
+    return f"{value:%a %d %b %H:%M}"
+
+
+@dataclass(frozen=True)
+class WindowView:
+    start: datetime
+    end: datetime
+    energy_kwh: float
+
+    @property
+    def label(self) -> str:
+        end = f"{self.end:%H:%M}" if self.end.date() == self.start.date() else _when(self.end)
+        return f"{_when(self.start)}–{end} UTC: about {self.energy_kwh:.1f} kWh"
+
+
+def _window_views(windows) -> list[WindowView]:
+    return [WindowView(w.start, w.end, round(w.energy_wh / 1000, 1)) for w in windows]
+
+
+@dataclass(frozen=True)
+class PlanPreview:
+    """What a charge by a deadline would do, from the real planner on the region's prices."""
+
+    region: str
+    deadline: datetime | None
+    prices_until: datetime | None
+    energy_wh: int  # what the plan charges: the purchase, cut at the battery maximum
+    purchased_wh: int
+    plan: smart.Plan | None  # None: no price is known for the region (the charge starts now)
+    max_soc_percent: int = 80
+
+    @property
+    def has_prices(self) -> bool:
+        return self.plan is not None
+
+    @property
+    def energy_kwh(self) -> float:
+        return self.energy_wh / 1000
+
+    @property
+    def purchased_kwh(self) -> float:
+        return self.purchased_wh / 1000
+
+    @property
+    def capped(self) -> bool:
+        return self.energy_wh < self.purchased_wh
+
+    @property
+    def windows(self) -> list[WindowView]:
+        return _window_views(self.plan.windows) if self.plan else []
+
+    @property
+    def cost(self) -> str:
+        return _money_millis(self.plan.cost_millis) if self.plan else ""
+
+    @property
+    def immediate_cost(self) -> str:
+        return _money_millis(self.plan.immediate_cost_millis) if self.plan else ""
+
+    @property
+    def saving_minor(self) -> int:
+        return smart.millis_to_minor(self.plan.saving_millis) if self.plan else 0
+
+    @property
+    def saving(self) -> str:
+        return pricing.format_money(max(0, self.saving_minor), settings.CURRENCY)
+
+
+def _blocked_for_vehicle(vehicle, region: str, now: datetime) -> list[tuple[datetime, datetime]]:
+    """Grid events ahead that an enrolled car's new session would sit out (none if not enrolled)."""
+    if not DemandResponseEnrollment.objects.filter(vehicle=vehicle, active=True).exists():
+        return []
+    events = DemandResponseEvent.objects.filter(ends_at__gt=now).filter(Q(region=region) | Q(vehicles=vehicle))
+    return list(events.distinct().values_list("starts_at", "ends_at"))
+
+
+def charge_preview(*, vehicle, energy_wh: int, deadline: datetime | None, now: datetime | None = None) -> PlanPreview:
+    """Plan a charge of `energy_wh` on `vehicle` by `deadline` as the controller would at the
+    start: the car's last known level (maximum and minimum), its make's power, the region's
+    prices and the grid events it is enrolled for. The controller re-plans at the first reading."""
+    now = now or clock.now()
+    region = vehicle_region(vehicle)
+    energy = energy_wh
+    urgent = 0
+    if vehicle.soc_bp is not None and vehicle.capacity_wh:
+        energy = min(energy, smart.soc_energy_wh(vehicle.soc_bp, vehicle.max_soc_bp, vehicle.capacity_wh))
+        urgent = smart.soc_energy_wh(vehicle.soc_bp, vehicle.min_soc_bp, vehicle.capacity_wh)
+    until = (deadline or now) + grid.HORIZON
+    prices = grid.prices_between(region, now, until)
+    plan = None
+    if prices:
+        plan = smart.plan_charge(
+            now=now,
+            energy_wh=energy,
+            power_w=makes.traits_for(vehicle.make).nominal_power_w,
+            prices=prices,
+            deadline=deadline,
+            urgent_wh=urgent,
+            blocked=_blocked_for_vehicle(vehicle, region, now),
+            window_cost_millis=settings.SMART_WINDOW_COST_MINOR * 1000,
+            horizon=until - now,
+        )
+    return PlanPreview(
+        region=region,
+        deadline=deadline,
+        prices_until=price_horizon(region=region, now=now),
+        energy_wh=energy,
+        purchased_wh=energy_wh,
+        plan=plan,
+        max_soc_percent=vehicle.max_soc_bp // 100,
+    )
+
+
+PLAN_STATES = {
+    "planning": "Planning: the windows are chosen at the car's first reading.",
+    "waiting": "Waiting for cheap hours.",
+    "charging": "Charging in a cheap window.",
+    "paused_plan": "Paused until the next cheap window.",
+    "paused_grid": "Paused for a grid event.",
+    "ended": "Ended.",
+}
+
+
+def _plan_state(session: ChargingSession, plan: grid_selectors.PlanView, now: datetime) -> str:
+    if session.status not in OPEN_STATUSES:
+        return "ended"
+    if plan.paused:
+        return "paused_grid" if plan.pause_reason == "grid" else "paused_plan"
+    if session.status == "requested":
+        if not plan.windows:
+            return "planning"
+        first = next((w for w in plan.windows if w.end > now), None)
+        return "waiting" if first is not None and first.start > now else "charging"
+    return "charging"
+
+
+def session_plan_view(session: ChargingSession, *, now: datetime | None = None) -> dict | None:
+    """The smart plan of a session for the live page and its JSON (None: a plain session)."""
+    plan = grid_selectors.session_plan(session=session)
+    if plan is None:
+        return None
+    now = now or clock.now()
+    state = _plan_state(session, plan, now)
+    label = PLAN_STATES[state]
+    if state.startswith("paused") and plan.resume_at:
+        label = f"{label[:-1]}; resumes at {_when(plan.resume_at)} UTC."
+    elif state == "waiting":
+        first = next(w for w in plan.windows if w.end > now)
+        # Without a deadline (a plain session in a grid event) only the event makes it wait.
+        waits_for = "Waiting for cheap hours" if plan.deadline else "Waiting for the grid event to end"
+        label = f"{waits_for}: charging starts {_when(first.start)} UTC."
+    elif state == "charging" and not plan.deadline:
+        label = "Charging."
+    deadline = ""
+    if plan.deadline:
+        deadline = f"Ready by {_when(plan.deadline)} UTC"
+        if plan.windows and not plan.meets_deadline:
+            deadline += " is not reachable: the car charges as early as it can after it"
+        deadline += "."
+    currency = settings.CURRENCY
+    return {
+        "state": state,
+        "state_label": label,
+        "deadline": deadline,
+        "windows": [w.label for w in _window_views(plan.windows) if w.end > now or state == "ended"],
+        "expected_cost": pricing.format_money(plan.expected_cost_minor, currency) if plan.windows else "",
+        "immediate_cost": pricing.format_money(plan.immediate_cost_minor, currency) if plan.windows else "",
+        "saving": pricing.format_money(max(0, plan.saving_minor), currency) if plan.windows else "",
+        "saving_minor": plan.saving_minor,
+        "replans": plan.replans,
+    }
+
+
+@dataclass(frozen=True)
+class PackageFit:
+    """Which packages fit between a car's last known level and its maximum (the buy page)."""
+
+    vehicle: object
+    soc_percent: int
+    max_soc_percent: int
+    room_kwh: float
+    packages: list
+
+
+def package_fit(*, vehicles) -> list[PackageFit]:
+    """Per car with a known level and capacity, the packages that fit under its maximum
+    (`grid_selectors.packages_fitting`); cars without them are left out (nothing to say)."""
+    fits = []
+    for vehicle in vehicles:
+        if vehicle.soc_bp is None or not vehicle.capacity_wh:
+            continue
+        room = smart.soc_energy_wh(vehicle.soc_bp, vehicle.max_soc_bp, vehicle.capacity_wh)
+        fits.append(
+            PackageFit(
+                vehicle=vehicle,
+                soc_percent=vehicle.soc_percent,
+                max_soc_percent=vehicle.max_soc_bp // 100,
+                room_kwh=round(room / 1000, 1),
+                packages=grid_selectors.packages_fitting(vehicle=vehicle),
+            )
+        )
+    return fits

@@ -1,0 +1,1 @@
+"""The driver's vehicles: connect, refresh, battery limits, disconnect (URL namespace `vehicles`)."""

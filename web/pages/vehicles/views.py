@@ -1,0 +1,179 @@
+"""Driver pages for vehicles: list, connect (OAuth via Connect), disconnect, and battery settings
+(limits, grid events). Thin: the work is in `sessions.vehicles.services` and `sessions.grid.services`."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from sessions.grid import selectors as grid_selectors
+from sessions.grid import services as grid
+from sessions.models import Vehicle, VehicleConnection
+from sessions.models.grid import DemandResponseEnrollment, PricePoint
+from sessions.vehicle_api import errors
+from sessions.vehicles import services as vehicle_services
+from web.pages.forms import BatteryLimitsForm
+
+logger = logging.getLogger(__name__)
+
+SESSION_STATE_KEY = "vehicle_connect_state"
+
+# Connect redirect errors (docs/reference/vehicle-api.md §3.4) in words a driver understands.
+CONNECT_ERROR_MESSAGES = {
+    "access_denied": "You cancelled the connection or did not grant access. No vehicle was connected.",
+    "invalid_subscription": "Your vehicle's connected-services subscription is not active. "
+    "Activate it in the manufacturer's app, then try again.",
+    "no_vehicles": "No vehicle was found on that account.",
+    "vehicle_incompatible": "This vehicle is not compatible with remote charging control.",
+    "configuration_error": "The vehicle connection is misconfigured on our side. Please contact support.",
+    "server_error": "The vehicle service had a problem. Please try again in a few minutes.",
+}
+
+
+@login_required
+@require_GET
+def vehicle_list(request: HttpRequest) -> HttpResponse:
+    vehicles = vehicle_services.vehicles_for_user(user=request.user).select_related("dr_enrollment")
+    return render(request, "vehicles/list.html", {"vehicles": vehicles})
+
+
+@login_required
+@require_GET
+def connect_start(request: HttpRequest) -> HttpResponse:
+    """Send the driver to Connect with a fresh random `state` remembered in their session."""
+    state = secrets.token_urlsafe(32)
+    request.session[SESSION_STATE_KEY] = state
+    # Brand bypass (e.g. TESLA); anything else is ignored rather than forwarded.
+    make = request.GET.get("make", "").strip().upper()
+    make = make if make and len(make) <= 32 and make.replace("_", "").replace("-", "").isalnum() else None
+    url = vehicle_services.get_client().authorize_url(state=state, make=make)
+    return redirect(url)
+
+
+@login_required
+@require_GET
+def connect_callback(request: HttpRequest) -> HttpResponse:
+    """Connect's redirect back: check `state` first (CSRF), then the error or the code."""
+    expected = request.session.pop(SESSION_STATE_KEY, None)
+    received = request.GET.get("state", "")
+    if not expected or not received or not secrets.compare_digest(expected, received):
+        # Either a forged/replayed callback or a stale tab: nothing is exchanged or stored.
+        return render(
+            request,
+            "vehicles/connect_error.html",
+            {
+                "message": "This connection link is invalid or has expired "
+                "(the security check did not match). Please start connecting again."
+            },
+            status=400,
+        )
+
+    error = request.GET.get("error")
+    if error:
+        message = CONNECT_ERROR_MESSAGES.get(error, "The vehicle could not be connected.")
+        logger.info("connect returned error=%s description=%s", error, request.GET.get("error_description"))
+        messages.warning(request, message)
+        return redirect("vehicles:list")
+
+    code = request.GET.get("code")
+    if not code:
+        return render(
+            request,
+            "vehicles/connect_error.html",
+            {"message": "The vehicle service did not send an authorization code. Please try again."},
+            status=400,
+        )
+    try:
+        connection = vehicle_services.connection_create_from_code(user=request.user, code=code)
+    except errors.OAuthError:
+        messages.error(request, "The authorization expired or was already used. Please connect again.")
+        return redirect("vehicles:list")
+    except errors.VehicleApiError as exc:
+        logger.warning("connect failed: %r", exc)
+        messages.error(request, "The vehicle service is not answering right now. Please try again later.")
+        return redirect("vehicles:list")
+    count = connection.vehicles.count()
+    for vehicle in connection.vehicles.filter(is_active=True):
+        # Show battery and plug at once; a car that does not answer now is read on the next refresh.
+        try:
+            vehicle_services.vehicle_refresh_snapshot(vehicle_id=vehicle.pk)
+        except (errors.VehicleApiError, vehicle_services.ConsentRequired) as exc:
+            logger.info("first read of vehicle %s failed: %r", vehicle.pk, exc)
+    if count:
+        messages.success(request, f"Connected {count} vehicle{'s' if count != 1 else ''}.")
+    else:
+        messages.warning(request, "The connection worked, but no vehicle was shared.")
+    return redirect("vehicles:list")
+
+
+@login_required
+@require_POST
+def vehicle_refresh(request: HttpRequest, vehicle_id: int) -> HttpResponse:
+    vehicle = get_object_or_404(Vehicle, pk=vehicle_id, owner=request.user)
+    try:
+        vehicle_services.vehicle_refresh_snapshot(vehicle_id=vehicle.pk)
+    except vehicle_services.ConsentRequired:
+        messages.warning(request, f"Please reconnect your {vehicle}: access was withdrawn or expired.")
+    except errors.VehicleApiError as exc:
+        messages.warning(request, f"Could not read your {vehicle} right now ({exc.code or exc.type or 'error'}).")
+    return redirect("vehicles:list")
+
+
+@login_required
+@require_POST
+def connection_disconnect(request: HttpRequest, connection_id: int) -> HttpResponse:
+    connection = get_object_or_404(VehicleConnection, pk=connection_id, user=request.user)
+    try:
+        vehicle_services.connection_disconnect(connection_id=connection.pk)
+    except errors.VehicleApiError as exc:
+        logger.warning("disconnect of connection %s failed: %r", connection.pk, exc)
+        messages.error(request, "The vehicle service is not answering; nothing was disconnected. Try again later.")
+        return redirect("vehicles:list")
+    messages.success(request, "Vehicle disconnected. We no longer have access to it.")
+    return redirect("vehicles:list")
+
+
+def _regions(current: str) -> list[str]:
+    """The regions a car can be in: those with prices, the default, and its current one."""
+    known = set(PricePoint.objects.values_list("region", flat=True).distinct())
+    return sorted(known | {settings.SMART_DEFAULT_REGION, current})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def vehicle_battery(request: HttpRequest, vehicle_id: int) -> HttpResponse:
+    """A car's battery-health window (maximum and minimum charge) and its grid-event opt-in."""
+    vehicle = get_object_or_404(Vehicle, pk=vehicle_id, owner=request.user, is_active=True)
+    enrollment = DemandResponseEnrollment.objects.filter(vehicle=vehicle).first()
+    region = grid_selectors.vehicle_region(vehicle)
+    initial = {
+        "max_soc": vehicle.max_soc_bp // 100,
+        "min_soc": vehicle.min_soc_bp // 100,
+        "demand_response": bool(enrollment and enrollment.active),
+        "region": region,
+    }
+    form = BatteryLimitsForm(request.POST or None, initial=initial, regions=_regions(region))
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            grid.battery_limits_set(vehicle=vehicle, max_soc_bp=data["max_soc"] * 100, min_soc_bp=data["min_soc"] * 100)
+        except grid.GridError as exc:
+            form.add_error(None, str(exc))
+        else:
+            if enrollment is not None or data["demand_response"]:
+                grid.enrollment_set(vehicle=vehicle, region=data["region"], active=data["demand_response"])
+            messages.success(
+                request,
+                f"Saved for your {vehicle.make.title()} {vehicle.model}: charged to at most {data['max_soc']} %, "
+                f"at once up to {data['min_soc']} %"
+                + (", taking part in grid events." if data["demand_response"] else "."),
+            )
+            return redirect("vehicles:list")
+    return render(request, "vehicles/battery.html", {"vehicle": vehicle, "form": form})

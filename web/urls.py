@@ -1,0 +1,21 @@
+from django.contrib import admin
+from django.urls import include, path
+
+from sessions.vehicles import webhooks as vehicle_webhooks
+from web.pages import home as views
+from web.security import ThrottledLoginView
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("healthz/", views.healthz, name="healthz"),
+    path("accounts/login/", ThrottledLoginView.as_view(), name="login"),
+    path("", include("web.pages.driver.urls")),  # driver pages: sign up, charge, live session, receipts
+    path("accounts/", include("django.contrib.auth.urls")),
+    path("admin/", admin.site.urls),
+    path("vehicles/webhook/", vehicle_webhooks.receive, name="vehicle-webhook"),
+    path("vehicles/", include("web.pages.vehicles.urls")),
+    path("payments/", include("web.pages.payments.urls")),
+    path("grid/", include("sessions.grid.urls")),  # demand response
+    path("api/v1/", include("web.api.urls")),
+    path("dashboard/", include("web.dashboard.urls")),
+]
