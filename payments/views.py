@@ -157,7 +157,10 @@ def purchase_confirm(request: HttpRequest, public_id) -> JsonResponse:
         payment_method = ""
     if not isinstance(payment_method, str) or not payment_method.startswith(("pm_", "card_", "src_")):
         return JsonResponse({"status": "error", "message": "No card was given."}, status=400)
-    result = services.purchase_pay_with_card(purchase_id=purchase.pk, payment_method_id=payment_method)
+    try:
+        result = services.purchase_pay_with_card(purchase_id=purchase.pk, payment_method_id=payment_method)
+    except services.PaymentRateLimited as exc:
+        return JsonResponse({"status": "error", "message": f"{str(exc).capitalize()}."}, status=429)
     body = {"status": result.status, "client_secret": result.client_secret, "message": result.message}
     if result.status == "declined":
         # The SetupIntent was used up: hand the page a fresh one so the driver can retry at once.

@@ -288,6 +288,16 @@ STRIPE_RECONCILE_AFTER_S = int(env("STRIPE_RECONCILE_AFTER_S", "300"))
 STRIPE_ABANDON_AFTER_S = int(env("STRIPE_ABANDON_AFTER_S", str(24 * 3600)))
 # Webhook events whose processing failed are retried by the sweeper up to this many attempts.
 STRIPE_EVENT_MAX_ATTEMPTS = int(env("STRIPE_EVENT_MAX_ATTEMPTS", "5"))
+# One request at a time pays a purchase: its claim lasts this long (seconds) unless released, so a
+# worker killed mid-payment blocks a retry no longer than this. Above the longest payment call
+# chain (cancel, create, confirm: each up to STRIPE_API_TIMEOUT_S × 3 tries).
+STRIPE_PAYMENT_CLAIM_S = int(env("STRIPE_PAYMENT_CLAIM_S", "300"))
+# SetupIntents and PaymentIntents one user may have created per hour (each costs a call against
+# the Stripe account's rate limit); past it, paying answers 429 until the hour is over.
+STRIPE_OBJECTS_PER_USER_HOUR = int(env("STRIPE_OBJECTS_PER_USER_HOUR", "30"))
+# payments_reconcile (scheduled hourly) compares Stripe's charges, refunds and disputes of the last
+# STRIPE_RECONCILE_WINDOW_H hours with our books.
+STRIPE_RECONCILE_WINDOW_H = int(env("STRIPE_RECONCILE_WINDOW_H", "72"))
 
 # --- Pricing ------------------------------------------------------------------------------------
 CURRENCY = env("CURRENCY", "eur").lower()

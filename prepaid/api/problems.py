@@ -22,7 +22,7 @@ from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
 from payments import stripe_api
-from payments.services import PurchaseError
+from payments.services import PaymentRateLimited, PurchaseError
 from prepaid import errors as wallet_errors
 from sessions.grid import GridError
 from sessions.services import SessionError
@@ -56,6 +56,9 @@ PROBLEM_TYPES = {
         ProblemType("session-not-open", 409, "Session not open", "The session has already ended."),
         ProblemType("receipt-not-ready", 409, "No receipt yet", "The purchase is not paid or the session not over."),
         ProblemType("purchase-conflict", 409, "Purchase cannot proceed", "The purchase is not awaiting payment."),
+        ProblemType(
+            "payment-rate-limited", 429, "Too many payment attempts", "Wait for the time in Retry-After, then retry."
+        ),
         ProblemType("payment-provider-unavailable", 503, "Payment provider unavailable", "Try again shortly."),
         ProblemType("payment-provider-error", 502, "Payment provider error", "The payment provider refused."),
     ]
@@ -95,6 +98,10 @@ def _domain_problem(exc: Exception) -> Problem | None:
         )
     if isinstance(exc, GridError):
         return Problem("conflict", str(exc))
+    if isinstance(exc, PaymentRateLimited):
+        problem = Problem("payment-rate-limited", str(exc))
+        problem.wait = exc.retry_after_s
+        return problem
     if isinstance(exc, PurchaseError):
         return Problem("purchase-conflict", str(exc))
     if isinstance(exc, stripe_api.StripeUnavailable):
