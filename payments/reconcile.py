@@ -395,16 +395,16 @@ def _check_our_books(since: datetime, until: datetime, seen_payments: set[str], 
 
 
 def reconcile(*, since: datetime, until: datetime) -> Report:
-    """Match every succeeded charge at Stripe created in [since, until), its refunds, and every
+    """Match every succeeded charge at Stripe created in [since, until], its refunds, and every
     dispute of the window to our purchases, refund parts and disputes; fix what is safe, record
     the rest. Safe to run again: every finding and fix is idempotent on its Stripe object."""
     report = Report()
     after = int(since.timestamp()) - 1
-    before = int(until.timestamp())
+    before = until.timestamp()
     seen_payments: set[str] = set()
     seen_refunds: set[str] = set()
     for charge in stripe_api.charges_since(after):
-        if charge.created >= before or charge.status != "succeeded" or not charge.captured:
+        if charge.created > before or charge.status != "succeeded" or not charge.captured:
             continue
         report.charges += 1
         if charge.payment_intent_id:

@@ -120,13 +120,14 @@ class Browser:
         )
         response.raise_for_status()
 
-    def charge_outside_the_app(self, purchase, *, amount: int | None = None) -> dict:
+    def charge_outside_the_app(self, purchase, *, card_of=None) -> dict:
         """A payment of the purchase made outside the app (Stripe's dashboard, a script with the
-        secret key): its saved card charged again, with the purchase in the metadata."""
-        earlier = self.client.v1.payment_intents.retrieve(purchase.stripe_payment_intent_id)
+        secret key): the card saved for it (or for `card_of`, a paid purchase) charged again, with
+        the purchase in the metadata."""
+        earlier = self.client.v1.payment_intents.retrieve((card_of or purchase).stripe_payment_intent_id)
         pi = self.client.v1.payment_intents.create(
             {
-                "amount": amount or purchase.amount_minor,
+                "amount": purchase.amount_minor,
                 "currency": purchase.currency,
                 "customer": earlier.customer,
                 "payment_method": earlier.payment_method,
