@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.contrib.admin import apps as admin_apps
 
 
 class PrepaidConfig(AppConfig):
@@ -6,3 +7,11 @@ class PrepaidConfig(AppConfig):
 
     name = "prepaid"
     verbose_name = "Prepaid credit"
+
+
+class AdminConfig(admin_apps.AdminConfig):
+    """Django's admin whose site throttles its login like the login page (prepaid.security).
+    Named in INSTALLED_APPS; not this module's default (PrepaidConfig is)."""
+
+    default = False
+    default_site = "prepaid.security.ThrottledAdminSite"

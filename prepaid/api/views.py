@@ -11,7 +11,7 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.decorators import action
-from rest_framework.exceptions import NotFound, PermissionDenied
+from rest_framework.exceptions import NotFound, PermissionDenied, Throttled
 from rest_framework.generics import ListAPIView
 from rest_framework.permissions import AllowAny, BasePermission, IsAuthenticated
 from rest_framework.response import Response
@@ -25,6 +25,7 @@ from prepaid.api.problems import PROBLEM_TYPES, Problem
 from prepaid.api.throttles import AuthRate
 from prepaid.driver_selectors import vehicle_region
 from prepaid.errors import NothingToRefund
+from prepaid.security import LOCKED_OUT, throttled_login
 from prepaid.selectors import package_list_active, wallet_for_user
 from sessions import grid
 from sessions import services as session_services
@@ -310,10 +311,28 @@ class RefundViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OwnedViewS
 
 
 class TokenView(ObtainAuthToken):
-    """Exchange a username and password for the API token (header `Authorization: Token <key>`)."""
+    """Exchange a username and password for the API token (header `Authorization: Token <key>`).
+
+    Behind the login pages' throttle (per username and address, shared with them) as well as the
+    request rate of AuthRate."""
 
     throttle_classes = [AuthRate]
     renderer_classes = ObtainAuthToken.renderer_classes[:1]
+
+    def post(self, request, *args, **kwargs):
+        data = request.data if hasattr(request.data, "get") else {}
+        username = str(data.get("username", ""))[:150]
+
+        def locked():
+            raise Throttled(wait=settings.LOGIN_LOCKOUT_S, detail=LOCKED_OUT)
+
+        return throttled_login(
+            request,
+            username,
+            attempt=lambda: super(TokenView, self).post(request, *args, **kwargs),
+            succeeded=lambda response: response.status_code == status.HTTP_200_OK,
+            locked=locked,
+        )
 
 
 class ProblemTypeView(APIView):

@@ -70,6 +70,61 @@ def test_one_address_guessing_many_usernames_is_throttled(driver, settings):
 # the tests lower the configured rates so they send tens of requests, not hundreds.
 
 
+def _admin_login(client, username, password, ip="10.0.0.1"):
+    return client.post(
+        reverse("admin:login"), {"username": username, "password": password, "next": "/admin/"}, REMOTE_ADDR=ip
+    )
+
+
+def _token(username, password, ip="10.0.0.1"):
+    return Client().post(reverse("api:token"), {"username": username, "password": password}, REMOTE_ADDR=ip)
+
+
+def test_the_admin_login_locks_an_account_out_like_the_login_page(operator):
+    """Issue 18, defect 3: /admin/login/ accepted 30 wrong passwords and then the right one."""
+    client = Client()
+    for _ in range(settings.LOGIN_FAILURE_LIMIT):
+        assert _admin_login(client, "operator", "wrong-password").status_code == 200
+    locked = _admin_login(client, "operator", "operate-safely-42")
+    assert locked.status_code == 429
+    assert int(locked.headers["Retry-After"]) == settings.LOGIN_LOCKOUT_S
+    assert "Too many failed attempts" in locked.content.decode()
+    assert "_auth_user_id" not in client.session
+    # Another address is not locked out of the same account.
+    assert _admin_login(Client(), "operator", "operate-safely-42", ip="10.0.0.2").status_code == 302
+
+
+def test_the_admin_login_throttles_one_address_guessing_many_usernames(operator, settings):
+    settings.LOGIN_FAILURE_LIMIT_PER_IP = 8
+    for i in range(8):
+        _admin_login(Client(), f"admin{i}", "guess", ip="10.9.9.8")
+    assert _admin_login(Client(), "operator", "operate-safely-42", ip="10.9.9.8").status_code == 429
+
+
+def test_the_token_endpoint_locks_an_account_out_like_the_login_page(driver, settings):
+    settings.API_THROTTLE_AUTH = "1000/min"  # the request rate is not what stops the guesser here
+    for _ in range(settings.LOGIN_FAILURE_LIMIT):
+        assert _token("driver", "wrong").status_code == 400
+    locked = _token("driver", "drive-safely-42")
+    assert locked.status_code == 429 and "token" not in locked.json()
+    assert locked["Content-Type"] == "application/problem+json"
+    assert int(locked.headers["Retry-After"]) == settings.LOGIN_LOCKOUT_S
+    assert _token("driver", "drive-safely-42", ip="10.0.0.2").status_code == 200
+
+
+def test_failures_on_any_login_count_for_every_login(driver, settings):
+    settings.API_THROTTLE_AUTH = "1000/min"
+    client = Client()
+    _login(client, "driver", "wrong-1")
+    _login(client, "driver", "wrong-2")
+    _admin_login(client, "driver", "wrong-3")
+    _admin_login(client, "driver", "wrong-4")
+    _token("driver", "wrong-5")
+    assert _login(client, "driver", "drive-safely-42").status_code == 429
+    assert _admin_login(Client(), "driver", "drive-safely-42").status_code == 429
+    assert _token("driver", "drive-safely-42").status_code == 429
+
+
 def test_the_api_uses_the_configured_throttles():
     from rest_framework.settings import api_settings
 
@@ -140,9 +195,10 @@ def test_a_forged_forwarded_for_header_does_not_escape_the_throttles(driver, set
 def test_the_token_endpoint_throttles_password_guessing(driver, settings):
     settings.API_THROTTLE_AUTH = "10/min"
     url = reverse("api:token")
+    # Other usernames each time: under the per-account lockout, only the request rate applies.
     codes = [
-        Client().post(url, {"username": "driver", "password": "wrong"}, REMOTE_ADDR="10.5.5.5").status_code
-        for _ in range(10)
+        Client().post(url, {"username": f"user{i}", "password": "wrong"}, REMOTE_ADDR="10.5.5.5").status_code
+        for i in range(10)
     ]
     assert codes == [400] * 10
     # Past the limit even the right password gets no token.
