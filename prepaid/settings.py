@@ -43,6 +43,7 @@ DEV_STRIPE_SECRET_KEY = "sk_test_localstripe"
 DEV_STRIPE_WEBHOOK_SECRET = "whsec_localstripe_dev"
 DEV_VEHICLE_CLIENT_SECRET = "sim-client-secret"
 DEV_VEHICLE_AMT = "sim-application-management-token"
+DEV_GRID_API_SECRET = "dev-grid-secret-change-me"
 
 SECRET_KEY = env("DJANGO_SECRET_KEY", DEV_SECRET_KEY)
 DEBUG = env_bool("DJANGO_DEBUG", not PRODUCTION)
@@ -259,7 +260,7 @@ SMART_DEFAULT_REGION = env("SMART_DEFAULT_REGION", "DE")
 SMART_WINDOW_COST_MINOR = int(env("SMART_WINDOW_COST_MINOR", "5"))
 # Shared secret of the utilities' grid-event endpoint (HMAC-SHA256 of "timestamp.body"). No dev
 # default in production: unset, the endpoint accepts no utility (operators still can).
-GRID_API_SECRET = env("GRID_API_SECRET", "" if PRODUCTION else "dev-grid-secret-change-me")
+GRID_API_SECRET = env("GRID_API_SECRET", "" if PRODUCTION else DEV_GRID_API_SECRET)
 GRID_API_MAX_SKEW_S = int(env("GRID_API_MAX_SKEW_S", "300"))
 # Bonus per kWh shifted out of a grid event, minor units, when the event names none.
 GRID_BONUS_MINOR_PER_KWH = int(env("GRID_BONUS_MINOR_PER_KWH", "10"))
@@ -354,18 +355,8 @@ if PRODUCTION:
     SECURE_HSTS_PRELOAD = True
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
-    problems = []
-    if DEBUG:
-        problems.append("DJANGO_DEBUG must be off")
-    if SECRET_KEY == DEV_SECRET_KEY or len(SECRET_KEY) < 50:
-        problems.append("DJANGO_SECRET_KEY must be set to a long random value")
-    if DEV_TOKEN_KEY in TOKEN_ENCRYPTION_KEYS:
-        problems.append("TOKEN_ENCRYPTION_KEYS must not contain the development key")
-    if STRIPE_SECRET_KEY == DEV_STRIPE_SECRET_KEY or DEV_STRIPE_WEBHOOK_SECRET in STRIPE_WEBHOOK_SECRETS:
-        problems.append("STRIPE_SECRET_KEY and STRIPE_WEBHOOK_SECRET must be real Stripe values")
-    if VEHICLE_CLIENT_SECRET == DEV_VEHICLE_CLIENT_SECRET or VEHICLE_WEBHOOK_AMT == DEV_VEHICLE_AMT:
-        problems.append("VEHICLE_CLIENT_SECRET and VEHICLE_WEBHOOK_AMT must be real vehicle API values")
-    if not DATABASE_URL:
-        problems.append("DATABASE_URL must point at PostgreSQL")
+    from prepaid.production import production_problems
+
+    problems = production_problems(globals())
     if problems:
         raise ImproperlyConfigured("Refusing to start in production: " + "; ".join(problems))
