@@ -612,6 +612,25 @@ def _apply_checkout_session(purchase: Purchase, session: stripe_api.CheckoutSess
 # --- The webhook inbox ------------------------------------------------------------------------------
 
 
+def event_malformed(event) -> str:
+    """Why a verified body is not an event we can store ("" when it is): bounded to the inbox's
+    columns and shaped like Stripe's events, so nothing is stored half-way or refused by the
+    database later."""
+    if not isinstance(event, dict):
+        return "a JSON object was expected"
+    limit = StripeEvent._meta.get_field("event_id").max_length  # the `type` column's too
+    for name in ("id", "type"):
+        value = event.get(name)
+        if not isinstance(value, str) or not 0 < len(value) <= limit:
+            return f"`{name}` must be a string of 1 to {limit} characters"
+    data = event.get("data")
+    if not isinstance(data, dict) or not isinstance(data.get("object"), dict):
+        return "`data.object` must be an object"
+    if not isinstance(event.get("livemode", False), bool):
+        return "`livemode` must be true or false"
+    return ""
+
+
 def event_store(*, event: dict) -> StripeEvent | None:
     """Store a verified event; None if it was already stored (a duplicate delivery).
 

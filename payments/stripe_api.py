@@ -7,12 +7,13 @@ covers its network retries). localstripe ignores the keys; real Stripe honours t
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from functools import lru_cache
 
 import stripe
 from django.conf import settings
+
+from prepaid import jsonbody
 
 
 class StripeFailure(Exception):
@@ -412,7 +413,8 @@ def checkout_session_retrieve(session_id: str) -> CheckoutSessionInfo:
 def webhook_verify(payload: bytes, sig_header: str) -> dict:
     """Check the signature against every configured secret (rotation); return the event as a dict.
 
-    Raises stripe.SignatureVerificationError for a forged or stale signature.
+    Raises stripe.SignatureVerificationError for a forged or stale signature, and ValueError
+    (jsonbody.MalformedJSON) for a signed body that is not JSON we accept.
     """
     last_error: Exception | None = None
     for secret in settings.STRIPE_WEBHOOK_SECRETS:
@@ -423,5 +425,5 @@ def webhook_verify(payload: bytes, sig_header: str) -> dict:
         except stripe.SignatureVerificationError as exc:
             last_error = exc
             continue
-        return json.loads(payload)
+        return jsonbody.loads(payload)
     raise last_error or stripe.SignatureVerificationError("no webhook secret configured", sig_header)

@@ -204,7 +204,8 @@ REST_FRAMEWORK.update(
         "EXCEPTION_HANDLER": "prepaid.api.problems.exception_handler",
         "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
         "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-        "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+        # DRF's JSON parser without its 500s (deep nesting, NaN, NUL): prepaid/jsonbody.py.
+        "DEFAULT_PARSER_CLASSES": ["prepaid.jsonbody.JSONParser"],
     }
 )
 SPECTACULAR_SETTINGS = {
@@ -264,6 +265,8 @@ GRID_API_SECRET = env("GRID_API_SECRET", "" if PRODUCTION else DEV_GRID_API_SECR
 GRID_API_MAX_SKEW_S = int(env("GRID_API_MAX_SKEW_S", "300"))
 # Bonus per kWh shifted out of a grid event, minor units, when the event names none.
 GRID_BONUS_MINOR_PER_KWH = int(env("GRID_BONUS_MINOR_PER_KWH", "10"))
+# The largest bonus per kWh a grid event may name (minor units); a larger one is refused (400).
+GRID_BONUS_MAX_MINOR_PER_KWH = int(env("GRID_BONUS_MAX_MINOR_PER_KWH", "1000"))
 
 # --- Stripe -------------------------------------------------------------------------------------
 LOCALSTRIPE_PORT = int(env("LOCALSTRIPE_PORT", "8420"))

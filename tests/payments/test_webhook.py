@@ -9,7 +9,7 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from payments import services
-from payments.models import PaymentDiscrepancy, StripeEvent
+from payments.models import StripeEvent
 from prepaid.models import Wallet
 from tests.payments import events
 from tests.payments.conftest import WEBHOOK_URL, sign
@@ -94,6 +94,8 @@ def test_a_failed_processing_is_recorded_and_replayed(
 
     stored.refresh_from_db()
     assert (stored.status, stored.attempts, stored.last_error) == (StripeEvent.Status.PROCESSED, 2, "")
+    from payments.models import PaymentDiscrepancy
+
     found = PaymentDiscrepancy.objects.get()
     assert (found.kind, found.stripe_object_id, found.status) == ("surplus_charge", surplus["id"], "fixed")
     assert Wallet.objects.get(user=driver).balance_wh == 10_000  # credited once
@@ -238,12 +240,26 @@ def test_a_broker_outage_loses_no_event_the_sweeper_enqueues_it(deliver, monkeyp
     assert stored.status == StripeEvent.Status.IGNORED  # processed (customer.created needs nothing)
 
 
+def _event_text(**changes) -> str:
+    return json.dumps({**events.event("customer.created", {"id": "cus_1", "object": "customer"}), **changes})
+
+
 @pytest.mark.parametrize(
     ("payload", "reason"),
     [
-        ("not json", b"malformed body: not UTF-8 JSON"),
-        ("[1, 2]", b"not an event"),
-        (json.dumps({"id": "evt_x"}), b"not an event"),
+        ("not json", "malformed body"),
+        ("[1, 2]", "not an event"),
+        (json.dumps({"id": "evt_x"}), "not an event"),
+        # Issue 18, defect 8: each of these, signed, was a 500 (and half-stored on PostgreSQL).
+        ("[" * 5_000 + "]" * 5_000, "malformed body"),
+        (_event_text(id="evt_" + "x" * 300), "not an event"),
+        (_event_text(id="evt_nul\u0000"), "malformed body"),
+        (_event_text().replace('"livemode": false', '"livemode": NaN'), "malformed body"),
+        (_event_text().replace('"pending_webhooks": 1', '"pending_webhooks": 1e999'), "malformed body"),
+        (_event_text(type=None), "not an event"),
+        (_event_text(data=[]), "not an event"),
+        (_event_text(data={"object": "cus_1"}), "not an event"),
+        (_event_text(livemode="yes"), "not an event"),
     ],
 )
 def test_a_malformed_body_with_a_valid_signature_is_refused_with_its_reason(client, payload, reason):
@@ -251,7 +267,8 @@ def test_a_malformed_body_with_a_valid_signature_is_refused_with_its_reason(clie
         WEBHOOK_URL, data=payload, content_type="application/json", HTTP_STRIPE_SIGNATURE=sign(payload)
     )
     assert response.status_code == 400
-    assert response.content.startswith(reason)
+    assert response["Content-Type"] == "application/problem+json"
+    assert response.json()["detail"].startswith(reason)
     assert not StripeEvent.objects.exists()
 
 
