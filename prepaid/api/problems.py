@@ -18,6 +18,7 @@ from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404
 from django.urls import reverse
 from rest_framework import exceptions
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
@@ -135,6 +136,9 @@ def problem_response(request, *, status_code: int, title: str, detail: str, type
     body = {"type": type_, "title": title, "status": status_code, "detail": detail}
     body["instance"] = request.get_full_path() if request is not None else ""
     body.update(extra)
+    if request is not None:
+        # A problem is JSON whatever the view renders otherwise (the schema's YAML, the docs' HTML).
+        request.accepted_renderer, request.accepted_media_type = JSONRenderer(), CONTENT_TYPE
     return Response(body, status=status_code, content_type=CONTENT_TYPE)
 
 

@@ -11,7 +11,7 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.decorators import action
-from rest_framework.exceptions import NotFound, PermissionDenied, Throttled
+from rest_framework.exceptions import MethodNotAllowed, NotFound, PermissionDenied, Throttled
 from rest_framework.generics import ListAPIView
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import AllowAny, BasePermission, IsAuthenticated
@@ -366,9 +366,18 @@ class NotFoundView(APIView):
     permission_classes = [AllowAny]
     authentication_classes = []
     schema = None
+    # Methods some resource of the API has: for them, this path names no resource (404). Any other
+    # (TRACE, CONNECT, WebDAV's) no resource allows: 405, with an empty Allow (RFC 9110 §10.2.1).
+    RESOURCE_METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
+
+    @property
+    def allowed_methods(self):
+        return []
 
     def http_method_not_allowed(self, request, *args, **kwargs):
-        raise NotFound()
+        if request.method.upper() in self.RESOURCE_METHODS:
+            raise NotFound()
+        raise MethodNotAllowed(request.method)
 
     options = http_method_not_allowed
 
