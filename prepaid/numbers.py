@@ -30,7 +30,10 @@ KWH_SCHEMA = {
 
 
 def _typed_text(value) -> str | None:
-    """The text of a value a client typed (None for JSON numbers, which are ASCII by nature)."""
+    """The text of a value a client typed (None for nothing typed, and for JSON numbers, which
+    are ASCII by nature)."""
+    if value is None:
+        return None
     if isinstance(value, bool):
         return str(value)  # never a number
     if isinstance(value, int | float):
