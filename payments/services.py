@@ -829,12 +829,13 @@ def _dispute_upsert(obj: dict) -> Dispute:
             "stripe_status": info.status[:50],
         },
     )
+    from payments import reconcile  # reconcile builds on this module
+
     if dispute.purchase_id is None and purchase is not None:
         Dispute.objects.filter(pk=dispute.pk, purchase__isnull=True).update(purchase=purchase)
+        reconcile.disputes_linked(dispute_ids=[dispute.pk], purchase=purchase)
         dispute.refresh_from_db()
     if dispute.purchase_id is None:
-        from payments import reconcile  # reconcile builds on this module
-
         reconcile.dispute_unmatched(dispute)
     return dispute
 
