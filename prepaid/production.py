@@ -84,9 +84,20 @@ def production_problems(s: dict) -> list[str]:
         problems.append("VEHICLE_CLIENT_SECRET must be the vehicle API application's client secret")
     if s["VEHICLE_WEBHOOK_AMT"] in ("", s["DEV_VEHICLE_AMT"]):
         problems.append("VEHICLE_WEBHOOK_AMT must be the Application Management Token (it signs vehicle webhooks)")
-    if s["VEHICLE_CLIENT_ID"] in ("", "sim-client-id"):
-        problems.append("VEHICLE_CLIENT_ID must be the vehicle API application's client id, not the simulator's")
-    for name in ("VEHICLE_API_ORIGIN", "VEHICLE_AUTH_URL", "VEHICLE_CONNECT_ORIGIN", "VEHICLE_REDIRECT_URI"):
+    if s["VEHICLE_M2M_CLIENT_SECRET"] in ("", s["DEV_VEHICLE_CLIENT_SECRET"]):
+        problems.append("VEHICLE_M2M_CLIENT_SECRET must be the vehicle API application's client secret")
+    for name in ("VEHICLE_CLIENT_ID", "VEHICLE_M2M_CLIENT_ID"):
+        if s[name] in ("", "sim-client-id"):
+            problems.append(f"{name} must be the vehicle API application's client id, not the simulator's")
+    for name in (
+        "VEHICLE_API_ORIGIN",
+        "VEHICLE_AUTH_URL",
+        "VEHICLE_CONNECT_ORIGIN",
+        "VEHICLE_REDIRECT_URI",
+        "VEHICLE_IAM_URL",
+        "VEHICLE_API_V3_ORIGIN",
+        "VEHICLE_MANAGEMENT_ORIGIN",
+    ):
         if not _public_https(s[name]):
             problems.append(f"{name} must be an https:// address, not the simulator")
     if s["GRID_API_SECRET"] == s["DEV_GRID_API_SECRET"]:

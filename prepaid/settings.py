@@ -248,6 +248,18 @@ VEHICLE_WEBHOOK_AMT = env("VEHICLE_WEBHOOK_AMT", DEV_VEHICLE_AMT)
 # Commands can take up to 300 s at the vehicle API; the official SDKs wait 310 s.
 VEHICLE_API_TIMEOUT_S = float(env("VEHICLE_API_TIMEOUT_S", "310"))
 VEHICLE_API_CONNECT_TIMEOUT_S = float(env("VEHICLE_API_CONNECT_TIMEOUT_S", "10"))
+# Vehicle API v3 (docs/reference/vehicle-api-v3.md §1.1): one token per application from the IAM
+# endpoint (client credentials), the vehicle API and the management API (webhook subscriptions).
+# Real: https://iam.smartcar.com/oauth2/token, https://vehicle.api.smartcar.com,
+# https://management.api.smartcar.com. The M2M client id starts `client_`; it defaults to the
+# Connect client id, which is what the simulator accepts.
+VEHICLE_IAM_URL = env("VEHICLE_IAM_URL", f"{_SIM_ORIGIN}/oauth2/token")
+VEHICLE_API_V3_ORIGIN = env("VEHICLE_API_V3_ORIGIN", _SIM_ORIGIN).rstrip("/")
+VEHICLE_MANAGEMENT_ORIGIN = env("VEHICLE_MANAGEMENT_ORIGIN", _SIM_ORIGIN).rstrip("/")
+VEHICLE_M2M_CLIENT_ID = env("VEHICLE_M2M_CLIENT_ID") or VEHICLE_CLIENT_ID
+VEHICLE_M2M_CLIENT_SECRET = env("VEHICLE_M2M_CLIENT_SECRET") or VEHICLE_CLIENT_SECRET
+# The webhook (created in the Smartcar dashboard) that vehicles are subscribed to.
+VEHICLE_WEBHOOK_ID = env("VEHICLE_WEBHOOK_ID", "")
 # Fernet keys for tokens at rest, comma-separated, newest first (MultiFernet: rotation).
 TOKEN_ENCRYPTION_KEYS = env_list("TOKEN_ENCRYPTION_KEYS", DEV_TOKEN_KEY)
 SIMULATOR_STATE_FILE = env("SIMULATOR_STATE_FILE", str(VAR_DIR / "simulator.json"))

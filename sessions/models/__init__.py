@@ -16,9 +16,11 @@ from .grid import (
     PricePoint,
     SmartPlan,
 )
+from .vehicle_api import ApplicationToken
 from .vehicles import Vehicle, VehicleConnection
 
 __all__ = [
+    "ApplicationToken",
     "ChargingSession",
     "DemandResponseEnrollment",
     "DemandResponseEvent",

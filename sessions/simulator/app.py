@@ -31,6 +31,8 @@ API_VERSION = "2.0"
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 STATUS_TEXT = {
     200: "OK",
+    202: "Accepted",
+    204: "No Content",
     302: "Found",
     400: "Bad Request",
     401: "Unauthorized",
@@ -138,6 +140,12 @@ class SimulatorApp:
     # --- routing ----------------------------------------------------------------------------
     def dispatch(self, request: Request) -> Response:
         path = request.path
+        # v3 (IAM token, /v3/…, /_sim/v3/…) lives in its own modules; everything else is v2.
+        from .v3_app import dispatch_v3
+
+        v3_response = dispatch_v3(self, request)
+        if v3_response is not None:
+            return v3_response
         if path.startswith("/_sim"):
             return self.admin(request)
         if path == "/oauth/authorize":
@@ -217,7 +225,9 @@ class SimulatorApp:
                 {"error": "no_vehicles", "error_description": "No vehicle was selected.", "state": state},
             )
         code = self.sim.create_auth_code(chosen, scopes, redirect_uri)
-        return self.redirect(redirect_uri, {"code": code, "state": state})
+        # v3 Connect answers with the consenting user's id (`user_id`); the code stays for v2.
+        user_id = self.sim.tokens.codes[code]["user_id"]
+        return self.redirect(redirect_uri, {"code": code, "user_id": user_id, "state": state})
 
     def consent_page(self, params: dict, scopes: list[str]) -> Response:
         esc = html.escape
@@ -361,7 +371,10 @@ li{{margin:.3rem 0}} button{{padding:.5rem 1rem;margin-right:.5rem}}</style></he
             target = datetime.fromisoformat(str(body["now"]).replace("Z", "+00:00")).astimezone(UTC)
             return {"now": iso_ms(sim.clock.set(target).timestamp())}
         if parts == ["reset"] and method == "POST":
+            from .v3 import platform
+
             sim.reset()
+            platform(sim).reset()
             return {"ok": True}
         if len(parts) == 2 and parts[0] == "tokens" and parts[1] in {"expire", "revoke"} and method == "POST":
             with sim.lock:

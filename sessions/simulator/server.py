@@ -11,7 +11,7 @@ from pathlib import Path
 from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from . import webhooks
+from . import v3, v3_webhooks, webhooks
 from .app import make_app
 from .engine import Simulator
 
@@ -33,7 +33,10 @@ def save_state(sim: Simulator, path: str | os.PathLike) -> None:
     """Write atomically: a crash mid-write must not lose the tokens of every connected car."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = json.dumps(sim.to_state())
+    state = sim.to_state()
+    with sim.lock:
+        state["v3"] = v3.platform(sim).to_dict()
+    data = json.dumps(state)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     with os.fdopen(fd, "w") as handle:
         handle.write(data)
@@ -44,7 +47,10 @@ def load_state(sim: Simulator, path: str | os.PathLike) -> bool:
     path = Path(path)
     if not path.exists():
         return False
-    sim.load_state(json.loads(path.read_text()))
+    state = json.loads(path.read_text())
+    sim.load_state(state)
+    with sim.lock:
+        v3.platform(sim).load(state.get("v3", {}))
     return True
 
 
@@ -93,6 +99,7 @@ class SimulatorServer:
             try:
                 if self.sim.webhook_url:
                     webhooks.deliver_pending(self.sim)
+                v3_webhooks.deliver_due(self.sim)
             except Exception:  # the sender must outlive a bad receiver
                 log.exception("webhook delivery failed")
 

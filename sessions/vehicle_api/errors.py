@@ -177,6 +177,11 @@ class MalformedResponse(VehicleApiError):
         return self.status is not None and (self.status == 429 or self.status >= 500)
 
 
+class CommandFailed(VehicleApiError):
+    """v3: a command answered with a final FAILURE status (HTTP 200/202 with a failed execution).
+    The car did not carry it out; not retryable as is (read the car's state and decide)."""
+
+
 class OAuthError(VehicleApiError):
     """The token endpoint refused a code or refresh token: body `{error, error_description}` (e.g.
     `invalid_grant` for a used, expired or revoked refresh token). `type` holds `error`.

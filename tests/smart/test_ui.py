@@ -6,6 +6,7 @@ deadline with the packages that fit, and the admin (prices import, grid events, 
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import time_machine
 from django.test import Client
 
 from payments import services as payment_services
@@ -30,7 +31,8 @@ H = timedelta(hours=1)
 
 @pytest.fixture(autouse=True)
 def now():
-    with clock.use(lambda: T):
+    """The controller's clock and the wall clock (the dashboard and the admin read it) both at T."""
+    with time_machine.travel(T, tick=False), clock.use(lambda: T):
         yield T
 
 
