@@ -1,9 +1,21 @@
-"""Admin for purchases, the webhook inbox, refunds and disputes: read-only records (they change
-through services only), with the operator's actions: replay webhook events."""
+"""Admin for purchases, the webhook inbox, refunds, disputes and payment discrepancies: read-only
+records (they change through services only), with the operator's actions: replay webhook events,
+acknowledge a discrepancy."""
 
 from django.contrib import admin, messages
+from django.utils import timezone
 
-from payments.models import Dispute, Purchase, PurchaseTransition, Refund, RefundPart, StripeCustomer, StripeEvent
+from payments.models import (
+    Dispute,
+    PaymentAttempt,
+    PaymentDiscrepancy,
+    Purchase,
+    PurchaseTransition,
+    Refund,
+    RefundPart,
+    StripeCustomer,
+    StripeEvent,
+)
 from payments.operator import stripe_events_replay
 from payments.services import refund_request
 from prepaid.admin import ReadOnlyAdmin
@@ -30,6 +42,12 @@ class PurchaseTransitionInline(ReadOnlyInline):
     readonly_fields = fields
 
 
+class PaymentAttemptInline(ReadOnlyInline):
+    model = PaymentAttempt
+    fields = ("number", "payment_intent_id", "status", "created_at", "updated_at")
+    readonly_fields = fields
+
+
 @admin.register(Purchase)
 class PurchaseAdmin(ReadOnlyAdmin):
     list_display = ("public_id", "user", "status", "energy_wh", "amount_minor", "currency", "created_at", "paid_at")
@@ -43,7 +61,7 @@ class PurchaseAdmin(ReadOnlyAdmin):
         "stripe_charge_id",
     )
     date_hierarchy = "created_at"
-    inlines = [PurchaseTransitionInline]
+    inlines = [PaymentAttemptInline, PurchaseTransitionInline]
 
 
 @admin.register(StripeCustomer)
@@ -107,7 +125,13 @@ class RefundPartAdmin(ReadOnlyAdmin):
 class DisputeAdmin(ReadOnlyAdmin):
     list_display = ("stripe_dispute_id", "purchase", "amount_minor", "currency", "reason", "status", "created_at")
     list_filter = ("status", "reason")
-    search_fields = ("stripe_dispute_id", "purchase__public_id", "purchase__user__username")
+    search_fields = (
+        "stripe_dispute_id",
+        "payment_intent_id",
+        "charge_id",
+        "purchase__public_id",
+        "purchase__user__username",
+    )
 
 
 # Wallets are prepaid's; refunding their unused credit to the original payments is payments' own
@@ -134,3 +158,21 @@ class WalletAdmin(PrepaidWalletAdmin):
                 f"({format_money(refund.amount_minor, refund.currency)}) requested.",
                 messages.SUCCESS,
             )
+
+
+@admin.register(PaymentDiscrepancy)
+class PaymentDiscrepancyAdmin(ReadOnlyAdmin):
+    """What `payments_reconcile` and the webhooks found at Stripe that our books do not explain."""
+
+    list_display = ("created_at", "kind", "status", "stripe_object_id", "purchase", "amount_minor", "action")
+    list_filter = ("status", "kind")
+    search_fields = ("stripe_object_id", "stripe_refund_id", "purchase__public_id", "detail")
+    date_hierarchy = "created_at"
+    actions = ["acknowledge"]
+
+    @admin.action(description="Acknowledge: looked into, nothing more to do")
+    def acknowledge(self, request, queryset):
+        done = queryset.exclude(status=PaymentDiscrepancy.Status.RESOLVED).update(
+            status=PaymentDiscrepancy.Status.RESOLVED, resolved_at=timezone.now(), resolved_by=request.user
+        )
+        self.message_user(request, f"{done} discrepancy(ies) acknowledged.", messages.SUCCESS)

@@ -132,10 +132,18 @@ def refund_part_fail(*, part_id: int, reason: str = ""):
         if part.status == RefundPart.Status.FAILED:
             return part
         lot = CreditLot.objects.select_for_update().get(pk=part.lot_id)
-        lot.remaining_wh += part.energy_wh
         lot.refunded_wh -= part.energy_wh
         lot.refunded_minor -= part.amount_minor
-        lot.save(update_fields=["remaining_wh", "refunded_wh", "refunded_minor"])
+        # The money stayed with us. If the payment is disputed meanwhile, that money is in the
+        # dispute too: its energy joins the claw-back (given back only if the dispute is won),
+        # never the spendable lot.
+        disputed = lot.disputed_wh > 0
+        if disputed:
+            lot.dispute_removed_wh += part.energy_wh
+            lot.disputed_wh += part.energy_wh
+        else:
+            lot.remaining_wh += part.energy_wh
+        lot.save(update_fields=["remaining_wh", "refunded_wh", "refunded_minor", "dispute_removed_wh", "disputed_wh"])
         wallet_services.ledger_post(
             wallet,
             kind=LedgerEntry.Kind.REFUND_REVERSAL,
@@ -145,6 +153,18 @@ def refund_part_fail(*, part_id: int, reason: str = ""):
             purchase_id=part.purchase_id,
             refund_part=part,
         )
+        if disputed:
+            clawback = LedgerEntry.objects.filter(lot=lot, kind=LedgerEntry.Kind.DISPUTE).order_by("-id").first()
+            wallet_services.ledger_post(
+                wallet,
+                kind=LedgerEntry.Kind.DISPUTE,
+                delta_wh=-part.energy_wh,
+                key=f"{part.idempotency_key}:reversal:disputed",
+                lot=lot,
+                purchase_id=part.purchase_id,
+                refund_part=part,
+                dispute_id=clawback.dispute_id if clawback else None,
+            )
         part.status = RefundPart.Status.FAILED
         part.failure_reason = reason[:200]
         part.save(update_fields=["status", "failure_reason", "updated_at"])
@@ -184,6 +204,8 @@ def wallet_dispute_clawback(*, dispute_id: int) -> LedgerEntry | None:
     Returns the ledger line, or None if the lot was not credited or is already clawed back.
     """
     dispute = Dispute.objects.select_related("purchase").get(pk=dispute_id)
+    if dispute.purchase_id is None:
+        return None  # its payment is not a credited purchase (yet): linked and clawed back at credit
     lot = CreditLot.objects.filter(purchase_id=dispute.purchase_id).first()
     if lot is None:
         return None  # never credited: nothing to take back
@@ -245,3 +267,63 @@ def wallet_dispute_restore(*, dispute_id: int) -> LedgerEntry | None:
             purchase_id=dispute.purchase_id,
             dispute=dispute,
         )
+
+
+def wallet_external_refund(*, purchase_id: int, stripe_refund_id: str, amount_minor: int):
+    """A refund made at Stripe but not through the app (e.g. in Stripe's dashboard): the money of
+    a paid lot went back, so the energy it paid for leaves the wallet (once per Stripe refund).
+
+    Takes the energy the refunded money bought (rounded up), as far as the lot still has it
+    unused and unheld; the rest was already used or is held by a running session and is reported
+    by the caller. Recorded as a succeeded refund part (no requester) with the money, so later
+    refunds never count that money as refundable again. Returns (part, shortfall_wh), or None
+    if the purchase was never credited (nothing to take back).
+    """
+    lot = CreditLot.objects.filter(purchase_id=purchase_id, kind=CreditLot.Kind.PURCHASE).first()
+    if lot is None:
+        return None
+    key = f"external-refund:{stripe_refund_id}"
+    with transaction.atomic():
+        wallet = wallet_services.wallet_lock(wallet_id=lot.wallet_id)
+        existing = RefundPart.objects.filter(idempotency_key=key).first()
+        if existing is not None:
+            return existing, 0
+        lot = CreditLot.objects.select_for_update().get(pk=lot.pk)
+        money = max(0, min(amount_minor, lot.amount_minor - lot.refunded_minor))
+        wanted = -(-money * lot.energy_wh // lot.amount_minor) if lot.amount_minor else 0
+        taken = max(0, min(wanted, lot.remaining_wh, wallet.balance_wh))
+        refund = Refund.objects.create(
+            wallet=wallet,
+            energy_wh=taken,
+            amount_minor=money,
+            currency=lot.currency,
+            status=Refund.Status.SUCCEEDED,
+            idempotency_key=key,
+        )
+        part = RefundPart.objects.create(
+            refund=refund,
+            number=1,
+            purchase_id=purchase_id,
+            lot=lot,
+            energy_wh=taken,
+            amount_minor=money,
+            currency=lot.currency,
+            idempotency_key=key,
+            stripe_refund_id=stripe_refund_id,
+            status=RefundPart.Status.SUCCEEDED,
+        )
+        lot.remaining_wh -= taken
+        lot.refunded_wh += taken
+        lot.refunded_minor += money
+        lot.save(update_fields=["remaining_wh", "refunded_wh", "refunded_minor"])
+        wallet_services.ledger_post(
+            wallet,
+            kind=LedgerEntry.Kind.REFUND,
+            delta_wh=-taken,
+            key=key,
+            lot=lot,
+            purchase_id=purchase_id,
+            refund_part=part,
+            note="refunded at Stripe, not through the app",
+        )
+        return part, wanted - taken

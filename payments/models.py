@@ -49,9 +49,15 @@ class Purchase(models.Model):
     vat_rate = models.DecimalField(max_digits=6, decimal_places=4)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.CREATED)
     checkout_mode = models.CharField(max_length=10, default="elements")
-    # Each card attempt gets its own PaymentIntent (a declined one is not reused, see stripe_api).
+    # Each card attempt gets its own PaymentIntent (PaymentAttempt), created only once every earlier
+    # one is canceled at Stripe, so at most one of them can ever succeed (services.purchase_pay_with_card).
     attempts = models.PositiveIntegerField(default=0)
+    # While set and ahead, one request owns the payment step (a double click waits for it); a worker
+    # killed mid-payment leaves it to expire (STRIPE_PAYMENT_CLAIM_S).
+    payment_claimed_until = models.DateTimeField(null=True, blank=True)
     stripe_payment_intent_id = models.CharField(max_length=100, null=True, blank=True, unique=True)
+    # The SetupIntent the pay page hands the browser; reused until it is used (no new object per visit).
+    stripe_setup_intent_id = models.CharField(max_length=100, blank=True)
     stripe_checkout_session_id = models.CharField(max_length=100, null=True, blank=True, unique=True)
     stripe_charge_id = models.CharField(max_length=100, blank=True)
     last_error = models.CharField(max_length=300, blank=True)
@@ -84,6 +90,42 @@ class Purchase(models.Model):
     @property
     def net_minor(self) -> int:
         return self.amount_minor - self.vat_minor
+
+
+class PaymentAttempt(models.Model):
+    """One card attempt of a purchase and its PaymentIntent.
+
+    A purchase's attempts are numbered; attempt n+1 creates its PaymentIntent only after every
+    earlier PaymentIntent is canceled at Stripe (or found succeeded, which then pays the purchase),
+    so at most one PaymentIntent per purchase can ever be charged.
+    """
+
+    class Status(models.TextChoices):
+        STARTED = "started"  # claimed; its PaymentIntent not created yet (or the answer was lost)
+        CREATED = "created"  # created unconfirmed: cannot charge until we confirm it
+        REQUIRES_ACTION = "requires_action"  # 3-D Secure in the driver's browser
+        PROCESSING = "processing"
+        FAILED = "failed"  # declined or authentication failed (confirmable again until canceled)
+        SUCCEEDED = "succeeded"
+        CANCELED = "canceled"  # canceled at Stripe: can never charge
+        SUPERSEDED = "superseded"  # a later attempt took over before this one was confirmed
+
+    purchase = models.ForeignKey(Purchase, on_delete=models.PROTECT, related_name="payment_attempts")
+    number = models.PositiveIntegerField()
+    payment_intent_id = models.CharField(max_length=100, null=True, blank=True, unique=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.STARTED)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    # Attempts whose PaymentIntent may still be charged (until canceled at Stripe).
+    LIVE = (Status.CREATED, Status.REQUIRES_ACTION, Status.PROCESSING, Status.FAILED, Status.SUPERSEDED)
+
+    class Meta:
+        ordering = ["purchase", "number"]
+        constraints = [models.UniqueConstraint(fields=["purchase", "number"], name="payment_attempt_number_unique")]
+
+    def __str__(self) -> str:
+        return f"attempt {self.number} of purchase {self.purchase_id}: {self.payment_intent_id} ({self.status})"
 
 
 class PurchaseTransition(models.Model):
@@ -152,7 +194,8 @@ class Refund(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        constraints = [models.CheckConstraint(condition=Q(energy_wh__gt=0), name="refund_energy_positive")]
+        # Energy 0: a refund made at Stripe for energy already used (payments.ledger.wallet_external_refund).
+        constraints = [models.CheckConstraint(condition=Q(energy_wh__gte=0), name="refund_energy_nonneg")]
 
     def __str__(self) -> str:
         return f"refund {self.public_id} ({self.status})"
@@ -184,7 +227,10 @@ class RefundPart(models.Model):
         ordering = ["refund", "number"]
         constraints = [
             models.UniqueConstraint(fields=["refund", "number"], name="refund_part_number_unique"),
-            models.CheckConstraint(condition=Q(energy_wh__gt=0) & Q(amount_minor__gte=0), name="refund_part_positive"),
+            models.CheckConstraint(
+                condition=Q(energy_wh__gte=0) & Q(amount_minor__gte=0) & (Q(energy_wh__gt=0) | Q(amount_minor__gt=0)),
+                name="refund_part_nonneg",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -198,7 +244,11 @@ class Dispute(models.Model):
         LOST = "lost"
 
     stripe_dispute_id = models.CharField(max_length=100, unique=True)
-    purchase = models.ForeignKey(Purchase, on_delete=models.PROTECT, related_name="disputes")
+    # Empty while the disputed payment is not (yet) one of our credited purchases: stored anyway,
+    # linked and clawed back the moment that payment is credited (services.purchase_fulfil).
+    purchase = models.ForeignKey(Purchase, null=True, blank=True, on_delete=models.PROTECT, related_name="disputes")
+    payment_intent_id = models.CharField(max_length=100, blank=True, db_index=True)
+    charge_id = models.CharField(max_length=100, blank=True, db_index=True)
     amount_minor = models.BigIntegerField()
     currency = models.CharField(max_length=3)
     reason = models.CharField(max_length=100, blank=True)
@@ -209,3 +259,54 @@ class Dispute(models.Model):
 
     def __str__(self) -> str:
         return f"{self.stripe_dispute_id} ({self.status})"
+
+
+class PaymentDiscrepancy(models.Model):
+    """Money at Stripe that our books do not explain (or the other way round), found by the
+    webhook handlers or by `payments_reconcile`, and what was done about it.
+
+    One row per (kind, Stripe object): a finding reported again by a later run updates its row.
+    """
+
+    class Kind(models.TextChoices):
+        SURPLUS_CHARGE = "surplus_charge", "second charge for one purchase (refunded)"
+        UNMATCHED_CHARGE = "unmatched_charge", "charge without a purchase"
+        AMOUNT_MISMATCH = "amount_mismatch", "amount differs from our books"
+        MISSING_AT_STRIPE = "missing_at_stripe", "in our books, not at Stripe"
+        EXTERNAL_REFUND = "external_refund", "refund not made by us"
+        UNMATCHED_REFUND = "unmatched_refund", "refund of a charge without a purchase"
+        UNMATCHED_DISPUTE = "unmatched_dispute", "dispute of a charge without a purchase"
+
+    class Status(models.TextChoices):
+        OPEN = "open"  # needs the operator
+        FIXED = "fixed"  # fixed automatically (e.g. the surplus refunded); shown until acknowledged
+        RESOLVED = "resolved"  # acknowledged by an operator
+
+    kind = models.CharField(max_length=30, choices=Kind.choices)
+    stripe_object_id = models.CharField(max_length=100)
+    purchase = models.ForeignKey(
+        Purchase, null=True, blank=True, on_delete=models.PROTECT, related_name="discrepancies"
+    )
+    amount_minor = models.BigIntegerField(default=0)
+    currency = models.CharField(max_length=3, blank=True)
+    detail = models.CharField(max_length=500)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
+    # A surplus charge's refund: our idempotency key, then Stripe's id once it answered.
+    refund_key = models.CharField(max_length=200, blank=True)
+    stripe_refund_id = models.CharField(max_length=100, blank=True)
+    action = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "payment discrepancies"
+        constraints = [
+            models.UniqueConstraint(fields=["kind", "stripe_object_id"], name="discrepancy_kind_object_unique")
+        ]
+        indexes = [models.Index(fields=["status", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()}: {self.stripe_object_id} ({self.status})"

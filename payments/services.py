@@ -13,12 +13,21 @@ from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import IntegrityError, connections, router, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
 from payments import ledger, stripe_api
-from payments.models import Dispute, Purchase, PurchaseTransition, RefundPart, StripeCustomer, StripeEvent
+from payments.models import (
+    Dispute,
+    PaymentAttempt,
+    Purchase,
+    PurchaseTransition,
+    RefundPart,
+    StripeCustomer,
+    StripeEvent,
+)
 from prepaid import pricing, taskqueue
 from prepaid import services as wallet_services
 from prepaid.errors import WalletError
@@ -32,10 +41,6 @@ logger = logging.getLogger(__name__)
 
 class PurchaseError(Exception):
     """A purchase cannot be created or paid as asked (bad amount, wrong state)."""
-
-
-class UnmatchedEvent(Exception):
-    """An event names a payment we do not know (yet): processing fails and is retried later."""
 
 
 # --- Purchases ------------------------------------------------------------------------------------
@@ -57,6 +62,7 @@ def purchase_create(
     """
     if charge_vehicle is not None and charge_vehicle.owner_id != user.pk:
         raise PurchaseError("that vehicle is not yours")
+    stripe_budget_check(user=user)  # a purchase that could not be paid now is not created
     vat_rate = settings.VAT_RATE
     if package is not None:
         if not package.active:
@@ -106,7 +112,8 @@ def purchase_fulfil(*, purchase_id: int, payment_intent: stripe_api.PaymentInten
     the return page and the reconciliation task. Idempotent; returns True if this call credited it.
 
     Refuses (logs, returns False) a PaymentIntent that is not succeeded or whose amount, currency or
-    purchase_id does not match the purchase.
+    purchase_id does not match the purchase. A second succeeded payment of a purchase already paid
+    (or of one failed or canceled) is surplus: recorded and refunded (payments.reconcile).
     """
     purchase = Purchase.objects.select_related("user").get(pk=purchase_id)
     pi = payment_intent
@@ -127,30 +134,54 @@ def purchase_fulfil(*, purchase_id: int, payment_intent: stripe_api.PaymentInten
         )
         return False
     wallet = wallet_services.wallet_get_or_create(user=purchase.user)
+    credited = surplus = False
     with transaction.atomic():
         # Wallet first (prepaid's lock order), then the purchase row.
         wallet_services.wallet_lock(wallet_id=wallet.pk)
         purchase = Purchase.objects.select_for_update().get(pk=purchase_id)
         if purchase.status == Purchase.Status.PAID:
-            return False
-        if not purchase_transition(
-            purchase_id=purchase.pk, to_status=Purchase.Status.PAID, reason=f"{source}: {pi.id}"
-        ):
-            # Failed/canceled purchases whose money arrived anyway: keep the money visible.
+            surplus = purchase.stripe_payment_intent_id != pi.id
+        elif purchase_transition(purchase_id=purchase.pk, to_status=Purchase.Status.PAID, reason=f"{source}: {pi.id}"):
+            Purchase.objects.filter(pk=purchase.pk).update(
+                stripe_payment_intent_id=pi.id,
+                stripe_charge_id=pi.charge_id or purchase.stripe_charge_id,
+                last_error="",
+            )
+            PaymentAttempt.objects.filter(payment_intent_id=pi.id).update(status=PaymentAttempt.Status.SUCCEEDED)
+            purchase.refresh_from_db()
+            wallet_services.wallet_credit_purchase(purchase=purchase)
+            credited = True
+        else:
+            # A failed or canceled purchase whose money arrived anyway: nothing was credited for it.
             logger.error("purchase %s is %s but %s succeeded", purchase.public_id, purchase.status, pi.id)
-            return False
-        Purchase.objects.filter(pk=purchase.pk).update(
-            stripe_payment_intent_id=pi.id, stripe_charge_id=pi.charge_id or purchase.stripe_charge_id, last_error=""
-        )
-        purchase.refresh_from_db()
-        wallet_services.wallet_credit_purchase(purchase=purchase)
-    # A dispute processed before the payment was credited (events come in any order) takes its
-    # claw-back now, so the credit is never spendable.
+            surplus = True
+    if surplus:
+        from payments import reconcile  # reconcile builds on this module
+
+        reconcile.surplus_payment(payment_intent_id=pi.id, purchase_id=purchase.pk, source=source)
+    if not credited:
+        return False
+    # A dispute stored before the payment was credited (events come in any order, or its payment
+    # was not known yet) takes its claw-back now, so the credit is never spendable.
+    _disputes_link(purchase)
     for dispute in Dispute.objects.filter(purchase=purchase).exclude(status=Dispute.Status.WON):
         ledger.wallet_dispute_clawback(dispute_id=dispute.pk)
     if purchase.charge_vehicle_id:
         purchase_start_charge(purchase_id=purchase.pk)
     return True
+
+
+def _disputes_link(purchase: Purchase) -> None:
+    """Attach disputes stored before their payment was known to the purchase it credited."""
+    match = Q(payment_intent_id=purchase.stripe_payment_intent_id)
+    if purchase.stripe_charge_id:
+        match |= Q(charge_id=purchase.stripe_charge_id)
+    linked = list(Dispute.objects.filter(match, purchase__isnull=True).values_list("pk", flat=True))
+    if linked:
+        from payments import reconcile  # reconcile builds on this module
+
+        Dispute.objects.filter(pk__in=linked, purchase__isnull=True).update(purchase=purchase)
+        reconcile.disputes_linked(dispute_ids=linked, purchase=purchase)
 
 
 def purchase_start_charge(*, purchase_id: int) -> None:
@@ -221,8 +252,43 @@ def customer_ensure(*, user) -> str:
     return customer_id
 
 
+class PaymentRateLimited(PurchaseError):
+    """The user asked Stripe for more payment objects than STRIPE_OBJECTS_PER_USER_HOUR allows."""
+
+    retry_after_s = 3600
+
+
+def _stripe_budget_key(user) -> str:
+    return f"stripe-objects:user:{user.pk}"
+
+
+def stripe_budget_check(*, user) -> None:
+    """Refuse (PaymentRateLimited) a user who used up their hourly budget of Stripe objects.
+
+    Every SetupIntent and PaymentIntent created for a driver costs a call against the account's
+    rate limit; without a bound, one account could create them in a loop (POST /purchases/)."""
+    if cache.get(_stripe_budget_key(user), 0) >= settings.STRIPE_OBJECTS_PER_USER_HOUR:
+        raise PaymentRateLimited("too many payment attempts in the last hour; please wait and try again")
+
+
+def _stripe_budget_spend(user) -> None:
+    stripe_budget_check(user=user)
+    key = _stripe_budget_key(user)
+    # add() then incr(): atomic on Redis and locmem; the window starts at the first object.
+    cache.add(key, 0, timeout=3600)
+    try:
+        cache.incr(key)
+    except ValueError:  # expired between add and incr
+        cache.set(key, 1, timeout=3600)
+
+
 def purchase_begin_card(*, purchase_id: int) -> CardSetup:
-    """Open the card step: a SetupIntent the browser confirms with confirmCardSetup."""
+    """Open the card step: a SetupIntent the browser confirms with confirmCardSetup.
+
+    The purchase's SetupIntent is handed out again while it is unused, so reloading the pay page
+    creates nothing at Stripe; a new one (after a card was saved and declined) counts against the
+    user's budget of Stripe objects.
+    """
     purchase = Purchase.objects.select_related("user").get(pk=purchase_id)
     if purchase.status == Purchase.Status.CREATED:
         purchase_transition(purchase_id=purchase.pk, to_status=Purchase.Status.AWAITING_PAYMENT, reason="card step")
@@ -230,47 +296,92 @@ def purchase_begin_card(*, purchase_id: int) -> CardSetup:
     if purchase.status != Purchase.Status.AWAITING_PAYMENT:
         raise PurchaseError(f"this purchase is {purchase.get_status_display().lower()}")
     customer_id = customer_ensure(user=purchase.user)
-    _, client_secret = stripe_api.setup_intent_create(
-        customer_id=customer_id, idempotency_key=f"purchase:{purchase.public_id}:setup:{purchase.attempts}"
+    previous = purchase.stripe_setup_intent_id
+    if previous:
+        status, client_secret = stripe_api.setup_intent_retrieve(previous)
+        if status in ("requires_payment_method", "requires_confirmation", "requires_action"):
+            return CardSetup(client_secret=client_secret, customer_id=customer_id)
+    _stripe_budget_spend(purchase.user)
+    # Keyed on the SetupIntent it replaces: a retried call gets the same one back from Stripe.
+    setup_id, client_secret = stripe_api.setup_intent_create(
+        customer_id=customer_id, idempotency_key=f"purchase:{purchase.public_id}:setup:after:{previous or 'none'}"
     )
+    Purchase.objects.filter(pk=purchase.pk).update(stripe_setup_intent_id=setup_id)
     return CardSetup(client_secret=client_secret, customer_id=customer_id)
 
 
-def purchase_pay_with_card(*, purchase_id: int, payment_method_id: str) -> CardPaymentResult:
-    """Create and confirm the PaymentIntent for a card saved by the SetupIntent (server side).
+PAYMENT_UNDER_WAY = "A payment for this purchase is already under way; its result will show here shortly."
 
-    Each attempt has its own PaymentIntent and key `purchase:<uuid>:pi:<n>`: a declined one is
-    left behind, so the driver can retry with another card. Stripe is called outside any
-    transaction; the attempt is claimed and committed first.
+
+def purchase_pay_with_card(*, purchase_id: int, payment_method_id: str) -> CardPaymentResult:
+    """Charge the card saved by the SetupIntent: at most one successful charge per purchase.
+
+    By construction: one request at a time owns the payment step (a claim on the purchase row
+    with a lease, so a double click or a parallel confirm waits instead of paying again), and
+    attempt n+1 creates its PaymentIntent only after every earlier one is canceled at Stripe (a
+    canceled PaymentIntent can never charge; one that succeeded meanwhile — a 3-D Secure finished
+    in another tab, a confirm whose worker was killed — pays the purchase instead). Each
+    PaymentIntent is created unconfirmed and its id recorded before it is confirmed, so no
+    PaymentIntent that could charge is ever unknown to us. Stripe is called outside any
+    transaction.
     """
+    now = timezone.now()
     with transaction.atomic():
         purchase = Purchase.objects.select_for_update().select_related("user").get(pk=purchase_id)
+        if purchase.status == Purchase.Status.PAID:
+            return CardPaymentResult(status="succeeded")
         if purchase.status != Purchase.Status.AWAITING_PAYMENT:
             return CardPaymentResult(status="error", message=f"This purchase is {purchase.get_status_display()}.")
+        if purchase.payment_claimed_until is not None and purchase.payment_claimed_until > now:
+            return CardPaymentResult(status="processing", message=PAYMENT_UNDER_WAY)
         purchase.attempts += 1
-        purchase.save(update_fields=["attempts", "updated_at"])
-    customer_id = customer_ensure(user=purchase.user)
+        purchase.payment_claimed_until = now + timedelta(seconds=settings.STRIPE_PAYMENT_CLAIM_S)
+        purchase.save(update_fields=["attempts", "payment_claimed_until", "updated_at"])
+        PaymentAttempt.objects.create(purchase=purchase, number=purchase.attempts)
+    number = purchase.attempts
+    # The claim is released on every answer; a worker killed mid-payment leaves it to expire.
+    release = Purchase.objects.filter(pk=purchase.pk, attempts=number)
     try:
-        pi = stripe_api.payment_intent_create_confirmed(
-            amount_minor=purchase.amount_minor,
-            currency=purchase.currency,
-            customer_id=customer_id,
-            payment_method_id=payment_method_id,
-            purchase_id=str(purchase.public_id),
-            idempotency_key=f"purchase:{purchase.public_id}:pi:{purchase.attempts}",
-        )
+        result = _pay_attempt(purchase, number, payment_method_id)
+    except PaymentRateLimited:
+        release.update(payment_claimed_until=None)
+        raise
+    except stripe_api.StripeFailure as exc:
+        # Nothing unknown is left behind: a PaymentIntent created or confirmed before the failure
+        # is recorded, and the next attempt cancels it (or is paid by it) before creating another.
+        logger.warning("purchase %s: payment call failed: %s", purchase.public_id, exc)
+        result = CardPaymentResult(status="error", message="The payment could not be started. Please try again.")
+    release.update(payment_claimed_until=None)
+    return result
+
+
+def _pay_attempt(purchase: Purchase, number: int, payment_method_id: str) -> CardPaymentResult:
+    settled = _settle_earlier_attempts(purchase, before=number)
+    if settled is not None:
+        return settled
+    customer_id = customer_ensure(user=purchase.user)
+    _stripe_budget_spend(purchase.user)
+    key = f"purchase:{purchase.public_id}:pi:{number}"
+    pi = stripe_api.payment_intent_create(
+        amount_minor=purchase.amount_minor,
+        currency=purchase.currency,
+        customer_id=customer_id,
+        payment_method_id=payment_method_id,
+        purchase_id=str(purchase.public_id),
+        idempotency_key=key,
+    )
+    if not _attempt_record(purchase, number, pi.id):
+        # A later attempt took over while this one waited for Stripe: never confirm this one.
+        _attempt_cancel(PaymentAttempt.objects.get(payment_intent_id=pi.id))
+        return CardPaymentResult(status="processing", message=PAYMENT_UNDER_WAY)
+    try:
+        pi = stripe_api.payment_intent_confirm(pi.id, idempotency_key=f"{key}:confirm")
     except stripe_api.CardDeclined as exc:
+        PaymentAttempt.objects.filter(payment_intent_id=pi.id).update(status=PaymentAttempt.Status.FAILED)
         message = exc.message or "Your card was declined."
         Purchase.objects.filter(pk=purchase.pk).update(last_error=message[:300], updated_at=timezone.now())
         return CardPaymentResult(status="declined", message=f"{message} You can try again with another card.")
-    except stripe_api.StripeFailure as exc:
-        logger.warning("purchase %s: payment call failed: %s", purchase.public_id, exc)
-        if exc.retryable:
-            # Stripe may have created the PaymentIntent before the connection broke: give the
-            # attempt number back so the retry reuses the same idempotency key (no second charge).
-            Purchase.objects.filter(pk=purchase.pk, attempts=purchase.attempts).update(attempts=purchase.attempts - 1)
-        return CardPaymentResult(status="error", message="The payment could not be started. Please try again.")
-    Purchase.objects.filter(pk=purchase.pk).update(stripe_payment_intent_id=pi.id, updated_at=timezone.now())
+    _attempt_status(pi)
     if pi.status == "succeeded":
         purchase_fulfil(purchase_id=purchase.pk, payment_intent=pi, source="confirm")
         return CardPaymentResult(status="succeeded")
@@ -279,6 +390,86 @@ def purchase_pay_with_card(*, purchase_id: int, payment_method_id: str) -> CardP
     if pi.status == "processing":
         return CardPaymentResult(status="processing")
     return CardPaymentResult(status="declined", message=pi.error_message or "The payment did not go through.")
+
+
+def _attempt_record(purchase: Purchase, number: int, payment_intent_id: str) -> bool:
+    """Record attempt `number`'s PaymentIntent before it is confirmed; False if a later attempt
+    claimed the purchase meanwhile (the PaymentIntent is then recorded as superseded)."""
+    with transaction.atomic():
+        current = Purchase.objects.select_for_update().values_list("attempts", flat=True).get(pk=purchase.pk)
+        status = PaymentAttempt.Status.CREATED if current == number else PaymentAttempt.Status.SUPERSEDED
+        PaymentAttempt.objects.filter(purchase=purchase, number=number).update(
+            payment_intent_id=payment_intent_id, status=status, updated_at=timezone.now()
+        )
+        if current != number:
+            return False
+        Purchase.objects.filter(pk=purchase.pk).update(
+            stripe_payment_intent_id=payment_intent_id, updated_at=timezone.now()
+        )
+    return True
+
+
+_ATTEMPT_STATUS = {
+    "requires_confirmation": PaymentAttempt.Status.CREATED,
+    "requires_action": PaymentAttempt.Status.REQUIRES_ACTION,
+    "processing": PaymentAttempt.Status.PROCESSING,
+    "requires_payment_method": PaymentAttempt.Status.FAILED,
+    "succeeded": PaymentAttempt.Status.SUCCEEDED,
+    "canceled": PaymentAttempt.Status.CANCELED,
+}
+
+
+def _attempt_status(pi: stripe_api.PaymentIntentInfo) -> None:
+    """Keep the attempt's status in step with what Stripe said (terminal states never change)."""
+    status = _ATTEMPT_STATUS.get(pi.status)
+    if status is not None:
+        PaymentAttempt.objects.filter(payment_intent_id=pi.id).exclude(
+            status__in=[PaymentAttempt.Status.SUCCEEDED, PaymentAttempt.Status.CANCELED]
+        ).update(status=status, updated_at=timezone.now())
+
+
+def _attempt_cancel(attempt: PaymentAttempt) -> stripe_api.PaymentIntentInfo:
+    """Cancel an attempt's PaymentIntent at Stripe; what Stripe then says it is (canceled, or
+    succeeded/processing if it got there first). Marked superseded first, so its
+    `payment_intent.canceled` event is known to be ours."""
+    PaymentAttempt.objects.filter(pk=attempt.pk, status__in=PaymentAttempt.LIVE).update(
+        status=PaymentAttempt.Status.SUPERSEDED, updated_at=timezone.now()
+    )
+    try:
+        pi = stripe_api.payment_intent_cancel(attempt.payment_intent_id)
+    except stripe_api.StripeFailure as exc:
+        if exc.retryable:
+            raise
+        # Refused: it is in a state that cannot be canceled (succeeded, processing, canceled).
+        pi = stripe_api.payment_intent_retrieve(attempt.payment_intent_id)
+    _attempt_status(pi)
+    return pi
+
+
+def _settle_earlier_attempts(purchase: Purchase, *, before: int | None = None) -> CardPaymentResult | None:
+    """Cancel every PaymentIntent of the purchase's attempts before `before` (all when None) that
+    could still charge. None when all are canceled; otherwise what the caller answers instead of
+    paying again: `succeeded` (one of them was paid: the purchase is fulfilled with it) or
+    `processing` (one is being paid and cannot be stopped)."""
+    attempts = PaymentAttempt.objects.filter(
+        purchase=purchase,
+        status__in=[*PaymentAttempt.LIVE, PaymentAttempt.Status.SUCCEEDED],
+        payment_intent_id__isnull=False,
+    )
+    if before is not None:
+        attempts = attempts.filter(number__lt=before)
+    for attempt in attempts.order_by("number"):
+        if attempt.status == PaymentAttempt.Status.SUCCEEDED:
+            # Its worker may have died between Stripe's answer and the credit.
+            pi = stripe_api.payment_intent_retrieve(attempt.payment_intent_id)
+        else:
+            pi = _attempt_cancel(attempt)
+        if pi.status == "succeeded":
+            purchase_fulfil(purchase_id=purchase.pk, payment_intent=pi, source=f"attempt {attempt.number}")
+            return CardPaymentResult(status="succeeded")
+        if pi.status != "canceled":
+            return CardPaymentResult(status="processing", message=PAYMENT_UNDER_WAY)
+    return None
 
 
 def _record_payment_error(purchase: Purchase, pi: stripe_api.PaymentIntentInfo) -> None:
@@ -313,8 +504,12 @@ def _apply_payment_intent(purchase: Purchase, pi: stripe_api.PaymentIntentInfo, 
     if pi.status == "succeeded":
         purchase_fulfil(purchase_id=purchase.pk, payment_intent=pi, source=source)
     elif pi.status == "canceled":
-        # Only the purchase's current PaymentIntent decides; an abandoned earlier attempt does not.
-        if purchase.stripe_payment_intent_id in ("", None, pi.id):
+        # Only the purchase's current PaymentIntent decides, and only if it was canceled outside
+        # the app: one we canceled for a retry (attempt marked superseded) leaves the purchase open.
+        ours = PaymentAttempt.objects.filter(
+            payment_intent_id=pi.id, status__in=[PaymentAttempt.Status.SUPERSEDED, PaymentAttempt.Status.CANCELED]
+        ).exists()
+        if purchase.stripe_payment_intent_id in ("", None, pi.id) and not ours:
             purchase_transition(
                 purchase_id=purchase.pk, to_status=Purchase.Status.CANCELED, reason=f"{source}: {pi.id}"
             )
@@ -344,9 +539,17 @@ def purchases_reconcile(*, now=None) -> int:
 
 
 def purchase_abandon(*, purchase_id: int) -> bool:
-    """Cancel an unpaid purchase and its PaymentIntent (so a late confirmation cannot charge it)."""
+    """Cancel an unpaid purchase and every PaymentIntent of it (so a late confirmation cannot
+    charge it); a PaymentIntent found succeeded pays the purchase instead."""
     purchase = Purchase.objects.get(pk=purchase_id)
-    if purchase.stripe_payment_intent_id:
+    if purchase.payment_claimed_until is not None and purchase.payment_claimed_until > timezone.now():
+        return False  # a payment is under way right now; the next sweep looks again
+    settled = _settle_earlier_attempts(purchase)
+    if settled is not None:
+        # One was paid (the purchase is credited with it now) or is being paid: not abandoned.
+        return settled.status == "succeeded"
+    if purchase.stripe_payment_intent_id and not purchase.payment_attempts.exists():
+        # A PaymentIntent of a hosted checkout (no attempts of ours): cancel it the same way.
         try:
             pi = stripe_api.payment_intent_cancel(purchase.stripe_payment_intent_id)
         except stripe_api.StripeFailure:
@@ -404,6 +607,25 @@ def _apply_checkout_session(purchase: Purchase, session: stripe_api.CheckoutSess
 
 
 # --- The webhook inbox ------------------------------------------------------------------------------
+
+
+def event_malformed(event) -> str:
+    """Why a verified body is not an event we can store ("" when it is): bounded to the inbox's
+    columns and shaped like Stripe's events, so nothing is stored half-way or refused by the
+    database later."""
+    if not isinstance(event, dict):
+        return "a JSON object was expected"
+    limit = StripeEvent._meta.get_field("event_id").max_length  # the `type` column's too
+    for name in ("id", "type"):
+        value = event.get(name)
+        if not isinstance(value, str) or not 0 < len(value) <= limit:
+            return f"`{name}` must be a string of 1 to {limit} characters"
+    data = event.get("data")
+    if not isinstance(data, dict) or not isinstance(data.get("object"), dict):
+        return "`data.object` must be an object"
+    if not isinstance(event.get("livemode", False), bool):
+        return "`livemode` must be true or false"
+    return ""
 
 
 def event_store(*, event: dict) -> StripeEvent | None:
@@ -558,12 +780,14 @@ def _on_refund(obj: dict) -> None:
         key = (obj.get("metadata") or {}).get("refund_part")
         part = RefundPart.objects.filter(idempotency_key=key).first() if key else None
     if part is None:
-        logger.info("refund %s was not made by us; ignored", info.id)
+        from payments import reconcile  # reconcile builds on this module
+
+        reconcile.refund_not_ours(info)
         return
-    _apply_refund(part, info)
+    apply_refund(part, info)
 
 
-def _apply_refund(part: RefundPart, info: stripe_api.RefundInfo) -> None:
+def apply_refund(part: RefundPart, info: stripe_api.RefundInfo) -> None:
     if info.status == "succeeded":
         ledger.refund_part_succeed(part_id=part.pk, stripe_refund_id=info.id)
     elif info.status in ("failed", "canceled"):
@@ -574,27 +798,42 @@ def _apply_refund(part: RefundPart, info: stripe_api.RefundInfo) -> None:
         RefundPart.objects.filter(pk=part.pk, stripe_refund_id__isnull=True).update(stripe_refund_id=info.id)
 
 
+def credited_purchase(*, payment_intent_id: str = "", charge_id: str = "") -> Purchase | None:
+    """The paid purchase credited by this payment (its PaymentIntent or charge), if any."""
+    match = Q(pk__in=[])
+    if payment_intent_id:
+        match |= Q(stripe_payment_intent_id=payment_intent_id)
+    if charge_id:
+        match |= Q(stripe_charge_id=charge_id)
+    return Purchase.objects.filter(match, status=Purchase.Status.PAID).first()
+
+
 def _dispute_upsert(obj: dict) -> Dispute:
-    purchase = None
-    pi_id = obj.get("payment_intent")
-    if pi_id:
-        purchase = Purchase.objects.filter(stripe_payment_intent_id=pi_id).first()
-    if purchase is None and obj.get("charge"):
-        purchase = Purchase.objects.filter(stripe_charge_id=obj["charge"]).first()
-    if purchase is None:
-        # Every disputed charge is one of ours: if we cannot match it, our own record is not
-        # there yet (or is broken). Fail so the sweeper retries and an operator sees it.
-        raise UnmatchedEvent(f"dispute {obj['id']}: no purchase for {pi_id or obj.get('charge')}")
+    """Store the dispute, linked to the purchase its payment credited. A dispute whose payment
+    credited nothing (yet) is stored all the same and shown to the operator; the purchase's
+    fulfilment links it and takes the claw-back before the credit can be spent."""
+    info = stripe_api.dispute_info(obj)
+    purchase = credited_purchase(payment_intent_id=info.payment_intent_id, charge_id=info.charge_id)
     dispute, _ = Dispute.objects.get_or_create(
-        stripe_dispute_id=obj["id"],
+        stripe_dispute_id=info.id,
         defaults={
             "purchase": purchase,
-            "amount_minor": int(obj.get("amount") or 0),
-            "currency": obj.get("currency") or purchase.currency,
-            "reason": obj.get("reason") or "",
-            "stripe_status": obj.get("status") or "",
+            "payment_intent_id": info.payment_intent_id,
+            "charge_id": info.charge_id,
+            "amount_minor": info.amount,
+            "currency": info.currency or settings.CURRENCY,
+            "reason": info.reason[:100],
+            "stripe_status": info.status[:50],
         },
     )
+    from payments import reconcile  # reconcile builds on this module
+
+    if dispute.purchase_id is None and purchase is not None:
+        Dispute.objects.filter(pk=dispute.pk, purchase__isnull=True).update(purchase=purchase)
+        reconcile.disputes_linked(dispute_ids=[dispute.pk], purchase=purchase)
+        dispute.refresh_from_db()
+    if dispute.purchase_id is None:
+        reconcile.dispute_unmatched(dispute)
     return dispute
 
 
@@ -682,7 +921,7 @@ def refund_submit(*, refund_id: int) -> None:
                 continue
             ledger.refund_part_fail(part_id=part.pk, reason=exc.message)
             continue
-        _apply_refund(part, info)
+        apply_refund(part, info)
 
 
 def refunds_retry_pending(*, older_than_s: int = 300, now=None) -> int:
@@ -699,5 +938,5 @@ def refunds_retry_pending(*, older_than_s: int = 300, now=None) -> int:
         except stripe_api.StripeFailure as exc:
             logger.warning("refund part %s: %s", part.idempotency_key, exc)
             continue
-        _apply_refund(part, info)
+        apply_refund(part, info)
     return len(refund_ids)

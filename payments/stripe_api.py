@@ -7,12 +7,13 @@ covers its network retries). localstripe ignores the keys; real Stripe honours t
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from functools import lru_cache
 
 import stripe
 from django.conf import settings
+
+from prepaid import jsonbody
 
 
 class StripeFailure(Exception):
@@ -55,6 +56,36 @@ class RefundInfo:
     status: str  # pending | requires_action | succeeded | failed | canceled
     amount: int
     failure_reason: str = ""
+    payment_intent_id: str = ""
+    charge_id: str = ""
+    currency: str = ""
+    metadata: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ChargeInfo:
+    """A charge as the reconciliation sees it, with its PaymentIntent's link to our purchase."""
+
+    id: str
+    status: str  # succeeded | pending | failed
+    amount: int
+    amount_refunded: int
+    currency: str
+    captured: bool
+    payment_intent_id: str
+    purchase_id: str  # the PaymentIntent's metadata.purchase_id ("" when none)
+    created: int
+
+
+@dataclass(frozen=True)
+class DisputeInfo:
+    id: str
+    status: str
+    amount: int
+    currency: str
+    reason: str
+    payment_intent_id: str
+    charge_id: str
 
 
 @dataclass(frozen=True)
@@ -150,7 +181,16 @@ def setup_intent_create(*, customer_id: str, idempotency_key: str) -> tuple[str,
     return intent.id, intent.client_secret
 
 
-def payment_intent_create_confirmed(
+def setup_intent_retrieve(setup_intent_id: str) -> tuple[str, str]:
+    """(status, client_secret) of a SetupIntent: an unused one is handed to the browser again."""
+    try:
+        intent = client().v1.setup_intents.retrieve(setup_intent_id)
+    except stripe.StripeError as exc:
+        raise _wrap(exc) from exc
+    return intent.status, intent.client_secret
+
+
+def payment_intent_create(
     *,
     amount_minor: int,
     currency: str,
@@ -159,10 +199,8 @@ def payment_intent_create_confirmed(
     purchase_id: str,
     idempotency_key: str,
 ) -> PaymentIntentInfo:
-    """Create and confirm a card PaymentIntent server-side (docs/reference/payments.md §2.1 step 2).
-
-    Returns status `succeeded`, `requires_action` (the browser then calls
-    confirmCardPayment(client_secret)) or `processing`. Raises CardDeclined on a 402.
+    """Create a card PaymentIntent for a purchase, NOT confirmed (docs/reference/payments.md §2.1 step 2, first
+    half): it cannot charge anything until `payment_intent_confirm`, so its id can be recorded first.
     """
     try:
         pi = client().v1.payment_intents.create(
@@ -172,11 +210,21 @@ def payment_intent_create_confirmed(
                 "customer": customer_id,
                 "payment_method": payment_method_id,
                 "payment_method_types": ["card"],
-                "confirm": True,
                 "metadata": {"purchase_id": purchase_id},
             },
             {"idempotency_key": idempotency_key},
         )
+    except stripe.StripeError as exc:
+        raise _wrap(exc) from exc
+    return payment_intent_info(pi)
+
+
+def payment_intent_confirm(payment_intent_id: str, *, idempotency_key: str) -> PaymentIntentInfo:
+    """Confirm a PaymentIntent created with its payment method. Returns status `succeeded`,
+    `requires_action` (the browser then calls confirmCardPayment(client_secret)) or `processing`.
+    Raises CardDeclined on a 402."""
+    try:
+        pi = client().v1.payment_intents.confirm(payment_intent_id, {}, {"idempotency_key": idempotency_key})
     except stripe.StripeError as exc:
         raise _wrap(exc) from exc
     return payment_intent_info(pi)
@@ -198,13 +246,16 @@ def payment_intent_cancel(payment_intent_id: str) -> PaymentIntentInfo:
     return payment_intent_info(pi)
 
 
-def refund_create(*, payment_intent_id: str, amount_minor: int, idempotency_key: str, metadata: dict) -> RefundInfo:
-    """Refund part of a payment to its original payment method; may come back `pending`."""
+def refund_create(
+    *, payment_intent_id: str, amount_minor: int | None, idempotency_key: str, metadata: dict
+) -> RefundInfo:
+    """Refund part of a payment (all that is left of it when `amount_minor` is None) to its
+    original payment method; may come back `pending`."""
+    params = {"payment_intent": payment_intent_id, "metadata": metadata}
+    if amount_minor is not None:
+        params["amount"] = amount_minor
     try:
-        refund = client().v1.refunds.create(
-            {"payment_intent": payment_intent_id, "amount": amount_minor, "metadata": metadata},
-            {"idempotency_key": idempotency_key},
-        )
+        refund = client().v1.refunds.create(params, {"idempotency_key": idempotency_key})
     except stripe.StripeError as exc:
         raise _wrap(exc) from exc
     return refund_info(refund)
@@ -225,7 +276,74 @@ def refund_info(refund) -> RefundInfo:
         status=data.get("status") or "pending",
         amount=int(data.get("amount") or 0),
         failure_reason=data.get("failure_reason") or "",
+        payment_intent_id=_id(data.get("payment_intent")),
+        charge_id=_id(data.get("charge")),
+        currency=data.get("currency") or "",
+        metadata=data.get("metadata") or {},
     )
+
+
+def charge_info(charge) -> ChargeInfo:
+    data = charge if isinstance(charge, dict) else charge.to_dict()
+    pi = data.get("payment_intent")
+    metadata = (pi.get("metadata") if isinstance(pi, dict) else None) or data.get("metadata") or {}
+    return ChargeInfo(
+        id=data["id"],
+        status=data.get("status") or "",
+        amount=int(data.get("amount") or 0),
+        amount_refunded=int(data.get("amount_refunded") or 0),
+        currency=data.get("currency") or "",
+        # An uncaptured authorization moves no money; real Stripe always sends the flag.
+        captured=bool(data.get("captured", True)),
+        payment_intent_id=_id(pi),
+        purchase_id=str(metadata.get("purchase_id") or ""),
+        created=int(data.get("created") or 0),
+    )
+
+
+def dispute_info(dispute) -> DisputeInfo:
+    data = dispute if isinstance(dispute, dict) else dispute.to_dict()
+    return DisputeInfo(
+        id=data["id"],
+        status=data.get("status") or "",
+        amount=int(data.get("amount") or 0),
+        currency=data.get("currency") or "",
+        reason=data.get("reason") or "",
+        payment_intent_id=_id(data.get("payment_intent")),
+        charge_id=_id(data.get("charge")),
+    )
+
+
+def _list_all(resource, params: dict):
+    """Every object of a list endpoint, page by page (`starting_after`)."""
+    params = {"limit": 100, **params}
+    while True:
+        try:
+            page = resource.list(params)
+        except stripe.StripeError as exc:
+            raise _wrap(exc) from exc
+        yield from page.data
+        if not page.has_more or not page.data:
+            return
+        params = {**params, "starting_after": page.data[-1].id}
+
+
+def charges_since(created_after: int):
+    """Every charge created after the unix time `created_after`, with its PaymentIntent expanded
+    (its metadata names our purchase). localstripe supports `created[gt]` only, so that is used."""
+    for charge in _list_all(client().v1.charges, {"created": {"gt": created_after}, "expand": ["data.payment_intent"]}):
+        yield charge_info(charge)
+
+
+def refunds_of_charge(charge_id: str) -> list[RefundInfo]:
+    return [refund_info(r) for r in _list_all(client().v1.refunds, {"charge": charge_id})]
+
+
+def disputes_since(created_after: int):
+    """Every dispute created after the unix time `created_after`, as plain dicts (the shape of a
+    `charge.dispute.*` event's object). localstripe has no disputes: there this raises."""
+    for dispute in _list_all(client().v1.disputes, {"created": {"gt": created_after}}):
+        yield dispute.to_dict()
 
 
 def checkout_session_info(session) -> CheckoutSessionInfo:
@@ -295,7 +413,8 @@ def checkout_session_retrieve(session_id: str) -> CheckoutSessionInfo:
 def webhook_verify(payload: bytes, sig_header: str) -> dict:
     """Check the signature against every configured secret (rotation); return the event as a dict.
 
-    Raises stripe.SignatureVerificationError for a forged or stale signature.
+    Raises stripe.SignatureVerificationError for a forged or stale signature, and ValueError
+    (jsonbody.MalformedJSON) for a signed body that is not JSON we accept.
     """
     last_error: Exception | None = None
     for secret in settings.STRIPE_WEBHOOK_SECRETS:
@@ -306,5 +425,5 @@ def webhook_verify(payload: bytes, sig_header: str) -> dict:
         except stripe.SignatureVerificationError as exc:
             last_error = exc
             continue
-        return json.loads(payload)
+        return jsonbody.loads(payload)
     raise last_error or stripe.SignatureVerificationError("no webhook secret configured", sig_header)

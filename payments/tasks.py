@@ -1,6 +1,11 @@
 """django-q2 entry points: take ids, call a service, safe to run twice."""
 
-from payments import services
+from datetime import timedelta
+
+from django.conf import settings
+from django.utils import timezone
+
+from payments import reconcile, services
 
 
 def process_stripe_event(event_pk: int) -> str:
@@ -21,3 +26,18 @@ def reconcile_purchases() -> int:
     moved = services.purchases_reconcile()
     services.refunds_retry_pending()
     return moved
+
+
+def refund_surplus(discrepancy_pk: int) -> bool:
+    """Refund a surplus charge (a second successful payment of one purchase)."""
+    return reconcile.surplus_refund(discrepancy_id=discrepancy_pk)
+
+
+def reconcile_payments() -> str:
+    """Every hour: match Stripe's charges, refunds and disputes of the window to our books."""
+    now = timezone.now()
+    report = reconcile.reconcile(since=now - timedelta(hours=settings.STRIPE_RECONCILE_WINDOW_H), until=now)
+    return (
+        f"{report.charges} charges, {report.refunds} refunds, {report.disputes} disputes, "
+        f"{len(report.findings)} findings"
+    )

@@ -9,6 +9,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from payments import services, stripe_api
+from prepaid.jsonbody import problem
 
 
 @csrf_exempt
@@ -16,19 +17,20 @@ from payments import services, stripe_api
 @transaction.non_atomic_requests
 def stripe_webhook(request: HttpRequest) -> HttpResponse:
     """Verify, store, enqueue, answer. Non-atomic: the stored event must survive a later failure."""
-    declared = int(request.META.get("CONTENT_LENGTH") or 0)
-    if declared > settings.STRIPE_WEBHOOK_MAX_BYTES:
-        return HttpResponse("payload too large", status=413)
+    declared = request.META.get("CONTENT_LENGTH") or "0"
+    if not declared.isdigit() or int(declared) > settings.STRIPE_WEBHOOK_MAX_BYTES:
+        return problem(request, 413, "payload too large")
     body = request.body
     if len(body) > settings.STRIPE_WEBHOOK_MAX_BYTES:
-        return HttpResponse("payload too large", status=413)
+        return problem(request, 413, "payload too large")
     try:
         event = stripe_api.webhook_verify(body, request.headers.get("Stripe-Signature", ""))
     except stripe.SignatureVerificationError:
-        return HttpResponse("invalid signature", status=400)
-    except ValueError:  # includes UnicodeDecodeError: the body is not UTF-8 JSON
-        return HttpResponse("malformed body: not UTF-8 JSON", status=400)
-    if not isinstance(event, dict) or "id" not in event or "type" not in event:
-        return HttpResponse("not an event: a JSON object with an id and a type was expected", status=400)
+        return problem(request, 400, "invalid signature")
+    except ValueError as exc:  # a signed body that is not JSON we accept (jsonbody.loads)
+        return problem(request, 400, f"malformed body: {exc}")
+    malformed = services.event_malformed(event)
+    if malformed:
+        return problem(request, 400, f"not an event: {malformed}")
     stored = services.event_store(event=event)
     return JsonResponse({"received": True, "duplicate": stored is None})

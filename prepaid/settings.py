@@ -43,6 +43,7 @@ DEV_STRIPE_SECRET_KEY = "sk_test_localstripe"
 DEV_STRIPE_WEBHOOK_SECRET = "whsec_localstripe_dev"
 DEV_VEHICLE_CLIENT_SECRET = "sim-client-secret"
 DEV_VEHICLE_AMT = "sim-application-management-token"
+DEV_GRID_API_SECRET = "dev-grid-secret-change-me"
 
 SECRET_KEY = env("DJANGO_SECRET_KEY", DEV_SECRET_KEY)
 DEBUG = env_bool("DJANGO_DEBUG", not PRODUCTION)
@@ -51,7 +52,7 @@ CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
 SITE_URL = env("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "web.apps.AdminConfig",  # django.contrib.admin with the login throttle
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -207,7 +208,8 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "web.api.problems.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # DRF's JSON parser without its 500s (deep nesting, NaN, NUL): prepaid/jsonbody.py.
+    "DEFAULT_PARSER_CLASSES": ["prepaid.jsonbody.JSONParser"],
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Prepaid Charge API",
@@ -274,10 +276,12 @@ SMART_DEFAULT_REGION = env("SMART_DEFAULT_REGION", "DE")
 SMART_WINDOW_COST_MINOR = int(env("SMART_WINDOW_COST_MINOR", "5"))
 # Shared secret of the utilities' grid-event endpoint (HMAC-SHA256 of "timestamp.body"). No dev
 # default in production: unset, the endpoint accepts no utility (operators still can).
-GRID_API_SECRET = env("GRID_API_SECRET", "" if PRODUCTION else "dev-grid-secret-change-me")
+GRID_API_SECRET = env("GRID_API_SECRET", "" if PRODUCTION else DEV_GRID_API_SECRET)
 GRID_API_MAX_SKEW_S = int(env("GRID_API_MAX_SKEW_S", "300"))
 # Bonus per kWh shifted out of a grid event, minor units, when the event names none.
 GRID_BONUS_MINOR_PER_KWH = int(env("GRID_BONUS_MINOR_PER_KWH", "10"))
+# The largest bonus per kWh a grid event may name (minor units); a larger one is refused (400).
+GRID_BONUS_MAX_MINOR_PER_KWH = int(env("GRID_BONUS_MAX_MINOR_PER_KWH", "1000"))
 
 # --- Stripe -------------------------------------------------------------------------------------
 LOCALSTRIPE_PORT = int(env("LOCALSTRIPE_PORT", "8420"))
@@ -302,6 +306,16 @@ STRIPE_RECONCILE_AFTER_S = int(env("STRIPE_RECONCILE_AFTER_S", "300"))
 STRIPE_ABANDON_AFTER_S = int(env("STRIPE_ABANDON_AFTER_S", str(24 * 3600)))
 # Webhook events whose processing failed are retried by the sweeper up to this many attempts.
 STRIPE_EVENT_MAX_ATTEMPTS = int(env("STRIPE_EVENT_MAX_ATTEMPTS", "5"))
+# One request at a time pays a purchase: its claim lasts this long (seconds) unless released, so a
+# worker killed mid-payment blocks a retry no longer than this. Above the longest payment call
+# chain (cancel, create, confirm: each up to STRIPE_API_TIMEOUT_S × 3 tries).
+STRIPE_PAYMENT_CLAIM_S = int(env("STRIPE_PAYMENT_CLAIM_S", "300"))
+# SetupIntents and PaymentIntents one user may have created per hour (each costs a call against
+# the Stripe account's rate limit); past it, paying answers 429 until the hour is over.
+STRIPE_OBJECTS_PER_USER_HOUR = int(env("STRIPE_OBJECTS_PER_USER_HOUR", "30"))
+# payments_reconcile (scheduled hourly) compares Stripe's charges, refunds and disputes of the last
+# STRIPE_RECONCILE_WINDOW_H hours with our books.
+STRIPE_RECONCILE_WINDOW_H = int(env("STRIPE_RECONCILE_WINDOW_H", "72"))
 
 # --- Pricing ------------------------------------------------------------------------------------
 CURRENCY = env("CURRENCY", "eur").lower()
@@ -353,20 +367,8 @@ if PRODUCTION:
     SECURE_HSTS_PRELOAD = True
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
-    problems = []
-    if DEBUG:
-        problems.append("DJANGO_DEBUG must be off")
-    if SECRET_KEY == DEV_SECRET_KEY or len(SECRET_KEY) < 50:
-        problems.append("DJANGO_SECRET_KEY must be set to a long random value")
-    if DEV_TOKEN_KEY in TOKEN_ENCRYPTION_KEYS:
-        problems.append("TOKEN_ENCRYPTION_KEYS must not contain the development key")
-    if STRIPE_SECRET_KEY == DEV_STRIPE_SECRET_KEY or DEV_STRIPE_WEBHOOK_SECRET in STRIPE_WEBHOOK_SECRETS:
-        problems.append("STRIPE_SECRET_KEY and STRIPE_WEBHOOK_SECRET must be real Stripe values")
-    if VEHICLE_CLIENT_SECRET == DEV_VEHICLE_CLIENT_SECRET or VEHICLE_WEBHOOK_AMT == DEV_VEHICLE_AMT:
-        problems.append("VEHICLE_CLIENT_SECRET and VEHICLE_WEBHOOK_AMT must be real vehicle API values")
-    if VEHICLE_M2M_CLIENT_SECRET == DEV_VEHICLE_CLIENT_SECRET:
-        problems.append("VEHICLE_M2M_CLIENT_SECRET must be a real vehicle API value")
-    if not DATABASE_URL:
-        problems.append("DATABASE_URL must point at PostgreSQL")
+    from prepaid.production import production_problems
+
+    problems = production_problems(globals())
     if problems:
         raise ImproperlyConfigured("Refusing to start in production: " + "; ".join(problems))

@@ -23,6 +23,18 @@ def _postgres_marker(request):
             pytest.skip("needs PostgreSQL row locks (set DATABASE_URL=postgres://...)")
 
 
+@pytest.fixture(autouse=True)
+def _private_cache(settings):
+    """Counters in the cache (login and API throttles, each user's budget of Stripe objects) are
+    keyed by user id and address, which repeat from test to test: each test gets a cache of its
+    own. In memory: clearing a shared Redis would wipe the task queue of other processes."""
+    import uuid
+
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": f"test-{uuid.uuid4()}"}
+    }
+
+
 @pytest.fixture
 def driver(django_user_model):
     return django_user_model.objects.create_user("driver", "driver@example.com", "drive-safely-42")

@@ -62,10 +62,21 @@ def test_production_refuses_development_defaults():
 def test_production_starts_with_real_values():
     result = _settings_in_production(
         {
-            "DJANGO_SECRET_KEY": "x" * 64,
+            "DJANGO_SECRET_KEY": "k3Jx9-Qv7Lw2Zr8Tn5Ym4Bp6Hs1Dc0Fg-Ua7Ie3Oo9Wq2Xz5Rt8Vb4Nm6Kl1Jh0P",
+            "DJANGO_ALLOWED_HOSTS": "charge.example.com",
+            "SITE_URL": "https://charge.example.com",
             "TOKEN_ENCRYPTION_KEYS": "n4bQgYhMfWWaL-qgxVrQFaO_TxsrC4Is0V1sFbDwCgg=",
             "STRIPE_SECRET_KEY": "sk_live_example",
+            "STRIPE_PUBLISHABLE_KEY": "pk_live_example",
             "STRIPE_WEBHOOK_SECRET": "whsec_real",
+            "STRIPE_API_BASE": "",
+            "VEHICLE_API_ORIGIN": "https://api.smartcar.com",
+            "VEHICLE_AUTH_URL": "https://auth.smartcar.com/oauth/token",
+            "VEHICLE_CONNECT_ORIGIN": "https://connect.smartcar.com",
+            "VEHICLE_IAM_URL": "https://iam.smartcar.com/oauth2/token",
+            "VEHICLE_API_V3_ORIGIN": "https://vehicle.api.smartcar.com",
+            "VEHICLE_MANAGEMENT_ORIGIN": "https://management.api.smartcar.com",
+            "VEHICLE_CLIENT_ID": "real-client-id",
             "VEHICLE_CLIENT_SECRET": "real-secret",
             "VEHICLE_WEBHOOK_AMT": "real-amt",
             "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/test",

@@ -99,10 +99,12 @@ ADMIN_MODELS = {
     "prepaid.Wallet",
 }
 
-# Stored in django-q2: schedules (payments 0003, charging 0007) and tasks queued by the code.
+# Stored in django-q2: schedules (payments 0003 and 0007, charging 0007) and tasks queued by the code.
 TASKS = [
     "payments.tasks.process_stripe_event",
+    "payments.tasks.reconcile_payments",
     "payments.tasks.reconcile_purchases",
+    "payments.tasks.refund_surplus",
     "payments.tasks.submit_refund",
     "payments.tasks.sweep_stripe_events",
     "sessions.tasks.credit_grid_bonuses",
@@ -115,6 +117,7 @@ COMMANDS = {
     "fleet_benchmark",
     "import_prices",
     "ledger_check",
+    "payments_reconcile",
     "rotate_token_keys",
     "run_controller",
     "run_simulator",

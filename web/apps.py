@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.contrib.admin import apps as admin_apps
 
 
 class WebConfig(AppConfig):
@@ -7,3 +8,11 @@ class WebConfig(AppConfig):
 
     name = "web"
     verbose_name = "Web"
+
+
+class AdminConfig(admin_apps.AdminConfig):
+    """Django's admin whose site throttles its login like the login page (web.security).
+    Named in INSTALLED_APPS; not this module's default (WebConfig is)."""
+
+    default = False
+    default_site = "web.security.ThrottledAdminSite"

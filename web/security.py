@@ -6,7 +6,8 @@ Content-Security-Policy without 'unsafe-inline' (an inline <script> must carry
 `nonce="{{ request.csp_nonce }}"`) and a Permissions-Policy.
 
 Login throttle: failures are counted in the cache per (username, client IP) and per IP; past the
-limit the login form answers 429 until the window has passed, whatever the password. A correct
+limit every way to log in (the login page, the admin's login, the API token exchange) answers 429
+until the window has passed, whatever the password; a failure on one counts for all. A correct
 password does not clear a lockout (it would tell a guesser it was right) but does clear the count
 below it.
 """
@@ -19,9 +20,14 @@ import secrets
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.contrib.admin import AdminSite
+from django.contrib.admin.forms import AdminAuthenticationForm
+from django.contrib.auth import REDIRECT_FIELD_NAME
 from django.contrib.auth.views import LoginView
 from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import reverse
 
 logger = logging.getLogger(__name__)
 
@@ -112,25 +118,83 @@ def login_succeeded(username: str, ip: str) -> None:
     cache.delete(_keys(username, ip)[0])
 
 
+LOCKED_OUT = "Too many failed attempts. Wait a few minutes, then try again."
+
+
+def throttled_login(request: HttpRequest, username: str, *, attempt, succeeded, locked):
+    """The one login throttle, in front of every way to log in (the login page, the admin's login,
+    the API token exchange): a locked-out username or address gets `locked()` answered 429 with
+    Retry-After and its password is never checked (no timing oracle); otherwise `attempt()` runs
+    and its outcome (`succeeded(response)`) is counted."""
+    ip = client_ip(request)
+    if login_locked(username, ip):
+        logger.warning("login throttled for a username from %s", ip)
+        response = locked()
+        response.status_code = 429
+        response.headers["Retry-After"] = str(settings.LOGIN_LOCKOUT_S)
+        return response
+    try:
+        response = attempt()
+    except Exception:  # the API refuses bad credentials by raising a validation error
+        login_failed(username, ip)
+        raise
+    if succeeded(response):
+        login_succeeded(username, ip)
+    else:
+        login_failed(username, ip)
+    return response
+
+
+def _locked_form(form_class, request, username: str):
+    # A form without the password: it only shows the username back and the lockout.
+    form = form_class(request, data={"username": username})
+    form.errors.pop("password", None)
+    form.add_error(None, LOCKED_OUT)
+    return form
+
+
 class ThrottledLoginView(LoginView):
     """Django's LoginView with the failure throttle in front of the password check."""
 
     def post(self, request, *args, **kwargs):
         username = str(request.POST.get("username", ""))[:150]
-        ip = client_ip(request)
-        if login_locked(username, ip):
-            logger.warning("login throttled for a username from %s", ip)
-            # A form without the password: a locked-out guess is never checked (no timing oracle).
-            form = self.get_form_class()(request, data={"username": username})
-            form.errors.pop("password", None)
-            form.add_error(None, "Too many failed attempts. Wait a few minutes, then try again.")
-            response = self.render_to_response(self.get_context_data(form=form, locked_out=True))
-            response.status_code = 429
-            response.headers["Retry-After"] = str(settings.LOGIN_LOCKOUT_S)
-            return response
-        response = super().post(request, *args, **kwargs)
-        if request.user.is_authenticated:
-            login_succeeded(username, ip)
-        else:
-            login_failed(username, ip)
-        return response
+        return throttled_login(
+            request,
+            username,
+            attempt=lambda: super(ThrottledLoginView, self).post(request, *args, **kwargs),
+            succeeded=lambda response: request.user.is_authenticated,
+            locked=lambda: self.render_to_response(
+                self.get_context_data(form=_locked_form(self.get_form_class(), request, username), locked_out=True)
+            ),
+        )
+
+
+class ThrottledAdminSite(AdminSite):
+    """The admin site, with the same login throttle as the login page (`web.apps.AdminConfig`
+    makes it the default `admin.site`)."""
+
+    def login(self, request, extra_context=None):
+        if request.method != "POST":
+            return super().login(request, extra_context)
+        username = str(request.POST.get("username", ""))[:150]
+
+        def locked():
+            context = {
+                **self.each_context(request),
+                "title": "Log in",
+                "subtitle": None,
+                "app_path": request.get_full_path(),
+                "username": request.user.get_username(),
+                "form": _locked_form(self.login_form or AdminAuthenticationForm, request, username),
+                REDIRECT_FIELD_NAME: request.POST.get(REDIRECT_FIELD_NAME) or reverse("admin:index"),
+                **(extra_context or {}),
+            }
+            return TemplateResponse(request, self.login_template or "admin/login.html", context)
+
+        return throttled_login(
+            request,
+            username,
+            attempt=lambda: super(ThrottledAdminSite, self).login(request, extra_context),
+            succeeded=lambda response: request.user.is_authenticated,
+            locked=locked,
+        )

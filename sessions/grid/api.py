@@ -8,8 +8,7 @@ the window harmless (the same event is returned, nothing new is created).
 
 import hashlib
 import hmac
-import json
-from datetime import datetime
+from datetime import datetime, timezone
 
 from django.conf import settings
 from django.http import HttpRequest, JsonResponse
@@ -17,10 +16,15 @@ from django.shortcuts import get_object_or_404
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
+from prepaid import jsonbody
+from prepaid.jsonbody import problem
 from sessions import clock
 from sessions.grid import selectors as grid_selectors
 from sessions.grid import services as grid
 from sessions.models.grid import DemandResponseEvent
+
+MAX_VEHICLES = 1000
+MAX_ID = 2**63 - 1
 
 
 def _signed(request: HttpRequest) -> bool:
@@ -50,10 +54,57 @@ def _caller(request: HttpRequest) -> str | None:
 
 
 def _aware(value) -> datetime:
-    when = datetime.fromisoformat(str(value))
+    if not isinstance(value, str):
+        raise ValueError("timestamps are ISO 8601 strings")
+    when = datetime.fromisoformat(value)
     if when.tzinfo is None:
         raise ValueError("timestamps need a UTC offset")
-    return when
+    return when.astimezone(timezone.utc)  # OverflowError at the ends of the calendar
+
+
+def _text(data: dict, name: str, limit: int, *, required: bool = False) -> str:
+    value = data[name] if required else data.get(name, "")
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)  # a utility's numeric event id
+    if not isinstance(value, str) or len(value) > limit or (required and not value):
+        raise ValueError(f"`{name}` must be a string of {'1' if required else '0'} to {limit} characters")
+    return value
+
+
+def _vehicle_ids(value) -> list[int]:
+    if not isinstance(value, list) or len(value) > MAX_VEHICLES:
+        raise ValueError(f"`vehicle_ids` must be a list of at most {MAX_VEHICLES} ids")
+    ids = []
+    for item in value:
+        if isinstance(item, str) and item.isascii() and item.isdigit():
+            item = int(item)
+        if not isinstance(item, int) or isinstance(item, bool) or not 0 < item <= MAX_ID:
+            raise ValueError("`vehicle_ids` holds vehicle ids (positive integers)")
+        ids.append(item)
+    return ids
+
+
+def _event_fields(data) -> dict:
+    """The declaration's fields, each checked for its type and bounded (ValueError otherwise);
+    the window and the bonus are bounded by grid.grid_event_declare."""
+    if not isinstance(data, dict):
+        raise ValueError("the body must be a JSON object")
+    bonus = data.get("bonus_minor_per_kwh")
+    if bonus is not None and (not isinstance(bonus, int) or isinstance(bonus, bool)):
+        raise ValueError("`bonus_minor_per_kwh` must be a whole number of minor units")
+    return {
+        "external_id": _text(data, "id", DemandResponseEvent._meta.get_field("external_id").max_length, required=True),
+        "starts_at": _aware(data["starts_at"]),
+        "ends_at": _aware(data["ends_at"]),
+        "region": _text(data, "region", DemandResponseEvent._meta.get_field("region").max_length),
+        "vehicle_ids": _vehicle_ids(data.get("vehicle_ids", [])),
+        "bonus_minor_per_kwh": bonus,
+    }
+
+
+def _refused(request: HttpRequest, status: int, error: str, detail: str) -> JsonResponse:
+    # A problem body (RFC 9457) that keeps the `error` code senders already read.
+    return problem(request, status, detail, error=error)
 
 
 @csrf_exempt  # authenticated by signature (utilities) or staff session (operators, same origin)
@@ -61,30 +112,26 @@ def _aware(value) -> datetime:
 def event_declare(request: HttpRequest) -> JsonResponse:
     source = _caller(request)
     if source is None:
-        return JsonResponse({"error": "forbidden"}, status=403)
+        return _refused(request, 403, "forbidden", "Sign the request, or sign in as an operator.")
     if source == DemandResponseEvent.Source.OPERATOR and not _signed(request):
         # Operators post from the dashboard; CSRF still protects their session cookie.
         from django.middleware.csrf import CsrfViewMiddleware
 
         reason = CsrfViewMiddleware(lambda r: None).process_view(request, None, (), {})
         if reason is not None:
-            return JsonResponse({"error": "csrf"}, status=403)
+            return _refused(request, 403, "csrf", "CSRF check failed.")
     try:
-        data = json.loads(request.body or b"{}")
+        fields = _event_fields(jsonbody.loads(request.body or b"{}"))
+    except KeyError as exc:
+        return _refused(request, 400, "invalid", f"missing {exc}")
+    except (ValueError, TypeError, OverflowError) as exc:  # jsonbody.MalformedJSON is a ValueError
+        return _refused(request, 400, "invalid", str(exc)[:200])
+    try:
         event, created = grid.grid_event_declare(
-            source=source,
-            external_id=str(data["id"])[:100],
-            starts_at=_aware(data["starts_at"]),
-            ends_at=_aware(data["ends_at"]),
-            region=str(data.get("region", ""))[:32],
-            vehicle_ids=[int(v) for v in data.get("vehicle_ids", [])],
-            bonus_minor_per_kwh=int(data["bonus_minor_per_kwh"]) if "bonus_minor_per_kwh" in data else None,
-            declared_by=request.user if request.user.is_authenticated else None,
+            source=source, declared_by=request.user if request.user.is_authenticated else None, **fields
         )
-    except (KeyError, ValueError, TypeError, json.JSONDecodeError) as exc:
-        return JsonResponse({"error": "invalid", "detail": str(exc)[:200]}, status=400)
     except grid.GridError as exc:
-        return JsonResponse({"error": exc.code, "detail": str(exc)}, status=400)
+        return _refused(request, 400, exc.code, str(exc))
     body = {"event": str(event.public_id), "created": created, "participants": event.participations.count()}
     return JsonResponse(body, status=201 if created else 200)
 
@@ -92,6 +139,6 @@ def event_declare(request: HttpRequest) -> JsonResponse:
 @require_GET
 def event_report(request: HttpRequest, public_id) -> JsonResponse:
     if _caller(request) is None:
-        return JsonResponse({"error": "forbidden"}, status=403)
+        return _refused(request, 403, "forbidden", "Sign the request, or sign in as an operator.")
     event = get_object_or_404(DemandResponseEvent, public_id=public_id)
     return JsonResponse(grid_selectors.grid_event_report(event=event))

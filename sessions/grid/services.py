@@ -40,6 +40,8 @@ logger = logging.getLogger(__name__)
 HORIZON = timedelta(days=2)
 MAX_DEADLINE = timedelta(days=3)
 MAX_EVENT = timedelta(hours=6)
+# How far ahead an event may be declared (utilities declare them the day before, at most days).
+MAX_EVENT_LEAD = timedelta(days=7)
 # Vehicle API calls a plan's pauses and resumes may add to a session's budget.
 EXTRA_CALLS = 20
 
@@ -242,10 +244,16 @@ def grid_event_declare(
     existing = DemandResponseEvent.objects.filter(source=source, external_id=external_id).first()
     if existing is not None:
         return existing, False
-    if ends_at <= starts_at or ends_at <= now or ends_at - starts_at > MAX_EVENT:
-        raise GridError("bad_window", "An event needs a future window of at most six hours.")
+    if ends_at <= starts_at or ends_at <= now or ends_at - starts_at > MAX_EVENT or starts_at > now + MAX_EVENT_LEAD:
+        raise GridError("bad_window", "An event needs a future window of at most six hours, starting within a week.")
     if not region and not vehicle_ids:
         raise GridError("no_target", "Name a region or vehicles.")
+    bonus = settings.GRID_BONUS_MINOR_PER_KWH if bonus_minor_per_kwh is None else bonus_minor_per_kwh
+    if not isinstance(bonus, int) or isinstance(bonus, bool) or not 0 <= bonus <= settings.GRID_BONUS_MAX_MINOR_PER_KWH:
+        raise GridError(
+            "bad_bonus",
+            f"The bonus is a whole number of minor units per kWh, 0 to {settings.GRID_BONUS_MAX_MINOR_PER_KWH}.",
+        )
     try:
         with transaction.atomic():
             event = DemandResponseEvent.objects.create(
@@ -254,16 +262,18 @@ def grid_event_declare(
                 region=region,
                 starts_at=starts_at,
                 ends_at=ends_at,
-                bonus_minor_per_kwh=settings.GRID_BONUS_MINOR_PER_KWH
-                if bonus_minor_per_kwh is None
-                else bonus_minor_per_kwh,
+                bonus_minor_per_kwh=bonus,
                 declared_by=declared_by,
                 created_at=now,
             )
             if vehicle_ids:
                 event.vehicles.set(Vehicle.objects.filter(pk__in=vehicle_ids))
     except IntegrityError:
-        return DemandResponseEvent.objects.get(source=source, external_id=external_id), False
+        # The same event declared concurrently; any other integrity error is not ours to hide.
+        existing = DemandResponseEvent.objects.filter(source=source, external_id=external_id).first()
+        if existing is None:
+            raise
+        return existing, False
     target = Q(pk__in=[])
     if region:
         target |= Q(region=region)

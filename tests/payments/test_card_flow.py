@@ -174,9 +174,7 @@ def test_reconciliation_cancels_an_abandoned_purchase_and_its_payment_intent(dri
     assert stripe_api.payment_intent_retrieve(purchase.stripe_payment_intent_id).status == "canceled"
 
 
-def test_a_network_failure_keeps_the_attempt_so_the_retry_reuses_its_idempotency_key(
-    driver, package, pay_page, browser, settings
-):
+def test_a_network_failure_charges_nothing_and_the_retry_pays_once(driver, package, pay_page, browser, settings):
     purchase, setup_secret = pay_page(driver, package)
     pm = browser.confirm_card_setup(setup_secret, VISA)
     working_base = settings.STRIPE_API_BASE
@@ -185,7 +183,9 @@ def test_a_network_failure_keeps_the_attempt_so_the_retry_reuses_its_idempotency
     result = services.purchase_pay_with_card(purchase_id=purchase.pk, payment_method_id=pm)
 
     assert result.status == "error"
-    assert Purchase.objects.get(pk=purchase.pk).attempts == 0
+    purchase.refresh_from_db()
+    assert (purchase.attempts, purchase.payment_claimed_until) == (1, None)  # the claim is released
     settings.STRIPE_API_BASE = working_base
     assert services.purchase_pay_with_card(purchase_id=purchase.pk, payment_method_id=pm).status == "succeeded"
-    assert Purchase.objects.get(pk=purchase.pk).attempts == 1
+    assert Purchase.objects.get(pk=purchase.pk).attempts == 2
+    assert [c.status for c in browser.client.v1.charges.list().data] == ["succeeded"]

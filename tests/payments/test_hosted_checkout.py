@@ -146,3 +146,32 @@ def test_a_session_for_another_amount_is_not_credited(hosted_purchase, deliver):
     event["data"]["object"]["amount_total"] = 1
     deliver(event)
     assert Purchase.objects.get(pk=hosted_purchase.pk).status == Purchase.Status.AWAITING_PAYMENT
+
+
+def test_a_dispute_that_comes_before_its_payment_is_known_is_clawed_back_at_credit(
+    hosted_purchase, deliver, driver, django_capture_on_commit_callbacks, ledger_clean
+):
+    """Issue 18, suspected: the dispute was retried a few times, then dropped, and the credit that
+    came later was spendable. The checkout's completion is delivered a day late (Stripe retries
+    failed deliveries for days); the dispute of its payment came first."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from payments import services
+
+    dispute = events.dispute(
+        dispute_id="dp_early", payment_intent="pi_hosted_1", charge="ch_hosted_1", amount=450, status="needs_response"
+    )
+    assert deliver(events.event("charge.dispute.created", dispute)).status_code == 200
+    for minutes in range(3, 60, 3):  # the sweeper runs every minute for an hour
+        with django_capture_on_commit_callbacks(execute=True):
+            services.events_sweep(now=timezone.now() + timedelta(minutes=minutes))
+
+    completed = _session_event("checkout.session.completed", hosted_purchase, status="complete", payment_status="paid")
+    assert deliver(completed).status_code == 200
+
+    wallet = Wallet.objects.get(user=driver)
+    assert Purchase.objects.get(pk=hosted_purchase.pk).status == Purchase.Status.PAID
+    assert (wallet.blocked, wallet.balance_wh) == (True, 0)  # the credit never became spendable
+    ledger_clean()

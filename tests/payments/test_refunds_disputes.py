@@ -269,3 +269,84 @@ def test_reconciliation_sends_a_refund_part_that_never_reached_stripe(driver, pa
     services.refunds_retry_pending(now=timezone.now() + timedelta(minutes=20))
     assert len(browser.client.v1.refunds.list({"payment_intent": purchase.stripe_payment_intent_id}).data) == 1
     ledger_clean()
+
+
+def _stripe_refund(browser, purchase, amount) -> dict:
+    """A refund made in Stripe's dashboard (the secret key, no metadata of ours)."""
+    return browser.client.v1.refunds.create(
+        {"payment_intent": purchase.stripe_payment_intent_id, "amount": amount}
+    ).to_dict()
+
+
+def test_a_refund_made_in_stripes_dashboard_takes_its_energy_out_of_the_wallet(
+    driver, operator, paid, browser, deliver, ledger_clean
+):
+    """Issue 18, suspected: such a refund was "not made by us; ignored", so the energy stayed
+    spendable after the money went back."""
+    purchase = paid(driver, 10_000, 450)
+    refund = _stripe_refund(browser, purchase, 225)  # half the money back
+
+    charge = events.charge_refunded(payment_intent=purchase.stripe_payment_intent_id, amount=450, refunds=[refund])
+    deliver(events.event("charge.refunded", charge))
+    deliver(events.event("refund.updated", refund))  # the same refund told twice
+
+    wallet = Wallet.objects.get(user=driver)
+    assert wallet.balance_wh == 5_000
+    lot = purchase.lot
+    lot.refresh_from_db()
+    assert (lot.refunded_wh, lot.refunded_minor) == (5_000, 225)
+    ledger_clean()
+    # The rest is still refundable, within what is left of the payment.
+    assert services.refund_request(wallet_id=wallet.pk).amount_minor == 225
+    from payments.models import PaymentDiscrepancy
+
+    found = PaymentDiscrepancy.objects.get()
+    assert (found.kind, found.stripe_object_id, found.status) == ("external_refund", refund["id"], "fixed")
+
+
+def test_a_refund_made_in_stripes_dashboard_for_energy_already_used_is_shown_to_the_operator(
+    driver, paid, browser, deliver, ledger_clean
+):
+    purchase = paid(driver, 10_000, 450)
+    _spend(driver, 8_000, "session:9")
+    refund = _stripe_refund(browser, purchase, 450)  # all the money back; 2 kWh of it unused
+
+    deliver(events.event("refund.updated", refund))
+
+    assert Wallet.objects.get(user=driver).balance_wh == 0
+    ledger_clean()
+    from payments.models import PaymentDiscrepancy
+
+    found = PaymentDiscrepancy.objects.get()
+    assert (found.kind, found.status) == ("external_refund", "open")
+    assert "8000 Wh it paid for were already used" in found.detail
+
+
+@pytest.mark.parametrize(("outcome", "balance"), [("lost", 0), ("won", 10_000)])
+def test_a_refund_that_fails_after_a_dispute_claw_back_joins_the_claw_back(
+    outcome, balance, driver, paid, deliver, django_capture_on_commit_callbacks, ledger_clean
+):
+    """Issue 18, suspected: the failed refund's energy went back into the disputed lot, so a lost
+    dispute still left it in the wallet (spendable once an operator unblocked it)."""
+    purchase = paid(driver, 10_000, 450)
+    wallet = Wallet.objects.get(user=driver)
+    refund = ledger.wallet_refund_request(wallet_id=wallet.pk, idempotency_key="refund-request:half", energy_wh=5_000)
+    part = refund.parts.get()
+    deliver(_dispute_event("charge.dispute.created", purchase, "needs_response"))
+    failed = events.refund(
+        refund_id="re_failed",
+        payment_intent=purchase.stripe_payment_intent_id,
+        amount=part.amount_minor,
+        status="failed",
+        refund_part=part.idempotency_key,
+        reason="expired_or_canceled_card",
+    )
+    deliver(events.event("refund.failed", failed))  # the money stayed with us: it is disputed too
+    ledger_clean()
+    deliver(_dispute_event("charge.dispute.closed", purchase, outcome))
+
+    wallet.refresh_from_db()
+    assert wallet.balance_wh == balance
+    ledger_clean()
+    if outcome == "lost":
+        assert wallet_services.wallet_unblock(wallet_id=wallet.pk, reason="settled").balance_wh == 0

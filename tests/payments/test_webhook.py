@@ -9,7 +9,7 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from payments import services
-from payments.models import Dispute, StripeEvent
+from payments.models import StripeEvent
 from prepaid.models import Wallet
 from tests.payments import events
 from tests.plugins.stripe import WEBHOOK_URL, sign
@@ -73,54 +73,52 @@ def test_it_only_accepts_post(client):
 
 
 def test_a_failed_processing_is_recorded_and_replayed(
-    driver, package, pay_page, browser, deliver, django_capture_on_commit_callbacks, ledger_clean
+    driver, package, pay_page, browser, deliver, django_capture_on_commit_callbacks, ledger_clean, settings
 ):
     purchase = _paid(driver, package, pay_page, browser)
-    pi_id = purchase.stripe_payment_intent_id
-    # Our record of the payment is not there yet (a race with our own commit): no match.
-    type(purchase).objects.filter(pk=purchase.pk).update(stripe_payment_intent_id=None)
-    created = events.event(
-        "charge.dispute.created",
-        events.dispute(dispute_id="dp_1", payment_intent=pi_id, charge="ch_x", amount=450, status="needs_response"),
-    )
+    surplus = browser.charge_outside_the_app(purchase)
+    working_base = settings.STRIPE_API_BASE
+    # Stripe cannot be reached while the event is processed (the surplus is re-fetched first).
+    settings.STRIPE_API_BASE = "http://127.0.0.1:9"
 
-    assert deliver(created).status_code == 200  # stored: Stripe must not retry a failure of ours
+    assert deliver(events.event("payment_intent.succeeded", surplus)).status_code == 200  # stored
 
     stored = StripeEvent.objects.get()
     assert stored.status == StripeEvent.Status.FAILED
     assert stored.attempts == 1
-    assert "no purchase" in stored.last_error
+    assert "StripeUnavailable" in stored.last_error
 
-    type(purchase).objects.filter(pk=purchase.pk).update(stripe_payment_intent_id=pi_id)
-    call_command("stripe_events", "replay", "--failed")
+    settings.STRIPE_API_BASE = working_base
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command("stripe_events", "replay", "--failed")
 
     stored.refresh_from_db()
     assert (stored.status, stored.attempts, stored.last_error) == (StripeEvent.Status.PROCESSED, 2, "")
-    assert Dispute.objects.get().stripe_dispute_id == "dp_1"
-    assert Wallet.objects.get(user=driver).blocked
+    from payments.models import PaymentDiscrepancy
+
+    found = PaymentDiscrepancy.objects.get()
+    assert (found.kind, found.stripe_object_id, found.status) == ("surplus_charge", surplus["id"], "fixed")
+    assert Wallet.objects.get(user=driver).balance_wh == 10_000  # credited once
     ledger_clean()
 
 
 def test_the_sweeper_retries_failed_and_stuck_events(
-    driver, package, pay_page, browser, deliver, django_capture_on_commit_callbacks
+    driver, package, pay_page, browser, deliver, django_capture_on_commit_callbacks, settings
 ):
     purchase = _paid(driver, package, pay_page, browser)
-    pi_id = purchase.stripe_payment_intent_id
-    type(purchase).objects.filter(pk=purchase.pk).update(stripe_payment_intent_id=None)
-    deliver(
-        events.event(
-            "charge.dispute.created",
-            events.dispute(dispute_id="dp_2", payment_intent=pi_id, charge="ch_x", amount=450, status="needs_response"),
-        )
-    )
+    surplus = browser.charge_outside_the_app(purchase)
+    working_base = settings.STRIPE_API_BASE
+    settings.STRIPE_API_BASE = "http://127.0.0.1:9"  # Stripe unreachable: processing fails
+    deliver(events.event("payment_intent.succeeded", surplus))
     # A stuck one: stored, but its queue message was lost.
     stuck = StripeEvent.objects.create(
         event_id="evt_stuck", type="customer.created", payload={}, enqueued_at=timezone.now()
     )
-    type(purchase).objects.filter(pk=purchase.pk).update(stripe_payment_intent_id=pi_id)
+    settings.STRIPE_API_BASE = working_base
 
     assert services.events_sweep() == 0  # nothing is due yet
-    assert services.events_sweep(now=timezone.now() + timedelta(minutes=3)) == 2
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.events_sweep(now=timezone.now() + timedelta(minutes=3)) == 2
 
     assert set(StripeEvent.objects.values_list("status", flat=True)) == {"processed", "ignored"}
     stuck.refresh_from_db()
@@ -242,12 +240,26 @@ def test_a_broker_outage_loses_no_event_the_sweeper_enqueues_it(deliver, monkeyp
     assert stored.status == StripeEvent.Status.IGNORED  # processed (customer.created needs nothing)
 
 
+def _event_text(**changes) -> str:
+    return json.dumps({**events.event("customer.created", {"id": "cus_1", "object": "customer"}), **changes})
+
+
 @pytest.mark.parametrize(
     ("payload", "reason"),
     [
-        ("not json", b"malformed body: not UTF-8 JSON"),
-        ("[1, 2]", b"not an event"),
-        (json.dumps({"id": "evt_x"}), b"not an event"),
+        ("not json", "malformed body"),
+        ("[1, 2]", "not an event"),
+        (json.dumps({"id": "evt_x"}), "not an event"),
+        # Issue 18, defect 8: each of these, signed, was a 500 (and half-stored on PostgreSQL).
+        ("[" * 5_000 + "]" * 5_000, "malformed body"),
+        (_event_text(id="evt_" + "x" * 300), "not an event"),
+        (_event_text(id="evt_nul\u0000"), "malformed body"),
+        (_event_text().replace('"livemode": false', '"livemode": NaN'), "malformed body"),
+        (_event_text().replace('"pending_webhooks": 1', '"pending_webhooks": 1e999'), "malformed body"),
+        (_event_text(type=None), "not an event"),
+        (_event_text(data=[]), "not an event"),
+        (_event_text(data={"object": "cus_1"}), "not an event"),
+        (_event_text(livemode="yes"), "not an event"),
     ],
 )
 def test_a_malformed_body_with_a_valid_signature_is_refused_with_its_reason(client, payload, reason):
@@ -255,7 +267,8 @@ def test_a_malformed_body_with_a_valid_signature_is_refused_with_its_reason(clie
         WEBHOOK_URL, data=payload, content_type="application/json", HTTP_STRIPE_SIGNATURE=sign(payload)
     )
     assert response.status_code == 400
-    assert response.content.startswith(reason)
+    assert response["Content-Type"] == "application/problem+json"
+    assert response.json()["detail"].startswith(reason)
     assert not StripeEvent.objects.exists()
 
 

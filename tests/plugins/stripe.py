@@ -121,6 +121,27 @@ class Browser:
         )
         response.raise_for_status()
 
+    def charge_outside_the_app(self, purchase, *, card_of=None) -> dict:
+        """A payment of the purchase made outside the app (Stripe's dashboard, a script with the
+        secret key): the card saved for it (or for `card_of`, a paid purchase) charged again, with
+        the purchase in the metadata."""
+        earlier = self.client.v1.payment_intents.retrieve((card_of or purchase).stripe_payment_intent_id)
+        pi = self.client.v1.payment_intents.create(
+            {
+                "amount": purchase.amount_minor,
+                "currency": purchase.currency,
+                "customer": earlier.customer,
+                "payment_method": earlier.payment_method,
+                "confirm": True,
+                "metadata": {"purchase_id": str(purchase.public_id)},
+            }
+        )
+        assert pi.status == "succeeded", pi.status
+        return pi.to_dict()
+
+    def charges(self) -> list[dict]:
+        return [c.to_dict() for c in self.client.v1.charges.list({"limit": 100}).data]
+
     def events(self, type_: str | None = None) -> list[dict]:
         params = {"limit": 100}
         if type_:

@@ -18,11 +18,12 @@ from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404
 from django.urls import reverse
 from rest_framework import exceptions
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
 from payments import stripe_api
-from payments.services import PurchaseError
+from payments.services import PaymentRateLimited, PurchaseError
 from prepaid import errors as wallet_errors
 from sessions.grid.services import GridError
 from sessions.services import SessionError
@@ -56,6 +57,9 @@ PROBLEM_TYPES = {
         ProblemType("session-not-open", 409, "Session not open", "The session has already ended."),
         ProblemType("receipt-not-ready", 409, "No receipt yet", "The purchase is not paid or the session not over."),
         ProblemType("purchase-conflict", 409, "Purchase cannot proceed", "The purchase is not awaiting payment."),
+        ProblemType(
+            "payment-rate-limited", 429, "Too many payment attempts", "Wait for the time in Retry-After, then retry."
+        ),
         ProblemType("payment-provider-unavailable", 503, "Payment provider unavailable", "Try again shortly."),
         ProblemType("payment-provider-error", 502, "Payment provider error", "The payment provider refused."),
     ]
@@ -95,6 +99,10 @@ def _domain_problem(exc: Exception) -> Problem | None:
         )
     if isinstance(exc, GridError):
         return Problem("conflict", str(exc))
+    if isinstance(exc, PaymentRateLimited):
+        problem = Problem("payment-rate-limited", str(exc))
+        problem.wait = exc.retry_after_s
+        return problem
     if isinstance(exc, PurchaseError):
         return Problem("purchase-conflict", str(exc))
     if isinstance(exc, stripe_api.StripeUnavailable):
@@ -128,6 +136,9 @@ def problem_response(request, *, status_code: int, title: str, detail: str, type
     body = {"type": type_, "title": title, "status": status_code, "detail": detail}
     body["instance"] = request.get_full_path() if request is not None else ""
     body.update(extra)
+    if request is not None:
+        # A problem is JSON whatever the view renders otherwise (the schema's YAML, the docs' HTML).
+        request.accepted_renderer, request.accepted_media_type = JSONRenderer(), CONTENT_TYPE
     return Response(body, status=status_code, content_type=CONTENT_TYPE)
 
 

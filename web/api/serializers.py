@@ -11,6 +11,7 @@ from rest_framework import serializers
 
 from payments.models import Purchase, Refund, RefundPart
 from prepaid.models import CreditLot, EnergyPackage, LedgerEntry
+from prepaid.numbers import AsciiIntegerSerializerField, KwhField
 from sessions import clock
 from sessions.grid import services as grid
 from sessions.models import ChargingSession, Vehicle
@@ -19,8 +20,8 @@ MAX_ID = 2**31 - 1
 
 
 def _kwh_field(**kwargs) -> serializers.DecimalField:
-    # Three decimals: one Wh is the finest unit anything is measured or billed in.
-    return serializers.DecimalField(max_digits=9, decimal_places=3, **kwargs)
+    # Three decimals: one Wh is the finest unit anything is measured or billed in; ASCII digits only.
+    return KwhField(**kwargs)
 
 
 # --- vehicles and packages --------------------------------------------------------------------------
@@ -93,7 +94,7 @@ class PurchaseSerializer(serializers.ModelSerializer):
 class PurchaseCreateSerializer(serializers.Serializer):
     """Exactly one of a package or a custom amount in kWh (CUSTOM_KWH_MIN..CUSTOM_KWH_MAX)."""
 
-    package_id = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID)
+    package_id = AsciiIntegerSerializerField(required=False, min_value=1, max_value=MAX_ID)
     energy_kwh = _kwh_field(required=False, min_value=Decimal("0.001"), max_value=Decimal("100000"))
 
     def validate_package_id(self, value: int) -> EnergyPackage:
@@ -254,7 +255,7 @@ class SessionSerializer(serializers.ModelSerializer):
 
 
 class SessionCreateSerializer(serializers.Serializer):
-    vehicle_id = serializers.IntegerField(min_value=1, max_value=MAX_ID)
+    vehicle_id = AsciiIntegerSerializerField(min_value=1, max_value=MAX_ID)
     energy_kwh = _kwh_field(min_value=Decimal("0.001"), max_value=Decimal("100000"))
     deadline = serializers.DateTimeField(
         required=False,

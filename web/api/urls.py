@@ -31,5 +31,6 @@ urlpatterns = [
     ),
     path("problems/<slug:slug>/", views.ProblemTypeView.as_view(), name="problem"),
     *router.urls,
-    re_path(r"^.*$", views.NotFoundView.as_view()),
+    # [\s\S], not ".": a path with a newline in it (%0A) is an API path too, answered as a problem.
+    re_path(r"^[\s\S]*$", views.NotFoundView.as_view()),
 ]

@@ -11,15 +11,16 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.decorators import action
-from rest_framework.exceptions import NotFound, PermissionDenied
+from rest_framework.exceptions import MethodNotAllowed, NotFound, PermissionDenied, Throttled
 from rest_framework.generics import ListAPIView
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import AllowAny, BasePermission, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from payments import services as payment_services
 from payments.models import Purchase
-from prepaid import pricing
+from prepaid import jsonbody, pricing
 from prepaid.errors import NothingToRefund
 from prepaid.selectors import package_list_active, wallet_for_user
 from sessions import services as session_services
@@ -29,6 +30,7 @@ from sessions.models.charging import TERMINAL_STATUSES
 from web.api import selectors, serializers
 from web.api.problems import PROBLEM_TYPES, Problem
 from web.api.throttles import AuthRate
+from web.security import LOCKED_OUT, throttled_login
 
 
 class IsOwnerOrStaff(BasePermission):
@@ -311,10 +313,30 @@ class RefundViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OwnedViewS
 
 
 class TokenView(ObtainAuthToken):
-    """Exchange a username and password for the API token (header `Authorization: Token <key>`)."""
+    """Exchange a username and password for the API token (header `Authorization: Token <key>`).
+
+    Behind the login pages' throttle (per username and address, shared with them) as well as the
+    request rate of AuthRate."""
 
     throttle_classes = [AuthRate]
     renderer_classes = ObtainAuthToken.renderer_classes[:1]
+    # ObtainAuthToken's own list, with our JSON parser (a deeply nested body is a 400, not a 500).
+    parser_classes = [FormParser, MultiPartParser, jsonbody.JSONParser]
+
+    def post(self, request, *args, **kwargs):
+        data = request.data if hasattr(request.data, "get") else {}
+        username = str(data.get("username", ""))[:150]
+
+        def locked():
+            raise Throttled(wait=settings.LOGIN_LOCKOUT_S, detail=LOCKED_OUT)
+
+        return throttled_login(
+            request,
+            username,
+            attempt=lambda: super(TokenView, self).post(request, *args, **kwargs),
+            succeeded=lambda response: response.status_code == status.HTTP_200_OK,
+            locked=locked,
+        )
 
 
 class ProblemTypeView(APIView):
@@ -344,9 +366,18 @@ class NotFoundView(APIView):
     permission_classes = [AllowAny]
     authentication_classes = []
     schema = None
+    # Methods some resource of the API has: for them, this path names no resource (404). Any other
+    # (TRACE, CONNECT, WebDAV's) no resource allows: 405, with an empty Allow (RFC 9110 §10.2.1).
+    RESOURCE_METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
+
+    @property
+    def allowed_methods(self):
+        return []
 
     def http_method_not_allowed(self, request, *args, **kwargs):
-        raise NotFound()
+        if request.method.upper() in self.RESOURCE_METHODS:
+            raise NotFound()
+        raise MethodNotAllowed(request.method)
 
     options = http_method_not_allowed
 

@@ -3,6 +3,7 @@ from decimal import Decimal
 
 from django import forms
 
+from prepaid.numbers import AsciiDecimalField, AsciiIntegerField
 from sessions import clock
 from sessions.grid import services as grid
 from sessions.grid.selectors import price_horizon, vehicle_region
@@ -82,7 +83,7 @@ class StartChargeForm(ChargeTimingMixin):
     """Start a session from the wallet balance: which car, how much of the credit, and when."""
 
     vehicle = forms.ModelChoiceField(queryset=Vehicle.objects.none(), empty_label=None)
-    energy_kwh = forms.DecimalField(
+    energy_kwh = AsciiDecimalField(
         label="Energy to charge (kWh)", max_digits=7, decimal_places=3, min_value=Decimal("0.1")
     )
     field_order = ["vehicle", "energy_kwh", "when", "deadline"]
@@ -117,14 +118,14 @@ PERCENT = {"min_value": 0, "max_value": 100}
 class BatteryLimitsForm(forms.Form):
     """A car's battery-health window and its demand-response opt-in, in whole percent."""
 
-    max_soc = forms.IntegerField(
+    max_soc = AsciiIntegerField(
         label="Maximum charge (%)",
         min_value=50,
         max_value=100,
         help_text="We never charge past this level. 80 % is kinder to the battery for everyday use; "
         "choose 100 % before a long trip. Below 50 % leaves too little range, so it is not offered.",
     )
-    min_soc = forms.IntegerField(
+    min_soc = AsciiIntegerField(
         label="Minimum charge (%)",
         **PERCENT,
         help_text="Up to this level we charge at once, whatever the price (smart charging waits only above it). "

@@ -47,6 +47,7 @@ PUBLIC = {
 SIGNED = {"vehicle-webhook", "payments:stripe-webhook"}
 # The API's catch-all: any other path under /api/v1/ is a 404 problem for everyone, whatever the method.
 API_FALLBACK = "api:<fallback>"
+API_CATCH_ALL = r"^[\s\S]*$"  # any path at all, newlines included (web/api/urls.py)
 # A regex route's parameters (DRF's router) carry their regex, so samples can be checked against it.
 REGEX = "regex:"
 
@@ -112,9 +113,9 @@ def _walk(patterns, prefix="", namespace="", converters=None):
                     continue  # the admin's catch-all: it redirects to its login or 404s; admin pages cover it
                 translated = _from_regex(raw)
                 if translated is None:
-                    if namespace == "api:" and raw.endswith("^.*$"):
+                    if namespace == "api:" and raw.endswith(API_CATCH_ALL):
                         # Any unrouted path under the API: one concrete sample stands for all.
-                        yield Route(API_FALLBACK, raw.removesuffix("^.*$") + "no-such-endpoint/", (), False)
+                        yield Route(API_FALLBACK, raw.removesuffix(API_CATCH_ALL) + "no-such-endpoint/", (), False)
                         continue
                     raise AssertionError(f"{raw}: a regex route the security inventory cannot name")
                 path, groups = translated

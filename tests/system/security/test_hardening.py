@@ -70,6 +70,61 @@ def test_one_address_guessing_many_usernames_is_throttled(driver, settings):
 # the tests lower the configured rates so they send tens of requests, not hundreds.
 
 
+def _admin_login(client, username, password, ip="10.0.0.1"):
+    return client.post(
+        reverse("admin:login"), {"username": username, "password": password, "next": "/admin/"}, REMOTE_ADDR=ip
+    )
+
+
+def _token(username, password, ip="10.0.0.1"):
+    return Client().post(reverse("api:token"), {"username": username, "password": password}, REMOTE_ADDR=ip)
+
+
+def test_the_admin_login_locks_an_account_out_like_the_login_page(operator):
+    """Issue 18, defect 3: /admin/login/ accepted 30 wrong passwords and then the right one."""
+    client = Client()
+    for _ in range(settings.LOGIN_FAILURE_LIMIT):
+        assert _admin_login(client, "operator", "wrong-password").status_code == 200
+    locked = _admin_login(client, "operator", "operate-safely-42")
+    assert locked.status_code == 429
+    assert int(locked.headers["Retry-After"]) == settings.LOGIN_LOCKOUT_S
+    assert "Too many failed attempts" in locked.content.decode()
+    assert "_auth_user_id" not in client.session
+    # Another address is not locked out of the same account.
+    assert _admin_login(Client(), "operator", "operate-safely-42", ip="10.0.0.2").status_code == 302
+
+
+def test_the_admin_login_throttles_one_address_guessing_many_usernames(operator, settings):
+    settings.LOGIN_FAILURE_LIMIT_PER_IP = 8
+    for i in range(8):
+        _admin_login(Client(), f"admin{i}", "guess", ip="10.9.9.8")
+    assert _admin_login(Client(), "operator", "operate-safely-42", ip="10.9.9.8").status_code == 429
+
+
+def test_the_token_endpoint_locks_an_account_out_like_the_login_page(driver, settings):
+    settings.API_THROTTLE_AUTH = "1000/min"  # the request rate is not what stops the guesser here
+    for _ in range(settings.LOGIN_FAILURE_LIMIT):
+        assert _token("driver", "wrong").status_code == 400
+    locked = _token("driver", "drive-safely-42")
+    assert locked.status_code == 429 and "token" not in locked.json()
+    assert locked["Content-Type"] == "application/problem+json"
+    assert int(locked.headers["Retry-After"]) == settings.LOGIN_LOCKOUT_S
+    assert _token("driver", "drive-safely-42", ip="10.0.0.2").status_code == 200
+
+
+def test_failures_on_any_login_count_for_every_login(driver, settings):
+    settings.API_THROTTLE_AUTH = "1000/min"
+    client = Client()
+    _login(client, "driver", "wrong-1")
+    _login(client, "driver", "wrong-2")
+    _admin_login(client, "driver", "wrong-3")
+    _admin_login(client, "driver", "wrong-4")
+    _token("driver", "wrong-5")
+    assert _login(client, "driver", "drive-safely-42").status_code == 429
+    assert _admin_login(Client(), "driver", "drive-safely-42").status_code == 429
+    assert _token("driver", "drive-safely-42").status_code == 429
+
+
 def test_the_api_uses_the_configured_throttles():
     from rest_framework.settings import api_settings
 
@@ -140,9 +195,10 @@ def test_a_forged_forwarded_for_header_does_not_escape_the_throttles(driver, set
 def test_the_token_endpoint_throttles_password_guessing(driver, settings):
     settings.API_THROTTLE_AUTH = "10/min"
     url = reverse("api:token")
+    # Other usernames each time: under the per-account lockout, only the request rate applies.
     codes = [
-        Client().post(url, {"username": "driver", "password": "wrong"}, REMOTE_ADDR="10.5.5.5").status_code
-        for _ in range(10)
+        Client().post(url, {"username": f"user{i}", "password": "wrong"}, REMOTE_ADDR="10.5.5.5").status_code
+        for i in range(10)
     ]
     assert codes == [400] * 10
     # Past the limit even the right password gets no token.
@@ -154,21 +210,33 @@ def test_the_token_endpoint_throttles_password_guessing(driver, settings):
 
 
 def _production_env(**extra) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_", "STRIPE_", "VEHICLE_"))}
+    prefixes = ("DJANGO_", "DATABASE_", "STRIPE_", "VEHICLE_", "SITE_URL", "GRID_", "TOKEN_")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
     env.update(
         DJANGO_SETTINGS_MODULE="prepaid.settings",
         DJANGO_ENV="production",
         DJANGO_SECRET_KEY=secrets.token_urlsafe(64),
         DJANGO_ALLOWED_HOSTS="charge.example.com",
         DJANGO_CSRF_TRUSTED_ORIGINS="https://charge.example.com",
+        SITE_URL="https://charge.example.com",
         TOKEN_ENCRYPTION_KEYS=Fernet.generate_key().decode(),
         STRIPE_SECRET_KEY="sk_live_" + secrets.token_hex(12),
+        STRIPE_PUBLISHABLE_KEY="pk_live_" + secrets.token_hex(12),
         STRIPE_WEBHOOK_SECRET="whsec_" + secrets.token_hex(16),
+        STRIPE_API_BASE="",
+        STRIPE_JS_URL="https://js.stripe.com/v3/",
+        VEHICLE_API_ORIGIN="https://api.smartcar.com",
+        VEHICLE_AUTH_URL="https://auth.smartcar.com/oauth/token",
+        VEHICLE_CONNECT_ORIGIN="https://connect.smartcar.com",
+        VEHICLE_IAM_URL="https://iam.smartcar.com/oauth2/token",
+        VEHICLE_API_V3_ORIGIN="https://vehicle.api.smartcar.com",
+        VEHICLE_MANAGEMENT_ORIGIN="https://management.api.smartcar.com",
+        VEHICLE_CLIENT_ID="c" + secrets.token_hex(8),
         VEHICLE_CLIENT_SECRET=secrets.token_hex(16),
         VEHICLE_WEBHOOK_AMT=secrets.token_hex(16),
         DATABASE_URL="postgres://prepaid:secret@127.0.0.1:5432/prepaid",
-        **extra,
     )
+    env.update(extra)
     return env
 
 
@@ -192,6 +260,135 @@ def test_production_refuses_to_start_on_a_development_default():
         [sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
     )
     assert result.returncode != 0 and "DJANGO_SECRET_KEY" in result.stderr
+
+
+# Every development value issue 18 (defect 7) found accepted, each with the setting it must name.
+DEVELOPMENT_VALUES = {
+    "VEHICLE_WEBHOOK_AMT": ("", "VEHICLE_WEBHOOK_AMT"),
+    "STRIPE_WEBHOOK_SECRET": ("", "STRIPE_WEBHOOK_SECRET"),
+    "TOKEN_ENCRYPTION_KEYS": ("", "TOKEN_ENCRYPTION_KEYS"),
+    "STRIPE_API_BASE": ("http://127.0.0.1:8420", "STRIPE_API_BASE"),
+    "VEHICLE_API_ORIGIN": ("http://127.0.0.1:8421", "VEHICLE_API_ORIGIN"),
+    "VEHICLE_CLIENT_ID": ("sim-client-id", "VEHICLE_CLIENT_ID"),
+    "STRIPE_PUBLISHABLE_KEY": ("pk_test_localstripe", "STRIPE_PUBLISHABLE_KEY"),
+    "DJANGO_ALLOWED_HOSTS": ("charge.example.com,testserver", "DJANGO_ALLOWED_HOSTS"),
+    "DJANGO_SECRET_KEY": ("a" * 60, "DJANGO_SECRET_KEY"),  # long, but one letter: W009 refuses it
+}
+
+
+def test_production_refuses_every_empty_secret_and_development_value_at_once():
+    """Issue 18, defect 7: each of these passed `manage.py check` with DJANGO_ENV=production."""
+    env = _production_env(**{name: value for name, (value, _) in DEVELOPMENT_VALUES.items()})
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode != 0
+    missing = [named for _, named in DEVELOPMENT_VALUES.values() if named not in result.stderr]
+    assert missing == [], result.stderr[-2000:]
+
+
+def _production_settings(**changes) -> dict:
+    """The names production_problems reads, with production values (as _production_env sets)."""
+    from prepaid import settings as dev
+
+    good = {
+        "DEBUG": False,
+        "SECRET_KEY": secrets.token_urlsafe(64),
+        "ALLOWED_HOSTS": ["charge.example.com"],
+        "SITE_URL": "https://charge.example.com",
+        "DATABASE_URL": "postgres://prepaid@db/prepaid",
+        "TOKEN_ENCRYPTION_KEYS": [Fernet.generate_key().decode()],
+        "STRIPE_SECRET_KEY": "sk_live_x",
+        "STRIPE_WEBHOOK_SECRETS": ["whsec_x"],
+        "STRIPE_PUBLISHABLE_KEY": "pk_live_x",
+        "STRIPE_API_BASE": "",
+        "STRIPE_JS_URL": "https://js.stripe.com/v3/",
+        "VEHICLE_CLIENT_SECRET": "s3cret",
+        "VEHICLE_WEBHOOK_AMT": "amt",
+        "VEHICLE_CLIENT_ID": "client",
+        "VEHICLE_M2M_CLIENT_ID": "client_m2m",
+        "VEHICLE_M2M_CLIENT_SECRET": "m2m-s3cret",
+        "VEHICLE_API_ORIGIN": "https://api.smartcar.com",
+        "VEHICLE_AUTH_URL": "https://auth.smartcar.com/oauth/token",
+        "VEHICLE_CONNECT_ORIGIN": "https://connect.smartcar.com",
+        "VEHICLE_REDIRECT_URI": "https://charge.example.com/vehicles/connect/callback/",
+        "VEHICLE_IAM_URL": "https://iam.smartcar.com/oauth2/token",
+        "VEHICLE_API_V3_ORIGIN": "https://vehicle.api.smartcar.com",
+        "VEHICLE_MANAGEMENT_ORIGIN": "https://management.api.smartcar.com",
+        "GRID_API_SECRET": "",
+    }
+    devs = {name: getattr(dev, name) for name in dir(dev) if name.startswith("DEV_")}
+    return {**devs, **good, **changes}
+
+
+def test_production_values_pass():
+    from prepaid.production import production_problems
+
+    assert production_problems(_production_settings()) == []
+
+
+@pytest.mark.parametrize(
+    ("changes", "named"),
+    [
+        ({"SECRET_KEY": "a" * 60}, "DJANGO_SECRET_KEY"),
+        ({"SECRET_KEY": "abcd" * 20}, "DJANGO_SECRET_KEY"),  # four different characters
+        ({"SECRET_KEY": "django-insecure-" + secrets.token_urlsafe(50)}, "DJANGO_SECRET_KEY"),
+        ({"SECRET_KEY": secrets.token_urlsafe(30)}, "DJANGO_SECRET_KEY"),  # 40 characters
+        ({"SECRET_KEY": ""}, "DJANGO_SECRET_KEY"),
+        ({"ALLOWED_HOSTS": ["charge.example.com", "testserver"]}, "DJANGO_ALLOWED_HOSTS"),
+        ({"ALLOWED_HOSTS": ["*"]}, "DJANGO_ALLOWED_HOSTS"),
+        ({"ALLOWED_HOSTS": []}, "DJANGO_ALLOWED_HOSTS"),
+        ({"SITE_URL": "http://127.0.0.1:8000"}, "SITE_URL"),
+        ({"DATABASE_URL": ""}, "DATABASE_URL"),
+        ({"DATABASE_URL": "sqlite:///db.sqlite3"}, "DATABASE_URL"),
+        ({"TOKEN_ENCRYPTION_KEYS": []}, "TOKEN_ENCRYPTION_KEYS"),
+        ({"TOKEN_ENCRYPTION_KEYS": ["not-a-fernet-key"]}, "TOKEN_ENCRYPTION_KEYS"),
+        ({"STRIPE_SECRET_KEY": ""}, "STRIPE_SECRET_KEY"),
+        ({"STRIPE_SECRET_KEY": "sk_test_localstripe"}, "STRIPE_SECRET_KEY"),
+        ({"STRIPE_WEBHOOK_SECRETS": []}, "STRIPE_WEBHOOK_SECRET"),
+        ({"STRIPE_WEBHOOK_SECRETS": ["whsec_localstripe_dev"]}, "STRIPE_WEBHOOK_SECRET"),
+        ({"STRIPE_PUBLISHABLE_KEY": "pk_test_localstripe"}, "STRIPE_PUBLISHABLE_KEY"),
+        ({"STRIPE_PUBLISHABLE_KEY": ""}, "STRIPE_PUBLISHABLE_KEY"),
+        ({"STRIPE_API_BASE": "http://127.0.0.1:8420"}, "STRIPE_API_BASE"),
+        ({"STRIPE_API_BASE": "http://stripe.internal"}, "STRIPE_API_BASE"),
+        ({"STRIPE_JS_URL": "http://127.0.0.1:8420/js.stripe.com/v3/"}, "STRIPE_JS_URL"),
+        ({"VEHICLE_CLIENT_SECRET": ""}, "VEHICLE_CLIENT_SECRET"),
+        ({"VEHICLE_CLIENT_SECRET": "sim-client-secret"}, "VEHICLE_CLIENT_SECRET"),
+        ({"VEHICLE_WEBHOOK_AMT": ""}, "VEHICLE_WEBHOOK_AMT"),
+        ({"VEHICLE_WEBHOOK_AMT": "sim-application-management-token"}, "VEHICLE_WEBHOOK_AMT"),
+        ({"VEHICLE_CLIENT_ID": "sim-client-id"}, "VEHICLE_CLIENT_ID"),
+        ({"VEHICLE_CLIENT_ID": ""}, "VEHICLE_CLIENT_ID"),
+        ({"VEHICLE_API_ORIGIN": "http://127.0.0.1:8421"}, "VEHICLE_API_ORIGIN"),
+        ({"VEHICLE_AUTH_URL": "http://127.0.0.1:8421/oauth/token"}, "VEHICLE_AUTH_URL"),
+        ({"VEHICLE_CONNECT_ORIGIN": "https://localhost:8421"}, "VEHICLE_CONNECT_ORIGIN"),
+        ({"VEHICLE_REDIRECT_URI": "http://127.0.0.1:8000/vehicles/connect/callback/"}, "VEHICLE_REDIRECT_URI"),
+        ({"VEHICLE_IAM_URL": "http://127.0.0.1:8421/oauth2/token"}, "VEHICLE_IAM_URL"),
+        ({"VEHICLE_API_V3_ORIGIN": "http://127.0.0.1:8421"}, "VEHICLE_API_V3_ORIGIN"),
+        ({"VEHICLE_MANAGEMENT_ORIGIN": "http://127.0.0.1:8421"}, "VEHICLE_MANAGEMENT_ORIGIN"),
+        ({"VEHICLE_M2M_CLIENT_ID": "sim-client-id"}, "VEHICLE_M2M_CLIENT_ID"),
+        ({"VEHICLE_M2M_CLIENT_SECRET": "sim-client-secret"}, "VEHICLE_M2M_CLIENT_SECRET"),
+        ({"VEHICLE_M2M_CLIENT_SECRET": ""}, "VEHICLE_M2M_CLIENT_SECRET"),
+        ({"GRID_API_SECRET": "dev-grid-secret-change-me"}, "GRID_API_SECRET"),
+        ({"DEBUG": True}, "DJANGO_DEBUG"),
+    ],
+)
+def test_production_refuses(changes, named):
+    from prepaid.production import production_problems
+
+    problems = production_problems(_production_settings(**changes))
+    assert len(problems) == 1 and named in problems[0], problems
+
+
+def test_the_secret_key_rule_is_djangos_own():
+    """The same verdict as Django's security.W009 check on the same keys."""
+    from django.core.checks.security.base import check_secret_key
+    from django.test import override_settings
+
+    from prepaid.production import strong_secret_key
+
+    for key in ["a" * 60, "abcd" * 20, "abcde" * 10, "django-insecure-" + "x1y2z3w4v5" * 5, secrets.token_urlsafe(64)]:
+        with override_settings(SECRET_KEY=key):
+            assert strong_secret_key(key) == (check_secret_key(None) == []), key
 
 
 # --- webhook bodies ----------------------------------------------------------------------------

@@ -3,6 +3,7 @@ from decimal import Decimal
 from django import forms
 from django.conf import settings
 
+from prepaid.numbers import AsciiDecimalField
 from prepaid.selectors import package_list_active
 from sessions.models import Vehicle
 from web.pages.forms import ChargeTimingMixin
@@ -14,7 +15,7 @@ class BuyForm(ChargeTimingMixin):
     hours by a deadline."""
 
     package = forms.ModelChoiceField(queryset=package_list_active(), required=False, empty_label="Custom amount")
-    energy_kwh = forms.DecimalField(required=False, max_digits=7, decimal_places=3, min_value=Decimal("0.001"))
+    energy_kwh = AsciiDecimalField(required=False, max_digits=7, decimal_places=3, min_value=Decimal("0.001"))
     vehicle = forms.ModelChoiceField(queryset=Vehicle.objects.none(), required=False, empty_label="Only buy credit")
     field_order = ["package", "energy_kwh", "vehicle", "when", "deadline"]
 

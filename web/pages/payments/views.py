@@ -1,7 +1,6 @@
 """The driver's buying and wallet pages. Thin views: validate, call a service or selector, render."""
 
 import contextlib
-import json
 import logging
 
 from django.conf import settings
@@ -14,7 +13,7 @@ from django.views.decorators.http import require_POST
 
 from payments import selectors, services, stripe_api
 from payments.models import Purchase
-from prepaid import pricing
+from prepaid import jsonbody, pricing
 from prepaid import selectors as wallet_selectors
 from prepaid import services as wallet_services
 from prepaid.errors import WalletError
@@ -127,12 +126,16 @@ def purchase_confirm(request: HttpRequest, public_id) -> JsonResponse:
     """The browser saved the card (confirmCardSetup); charge it server-side."""
     purchase = selectors.purchase_for_user(user=request.user, public_id=public_id)
     try:
-        payment_method = json.loads(request.body or b"{}").get("payment_method", "")
-    except (ValueError, AttributeError):
-        payment_method = ""
+        data = jsonbody.loads(request.body or b"{}")
+    except jsonbody.MalformedJSON:
+        data = {}
+    payment_method = data.get("payment_method", "") if isinstance(data, dict) else ""
     if not isinstance(payment_method, str) or not payment_method.startswith(("pm_", "card_", "src_")):
         return JsonResponse({"status": "error", "message": "No card was given."}, status=400)
-    result = services.purchase_pay_with_card(purchase_id=purchase.pk, payment_method_id=payment_method)
+    try:
+        result = services.purchase_pay_with_card(purchase_id=purchase.pk, payment_method_id=payment_method)
+    except services.PaymentRateLimited as exc:
+        return JsonResponse({"status": "error", "message": f"{str(exc).capitalize()}."}, status=429)
     body = {"status": result.status, "client_secret": result.client_secret, "message": result.message}
     if result.status == "declined":
         # The SetupIntent was used up: hand the page a fresh one so the driver can retry at once.
