@@ -150,7 +150,8 @@ def connection_create_from_tokens(
 def vehicle_connect_simulated(*, user, sim, sim_vehicle_id: str) -> Vehicle:
     """Connect a car of the in-process simulator (`sessions.simulator.engine.Simulator`) to `user`
     as Connect would — a token pair stored encrypted — with the vehicle row made from the
-    simulator's own truth (make, model, year, capacity). For the fleet benchmark and the tests."""
+    simulator's own truth (make, model, year, the nominal capacity the API would report). For the
+    fleet benchmark and the tests."""
     tokens = sim.issue_tokens([sim_vehicle_id])
     connection = connection_create_from_tokens(
         user=user,
@@ -166,7 +167,7 @@ def vehicle_connect_simulated(*, user, sim, sim_vehicle_id: str) -> Vehicle:
         make=truth["make"],
         model=truth["model"],
         year=truth["year"],
-        capacity_wh=round(truth["capacity_wh"]),
+        capacity_wh=round(truth["nominal_capacity_wh"]),
     )
 
 
