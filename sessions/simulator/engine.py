@@ -413,7 +413,7 @@ class Simulator(Endpoints, Commands, Telemetry, Gates):
             if recalibration is not None:
                 dt = min(dt, recalibration - v.charging_s)
             # The car stops where ITS level reaches the limit: the true level that is, less the offset.
-            offset = v.soc_offset() * p.soc_step
+            offset = v.soc_offset()
             until = min(1.0, v.limit - offset)
             if event:
                 # Stop exactly at the next reported step so the event snapshot gets its time right.

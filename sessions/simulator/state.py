@@ -80,8 +80,9 @@ class Vehicle:
     heat_until_s: float = 0.0
     ambient_c: float | None = None
     charging_s: float = 0.0  # seconds charged since the last plug-in
-    # The battery management's level differs from the true one by whole steps from these moments.
-    soc_offset_steps: list = field(default_factory=list)  # [[charging_s, ±steps], ...]
+    # The battery management's level differs from the true one by whole units of its resolution
+    # (soc_unit) from these moments on.
+    soc_offset_steps: list = field(default_factory=list)  # [[charging_s, ±units], ...]
     noise_seed: int = 0
     location_schedule: bool = False
     quotas: dict[str, int] = field(default_factory=dict)
@@ -125,13 +126,18 @@ class Vehicle:
             heat_until_s=self.heat_until_s,
         )
 
+    @property
+    def soc_unit(self) -> float:
+        """The car's own level resolution: whole percent, or finer if it reports finer."""
+        return min(self.profile.soc_step, 0.01) if self.profile.soc_step > 0 else 0.01
+
     def soc_offset(self) -> float:
-        """Steps by which the battery management's level sits off the true one now."""
-        return sum(steps for at, steps in self.soc_offset_steps if at <= self.charging_s)
+        """How far (a fraction) the battery management's level sits off the true one now."""
+        return sum(steps for at, steps in self.soc_offset_steps if at <= self.charging_s) * self.soc_unit
 
     def bms_soc(self) -> float:
         """The level the car believes (and stops at its limit by): true level plus recalibrations."""
-        return min(1.0, max(0.0, self.soc + self.soc_offset() * self.profile.soc_step))
+        return min(1.0, max(0.0, self.soc + self.soc_offset()))
 
     def to_dict(self) -> dict:
         data = {f.name: getattr(self, f.name) for f in fields(self)}

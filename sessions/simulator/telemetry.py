@@ -25,12 +25,15 @@ def noise(seed: int, salt: str, t: float) -> float:
 def report_level(soc: float, step: float, rounding: str, *, jitter_band: float = 0.0, u: float = 0.5) -> float:
     """The level a car shows for `soc`: floored, rounded, or rounded with a jitter near a boundary.
 
-    `u` is a uniform 0..1 draw for the noisy rule: within `jitter_band` of a step of a rounding
-    boundary the car shows either side with equal odds.
+    The rule applies at the car's own resolution (whole percent, or `step` if finer); a coarser
+    `step` (Hyundai/Kia's 10 % events) then shows the last step boundary passed. `u` is a uniform
+    0..1 draw for the noisy rule: within `jitter_band` of a unit of a rounding boundary the car
+    shows either side with equal odds.
     """
     if step <= 0:
         return soc
-    x = soc / step
+    unit = min(step, 0.01)
+    x = soc / unit
     if rounding == "floor":
         k = math.floor(x + 1e-6)
     else:
@@ -41,8 +44,10 @@ def report_level(soc: float, step: float, rounding: str, *, jitter_band: float =
                 k -= 1
             elif position > 1 - jitter_band and u < 0.5:
                 k += 1
-    top = math.floor(1.0 / step + 1e-6)
-    return round(min(max(k, 0), top) * step, 6)
+    level = min(max(k, 0), math.floor(1.0 / unit + 1e-6)) * unit
+    if step > unit:
+        level = math.floor(level / step + 1e-6) * step
+    return round(level, 6)
 
 
 class Telemetry:

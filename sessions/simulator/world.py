@@ -162,7 +162,7 @@ def draw_car(world: World, profile, rng: random.Random, *, horizon_s: float | No
             heater_w, heat_until_s = world.heater_kw * 1000, cold / HEAT_RATE_C_PER_H * 3600
     recalibrations: list[tuple[float, float]] = []
     if world.soc_rounding == "noisy" and rng.random() < world.recalibration_rate:
-        # The battery management re-estimates its level: one step up or down from then on.
+        # The battery management re-estimates its level: one percent up or down from then on.
         recalibrations.append((round(rng.uniform(0.05, 0.95) * horizon_s, 1), rng.choice((-1.0, 1.0))))
     refresh = profile.telemetry_refresh_s
     if world.refresh_from_make_range and profile.telemetry_refresh_range_s:

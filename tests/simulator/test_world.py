@@ -280,3 +280,10 @@ def test_the_admin_api_switches_the_world(client, sim):
     assert client.post("/_sim/config", json={"world": "realistic"}).status_code == 200
     assert sim.world == REALISTIC and sim.vehicle_rate_limit == REALISTIC.vehicle_throttle
     assert client.post("/_sim/config", json={"world": "harsh"}).status_code == 400
+
+
+def test_a_coarse_step_shows_the_last_boundary_passed_whatever_the_rounding():
+    # Hyundai/Kia report at 10 % events: 35 % shows 30 %, not a rounded 40 %.
+    assert report_level(0.35, 0.1, "round") == 0.3
+    assert report_level(0.3996, 0.1, "round") == 0.4  # rounds to 40 % at whole percent first
+    assert report_level(0.3996, 0.1, "floor") == 0.3
