@@ -56,8 +56,6 @@ MIN_CHARGING_DEADLINE = timedelta(hours=6)
 # Retries of a failed call: exponential backoff from 15 s, capped, with jitter.
 RETRY_BASE_S = 15.0
 RETRY_CAP_S = 300.0
-# A backstop charge limit sits this far above the level the purchase implies (SoC steps, taper).
-BACKSTOP_MARGIN_BP = 300
 # A START whose effect never shows is sent again, up to this many STARTs in all.
 MAX_START_ATTEMPTS = 3
 # A STOP answered with an error is sent again after this many seconds (or its Retry-After).
@@ -161,7 +159,7 @@ def session_request(
                 reason_message=_reason("requested"),
                 next_action_at=now,
                 state_deadline_at=now + REQUESTED_DEADLINE,
-                call_budget=DEFAULT_CALL_BUDGET,
+                call_budget=makes.session_call_budget(traits, DEFAULT_CALL_BUDGET),
                 energy_step_wh=traits.energy_step_wh if traits.energy_counter else 0,
                 soc_step_bp=traits.soc_step_bp,
                 nominal_power_w=traits.nominal_power_w,
@@ -395,12 +393,15 @@ def _close_hold(session: ChargingSession, changes: dict, *, failed: bool) -> Non
         changes.setdefault("billed_wh", 0)
         return
     delivered = changes.get("delivered_wh", session.delivered_wh)
-    billed, overshoot = policy.settle(session.purchased_wh, delivered)
+    # The driver pays what the readings prove (the estimate's low bound), never above the purchase.
+    proven = changes.get("delivered_low_wh", session.delivered_low_wh)
+    billed, overshoot = policy.settle(session.purchased_wh, delivered, proven)
     wallet_services.hold_settle(
         hold_id=session.hold_id, consumed_wh=billed, idempotency_key=f"session:{session.public_id}:settle"
     )
     changes["billed_wh"] = billed
     changes["overshoot_wh"] = overshoot
+    changes["unbilled_wh"] = policy.unbilled_wh(session.purchased_wh, delivered, billed)
 
 
 # --- readings ----------------------------------------------------------------------------------
@@ -531,25 +532,40 @@ def _readings(session: ChargingSession) -> list[metering.Reading]:
     return [r for r in _reading_rows(session) if r.taken_at >= since]
 
 
-def latency_model(make: str) -> policy.LatencyModel:
-    """The STOP latency distribution learned from this make's recent commands."""
-    return _latency_model_cached(make.upper(), int(clock.now().timestamp() // 60))
+def latency_model(make: str, kind: str = CommandKind.STOP) -> policy.LatencyModel:
+    """The STOP (or START) latency distribution learned from this make's recent commands."""
+    return _latency_models_cached(make.upper(), int(clock.now().timestamp() // 60))[kind]
 
 
 @functools.lru_cache(maxsize=256)
-def _latency_model_cached(make: str, _minute: int) -> policy.LatencyModel:
-    # Cached per minute: every step of every session of a make would otherwise query the same rows.
-    samples = VehicleCommand.objects.filter(
-        make__iexact=make, kind=CommandKind.STOP, ok=True, effect_latency_ms__isnull=False
-    ).order_by("-id")[:200]
-    return policy.LatencyModel(samples=tuple(ms / 1000 for ms in samples.values_list("effect_latency_ms", flat=True)))
+def _latency_models_cached(make: str, _minute: int) -> dict[str, policy.LatencyModel]:
+    # Cached per minute, both kinds in one query: every step of every session of a make would
+    # otherwise query the same rows.
+    rows = (
+        VehicleCommand.objects.filter(
+            make__iexact=make, kind__in=(CommandKind.START, CommandKind.STOP), ok=True, effect_latency_ms__isnull=False
+        )
+        .exclude(detail__in=(PAUSE, RESUME))
+        .order_by("-id")
+        .values_list("kind", "effect_latency_ms", "effect_latency_max_ms")[:400]
+    )
+    low, high = makes.traits_for(make).command_latency_s
+    models = {
+        kind: policy.LatencyModel(prior_min_s=low, prior_max_s=high) for kind in (CommandKind.START, CommandKind.STOP)
+    }
+    for kind, lo_ms, hi_ms in reversed(rows):
+        m = models[kind]
+        models[kind] = m.observe(lo_ms / 1000) if hi_ms is None else m.observe_interval(lo_ms / 1000, hi_ms / 1000)
+    return models
 
 
-def _estimate(session: ChargingSession, readings: list[metering.Reading], latency) -> metering.MeterEstimate:
+def _estimate(session: ChargingSession, readings: list[metering.Reading]) -> metering.MeterEstimate:
     started_at, half_width = (None, 0.0)
     if session.start_sent_at:
         started_at, half_width = policy.estimate_charging_start(
-            start_sent_at=session.start_sent_at, latency=latency, readings=readings
+            start_sent_at=session.start_sent_at,
+            latency=latency_model(session.vehicle.make, CommandKind.START),
+            readings=readings,
         )
     ctx = metering.MeterContext(
         capacity_wh=session.vehicle.capacity_wh or 75_000,
@@ -558,6 +574,10 @@ def _estimate(session: ChargingSession, readings: list[metering.Reading], latenc
         start_soc_bp=session.start_soc_bp,
         start_energy_added_wh=session.baseline_energy_wh or 0,
         nominal_power_w=session.nominal_power_w,
+        nominal_power_fraction=makes.NOMINAL_POWER_FRACTION,
+        nominal_power_uncertainty=makes.NOMINAL_POWER_UNCERTAINTY,
+        usable_fraction=makes.USABLE_FRACTION,
+        usable_low_fraction=makes.USABLE_LOW_FRACTION,
         charging_started_at=started_at,
         charging_started_uncertainty_s=half_width,
     )
@@ -584,6 +604,8 @@ def _policy_state(step: _Step, estimate, latency, readings) -> policy.PolicyStat
         or (session.not_before if session.not_before and session.not_before > step.now else None),
         nominal_power_w=session.nominal_power_w,
         soc_only=not session.energy_step_wh,
+        start_latency=latency_model(step.vehicle.make, CommandKind.START),
+        read_cost=1 if session.energy_step_wh else 2,  # an SoC-only car is read with a 2-call batch
     )
 
 
@@ -677,7 +699,7 @@ def _step_requested(step: _Step) -> Outcome:
     # The car's counter may still hold an earlier charge of the same plug-in: measure from what
     # it shows now. A counter that restarts at 0 with our START is a reset metering recognises.
     changes["baseline_energy_wh"] = reading.energy_added_wh
-    latency = latency_model(step.vehicle.make)
+    latency = latency_model(step.vehicle.make, CommandKind.START)
     # Charging shows only in a snapshot the car records after the START took effect: one refresh
     # period after it at the latest (a 450-s car needs longer than a 60-s one).
     refresh = _refresh_s(session)
@@ -686,9 +708,14 @@ def _step_requested(step: _Step) -> Outcome:
     return Outcome(
         to_status=S.STARTING,
         reason="start_sent",
-        changes={**changes, "start_sent_at": step.now, "state_deadline_at": deadline},
+        changes={**changes, "start_sent_at": _sent_at(step, CommandKind.START), "state_deadline_at": deadline},
         next_at=step.now + timedelta(seconds=30) if already_charging else first_read,
     )
+
+
+def _sent_at(step: _Step, kind: str) -> datetime:
+    """When this step's last `kind` command really went out (the calls before it took time), else now."""
+    return next((r.sent_at for r in reversed(step.records) if r.kind == kind), step.now)
 
 
 def _refresh_s(session: ChargingSession) -> float:
@@ -711,17 +738,23 @@ def _limit_settable(vehicle: Vehicle) -> bool:
 
 
 def _set_backstop(step: _Step, soc_bp: int | None) -> dict[str, Any]:
-    """Lower the car's charge limit to just above the level the purchase implies, where the make
-    takes a limit: if everything else fails, the car stops itself near the purchase."""
+    """Lower the car's charge limit to above the level the purchase can end at, where the make
+    takes a limit: if everything else fails, the car stops itself near the purchase, never short
+    of it (`policy.backstop_limit_bp`: one level step and a margin above, in the smallest pack)."""
     session, vehicle = step.session, step.vehicle
     if not _limit_settable(vehicle):
         return {}
     if soc_bp is None or not vehicle.capacity_wh:
         return {}
-    implied = soc_bp + -(-session.purchased_wh * 10_000 // vehicle.capacity_wh)
-    backstop = min(10_000, max(policy.MIN_CHARGE_LIMIT_BP, -(-(implied + BACKSTOP_MARGIN_BP) // 100) * 100))
     # Battery health: the car's own limit never sits above the driver's maximum.
-    backstop = max(policy.MIN_CHARGE_LIMIT_BP, min(backstop, vehicle.max_soc_bp))
+    backstop = policy.backstop_limit_bp(
+        start_soc_bp=soc_bp,
+        purchased_wh=session.purchased_wh,
+        capacity_wh=vehicle.capacity_wh,
+        usable_low_fraction=makes.USABLE_LOW_FRACTION,
+        soc_step_bp=session.soc_step_bp,
+        max_soc_bp=vehicle.max_soc_bp,
+    )
     vid = vehicle.external_id
     try:
         driver_limit = step.reported_limit_bp or (
@@ -748,7 +781,7 @@ def _step_starting(step: _Step) -> Outcome:
             return _send_stop(step, reason="did_not_start")
         return _retry_or_fail(step, exc, to_status=S.STOPPING)
     if reading.charge_state == ChargeState.CHARGING:
-        latency = latency_model(step.vehicle.make)
+        latency = latency_model(step.vehicle.make, CommandKind.START)
         started, _ = policy.estimate_charging_start(
             start_sent_at=session.start_sent_at, latency=latency, readings=_readings(session)
         )
@@ -768,7 +801,7 @@ def _step_starting(step: _Step) -> Outcome:
     if step.now >= session.state_deadline_at:
         # It may still start late: a STOP makes sure it does not, then the hold is released.
         return _send_stop(step, reason="did_not_start")
-    latency = latency_model(step.vehicle.make)
+    latency = latency_model(step.vehicle.make, CommandKind.START)
     conclusive = reading.taken_at >= session.start_sent_at + timedelta(seconds=latency.quantile(0.95))
     if conclusive and session.commands.filter(kind=CommandKind.START).count() < MAX_START_ATTEMPTS:
         # Data recorded after the START should have acted still shows no charging: the START was
@@ -780,7 +813,8 @@ def _step_starting(step: _Step) -> Outcome:
         except api_errors.VehicleApiError as exc:
             logger.info("session %s: START retry failed (%s)", session.pk, exc)
         next_at = step.now + timedelta(seconds=latency.quantile(0.9) + _refresh_s(session))
-        return Outcome(changes={"attempts": session.attempts + 1, "start_sent_at": step.now}, next_at=next_at)
+        changes = {"attempts": session.attempts + 1, "start_sent_at": _sent_at(step, CommandKind.START)}
+        return Outcome(changes=changes, next_at=next_at)
     # Not charging yet: look again once the car has a newer snapshot (not on a fixed clock, which
     # for a 450-s car means reading the same data again and again), retrying sooner on no data.
     next_at = max(step.backoff(min(session.attempts, 3)), _next_snapshot_at(step, reading))
@@ -799,14 +833,15 @@ def _plan_charging(step: _Step, *, charging_at: datetime | None = None) -> Outco
         session.charging_at = charging_at
     readings = _readings(session)
     latency = latency_model(step.vehicle.make)
-    estimate = _estimate(session, readings, latency)
+    estimate = _estimate(session, readings)
     state = _policy_state(step, estimate, latency, readings)
     decision = policy.policy_from_spec(session.policy).decide(state)
     changes = _metering_fields(estimate)
     if decision.kind == policy.STOP and decision.at <= step.now:
         # The purchase is the cap; the battery's maximum may cut it shorter (the rest stays credit).
         reason = "battery_max" if grid.target_wh(session) < session.purchased_wh else "threshold"
-        sent = _send_stop(step, reason=reason, predicted_wh=int(estimate.delivered_at(step.now)))
+        # At the moment the STOP goes out: after this step's read answered, not when the step began.
+        sent = _send_stop(step, reason=reason, predicted_wh=int(estimate.delivered_at(clock.now())))
         sent.changes = {**changes, **sent.changes}
         return sent
     return Outcome(changes={**changes, "planned_action": decision.kind}, next_at=decision.at)
@@ -829,7 +864,10 @@ def _step_charging(step: _Step) -> Outcome:
     except api_errors.VehicleApiError:
         outcome = _plan_charging(step)
         if outcome.to_status is None:
-            outcome.next_at = max(outcome.next_at or step.now, step.backoff(min(session.attempts, 4)))
+            # Each failure in a row waits longer (and at least its Retry-After): a quota or an
+            # outage is not helped by asking every 15 s, and every attempt is billed.
+            outcome.next_at = max(outcome.next_at or step.now, step.backoff(min(session.attempts, 5)))
+            outcome.changes["attempts"] = session.attempts + 1
         return outcome
     if reading.charge_state != ChargeState.CHARGING and _resume_pending(step, plan, reading):
         # Resumed after a pause, the car has not begun again yet: look again (START re-sent once).
@@ -850,6 +888,8 @@ def _step_charging(step: _Step) -> Outcome:
         # Battery health: the level says the maximum is reached, whatever the energy estimate.
         return _send_stop(step, reason="battery_max")
     outcome = _follow_plan(step, _plan_charging(step), charging=True)
+    if session.attempts and "attempts" not in outcome.changes and not (plan is not None and plan.resume_sent_at):
+        outcome.changes["attempts"] = 0  # a read worked: the next failure backs off from the start again
     return outcome
 
 
@@ -1118,7 +1158,7 @@ def _stop_command(step: _Step) -> dict[str, Any]:
     try:
         step.call(CommandKind.STOP, f"attempt {session.stop_attempts + 1}", lambda c, t: c.stop_charge(t, vid))
         if session.stop_first_sent_at is None:
-            changes["stop_first_sent_at"] = step.now
+            changes["stop_first_sent_at"] = _sent_at(step, CommandKind.STOP)
     except api_errors.VehicleApiError as exc:
         logger.info("session %s: STOP attempt failed (%s)", session.pk, exc)
     return changes
@@ -1224,35 +1264,60 @@ def _current_soc_bp(session: ChargingSession, reading: metering.Reading) -> int 
     return min(10_000, session.start_soc_bp + delivered * 10_000 // capacity)
 
 
+def _learn_latencies(session: ChargingSession, estimate, readings: list[metering.Reading], *, flag: bool) -> None:
+    """What this session tells about its make's START and STOP latencies, kept on the commands.
+
+    A STOP timed by an energy counter gives an exact latency (`infer_stop_latency_s`); otherwise,
+    for every car, the snapshots on either side of the charge-state flip bound it
+    (`policy.flip_interval`). Only a STOP that worked the first time counts (an ignored one says
+    nothing about how long a STOP takes), and only a session with a single START.
+    """
+    commands = list(
+        session.commands.filter(kind__in=(CommandKind.START, CommandKind.STOP), ok=True)
+        .exclude(detail__in=(PAUSE, RESUME))
+        .order_by("id")
+    )
+    starts = [c for c in commands if c.kind == CommandKind.START]
+    stops = [c for c in commands if c.kind == CommandKind.STOP]
+    learned: dict[int, tuple[float, float | None]] = {}
+    if len(starts) == 1 and session.charging_at is not None:
+        interval = policy.flip_interval(readings, starts[0].sent_at, to_charging=True)
+        if interval is not None:
+            learned[starts[0].pk] = interval
+    if stops and session.stop_attempts == 1 and not session.stop_escalated and not flag:
+        # An estimate too coarse to time the STOP (a level step is minutes of charging) says less
+        # than the charge-state flip; an energy counter's says more.
+        precise = estimate.delivered_high_wh - estimate.delivered_low_wh <= LEARN_MAX_SPREAD_S * estimate.power_w / 1800
+        exact = None
+        if precise and session.stop_first_sent_at and session.predicted_wh_at_stop is not None:
+            exact = policy.infer_stop_latency_s(
+                stop_sent_at=session.stop_first_sent_at,
+                predicted_wh_at_send=session.predicted_wh_at_stop,
+                final_delivered_wh=estimate.delivered_wh,
+                power_w=estimate.power_w,
+            )
+        if exact is not None:
+            learned[stops[0].pk] = (exact, None)
+        else:
+            interval = policy.flip_interval(readings, stops[0].sent_at, to_charging=False)
+            if interval is not None:
+                learned[stops[0].pk] = interval
+    for pk, (lo, hi) in learned.items():
+        VehicleCommand.objects.filter(pk=pk).update(
+            effect_latency_ms=int(lo * 1000), effect_latency_max_ms=None if hi is None else int(hi * 1000)
+        )
+
+
 def _finish(step: _Step, *, to_status: str, reason: str, flag: bool = False, talk_to_car: bool = True) -> Outcome:
     """Final estimate, latency learning, the driver's limit restored, settlement."""
     session = step.session
     readings = _readings(session)
-    latency = latency_model(step.vehicle.make)
-    estimate = _estimate(session, readings, latency)
+    estimate = _estimate(session, readings)
     changes = _metering_fields(estimate)
     changes["end_soc_bp"] = next((r.soc_bp for r in reversed(readings) if r.soc_bp is not None), None)
     if flag:
         changes["stop_not_carried_out"] = True
-    # Learn the STOP latency only from a STOP that worked the first time: an ignored one says
-    # nothing about how long a STOP takes.
-    first_stop_worked = session.stop_attempts == 1 and not session.stop_escalated and not flag
-    # Nor from an estimate too coarse to time it: a battery level step (750 Wh on 75 kWh) is minutes
-    # of charging, and a latency "learned" from it would move every later STOP of the make.
-    precise = estimate.delivered_high_wh - estimate.delivered_low_wh <= LEARN_MAX_SPREAD_S * estimate.power_w / 1800
-    if first_stop_worked and precise and session.stop_first_sent_at and session.predicted_wh_at_stop is not None:
-        learned = policy.infer_stop_latency_s(
-            stop_sent_at=session.stop_first_sent_at,
-            predicted_wh_at_send=session.predicted_wh_at_stop,
-            final_delivered_wh=estimate.delivered_wh,
-            power_w=estimate.power_w,
-        )
-        if learned is not None:
-            first_stop = (
-                session.commands.filter(kind=CommandKind.STOP, ok=True).exclude(detail=PAUSE).order_by("id").first()
-            )
-            if first_stop:
-                VehicleCommand.objects.filter(pk=first_stop.pk).update(effect_latency_ms=int(learned * 1000))
+    _learn_latencies(session, estimate, readings, flag=flag)
     restore = session.backstop_limit_bp or session.stop_escalated
     if talk_to_car and restore and session.driver_limit_bp and not session.limit_restored:
         vid, limit = step.vehicle.external_id, session.driver_limit_bp

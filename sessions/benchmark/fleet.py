@@ -399,7 +399,7 @@ def run_policy(config: FleetConfig, policy_spec: str) -> list[dict]:
     # Asked of the command line as given: once resolved, every field is set and it would always say yes.
     overrides = config.overrides_traits()
     config = config.resolved()
-    services._latency_model_cached.cache_clear()  # a per-minute cache keyed on virtual time
+    services._latency_models_cached.cache_clear()  # a per-minute cache keyed on virtual time
     sim = FleetSimulator(SteppedClock(START), seed=config.seed, world=config.sim_world())
     if config.failure_rate:
         sim.global_faults.failure_rate = config.failure_rate

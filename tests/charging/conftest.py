@@ -31,9 +31,9 @@ ORIGIN = "http://sim.test"
 @pytest.fixture(autouse=True)
 def _fresh_latency_cache():
     """The learned STOP latency is cached per make and minute; tests must not share it."""
-    services._latency_model_cached.cache_clear()
+    services._latency_models_cached.cache_clear()
     yield
-    services._latency_model_cached.cache_clear()
+    services._latency_models_cached.cache_clear()
 
 
 @pytest.fixture

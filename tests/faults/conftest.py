@@ -72,9 +72,9 @@ class FlakyTransport(httpx.BaseTransport):
 
 @pytest.fixture(autouse=True)
 def _fresh_latency_cache():
-    services._latency_model_cached.cache_clear()
+    services._latency_models_cached.cache_clear()
     yield
-    services._latency_model_cached.cache_clear()
+    services._latency_models_cached.cache_clear()
 
 
 @pytest.fixture

@@ -448,32 +448,38 @@ def test_it_bounds_learned_latency_by_the_smallest_and_largest_seen():
     assert model.quantile(1.0) == pytest.approx(60.0, abs=0.01)
 
 
-# --- energy-counter cars: read once to measure the power, then commit --------------------------
+# --- energy-counter cars: the power is measured, and measured again when it moves -------------
 
 
-def counter_estimate(times, start_soc_bp: int = 3000):
+def counter_estimate(times, start_soc_bp: int = 3000, power_w=lambda t: 11_000):
     ctx = replace(CTX, start_soc_bp=start_soc_bp)
-    return estimate([energy_reading(t, round(11_000 * t / 3600)) for t in times], ctx)
+    energy, last, readings = 0.0, 0, []
+    for t in times:
+        energy += power_w(t) * (t - last) / 3600
+        last = t
+        readings.append(energy_reading(t, round(energy)))
+    return estimate(readings, ctx)
 
 
-def test_it_reads_once_where_the_rest_extrapolates_within_the_tolerance():
-    est = counter_estimate([100])  # the confirmation read: power only from the prior
-    decision = PredictivePolicy().decide(state(160, est, target_wh=20_000))
-    cfg = PredictiveConfig()
-    # The tolerance less the counter's own half-width, over the power's drift (with room for the fit).
-    budget_wh = cfg.commit_error_fraction * 20_000 - (est.delivered_high_wh - est.delivered_low_wh) / 2
-    horizon_s = budget_wh / (1.5 * cfg.power_drift * 11_000) * 3600
-    target_s = 100 + (20_000 - est.delivered_wh) / WH_PER_S
-    # Data recorded `horizon_s` before the target, fetched once it exists (60 s old).
-    assert decision.kind == READ
-    assert (decision.at - at(target_s - horizon_s + 60)).total_seconds() == pytest.approx(0, abs=15)
-
-
-def test_it_commits_the_stop_once_two_counter_readings_pin_the_power():
+def test_it_keeps_reading_a_counter_car_as_the_stop_draws_near():
+    # Two readings pin the power, but a power can still move (load management, a heater switching
+    # off): the reads go on, closer and closer, until the STOP is due within the commit horizon.
     est = counter_estimate([100, 4400])
     decision = PredictivePolicy().decide(state(4460, est, target_wh=20_000))
-    assert decision.kind == STOP and "power measured" in decision.reason
-    assert decision.at == predict(state(4460, est, target_wh=20_000)).send_at
+    assert decision.kind == READ
+    remaining = (predict(state(4460, est, target_wh=20_000)).send_at - at(4460)).total_seconds()
+    assert (decision.at - at(4460)).total_seconds() == pytest.approx(0.7 * remaining, abs=61)
+
+
+def test_it_reads_again_at_once_when_the_power_just_dropped():
+    # 11 kW, then 5.5 kW from 4000 s: the newest pair mixes both powers.
+    est = counter_estimate(
+        [100, 2200, 4400], power_w=lambda t: 11_000 if t <= 2200 else (11_000 * 1800 + 5_500 * 400) / 2200
+    )
+    assert not est.power_settled
+    decision = PredictivePolicy().decide(state(4460, est, target_wh=20_000))
+    assert decision.kind == READ and "power changed" in decision.reason
+    assert decision.at == at(4460 + 60)
 
 
 def test_it_keeps_reading_where_the_purchase_ends_on_the_taper():
