@@ -397,20 +397,22 @@ class _CounterTrack:
         fit = _theil_sen(points, self.ctx, self.step)
         return fit[0] if fit else None
 
-    def power_fit(self) -> tuple[float, float, bool] | None:
+    def power_fit(self) -> tuple[float, float] | None:
         return _theil_sen(self.points, self.ctx, self.step)
 
+    def power_settled(self) -> bool:
+        return _recent_segment(self.points, self.ctx, self.step)[1]
 
-def _theil_sen(
+
+def _recent_segment(
     points: list[tuple[datetime, float, bool, int | None]], ctx: MeterContext, step: int
-) -> tuple[float, float, bool] | None:
-    """Median of pairwise slopes (W) over the recent charging points of the power now; robust to one bad value.
+) -> tuple[list[tuple[datetime, float, int | None]], bool]:
+    """The newest charging points (at most 8) of the power now, and whether that power is settled.
 
     Only the latest stretch of constant power counts (`_latest_segment`): after a drop (load
     management, a throttling charger) or a rise (a cold pack's heater switching off) the power is
-    what the counter did since, not a median with what it did before. Returns (power_w, sigma_w,
-    settled) or None when no pair spans `min_power_span_s`; `settled` is False when the newest
-    pair alone is the segment because the power moved between its two readings or just before.
+    what the counter did since, not a median with what it did before. Not settled: the power moved
+    and at most the newest pair measures it (a mix, if it moved between them).
     """
     window: list[tuple[datetime, float, int | None]] = []
     for t, e, charging, reported in reversed(points):  # newest first; only the tail matters
@@ -418,13 +420,24 @@ def _theil_sen(
             window.append((t, e, reported))
             if len(window) == 8:
                 break
-    if len(window) < 2:
-        return None
     window.reverse()
-    latest = window[-1][0]
-    segment = _latest_segment(window, step, ctx.min_power_span_s)
-    # The power moved and only the newest pair measures it (a mix, if it moved between them).
-    settled = len(segment) == len(window) or len(segment) > 2
+    if len(window) < 2:
+        return window, True
+    segment = _latest_segment(window, step)
+    return segment, len(segment) == len(window) or len(segment) > 2
+
+
+def _theil_sen(
+    points: list[tuple[datetime, float, bool, int | None]], ctx: MeterContext, step: int
+) -> tuple[float, float] | None:
+    """Median of pairwise slopes (W) over the latest stretch of one power; robust to one bad value.
+
+    Returns (power_w, sigma_w) or None when no pair of that stretch spans `min_power_span_s`.
+    """
+    segment, _ = _recent_segment(points, ctx, step)
+    if len(segment) < 2:
+        return None
+    latest = segment[-1][0]
     # Drop points older than the window while what is left still spans enough to beat quantisation.
     while (
         len(segment) > 2
@@ -447,7 +460,7 @@ def _theil_sen(
     median = slopes[mid] if len(slopes) % 2 else (slopes[mid - 1] + slopes[mid]) / 2
     # Quantisation of both ends over the longest span, plus the spread of the slopes.
     sigma = step * 3600.0 / longest / math.sqrt(6) + (slopes[-1] - slopes[0]) / 4
-    return max(0.0, median), max(sigma, 1.0), settled
+    return max(0.0, median), max(sigma, 1.0)
 
 
 # Two stretches of counter readings are one power if their slopes agree within this fraction
@@ -458,35 +471,31 @@ REPORTED_CHANGE = 0.05
 
 
 def _latest_segment(
-    window: list[tuple[datetime, float, int | None]], step: int, min_span_s: float
+    window: list[tuple[datetime, float, int | None]], step: int
 ) -> list[tuple[datetime, float, int | None]]:
     """The newest points that share one power: walk back while each earlier stretch agrees.
 
     A stretch agrees when its slope matches the segment's within the counter's quantisation
     (±1 step at each end, 3 sigma) plus SEGMENT_TOLERANCE, and the car's reported wattage (where
-    it reports one) has not moved by more than REPORTED_CHANGE. The segment keeps at least the
-    pair that spans `min_span_s`, so there is always a slope to take.
+    it reports one) has not moved by more than REPORTED_CHANGE.
     """
-    n = len(window)
-    first = n - 2
-    # The newest pair may be too close together to measure: extend until it spans enough.
-    while first > 0 and (window[-1][0] - window[first][0]).total_seconds() < min_span_s:
-        first -= 1
-    latest_reported = window[-1][2]
+    first = len(window) - 1
+    latest_t, latest_e, latest_reported = window[-1]
     while first > 0:
         t0, e0, r0 = window[first - 1]
-        t1, e1, _ = window[first]
-        span_seg = (window[-1][0] - t1).total_seconds()
-        span_new = (t1 - t0).total_seconds()
-        if span_seg <= 0 or span_new <= 0:
-            break
-        seg_slope = (window[-1][1] - e1) / span_seg
-        new_slope = (e1 - e0) / span_new
-        noise = 3 * step * (1 / span_seg + 1 / span_new)
-        if abs(new_slope - seg_slope) > noise + SEGMENT_TOLERANCE * abs(seg_slope):
-            break
         if latest_reported and r0 and abs(r0 - latest_reported) > REPORTED_CHANGE * latest_reported:
             break
+        t1, e1, _ = window[first]
+        span_new = (t1 - t0).total_seconds()
+        span_seg = (latest_t - t1).total_seconds()
+        if span_new <= 0:
+            break
+        if span_seg > 0:  # the segment so far has a slope to compare the earlier stretch with
+            seg_slope = (latest_e - e1) / span_seg
+            new_slope = (e1 - e0) / span_new
+            noise = 3 * step * (1 / span_seg + 1 / span_new)
+            if abs(new_slope - seg_slope) > noise + SEGMENT_TOLERANCE * abs(seg_slope):
+                break
         first -= 1
     return window[first:]
 
@@ -685,9 +694,9 @@ class Meter:
             low, high = delivered - counter.missed_wh - half, delivered + counter.missed_wh + half
             fit = counter.power_fit()
             if fit is not None:
-                power, power_sigma = _fuse(prior, prior_sigma, fit[0], fit[1])
+                power, power_sigma = _fuse(prior, prior_sigma, *fit)
                 power_source = "readings"
-                power_settled = fit[2]
+            power_settled = counter.power_settled()
             as_of = counter.last_t
         elif soc.last_bp is not None:
             source = SOURCE_SOC

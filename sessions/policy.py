@@ -254,6 +254,9 @@ class PredictiveConfig:
     commit_horizon_s: float = 240.0
     # Reads always kept for verifying the STOP (besides the STOP itself), whatever a read costs.
     reserve_reads: int = 2
+    # After the measured power moved, the next read comes once the counter's data has run this
+    # long on the new power: 10 Wh steps over 300 s time it to ~1 %.
+    remeasure_span_s: float = 300.0
     # Quantile of the START latency after which the first read should already see charging.
     confirm_quantile: float = 0.9
     soc_confirm_quantile: float = 0.5
@@ -337,18 +340,20 @@ class PredictivePolicy:
         if phase_read is not None:
             return phase_read
         earliest = _at_or_after(state.now + timedelta(seconds=floor_s), state)
-        if not est.power_settled and reads_left >= 1 and earliest < pred.send_at:
-            # The power moved between the last two readings: the latest slope mixes old and new.
-            # A measured power is a measurement: look again before trusting a STOP time to it.
-            fresh = _fetch_for(earliest - timedelta(seconds=state.telemetry_age_s), state, "ceil")
-            read_at = _at_or_after(fresh, state)
+        if not est.power_settled and reads_left >= 1 and est.as_of is not None:
+            # The power moved: the newest readings alone measure it, or mix old and new. A measured
+            # power is a measurement: read again once the counter has moved enough to time it.
+            data_at = est.as_of + timedelta(seconds=cfg.remeasure_span_s)
+            read_at = max(earliest, _at_or_after(_fetch_for(data_at, state, "ceil"), state))
             if read_at < pred.send_at:
                 return Decision(READ, read_at, "power changed: measure it again before planning the STOP")
         if remaining_s <= cfg.commit_horizon_s or reads_left < 1:
             why = "STOP due soon" if reads_left >= 1 else "call budget reserved for STOP and verification"
             return Decision(STOP, _at_or_after(pred.send_at, state), why)
 
-        interval = min(cfg.read_fraction * remaining_s, cfg.max_read_interval_s)
+        # The power may rise back (a drop that recovers, a heater that stops) up to what the car
+        # can take: the next read must come before the purchase would be in even then.
+        interval = min(cfg.read_fraction * min(remaining_s, _fastest_remaining_s(state, pred)), cfg.max_read_interval_s)
         if math.isfinite(reads_left):
             # With k reads left, shrinking the time left by (1 − f) per read must reach the commit
             # horizon within k reads: f ≥ 1 − (horizon / remaining)^(1/k). The budget beats the cap.
@@ -405,6 +410,16 @@ class PredictivePolicy:
                 why = f"SoC phase uncertain by {width:.0f} s: read at the expected level change"
                 return Decision(READ, _at_or_after(candidate, state), why)
         return None
+
+
+def _fastest_remaining_s(state: PolicyState, pred: Prediction) -> float:
+    """Seconds until the STOP would be due if the power rose to the car's nominal from the latest data."""
+    est = state.estimate
+    fastest = max(float(est.power_w), float(state.nominal_power_w))
+    if est.as_of is None or fastest <= 0:
+        return (pred.send_at - state.now).total_seconds()
+    at = est.as_of + timedelta(seconds=(state.target_wh - est.delivered_wh) * 3600.0 / fastest)
+    return (at - timedelta(seconds=state.latency.median) - state.now).total_seconds()
 
 
 # Fetch this long after a snapshot is due, so clock skew does not return the previous one.

@@ -471,7 +471,7 @@ def test_it_keeps_reading_a_counter_car_as_the_stop_draws_near():
     assert (decision.at - at(4460)).total_seconds() == pytest.approx(0.7 * remaining, abs=61)
 
 
-def test_it_reads_again_at_once_when_the_power_just_dropped():
+def test_it_measures_the_power_again_when_it_just_dropped():
     # 11 kW, then 5.5 kW from 4000 s: the newest pair mixes both powers.
     est = counter_estimate(
         [100, 2200, 4400], power_w=lambda t: 11_000 if t <= 2200 else (11_000 * 1800 + 5_500 * 400) / 2200
@@ -479,7 +479,8 @@ def test_it_reads_again_at_once_when_the_power_just_dropped():
     assert not est.power_settled
     decision = PredictivePolicy().decide(state(4460, est, target_wh=20_000))
     assert decision.kind == READ and "power changed" in decision.reason
-    assert decision.at == at(4460 + 60)
+    # Once the counter has run 300 s on the new power (data of 4700 s, fetched 60 s later).
+    assert decision.at == at(4400 + 300 + 60)
 
 
 def test_it_keeps_reading_where_the_purchase_ends_on_the_taper():
