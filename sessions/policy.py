@@ -532,18 +532,24 @@ def estimate_charging_start(
     Returns (best estimate, half-width in seconds). A reading taken (data age) while NOT charging
     bounds the start from below, the first taken while CHARGING bounds it from above.
     """
-    lo = start_sent_at + timedelta(seconds=latency.quantile(0.0))
-    hi = start_sent_at + timedelta(seconds=latency.quantile(1.0))
+    model_lo = start_sent_at + timedelta(seconds=latency.quantile(0.0))
+    model_hi = start_sent_at + timedelta(seconds=latency.quantile(1.0))
     first_charging = min((r.taken_at for r in readings if r.charge_state == CHARGING), default=None)
     if first_charging is not None:
-        hi = min(hi, first_charging)
         before = [r.taken_at for r in readings if r.charge_state != CHARGING and r.taken_at < first_charging]
     else:
         before = [r.taken_at for r in readings if r.charge_state is not None and r.charge_state != CHARGING]
-    if before:
-        lo = max(lo, max(before))
+    seen_lo = max(before, default=None)
+    lo = max(model_lo, seen_lo) if seen_lo else model_lo
+    hi = min(model_hi, first_charging) if first_charging else model_hi
+    if lo > hi and seen_lo is not None and first_charging is not None:
+        # The readings contradict the latency model (a make slower than its prior, not learned
+        # yet): what the car showed is a fact, the model a guess. Between the flip's snapshots.
+        return seen_lo + (first_charging - seen_lo) / 2, (first_charging - seen_lo).total_seconds() / 2
     if lo >= hi:
-        return hi, 0.0
+        # Seen charging before the model's earliest start: by then at the latest. Not charging
+        # after its latest: not before that.
+        return (hi if first_charging is not None else lo), 0.0
     # Median of the latency distribution restricted to [lo, hi].
     q_lo = latency.cdf((lo - start_sent_at).total_seconds())
     q_hi = latency.cdf((hi - start_sent_at).total_seconds())

@@ -553,7 +553,7 @@ def _latency_models_cached(make: str, _minute: int) -> dict[str, policy.LatencyM
     models = {
         kind: policy.LatencyModel(prior_min_s=low, prior_max_s=high) for kind in (CommandKind.START, CommandKind.STOP)
     }
-    for kind, lo_ms, hi_ms in reversed(rows):
+    for kind, lo_ms, hi_ms in reversed(list(rows)):
         m = models[kind]
         models[kind] = m.observe(lo_ms / 1000) if hi_ms is None else m.observe_interval(lo_ms / 1000, hi_ms / 1000)
     return models

@@ -493,3 +493,104 @@ def test_it_keeps_reading_where_the_purchase_ends_on_the_taper():
 def test_it_does_not_commit_on_the_prior_power_alone():
     est = counter_estimate([100])
     assert PredictivePolicy().decide(state(160, est, target_wh=5_000)).kind == READ
+
+
+# --- issue 16: latencies from charge-state flips, backstop, billing, budgets -----------------------
+
+
+def test_censored_latencies_move_the_model_where_the_flips_say():
+    # The prior says 5–40 s; the cars took 60–80 s: flips seen between snapshots 50–90 s after.
+    model = LatencyModel(prior_min_s=5, prior_max_s=40)
+    for _ in range(30):
+        model = model.observe_interval(50, 90)
+    assert 50 <= model.median <= 90
+    assert model.quantile(0.9) > 60
+    # An interval that says nothing (0 to the API's limit) is ignored; a narrow one is a sample.
+    assert model.observe_interval(0, 300) is model
+    assert model.observe_interval(70, 70.5).samples == (70.25,)
+
+
+def test_open_intervals_only_cap_the_latency_from_above():
+    # Every flip was already done at the first look, 30 s after the command: the mass moves below 30 s.
+    model = LatencyModel(prior_min_s=3, prior_max_s=45)
+    for _ in range(40):
+        model = model.observe_interval(0, 30)
+    # (The prior keeps its 8 samples' worth: 6 % of the mass stays above 30 s.)
+    assert model.quantile(0.9) <= 30 < model.quantile(0.95) <= 36
+    assert model.median < 24
+
+
+def test_it_reads_the_latency_off_the_charge_state_flip():
+    from sessions.policy import flip_interval
+    from tests.policy.conftest import soc_reading
+
+    readings = [
+        soc_reading(0, 3000, state=NOT_CHARGING),
+        soc_reading(60, 3000, state=NOT_CHARGING),
+        soc_reading(120, 3000),
+        soc_reading(4000, 4200),
+        soc_reading(4100, 4300),
+        soc_reading(4200, 4300, state=NOT_CHARGING),
+    ]
+    assert flip_interval(readings, at(10), to_charging=True) == (50.0, 110.0)
+    assert flip_interval(readings, at(4050), to_charging=False) == (50.0, 150.0)
+    # A car that stopped at its own limit says nothing about the STOP.
+    full = [*readings[:-1], soc_reading(4200, 4300, state="FULLY_CHARGED")]
+    assert flip_interval(full, at(4050), to_charging=False) is None
+    assert flip_interval(readings[:2], at(10), to_charging=True) is None
+
+
+def test_the_readings_win_over_a_start_latency_model_they_contradict():
+    from tests.policy.conftest import soc_reading
+
+    # The model says 3–45 s; the car still showed NOT_CHARGING 90 s after START and CHARGING at 150 s.
+    readings = [soc_reading(90, 3000, state=NOT_CHARGING), soc_reading(150, 3000)]
+    best, half = estimate_charging_start(start_sent_at=T0, latency=LatencyModel(), readings=readings)
+    assert best == at(120) and half == 30
+
+
+def test_the_backstop_sits_a_step_and_a_margin_above_where_the_purchase_can_end():
+    from sessions.policy import backstop_limit_bp
+
+    # 10 kWh from 40 % into 75 kWh is 13.3 %, into the smallest pack (85 %) 15.7 %.
+    assert backstop_limit_bp(start_soc_bp=4000, purchased_wh=10_000, capacity_wh=75_000) == 5700
+    assert (
+        backstop_limit_bp(start_soc_bp=4000, purchased_wh=10_000, capacity_wh=75_000, usable_low_fraction=0.85) == 5900
+    )
+    # A 10 % level step: the car may show 60 % while it is at 69 %.
+    assert backstop_limit_bp(start_soc_bp=4000, purchased_wh=10_000, capacity_wh=75_000, soc_step_bp=1000) == 6600
+    assert backstop_limit_bp(start_soc_bp=1000, purchased_wh=1_000, capacity_wh=75_000) == 5000
+    assert backstop_limit_bp(start_soc_bp=7000, purchased_wh=20_000, capacity_wh=75_000, max_soc_bp=9000) == 9000
+
+
+def test_the_driver_pays_what_the_readings_prove():
+    from sessions.policy import unbilled_wh
+
+    # Estimated 10 kWh, proven 9.2 kWh (a coarse level, an uncertain capacity): 9.2 billed.
+    assert settle(20_000, 10_000, 9_200) == (9_200, 0)
+    assert unbilled_wh(20_000, 10_000, 9_200) == 800
+    # Past the purchase: the purchase is billed, the rest is overshoot; nothing left unbilled.
+    assert settle(10_000, 10_400, 10_390) == (10_000, 400)
+    assert unbilled_wh(10_000, 10_400, 10_000) == 0
+    # A proof can never exceed the estimate.
+    assert settle(20_000, 10_000, 12_000) == (10_000, 0)
+
+
+def test_an_soc_only_car_keeps_two_batch_reads_and_the_stop_in_its_budget():
+    est = charging_estimate(600)
+    policy = PredictivePolicy()
+    # A read costs 2 calls: the STOP and two verification reads need 5.
+    assert policy.decide(state(660, est, calls_remaining=7, read_cost=2)).kind == READ
+    assert policy.decide(state(660, est, calls_remaining=6, read_cost=2)).kind == STOP
+
+
+def test_it_reads_before_the_purchase_would_be_in_were_the_power_to_rise_back():
+    # Measured at 5.5 kW on an 11-kW car: if the power came back, the purchase would be in twice as fast.
+    slow = charging_estimate(3000, power_w=5_500)
+    policy = PredictivePolicy()
+    decision = policy.decide(state(3060, slow, target_wh=10_000))
+    assert decision.kind == READ
+    pred = predict(state(3060, slow, target_wh=10_000))
+    fastest_s = (10_000 - slow.delivered_wh) / 11_000 * 3600 - 24 - 60  # from the data, less latency and age
+    assert (decision.at - at(3060)).total_seconds() <= 0.7 * fastest_s + 61
+    assert (decision.at - at(3060)).total_seconds() < 0.5 * (pred.send_at - at(3060)).total_seconds()
