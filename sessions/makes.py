@@ -1,6 +1,6 @@
 """What the controller assumes about a make before its own readings say otherwise.
 
-From shared/docs/makes.md: which makes report a session energy counter, the step of their battery
+From docs/reference/makes.md: which makes report a session energy counter, the step of their battery
 level, how old their data typically is, whether they take a charge limit and a STOP, how long
 their commands take (§4, unsourced there: a prior that the controller's own observations replace)
 and the daily data quotas some of them enforce.
@@ -8,7 +8,7 @@ and the daily data quotas some of them enforce.
 
 from dataclasses import dataclass
 
-# makes.md §3: the capacity the API reports is a nominal (gross-like) figure; what a pack really
+# docs/reference/makes.md §3: the capacity the API reports is a nominal (gross-like) figure; what a pack really
 # holds is less. Net/gross of the models listed there spans ~0.90–0.98, mean ~0.945; a worn pack
 # holds less again, so proofs assume as little as 85 %.
 USABLE_FRACTION = 0.945
@@ -33,9 +33,9 @@ class MakeTraits:
     nominal_power_w: int = 11_000
     charge_limit: bool = True  # the make accepts POST /charge/limit
     can_stop: bool = True
-    # Command latency prior (START and STOP alike until each is learned), makes.md §4.
+    # Command latency prior (START and STOP alike until each is learned), docs/reference/makes.md §4.
     command_latency_s: tuple[float, float] = (5.0, 120.0)
-    # Data requests per vehicle and day before the OEM refuses (makes.md §2b); None = no quota.
+    # Data requests per vehicle and day before the OEM refuses (docs/reference/makes.md §2b); None = no quota.
     daily_data_quota: int | None = None
 
 
@@ -55,7 +55,7 @@ TRAITS: dict[str, MakeTraits] = {
         telemetry_age_s=60,
         telemetry_refresh_s=60,
         command_latency_s=(5, 40),
-        daily_data_quota=200,  # Fleet API Discovery plan (makes.md §2b, T1)
+        daily_data_quota=200,  # Fleet API Discovery plan (docs/reference/makes.md §2b, T1)
     ),
     "HYUNDAI": MakeTraits(soc_step_bp=1000, telemetry_refresh_s=600, charge_limit=False, command_latency_s=(30, 120)),
     "KIA": MakeTraits(soc_step_bp=1000, telemetry_refresh_s=600, charge_limit=False, command_latency_s=(30, 120)),
@@ -63,7 +63,7 @@ TRAITS: dict[str, MakeTraits] = {
     "CADILLAC": _GM,
     "GMC": _GM,
     "BUICK": _GM,
-    # makes.md §2b/§4: data refreshed every 300–600 s; reads and confirmations plan on the middle.
+    # docs/reference/makes.md §2b/§4: data refreshed every 300–600 s; reads and confirmations plan on the middle.
     "BMW": MakeTraits(telemetry_age_s=450, telemetry_refresh_s=450, command_latency_s=(20, 120), daily_data_quota=50),
     "MINI": MakeTraits(telemetry_age_s=450, telemetry_refresh_s=450, command_latency_s=(20, 120), daily_data_quota=50),
     "MERCEDES-BENZ": MakeTraits(

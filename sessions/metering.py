@@ -74,7 +74,7 @@ class MeterContext:
     # prior's centre is this fraction of it (1.0 = take the nominal at its word).
     nominal_power_fraction: float = 1.0
     # `capacity_wh` is the nominal capacity the API reports; the pack really holds a fraction of it
-    # that no reading of an SoC-only car can tell (makes.md §3: net is 85–100 % of the figure).
+    # that no reading of an SoC-only car can tell (docs/reference/makes.md §3: net is 85–100 % of the figure).
     # Energy from levels is planned on `usable_fraction` of it, and never proven above what
     # `usable_low_fraction` allows (the low bound: what may be billed). 1.0 = the capacity is exact.
     usable_fraction: float = 1.0

@@ -176,7 +176,7 @@ def fleet_specs(config: FleetConfig) -> list[CarSpec]:
 
     A purchase fits below the driver's limit even in the smallest pack the world may draw (usable
     capacity down to 100 − capacity_error_pct % of nominal), so the policy, not the car, stops it.
-    Start levels begin where the make accepts commands (GM: from 50 %, makes.md §2a).
+    Start levels begin where the make accepts commands (GM: from 50 %, docs/reference/makes.md §2a).
     """
     rng = random.Random(f"fleet:{config.seed}")  # noqa: S311 - a benchmark draw
     capacity_wh = config.capacity_kwh * 1000 * (1 - (config.capacity_error_pct or 0) / 100)

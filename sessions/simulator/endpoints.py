@@ -57,7 +57,7 @@ class Endpoints:
         return {"percentRemaining": soc, "range": round(range_value, 1)}
 
     def _get_capacity(self, v: Vehicle, body, unit, now) -> dict:
-        # The platform knows the nominal figure, not what this pack really holds (makes.md §3).
+        # The platform knows the nominal figure, not what this pack really holds (docs/reference/makes.md §3).
         return {"capacity": round(v.nominal_capacity_kwh or v.capacity_wh / 1000, 1)}
 
     def _get_nominal_capacity(self, v: Vehicle, body, unit, now) -> dict:

@@ -39,7 +39,7 @@ from .webhooks import vehicle_state_event
 from .world import WORLDS, World, draw_car
 
 EPS = 1e-9
-# Opt-in Tesla Fleet "Discovery plan" quotas (makes.md §4 tesla_fleet, strict mode).
+# Opt-in Tesla Fleet "Discovery plan" quotas (docs/reference/makes.md §4 tesla_fleet, strict mode).
 TESLA_STRICT_QUOTAS = {"data": 200, "commands": 50, "charge_commands": 5}
 
 # Vehicle endpoints: (method, sub-path) → (handler name, scope, kind). "static" answers come from
@@ -628,7 +628,7 @@ class Simulator(Endpoints, Commands, Telemetry, Gates):
         event = vehicle_state_event(v, t, self.rng)
         delay = 0.0
         if self.world.webhook_delays and v.profile.webhook_delay_s:
-            # The OEM notices the change late (makes.md §1: its detection latency dominates).
+            # The OEM notices the change late (docs/reference/makes.md §1: its detection latency dominates).
             delay = self._car_stream(v, "webhook").uniform(*v.profile.webhook_delay_s)
         self.webhook_outbox.append({"event": event, "attempt": 0, "due": t + delay})
 

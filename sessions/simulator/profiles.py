@@ -1,6 +1,6 @@
 """Make profiles: how a given OEM's car behaves behind the vehicle API, as data.
 
-Numbers follow shared/docs/makes.md §4; values marked "unsourced" there are chosen defaults.
+Numbers follow docs/reference/makes.md §4; values marked "unsourced" there are chosen defaults.
 Every field can be overridden per vehicle at creation (`Simulator.create_vehicle(**overrides)`).
 """
 
@@ -34,14 +34,14 @@ class Profile:
     # A command takes effect uniformly MIN..MAX seconds after it is accepted.
     command_latency_s: tuple[float, float] = (3.0, 45.0)
     # START and STOP where they differ (a world with `separate_latencies`); None = command_latency_s.
-    # Unsourced choices: makes.md §5 says no make publishes its latency; a START wakes the car and
+    # Unsourced choices: docs/reference/makes.md §5 says no make publishes its latency; a START wakes the car and
     # closes the contactors, a STOP only opens them, so START is taken to be the slower.
     start_latency_s: tuple[float, float] | None = None
     stop_latency_s: tuple[float, float] | None = None
-    # The make's data refresh range (makes.md §1 frequencies): a realistic world draws each car's
+    # The make's data refresh range (docs/reference/makes.md §1 frequencies): a realistic world draws each car's
     # refresh period from it; None = telemetry_refresh_s for every car.
     telemetry_refresh_range_s: tuple[float, float] | None = None
-    # Seconds from a change to its webhook (the OEM's detection delay, makes.md §1), realistic world.
+    # Seconds from a change to its webhook (the OEM's detection delay, docs/reference/makes.md §1), realistic world.
     webhook_delay_s: tuple[float, float] | None = None
     km_per_kwh: float = 6.0
     can_start: bool = True

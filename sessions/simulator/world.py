@@ -3,7 +3,7 @@
 `ideal` is the simulator as it was before the world had knobs: every car charges at its profile's
 nominal power to the capacity it reports, levels floor at exact energy steps, commands take one
 latency range, answers come at once and only the profiles' own quotas apply. `realistic` is what
-real cars behind the vehicle API look like (shared/docs/makes.md and issue 16), each value below
+real cars behind the vehicle API look like (docs/reference/makes.md and issue 16), each value below
 says where it comes from; values marked "chosen" are defaults without a published source.
 
 A car's draws (`draw_car`) come from its own seeded stream, so the same simulator seed gives the
@@ -60,11 +60,11 @@ class World:
     command_ack_fraction: tuple[float, float] = (0.0, 0.0)
     # Per-vehicle throttle (burst, refill per minute) answering 429 RATE_LIMIT VEHICLE + Retry-After.
     vehicle_throttle: tuple[int, float] | None = None
-    # Data freshness: each car's refresh period is drawn from its make's range (makes.md), and each
+    # Data freshness: each car's refresh period is drawn from its make's range (docs/reference/makes.md), and each
     # snapshot interval varies by ±refresh_jitter of it.
     refresh_from_make_range: bool = False
     refresh_jitter: float = 0.0
-    # Webhooks leave after the make's detection delay (makes.md freshness) instead of at once.
+    # Webhooks leave after the make's detection delay (docs/reference/makes.md freshness) instead of at once.
     webhook_delays: bool = False
 
     def __post_init__(self) -> None:
@@ -105,7 +105,7 @@ WORLDS: dict[str, World] = {
         heater_kw=1.5,  # chosen: AC charging with pack heating takes 1–3 kW
         taper_start=(0.85, 0.95),  # AC charging holds full power until late (chosen)
         voltage_slope=0.15,  # NMC open-circuit voltage ~3.55 → ~4.1 V from 10 to 95 %
-        capacity_error_pct=15.0,  # makes.md §3: Smartcar reports a nominal/gross figure; net is 85–97 %
+        capacity_error_pct=15.0,  # makes.md §3: the API's figure is nominal/gross; net is ~90–98 %, less when worn
         soc_rounding="noisy",
         recalibration_rate=0.1,
         separate_latencies=True,

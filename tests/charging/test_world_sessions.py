@@ -98,7 +98,7 @@ def test_start_and_stop_latencies_are_learned_per_make(sim, connect, credit, dri
 
 
 def test_a_level_only_car_refreshed_every_few_minutes_cannot_time_its_commands(sim, connect, credit, drive, driver):
-    # VW data is 300–600 s apart (makes.md): a flip between two snapshots says only "under 5 min".
+    # VW data is 300–600 s apart (docs/reference/makes.md): a flip between two snapshots says only "under 5 min".
     car = connect(driver, profile="vw_group", soc=0.3, limit=0.9)
     credit(driver, energy_wh=40_000)
     session = drive(start(driver, car, energy_wh=8_000))
