@@ -147,6 +147,9 @@ class MeterEstimate:
     # False right after the measured power moved (see _theil_sen): the latest slope is not yet
     # the new power, so a STOP planned on it should wait for one more reading.
     power_settled: bool = True
+    # The highest power the car reported this session (battery side), where it reports one: the
+    # power a drop may come back to.
+    peak_power_w: int | None = None
 
     def level_at_wh(self, delivered_wh: float) -> float | None:
         """Battery level (bp) once `delivered_wh` has gone in, when the start level is known."""
@@ -615,6 +618,7 @@ class Meter:
         self._first_taken: datetime | None = None
         self._accepted = 0
         self._reported_power: int | None = None
+        self._peak_reported: int | None = None
         self._count = 0
 
     def add(self, reading: Reading) -> bool:
@@ -650,6 +654,7 @@ class Meter:
         self._first_taken = self._first_taken or t
         if c.power_w is not None:
             self._reported_power = c.power_w
+            self._peak_reported = max(c.power_w, self._peak_reported or 0)
         return True
 
     def estimate(
@@ -744,6 +749,9 @@ class Meter:
             start_level_bp=ctx.start_soc_bp if ctx.start_soc_bp is not None else soc.start_bp,
             capacity_wh=usable_wh,
             power_settled=power_settled,
+            peak_power_w=(
+                round(self._peak_reported * ctx.charger_efficiency / ctx.efficiency) if self._peak_reported else None
+            ),
         )
 
 

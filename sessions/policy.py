@@ -413,9 +413,11 @@ class PredictivePolicy:
 
 
 def _fastest_remaining_s(state: PolicyState, pred: Prediction) -> float:
-    """Seconds until the STOP would be due if the power rose to the car's nominal from the latest data."""
+    """Seconds until the STOP would be due if the power rose back from the latest data: to the
+    highest it reported this session (a drop that recovers), or to the nominal where the car
+    reports no power."""
     est = state.estimate
-    fastest = max(float(est.power_w), float(state.nominal_power_w))
+    fastest = max(float(est.power_w), float(est.peak_power_w or state.nominal_power_w))
     if est.as_of is None or fastest <= 0:
         return (pred.send_at - state.now).total_seconds()
     at = est.as_of + timedelta(seconds=(state.target_wh - est.delivered_wh) * 3600.0 / fastest)

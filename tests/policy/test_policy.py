@@ -585,7 +585,8 @@ def test_an_soc_only_car_keeps_two_batch_reads_and_the_stop_in_its_budget():
 
 
 def test_it_reads_before_the_purchase_would_be_in_were_the_power_to_rise_back():
-    # Measured at 5.5 kW on an 11-kW car: if the power came back, the purchase would be in twice as fast.
+    # Measured at 5.5 kW on an 11-kW car that reports no power of its own: if the power came
+    # back to the nominal, the purchase would be in twice as fast.
     slow = charging_estimate(3000, power_w=5_500)
     policy = PredictivePolicy()
     decision = policy.decide(state(3060, slow, target_wh=10_000))
@@ -594,3 +595,21 @@ def test_it_reads_before_the_purchase_would_be_in_were_the_power_to_rise_back():
     fastest_s = (10_000 - slow.delivered_wh) / 11_000 * 3600 - 24 - 60  # from the data, less latency and age
     assert (decision.at - at(3060)).total_seconds() <= 0.7 * fastest_s + 61
     assert (decision.at - at(3060)).total_seconds() < 0.5 * (pred.send_at - at(3060)).total_seconds()
+
+
+def test_a_car_that_reports_its_power_is_expected_back_at_most_at_its_peak():
+    # Reported 11 kW, then 5.5 kW: it may come back to 11 kW, not beyond.
+    readings = [
+        energy_reading(0, 0, power_w=11_000),
+        energy_reading(600, 1833, power_w=11_000),
+        energy_reading(1800, 3667, power_w=5_500),
+        energy_reading(2400, 4583, power_w=5_500),
+        energy_reading(3000, 5500, power_w=5_500),
+    ]
+    est = estimate(readings, CTX)
+    assert est.peak_power_w == 11_000 and est.power_settled
+    slow = replace(est, peak_power_w=5_500)
+    policy = PredictivePolicy()
+    ahead = policy.decide(state(3060, est, target_wh=12_000, nominal_power_w=22_000)).at
+    calm = policy.decide(state(3060, slow, target_wh=12_000, nominal_power_w=22_000)).at
+    assert ahead < calm
