@@ -139,9 +139,10 @@ class FleetConfig:
             soc_rounding=self.soc_rounding,
             answer_latency_s=self.answer_latency_s,
             ambient_c=self.ambient_c,
-            heater_kw=w.heater_kw if self.ambient_c else 0.0,
+            # Temperatures asked for in a world without them heat cold packs as the realistic one does.
+            heater_kw=(w.heater_kw or WORLDS["realistic"].heater_kw) if self.ambient_c else 0.0,
             voltage_slope=self.voltage_slope,
-            vehicle_throttle=(w.vehicle_throttle or THROTTLE) if self.rate_limits else None,
+            vehicle_throttle=(w.vehicle_throttle or WORLDS["realistic"].vehicle_throttle) if self.rate_limits else None,
             separate_latencies=w.separate_latencies or self.start_latency_s != self.stop_latency_s,
             start_latency_s=self.start_latency_s,
             stop_latency_s=self.stop_latency_s,
@@ -157,10 +158,6 @@ class FleetConfig:
         return self.profile == "generic" or any(
             v is not None for v in (self.soc_step_pct, self.energy_step_kwh, self.power_kw, self.telemetry_age_s)
         )
-
-
-# The per-vehicle throttle when rate limits are asked for in a world that has none (the realistic one's).
-THROTTLE = WORLDS["realistic"].vehicle_throttle
 
 
 @dataclass(frozen=True)
