@@ -104,7 +104,9 @@ def run_suite(
 def _pooled(name: str, docs: list[dict], specs: list[str]) -> dict:
     first = docs[0]["config"]
     pooled = {spec: stats.aggregate([r for doc in docs for r in doc["sessions"][spec]]) for spec in specs}
-    per_seed = {str(doc["config"]["seed"]): {spec: doc["policies"][spec] for spec in specs} for doc in docs}
+    per_seed = {
+        str(doc["config"]["seed"]): {spec: stats.aggregate(doc["sessions"][spec]) for spec in specs} for doc in docs
+    }
     config = {k: v for k, v in first.items() if k not in ("seed", "sessions")}
     return {"config": config, "pooled": pooled, "per_seed": per_seed}
 
