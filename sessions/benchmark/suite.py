@@ -1,8 +1,11 @@
 """The fleet suite: every make profile and the README's profiles A and B, several seeds, the
 predictive policy against the fixed-interval and naive baselines, pooled into one table.
 
-Each (profile, seed) is one `fleet_benchmark` run in its own process (its own throwaway database),
-`jobs` at a time; the per-session results of a profile's seeds are pooled and aggregated with the
+Each (profile, seed) is two `fleet_benchmark` runs in their own processes (their own throwaway
+databases), `jobs` at a time: the predictive policy on `sessions` cars, the baselines on the first
+`baseline_sessions` of the same cars (a seed's first k cars are the same whatever the count; a
+30-s poller costs ~20 times the steps of the predictive policy, and the machine's time is what
+bounds the suite). The per-session results of a profile's seeds are pooled and aggregated with the
 same `stats.aggregate` as a single run, so the pooled p95 is over every session of every seed.
 """
 
@@ -37,24 +40,27 @@ README_PROFILES = {
 class Part:
     name: str  # suite profile name: A, B or a make profile
     seed: int
+    policies: tuple[str, ...]
+    sessions: int
 
 
 def suite_profiles() -> dict[str, tuple[str, list[str]]]:
     return {**README_PROFILES, **{name: (name, []) for name in OEM_PROFILES}}
 
 
-def _command(part: Part, *, sessions: int, world: str, policies: list[str], out: Path) -> list[str]:
+def _command(part: Part, *, world: str, out: Path) -> list[str]:
     profile, extra = suite_profiles()[part.name]
     args = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), "fleet_benchmark"]
-    args += ["--profile", profile, "--seed", str(part.seed), "--sessions", str(sessions), "--world", world]
-    for spec in policies:
+    args += ["--profile", profile, "--seed", str(part.seed), "--sessions", str(part.sessions), "--world", world]
+    for spec in part.policies:
         args += ["--policy", spec]
     return [*args, *extra, "--keep-sessions", "--json", str(out)]
 
 
 def run_suite(
     *,
-    sessions: int = 10,
+    sessions: int = 6,
+    baseline_sessions: int = 3,
     seeds: tuple[int, ...] = SEEDS,
     profiles: list[str] | None = None,
     policies: list[str] | None = None,
@@ -68,22 +74,31 @@ def run_suite(
     if unknown:
         raise ValueError(f"unknown suite profile(s): {', '.join(sorted(unknown))}")
     specs = list(policies or POLICIES)
-    parts = [Part(name, seed) for name in names for seed in seeds]
+    groups = [
+        (tuple(p for p in specs if p == "predictive"), sessions),
+        (tuple(p for p in specs if p != "predictive"), baseline_sessions),
+    ]
+    # The slow baselines first: the last processes to finish are then the short ones.
+    parts = [Part(name, seed, group, n) for group, n in reversed(groups) if group for name in names for seed in seeds]
     started = time.monotonic()
-    docs: dict[Part, dict] = {}
-    seconds: dict[Part, float] = {}
+    docs: dict[tuple[str, int], dict] = {}
+    seconds: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="fleet-suite-") as tmp:
 
         def run(part: Part) -> None:
-            out = Path(tmp) / f"{part.name}-{part.seed}.json"
+            label = f"{part.name}-{part.seed}-{'+'.join(part.policies).replace(':', '')}"
+            out = Path(tmp) / f"{label}.json"
             t0 = time.monotonic()
-            cmd = _command(part, sessions=sessions, world=world, policies=specs, out=out)
-            done = subprocess.run(cmd, capture_output=True, text=True, check=False)  # noqa: S603 - our own command
+            done = subprocess.run(  # noqa: S603 - our own command
+                _command(part, world=world, out=out), capture_output=True, text=True, check=False
+            )
             if done.returncode != 0:
                 raise RuntimeError(f"{part}: fleet_benchmark failed:\n{done.stderr[-2000:]}")
-            docs[part] = json.loads(out.read_text())
-            seconds[part] = time.monotonic() - t0
-            log(f"{part.name} seed {part.seed}: {seconds[part]:.0f} s")
+            doc = json.loads(out.read_text())
+            merged = docs.setdefault((part.name, part.seed), {"config": doc["config"], "sessions": {}})
+            merged["sessions"].update(doc["sessions"])
+            seconds[label] = round(time.monotonic() - t0, 1)
+            log(f"{label}: {seconds[label]:.0f} s")
 
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
             list(pool.map(run, parts))
@@ -91,13 +106,14 @@ def run_suite(
         "config": {
             "world": world,
             "sessions_per_seed": sessions,
+            "baseline_sessions_per_seed": baseline_sessions,
             "seeds": list(seeds),
             "policies": specs,
             "jobs": jobs,
             "wall_s": round(time.monotonic() - started, 1),
         },
-        "profiles": {name: _pooled(name, [docs[Part(name, s)] for s in seeds], specs) for name in names},
-        "seconds": {f"{p.name}:{p.seed}": round(s, 1) for p, s in seconds.items()},
+        "profiles": {name: _pooled(name, [docs[(name, s)] for s in seeds], specs) for name in names},
+        "seconds": seconds,
     }
 
 
@@ -150,11 +166,14 @@ def _fmt(value) -> str:
 
 def markdown(doc: dict, *, command: str = "") -> str:
     cfg = doc["config"]
+    seeds = len(cfg["seeds"])
+    baseline = cfg.get("baseline_sessions_per_seed", cfg["sessions_per_seed"])
     lines = [
         f"# Fleet suite — world `{cfg['world']}`",
         "",
-        f"{cfg['sessions_per_seed']} sessions per profile and seed, seeds {', '.join(map(str, cfg['seeds']))}, "
-        f"pooled ({cfg['sessions_per_seed'] * len(cfg['seeds'])} sessions per profile and policy); "
+        f"Seeds {', '.join(map(str, cfg['seeds']))}, pooled: the predictive policy on {cfg['sessions_per_seed']} "
+        f"sessions per profile and seed ({cfg['sessions_per_seed'] * seeds} per profile), the baselines on the "
+        f"first {baseline} of the same cars ({baseline * seeds} per profile); "
         f"{cfg['wall_s']:.0f} s wall time with {cfg['jobs']} processes.",
     ]
     if command:

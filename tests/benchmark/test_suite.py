@@ -44,7 +44,18 @@ def test_a_baseline_more_accurate_or_cheaper_fails_the_target():
 
 @pytest.mark.django_db(transaction=True)
 def test_the_suite_runs_its_profiles_and_writes_one_table(tmp_path):
-    args = ["--sessions", "1", "--seeds", "1", "--profile", "A", "--profile", "nissan_start_only"]
+    args = [
+        "--sessions",
+        "1",
+        "--baseline-sessions",
+        "1",
+        "--seeds",
+        "1",
+        "--profile",
+        "A",
+        "--profile",
+        "nissan_start_only",
+    ]
     call_command("fleet_suite", *args, "--policy", "predictive", "--policy", "fixed:300", "--out-dir", str(tmp_path))
     doc = json.loads((tmp_path / "suite.json").read_text())
     assert set(doc["profiles"]) == {"A", "nissan_start_only"}

@@ -21,7 +21,10 @@ class Command(BaseCommand):
     help = __doc__
 
     def add_arguments(self, parser):
-        parser.add_argument("--sessions", type=int, default=10, help="sessions per profile and seed")
+        parser.add_argument("--sessions", type=int, default=6, help="predictive sessions per profile and seed")
+        parser.add_argument(
+            "--baseline-sessions", type=int, default=3, help="baseline sessions per profile and seed (the first cars)"
+        )
         parser.add_argument("--seeds", default=",".join(map(str, SEEDS)), help="comma-separated seeds")
         parser.add_argument(
             "--profile",
@@ -41,11 +44,12 @@ class Command(BaseCommand):
                 policy_from_spec(spec)
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
-        if opts["sessions"] < 1 or not seeds:
+        if opts["sessions"] < 1 or opts["baseline_sessions"] < 1 or not seeds:
             raise CommandError("need at least one session and one seed")
         try:
             doc = run_suite(
                 sessions=opts["sessions"],
+                baseline_sessions=opts["baseline_sessions"],
                 seeds=seeds,
                 profiles=opts["profiles"],
                 policies=opts["policies"],
