@@ -140,22 +140,15 @@ class MeterEstimate:
     soc_phase_mid_at: datetime | None = None
     soc_phase_width_s: float | None = None
     soc_step_s: float | None = None
-    # The battery level when the session began and the pack's capacity (from the context), so a
-    # policy can tell where the purchase ends on the battery (charging power tapers near full).
+    # The battery level when the session began and the (usable) capacity levels are converted at.
     start_level_bp: int | None = None
     capacity_wh: int | None = None
-    # False right after the measured power moved (see _theil_sen): the latest slope is not yet
+    # False right after the measured power moved (see _recent_segment): the latest slope is not yet
     # the new power, so a STOP planned on it should wait for one more reading.
     power_settled: bool = True
     # The highest power the car reported this session (battery side), where it reports one: the
     # power a drop may come back to.
     peak_power_w: int | None = None
-
-    def level_at_wh(self, delivered_wh: float) -> float | None:
-        """Battery level (bp) once `delivered_wh` has gone in, when the start level is known."""
-        if self.start_level_bp is None or not self.capacity_wh:
-            return None
-        return self.start_level_bp + delivered_wh * SOC_FULL_BP / self.capacity_wh
 
     @property
     def is_charging(self) -> bool:
