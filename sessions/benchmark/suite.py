@@ -60,7 +60,7 @@ def _command(part: Part, *, world: str, out: Path) -> list[str]:
 def run_suite(
     *,
     sessions: int = 6,
-    baseline_sessions: int = 3,
+    baseline_sessions: int = 2,
     seeds: tuple[int, ...] = SEEDS,
     profiles: list[str] | None = None,
     policies: list[str] | None = None,

@@ -23,7 +23,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--sessions", type=int, default=6, help="predictive sessions per profile and seed")
         parser.add_argument(
-            "--baseline-sessions", type=int, default=3, help="baseline sessions per profile and seed (the first cars)"
+            "--baseline-sessions", type=int, default=2, help="baseline sessions per profile and seed (the first cars)"
         )
         parser.add_argument("--seeds", default=",".join(map(str, SEEDS)), help="comma-separated seeds")
         parser.add_argument(
