@@ -7,7 +7,8 @@ from sessions.vehicles import services as vehicles
 def vehicle_connect_simulated(*, user, sim, sim_vehicle_id: str) -> Vehicle:
     """Connect a car of the in-process simulator (`vehicle_sim.engine.Simulator`) to `user`
     as Connect would — a token pair stored encrypted — with the vehicle row made from the
-    simulator's own truth (make, model, year, capacity). For the fleet benchmark and the tests."""
+    simulator's own truth (make, model, year, the nominal capacity the API would report). For the
+    fleet benchmark and the tests."""
     tokens = sim.issue_tokens([sim_vehicle_id])
     connection = vehicles.connection_create_from_tokens(
         user=user,
@@ -23,5 +24,5 @@ def vehicle_connect_simulated(*, user, sim, sim_vehicle_id: str) -> Vehicle:
         make=truth["make"],
         model=truth["model"],
         year=truth["year"],
-        capacity_wh=round(truth["capacity_wh"]),
+        capacity_wh=round(truth["nominal_capacity_wh"]),
     )

@@ -22,7 +22,7 @@ import logging
 import math
 import random
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -30,7 +30,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.db.models import Min
 
-from benchmarks import stats
+from benchmarks import floor, stats
 from benchmarks.cars import vehicle_connect_simulated
 from payments.models import Purchase
 from payments.selectors import ledger_drift
@@ -39,15 +39,16 @@ from prepaid import services as wallet_services
 from prepaid.models import EnergyPackage
 from sessions import clock, services
 from sessions.controller import machine, readings, runtime
-from sessions.models import ChargingSession, Vehicle
+from sessions.models import ChargingSession, MeterReading, Vehicle
 from sessions.models.charging import OPEN_STATUSES, TERMINAL_STATUSES, CommandKind, SessionTransition, VehicleCommand
 from sessions.vehicle_api import VehicleApiClient
 from sessions.vehicles import makes
 from sessions.vehicles import services as vehicles
 from vehicle_sim.app import make_app
-from vehicle_sim.clock import VirtualClock
+from vehicle_sim.clock import SteppedClock
 from vehicle_sim.engine import Simulator
 from vehicle_sim.profiles import PROFILES
+from vehicle_sim.world import WORLDS, World, world_named
 
 logger = logging.getLogger(__name__)
 
@@ -61,36 +62,59 @@ START_SOC = (0.10, 0.45)
 
 @dataclass(frozen=True)
 class FleetConfig:
-    """The realism of one run. `None` fields take the make profile's own value (see `resolved`)."""
+    """The realism of one run. `None` fields take the make profile's or the world's own value
+    (see `resolved`): the world (`sessions/simulator/world.py`) says how hard the cars are, the
+    fields below override one knob of it each."""
 
     sessions: int = 20
     seed: int = 1
     profile: str = "generic"
+    world: str = "ideal"
+    # Command latency MIN:MAX for START, STOP and the limit alike; start/stop set one of them.
     latency_s: tuple[float, float] | None = None
+    start_latency_s: tuple[float, float] | None = None
+    stop_latency_s: tuple[float, float] | None = None
     telemetry_age_s: float | None = None
     soc_step_pct: float | None = None
     energy_step_kwh: float | None = None
+    # The nominal power: what the product is told (and the car's charger rating).
     power_kw: float | None = None
+    # The nominal capacity the API reports; the usable one is smaller by up to capacity_error_pct.
     capacity_kwh: float | None = None
+    actual_power_kw: tuple[float, float] | None = None
+    power_drop_rate: float | None = None
+    capacity_error_pct: float | None = None
+    soc_rounding: str | None = None
+    answer_latency_s: tuple[float, float] | None = None
+    ambient_c: tuple[float, float] | None = None
+    voltage_slope: float | None = None
+    rate_limits: bool | None = None
     purchase_kwh: tuple[float, float] = (5.0, 30.0)
     failure_rate: float = 0.0
     ignore_stop_rate: float = 0.0
     max_hours: float = 48.0
 
     def resolved(self) -> FleetConfig:
-        """Fill unset fields: profile A's values on `generic`, the make profile's own elsewhere.
+        """Every field set: profile A's values on `generic`, the make profile's own elsewhere, the
+        named world's for its knobs.
 
         `--telemetry-age-s T` maps onto the simulator's periodic telemetry refresh of T seconds:
         the car reports a snapshot every T s, so a read returns data between 0 and T s old (its
         `SC-Data-Age` is the snapshot time) — "telemetry T s old" at worst, T/2 on average.
         """
         p = PROFILES[self.profile]
+        w = world_named(self.world)
         generic = self.profile == "generic"
-        return FleetConfig(
-            sessions=self.sessions,
-            seed=self.seed,
-            profile=self.profile,
-            latency_s=self.latency_s or ((3.0, 45.0) if generic else tuple(p.command_latency_s)),
+        latency = self.latency_s or ((3.0, 45.0) if generic else tuple(p.command_latency_s))
+        if self.latency_s or not w.separate_latencies:
+            start, stop = latency, latency
+        else:
+            start, stop = (p.start_latency_s or latency), (p.stop_latency_s or latency)
+        return replace(
+            self,
+            latency_s=latency,
+            start_latency_s=self.start_latency_s or start,
+            stop_latency_s=self.stop_latency_s or stop,
             telemetry_age_s=self.telemetry_age_s
             if self.telemetry_age_s is not None
             else (60.0 if generic else p.telemetry_refresh_s),
@@ -98,10 +122,34 @@ class FleetConfig:
             energy_step_kwh=self.energy_step_kwh if self.energy_step_kwh is not None else p.energy_added_step_kwh,
             power_kw=self.power_kw or p.charger_kw,
             capacity_kwh=self.capacity_kwh or p.capacity_kwh,
-            purchase_kwh=self.purchase_kwh,
-            failure_rate=self.failure_rate,
-            ignore_stop_rate=self.ignore_stop_rate,
-            max_hours=self.max_hours,
+            actual_power_kw=self.actual_power_kw or w.actual_power_kw,
+            power_drop_rate=w.power_drop_rate if self.power_drop_rate is None else self.power_drop_rate,
+            capacity_error_pct=w.capacity_error_pct if self.capacity_error_pct is None else self.capacity_error_pct,
+            soc_rounding=self.soc_rounding or w.soc_rounding,
+            answer_latency_s=self.answer_latency_s or w.answer_latency_s,
+            ambient_c=self.ambient_c or w.ambient_c,
+            voltage_slope=w.voltage_slope if self.voltage_slope is None else self.voltage_slope,
+            rate_limits=(w.vehicle_throttle is not None) if self.rate_limits is None else self.rate_limits,
+        )
+
+    def sim_world(self) -> World:
+        """The simulator's world: the named one with this run's knobs (call on a resolved config)."""
+        w = world_named(self.world)
+        return replace(
+            w,
+            actual_power_kw=self.actual_power_kw,
+            power_drop_rate=self.power_drop_rate,
+            capacity_error_pct=self.capacity_error_pct,
+            soc_rounding=self.soc_rounding,
+            answer_latency_s=self.answer_latency_s,
+            ambient_c=self.ambient_c,
+            # Temperatures asked for in a world without them heat cold packs as the realistic one does.
+            heater_kw=(w.heater_kw or WORLDS["realistic"].heater_kw) if self.ambient_c else 0.0,
+            voltage_slope=self.voltage_slope,
+            vehicle_throttle=(w.vehicle_throttle or WORLDS["realistic"].vehicle_throttle) if self.rate_limits else None,
+            separate_latencies=w.separate_latencies or self.start_latency_s != self.stop_latency_s,
+            start_latency_s=self.start_latency_s,
+            stop_latency_s=self.stop_latency_s,
         )
 
     def overrides_traits(self) -> bool:
@@ -125,34 +173,38 @@ class CarSpec:
 
 
 def fleet_specs(config: FleetConfig) -> list[CarSpec]:
-    """The seeded fleet: the same cars and purchases for every policy of a run."""
+    """The seeded fleet: the same cars and purchases for every policy of a run (call on a resolved config).
+
+    A purchase fits below the driver's limit even in the smallest pack the world may draw (usable
+    capacity down to 100 − capacity_error_pct % of nominal), so the policy, not the car, stops it.
+    Start levels begin where the make accepts commands (GM: from 50 %, docs/reference/makes.md §2a).
+    """
     rng = random.Random(f"fleet:{config.seed}")  # noqa: S311 - a benchmark draw
-    capacity_wh = config.capacity_kwh * 1000
+    capacity_wh = config.capacity_kwh * 1000 * (1 - (config.capacity_error_pct or 0) / 100)
+    low = max(START_SOC[0], PROFILES[config.profile].command_min_soc + 0.02)
     specs = []
     for i in range(config.sessions):
         purchase = rng.uniform(*config.purchase_kwh) * 1000
         # A purchase must fit below the driver's limit from the lowest start level.
-        purchase = min(purchase, (DRIVER_LIMIT - START_SOC[0] - 0.05) * capacity_wh)
-        top = max(START_SOC[0], min(START_SOC[1], DRIVER_LIMIT - 0.05 - purchase / capacity_wh))
-        soc = rng.uniform(START_SOC[0], top)
+        purchase = min(purchase, (DRIVER_LIMIT - low - 0.05) * capacity_wh)
+        top = max(low, min(max(low, START_SOC[1]), DRIVER_LIMIT - 0.05 - purchase / capacity_wh))
+        soc = rng.uniform(low, top)
         ignore = rng.random() < config.ignore_stop_rate
         specs.append(CarSpec(index=i, purchase_wh=round(purchase), soc=round(soc, 4), ignore_stop=ignore))
     return specs
 
 
 class FleetSimulator(Simulator):
-    """The simulator with one latency stream per car, so every policy's n-th command to a car
-    takes the same time: policies are compared on the same draws, not on the shared stream's order."""
+    """The simulator with one latency stream per car (per car and command where START and STOP
+    latencies differ), so every policy's n-th command to a car takes the same time: policies are
+    compared on the same draws, not on the shared stream's order."""
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self._car_rngs: dict[str, random.Random] = {}
-
-    def _latency(self, v, now: float) -> float:
+    def _latency(self, v, now: float, action: str = "") -> float:
         shared = self.rng
-        self.rng = self._car_rngs.setdefault(v.id, random.Random(f"{self.seed}:{v.id}:latency"))  # noqa: S311
+        purpose = f"latency:{action}" if self.world.separate_latencies else "latency"
+        self.rng = self._car_stream(v, purpose)
         try:
-            return super()._latency(v, now)
+            return super()._latency(v, now, action)
         finally:
             self.rng = shared
 
@@ -169,8 +221,12 @@ class Car:
 
 
 def _client(sim: Simulator, wrap=None) -> VehicleApiClient:
-    """Our real client, wired into the simulator's WSGI app (optionally wrapped, e.g. to time it)."""
-    app = make_app(sim, sleep=lambda seconds: None)
+    """Our real client, wired into the simulator's WSGI app (optionally wrapped, e.g. to time it).
+
+    On a SteppedClock an answer's delay is waited for in the step's own time; elsewhere it is not.
+    """
+    hold = sim.clock.hold if isinstance(sim.clock, SteppedClock) else (lambda seconds: None)
+    app = make_app(sim, sleep=hold)
     return VehicleApiClient(
         api_origin=ORIGIN,
         auth_url=f"{ORIGIN}/oauth/token",
@@ -198,6 +254,9 @@ def _connect(sim: Simulator, config: FleetConfig, spec: CarSpec, user) -> Car:
         "energy_added_step_kwh": config.energy_step_kwh,
         "telemetry_refresh_s": config.telemetry_age_s,
     }
+    profile = PROFILES[config.profile]
+    # About how long the purchase takes at the world's middling power: a power drop is drawn within it.
+    horizon_s = spec.purchase_wh / (config.power_kw * 1000 * profile.efficiency * 0.8) * 3600
     car = sim.create_vehicle(
         config.profile,
         capacity_kwh=config.capacity_kwh,
@@ -206,6 +265,7 @@ def _connect(sim: Simulator, config: FleetConfig, spec: CarSpec, user) -> Car:
         limit=DRIVER_LIMIT,
         plugged=True,
         faults={"ignore_stop": True} if spec.ignore_stop else None,
+        charge_horizon_s=horizon_s,
         **overrides,
     )
     vehicle = vehicle_connect_simulated(user=user, sim=sim, sim_vehicle_id=car.id)
@@ -252,7 +312,38 @@ def _classify(session: ChargingSession) -> dict[str, int]:
     return out
 
 
-def _result(sim: Simulator, car: Car, session: ChargingSession) -> dict:
+def _floor(config: FleetConfig, car: Car, session: ChargingSession, truth: dict) -> tuple[float, float] | None:
+    """This session's oracle errors (`floor.py`), on its own true charge and latency draws."""
+    start = truth["charge_start_state"]
+    if start is None or session.charging_at is None:
+        return None
+    stops = truth["latencies"].get("STOP") or []
+    stop_range = config.stop_latency_s
+    soc_only = not session.energy_step_wh
+    return floor.oracle_errors(
+        physics=truth["physics"],
+        start=start,
+        purchase_wh=session.purchased_wh,
+        # No STOP reached the car (it ignored ours): the oracle's would have taken the median.
+        stop_latency_s=stops[0] if stops else sum(stop_range) / 2,
+        stop_latency_range=stop_range,
+        soc_only=soc_only,
+        start_sent_at=session.start_sent_at.timestamp() if session.start_sent_at else None,
+        start_latency_range=config.start_latency_s,
+        soc_step=config.soc_step_pct / 100,
+        nominal_wh=truth["nominal_capacity_wh"],
+        usable_prior=1 - config.capacity_error_pct / 200,
+    )
+
+
+def _webhook_readings(session: ChargingSession) -> int:
+    """Readings no read of ours produced (a webhook's), so 0 until webhooks carry readings."""
+    readings = MeterReading.objects.filter(session=session).count()
+    reads = VehicleCommand.objects.filter(session=session, kind=CommandKind.READ, ok=True).count()
+    return max(0, readings - reads)
+
+
+def _result(sim: Simulator, car: Car, session: ChargingSession, config: FleetConfig) -> dict:
     truth = sim.true_state(car.sim_id)
     delivered = truth["delivered_battery_wh"] - car.before["delivered_battery_wh"]
     wall = truth["delivered_wall_wh"] - car.before["delivered_wall_wh"]
@@ -264,6 +355,7 @@ def _result(sim: Simulator, car: Car, session: ChargingSession) -> dict:
     if session.stop_requested_at and session.ended_at:
         stop_to_end = (session.ended_at - session.stop_requested_at).total_seconds()
     purchased = session.purchased_wh
+    oracle = _floor(config, car, session, truth)
     return {
         "index": car.spec.index,
         "purchased_wh": purchased,
@@ -290,6 +382,12 @@ def _result(sim: Simulator, car: Car, session: ChargingSession) -> dict:
         "stopped_by_backstop": truth["stop_reason"] == "FULLY_CHARGED" and session.backstop_limit_bp is not None,
         "ignore_stop": car.spec.ignore_stop,
         "start_soc": car.spec.soc,
+        "floor_error_pct": None if oracle is None else oracle[0],
+        "floor_blind_error_pct": None if oracle is None else oracle[1],
+        "webhook_readings": _webhook_readings(session),
+        "unbilled_wh": max(0, min(round(delivered), purchased) - (session.billed_wh or 0)),
+        "true_power_kw": truth["charger_kw"],
+        "power_steps": len(truth["physics"]["charger"]["steps"]),
     }
 
 
@@ -302,20 +400,26 @@ def run_policy(config: FleetConfig, policy_spec: str) -> list[dict]:
     # Asked of the command line as given: once resolved, every field is set and it would always say yes.
     overrides = config.overrides_traits()
     config = config.resolved()
-    readings._latency_model_cached.cache_clear()  # a per-minute cache keyed on virtual time
-    sim = FleetSimulator(VirtualClock(START), seed=config.seed)
+    readings._latency_models_cached.cache_clear()  # a per-minute cache keyed on virtual time
+    sim = FleetSimulator(SteppedClock(START), seed=config.seed, world=config.sim_world())
     if config.failure_rate:
         sim.global_faults.failure_rate = config.failure_rate
     client = _client(sim)
     vehicles.use_client(client)
     step_errors: list[str] = []
+    # When each session's last step really ended (its calls' answers take time): the next one
+    # cannot begin before, as in production, where the loop claims a session only once committed.
+    busy_until: dict[int, datetime] = {}
 
     def dispatch(session_id: int, token: uuid.UUID) -> None:
-        try:
-            machine.session_step(session_id=session_id, lease_token=token)
-        except Exception as exc:  # a crashing step is a finding, not a reason to stop the run
-            logger.exception("session %s: step raised", session_id)
-            step_errors.append(f"{session_id}: {type(exc).__name__}: {exc}")
+        ahead = (busy_until.get(session_id, START) - sim.clock.now()).total_seconds()
+        with sim.clock.actor(ahead_s=ahead):
+            try:
+                machine.session_step(session_id=session_id, lease_token=token)
+            except Exception as exc:  # a crashing step is a finding, not a reason to stop the run
+                logger.exception("session %s: step raised", session_id)
+                step_errors.append(f"{session_id}: {type(exc).__name__}: {exc}")
+            busy_until[session_id] = sim.clock.now()
 
     try:
         with clock.use(sim.clock.now, all_threads=True):
@@ -414,6 +518,12 @@ def _refused(car: Car, exc: services.SessionError) -> dict:
         "stopped_by_backstop": False,
         "ignore_stop": car.spec.ignore_stop,
         "start_soc": car.spec.soc,
+        "floor_error_pct": None,
+        "floor_blind_error_pct": None,
+        "webhook_readings": 0,
+        "unbilled_wh": 0,
+        "true_power_kw": None,
+        "power_steps": 0,
     }
 
 
@@ -424,7 +534,7 @@ def _drive(sim: Simulator, config: FleetConfig, cars: list[Car], dispatch) -> No
     while open_ids:
         ended = ChargingSession.objects.filter(pk__in=open_ids, status__in=TERMINAL_STATUSES).select_related("vehicle")
         for session in ended:
-            by_session[session.pk].result = _result(sim, by_session[session.pk], session)
+            by_session[session.pk].result = _result(sim, by_session[session.pk], session, config)
             open_ids.discard(session.pk)
         if not open_ids:
             break
@@ -437,7 +547,7 @@ def _drive(sim: Simulator, config: FleetConfig, cars: list[Car], dispatch) -> No
             sim.clock.set(due)
         runtime.tick(limit=1000, dispatch=dispatch)
     for session in ChargingSession.objects.filter(pk__in=open_ids).select_related("vehicle"):
-        by_session[session.pk].result = _result(sim, by_session[session.pk], session)
+        by_session[session.pk].result = _result(sim, by_session[session.pk], session, config)
 
 
 def run_fleet(config: FleetConfig, policies: list[str], *, fresh_db=None) -> dict:
@@ -448,21 +558,23 @@ def run_fleet(config: FleetConfig, policies: list[str], *, fresh_db=None) -> dic
     """
     resolved = config.resolved()
     profile = PROFILES[resolved.profile]
-    floor = stats.latency_floor_pct(
-        latency_s=resolved.latency_s,
+    # The STOP latency alone at nominal power (Monte-Carlo): context for the per-session floor.
+    latency_only = stats.latency_floor_pct(
+        latency_s=resolved.stop_latency_s,
         battery_power_w=resolved.power_kw * 1000 * profile.efficiency,
         purchase_wh=(resolved.purchase_kwh[0] * 1000, resolved.purchase_kwh[1] * 1000),
         seed=resolved.seed,
     )
-    config_doc = {**asdict(resolved), "latency_floor_pct_p95": round(floor, 3)}
+    config_doc = {**asdict(resolved), "latency_floor_pct_p95": round(latency_only, 3)}
     out: dict = {"policies": {}, "sessions": {}, "config": config_doc}
     out["config"]["efficiency"] = profile.efficiency
     out["config"]["make"] = profile.make
     out["config"]["controller_traits_overridden"] = config.overrides_traits()
+    out["config"]["world_knobs"] = resolved.sim_world().to_dict()
     for spec in policies:
         (fresh_db or _flush)()
         results = run_policy(config, spec)
-        out["policies"][spec] = stats.aggregate(results, floor_pct=floor)
+        out["policies"][spec] = stats.aggregate(results)
         out["policies"][spec]["step_errors"] = results[0]["step_errors"] if results else 0
         out["sessions"][spec] = results
     return out

@@ -9,6 +9,32 @@ def _fmt(value, suffix: str = "") -> str:
     return "–" if value is None else f"{value:g}{suffix}"
 
 
+def _world_line(cfg: dict) -> str:
+    knobs = cfg.get("world_knobs") or {}
+    if not knobs:
+        return ""
+    power = (
+        f"actual power {cfg['actual_power_kw'][0]:g}–{cfg['actual_power_kw'][1]:g} kW"
+        if cfg.get("actual_power_kw")
+        else f"actual power {knobs['actual_power_fraction'][0]:g}–{knobs['actual_power_fraction'][1]:g} × nominal"
+    )
+    parts = [
+        f"world `{cfg.get('world', 'ideal')}`: {power}",
+        f"power drops in {cfg['power_drop_rate']:g} of sessions",
+        f"usable capacity {100 - cfg['capacity_error_pct']:g}–100 % of nominal",
+        f"SoC {cfg['soc_rounding']}",
+        f"START {cfg['start_latency_s'][0]:g}–{cfg['start_latency_s'][1]:g} s, "
+        f"STOP {cfg['stop_latency_s'][0]:g}–{cfg['stop_latency_s'][1]:g} s",
+        f"answers {cfg['answer_latency_s'][0]:g}–{cfg['answer_latency_s'][1]:g} s",
+        f"rate limits {'on' if cfg['rate_limits'] else 'off'}",
+    ]
+    if cfg.get("ambient_c"):
+        parts.append(f"ambient {cfg['ambient_c'][0]:g}–{cfg['ambient_c'][1]:g} °C")
+    if cfg.get("voltage_slope"):
+        parts.append(f"voltage slope {cfg['voltage_slope']:g}")
+    return "; ".join(parts) + "."
+
+
 def markdown(doc: dict, *, title: str = "Fleet benchmark") -> str:
     cfg = doc["config"]
     n = cfg["sessions"]
@@ -18,24 +44,29 @@ def markdown(doc: dict, *, title: str = "Fleet benchmark") -> str:
         "",
         (f"Sessions per policy: {per}; seed" if per else f"{n} sessions per policy, seed")
         + f" {cfg['seed']}, profile `{cfg['profile']}` ({cfg['make']}): "
-        f"latency {cfg['latency_s'][0]:g}–{cfg['latency_s'][1]:g} s, telemetry refresh {cfg['telemetry_age_s']:g} s, "
+        f"telemetry refresh {cfg['telemetry_age_s']:g} s, "
         f"SoC step {cfg['soc_step_pct']:g} %, energy step {cfg['energy_step_kwh']:g} kWh, "
-        f"{cfg['power_kw']:g} kW, {cfg['capacity_kwh']:g} kWh, purchases {cfg['purchase_kwh'][0]:g}–"
+        f"nominal {cfg['power_kw']:g} kW, {cfg['capacity_kwh']:g} kWh, purchases {cfg['purchase_kwh'][0]:g}–"
         f"{cfg['purchase_kwh'][1]:g} kWh, failure rate {cfg['failure_rate']:g}, ignore-STOP rate "
-        f"{cfg['ignore_stop_rate']:g}. Latency floor (p95 error of an oracle that only lacks the latency): "
-        f"{cfg['latency_floor_pct_p95']:g} %.",
+        f"{cfg['ignore_stop_rate']:g}. " + _world_line(cfg),
         "",
-        "| policy | error % p50 | p95 | max | error kWh p95 | ×floor | overshoot kWh | calls p50 | p95 "
-        "| STOP latency s p50/p95 | billed > purchase | terminal | ended |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "Error = |delivered − purchased| over every session that charged (backstop-ended ones included); "
+        "floor = the same percentile of an oracle replayed on each session's own charge and latency draws "
+        "(`sessions/benchmark/floor.py`); blind floor = that oracle without the usable capacity.",
+        "",
+        "| policy | error % p50 | p95 | max | floor p95 | ×floor | blind floor | calls p50 | p95 "
+        "| under-delivered | backstop | billed > delivered (max % of purchase) | unbilled % | billed > purchase "
+        "| terminal | ended |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for spec, p in doc["policies"].items():
         ended = ", ".join(f"{k} {v}" for k, v in p["statuses"].items())
         lines.append(
             f"| `{spec}` | {_fmt(p['error_pct_p50'])} | {_fmt(p['error_pct_p95'])} | {_fmt(p['error_pct_max'])} "
-            f"| {_fmt(p['error_kwh_p95'])} | {_fmt(p['floor_ratio_p95'])} | {_fmt(p['overshoot_kwh_total'])} "
-            f"| {_fmt(p['calls_p50'])} | {_fmt(p['calls_p95'])} "
-            f"| {_fmt(p['stop_latency_s_p50'])}/{_fmt(p['stop_latency_s_p95'])} | {p['billed_above_purchase']} "
+            f"| {_fmt(p['floor_pct_p95'])} | {_fmt(p['ratio_to_floor'])} | {_fmt(p['floor_blind_pct_p95'])} "
+            f"| {_fmt(p['calls_p50'])} | {_fmt(p['calls_p95'])} | {p['under_delivered']}/{p['charged']} "
+            f"| {p['backstop_stopped']} | {p['billed_above_delivered']} ({_fmt(p['billed_above_delivered_max_pct'])}) "
+            f"| {_fmt(p['unbilled_delivered_pct'])} | {p['billed_above_purchase']} "
             f"| {p['terminal']}/{p['sessions']} | {ended} |"
         )
     kinds = sorted({k for p in doc["policies"].values() for k in p["calls_by_kind_per_session"]})
@@ -68,7 +99,9 @@ def plots(doc: dict, out_dir: Path, *, stem: str) -> list[Path]:
             continue
         ax.scatter(p["calls_p50"], p["error_pct_p95"], s=40)
         ax.annotate(spec, (p["calls_p50"], p["error_pct_p95"]), textcoords="offset points", xytext=(5, 4))
-    ax.axhline(doc["config"]["latency_floor_pct_p95"], ls="--", c="grey", label="latency floor (p95)")
+    floors = [p["floor_pct_p95"] for p in doc["policies"].values() if p.get("floor_pct_p95") is not None]
+    if floors:
+        ax.axhline(max(floors), ls="--", c="grey", label="oracle floor (p95)")
     ax.set_xlabel("vehicle API calls per session (median)")
     ax.set_ylabel("|delivered − purchased| p95, % of purchase")
     ax.set_title(f"Stop accuracy vs calls — {stem}")
@@ -76,7 +109,7 @@ def plots(doc: dict, out_dir: Path, *, stem: str) -> list[Path]:
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for spec, results in doc.get("sessions", {}).items():
-        errors = sorted(r["error_pct"] for r in results if r["stop_reason"] == "threshold" and r["charged"])
+        errors = sorted(r["error_pct"] for r in results if r["charged"])
         if errors:
             ax.plot(errors, [(i + 1) / len(errors) for i in range(len(errors))], label=spec)
     ax.set_xlabel("|delivered − purchased|, % of purchase")
@@ -117,8 +150,7 @@ def merge(docs: list[dict], *, common_subset: bool = False) -> dict:
     n = min(len(r) for r in sessions.values())
     if common_subset:
         sessions = {spec: [r for r in results if r["index"] < n] for spec, results in sessions.items()}
-    floor = base["latency_floor_pct_p95"]
-    policies = {spec: stats.aggregate(results, floor_pct=floor) for spec, results in sessions.items()}
+    policies = {spec: stats.aggregate(results) for spec, results in sessions.items()}
     base["sessions"] = n if common_subset else {spec: len(r) for spec, r in sessions.items()}
     return {"policies": policies, "sessions": sessions, "config": base}
 

@@ -64,16 +64,25 @@ def _round(value: float | None, digits: int = 3) -> float | None:
     return None if value is None else round(value, digits)
 
 
-def aggregate(results: Sequence[dict], *, floor_pct: float | None = None) -> dict:
+def aggregate(results: Sequence[dict]) -> dict:
     """One policy's figures from its per-session results (dicts made by `benchmarks.fleet`).
 
-    Accuracy counts the sessions the policy itself stopped (`stop_reason == "threshold"`): a car
-    that was unplugged, full or never started says nothing about when the policy sends STOP; those
-    are counted under `not_stopped_by_policy` instead of being hidden.
+    Accuracy counts every session that charged, however it ended — the policy's STOP, the car's
+    backstop limit, a STOP that could not be verified: a session the backstop cut short is an
+    error of the controller, not a session to leave out. Sessions that never charged (refused,
+    failed at the start) are counted under `not_charged` and in `statuses`.
+
+    Billing: `billed_above_delivered` counts sessions billed more than the car really took in,
+    `unbilled_delivered_pct` is delivered energy up to the purchase that was not billed (the
+    operator's cost), in % of all delivered energy; energy past the purchase is the overshoot.
+    The floor (`floor_pct_p95`) is the p95 of the per-session oracle errors (`floor.py`) over the
+    same sessions; `floor_blind_pct_p95` that of the oracle that also lacks the capacity.
     """
-    stopped = [r for r in results if r["stop_reason"] == "threshold" and r["charged"]]
-    err_pct = [r["error_pct"] for r in stopped]
-    err_kwh = [r["error_wh"] / 1000 for r in stopped]
+    charged = [r for r in results if r["charged"]]
+    err_pct = [r["error_pct"] for r in charged]
+    err_kwh = [r["error_wh"] / 1000 for r in charged]
+    floors = [r["floor_error_pct"] for r in charged if r.get("floor_error_pct") is not None]
+    blind = [r["floor_blind_error_pct"] for r in charged if r.get("floor_blind_error_pct") is not None]
     calls = [r["api_calls"] for r in results]
     stop_latency = [r["stop_latency_s"] for r in results if r["stop_latency_s"] is not None]
     stop_verified = [r["stop_to_end_s"] for r in results if r["stop_to_end_s"] is not None]
@@ -82,23 +91,38 @@ def aggregate(results: Sequence[dict], *, floor_pct: float | None = None) -> dic
         breakdown.update(r["calls_by_kind"])
     n = len(results) or 1
     p95 = percentile(err_pct, 95)
+    floor_p95 = percentile(floors, 95)
+    above = [r for r in results if r["billed_wh"] > r["delivered_wh"]]
+    delivered_total = sum(max(0, r["delivered_wh"]) for r in results)
+    unbilled_total = sum(r.get("unbilled_wh", 0) for r in results)
     return {
         "sessions": len(results),
-        "stopped_by_policy": len(stopped),
+        "charged": len(charged),
+        "stopped_by_policy": sum(1 for r in charged if r["stop_reason"] == "threshold"),
         "error_pct_p50": _round(percentile(err_pct, 50)),
         "error_pct_p95": _round(p95),
         "error_pct_max": _round(max(err_pct, default=None) if err_pct else None),
         "error_kwh_p50": _round(percentile(err_kwh, 50)),
         "error_kwh_p95": _round(percentile(err_kwh, 95)),
         "error_kwh_max": _round(max(err_kwh) if err_kwh else None),
-        "under_delivered": sum(1 for r in stopped if r["delivered_wh"] < r["purchased_wh"]),
-        "over_delivered": sum(1 for r in stopped if r["delivered_wh"] > r["purchased_wh"]),
+        "floor_pct_p95": _round(floor_p95),
+        "floor_blind_pct_p95": _round(percentile(blind, 95)),
+        "ratio_to_floor": _round(p95 / floor_p95, 2) if p95 is not None and floor_p95 else None,
+        "under_delivered": sum(1 for r in charged if r["delivered_wh"] < r["purchased_wh"]),
+        "over_delivered": sum(1 for r in charged if r["delivered_wh"] > r["purchased_wh"]),
         "overshoot_kwh_total": round(sum(max(0, r["delivered_wh"] - r["purchased_wh"]) for r in results) / 1000, 3),
         "overshoot_recorded_kwh_total": round(sum(r["overshoot_wh"] for r in results) / 1000, 3),
+        "billed_above_delivered": len(above),
+        "billed_above_delivered_max_pct": _round(
+            max(((r["billed_wh"] - r["delivered_wh"]) / r["purchased_wh"] * 100 for r in above), default=0.0)
+        ),
+        "unbilled_delivered_pct": _round(unbilled_total / delivered_total * 100 if delivered_total else 0.0),
+        "unbilled_kwh_total": round(unbilled_total / 1000, 3),
         "calls_p50": _round(percentile(calls, 50), 1),
         "calls_p95": _round(percentile(calls, 95), 1),
         "calls_mean": _round(sum(calls) / n, 2),
         "calls_by_kind_per_session": {k: round(v / n, 2) for k, v in sorted(breakdown.items())},
+        "webhook_readings_p50": _round(percentile([r.get("webhook_readings", 0) for r in results], 50), 1),
         "sim_calls_mismatch": sum(1 for r in results if r["sim_billed_calls"] != r["api_calls"]),
         "stop_latency_s_p50": _round(percentile(stop_latency, 50), 1),
         "stop_latency_s_p95": _round(percentile(stop_latency, 95), 1),
@@ -108,14 +132,14 @@ def aggregate(results: Sequence[dict], *, floor_pct: float | None = None) -> dic
         "terminal": sum(1 for r in results if r["terminal"]),
         "ledger_drift": max((r.get("ledger_drift", 0) for r in results), default=0),
         "statuses": dict(sorted(Counter(f"{r['status']}:{r['reason']}" for r in results).items())),
+        "not_charged": dict(sorted(Counter(r["reason"] for r in results if not r["charged"]).items())),
         "not_stopped_by_policy": dict(
-            sorted(Counter(r["stop_reason"] or r["reason"] for r in results if r not in stopped).items())
+            sorted(Counter(r["stop_reason"] or r["reason"] for r in charged if r["stop_reason"] != "threshold").items())
         ),
         "stop_not_carried_out": sum(1 for r in results if r["stop_not_carried_out"]),
         "still_charging_at_end": sum(1 for r in results if r["still_charging_at_end"]),
-        "stopped_by_backstop": sum(1 for r in results if r["stopped_by_backstop"]),
+        "backstop_stopped": sum(1 for r in results if r["stopped_by_backstop"]),
         "escalated": sum(1 for r in results if r["escalated"]),
-        "floor_ratio_p95": _round(p95 / floor_pct, 2) if p95 is not None and floor_pct else None,
     }
 
 

@@ -172,6 +172,7 @@ class ChargingSessionAdmin(ReadOnlyAdmin):
         "delivered_wh",
         "billed_wh",
         "overshoot_wh",
+        "unbilled_wh",
         "stop_not_carried_out",
         "created_at",
     )

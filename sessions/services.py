@@ -79,7 +79,7 @@ def session_request(
                 reason_message=_reason("requested"),
                 next_action_at=now,
                 state_deadline_at=now + REQUESTED_DEADLINE,
-                call_budget=DEFAULT_CALL_BUDGET,
+                call_budget=makes.session_call_budget(traits, DEFAULT_CALL_BUDGET),
                 energy_step_wh=traits.energy_step_wh if traits.energy_counter else 0,
                 soc_step_bp=traits.soc_step_bp,
                 nominal_power_w=traits.nominal_power_w,

@@ -24,6 +24,7 @@ from .auth import ALL_SCOPES
 from .clock import UTC, VirtualClock, iso_ms
 from .engine import Reply, Simulator
 from .errors import ApiError, OAuthError
+from .world import world_named
 
 log = logging.getLogger(__name__)
 
@@ -404,6 +405,11 @@ li{{margin:.3rem 0}} button{{padding:.5rem 1rem;margin-right:.5rem}}</style></he
                     sim.billing_limit_per_month = body["billing_limit_per_month"]
                 if "webhook_url" in body:
                     sim.webhook_url = body["webhook_url"] or None
+                if "world" in body:
+                    # Cars created from now on draw from it; answers, limits and its throttle apply at once.
+                    sim.world = world_named(body["world"])
+                    if "vehicle_rate_limit" not in body:
+                        sim.vehicle_rate_limit = sim.world.vehicle_throttle
                 sim.dirty = True
             return {"ok": True}
         if parts == ["webhooks", "deliver"] and method == "POST":

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from typing import Protocol
 
@@ -64,6 +66,40 @@ class VirtualClock:
                 raise ValueError("a clock does not run backwards")
             self._now = dt.astimezone(UTC)
             return self._now
+
+
+class SteppedClock(VirtualClock):
+    """A virtual clock on which each actor (a controller step) also waits for its own calls.
+
+    The shared time moves as a VirtualClock's; inside `actor()` the current thread's now is that
+    time plus what this actor's HTTP answers took (`hold`, the simulator app's `sleep`), so a read
+    that takes 12 s makes the next command of the same step go out 12 s later, while the other
+    sessions, running concurrently in reality, do not wait for it.
+    """
+
+    def __init__(self, start: datetime | None = None):
+        super().__init__(start)
+        self._local = threading.local()
+
+    def _offset(self) -> float:
+        return getattr(self._local, "offset", 0.0)
+
+    def now(self) -> datetime:
+        return super().now() + timedelta(seconds=self._offset())
+
+    def hold(self, seconds: float) -> None:
+        """The current actor waits `seconds` (outside an actor nobody waits: nothing moves)."""
+        if getattr(self._local, "active", False) and seconds > 0:
+            self._local.offset = self._offset() + seconds
+
+    @contextmanager
+    def actor(self, *, ahead_s: float = 0.0) -> Iterator[None]:
+        """Run as one actor that starts `ahead_s` after the shared now (it was still busy)."""
+        self._local.active, self._local.offset = True, max(0.0, ahead_s)
+        try:
+            yield
+        finally:
+            self._local.active, self._local.offset = False, 0.0
 
 
 def iso_ms(ts: float) -> str:

@@ -33,6 +33,16 @@ class Profile:
     telemetry_refresh_s: float = 0.0
     # A command takes effect uniformly MIN..MAX seconds after it is accepted.
     command_latency_s: tuple[float, float] = (3.0, 45.0)
+    # START and STOP where they differ (a world with `separate_latencies`); None = command_latency_s.
+    # Unsourced choices: docs/reference/makes.md §5 says no make publishes its latency; a START wakes the car and
+    # closes the contactors, a STOP only opens them, so START is taken to be the slower.
+    start_latency_s: tuple[float, float] | None = None
+    stop_latency_s: tuple[float, float] | None = None
+    # The make's data refresh range (docs/reference/makes.md §1 frequencies): a realistic world draws each car's
+    # refresh period from it; None = telemetry_refresh_s for every car.
+    telemetry_refresh_range_s: tuple[float, float] | None = None
+    # Seconds from a change to its webhook (the OEM's detection delay, docs/reference/makes.md §1), realistic world.
+    webhook_delay_s: tuple[float, float] | None = None
     km_per_kwh: float = 6.0
     can_start: bool = True
     can_stop: bool = True
@@ -67,21 +77,32 @@ class Profile:
 
     def to_dict(self) -> dict:
         data = asdict(self)
-        data["command_latency_s"] = list(self.command_latency_s)
-        data["wake_latency_s"] = list(self.wake_latency_s)
+        for name in RANGES:
+            if data[name] is not None:
+                data[name] = list(data[name])
         return data
 
     @classmethod
     def from_dict(cls, data: dict) -> Profile:
-        data = dict(data)
-        data["command_latency_s"] = tuple(data["command_latency_s"])
-        data["wake_latency_s"] = tuple(data["wake_latency_s"])
-        return cls(**data)
+        return cls(**_ranges_as_tuples(data))
 
     def with_overrides(self, **overrides) -> Profile:
-        if "command_latency_s" in overrides:
-            overrides["command_latency_s"] = tuple(overrides["command_latency_s"])
-        return replace(self, **overrides)
+        return replace(self, **_ranges_as_tuples(overrides))
+
+
+# Fields holding a (MIN, MAX) pair: JSON and the admin API give lists.
+RANGES = (
+    "command_latency_s",
+    "wake_latency_s",
+    "start_latency_s",
+    "stop_latency_s",
+    "telemetry_refresh_range_s",
+    "webhook_delay_s",
+)
+
+
+def _ranges_as_tuples(data: dict) -> dict:
+    return {k: (tuple(v) if k in RANGES and v is not None else v) for k, v in data.items()}
 
 
 PROFILES: dict[str, Profile] = {
@@ -94,6 +115,8 @@ PROFILES: dict[str, Profile] = {
         capacity_kwh=75,
         charger_kw=11,
         energy_added_step_kwh=0.01,
+        start_latency_s=(30, 120),
+        stop_latency_s=(3, 45),
     ),
     "tesla_fleet": Profile(
         name="tesla_fleet",
@@ -111,6 +134,10 @@ PROFILES: dict[str, Profile] = {
         # The Fleet API Discovery-plan numbers; overflow answers with a ~13 h retry.
         quotas={"data": 200, "commands": 50, "charge_commands": 5},
         quota_error="RATE_LIMIT",
+        start_latency_s=(10, 60),
+        stop_latency_s=(5, 40),
+        telemetry_refresh_range_s=(60, 300),
+        webhook_delay_s=(60, 300),
     ),
     "gm_onstar": Profile(
         name="gm_onstar",
@@ -126,6 +153,10 @@ PROFILES: dict[str, Profile] = {
         command_min_soc=0.5,
         min_request_interval_s=1800,
         deep_sleep_after_s=72 * 3600,
+        start_latency_s=(30, 120),
+        stop_latency_s=(20, 90),
+        telemetry_refresh_range_s=(1800, 2700),
+        webhook_delay_s=(1800, 2700),
     ),
     "hk_event_gen2": Profile(
         name="hk_event_gen2",
@@ -139,6 +170,9 @@ PROFILES: dict[str, Profile] = {
         command_latency_s=(30, 120),
         car_contact_interval_s=72 * 60,
         quotas={"car_contacts": 20},
+        start_latency_s=(30, 120),
+        stop_latency_s=(20, 90),
+        webhook_delay_s=(60, 300),
     ),
     "vw_group": Profile(
         name="vw_group",
@@ -150,6 +184,10 @@ PROFILES: dict[str, Profile] = {
         telemetry_refresh_s=450,
         command_latency_s=(20, 120),
         consecutive_command_limit=5,
+        start_latency_s=(30, 120),
+        stop_latency_s=(20, 90),
+        telemetry_refresh_range_s=(300, 600),
+        webhook_delay_s=(300, 600),
     ),
     "bmw_mini": Profile(
         name="bmw_mini",
@@ -161,6 +199,10 @@ PROFILES: dict[str, Profile] = {
         telemetry_refresh_s=450,
         command_latency_s=(20, 120),
         quotas={"data": 50, "stops_30d": 80},
+        start_latency_s=(30, 120),
+        stop_latency_s=(20, 90),
+        telemetry_refresh_range_s=(300, 600),
+        webhook_delay_s=(300, 600),
     ),
     "mercedes_eq_eu": Profile(
         name="mercedes_eq_eu",
@@ -173,6 +215,10 @@ PROFILES: dict[str, Profile] = {
         command_latency_s=(20, 120),
         limit_settable=False,
         stop_min_soc=0.2,  # EQE/EQS; EQA/EQB refuse below 0.5 (override per vehicle)
+        start_latency_s=(30, 120),
+        stop_latency_s=(20, 90),
+        telemetry_refresh_range_s=(300, 600),
+        webhook_delay_s=(300, 600),
     ),
     "ford_schedule": Profile(
         name="ford_schedule",
@@ -186,6 +232,10 @@ PROFILES: dict[str, Profile] = {
         location_schedule=True,
         limit_settable=False,  # only through the schedule-by-location endpoint
         command_failure_rate=0.05,
+        start_latency_s=(30, 120),
+        stop_latency_s=(20, 90),
+        telemetry_refresh_range_s=(300, 600),
+        webhook_delay_s=(300, 600),
     ),
     "nissan_start_only": Profile(
         name="nissan_start_only",
@@ -199,6 +249,9 @@ PROFILES: dict[str, Profile] = {
         can_stop=False,
         limit_readable=False,
         limit_settable=False,
+        start_latency_s=(30, 120),
+        telemetry_refresh_range_s=(300, 600),
+        webhook_delay_s=(300, 600),
     ),
 }
 

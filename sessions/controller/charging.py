@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from sessions import clock
 from sessions.controller import policy
 from sessions.controller.finish import _finish
 from sessions.controller.paused import _follow_plan, _resume_pending, _resume_wait, _step_paused
@@ -37,14 +38,15 @@ def _plan_charging(step: _Step, *, charging_at: datetime | None = None) -> Outco
         session.charging_at = charging_at
     readings = _readings(session)
     latency = latency_model(step.vehicle.make)
-    estimate = _estimate(session, readings, latency)
+    estimate = _estimate(session, readings)
     state = _policy_state(step, estimate, latency, readings)
     decision = policy.policy_from_spec(session.policy).decide(state)
     changes = _metering_fields(estimate)
     if decision.kind == policy.STOP and decision.at <= step.now:
         # The purchase is the cap; the battery's maximum may cut it shorter (the rest stays credit).
         reason = "battery_max" if grid.target_wh(session) < session.purchased_wh else "threshold"
-        sent = _send_stop(step, reason=reason, predicted_wh=int(estimate.delivered_at(step.now)))
+        # At the moment the STOP goes out: after this step's read answered, not when the step began.
+        sent = _send_stop(step, reason=reason, predicted_wh=int(estimate.delivered_at(clock.now())))
         sent.changes = {**changes, **sent.changes}
         return sent
     return Outcome(changes={**changes, "planned_action": decision.kind}, next_at=decision.at)
@@ -67,7 +69,10 @@ def _step_charging(step: _Step) -> Outcome:
     except api_errors.VehicleApiError:
         outcome = _plan_charging(step)
         if outcome.to_status is None:
-            outcome.next_at = max(outcome.next_at or step.now, step.backoff(min(session.attempts, 4)))
+            # Each failure in a row waits longer (and at least its Retry-After): a quota or an
+            # outage is not helped by asking every 15 s, and every attempt is billed.
+            outcome.next_at = max(outcome.next_at or step.now, step.backoff(min(session.attempts, 5)))
+            outcome.changes["attempts"] = session.attempts + 1
         return outcome
     if reading.charge_state != ChargeState.CHARGING and _resume_pending(step, plan, reading):
         # Resumed after a pause, the car has not begun again yet: look again (START re-sent once).
@@ -88,4 +93,6 @@ def _step_charging(step: _Step) -> Outcome:
         # Battery health: the level says the maximum is reached, whatever the energy estimate.
         return _send_stop(step, reason="battery_max")
     outcome = _follow_plan(step, _plan_charging(step), charging=True)
+    if session.attempts and "attempts" not in outcome.changes and not (plan is not None and plan.resume_sent_at):
+        outcome.changes["attempts"] = 0  # a read worked: the next failure backs off from the start again
     return outcome

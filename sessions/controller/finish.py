@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import logging
 
-from sessions.controller import policy
-from sessions.controller.readings import _estimate, _metering_fields, _readings, latency_model
-from sessions.controller.step import PAUSE, Outcome, S, _reason, _Step
-from sessions.models.charging import CommandKind, VehicleCommand
+from sessions.controller import metering, policy
+from sessions.controller.readings import _estimate, _metering_fields, _readings
+from sessions.controller.step import PAUSE, RESUME, Outcome, S, _reason, _Step
+from sessions.models.charging import ChargingSession, CommandKind, VehicleCommand
 from sessions.vehicle_api import errors as api_errors
 from sessions.vehicles.services import ConsentRequired
 
@@ -50,35 +50,60 @@ def _retry_or_fail(step: _Step, exc: api_errors.VehicleApiError, *, to_status=S.
     return Outcome(to_status=to_status, reason=_failure_reason(exc), changes=extra)
 
 
+def _learn_latencies(session: ChargingSession, estimate, readings: list[metering.Reading], *, flag: bool) -> None:
+    """What this session tells about its make's START and STOP latencies, kept on the commands.
+
+    A STOP timed by an energy counter gives an exact latency (`infer_stop_latency_s`); otherwise,
+    for every car, the snapshots on either side of the charge-state flip bound it
+    (`policy.flip_interval`). Only a STOP that worked the first time counts (an ignored one says
+    nothing about how long a STOP takes), and only a session with a single START.
+    """
+    commands = list(
+        session.commands.filter(kind__in=(CommandKind.START, CommandKind.STOP), ok=True)
+        .exclude(detail__in=(PAUSE, RESUME))
+        .order_by("id")
+    )
+    starts = [c for c in commands if c.kind == CommandKind.START]
+    stops = [c for c in commands if c.kind == CommandKind.STOP]
+    learned: dict[int, tuple[float, float | None]] = {}
+    if len(starts) == 1 and session.charging_at is not None:
+        interval = policy.flip_interval(readings, starts[0].sent_at, to_charging=True)
+        if interval is not None:
+            learned[starts[0].pk] = interval
+    if stops and session.stop_attempts == 1 and not session.stop_escalated and not flag:
+        # An estimate too coarse to time the STOP (a level step is minutes of charging) says less
+        # than the charge-state flip; an energy counter's says more.
+        precise = estimate.delivered_high_wh - estimate.delivered_low_wh <= LEARN_MAX_SPREAD_S * estimate.power_w / 1800
+        exact = None
+        if precise and session.stop_first_sent_at and session.predicted_wh_at_stop is not None:
+            exact = policy.infer_stop_latency_s(
+                stop_sent_at=session.stop_first_sent_at,
+                predicted_wh_at_send=session.predicted_wh_at_stop,
+                final_delivered_wh=estimate.delivered_wh,
+                power_w=estimate.power_w,
+            )
+        if exact is not None:
+            learned[stops[0].pk] = (exact, None)
+        else:
+            interval = policy.flip_interval(readings, stops[0].sent_at, to_charging=False)
+            if interval is not None:
+                learned[stops[0].pk] = interval
+    for pk, (lo, hi) in learned.items():
+        VehicleCommand.objects.filter(pk=pk).update(
+            effect_latency_ms=int(lo * 1000), effect_latency_max_ms=None if hi is None else int(hi * 1000)
+        )
+
+
 def _finish(step: _Step, *, to_status: str, reason: str, flag: bool = False, talk_to_car: bool = True) -> Outcome:
     """Final estimate, latency learning, the driver's limit restored, settlement."""
     session = step.session
     readings = _readings(session)
-    latency = latency_model(step.vehicle.make)
-    estimate = _estimate(session, readings, latency)
+    estimate = _estimate(session, readings)
     changes = _metering_fields(estimate)
     changes["end_soc_bp"] = next((r.soc_bp for r in reversed(readings) if r.soc_bp is not None), None)
     if flag:
         changes["stop_not_carried_out"] = True
-    # Learn the STOP latency only from a STOP that worked the first time: an ignored one says
-    # nothing about how long a STOP takes.
-    first_stop_worked = session.stop_attempts == 1 and not session.stop_escalated and not flag
-    # Nor from an estimate too coarse to time it: a battery level step (750 Wh on 75 kWh) is minutes
-    # of charging, and a latency "learned" from it would move every later STOP of the make.
-    precise = estimate.delivered_high_wh - estimate.delivered_low_wh <= LEARN_MAX_SPREAD_S * estimate.power_w / 1800
-    if first_stop_worked and precise and session.stop_first_sent_at and session.predicted_wh_at_stop is not None:
-        learned = policy.infer_stop_latency_s(
-            stop_sent_at=session.stop_first_sent_at,
-            predicted_wh_at_send=session.predicted_wh_at_stop,
-            final_delivered_wh=estimate.delivered_wh,
-            power_w=estimate.power_w,
-        )
-        if learned is not None:
-            first_stop = (
-                session.commands.filter(kind=CommandKind.STOP, ok=True).exclude(detail=PAUSE).order_by("id").first()
-            )
-            if first_stop:
-                VehicleCommand.objects.filter(pk=first_stop.pk).update(effect_latency_ms=int(learned * 1000))
+    _learn_latencies(session, estimate, readings, flag=flag)
     restore = session.backstop_limit_bp or session.stop_escalated
     if talk_to_car and restore and session.driver_limit_bp and not session.limit_restored:
         vid, limit = step.vehicle.external_id, session.driver_limit_bp

@@ -175,9 +175,12 @@ def _close_hold(session: ChargingSession, changes: dict, *, failed: bool) -> Non
         changes.setdefault("billed_wh", 0)
         return
     delivered = changes.get("delivered_wh", session.delivered_wh)
-    billed, overshoot = policy.settle(session.purchased_wh, delivered)
+    # The driver pays what the readings prove (the estimate's low bound), never above the purchase.
+    proven = changes.get("delivered_low_wh", session.delivered_low_wh)
+    billed, overshoot = policy.settle(session.purchased_wh, delivered, proven)
     wallet_services.hold_settle(
         hold_id=session.hold_id, consumed_wh=billed, idempotency_key=f"session:{session.public_id}:settle"
     )
     changes["billed_wh"] = billed
     changes["overshoot_wh"] = overshoot
+    changes["unbilled_wh"] = policy.unbilled_wh(session.purchased_wh, delivered, billed)

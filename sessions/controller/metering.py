@@ -70,6 +70,15 @@ class MeterContext:
     max_power_w: int | None = None
     # Relative 1-sigma trust in the nominal power when no readings say otherwise.
     nominal_power_uncertainty: float = 0.10
+    # The nominal power is what the car could take, not what this session's charger gives: the
+    # prior's centre is this fraction of it (1.0 = take the nominal at its word).
+    nominal_power_fraction: float = 1.0
+    # `capacity_wh` is the nominal capacity the API reports; the pack really holds a fraction of it
+    # that no reading of an SoC-only car can tell (docs/reference/makes.md §3: net is 85–100 % of the figure).
+    # Energy from levels is planned on `usable_fraction` of it, and never proven above what
+    # `usable_low_fraction` allows (the low bound: what may be billed). 1.0 = the capacity is exact.
+    usable_fraction: float = 1.0
+    usable_low_fraction: float = 1.0
     # When charging really began (START sent + latency, narrowed by readings) and its half-width.
     charging_started_at: datetime | None = None
     charging_started_uncertainty_s: float = 0.0
@@ -131,16 +140,15 @@ class MeterEstimate:
     soc_phase_mid_at: datetime | None = None
     soc_phase_width_s: float | None = None
     soc_step_s: float | None = None
-    # The battery level when the session began and the pack's capacity (from the context), so a
-    # policy can tell where the purchase ends on the battery (charging power tapers near full).
+    # The battery level when the session began and the (usable) capacity levels are converted at.
     start_level_bp: int | None = None
     capacity_wh: int | None = None
-
-    def level_at_wh(self, delivered_wh: float) -> float | None:
-        """Battery level (bp) once `delivered_wh` has gone in, when the start level is known."""
-        if self.start_level_bp is None or not self.capacity_wh:
-            return None
-        return self.start_level_bp + delivered_wh * SOC_FULL_BP / self.capacity_wh
+    # False right after the measured power moved (see _recent_segment): the latest slope is not yet
+    # the new power, so a STOP planned on it should wait for one more reading.
+    power_settled: bool = True
+    # The highest power the car reported this session (battery side), where it reports one: the
+    # power a drop may come back to.
+    peak_power_w: int | None = None
 
     @property
     def is_charging(self) -> bool:
@@ -155,10 +163,15 @@ class MeterEstimate:
         return self.delivered_wh + self.power_w * elapsed / 3600.0
 
 
+def _nominal_prior(ctx: MeterContext) -> float:
+    """Battery-side power expected before any reading: the nominal, as typical sessions get it."""
+    return ctx.nominal_power_w * ctx.nominal_power_fraction * ctx.charger_efficiency
+
+
 def empty_estimate(ctx: MeterContext) -> MeterEstimate:
     """The estimate before any usable reading: nothing delivered, nominal power."""
     # In the unit of the estimate: battery-side nominal power, counted as `efficiency` says.
-    power = ctx.nominal_power_w * ctx.charger_efficiency / ctx.efficiency
+    power = _nominal_prior(ctx) / ctx.efficiency
     return MeterEstimate(
         delivered_wh=0,
         delivered_low_wh=0,
@@ -263,7 +276,8 @@ class _CounterTrack:
     last_t: datetime | None = None
     resets: int = 0
     missed_wh: float = 0.0  # energy that flowed unobserved between the last pre-reset value and the reset
-    points: list[tuple[datetime, float, bool]] = field(default_factory=list)
+    # (data time, delivered, charging, the car's reported power or None)
+    points: list[tuple[datetime, float, bool, int | None]] = field(default_factory=list)
     pending_reset: tuple[_CounterSnapshot, int, datetime, int] | None = None
 
     @property
@@ -291,7 +305,7 @@ class _CounterTrack:
             if value < self.baseline:
                 # The counter restarted with the session although the controller saw an older value.
                 self.baseline = 0
-            self._accept(value, t, charging)
+            self._accept(value, t, charging, c.power_w)
             return True
         assert self.last_t is not None
         reset_floor = max(2 * self.step, 50)
@@ -305,7 +319,7 @@ class _CounterTrack:
                 self.pending_reset = (snap, c.index, t, value)
                 events.append(Rejection(c.index, t, EVENT_COUNTER_RESET, f"counter fell {self.last_value} -> {value}"))
                 logger.info("metering: counter reset %s -> %s at %s", self.last_value, value, t)
-                self._accept(value, t, charging)
+                self._accept(value, t, charging, c.power_w)
                 return True
             rejections.append(Rejection(c.index, t, RULE_NON_MONOTONIC, f"energy fell {self.last_value} -> {value} Wh"))
             return False
@@ -330,7 +344,7 @@ class _CounterTrack:
                 )
                 return self.offer(c, charging, rejections, events)
             self._settle_reset(value, t)
-        self._accept(value, t, charging)
+        self._accept(value, t, charging, c.power_w)
         return True
 
     def _reset_was_glitch(self, value: int, t: datetime) -> bool:
@@ -362,50 +376,78 @@ class _CounterTrack:
         snap, _, reset_t, reset_value = self.pending_reset
         rate = self._power_from(self.points[: snap.points_len]) or self.ctx.nominal_power_w
         gap_wh = rate * (reset_t - snap.last_t).total_seconds() / 3600.0
-        self.missed_wh += max(0.0, gap_wh - reset_value) / 2.0
+        missed = max(0.0, gap_wh - reset_value) / 2.0
+        self.missed_wh += missed
+        # The points since the reset were stored before this guess: they carry it too, so the
+        # power after the reset is measured between consistent totals.
+        for i in range(snap.points_len, len(self.points)):
+            t, e, on, reported = self.points[i]
+            self.points[i] = (t, e + missed, on, reported)
         self.pending_reset = None
 
-    def _accept(self, value: int, t: datetime, charging: bool) -> None:
+    def _accept(self, value: int, t: datetime, charging: bool, power_w: int | None = None) -> None:
         self.last_value, self.last_t = value, t
-        self.points.append((t, self.delivered(), charging))
+        self.points.append((t, self.delivered(), charging, power_w))
 
-    def _power_from(self, points: list[tuple[datetime, float, bool]]) -> float | None:
+    def _power_from(self, points: list[tuple[datetime, float, bool, int | None]]) -> float | None:
         fit = _theil_sen(points, self.ctx, self.step)
         return fit[0] if fit else None
 
     def power_fit(self) -> tuple[float, float] | None:
         return _theil_sen(self.points, self.ctx, self.step)
 
+    def power_settled(self) -> bool:
+        return _recent_segment(self.points, self.ctx, self.step)[1]
 
-def _theil_sen(points: list[tuple[datetime, float, bool]], ctx: MeterContext, step: int) -> tuple[float, float] | None:
-    """Median of pairwise slopes (W) over recent charging points; robust to one bad value.
 
-    Returns (power_w, sigma_w) or None when no pair spans `min_power_span_s`.
+def _recent_segment(
+    points: list[tuple[datetime, float, bool, int | None]], ctx: MeterContext, step: int
+) -> tuple[list[tuple[datetime, float, int | None]], bool]:
+    """The newest charging points (at most 8) of the power now, and whether that power is settled.
+
+    Only the latest stretch of constant power counts (`_latest_segment`): after a drop (load
+    management, a throttling charger) or a rise (a cold pack's heater switching off) the power is
+    what the counter did since, not a median with what it did before. Not settled: the power moved
+    and at most the newest pair measures it (a mix, if it moved between them).
     """
-    window: list[tuple[datetime, float]] = []
-    for t, e, charging in reversed(points):  # newest first; only the tail matters
+    window: list[tuple[datetime, float, int | None]] = []
+    for t, e, charging, reported in reversed(points):  # newest first; only the tail matters
         if charging:
-            window.append((t, e))
+            window.append((t, e, reported))
             if len(window) == 8:
                 break
-    if len(window) < 2:
-        return None
     window.reverse()
-    latest = window[-1][0]
+    if len(window) < 2:
+        return window, True
+    segment = _latest_segment(window, step)
+    return segment, len(segment) == len(window) or len(segment) > 2
+
+
+def _theil_sen(
+    points: list[tuple[datetime, float, bool, int | None]], ctx: MeterContext, step: int
+) -> tuple[float, float] | None:
+    """Median of pairwise slopes (W) over the latest stretch of one power; robust to one bad value.
+
+    Returns (power_w, sigma_w) or None when no pair of that stretch spans `min_power_span_s`.
+    """
+    segment, _ = _recent_segment(points, ctx, step)
+    if len(segment) < 2:
+        return None
+    latest = segment[-1][0]
     # Drop points older than the window while what is left still spans enough to beat quantisation.
     while (
-        len(window) > 2
-        and (latest - window[0][0]).total_seconds() > ctx.power_window_s
-        and (latest - window[1][0]).total_seconds() >= ctx.min_power_span_s
+        len(segment) > 2
+        and (latest - segment[0][0]).total_seconds() > ctx.power_window_s
+        and (latest - segment[1][0]).total_seconds() >= ctx.min_power_span_s
     ):
-        window.pop(0)
+        segment.pop(0)
     slopes: list[float] = []
     longest = 0.0
-    for i in range(len(window)):
-        for j in range(i + 1, len(window)):
-            span = (window[j][0] - window[i][0]).total_seconds()
+    for i in range(len(segment)):
+        for j in range(i + 1, len(segment)):
+            span = (segment[j][0] - segment[i][0]).total_seconds()
             if span >= ctx.min_power_span_s:
-                slopes.append((window[j][1] - window[i][1]) * 3600.0 / span)
+                slopes.append((segment[j][1] - segment[i][1]) * 3600.0 / span)
                 longest = max(longest, span)
     if not slopes:
         return None
@@ -415,6 +457,43 @@ def _theil_sen(points: list[tuple[datetime, float, bool]], ctx: MeterContext, st
     # Quantisation of both ends over the longest span, plus the spread of the slopes.
     sigma = step * 3600.0 / longest / math.sqrt(6) + (slopes[-1] - slopes[0]) / 4
     return max(0.0, median), max(sigma, 1.0)
+
+
+# Two stretches of counter readings are one power if their slopes agree within this fraction
+# (beyond the counter's quantisation); a car's power wanders ~1 %, a drop or a heater is 10 %+.
+SEGMENT_TOLERANCE = 0.04
+# A reported wattage this far from the latest one marks a different power (charger side).
+REPORTED_CHANGE = 0.05
+
+
+def _latest_segment(
+    window: list[tuple[datetime, float, int | None]], step: int
+) -> list[tuple[datetime, float, int | None]]:
+    """The newest points that share one power: walk back while each earlier stretch agrees.
+
+    A stretch agrees when its slope matches the segment's within the counter's quantisation
+    (±1 step at each end, 3 sigma) plus SEGMENT_TOLERANCE, and the car's reported wattage (where
+    it reports one) has not moved by more than REPORTED_CHANGE.
+    """
+    first = len(window) - 1
+    latest_t, latest_e, latest_reported = window[-1]
+    while first > 0:
+        t0, e0, r0 = window[first - 1]
+        if latest_reported and r0 and abs(r0 - latest_reported) > REPORTED_CHANGE * latest_reported:
+            break
+        t1, e1, _ = window[first]
+        span_new = (t1 - t0).total_seconds()
+        span_seg = (latest_t - t1).total_seconds()
+        if span_new <= 0:
+            break
+        if span_seg > 0:  # the segment so far has a slope to compare the earlier stretch with
+            seg_slope = (latest_e - e1) / span_seg
+            new_slope = (e1 - e0) / span_new
+            noise = 3 * step * (1 / span_seg + 1 / span_new)
+            if abs(new_slope - seg_slope) > noise + SEGMENT_TOLERANCE * abs(seg_slope):
+                break
+        first -= 1
+    return window[first:]
 
 
 # --- the SoC track ----------------------------------------------------------------------------
@@ -527,11 +606,12 @@ class Meter:
         self.rejections: list[Rejection] = []
         self.events: list[Rejection] = []
         self._counter = _CounterTrack(ctx)
-        self._soc = _SocTrack(ctx)
+        self._soc = _SocTrack(_usable(ctx))
         self._latest: _Clean | None = None
         self._first_taken: datetime | None = None
         self._accepted = 0
         self._reported_power: int | None = None
+        self._peak_reported: int | None = None
         self._count = 0
 
     def add(self, reading: Reading) -> bool:
@@ -567,6 +647,7 @@ class Meter:
         self._first_taken = self._first_taken or t
         if c.power_w is not None:
             self._reported_power = c.power_w
+            self._peak_reported = max(c.power_w, self._peak_reported or 0)
         return True
 
     def estimate(
@@ -587,6 +668,7 @@ class Meter:
         latest, counter, soc = self._latest, self._counter, self._soc
         if latest is None:
             return replace(empty_estimate(ctx), rejections=tuple(self.rejections))
+        usable_wh = round(ctx.capacity_wh * ctx.usable_fraction)
 
         # Power: a prior (the car's own figure if it gave one, else nominal) fused with the readings.
         reported = self._reported_power
@@ -595,10 +677,11 @@ class Meter:
             prior = reported * ctx.charger_efficiency
             prior_sigma, power_source = 0.05 * prior, "reported"
         else:
-            prior = ctx.nominal_power_w * ctx.charger_efficiency
+            prior = _nominal_prior(ctx)
             prior_sigma = ctx.nominal_power_uncertainty * prior
             power_source = "nominal"
         power, power_sigma = prior, prior_sigma
+        power_settled = True
         phase: tuple[datetime | None, float | None, float | None] = (None, None, None)
 
         if counter.last_value is not None:
@@ -611,11 +694,15 @@ class Meter:
             if fit is not None:
                 power, power_sigma = _fuse(prior, prior_sigma, *fit)
                 power_source = "readings"
+            power_settled = counter.power_settled()
             as_of = counter.last_t
         elif soc.last_bp is not None:
             source = SOURCE_SOC
-            fit = _soc_estimate(soc, ctx, prior, prior_sigma)
+            fit = _soc_estimate(soc, _usable(ctx), prior, prior_sigma)
             delivered, low, high, power, power_sigma = fit.delivered, fit.low, fit.high, fit.power, fit.power_sigma
+            # Planned on the usable capacity's typical fraction; proven only down to its lowest.
+            low *= ctx.usable_low_fraction / ctx.usable_fraction
+            high /= ctx.usable_fraction
             if fit.from_readings:
                 power_source = "readings"
             phase = (fit.phase_mid_at, fit.phase_width_s, fit.step_s)
@@ -653,8 +740,19 @@ class Meter:
             soc_phase_width_s=phase[1],
             soc_step_s=phase[2],
             start_level_bp=ctx.start_soc_bp if ctx.start_soc_bp is not None else soc.start_bp,
-            capacity_wh=ctx.capacity_wh,
+            capacity_wh=usable_wh,
+            power_settled=power_settled,
+            peak_power_w=(
+                round(self._peak_reported * ctx.charger_efficiency / ctx.efficiency) if self._peak_reported else None
+            ),
         )
+
+
+def _usable(ctx: MeterContext) -> MeterContext:
+    """The context with the capacity levels are converted at: the usable, not the nominal figure."""
+    if ctx.usable_fraction == 1.0:
+        return ctx
+    return replace(ctx, capacity_wh=round(ctx.capacity_wh * ctx.usable_fraction))
 
 
 def estimate(readings: Sequence[Reading], ctx: MeterContext) -> MeterEstimate:

@@ -23,6 +23,7 @@ How a controller step uses it (each step pure except the calls it makes):
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 from collections.abc import Sequence
@@ -30,7 +31,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from sessions.controller.metering import CHARGING, MeterEstimate, Reading
+from sessions.controller.metering import CHARGING, NOT_CHARGING, SOC_FULL_BP, MeterEstimate, Reading
 
 READ = "read"
 STOP = "stop"
@@ -49,6 +50,12 @@ class LatencyModel:
 
     The prior counts as `prior_weight` samples, so a handful of observations moves it and a few
     hundred dominate it. Only the latest `max_samples` are kept, so a make that changes is followed.
+
+    Observations are exact (`samples`: an energy counter times a STOP to the second) or censored
+    (`intervals`: the charge state flipped somewhere between two snapshots, so the latency lies in
+    [lo, hi]). With intervals the distribution is estimated on 5-s bins by expectation-maximisation
+    (Turnbull's estimator with the prior as pseudo-observations): each interval's weight goes to
+    the bins it covers in proportion to how likely they are, until that settles.
     """
 
     samples: tuple[float, ...] = ()
@@ -56,6 +63,7 @@ class LatencyModel:
     prior_max_s: float = 45.0
     prior_weight: float = 8.0
     max_samples: int = 200
+    intervals: tuple[tuple[float, float], ...] = ()
 
     def observe(self, latency_s: float) -> LatencyModel:
         """A new model including one observed STOP latency (seconds); nonsense values are ignored."""
@@ -64,7 +72,20 @@ class LatencyModel:
         kept = (*self.samples, min(float(latency_s), MAX_COMMAND_LATENCY_S))[-self.max_samples :]
         return replace(self, samples=kept)
 
+    def observe_interval(self, lo_s: float, hi_s: float) -> LatencyModel:
+        """A new model knowing one latency lay within [lo_s, hi_s]; an empty or useless interval is ignored."""
+        if not all(isinstance(x, int | float) and math.isfinite(x) for x in (lo_s, hi_s)):
+            return self
+        lo, hi = max(0.0, float(lo_s)), min(float(hi_s), MAX_COMMAND_LATENCY_S)
+        if hi < lo or (lo <= 0 and hi >= MAX_COMMAND_LATENCY_S):
+            return self
+        if hi - lo < LATENCY_BIN_S / 5:
+            return self.observe((lo + hi) / 2)
+        return replace(self, intervals=(*self.intervals, (lo, hi))[-self.max_samples :])
+
     def cdf(self, x: float) -> float:
+        if self.intervals:
+            return _binned_cdf(self._binned(), x)
         span = self.prior_max_s - self.prior_min_s
         prior = 1.0 if x >= self.prior_max_s else max(0.0, (x - self.prior_min_s) / span) if span > 0 else 1.0
         if not self.samples:
@@ -75,11 +96,12 @@ class LatencyModel:
     def quantile(self, q: float) -> float:
         """Latency (s) below which a fraction `q` of commands complete."""
         q = min(max(q, 0.0), 1.0)
-        if not self.samples:
+        if not self.samples and not self.intervals:
             return self.prior_min_s + q * (self.prior_max_s - self.prior_min_s)
         if q <= 0.0:  # the CDF is 0 below the smallest value: bisection would answer 0 s
-            return min(self.prior_min_s, *self.samples)
-        lo, hi = 0.0, max(self.prior_max_s, *self.samples)
+            lows = [lo for lo, _ in self.intervals]
+            return min(self.prior_min_s, *self.samples, *lows)
+        lo, hi = 0.0, max(self.prior_max_s, *self.samples, *(h for _, h in self.intervals))
         for _ in range(60):  # bisection on the mixture CDF; 60 halvings is far below a millisecond
             mid = (lo + hi) / 2
             if self.cdf(mid) < q:
@@ -91,6 +113,68 @@ class LatencyModel:
     @property
     def median(self) -> float:
         return self.quantile(0.5)
+
+    def _binned(self) -> tuple[float, ...]:
+        return _turnbull(self.samples, self.intervals, self.prior_min_s, self.prior_max_s, self.prior_weight)
+
+
+LATENCY_BIN_S = 5.0
+
+
+@functools.lru_cache(maxsize=64)
+def _turnbull(
+    samples: tuple[float, ...],
+    intervals: tuple[tuple[float, float], ...],
+    prior_min: float,
+    prior_max: float,
+    prior_weight: float,
+    rounds: int = 12,
+) -> tuple[float, ...]:
+    """Probability per LATENCY_BIN_S bin from 0 s: prior + exact samples + censored intervals (EM)."""
+    top = max(MAX_COMMAND_LATENCY_S, prior_max, *samples, *(hi for _, hi in intervals))
+    n = math.ceil(top / LATENCY_BIN_S)
+
+    def overlap(i: int, lo: float, hi: float) -> float:
+        a, b = i * LATENCY_BIN_S, (i + 1) * LATENCY_BIN_S
+        if hi <= lo:  # a point: the bin that holds it
+            return 1.0 if a <= lo < b else 0.0
+        return max(0.0, min(b, hi) - max(a, lo)) / (hi - lo)
+
+    fixed = [prior_weight * overlap(i, prior_min, prior_max) for i in range(n)]
+    for s in samples:
+        fixed[min(n - 1, int(s // LATENCY_BIN_S))] += 1.0
+    spans = [
+        [(i, overlap(i, lo, hi)) for i in range(int(lo // LATENCY_BIN_S), min(n, int(hi // LATENCY_BIN_S) + 1))]
+        for lo, hi in intervals
+    ]
+    p = fixed[:]
+    for cover in spans:  # the first guess: each interval spread evenly over what it covers
+        for i, w in cover:
+            p[i] += w
+    total = sum(p)
+    p = [x / total for x in p]
+    for _ in range(rounds):
+        nxt = fixed[:]
+        for cover in spans:
+            weights = [(i, p[i] * w) for i, w in cover if w > 0]
+            mass = sum(w for _, w in weights)
+            if mass <= 0:
+                weights = [(i, w) for i, w in cover]
+                mass = sum(w for _, w in weights) or 1.0
+            for i, w in weights:
+                nxt[i] += w / mass
+        total = sum(nxt)
+        p = [x / total for x in nxt]
+    return tuple(p)
+
+
+def _binned_cdf(p: tuple[float, ...], x: float) -> float:
+    if x <= 0:
+        return 0.0
+    full = int(x // LATENCY_BIN_S)
+    if full >= len(p):
+        return 1.0
+    return min(1.0, sum(p[:full]) + p[full] * (x - full * LATENCY_BIN_S) / LATENCY_BIN_S)
 
 
 # --- state and decisions -----------------------------------------------------------------------
@@ -118,8 +202,10 @@ class PolicyState:
     target_wh: int
     estimate: MeterEstimate
     started_at: datetime  # when START was sent
-    latency: LatencyModel = field(default_factory=LatencyModel)
+    latency: LatencyModel = field(default_factory=LatencyModel)  # the STOP's
     charging_started_at: datetime | None = None  # best estimate; None until known
+    # The START's latency (when it differs from the STOP's; None = the same model).
+    start_latency: LatencyModel | None = None
     last_read_at: datetime | None = None  # when we last fetched (not the data age)
     reads: int = 0  # reads of the car in this session so far, STOP verification not included
     # Data a read returns was recorded on a grid every `telemetry_refresh_s` (0 = continuously)
@@ -130,6 +216,11 @@ class PolicyState:
     not_before: datetime | None = None  # Retry-After: no call before this
     nominal_power_w: int = 11_000
     soc_only: bool = False  # the make reports no energy counter: energy comes from battery level
+    read_cost: int = 1  # billed calls per read (an SoC-only car's /charge + /battery batch: 2)
+
+    @property
+    def start_model(self) -> LatencyModel:
+        return self.start_latency or self.latency
 
 
 class Policy(Protocol):
@@ -161,8 +252,11 @@ class PredictiveConfig:
     max_read_interval_s: float = 3600.0
     # Once STOP is due within this many seconds, another read would not change it: commit.
     commit_horizon_s: float = 240.0
-    # Calls always kept for the STOP and two verification reads.
-    reserve_calls: int = 3
+    # Reads always kept for verifying the STOP (besides the STOP itself), whatever a read costs.
+    reserve_reads: int = 2
+    # After the measured power moved, the next read comes once the counter's data has run this
+    # long on the new power: 10 Wh steps over 300 s time it to ~1 %.
+    remeasure_span_s: float = 300.0
     # Quantile of the START latency after which the first read should already see charging.
     confirm_quantile: float = 0.9
     soc_confirm_quantile: float = 0.5
@@ -176,13 +270,6 @@ class PredictiveConfig:
     # ...right after the start (at most this many) and before STOP, within this many reads in all.
     soc_early_reads: int = 5
     soc_max_reads: int = 16
-    # Energy-counter cars: once the power is measured (two counter readings), no more reads are
-    # needed when extrapolating to the purchase cannot be off by more than this fraction of it,
-    # counting the fit's uncertainty and a drift of the real power of `power_drift` over the rest.
-    commit_error_fraction: float = 0.0025
-    power_drift: float = 0.005
-    # Above this battery level AC power tapers: sessions ending there keep reading until the end.
-    taper_from_bp: int = 7500
 
 
 @dataclass(frozen=True)
@@ -201,7 +288,7 @@ def predict(state: PolicyState) -> Prediction:
         remaining_wh = state.target_wh - est.delivered_wh
         target_at = est.as_of + timedelta(seconds=remaining_wh * 3600.0 / power)
     else:
-        begin = state.charging_started_at or state.started_at + timedelta(seconds=state.latency.median)
+        begin = state.charging_started_at or state.started_at + timedelta(seconds=state.start_model.median)
         target_at = begin + timedelta(seconds=state.target_wh * 3600.0 / power)
     # Sending at (target − median latency) minimises E|end − target| (see the module docstring).
     send_at = target_at - timedelta(seconds=state.latency.median)
@@ -218,7 +305,8 @@ class PredictivePolicy:
     def decide(self, state: PolicyState) -> Decision:
         cfg = self.config
         est = state.estimate
-        reads_left = math.inf if state.calls_remaining is None else state.calls_remaining - cfg.reserve_calls
+        reserve = 1 + cfg.reserve_reads * state.read_cost  # the STOP and its verification
+        reads_left = math.inf if state.calls_remaining is None else (state.calls_remaining - reserve) // state.read_cost
 
         if est.accepted and (est.delivered_low_wh >= state.target_wh or est.delivered_wh >= state.target_wh):
             return Decision(STOP, _at_or_after(state.now, state), "estimate already at the purchase")
@@ -236,7 +324,7 @@ class PredictivePolicy:
                 # look at the median start: either answer halves the start's uncertainty.
                 q = cfg.soc_confirm_quantile if state.soc_only else cfg.confirm_quantile
                 grid_wait = state.telemetry_refresh_s / 2 if state.soc_only else state.telemetry_refresh_s
-                delay = state.latency.quantile(q) + state.telemetry_age_s + grid_wait
+                delay = state.start_model.quantile(q) + state.telemetry_age_s + grid_wait
                 first = state.started_at + timedelta(seconds=delay)
                 return Decision(READ, _at_or_after(first, state), "confirm charging started")
             retry = state.last_read_at + timedelta(seconds=max(cfg.confirm_retry_s, state.telemetry_refresh_s))
@@ -251,20 +339,21 @@ class PredictivePolicy:
         phase_read = self._soc_phase_read(state, pred, reads_left, remaining_s, floor_s)
         if phase_read is not None:
             return phase_read
-        if self._power_settled(state, pred):
-            return Decision(STOP, _at_or_after(pred.send_at, state), "power measured: no read would move the STOP")
-        if remaining_s <= cfg.commit_horizon_s or reads_left <= 0:
-            why = "STOP due soon" if reads_left > 0 else "call budget reserved for STOP and verification"
+        earliest = _at_or_after(state.now + timedelta(seconds=floor_s), state)
+        if not est.power_settled and reads_left >= 1 and est.as_of is not None:
+            # The power moved: the newest readings alone measure it, or mix old and new. A measured
+            # power is a measurement: read again once the counter has moved enough to time it.
+            data_at = est.as_of + timedelta(seconds=cfg.remeasure_span_s)
+            read_at = max(earliest, _at_or_after(_fetch_for(data_at, state, "ceil"), state))
+            if read_at < pred.send_at:
+                return Decision(READ, read_at, "power changed: measure it again before planning the STOP")
+        if remaining_s <= cfg.commit_horizon_s or reads_left < 1:
+            why = "STOP due soon" if reads_left >= 1 else "call budget reserved for STOP and verification"
             return Decision(STOP, _at_or_after(pred.send_at, state), why)
 
-        earliest = _at_or_after(state.now + timedelta(seconds=floor_s), state)
-        settling = self._settling_read(state, pred, earliest)
-        if settling is not None:
-            if settling >= pred.send_at:
-                return Decision(STOP, _at_or_after(pred.send_at, state), "no read fits before STOP")
-            return Decision(READ, settling, "one read to measure the power close enough to the purchase")
-
-        interval = min(cfg.read_fraction * remaining_s, cfg.max_read_interval_s)
+        # The power may rise back (a drop that recovers, a heater that stops) up to what the car
+        # can take: the next read must come before the purchase would be in even then.
+        interval = min(cfg.read_fraction * min(remaining_s, _fastest_remaining_s(state, pred)), cfg.max_read_interval_s)
         if math.isfinite(reads_left):
             # With k reads left, shrinking the time left by (1 − f) per read must reach the commit
             # horizon within k reads: f ≥ 1 − (horizon / remaining)^(1/k). The budget beats the cap.
@@ -284,56 +373,6 @@ class PredictivePolicy:
             return Decision(STOP, _at_or_after(pred.send_at, state), "no read fits before STOP")
         return Decision(READ, read_at, f"{remaining_s:.0f} s to STOP; read after {interval:.0f} s")
 
-    def _counter_before_taper(self, state: PolicyState) -> bool:
-        est = state.estimate
-        if state.soc_only or est.source == "soc" or est.as_of is None:
-            return False
-        end_level = est.level_at_wh(state.target_wh)
-        return end_level is not None and end_level < self.config.taper_from_bp
-
-    def _settling_read(self, state: PolicyState, pred: Prediction, earliest: datetime) -> datetime | None:
-        """Energy-counter cars: the one read after which the STOP can be committed (see _power_settled).
-
-        Its data must leave at most H = tolerance / (power x drift) to extrapolate, so it is
-        fetched for data recorded H before the target; the longer span from the first reading
-        also pins the power's fit (1.5 x the drift leaves room for the fit's own error).
-        """
-        cfg, est = self.config, state.estimate
-        if not self._counter_before_taper(state) or pred.power_w <= 0:
-            return None
-        assert est.as_of is not None
-        budget_wh = cfg.commit_error_fraction * state.target_wh - (est.delivered_high_wh - est.delivered_low_wh) / 2
-        horizon_h = max(0.0, budget_wh) / (1.5 * cfg.power_drift * pred.power_w)
-        data_at = pred.target_at - timedelta(hours=horizon_h)
-        if data_at <= est.as_of:
-            # Our data is already that close and the power is still not settled (it varies, or the
-            # tolerance is below the counter's step): the usual sparse-to-dense schedule takes over.
-            return None
-        read_at = _fetch_for(data_at, state, "ceil")
-        if read_at < earliest:
-            read_at = _fetch_for(earliest - timedelta(seconds=state.telemetry_age_s), state, "ceil")
-        return _at_or_after(read_at, state)
-
-    def _power_settled(self, state: PolicyState, pred: Prediction) -> bool:
-        """Energy-counter cars: would another read change the STOP time by more than the tolerance?
-
-        The energy at the purchase is the counter's value plus power x the time from its data to
-        the target; its error is the power's (±2σ of the fit, plus a drift of the real power)
-        times that horizon, plus the counter's own half-width. Once that is within
-        `commit_error_fraction` of the purchase the STOP is committed: reads until a fixed
-        horizon would cost calls and move nothing. Not for SoC-only cars (their energy comes from
-        level steps, see _soc_phase_read), not on a prior power, and not where the session ends
-        on the battery's taper (power falls there; the estimate needs reads close to the end).
-        """
-        cfg, est = self.config, state.estimate
-        if est.power_source != "readings" or not self._counter_before_taper(state):
-            return False
-        assert est.as_of is not None
-        horizon_h = max(0.0, (pred.target_at - est.as_of).total_seconds()) / 3600.0
-        power_error = (est.power_high_w - est.power_low_w) / 2 + cfg.power_drift * est.power_w
-        error_wh = power_error * horizon_h + (est.delivered_high_wh - est.delivered_low_wh) / 2
-        return error_wh <= cfg.commit_error_fraction * state.target_wh
-
     def _soc_phase_read(
         self, state: PolicyState, pred: Prediction, reads_left: float, remaining_s: float, floor_s: float
     ) -> Decision | None:
@@ -351,7 +390,7 @@ class PredictivePolicy:
         target_s = max(cfg.soc_phase_min_s, cfg.soc_tolerance * state.target_wh * 3600.0 / pred.power_w)
         if width <= min(target_s, cfg.soc_phase_target_s):
             return None
-        if reads_left <= 1 or state.reads >= cfg.soc_max_reads:
+        if reads_left < 2 or state.reads >= cfg.soc_max_reads:
             return None
         early = state.reads < 1 + cfg.soc_early_reads  # the confirmation read counts as the first
         late = remaining_s <= cfg.commit_horizon_s
@@ -371,6 +410,18 @@ class PredictivePolicy:
                 why = f"SoC phase uncertain by {width:.0f} s: read at the expected level change"
                 return Decision(READ, _at_or_after(candidate, state), why)
         return None
+
+
+def _fastest_remaining_s(state: PolicyState, pred: Prediction) -> float:
+    """Seconds until the STOP would be due if the power rose back from the latest data: to the
+    highest it reported this session (a drop that recovers), or to the nominal where the car
+    reports no power."""
+    est = state.estimate
+    fastest = max(float(est.power_w), float(est.peak_power_w or state.nominal_power_w))
+    if est.as_of is None or fastest <= 0:
+        return (pred.send_at - state.now).total_seconds()
+    at = est.as_of + timedelta(seconds=(state.target_wh - est.delivered_wh) * 3600.0 / fastest)
+    return (at - timedelta(seconds=state.latency.median) - state.now).total_seconds()
 
 
 # Fetch this long after a snapshot is due, so clock skew does not return the previous one.
@@ -483,24 +534,51 @@ def estimate_charging_start(
     Returns (best estimate, half-width in seconds). A reading taken (data age) while NOT charging
     bounds the start from below, the first taken while CHARGING bounds it from above.
     """
-    lo = start_sent_at + timedelta(seconds=latency.quantile(0.0))
-    hi = start_sent_at + timedelta(seconds=latency.quantile(1.0))
+    model_lo = start_sent_at + timedelta(seconds=latency.quantile(0.0))
+    model_hi = start_sent_at + timedelta(seconds=latency.quantile(1.0))
     first_charging = min((r.taken_at for r in readings if r.charge_state == CHARGING), default=None)
     if first_charging is not None:
-        hi = min(hi, first_charging)
         before = [r.taken_at for r in readings if r.charge_state != CHARGING and r.taken_at < first_charging]
     else:
         before = [r.taken_at for r in readings if r.charge_state is not None and r.charge_state != CHARGING]
-    if before:
-        lo = max(lo, max(before))
+    seen_lo = max(before, default=None)
+    lo = max(model_lo, seen_lo) if seen_lo else model_lo
+    hi = min(model_hi, first_charging) if first_charging else model_hi
+    if lo > hi and seen_lo is not None and first_charging is not None:
+        # The readings contradict the latency model (a make slower than its prior, not learned
+        # yet): what the car showed is a fact, the model a guess. Between the flip's snapshots.
+        return seen_lo + (first_charging - seen_lo) / 2, (first_charging - seen_lo).total_seconds() / 2
     if lo >= hi:
-        return hi, 0.0
+        # Seen charging before the model's earliest start: by then at the latest. Not charging
+        # after its latest: not before that.
+        return (hi if first_charging is not None else lo), 0.0
     # Median of the latency distribution restricted to [lo, hi].
     q_lo = latency.cdf((lo - start_sent_at).total_seconds())
     q_hi = latency.cdf((hi - start_sent_at).total_seconds())
     best = start_sent_at + timedelta(seconds=latency.quantile((q_lo + q_hi) / 2))
     best = min(max(best, lo), hi)
     return best, (hi - lo).total_seconds() / 2
+
+
+def flip_interval(readings: Sequence[Reading], sent_at: datetime, *, to_charging: bool) -> tuple[float, float] | None:
+    """Bounds (s) of a command's effect latency from when the car's data showed its charge state flip.
+
+    The last snapshot after the send still in the old state and the first in the new one bracket
+    the moment it acted: [that one − sent, this one − sent]. None when no snapshot shows the new
+    state. A STOP counts only if the car shows NOT_CHARGING (FULLY_CHARGED is its own limit acting).
+    Works for every car: those that report only a level and whose data refreshes every few
+    minutes give wide intervals, which `LatencyModel.observe_interval` weighs as such.
+    """
+    before = 0.0
+    for r in sorted((r for r in readings if r.charge_state and r.taken_at >= sent_at), key=lambda r: r.taken_at):
+        x = (r.taken_at - sent_at).total_seconds()
+        charging = r.charge_state == CHARGING
+        if charging == to_charging:
+            if not to_charging and r.charge_state != NOT_CHARGING:
+                return None
+            return before, x
+        before = x
+    return None
 
 
 def infer_stop_latency_s(
@@ -611,10 +689,51 @@ def escalation(
     return Escalation(FLAG_OPERATOR, "car ignores STOP and the charge limit did not help")
 
 
-def settle(purchased_wh: int, delivered_wh: int) -> tuple[int, int]:
-    """(billed_wh, overshoot_wh): bill min(delivered, purchased), never above; overshoot is absorbed."""
+def settle(purchased_wh: int, delivered_wh: int, proven_wh: int | None = None) -> tuple[int, int]:
+    """(billed_wh, overshoot_wh): bill what the readings prove, never above the purchase.
+
+    `proven_wh` is the low bound of the estimate (what the readings prove was delivered: an energy
+    counter to its step, a level to its step and the smallest usable capacity); without it the
+    estimate itself is billed. Overshoot is the estimate past the purchase, absorbed. What lies
+    between the billed and min(delivered, purchased) is delivered but unproven: the operator's cost.
+    """
     if purchased_wh < 0:
         raise ValueError("purchased_wh must be >= 0")
     delivered = max(0, int(delivered_wh))
-    billed = min(delivered, purchased_wh)
-    return billed, delivered - billed
+    proven = delivered if proven_wh is None else max(0, min(int(proven_wh), delivered))
+    billed = min(proven, purchased_wh)
+    return billed, max(0, delivered - purchased_wh)
+
+
+def unbilled_wh(purchased_wh: int, delivered_wh: int, billed_wh: int) -> int:
+    """Delivered energy up to the purchase that was not billed (unproven by the readings)."""
+    return max(0, min(int(delivered_wh), purchased_wh) - int(billed_wh))
+
+
+# The backstop limit sits this far above the level where the purchase ends, besides one level step.
+BACKSTOP_MARGIN_BP = 200
+
+
+def backstop_limit_bp(
+    *,
+    start_soc_bp: int,
+    purchased_wh: int,
+    capacity_wh: int,
+    usable_low_fraction: float = 1.0,
+    soc_step_bp: int = 100,
+    max_soc_bp: int = SOC_FULL_BP,
+) -> int:
+    """The charge limit to set as a backstop: never below where the purchase can end, so it never
+    stops a session short of what was paid for.
+
+    The purchase ends at the start level plus its energy over the pack — and the pack may hold as
+    little as `usable_low_fraction` of the capacity the API reported, so the level it takes may be
+    that much higher. The car shows (and stops at) levels of one step, rounded whichever way, so
+    one step more, plus a margin; in whole percent (the car rounds what it is sent), at least the
+    API's lowest settable limit, at most the driver's maximum.
+    """
+    capacity = max(1.0, capacity_wh * usable_low_fraction)
+    rise = -(-purchased_wh * SOC_FULL_BP // int(capacity))
+    wanted = start_soc_bp + rise + soc_step_bp + BACKSTOP_MARGIN_BP
+    whole = -(-wanted // 100) * 100
+    return max(MIN_CHARGE_LIMIT_BP, min(whole, SOC_FULL_BP, max_soc_bp))

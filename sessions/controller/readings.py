@@ -9,10 +9,11 @@ from typing import Any
 
 from sessions import clock
 from sessions.controller import metering, policy
-from sessions.controller.step import _Step
+from sessions.controller.step import PAUSE, RESUME, _Step
 from sessions.grid import services as grid
 from sessions.models.charging import ChargingSession, CommandKind, MeterReading, VehicleCommand
 from sessions.vehicle_api import errors as api_errors
+from sessions.vehicles import makes
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
@@ -133,25 +134,40 @@ def _readings(session: ChargingSession) -> list[metering.Reading]:
     return [r for r in _reading_rows(session) if r.taken_at >= since]
 
 
-def latency_model(make: str) -> policy.LatencyModel:
-    """The STOP latency distribution learned from this make's recent commands."""
-    return _latency_model_cached(make.upper(), int(clock.now().timestamp() // 60))
+def latency_model(make: str, kind: str = CommandKind.STOP) -> policy.LatencyModel:
+    """The STOP (or START) latency distribution learned from this make's recent commands."""
+    return _latency_models_cached(make.upper(), int(clock.now().timestamp() // 60))[kind]
 
 
 @functools.lru_cache(maxsize=256)
-def _latency_model_cached(make: str, _minute: int) -> policy.LatencyModel:
-    # Cached per minute: every step of every session of a make would otherwise query the same rows.
-    samples = VehicleCommand.objects.filter(
-        make__iexact=make, kind=CommandKind.STOP, ok=True, effect_latency_ms__isnull=False
-    ).order_by("-id")[:200]
-    return policy.LatencyModel(samples=tuple(ms / 1000 for ms in samples.values_list("effect_latency_ms", flat=True)))
+def _latency_models_cached(make: str, _minute: int) -> dict[str, policy.LatencyModel]:
+    # Cached per minute, both kinds in one query: every step of every session of a make would
+    # otherwise query the same rows.
+    rows = (
+        VehicleCommand.objects.filter(
+            make__iexact=make, kind__in=(CommandKind.START, CommandKind.STOP), ok=True, effect_latency_ms__isnull=False
+        )
+        .exclude(detail__in=(PAUSE, RESUME))
+        .order_by("-id")
+        .values_list("kind", "effect_latency_ms", "effect_latency_max_ms")[:400]
+    )
+    low, high = makes.traits_for(make).command_latency_s
+    models = {
+        kind: policy.LatencyModel(prior_min_s=low, prior_max_s=high) for kind in (CommandKind.START, CommandKind.STOP)
+    }
+    for kind, lo_ms, hi_ms in reversed(list(rows)):
+        m = models[kind]
+        models[kind] = m.observe(lo_ms / 1000) if hi_ms is None else m.observe_interval(lo_ms / 1000, hi_ms / 1000)
+    return models
 
 
-def _estimate(session: ChargingSession, readings: list[metering.Reading], latency) -> metering.MeterEstimate:
+def _estimate(session: ChargingSession, readings: list[metering.Reading]) -> metering.MeterEstimate:
     started_at, half_width = (None, 0.0)
     if session.start_sent_at:
         started_at, half_width = policy.estimate_charging_start(
-            start_sent_at=session.start_sent_at, latency=latency, readings=readings
+            start_sent_at=session.start_sent_at,
+            latency=latency_model(session.vehicle.make, CommandKind.START),
+            readings=readings,
         )
     ctx = metering.MeterContext(
         capacity_wh=session.vehicle.capacity_wh or 75_000,
@@ -160,6 +176,10 @@ def _estimate(session: ChargingSession, readings: list[metering.Reading], latenc
         start_soc_bp=session.start_soc_bp,
         start_energy_added_wh=session.baseline_energy_wh or 0,
         nominal_power_w=session.nominal_power_w,
+        nominal_power_fraction=makes.NOMINAL_POWER_FRACTION,
+        nominal_power_uncertainty=makes.NOMINAL_POWER_UNCERTAINTY,
+        usable_fraction=makes.USABLE_FRACTION,
+        usable_low_fraction=makes.USABLE_LOW_FRACTION,
         charging_started_at=started_at,
         charging_started_uncertainty_s=half_width,
     )
@@ -186,6 +206,8 @@ def _policy_state(step: _Step, estimate, latency, readings) -> policy.PolicyStat
         or (session.not_before if session.not_before and session.not_before > step.now else None),
         nominal_power_w=session.nominal_power_w,
         soc_only=not session.energy_step_wh,
+        start_latency=latency_model(step.vehicle.make, CommandKind.START),
+        read_cost=1 if session.energy_step_wh else 2,  # an SoC-only car is read with a 2-call batch
     )
 
 

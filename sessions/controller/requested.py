@@ -11,7 +11,7 @@ from sessions.controller import policy
 from sessions.controller.finish import _retry_or_fail
 from sessions.controller.paused import _plan_first_window
 from sessions.controller.readings import _read, _refresh_s, latency_model
-from sessions.controller.step import STARTING_DEADLINE, Outcome, S, _Step
+from sessions.controller.step import STARTING_DEADLINE, Outcome, S, _sent_at, _Step
 from sessions.models.charging import CommandKind
 from sessions.models.vehicles import Vehicle
 from sessions.vehicle_api import errors as api_errors
@@ -19,10 +19,6 @@ from sessions.vehicle_api.types import ChargeState
 from sessions.vehicles import makes
 
 logger = logging.getLogger(__name__)
-
-
-# A backstop charge limit sits this far above the level the purchase implies (SoC steps, taper).
-BACKSTOP_MARGIN_BP = 300
 
 
 def _step_requested(step: _Step) -> Outcome:
@@ -69,7 +65,7 @@ def _step_requested(step: _Step) -> Outcome:
     # The car's counter may still hold an earlier charge of the same plug-in: measure from what
     # it shows now. A counter that restarts at 0 with our START is a reset metering recognises.
     changes["baseline_energy_wh"] = reading.energy_added_wh
-    latency = latency_model(step.vehicle.make)
+    latency = latency_model(step.vehicle.make, CommandKind.START)
     # Charging shows only in a snapshot the car records after the START took effect: one refresh
     # period after it at the latest (a 450-s car needs longer than a 60-s one).
     refresh = _refresh_s(session)
@@ -78,7 +74,7 @@ def _step_requested(step: _Step) -> Outcome:
     return Outcome(
         to_status=S.STARTING,
         reason="start_sent",
-        changes={**changes, "start_sent_at": step.now, "state_deadline_at": deadline},
+        changes={**changes, "start_sent_at": _sent_at(step, CommandKind.START), "state_deadline_at": deadline},
         next_at=step.now + timedelta(seconds=30) if already_charging else first_read,
     )
 
@@ -88,17 +84,23 @@ def _limit_settable(vehicle: Vehicle) -> bool:
 
 
 def _set_backstop(step: _Step, soc_bp: int | None) -> dict[str, Any]:
-    """Lower the car's charge limit to just above the level the purchase implies, where the make
-    takes a limit: if everything else fails, the car stops itself near the purchase."""
+    """Lower the car's charge limit to above the level the purchase can end at, where the make
+    takes a limit: if everything else fails, the car stops itself near the purchase, never short
+    of it (`policy.backstop_limit_bp`: one level step and a margin above, in the smallest pack)."""
     session, vehicle = step.session, step.vehicle
     if not _limit_settable(vehicle):
         return {}
     if soc_bp is None or not vehicle.capacity_wh:
         return {}
-    implied = soc_bp + -(-session.purchased_wh * 10_000 // vehicle.capacity_wh)
-    backstop = min(10_000, max(policy.MIN_CHARGE_LIMIT_BP, -(-(implied + BACKSTOP_MARGIN_BP) // 100) * 100))
     # Battery health: the car's own limit never sits above the driver's maximum.
-    backstop = max(policy.MIN_CHARGE_LIMIT_BP, min(backstop, vehicle.max_soc_bp))
+    backstop = policy.backstop_limit_bp(
+        start_soc_bp=soc_bp,
+        purchased_wh=session.purchased_wh,
+        capacity_wh=vehicle.capacity_wh,
+        usable_low_fraction=makes.USABLE_LOW_FRACTION,
+        soc_step_bp=session.soc_step_bp,
+        max_soc_bp=vehicle.max_soc_bp,
+    )
     vid = vehicle.external_id
     try:
         driver_limit = step.reported_limit_bp or (

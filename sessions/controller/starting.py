@@ -10,7 +10,7 @@ from sessions.controller.charging import _charging_deadline, _plan_charging
 from sessions.controller.finish import _retry_or_fail
 from sessions.controller.paused import _follow_plan
 from sessions.controller.readings import _next_snapshot_at, _read, _readings, _refresh_s, latency_model
-from sessions.controller.step import MIN_CHARGING_DEADLINE, Outcome, S, _plan_of, _Step
+from sessions.controller.step import MIN_CHARGING_DEADLINE, Outcome, S, _plan_of, _sent_at, _Step
 from sessions.controller.stopping import _send_stop
 from sessions.grid import services as grid
 from sessions.models.charging import CommandKind
@@ -35,7 +35,7 @@ def _step_starting(step: _Step) -> Outcome:
             return _send_stop(step, reason="did_not_start")
         return _retry_or_fail(step, exc, to_status=S.STOPPING)
     if reading.charge_state == ChargeState.CHARGING:
-        latency = latency_model(step.vehicle.make)
+        latency = latency_model(step.vehicle.make, CommandKind.START)
         started, _ = policy.estimate_charging_start(
             start_sent_at=session.start_sent_at, latency=latency, readings=_readings(session)
         )
@@ -55,7 +55,7 @@ def _step_starting(step: _Step) -> Outcome:
     if step.now >= session.state_deadline_at:
         # It may still start late: a STOP makes sure it does not, then the hold is released.
         return _send_stop(step, reason="did_not_start")
-    latency = latency_model(step.vehicle.make)
+    latency = latency_model(step.vehicle.make, CommandKind.START)
     conclusive = reading.taken_at >= session.start_sent_at + timedelta(seconds=latency.quantile(0.95))
     if conclusive and session.commands.filter(kind=CommandKind.START).count() < MAX_START_ATTEMPTS:
         # Data recorded after the START should have acted still shows no charging: the START was
@@ -67,7 +67,8 @@ def _step_starting(step: _Step) -> Outcome:
         except api_errors.VehicleApiError as exc:
             logger.info("session %s: START retry failed (%s)", session.pk, exc)
         next_at = step.now + timedelta(seconds=latency.quantile(0.9) + _refresh_s(session))
-        return Outcome(changes={"attempts": session.attempts + 1, "start_sent_at": step.now}, next_at=next_at)
+        changes = {"attempts": session.attempts + 1, "start_sent_at": _sent_at(step, CommandKind.START)}
+        return Outcome(changes=changes, next_at=next_at)
     # Not charging yet: look again once the car has a newer snapshot (not on a fixed clock, which
     # for a 450-s car means reading the same data again and again), retrying sooner on no data.
     next_at = max(step.backoff(min(session.attempts, 3)), _next_snapshot_at(step, reading))

@@ -145,6 +145,11 @@ class _Step:
         return max(at, self.not_before) if self.not_before else at
 
 
+def _sent_at(step: _Step, kind: str) -> datetime:
+    """When this step's last `kind` command really went out (the calls before it took time), else now."""
+    return next((r.sent_at for r in reversed(step.records) if r.kind == kind), step.now)
+
+
 PAUSE = "pause"
 RESUME = "resume"
 

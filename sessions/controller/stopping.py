@@ -17,7 +17,7 @@ from sessions.controller.readings import (
     _telemetry_age_s,
     latency_model,
 )
-from sessions.controller.step import PAUSE, STOPPING_DEADLINE, Outcome, S, _Step
+from sessions.controller.step import PAUSE, STOPPING_DEADLINE, Outcome, S, _sent_at, _Step
 from sessions.models.charging import ChargingSession, CommandKind
 from sessions.vehicle_api import errors as api_errors
 from sessions.vehicle_api.types import ChargeState
@@ -62,7 +62,7 @@ def _stop_command(step: _Step) -> dict[str, Any]:
     try:
         step.call(CommandKind.STOP, f"attempt {session.stop_attempts + 1}", lambda c, t: c.stop_charge(t, vid))
         if session.stop_first_sent_at is None:
-            changes["stop_first_sent_at"] = step.now
+            changes["stop_first_sent_at"] = _sent_at(step, CommandKind.STOP)
     except api_errors.VehicleApiError as exc:
         logger.info("session %s: STOP attempt failed (%s)", session.pk, exc)
     return changes

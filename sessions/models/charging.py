@@ -109,6 +109,9 @@ class ChargingSession(models.Model):
     # Settlement.
     billed_wh = models.PositiveIntegerField(null=True, blank=True)
     overshoot_wh = models.PositiveIntegerField(null=True, blank=True)
+    # Delivered up to the purchase but not proven by the readings (coarse levels, a capacity only
+    # known to 85–100 %), so not billed: the operator's cost, like the overshoot.
+    unbilled_wh = models.PositiveIntegerField(null=True, blank=True)
 
     created_at = models.DateTimeField()
     charging_at = models.DateTimeField(null=True, blank=True)
@@ -208,8 +211,11 @@ class VehicleCommand(models.Model):
     error_type = models.CharField(max_length=48, blank=True)
     error_code = models.CharField(max_length=48, blank=True)
     http_status = models.PositiveSmallIntegerField(null=True, blank=True)
-    # For STOP: the time the car took to stop, inferred from the energy that still went in.
+    # For START and STOP: the time the car took to act. Exact when inferred from the energy that
+    # still went in (effect_latency_max_ms empty); else within [effect_latency_ms,
+    # effect_latency_max_ms], from when the car's data showed its charge state flip.
     effect_latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    effect_latency_max_ms = models.PositiveIntegerField(null=True, blank=True)
     make = models.CharField(max_length=64, blank=True, db_index=True)
 
     class Meta:

@@ -1,10 +1,26 @@
 """What the controller assumes about a make before its own readings say otherwise.
 
 From docs/reference/makes.md: which makes report a session energy counter, the step of their battery
-level, how old their data typically is, whether they take a charge limit and a STOP.
+level, how old their data typically is, whether they take a charge limit and a STOP, how long
+their commands take (§4, unsourced there: a prior that the controller's own observations replace)
+and the daily data quotas some of them enforce.
 """
 
 from dataclasses import dataclass
+
+# docs/reference/makes.md §3: the capacity the API reports is a nominal (gross-like) figure; what a pack really
+# holds is less. Net/gross of the models listed there spans ~0.90–0.98, mean ~0.945; a worn pack
+# holds less again, so proofs assume as little as 85 %.
+USABLE_FRACTION = 0.945
+USABLE_LOW_FRACTION = 0.85
+# A car's nominal AC power is what its on-board charger could take; a session gets what the
+# wallbox and the building's load management give (3.7, 7.4 or 11 kW): plan on this share of it,
+# with a wide spread, until readings measure it.
+NOMINAL_POWER_FRACTION = 0.85
+NOMINAL_POWER_UNCERTAINTY = 0.25
+# Of a make's daily data quota, one session may use this share (the car has other sessions and
+# the driver's app the rest).
+QUOTA_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -17,29 +33,61 @@ class MakeTraits:
     nominal_power_w: int = 11_000
     charge_limit: bool = True  # the make accepts POST /charge/limit
     can_stop: bool = True
+    # Command latency prior (START and STOP alike until each is learned), docs/reference/makes.md §4.
+    command_latency_s: tuple[float, float] = (5.0, 120.0)
+    # Data requests per vehicle and day before the OEM refuses (docs/reference/makes.md §2b); None = no quota.
+    daily_data_quota: int | None = None
 
 
 DEFAULT = MakeTraits()
 
+_GM = MakeTraits(
+    telemetry_age_s=1800,
+    telemetry_refresh_s=1800,
+    nominal_power_w=11_500,
+    charge_limit=False,
+    command_latency_s=(30, 120),
+)
 TRAITS: dict[str, MakeTraits] = {
-    "TESLA": MakeTraits(energy_counter=True, energy_step_wh=10, telemetry_age_s=60, telemetry_refresh_s=60),
-    "HYUNDAI": MakeTraits(soc_step_bp=1000, telemetry_refresh_s=600, charge_limit=False),
-    "KIA": MakeTraits(soc_step_bp=1000, telemetry_refresh_s=600, charge_limit=False),
-    "CHEVROLET": MakeTraits(telemetry_age_s=1800, telemetry_refresh_s=1800, nominal_power_w=11_500, charge_limit=False),
-    "CADILLAC": MakeTraits(telemetry_age_s=1800, telemetry_refresh_s=1800, nominal_power_w=11_500, charge_limit=False),
-    "GMC": MakeTraits(telemetry_age_s=1800, telemetry_refresh_s=1800, nominal_power_w=11_500, charge_limit=False),
-    "BUICK": MakeTraits(telemetry_age_s=1800, telemetry_refresh_s=1800, nominal_power_w=11_500, charge_limit=False),
-    # docs/reference/makes.md §2b/§4: data refreshed every 300–600 s; reads and confirmations plan on the middle.
-    "BMW": MakeTraits(telemetry_age_s=450, telemetry_refresh_s=450),
-    "MINI": MakeTraits(telemetry_age_s=450, telemetry_refresh_s=450),
-    "MERCEDES-BENZ": MakeTraits(telemetry_age_s=450, telemetry_refresh_s=450, charge_limit=False),
-    "NISSAN": MakeTraits(
-        telemetry_age_s=450, telemetry_refresh_s=450, nominal_power_w=6_600, charge_limit=False, can_stop=False
+    "TESLA": MakeTraits(
+        energy_counter=True,
+        energy_step_wh=10,
+        telemetry_age_s=60,
+        telemetry_refresh_s=60,
+        command_latency_s=(5, 40),
+        daily_data_quota=200,  # Fleet API Discovery plan (docs/reference/makes.md §2b, T1)
     ),
-    "VOLKSWAGEN": MakeTraits(telemetry_age_s=450, telemetry_refresh_s=450),
-    "FORD": MakeTraits(telemetry_age_s=450, telemetry_refresh_s=450, charge_limit=False),
+    "HYUNDAI": MakeTraits(soc_step_bp=1000, telemetry_refresh_s=600, charge_limit=False, command_latency_s=(30, 120)),
+    "KIA": MakeTraits(soc_step_bp=1000, telemetry_refresh_s=600, charge_limit=False, command_latency_s=(30, 120)),
+    "CHEVROLET": _GM,
+    "CADILLAC": _GM,
+    "GMC": _GM,
+    "BUICK": _GM,
+    # docs/reference/makes.md §2b/§4: data refreshed every 300–600 s; reads and confirmations plan on the middle.
+    "BMW": MakeTraits(telemetry_age_s=450, telemetry_refresh_s=450, command_latency_s=(20, 120), daily_data_quota=50),
+    "MINI": MakeTraits(telemetry_age_s=450, telemetry_refresh_s=450, command_latency_s=(20, 120), daily_data_quota=50),
+    "MERCEDES-BENZ": MakeTraits(
+        telemetry_age_s=450, telemetry_refresh_s=450, charge_limit=False, command_latency_s=(20, 120)
+    ),
+    "NISSAN": MakeTraits(
+        telemetry_age_s=450,
+        telemetry_refresh_s=450,
+        nominal_power_w=6_600,
+        charge_limit=False,
+        can_stop=False,
+        command_latency_s=(30, 120),
+    ),
+    "VOLKSWAGEN": MakeTraits(telemetry_age_s=450, telemetry_refresh_s=450, command_latency_s=(20, 120)),
+    "FORD": MakeTraits(telemetry_age_s=450, telemetry_refresh_s=450, charge_limit=False, command_latency_s=(20, 120)),
 }
 
 
 def traits_for(make: str) -> MakeTraits:
     return TRAITS.get(make.upper(), DEFAULT)
+
+
+def session_call_budget(traits: MakeTraits, default: int) -> int:
+    """Billed calls one session may make: `default`, or its share of the make's daily data quota."""
+    if traits.daily_data_quota is None:
+        return default
+    return max(8, min(default, int(traits.daily_data_quota * QUOTA_SHARE)))

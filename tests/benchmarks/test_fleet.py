@@ -31,7 +31,8 @@ def run(tmp_path, *args):
 
 
 def test_it_runs_every_policy_on_the_same_fleet_to_a_terminal_state(tmp_path, capsys):
-    doc = run(tmp_path, "--sessions", "4", "--seed", "3", "--policy", "predictive", "--policy", "fixed:300")
+    policies = ("--policy", "predictive", "--policy", "fixed:300")
+    doc = run(tmp_path, "--world", "ideal", "--sessions", "4", "--seed", "3", *policies)
     assert set(doc["policies"]) == {"predictive", "fixed:300"}
     for spec, figures in doc["policies"].items():
         assert set(figures) >= KEYS, spec
@@ -45,18 +46,38 @@ def test_it_runs_every_policy_on_the_same_fleet_to_a_terminal_state(tmp_path, ca
     # A fixed 5-minute loop cannot be as accurate as the predictive STOP at 11 kW.
     assert doc["policies"]["predictive"]["error_pct_p95"] < doc["policies"]["fixed:300"]["error_pct_p95"]
     assert doc["config"]["latency_floor_pct_p95"] > 0
+    assert 0 < doc["policies"]["predictive"]["floor_pct_p95"] < 1
     assert (tmp_path / "t.md").exists() and (tmp_path / "t-error-cdf.png").stat().st_size > 0
     assert "| `predictive` |" in capsys.readouterr().out
 
 
 def test_it_meters_a_soc_only_car_with_the_battery_read(tmp_path):
-    doc = run(tmp_path, "--sessions", "2", "--energy-step-kwh", "0", "--policy", "predictive", "--keep-sessions")
+    doc = run(
+        tmp_path,
+        *("--world", "ideal", "--sessions", "2", "--energy-step-kwh", "0", "--policy", "predictive", "--keep-sessions"),
+    )
     figures = doc["policies"]["predictive"]
     assert figures["terminal"] == 2 and figures["billed_above_purchase"] == 0
     for session in doc["sessions"]["predictive"]:
         # SoC-only cars are read with the /charge + /battery batch: two billed calls at the start.
         assert session["calls_by_kind"]["read_initial"] == 2
         assert session["calls_by_kind"]["read_limit"] == 1
+
+
+def test_the_realistic_world_is_measured_against_its_own_floor(tmp_path):
+    """Cars whose power, capacity and latencies differ from what the product is told: every
+    session still ends, is never billed above its purchase, and has its own oracle error."""
+    doc = run(tmp_path, "--sessions", "3", "--seed", "2", "--policy", "predictive", "--keep-sessions")
+    assert doc["config"]["world"] == "realistic"
+    assert doc["config"]["world_knobs"]["capacity_error_pct"] == 15
+    figures = doc["policies"]["predictive"]
+    assert figures["terminal"] == 3 and figures["billed_above_purchase"] == 0 and figures["ledger_drift"] == 0
+    assert figures["sim_calls_mismatch"] == 0
+    sessions = doc["sessions"]["predictive"]
+    assert all(s["floor_error_pct"] is not None for s in sessions)
+    # The actual power is drawn per session, never above the nominal 11 kW the product is told.
+    assert all(0.55 * 11 <= s["true_power_kw"] <= 11 for s in sessions)
+    assert len({s["true_power_kw"] for s in sessions}) == 3
 
 
 def test_it_keeps_the_fleet_the_same_under_the_same_seed():

@@ -55,6 +55,10 @@ def _result(purchased, delivered, *, calls=10, billed=None, stop_reason="thresho
         "escalated": False,
         "still_charging_at_end": False,
         "stopped_by_backstop": False,
+        "floor_error_pct": 0.5,
+        "floor_blind_error_pct": 0.5,
+        "webhook_readings": 0,
+        "unbilled_wh": max(0, min(delivered, purchased) - billed),
     }
     return {**base, **extra}
 
@@ -66,22 +70,45 @@ def test_it_aggregates_accuracy_calls_and_billing():
         _result(10_000, 10_000, calls=10),  # exact
         _result(10_000, 0, calls=3, stop_reason="", status="failed", charged=False, stop_latency_s=None),
     ]
-    agg = aggregate(results, floor_pct=0.5)
+    agg = aggregate(results)
     assert agg["sessions"] == 4
-    assert agg["stopped_by_policy"] == 3
+    assert agg["stopped_by_policy"] == 3 and agg["charged"] == 3
     assert agg["error_pct_p50"] == 0.5
     assert agg["error_pct_max"] == 1.0
     assert agg["error_pct_p95"] == pytest.approx(0.95)
-    assert agg["floor_ratio_p95"] == pytest.approx(1.9)
+    assert agg["floor_pct_p95"] == 0.5
+    assert agg["ratio_to_floor"] == pytest.approx(1.9)
     assert agg["overshoot_kwh_total"] == 0.1
     assert agg["under_delivered"] == 1 and agg["over_delivered"] == 1
     assert agg["calls_p50"] == 9.0
     assert agg["calls_by_kind_per_session"]["start"] == 1
     assert agg["billed_above_purchase"] == 0
     assert agg["terminal"] == 4
-    assert agg["not_stopped_by_policy"] == {"completed": 1}
+    assert agg["not_charged"] == {"completed": 1}
     assert agg["statuses"] == {"completed:completed": 3, "failed:completed": 1}
     assert agg["sim_calls_mismatch"] == 0
+    assert agg["billed_above_delivered"] == 0 and agg["unbilled_delivered_pct"] == 0
+    assert agg["webhook_readings_p50"] == 0
+
+
+def test_a_session_the_backstop_ended_counts_in_every_statistic():
+    cut_short = _result(10_000, 7_000, stop_reason="", status="interrupted", stopped_by_backstop=True)
+    agg = aggregate([_result(10_000, 10_000), cut_short])
+    assert agg["charged"] == 2 and agg["backstop_stopped"] == 1
+    assert agg["error_pct_max"] == 30.0
+    assert agg["under_delivered"] == 1
+    assert agg["not_stopped_by_policy"] == {"completed": 1}
+
+
+def test_it_reports_billing_against_the_true_delivery():
+    over = _result(10_000, 9_800, billed=9_900)  # billed 100 Wh the car did not get: 1 % of the purchase
+    under = _result(10_000, 10_000, billed=9_000)  # 1 kWh delivered, not billed
+    agg = aggregate([over, under, _result(10_000, 10_200)])
+    assert agg["billed_above_delivered"] == 1
+    assert agg["billed_above_delivered_max_pct"] == 1.0
+    assert agg["unbilled_kwh_total"] == 1.0
+    # Of 30.0 kWh delivered, 1.0 kWh was not billed (the 0.2 kWh past a purchase is overshoot).
+    assert agg["unbilled_delivered_pct"] == pytest.approx(100 / 30, abs=1e-3)
 
 
 def test_it_counts_a_session_billed_above_its_purchase():

@@ -33,9 +33,9 @@ REDIRECT_URI = "http://testserver/vehicles/connect/callback/"
 @pytest.fixture
 def fresh_latency_cache():
     """The learned STOP latency is cached per make and minute; tests must not share it."""
-    readings._latency_model_cached.cache_clear()
+    readings._latency_models_cached.cache_clear()
     yield
-    readings._latency_model_cached.cache_clear()
+    readings._latency_models_cached.cache_clear()
 
 
 @pytest.fixture

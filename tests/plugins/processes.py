@@ -160,7 +160,7 @@ def fleet(infra, tmp_path):
         log_dir=tmp_path,
         queue=f"scaleout-{os.getpid()}-{int(time.time() * 1000)}",
     )
-    readings._latency_model_cached.cache_clear()
+    readings._latency_models_cached.cache_clear()
     try:
         yield made
     finally:
@@ -174,7 +174,7 @@ def fleet(infra, tmp_path):
         broker = redis.Redis.from_url(redis_url)
         for key in broker.scan_iter(match=f"*{made.queue}*"):
             broker.delete(key)
-        readings._latency_model_cached.cache_clear()
+        readings._latency_models_cached.cache_clear()
 
 
 def assert_fleet_invariants(fleet: Fleet, *, crash_at: datetime | None = None) -> None:

@@ -95,6 +95,7 @@ def window_figures(since: datetime) -> dict:
         delivered_wh=Coalesce(Sum("delivered_wh"), 0),
         billed_wh=Coalesce(Sum("billed_wh"), 0),
         overshoot_wh=Coalesce(Sum("overshoot_wh"), 0),
+        unbilled_wh=Coalesce(Sum("unbilled_wh"), 0),
         api_calls=Coalesce(Sum("api_calls"), 0),
     )
     paid = Purchase.objects.filter(status=Purchase.Status.PAID, paid_at__gte=since).aggregate(
@@ -127,7 +128,8 @@ def window_figures(since: datetime) -> dict:
 
     latencies: dict[str, list[int]] = {}
     for make, ms in (
-        commands.filter(kind=CommandKind.STOP, effect_latency_ms__isnull=False)
+        # Exact latencies only: an interval from a charge-state flip is not one number.
+        commands.filter(kind=CommandKind.STOP, effect_latency_ms__isnull=False, effect_latency_max_ms__isnull=True)
         .values_list("make", "effect_latency_ms")
         .order_by("make", "effect_latency_ms")
     ):
@@ -159,6 +161,8 @@ def window_figures(since: datetime) -> dict:
         "overshoot_wh": sessions["overshoot_wh"],
         "overshoot_minor": _energy_value_minor(sessions["overshoot_wh"]),
         "overshoot_by_make": overshoot_by_make,
+        "unbilled_wh": sessions["unbilled_wh"],
+        "unbilled_minor": _energy_value_minor(sessions["unbilled_wh"]),
         "api_calls": sessions["api_calls"],
         "api_calls_per_session": round(sessions["api_calls"] / sessions["count"], 1) if sessions["count"] else 0,
         "commands": command_totals["total"],

@@ -41,6 +41,7 @@ def index(request: HttpRequest) -> HttpResponse:
         window["refunded"] = format_money(window["refunded_minor"], currency)
         window["net_revenue"] = format_money(window["net_revenue_minor"], currency)
         window["overshoot_money"] = format_money(window["overshoot_minor"], currency)
+        window["unbilled_money"] = format_money(window["unbilled_minor"], currency)
         for row in window["overshoot_by_make"]:
             row["money"] = format_money(row["overshoot_minor"], currency)
     data["outstanding"]["money"] = format_money(data["outstanding"]["money_minor"], currency)

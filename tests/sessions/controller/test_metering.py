@@ -444,3 +444,60 @@ def test_its_soc_energy_after_a_stop_ends_where_charging_ended():
     assert abs(est.delivered_wh - truth) < 120
     # Counting up to the last read instead would have added ten minutes of charging.
     assert est.delivered_wh < truth + power * 600 / 3600 / 2
+
+
+# --- issue 16: usable capacity, power priors, moving power ------------------------------------
+
+
+def test_levels_are_converted_at_the_usable_share_of_the_nominal_capacity(ctx):
+    from dataclasses import replace
+
+    from tests.sessions.controller.conftest import soc_reading
+
+    soc_ctx = replace(ctx, energy_step_wh=0, usable_fraction=0.9, usable_low_fraction=0.85)
+    readings = [soc_reading(0, 2000), soc_reading(3600, 3200)]
+    est = estimate(readings, soc_ctx)
+    # 12 % of 75 kWh at 90 %: 8.1 kWh, proven down to what 85 % of the pack would hold (less a step).
+    assert est.delivered_wh == pytest.approx(8_100, abs=1)
+    assert est.delivered_low_wh <= 0.85 * 75_000 * 0.11 + 1
+    assert est.delivered_high_wh >= 75_000 * 0.13 - 1
+    assert est.capacity_wh == 67_500
+
+
+def test_the_nominal_power_is_a_wide_prior_not_a_measurement(ctx):
+    from dataclasses import replace
+
+    prior_ctx = replace(ctx, nominal_power_fraction=0.85, nominal_power_uncertainty=0.25)
+    est = estimate([energy_reading(0, 0, power_w=None)], prior_ctx)
+    assert est.power_w == round(11_000 * 0.85)
+    assert est.power_source == "nominal"
+
+
+def test_a_counter_power_is_the_latest_stretch_after_a_drop(ctx):
+    # 11 kW for an hour, then 5.5 kW: two readings after the drop measure the new power alone.
+    readings = [
+        energy_reading(0, 0),
+        energy_reading(1200, 3667),
+        energy_reading(2400, 7333),
+        energy_reading(3600, 11_000),
+        energy_reading(4200, 11_917),
+        energy_reading(4800, 12_833),
+    ]
+    est = estimate(readings, ctx)
+    assert est.power_w == pytest.approx(5_500, rel=0.01)
+    assert est.power_settled
+    # With only one reading after the drop the newest pair is all there is: not settled yet.
+    early = estimate(readings[:5], ctx)
+    assert not early.power_settled
+
+
+def test_a_reported_wattage_that_moved_ends_the_stretch_at_once(ctx):
+    readings = [
+        energy_reading(0, 0, power_w=11_000),
+        energy_reading(1800, 5_500, power_w=11_000),
+        energy_reading(3600, 11_000, power_w=5_000),  # the car already shows the drop
+    ]
+    est = estimate(readings, ctx)
+    assert not est.power_settled
+    # No stretch of the new power to time yet: the car's own wattage (battery side) is the figure.
+    assert est.power_w == pytest.approx(5_000 * ctx.charger_efficiency, rel=0.01)

@@ -448,32 +448,39 @@ def test_it_bounds_learned_latency_by_the_smallest_and_largest_seen():
     assert model.quantile(1.0) == pytest.approx(60.0, abs=0.01)
 
 
-# --- energy-counter cars: read once to measure the power, then commit --------------------------
+# --- energy-counter cars: the power is measured, and measured again when it moves -------------
 
 
-def counter_estimate(times, start_soc_bp: int = 3000):
+def counter_estimate(times, start_soc_bp: int = 3000, power_w=lambda t: 11_000):
     ctx = replace(CTX, start_soc_bp=start_soc_bp)
-    return estimate([energy_reading(t, round(11_000 * t / 3600)) for t in times], ctx)
+    energy, last, readings = 0.0, 0, []
+    for t in times:
+        energy += power_w(t) * (t - last) / 3600
+        last = t
+        readings.append(energy_reading(t, round(energy)))
+    return estimate(readings, ctx)
 
 
-def test_it_reads_once_where_the_rest_extrapolates_within_the_tolerance():
-    est = counter_estimate([100])  # the confirmation read: power only from the prior
-    decision = PredictivePolicy().decide(state(160, est, target_wh=20_000))
-    cfg = PredictiveConfig()
-    # The tolerance less the counter's own half-width, over the power's drift (with room for the fit).
-    budget_wh = cfg.commit_error_fraction * 20_000 - (est.delivered_high_wh - est.delivered_low_wh) / 2
-    horizon_s = budget_wh / (1.5 * cfg.power_drift * 11_000) * 3600
-    target_s = 100 + (20_000 - est.delivered_wh) / WH_PER_S
-    # Data recorded `horizon_s` before the target, fetched once it exists (60 s old).
-    assert decision.kind == READ
-    assert (decision.at - at(target_s - horizon_s + 60)).total_seconds() == pytest.approx(0, abs=15)
-
-
-def test_it_commits_the_stop_once_two_counter_readings_pin_the_power():
+def test_it_keeps_reading_a_counter_car_as_the_stop_draws_near():
+    # Two readings pin the power, but a power can still move (load management, a heater switching
+    # off): the reads go on, closer and closer, until the STOP is due within the commit horizon.
     est = counter_estimate([100, 4400])
     decision = PredictivePolicy().decide(state(4460, est, target_wh=20_000))
-    assert decision.kind == STOP and "power measured" in decision.reason
-    assert decision.at == predict(state(4460, est, target_wh=20_000)).send_at
+    assert decision.kind == READ
+    remaining = (predict(state(4460, est, target_wh=20_000)).send_at - at(4460)).total_seconds()
+    assert (decision.at - at(4460)).total_seconds() == pytest.approx(0.7 * remaining, abs=61)
+
+
+def test_it_measures_the_power_again_when_it_just_dropped():
+    # 11 kW, then 5.5 kW from 4000 s: the newest pair mixes both powers.
+    est = counter_estimate(
+        [100, 2200, 4400], power_w=lambda t: 11_000 if t <= 2200 else (11_000 * 1800 + 5_500 * 400) / 2200
+    )
+    assert not est.power_settled
+    decision = PredictivePolicy().decide(state(4460, est, target_wh=20_000))
+    assert decision.kind == READ and "power changed" in decision.reason
+    # Once the counter has run 300 s on the new power (data of 4700 s, fetched 60 s later).
+    assert decision.at == at(4400 + 300 + 60)
 
 
 def test_it_keeps_reading_where_the_purchase_ends_on_the_taper():
@@ -486,3 +493,123 @@ def test_it_keeps_reading_where_the_purchase_ends_on_the_taper():
 def test_it_does_not_commit_on_the_prior_power_alone():
     est = counter_estimate([100])
     assert PredictivePolicy().decide(state(160, est, target_wh=5_000)).kind == READ
+
+
+# --- issue 16: latencies from charge-state flips, backstop, billing, budgets -----------------------
+
+
+def test_censored_latencies_move_the_model_where_the_flips_say():
+    # The prior says 5–40 s; the cars took 60–80 s: flips seen between snapshots 50–90 s after.
+    model = LatencyModel(prior_min_s=5, prior_max_s=40)
+    for _ in range(30):
+        model = model.observe_interval(50, 90)
+    assert 50 <= model.median <= 90
+    assert model.quantile(0.9) > 60
+    # An interval that says nothing (0 to the API's limit) is ignored; a narrow one is a sample.
+    assert model.observe_interval(0, 300) is model
+    assert model.observe_interval(70, 70.5).samples == (70.25,)
+
+
+def test_open_intervals_only_cap_the_latency_from_above():
+    # Every flip was already done at the first look, 30 s after the command: the mass moves below 30 s.
+    model = LatencyModel(prior_min_s=3, prior_max_s=45)
+    for _ in range(40):
+        model = model.observe_interval(0, 30)
+    # (The prior keeps its 8 samples' worth: 6 % of the mass stays above 30 s.)
+    assert model.quantile(0.9) <= 30 < model.quantile(0.95) <= 36
+    assert model.median < 24
+
+
+def test_it_reads_the_latency_off_the_charge_state_flip():
+    from sessions.controller.policy import flip_interval
+    from tests.sessions.controller.conftest import soc_reading
+
+    readings = [
+        soc_reading(0, 3000, state=NOT_CHARGING),
+        soc_reading(60, 3000, state=NOT_CHARGING),
+        soc_reading(120, 3000),
+        soc_reading(4000, 4200),
+        soc_reading(4100, 4300),
+        soc_reading(4200, 4300, state=NOT_CHARGING),
+    ]
+    assert flip_interval(readings, at(10), to_charging=True) == (50.0, 110.0)
+    assert flip_interval(readings, at(4050), to_charging=False) == (50.0, 150.0)
+    # A car that stopped at its own limit says nothing about the STOP.
+    full = [*readings[:-1], soc_reading(4200, 4300, state="FULLY_CHARGED")]
+    assert flip_interval(full, at(4050), to_charging=False) is None
+    assert flip_interval(readings[:2], at(10), to_charging=True) is None
+
+
+def test_the_readings_win_over_a_start_latency_model_they_contradict():
+    from tests.sessions.controller.conftest import soc_reading
+
+    # The model says 3–45 s; the car still showed NOT_CHARGING 90 s after START and CHARGING at 150 s.
+    readings = [soc_reading(90, 3000, state=NOT_CHARGING), soc_reading(150, 3000)]
+    best, half = estimate_charging_start(start_sent_at=T0, latency=LatencyModel(), readings=readings)
+    assert best == at(120) and half == 30
+
+
+def test_the_backstop_sits_a_step_and_a_margin_above_where_the_purchase_can_end():
+    from sessions.controller.policy import backstop_limit_bp
+
+    # 10 kWh from 40 % into 75 kWh is 13.3 %, into the smallest pack (85 %) 15.7 %.
+    assert backstop_limit_bp(start_soc_bp=4000, purchased_wh=10_000, capacity_wh=75_000) == 5700
+    assert (
+        backstop_limit_bp(start_soc_bp=4000, purchased_wh=10_000, capacity_wh=75_000, usable_low_fraction=0.85) == 5900
+    )
+    # A 10 % level step: the car may show 60 % while it is at 69 %.
+    assert backstop_limit_bp(start_soc_bp=4000, purchased_wh=10_000, capacity_wh=75_000, soc_step_bp=1000) == 6600
+    assert backstop_limit_bp(start_soc_bp=1000, purchased_wh=1_000, capacity_wh=75_000) == 5000
+    assert backstop_limit_bp(start_soc_bp=7000, purchased_wh=20_000, capacity_wh=75_000, max_soc_bp=9000) == 9000
+
+
+def test_the_driver_pays_what_the_readings_prove():
+    from sessions.controller.policy import unbilled_wh
+
+    # Estimated 10 kWh, proven 9.2 kWh (a coarse level, an uncertain capacity): 9.2 billed.
+    assert settle(20_000, 10_000, 9_200) == (9_200, 0)
+    assert unbilled_wh(20_000, 10_000, 9_200) == 800
+    # Past the purchase: the purchase is billed, the rest is overshoot; nothing left unbilled.
+    assert settle(10_000, 10_400, 10_390) == (10_000, 400)
+    assert unbilled_wh(10_000, 10_400, 10_000) == 0
+    # A proof can never exceed the estimate.
+    assert settle(20_000, 10_000, 12_000) == (10_000, 0)
+
+
+def test_an_soc_only_car_keeps_two_batch_reads_and_the_stop_in_its_budget():
+    est = charging_estimate(600)
+    policy = PredictivePolicy()
+    # A read costs 2 calls: the STOP and two verification reads need 5.
+    assert policy.decide(state(660, est, calls_remaining=7, read_cost=2)).kind == READ
+    assert policy.decide(state(660, est, calls_remaining=6, read_cost=2)).kind == STOP
+
+
+def test_it_reads_before_the_purchase_would_be_in_were_the_power_to_rise_back():
+    # Measured at 5.5 kW on an 11-kW car that reports no power of its own: if the power came
+    # back to the nominal, the purchase would be in twice as fast.
+    slow = charging_estimate(3000, power_w=5_500)
+    policy = PredictivePolicy()
+    decision = policy.decide(state(3060, slow, target_wh=10_000))
+    assert decision.kind == READ
+    pred = predict(state(3060, slow, target_wh=10_000))
+    fastest_s = (10_000 - slow.delivered_wh) / 11_000 * 3600 - 24 - 60  # from the data, less latency and age
+    assert (decision.at - at(3060)).total_seconds() <= 0.7 * fastest_s + 61
+    assert (decision.at - at(3060)).total_seconds() < 0.5 * (pred.send_at - at(3060)).total_seconds()
+
+
+def test_a_car_that_reports_its_power_is_expected_back_at_most_at_its_peak():
+    # Reported 11 kW, then 5.5 kW: it may come back to 11 kW, not beyond.
+    readings = [
+        energy_reading(0, 0, power_w=11_000),
+        energy_reading(600, 1833, power_w=11_000),
+        energy_reading(1800, 3667, power_w=5_500),
+        energy_reading(2400, 4583, power_w=5_500),
+        energy_reading(3000, 5500, power_w=5_500),
+    ]
+    est = estimate(readings, CTX)
+    assert est.peak_power_w == 11_000 and est.power_settled
+    slow = replace(est, peak_power_w=5_500)
+    policy = PredictivePolicy()
+    ahead = policy.decide(state(3060, est, target_wh=12_000, nominal_power_w=22_000)).at
+    calm = policy.decide(state(3060, slow, target_wh=12_000, nominal_power_w=22_000)).at
+    assert ahead < calm

@@ -59,7 +59,7 @@ def db_lock(live_server):
 @pytest.fixture
 def simulator(settings, live_server):
     """A simulator on its own port, our client pointed at it, the controller on its clock."""
-    readings._latency_model_cached.cache_clear()
+    readings._latency_models_cached.cache_clear()
     sim = Simulator(RealClock(speed=SPEED), seed=11)
     server = SimulatorServer(sim).start()
     settings.VEHICLE_API_ORIGIN = server.url
@@ -83,7 +83,7 @@ def simulator(settings, live_server):
     vehicles.use_client(None)
     client.close()
     server.stop()
-    readings._latency_model_cached.cache_clear()
+    readings._latency_models_cached.cache_clear()
 
 
 class Controller:

@@ -16,6 +16,7 @@ from django.core.management.base import BaseCommand
 from vehicle_sim.clock import UTC, RealClock, VirtualClock
 from vehicle_sim.engine import Simulator
 from vehicle_sim.server import SimulatorServer, load_state
+from vehicle_sim.world import WORLDS
 
 
 class Command(BaseCommand):
@@ -35,6 +36,12 @@ class Command(BaseCommand):
             "--virtual",
             action="store_true",
             help="a virtual clock that only moves through POST /_sim/clock/advance (benchmarks)",
+        )
+        parser.add_argument(
+            "--world",
+            default="ideal",
+            choices=sorted(WORLDS),
+            help="how hard the cars are (sessions/simulator/world.py): ideal (default) or realistic",
         )
         parser.add_argument(
             "--latency",
@@ -63,6 +70,7 @@ class Command(BaseCommand):
             amt=settings.VEHICLE_WEBHOOK_AMT,
             webhook_url=options["webhook_url"] or None,
             command_latency_s=latency,
+            world=options["world"],
         )
         loaded = load_state(sim, state_file)
         server = SimulatorServer(sim, port=options["port"], state_file=state_file, webhook_interval_s=1.0)

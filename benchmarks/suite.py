@@ -1,0 +1,267 @@
+"""The fleet suite: every make profile and the README's profiles A and B, several seeds, the
+predictive policy against the fixed-interval and naive baselines, pooled into one table.
+
+Each (profile, seed) is two `fleet_benchmark` runs in their own processes (their own throwaway
+databases), `jobs` at a time: the predictive policy on `sessions` cars, the baselines on the first
+`baseline_sessions` of the same cars (a seed's first k cars are the same whatever the count; a
+30-s poller costs ~20 times the steps of the predictive policy, and the machine's time is what
+bounds the suite). The per-session results of a profile's seeds are pooled and aggregated with the
+same `stats.aggregate` as a single run, so the pooled p95 is over every session of every seed.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+
+from benchmarks import stats
+from vehicle_sim.profiles import OEM_PROFILES
+
+POLICIES = ("predictive", "fixed:30", "fixed:60", "fixed:300", "naive")
+SEEDS = (1, 2, 3)
+
+# The README's profiles: the generic car (Tesla-like, data every 60 s, 1 % levels, 11 kW, 75 kWh)
+# with its energy counter (A) and without it (B, battery level only).
+README_PROFILES = {
+    "A": ("generic", ["--telemetry-age-s", "60", "--soc-step", "1", "--energy-step-kwh", "0.01"]),
+    "B": ("generic", ["--telemetry-age-s", "60", "--soc-step", "1", "--energy-step-kwh", "0"]),
+}
+
+
+@dataclass(frozen=True)
+class Part:
+    name: str  # suite profile name: A, B or a make profile
+    seed: int
+    policies: tuple[str, ...]
+    sessions: int
+
+
+def suite_profiles() -> dict[str, tuple[str, list[str]]]:
+    return {**README_PROFILES, **{name: (name, []) for name in OEM_PROFILES}}
+
+
+def _command(part: Part, *, world: str, out: Path) -> list[str]:
+    profile, extra = suite_profiles()[part.name]
+    args = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), "fleet_benchmark"]
+    args += ["--profile", profile, "--seed", str(part.seed), "--sessions", str(part.sessions), "--world", world]
+    for spec in part.policies:
+        args += ["--policy", spec]
+    return [*args, *extra, "--keep-sessions", "--json", str(out)]
+
+
+def run_suite(
+    *,
+    sessions: int = 6,
+    baseline_sessions: int = 2,
+    seeds: tuple[int, ...] = SEEDS,
+    profiles: list[str] | None = None,
+    policies: list[str] | None = None,
+    world: str = "realistic",
+    jobs: int = 2,
+    log=print,
+) -> dict:
+    """Run every part, `jobs` processes at a time; the suite document (pooled and per seed)."""
+    names = profiles or list(suite_profiles())
+    unknown = set(names) - set(suite_profiles())
+    if unknown:
+        raise ValueError(f"unknown suite profile(s): {', '.join(sorted(unknown))}")
+    specs = list(policies or POLICIES)
+    groups = [
+        (tuple(p for p in specs if p == "predictive"), sessions),
+        (tuple(p for p in specs if p != "predictive"), baseline_sessions),
+    ]
+    # The slow baselines first: the last processes to finish are then the short ones.
+    parts = [Part(name, seed, group, n) for group, n in reversed(groups) if group for name in names for seed in seeds]
+    started = time.monotonic()
+    docs: dict[tuple[str, int], dict] = {}
+    seconds: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="fleet-suite-") as tmp:
+
+        def run(part: Part) -> None:
+            label = f"{part.name}-{part.seed}-{'+'.join(part.policies).replace(':', '')}"
+            out = Path(tmp) / f"{label}.json"
+            t0 = time.monotonic()
+            done = subprocess.run(  # noqa: S603 - our own command
+                _command(part, world=world, out=out), capture_output=True, text=True, check=False
+            )
+            if done.returncode != 0:
+                raise RuntimeError(f"{part}: fleet_benchmark failed:\n{done.stderr[-2000:]}")
+            doc = json.loads(out.read_text())
+            merged = docs.setdefault((part.name, part.seed), {"config": doc["config"], "sessions": {}})
+            merged["sessions"].update(doc["sessions"])
+            seconds[label] = round(time.monotonic() - t0, 1)
+            log(f"{label}: {seconds[label]:.0f} s")
+
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            list(pool.map(run, parts))
+    return {
+        "config": {
+            "world": world,
+            "sessions_per_seed": sessions,
+            "baseline_sessions_per_seed": baseline_sessions,
+            "seeds": list(seeds),
+            "policies": specs,
+            "jobs": jobs,
+            "wall_s": round(time.monotonic() - started, 1),
+        },
+        "profiles": {name: _pooled(name, [docs[(name, s)] for s in seeds], specs) for name in names},
+        "seconds": seconds,
+    }
+
+
+def _pooled(name: str, docs: list[dict], specs: list[str]) -> dict:
+    first = docs[0]["config"]
+    pooled = {spec: stats.aggregate([r for doc in docs for r in doc["sessions"][spec]]) for spec in specs}
+    per_seed = {
+        str(doc["config"]["seed"]): {spec: stats.aggregate(doc["sessions"][spec]) for spec in specs} for doc in docs
+    }
+    config = {k: v for k, v in first.items() if k not in ("seed", "sessions")}
+    return {"config": config, "pooled": pooled, "per_seed": per_seed}
+
+
+# --- targets (issue 16) -------------------------------------------------------------------------
+
+
+def targets(profile: dict, *, policy: str = "predictive") -> dict[str, tuple[bool, str]] | None:
+    """Each target of issue 16 for one profile's pooled figures: (met, what was measured)."""
+    pooled = profile["pooled"]
+    p = pooled.get(policy)
+    if p is None or not p["charged"]:
+        return None
+    out: dict[str, tuple[bool, str]] = {}
+    ratio = p["ratio_to_floor"]
+    out["p95 ≤ 1.3 × floor"] = (ratio is not None and ratio <= 1.3, f"{_fmt(ratio)} ×")
+    beaten = []
+    for spec, other in pooled.items():
+        if spec == policy or other["error_pct_p95"] is None:
+            continue
+        ok = p["error_pct_p95"] < other["error_pct_p95"] and p["calls_p50"] < other["calls_p50"]
+        if not ok:
+            beaten.append(f"{spec} ({_fmt(other['error_pct_p95'])} % at {_fmt(other['calls_p50'])} calls)")
+    out["beats every baseline"] = (not beaten, "; ".join(beaten) or "yes")
+    share = p["billed_above_delivered"] / max(1, p["sessions"]) * 100
+    out["billed > delivered ≤ 1 % of sessions, ≤ 0.5 % of purchase"] = (
+        share <= 1 and p["billed_above_delivered_max_pct"] <= 0.5,
+        f"{p['billed_above_delivered']}/{p['sessions']}, max {_fmt(p['billed_above_delivered_max_pct'])} %",
+    )
+    out["unbilled ≤ 2 % of delivered"] = (p["unbilled_delivered_pct"] <= 2, f"{_fmt(p['unbilled_delivered_pct'])} %")
+    out["0 billed > purchase, all terminal, drift 0"] = (
+        p["billed_above_purchase"] == 0 and p["terminal"] == p["sessions"] and p["ledger_drift"] == 0,
+        f"{p['billed_above_purchase']}, {p['terminal']}/{p['sessions']}, {p['ledger_drift']}",
+    )
+    return out
+
+
+def _fmt(value) -> str:
+    return "–" if value is None else f"{value:g}"
+
+
+def markdown(doc: dict, *, command: str = "") -> str:
+    cfg = doc["config"]
+    seeds = len(cfg["seeds"])
+    baseline = cfg.get("baseline_sessions_per_seed", cfg["sessions_per_seed"])
+    lines = [
+        f"# Fleet suite — world `{cfg['world']}`",
+        "",
+        f"Seeds {', '.join(map(str, cfg['seeds']))}, pooled: the predictive policy on {cfg['sessions_per_seed']} "
+        f"sessions per profile and seed ({cfg['sessions_per_seed'] * seeds} per profile), the baselines on the "
+        f"first {baseline} of the same cars ({baseline * seeds} per profile); "
+        f"{cfg['wall_s']:.0f} s wall time with {cfg['jobs']} processes.",
+    ]
+    if command:
+        lines += ["", "```sh", command, "```"]
+    lines += [
+        "",
+        "Error = |delivered − purchased| in % of the purchase over every session that charged (the backstop's "
+        "included); floor = p95 of an oracle replayed on each session's own charge and latency draws "
+        "(`sessions/benchmark/floor.py`); blind floor = the same oracle without the usable capacity "
+        "(what an SoC-only car cannot tell). Calls = billed vehicle API calls per session. "
+        '"billed > delivered" counts sessions billed above the true delivery (max in % of the purchase); '
+        "unbilled = delivered energy up to the purchase that was not billed, % of all delivered.",
+        "",
+        "| profile | policy | charged | error % p50 | p95 | floor p95 | ×floor | blind floor | calls p50 | p95 "
+        "| under | backstop | billed > delivered (max %) | unbilled % | billed > purchase | terminal | drift |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, profile in doc["profiles"].items():
+        for spec, p in profile["pooled"].items():
+            lines.append(
+                f"| {name} | `{spec}` | {p['charged']}/{p['sessions']} | {_fmt(p['error_pct_p50'])} "
+                f"| {_fmt(p['error_pct_p95'])} | {_fmt(p['floor_pct_p95'])} | {_fmt(p['ratio_to_floor'])} "
+                f"| {_fmt(p['floor_blind_pct_p95'])} | {_fmt(p['calls_p50'])} | {_fmt(p['calls_p95'])} "
+                f"| {p['under_delivered']} | {p['backstop_stopped']} | {p['billed_above_delivered']} "
+                f"({_fmt(p['billed_above_delivered_max_pct'])}) | {_fmt(p['unbilled_delivered_pct'])} "
+                f"| {p['billed_above_purchase']} | {p['terminal']}/{p['sessions']} | {p['ledger_drift']} |"
+            )
+    lines += ["", "## Targets (predictive, pooled)", ""]
+    names = None
+    for name, profile in doc["profiles"].items():
+        checks = targets(profile)
+        if checks is None:
+            continue
+        if names is None:
+            names = list(checks)
+            lines += ["| profile | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+        cells = [("✓ " if ok else "✗ ") + text for ok, text in checks.values()]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    not_charged = {
+        name: profile["pooled"]["predictive"]["statuses"]
+        for name, profile in doc["profiles"].items()
+        if "predictive" in profile["pooled"] and not profile["pooled"]["predictive"]["charged"]
+    }
+    for name, statuses in not_charged.items():
+        lines.append(f"\n{name}: no session charged ({', '.join(f'{k} {v}' for k, v in statuses.items())}).")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def plot(doc: dict, path: Path) -> Path:
+    """Error p95 against calls p50 per policy, one panel per profile, the floor dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [n for n, p in doc["profiles"].items() if any(x["charged"] for x in p["pooled"].values())]
+    cols = 3
+    rows = max(1, -(-len(names) // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.6 * rows), squeeze=False)
+    for ax, name in zip(axes.flat, names, strict=False):
+        pooled = doc["profiles"][name]["pooled"]
+        for spec, p in pooled.items():
+            if p["error_pct_p95"] is None:
+                continue
+            ax.scatter(p["calls_p50"], p["error_pct_p95"], s=30)
+            ax.annotate(spec, (p["calls_p50"], p["error_pct_p95"]), textcoords="offset points", xytext=(4, 3))
+        floor = pooled.get("predictive", {}).get("floor_pct_p95")
+        if floor:
+            ax.axhline(floor, ls="--", c="grey", lw=1)
+        ax.set_xscale("log")
+        ax.set_title(name)
+        ax.set_xlabel("calls per session (p50)")
+        ax.set_ylabel("error p95, % of purchase")
+    for ax in list(axes.flat)[len(names) :]:
+        ax.axis("off")
+    fig.suptitle(f"Stop error vs calls, world {doc['config']['world']} (dashed: oracle floor p95)")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def write(doc: dict, out_dir: Path, *, command: str = "") -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    md = out_dir / "suite.md"
+    md.write_text(markdown(doc, command=command))
+    js = out_dir / "suite.json"
+    js.write_text(json.dumps(doc, indent=1, default=str) + "\n")
+    return [md, js, plot(doc, out_dir / "suite-error-vs-calls.png")]

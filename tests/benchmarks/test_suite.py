@@ -1,0 +1,68 @@
+"""fleet_suite: pooled seeds per profile, the issue's targets, and one run end to end."""
+
+import json
+
+import pytest
+from django.core.management import call_command
+
+from benchmarks.suite import _pooled, markdown, targets
+from tests.benchmarks.test_stats import _result
+
+
+def _doc(seed, spec_errors):
+    sessions = {
+        spec: [{**_result(10_000, 10_000 + e, calls=calls), "index": i} for i, e in enumerate(errors)]
+        for spec, (errors, calls) in spec_errors.items()
+    }
+    return {"config": {"seed": seed, "sessions": 2, "profile": "generic"}, "sessions": sessions, "policies": {}}
+
+
+def test_it_pools_the_seeds_of_a_profile_and_checks_the_targets():
+    docs = [
+        _doc(1, {"predictive": ([10, -20], 12), "naive": ([100, 150], 150)}),
+        _doc(2, {"predictive": ([30, 0], 12), "naive": ([90, 120], 150)}),
+    ]
+    profile = _pooled("A", docs, ["predictive", "naive"])
+    pooled = profile["pooled"]["predictive"]
+    assert pooled["sessions"] == 4 and pooled["error_pct_max"] == 0.3
+    checks = targets(profile)
+    assert checks["beats every baseline"][0] is True
+    # The synthetic floor is 0.5 % everywhere: 0.3 % max is well within 1.3 x.
+    assert checks["p95 ≤ 1.3 × floor"][0] is True
+    assert all(ok for ok, _ in checks.values())
+    text = markdown({"config": {"world": "realistic", "sessions_per_seed": 2, "seeds": [1, 2], "jobs": 1,
+                                "wall_s": 1.0}, "profiles": {"A": profile}})  # fmt: skip
+    assert "| A | `predictive` | 4/4 |" in text and "✓" in text
+
+
+def test_a_baseline_more_accurate_or_cheaper_fails_the_target():
+    docs = [_doc(1, {"predictive": ([100, 90], 12), "naive": ([10, 10], 150)})]
+    checks = targets(_pooled("A", docs, ["predictive", "naive"]))
+    ok, text = checks["beats every baseline"]
+    assert not ok and "naive" in text
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_suite_runs_its_profiles_and_writes_one_table(tmp_path):
+    args = [
+        "--sessions",
+        "1",
+        "--baseline-sessions",
+        "1",
+        "--seeds",
+        "1",
+        "--profile",
+        "A",
+        "--profile",
+        "nissan_start_only",
+    ]
+    call_command("fleet_suite", *args, "--policy", "predictive", "--policy", "fixed:300", "--out-dir", str(tmp_path))
+    doc = json.loads((tmp_path / "suite.json").read_text())
+    assert set(doc["profiles"]) == {"A", "nissan_start_only"}
+    a = doc["profiles"]["A"]["pooled"]
+    assert set(a) == {"predictive", "fixed:300"}
+    assert a["predictive"]["terminal"] == 1 and a["predictive"]["billed_above_purchase"] == 0
+    assert doc["profiles"]["nissan_start_only"]["pooled"]["predictive"]["statuses"] == {"refused:cannot_stop": 1}
+    text = (tmp_path / "suite.md").read_text()
+    assert "python manage.py fleet_suite" in text and "## Targets" in text
+    assert (tmp_path / "suite-error-vs-calls.png").stat().st_size > 0
