@@ -49,7 +49,9 @@ SECRET_KEY = env("DJANGO_SECRET_KEY", DEV_SECRET_KEY)
 DEBUG = env_bool("DJANGO_DEBUG", not PRODUCTION)
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver")
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
-SITE_URL = env("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
+# The port `make run` serves on; the site's address follows it unless SITE_URL says otherwise.
+WEB_PORT = int(env("WEB_PORT", "8000"))
+SITE_URL = env("SITE_URL", f"http://127.0.0.1:{WEB_PORT}").rstrip("/")
 
 INSTALLED_APPS = [
     "web.apps.AdminConfig",  # django.contrib.admin with the login throttle
@@ -63,7 +65,9 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_q",
+    "monitoring",
     "prepaid",
+    "notifications",
     "sessions.apps.SessionsConfig",
     "payments",
     "web",
@@ -161,7 +165,7 @@ else:
     Q_CLUSTER["orm"] = "default"
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
-# --- Auth, i18n, static -----------------------------------------------------------------------
+# --- Auth ------------------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -171,9 +175,29 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "home"
-EMAIL_BACKEND = env("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
-DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "Prepaid Charge <noreply@localhost>")
 
+# --- Email (notifications/: drivers' and operators' emails, sent by the task queue) ------------
+# The console backend prints every email (development: `make run`'s worker shows them); production
+# sends through SMTP (django.core.mail.backends.smtp.EmailBackend and the EMAIL_HOST… settings).
+DEV_EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+EMAIL_BACKEND = env("EMAIL_BACKEND", DEV_EMAIL_BACKEND)
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "Prepaid Charge <noreply@localhost>")
+EMAIL_HOST = env("EMAIL_HOST", "localhost")
+EMAIL_PORT = int(env("EMAIL_PORT", "25"))
+EMAIL_HOST_USER = env("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
+# Seconds one SMTP operation may take: a hung mail server holds a worker no longer than this.
+EMAIL_TIMEOUT = int(env("EMAIL_TIMEOUT", "10"))
+# Attempts of one email (with a backoff from 1 minute to 1 hour) before it is marked failed.
+EMAIL_MAX_ATTEMPTS = int(env("EMAIL_MAX_ATTEMPTS", "8"))
+# Operators' alert emails: the addresses (comma-separated; empty: every active staff user with an
+# address), and at most one email per alert kind per this many seconds.
+OPERATOR_ALERT_EMAILS = env_list("OPERATOR_ALERT_EMAILS")
+OPERATOR_ALERT_INTERVAL_S = int(env("OPERATOR_ALERT_INTERVAL_S", "900"))
+
+# --- i18n, static -------------------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True

@@ -22,7 +22,7 @@ from django.db.models import Case, Count, DateTimeField, Exists, F, OuterRef, Q,
 from django.db.models.functions import Coalesce
 
 from prepaid import services as wallet_services
-from sessions import clock
+from sessions import clock, notices
 from sessions.controller import policy
 from sessions.controller.charging import _step_charging
 from sessions.controller.finish import _consent_lost
@@ -162,6 +162,7 @@ def _commit(step: _Step, outcome: Outcome, lease_token: uuid.UUID) -> bool:
                 reason=outcome.reason,
                 at=step.now,
             )
+            notices.session_moved(session, to_status=outcome.to_status, reason=outcome.reason)
     return True
 
 
