@@ -50,8 +50,8 @@ DEBUG = env_bool("DJANGO_DEBUG", not PRODUCTION)
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver")
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
 # The port `make run` serves on; the site's address follows it unless SITE_URL says otherwise.
-WEB_PORT = int(env("WEB_PORT", "8000"))
-SITE_URL = env("SITE_URL", f"http://127.0.0.1:{WEB_PORT}").rstrip("/")
+WEB_PORT = int(env("WEB_PORT") or "8000")
+SITE_URL = (env("SITE_URL") or f"http://127.0.0.1:{WEB_PORT}").rstrip("/")
 
 INSTALLED_APPS = [
     "web.apps.AdminConfig",  # django.contrib.admin with the login throttle
@@ -76,6 +76,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # monitoring/middleware.py: a request id on every log line of the request and on the response.
+    "monitoring.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # web/security.py: a CSP with a per-request nonce and a Permissions-Policy on every response.
     "web.security.SecurityHeadersMiddleware",
@@ -355,11 +357,20 @@ GRID_BONUS_PRICE_PER_KWH = Decimal(env("GRID_BONUS_PRICE_PER_KWH") or str(PRICE_
 if GRID_BONUS_PRICE_PER_KWH <= 0:
     raise ImproperlyConfigured("GRID_BONUS_PRICE_PER_KWH must be a positive price per kWh")
 
+# Logs (monitoring/logs.py): JSON lines in production, plain text in development; each line
+# carries the request, session, vehicle or event id it concerns, and no secret.
+LOG_FORMAT = env("LOG_FORMAT") or ("json" if PRODUCTION else "plain")
+if LOG_FORMAT not in ("json", "plain"):
+    raise ImproperlyConfigured("LOG_FORMAT must be json or plain")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"ids": {"()": "monitoring.logs.ContextFilter"}},
+    "formatters": {
+        "plain": {"()": "monitoring.logs.PlainFormatter"},
+        "json": {"()": "monitoring.logs.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["ids"]}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
     "loggers": {
         "httpx": {"level": "WARNING"},
@@ -368,6 +379,13 @@ LOGGING = {
         "stripe": {"level": "WARNING"},
     },
 }
+
+# --- Operator metrics (/metrics, Prometheus text format; monitoring/metrics.py, web/metrics.py) ----
+# The bearer token Prometheus sends (Authorization: Bearer …). Empty: the endpoint answers 404.
+DEV_METRICS_TOKEN = "dev-metrics-token"
+METRICS_TOKEN = env("METRICS_TOKEN", "" if PRODUCTION else DEV_METRICS_TOKEN)
+# Seconds between two writes of one process's counters to the database (0: only when scraped).
+METRICS_FLUSH_S = float(env("METRICS_FLUSH_S", "10"))
 
 # --- Security headers, login throttle, request sizes -------------------------------------------
 SECURE_CONTENT_TYPE_NOSNIFF = True
@@ -390,6 +408,8 @@ if PRODUCTION:
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    # Load balancers and Prometheus call these on the machine itself, often over plain HTTP.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz/$", r"^readyz/$", r"^metrics$"]
 
     from prepaid.production import production_problems
 

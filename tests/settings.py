@@ -7,6 +7,8 @@ before the settings module is imported.
 import os
 
 os.environ.setdefault("Q_SYNC", "1")
+# Counters are written when a test scrapes /metrics (or flushes), never by a background thread.
+os.environ.setdefault("METRICS_FLUSH_S", "0")
 os.environ.setdefault("VAR_DIR", os.path.join(os.path.dirname(__file__), "..", "var", "test"))
 
 from prepaid.settings import *  # noqa: F403

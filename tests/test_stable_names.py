@@ -48,6 +48,8 @@ URLS = {
     "grid:event-declare": "grid/events/",
     "grid:event-report": "grid/events/<uuid:public_id>/report/",
     "healthz": "healthz/",
+    "metrics": "metrics",
+    "readyz": "readyz/",
     "home": "",
     "login": "accounts/login/",
     "logout": "accounts/logout/",

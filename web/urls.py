@@ -2,12 +2,15 @@ from django.contrib import admin
 from django.urls import include, path
 
 from sessions.vehicles import webhooks as vehicle_webhooks
+from web import health, metrics
 from web.pages import home as views
 from web.security import ThrottledLoginView
 
 urlpatterns = [
     path("", views.home, name="home"),
     path("healthz/", views.healthz, name="healthz"),
+    path("readyz/", health.readyz, name="readyz"),
+    path("metrics", metrics.metrics_view, name="metrics"),
     path("accounts/login/", ThrottledLoginView.as_view(), name="login"),
     path("", include("web.pages.driver.urls")),  # driver pages: sign up, charge, live session, receipts
     path("accounts/", include("django.contrib.auth.urls")),
