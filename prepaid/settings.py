@@ -294,6 +294,14 @@ TOKEN_ENCRYPTION_KEYS = env_list("TOKEN_ENCRYPTION_KEYS", DEV_TOKEN_KEY)
 SIMULATOR_STATE_FILE = env("SIMULATOR_STATE_FILE", str(VAR_DIR / "simulator.json"))
 # The vehicle simulator's VEHICLE_STATE webhooks go here; empty = none.
 SIMULATOR_WEBHOOK_URL = env("SIMULATOR_WEBHOOK_URL", "")
+# `make run` only: simulated time runs SIM_SPEED times faster than the wall clock, for the
+# simulated cars and for the controller (sessions.clock), so a whole charge takes minutes. 1: real time.
+SIM_SPEED = float(env("SIM_SPEED") or "1")
+if SIM_SPEED <= 0:
+    raise ImproperlyConfigured("SIM_SPEED must be a positive number")
+# Set by `make run` for the processes it starts: "wall seconds,simulated seconds" of one instant,
+# from which every process and the simulator run the same sped-up clock. Not set by hand.
+SIM_CLOCK_ORIGIN = env("SIM_CLOCK_ORIGIN")
 
 # --- Smart charging, demand response, battery health ---------------------------------------------
 # Price region used when a session or enrollment names none (prices: `manage.py import_prices`).

@@ -47,6 +47,7 @@ URLS = {
     "driver:signup": "accounts/signup/",
     "grid:event-declare": "grid/events/",
     "grid:event-report": "grid/events/<uuid:public_id>/report/",
+    "favicon": "favicon.ico",
     "healthz": "healthz/",
     "metrics": "metrics",
     "readyz": "readyz/",

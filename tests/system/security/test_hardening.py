@@ -330,6 +330,8 @@ def _production_settings(**changes) -> dict:
         "GRID_API_SECRET": "",
         "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
         "METRICS_TOKEN": "",
+        "SIM_SPEED": 1.0,
+        "SIM_CLOCK_ORIGIN": "",
     }
     devs = {name: getattr(dev, name) for name in dir(dev) if name.startswith("DEV_")}
     return {**devs, **good, **changes}
@@ -386,6 +388,7 @@ def test_production_values_pass():
         ({"DEBUG": True}, "DJANGO_DEBUG"),
         ({"EMAIL_BACKEND": "django.core.mail.backends.console.EmailBackend"}, "EMAIL_BACKEND"),
         ({"METRICS_TOKEN": "dev-metrics-token"}, "METRICS_TOKEN"),
+        ({"SIM_SPEED": 20.0}, "SIM_SPEED"),
     ],
 )
 def test_production_refuses(changes, named):
