@@ -127,14 +127,14 @@ def notification_send(*, key: str) -> str:
         _finish(row, Notification.Status.SKIPPED, last_error="turned off by the driver")
         return Notification.Status.SKIPPED
     renderer = registry.renderer_for(row.kind)
-    context = renderer(row) if renderer else None
-    if context is None:
-        _finish(row, Notification.Status.SKIPPED, last_error="nothing to report")
-        return Notification.Status.SKIPPED
-    message = build_message(row, context, to)
     try:
+        context = renderer(row) if renderer else None
+        if context is None:
+            _finish(row, Notification.Status.SKIPPED, last_error="nothing to report")
+            return Notification.Status.SKIPPED
+        message = build_message(row, context, to)
         message.send()
-    except Exception as exc:  # whatever the mail server or the network raise: try again later
+    except Exception as exc:  # the mail server, the network, or a template: try again later, counted
         return _failed(row, exc, now)
     _finish(row, Notification.Status.SENT, sent_at=timezone.now(), subject=message.subject[:200], last_error="")
     return Notification.Status.SENT
@@ -144,7 +144,7 @@ def _failed(row: Notification, exc: Exception, now) -> str:
     attempts = row.attempts + 1
     error = f"{type(exc).__name__}: {exc}"[:300]
     if attempts >= settings.EMAIL_MAX_ATTEMPTS:
-        logger.error("email %s not sent after %s attempts: %s", row.key, attempts, error)
+        logger.error("email %s not sent after %s attempts: %s", row.key, attempts, error, exc_info=exc)
         _finish(row, Notification.Status.FAILED, attempts=attempts, last_error=error)
         return Notification.Status.FAILED
     delay = min(RETRY_CAP_S, RETRY_BASE_S * 2 ** (attempts - 1))

@@ -44,18 +44,13 @@ def use(source: Callable[[], datetime], *, all_threads: bool = False) -> Iterato
             _local.now = previous
 
 
-def parse_origin(origin: str) -> tuple[float, float]:
-    """ "wall seconds,simulated seconds" of one instant (SIM_CLOCK_ORIGIN) → the pair."""
-    wall, _, simulated = origin.partition(",")
-    return float(wall), float(simulated)
-
-
 def shared_clock(*, speed: float, origin: str) -> Callable[[], datetime]:
-    """The clock `make run` gives every process and the simulator: simulated time that ran
-    `speed` times faster than the wall clock since `origin` (so a charge takes minutes)."""
+    """The clock `make run` gives every process and the simulator: `origin` is "wall seconds,
+    simulated seconds" of one instant (SIM_CLOCK_ORIGIN), from which time runs `speed`× faster."""
     if speed <= 0:
         raise ValueError("SIM_SPEED must be positive")
-    wall0, sim0 = parse_origin(origin)
+    wall, _, simulated = origin.partition(",")
+    wall0, sim0 = float(wall), float(simulated)
     return lambda: datetime.fromtimestamp(sim0 + (time.time() - wall0) * speed, dt_timezone.utc)
 
 

@@ -72,3 +72,17 @@ def test_an_email_the_server_keeps_refusing_is_marked_failed_and_can_be_sent_aga
     assert services.notifications_resend(keys=[row.key]) == 1
     assert len(mail.outbox) == 1
     assert Notification.objects.get().status == Notification.Status.SENT
+
+
+def test_an_email_that_cannot_be_rendered_counts_as_a_failed_attempt(db, committed, monkeypatch, mailoutbox):
+    from notifications import registry
+
+    def broken(row):
+        raise KeyError("a template needs what the row lacks")
+
+    monkeypatch.setitem(registry._renderers, "operator_alert", broken)
+    with committed():
+        services.notify(kind="operator_alert", key="alert:z", to_email="ops@example.com", params={})
+    row = Notification.objects.get()
+    assert (row.status, row.attempts, row.claimed_until) == (Notification.Status.PENDING, 1, None)
+    assert row.last_error.startswith("KeyError") and mailoutbox == []

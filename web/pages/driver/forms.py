@@ -2,6 +2,8 @@ from django import forms
 from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import UserCreationForm
 
+from notifications.kinds import OPTIONAL
+
 
 class SignUpForm(UserCreationForm):
     """A username, an email (for receipts and password resets) and a password."""
@@ -24,8 +26,6 @@ class EmailPreferencesForm(forms.Form):
     driver something went wrong are always sent and not offered here."""
 
     def __init__(self, *args, **kwargs):
-        from notifications.kinds import OPTIONAL
-
         super().__init__(*args, **kwargs)
         for kind in OPTIONAL:
             self.fields[kind.name] = forms.BooleanField(required=False, label=kind.label, help_text=kind.help)
