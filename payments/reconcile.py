@@ -247,16 +247,16 @@ def _purchase_of_charge(charge: stripe_api.ChargeInfo) -> Purchase | None:
 def _check_charge(charge: stripe_api.ChargeInfo, report: Report) -> None:
     purchase = _purchase_of_charge(charge)
     money = _money(charge.amount, charge.currency)
+
+    def found(kind: str, object_id: str, **fields) -> None:
+        report.add(record(kind, object_id, amount_minor=charge.amount, currency=charge.currency, **fields))
+
     if purchase is None:
-        report.add(
-            record(
-                Kind.UNMATCHED_CHARGE,
-                charge.id,
-                amount_minor=charge.amount,
-                currency=charge.currency,
-                detail=f"charge of {money} that names no purchase of ours "
-                f"({charge.payment_intent_id or 'no payment intent'})",
-            )
+        found(
+            Kind.UNMATCHED_CHARGE,
+            charge.id,
+            detail=f"charge of {money} that names no purchase of ours "
+            f"({charge.payment_intent_id or 'no payment intent'})",
         )
         return
     unpaid = (Purchase.Status.CREATED, Purchase.Status.AWAITING_PAYMENT)
@@ -267,44 +267,32 @@ def _check_charge(charge: stripe_api.ChargeInfo, report: Report) -> None:
         purchase.refresh_from_db()
     if purchase.status == Purchase.Status.PAID and purchase.stripe_payment_intent_id == charge.payment_intent_id:
         if (charge.amount, charge.currency) != (purchase.amount_minor, purchase.currency):
-            report.add(
-                record(
-                    Kind.AMOUNT_MISMATCH,
-                    charge.id,
-                    purchase=purchase,
-                    amount_minor=charge.amount,
-                    currency=charge.currency,
-                    detail=f"charge of {money} credited purchase {purchase.public_id} of "
-                    f"{_money(purchase.amount_minor, purchase.currency)}",
-                )
-            )
-        return
-    if purchase.status in unpaid:
-        report.add(
-            record(
+            found(
                 Kind.AMOUNT_MISMATCH,
                 charge.id,
                 purchase=purchase,
-                amount_minor=charge.amount,
-                currency=charge.currency,
-                detail=f"charge of {money} for purchase {purchase.public_id} of "
-                f"{_money(purchase.amount_minor, purchase.currency)} could not credit it",
+                detail=f"charge of {money} credited purchase {purchase.public_id} of "
+                f"{_money(purchase.amount_minor, purchase.currency)}",
             )
+        return
+    if purchase.status in unpaid:
+        found(
+            Kind.AMOUNT_MISMATCH,
+            charge.id,
+            purchase=purchase,
+            detail=f"charge of {money} for purchase {purchase.public_id} of "
+            f"{_money(purchase.amount_minor, purchase.currency)} could not credit it",
         )
         return
     if charge.amount_refunded >= charge.amount:
         # Refunded already (by us or by hand): only a surplus still unknown to us is recorded.
-        report.add(
-            record(
-                Kind.SURPLUS_CHARGE,
-                charge.payment_intent_id or charge.id,
-                purchase=purchase,
-                amount_minor=charge.amount,
-                currency=charge.currency,
-                detail=f"a charge of {money} of purchase {purchase.public_id} that did not credit it",
-                status=Status.FIXED,
-                action="already refunded at Stripe",
-            )
+        found(
+            Kind.SURPLUS_CHARGE,
+            charge.payment_intent_id or charge.id,
+            purchase=purchase,
+            detail=f"a charge of {money} of purchase {purchase.public_id} that did not credit it",
+            status=Status.FIXED,
+            action="already refunded at Stripe",
         )
         return
     report.add(surplus_payment(payment_intent_id=charge.payment_intent_id, purchase_id=purchase.pk, source="reconcile"))

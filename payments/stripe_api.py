@@ -7,6 +7,8 @@ covers its network retries). localstripe ignores the keys; real Stripe honours t
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -123,6 +125,15 @@ def client() -> stripe.StripeClient:
     return _client_for(settings.STRIPE_SECRET_KEY, settings.STRIPE_API_BASE, _transport)
 
 
+@contextmanager
+def stripe_errors() -> Iterator[None]:
+    """Every call to Stripe runs inside this: its errors come out as this module's typed ones."""
+    try:
+        yield
+    except stripe.StripeError as exc:
+        raise _wrap(exc) from exc
+
+
 def _wrap(exc: stripe.StripeError) -> StripeFailure:
     if isinstance(exc, stripe.CardError):
         return CardDeclined(exc.user_message or str(exc.user_message or exc), code=exc.code or "card_declined")
@@ -159,34 +170,28 @@ def payment_intent_info(pi) -> PaymentIntentInfo:
 
 def customer_create(*, user_id: int, email: str) -> str:
     """Create the Stripe customer of one of our users; returns its id."""
-    try:
+    with stripe_errors():
         customer = client().v1.customers.create(
             {"email": email, "metadata": {"user_id": str(user_id)}},
             {"idempotency_key": f"user:{user_id}:customer"},
         )
-    except stripe.StripeError as exc:
-        raise _wrap(exc) from exc
     return customer.id
 
 
 def setup_intent_create(*, customer_id: str, idempotency_key: str) -> tuple[str, str]:
     """A SetupIntent to save a card in the browser (docs/reference/payments.md §2.1 step 1): (id, client_secret)."""
-    try:
+    with stripe_errors():
         intent = client().v1.setup_intents.create(
             {"customer": customer_id, "payment_method_types": ["card"], "usage": "off_session"},
             {"idempotency_key": idempotency_key},
         )
-    except stripe.StripeError as exc:
-        raise _wrap(exc) from exc
     return intent.id, intent.client_secret
 
 
 def setup_intent_retrieve(setup_intent_id: str) -> tuple[str, str]:
     """(status, client_secret) of a SetupIntent: an unused one is handed to the browser again."""
-    try:
+    with stripe_errors():
         intent = client().v1.setup_intents.retrieve(setup_intent_id)
-    except stripe.StripeError as exc:
-        raise _wrap(exc) from exc
     return intent.status, intent.client_secret
 
 
@@ -202,7 +207,7 @@ def payment_intent_create(
     """Create a card PaymentIntent for a purchase, NOT confirmed (docs/reference/payments.md §2.1 step 2, first
     half): it cannot charge anything until `payment_intent_confirm`, so its id can be recorded first.
     """
-    try:
+    with stripe_errors():
         pi = client().v1.payment_intents.create(
             {
                 "amount": amount_minor,
@@ -214,8 +219,6 @@ def payment_intent_create(
             },
             {"idempotency_key": idempotency_key},
         )
-    except stripe.StripeError as exc:
-        raise _wrap(exc) from exc
     return payment_intent_info(pi)
 
 
@@ -223,26 +226,20 @@ def payment_intent_confirm(payment_intent_id: str, *, idempotency_key: str) -> P
     """Confirm a PaymentIntent created with its payment method. Returns status `succeeded`,
     `requires_action` (the browser then calls confirmCardPayment(client_secret)) or `processing`.
     Raises CardDeclined on a 402."""
-    try:
+    with stripe_errors():
         pi = client().v1.payment_intents.confirm(payment_intent_id, {}, {"idempotency_key": idempotency_key})
-    except stripe.StripeError as exc:
-        raise _wrap(exc) from exc
     return payment_intent_info(pi)
 
 
 def payment_intent_retrieve(payment_intent_id: str) -> PaymentIntentInfo:
-    try:
+    with stripe_errors():
         pi = client().v1.payment_intents.retrieve(payment_intent_id)
-    except stripe.StripeError as exc:
-        raise _wrap(exc) from exc
     return payment_intent_info(pi)
 
 
 def payment_intent_cancel(payment_intent_id: str) -> PaymentIntentInfo:
-    try:
+    with stripe_errors():
         pi = client().v1.payment_intents.cancel(payment_intent_id)
-    except stripe.StripeError as exc:
-        raise _wrap(exc) from exc
     return payment_intent_info(pi)
 
 
@@ -254,18 +251,14 @@ def refund_create(
     params = {"payment_intent": payment_intent_id, "metadata": metadata}
     if amount_minor is not None:
         params["amount"] = amount_minor
-    try:
+    with stripe_errors():
         refund = client().v1.refunds.create(params, {"idempotency_key": idempotency_key})
-    except stripe.StripeError as exc:
-        raise _wrap(exc) from exc
     return refund_info(refund)
 
 
 def refund_retrieve(refund_id: str) -> RefundInfo:
-    try:
+    with stripe_errors():
         refund = client().v1.refunds.retrieve(refund_id)
-    except stripe.StripeError as exc:
-        raise _wrap(exc) from exc
     return refund_info(refund)
 
 
@@ -318,10 +311,8 @@ def _list_all(resource, params: dict):
     """Every object of a list endpoint, page by page (`starting_after`)."""
     params = {"limit": 100, **params}
     while True:
-        try:
+        with stripe_errors():
             page = resource.list(params)
-        except stripe.StripeError as exc:
-            raise _wrap(exc) from exc
         yield from page.data
         if not page.has_more or not page.data:
             return
@@ -373,7 +364,7 @@ def checkout_session_create(
     idempotency_key: str,
 ) -> CheckoutSessionInfo:
     """A hosted Checkout Session for one purchase (STRIPE_CHECKOUT=hosted)."""
-    try:
+    with stripe_errors():
         session = client().v1.checkout.sessions.create(
             {
                 "mode": "payment",
@@ -397,16 +388,12 @@ def checkout_session_create(
             },
             {"idempotency_key": idempotency_key},
         )
-    except stripe.StripeError as exc:
-        raise _wrap(exc) from exc
     return checkout_session_info(session)
 
 
 def checkout_session_retrieve(session_id: str) -> CheckoutSessionInfo:
-    try:
+    with stripe_errors():
         session = client().v1.checkout.sessions.retrieve(session_id)
-    except stripe.StripeError as exc:
-        raise _wrap(exc) from exc
     return checkout_session_info(session)
 
 
