@@ -12,11 +12,15 @@ from __future__ import annotations
 from django.db import transaction
 from django.utils import timezone
 
+from payments import notices
 from payments.models import Dispute, Refund, RefundPart
 from prepaid import services as wallet_services
 from prepaid.allocation import allocate_fifo, refund_part_minor
 from prepaid.errors import InsufficientCredit, LedgerInconsistent, NothingToRefund, WalletBlocked
-from prepaid.models import CreditLot, LedgerEntry
+from prepaid.models import CreditLot, LedgerEntry, Wallet
+
+# A refund whose money (all or part of it) went back to the card: the driver is told.
+MONEY_SENT = (Refund.Status.SUCCEEDED, Refund.Status.PARTIALLY_FAILED)
 
 # --- Refunds of unused credit ---------------------------------------------------------------------
 
@@ -189,8 +193,10 @@ def refund_part_succeed(*, part_id: int, stripe_refund_id: str | None = None):
 
 
 def _sync_refund_status(refund) -> None:
-    refund.status = _refund_status(refund)
+    before, refund.status = refund.status, _refund_status(refund)
     refund.save(update_fields=["status"])
+    if before == Refund.Status.PENDING and refund.status in MONEY_SENT:
+        notices.refund_made(refund, user_id=Wallet.objects.values_list("user_id", flat=True).get(pk=refund.wallet_id))
 
 
 # --- Disputes -------------------------------------------------------------------------------------
@@ -326,4 +332,5 @@ def wallet_external_refund(*, purchase_id: int, stripe_refund_id: str, amount_mi
             refund_part=part,
             note="refunded at Stripe, not through the app",
         )
+        notices.refund_made(refund, user_id=wallet.user_id)
         return part, wanted - taken

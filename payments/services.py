@@ -18,6 +18,7 @@ from django.db import IntegrityError, connections, router, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from monitoring.logs import log_context
 from payments import ledger, stripe_api
 from payments.models import (
     Dispute,
@@ -696,6 +697,11 @@ def event_process(*, event_pk: int) -> str:
     event = StripeEvent.objects.get(pk=event_pk)
     if event.status in (StripeEvent.Status.PROCESSED, StripeEvent.Status.IGNORED):
         return event.status
+    with log_context(event_id=event.event_id):
+        return _event_apply(event)
+
+
+def _event_apply(event: StripeEvent) -> str:
     StripeEvent.objects.filter(pk=event.pk).update(attempts=F("attempts") + 1)
     handler = EVENT_HANDLERS.get(event.type)
     if handler is None:

@@ -8,6 +8,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from monitoring.logs import log_context_add
 from payments import services, stripe_api
 from prepaid.jsonbody import problem
 
@@ -29,6 +30,7 @@ def stripe_webhook(request: HttpRequest) -> HttpResponse:
         return problem(request, 400, "invalid signature")
     except ValueError as exc:  # a signed body that is not JSON we accept (jsonbody.loads)
         return problem(request, 400, f"malformed body: {exc}")
+    log_context_add(event_id=event.get("id") if isinstance(event, dict) else None)
     malformed = services.event_malformed(event)
     if malformed:
         return problem(request, 400, f"not an event: {malformed}")

@@ -100,6 +100,12 @@ def production_problems(s: dict) -> list[str]:
     ):
         if not _public_https(s[name]):
             problems.append(f"{name} must be an https:// address, not the simulator")
+    if s["SIM_SPEED"] != 1 or s["SIM_CLOCK_ORIGIN"]:
+        problems.append("SIM_SPEED and SIM_CLOCK_ORIGIN are for `make run`'s simulated cars, not production")
+    if s["EMAIL_BACKEND"] == s["DEV_EMAIL_BACKEND"]:
+        problems.append("EMAIL_BACKEND must send email (django.core.mail.backends.smtp.EmailBackend), not print it")
+    if s["METRICS_TOKEN"] == s["DEV_METRICS_TOKEN"]:
+        problems.append("METRICS_TOKEN must be empty (no /metrics) or a secret of this deployment")
     if s["GRID_API_SECRET"] == s["DEV_GRID_API_SECRET"]:
         problems.append("GRID_API_SECRET must be empty (no utility) or a secret of this deployment")
     return problems

@@ -49,7 +49,9 @@ SECRET_KEY = env("DJANGO_SECRET_KEY", DEV_SECRET_KEY)
 DEBUG = env_bool("DJANGO_DEBUG", not PRODUCTION)
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver")
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
-SITE_URL = env("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
+# The port `make run` serves on; the site's address follows it unless SITE_URL says otherwise.
+WEB_PORT = int(env("WEB_PORT") or "8000")
+SITE_URL = (env("SITE_URL") or f"http://127.0.0.1:{WEB_PORT}").rstrip("/")
 
 INSTALLED_APPS = [
     "web.apps.AdminConfig",  # django.contrib.admin with the login throttle
@@ -63,7 +65,9 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_q",
+    "monitoring",
     "prepaid",
+    "notifications",
     "sessions.apps.SessionsConfig",
     "payments",
     "web",
@@ -72,6 +76,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # monitoring/middleware.py: a request id on every log line of the request and on the response.
+    "monitoring.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # web/security.py: a CSP with a per-request nonce and a Permissions-Policy on every response.
     "web.security.SecurityHeadersMiddleware",
@@ -161,7 +167,7 @@ else:
     Q_CLUSTER["orm"] = "default"
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
-# --- Auth, i18n, static -----------------------------------------------------------------------
+# --- Auth ------------------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -171,9 +177,29 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "home"
-EMAIL_BACKEND = env("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
-DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "Prepaid Charge <noreply@localhost>")
 
+# --- Email (notifications/: drivers' and operators' emails, sent by the task queue) ------------
+# The console backend prints every email (development: `make run`'s worker shows them); production
+# sends through SMTP (django.core.mail.backends.smtp.EmailBackend and the EMAIL_HOST… settings).
+DEV_EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+EMAIL_BACKEND = env("EMAIL_BACKEND", DEV_EMAIL_BACKEND)
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "Prepaid Charge <noreply@localhost>")
+EMAIL_HOST = env("EMAIL_HOST", "localhost")
+EMAIL_PORT = int(env("EMAIL_PORT", "25"))
+EMAIL_HOST_USER = env("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
+# Seconds one SMTP operation may take: a hung mail server holds a worker no longer than this.
+EMAIL_TIMEOUT = int(env("EMAIL_TIMEOUT", "10"))
+# Attempts of one email (with a backoff from 1 minute to 1 hour) before it is marked failed.
+EMAIL_MAX_ATTEMPTS = int(env("EMAIL_MAX_ATTEMPTS", "8"))
+# Operators' alert emails: the addresses (comma-separated; empty: every active staff user with an
+# address), and at most one email per alert kind per this many seconds.
+OPERATOR_ALERT_EMAILS = env_list("OPERATOR_ALERT_EMAILS")
+OPERATOR_ALERT_INTERVAL_S = int(env("OPERATOR_ALERT_INTERVAL_S", "900"))
+
+# --- i18n, static -------------------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
@@ -268,6 +294,14 @@ TOKEN_ENCRYPTION_KEYS = env_list("TOKEN_ENCRYPTION_KEYS", DEV_TOKEN_KEY)
 SIMULATOR_STATE_FILE = env("SIMULATOR_STATE_FILE", str(VAR_DIR / "simulator.json"))
 # The vehicle simulator's VEHICLE_STATE webhooks go here; empty = none.
 SIMULATOR_WEBHOOK_URL = env("SIMULATOR_WEBHOOK_URL", "")
+# `make run` only: simulated time runs SIM_SPEED times faster than the wall clock, for the
+# simulated cars and for the controller (sessions.clock), so a whole charge takes minutes. 1: real time.
+SIM_SPEED = float(env("SIM_SPEED") or "1")
+if SIM_SPEED <= 0:
+    raise ImproperlyConfigured("SIM_SPEED must be a positive number")
+# Set by `make run` for the processes it starts: "wall seconds,simulated seconds" of one instant,
+# from which every process and the simulator run the same sped-up clock. Not set by hand.
+SIM_CLOCK_ORIGIN = env("SIM_CLOCK_ORIGIN")
 
 # --- Smart charging, demand response, battery health ---------------------------------------------
 # Price region used when a session or enrollment names none (prices: `manage.py import_prices`).
@@ -331,11 +365,20 @@ GRID_BONUS_PRICE_PER_KWH = Decimal(env("GRID_BONUS_PRICE_PER_KWH") or str(PRICE_
 if GRID_BONUS_PRICE_PER_KWH <= 0:
     raise ImproperlyConfigured("GRID_BONUS_PRICE_PER_KWH must be a positive price per kWh")
 
+# Logs (monitoring/logs.py): JSON lines in production, plain text in development; each line
+# carries the request, session, vehicle or event id it concerns, and no secret.
+LOG_FORMAT = env("LOG_FORMAT") or ("json" if PRODUCTION else "plain")
+if LOG_FORMAT not in ("json", "plain"):
+    raise ImproperlyConfigured("LOG_FORMAT must be json or plain")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"ids": {"()": "monitoring.logs.ContextFilter"}},
+    "formatters": {
+        "plain": {"()": "monitoring.logs.PlainFormatter"},
+        "json": {"()": "monitoring.logs.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["ids"]}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
     "loggers": {
         "httpx": {"level": "WARNING"},
@@ -344,6 +387,13 @@ LOGGING = {
         "stripe": {"level": "WARNING"},
     },
 }
+
+# --- Operator metrics (/metrics, Prometheus text format; monitoring/metrics.py, web/metrics.py) ----
+# The bearer token Prometheus sends (Authorization: Bearer …). Empty: the endpoint answers 404.
+DEV_METRICS_TOKEN = "dev-metrics-token"
+METRICS_TOKEN = env("METRICS_TOKEN", "" if PRODUCTION else DEV_METRICS_TOKEN)
+# Seconds between two writes of one process's counters to the database (0: only when scraped).
+METRICS_FLUSH_S = float(env("METRICS_FLUSH_S", "10"))
 
 # --- Security headers, login throttle, request sizes -------------------------------------------
 SECURE_CONTENT_TYPE_NOSNIFF = True
@@ -366,6 +416,8 @@ if PRODUCTION:
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    # Load balancers and Prometheus call these on the machine itself, often over plain HTTP.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz/$", r"^readyz/$", r"^metrics$"]
 
     from prepaid.production import production_problems
 

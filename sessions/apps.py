@@ -12,3 +12,12 @@ class SessionsConfig(AppConfig):
     name = "sessions"
     label = "charging"
     verbose_name = "Charging"
+
+    def ready(self) -> None:
+        from django.conf import settings
+
+        from sessions import clock
+
+        # `make run` with SIM_SPEED: this process reads the clock the simulated cars run on.
+        if settings.SIM_CLOCK_ORIGIN:
+            clock.install_shared(speed=settings.SIM_SPEED, origin=settings.SIM_CLOCK_ORIGIN)

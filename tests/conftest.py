@@ -9,6 +9,7 @@ pytest_plugins = [
     "tests.plugins.fake_vehicle_api",
     "tests.plugins.grid",
     "tests.plugins.processes",
+    "tests.plugins.html_ids",
 ]
 
 

@@ -55,7 +55,7 @@ def test_production_refuses_development_defaults():
     result = _settings_in_production({})
     assert result.returncode != 0
     assert "Refusing to start in production" in result.stderr
-    for what in ("DJANGO_SECRET_KEY", "TOKEN_ENCRYPTION_KEYS", "STRIPE_SECRET_KEY", "DATABASE_URL"):
+    for what in ("DJANGO_SECRET_KEY", "TOKEN_ENCRYPTION_KEYS", "STRIPE_SECRET_KEY", "DATABASE_URL", "EMAIL_BACKEND"):
         assert what in result.stderr
 
 
@@ -80,6 +80,7 @@ def test_production_starts_with_real_values():
             "VEHICLE_CLIENT_SECRET": "real-secret",
             "VEHICLE_WEBHOOK_AMT": "real-amt",
             "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/test",
+            "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
         }
     )
     assert result.returncode == 0, result.stderr

@@ -15,6 +15,7 @@ from django.utils.module_loading import import_string
 
 URLS = {
     "api:docs": "api/v1/docs/",
+    "api:email-settings": "api/v1/account/emails/",
     "api:package-list": "api/v1/^packages/$",
     "api:problem": "api/v1/problems/<slug:slug>/",
     "api:purchase-confirm": "api/v1/^purchases/(?P<public_id>[0-9a-f-]{36})/confirm/$",
@@ -38,6 +39,7 @@ URLS = {
     "dashboard:index": "dashboard/",
     "dashboard:live": "dashboard/live.json",
     "driver:charge": "charge/",
+    "driver:email-settings": "accounts/emails/",
     "driver:session": "charge/<uuid:public_id>/",
     "driver:session-receipt": "charge/<uuid:public_id>/receipt/",
     "driver:session-status": "charge/<uuid:public_id>/status/",
@@ -45,7 +47,10 @@ URLS = {
     "driver:signup": "accounts/signup/",
     "grid:event-declare": "grid/events/",
     "grid:event-report": "grid/events/<uuid:public_id>/report/",
+    "favicon": "favicon.ico",
     "healthz": "healthz/",
+    "metrics": "metrics",
+    "readyz": "readyz/",
     "home": "",
     "login": "accounts/login/",
     "logout": "accounts/logout/",
@@ -99,8 +104,11 @@ ADMIN_MODELS = {
     "prepaid.Wallet",
 }
 
-# Stored in django-q2: schedules (payments 0003 and 0007, charging 0007) and tasks queued by the code.
+# Stored in django-q2: schedules (payments 0003 and 0007, charging 0007, notifications 0002) and
+# tasks queued by the code.
 TASKS = [
+    "notifications.tasks.send_due",
+    "notifications.tasks.send_notification",
     "payments.tasks.process_stripe_event",
     "payments.tasks.reconcile_payments",
     "payments.tasks.reconcile_purchases",
@@ -109,6 +117,7 @@ TASKS = [
     "payments.tasks.sweep_stripe_events",
     "sessions.tasks.credit_grid_bonuses",
     "sessions.tasks.session_step",
+    "web.tasks.notify_operators",
 ]
 
 COMMANDS = {
@@ -193,7 +202,7 @@ def test_every_task_path_queued_by_the_code_is_a_stored_one():
     from pathlib import Path
 
     root = Path(__file__).resolve().parent.parent
-    quoted = re.compile(r"""["']((?:prepaid|sessions|payments)\.tasks\.\w+)["']""")
+    quoted = re.compile(r"""["']((?:prepaid|sessions|payments|notifications|monitoring|web)\.tasks\.\w+)["']""")
     found = set()
     for path in root.glob("*/**/*.py"):
         if path.parts[len(root.parts)] in {"tests", ".venv", "var"}:
@@ -209,6 +218,7 @@ def test_every_schedule_in_the_database_imports():
     funcs = set(Schedule.objects.values_list("func", flat=True))
     assert {"payments.tasks.sweep_stripe_events", "payments.tasks.reconcile_purchases"} <= funcs
     assert "sessions.tasks.credit_grid_bonuses" in funcs
+    assert {"notifications.tasks.send_due", "web.tasks.notify_operators"} <= funcs
     for func in funcs:
         assert callable(import_string(func)), func
 

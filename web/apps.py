@@ -9,6 +9,10 @@ class WebConfig(AppConfig):
     name = "web"
     verbose_name = "Web"
 
+    def ready(self) -> None:
+        # What each email says (notifications/ sends them; the renderers need the pages' reads).
+        from web import notifications  # noqa: F401
+
 
 class AdminConfig(admin_apps.AdminConfig):
     """Django's admin whose site throttles its login like the login page (web.security).

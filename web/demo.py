@@ -1,15 +1,49 @@
-"""Demo vehicles for `make run`: a car in the simulator, connected to the demo driver.
+"""Demo data that needs the running stack, for `make run`: a car in the simulator connected to the
+demo driver, and day-ahead prices for smart charging to plan with.
 
-Runs once the simulator is up (it keeps its state in a file, so the car and its tokens survive
-restarts). The connection is made the way Connect makes one — a token pair — and the vehicle
-details are then read through the real client, like any other connection.
+The car is made once the simulator is up (it keeps its state in a file, so the car and its tokens
+survive restarts). The connection is made the way Connect makes one — a token pair — and the
+vehicle details are then read through the real client, like any other connection.
 """
+
+from datetime import datetime, timedelta
 
 import httpx
 from django.conf import settings
 
+from sessions.grid import services as grid
 from sessions.models import Vehicle
+from sessions.models.grid import PricePoint
 from sessions.vehicles.services import connection_create_from_tokens, connection_sync_vehicles
+
+# A day-ahead tariff's shape in ct/kWh (VAT included) by hour of the day, UTC: cheap at night
+# and at midday (sun), dear in the morning and evening peaks. Made up for the demo, not market data.
+DEMO_HOURLY_CT = (
+    24.0, 23.0, 22.0, 21.5, 21.5, 22.5, 26.0, 30.0, 31.0, 28.0, 25.0, 23.0,
+    21.0, 20.5, 21.0, 23.0, 26.0, 31.0, 34.0, 33.0, 30.0, 28.0, 26.0, 25.0,
+)  # fmt: skip
+DEMO_SOURCE = "demo"
+# Day-ahead prices are known up to the end of the next day: keep this much ahead of the clock.
+DEMO_PRICES_AHEAD = timedelta(hours=48)
+
+
+def demo_price_millis(start: datetime) -> int:
+    """The demo price of the hour starting at `start`: the day's shape, a little dearer or cheaper
+    from one day to the next (-1 … +1.5 ct), so no two days plan alike."""
+    day_shift = ((start.toordinal() * 7) % 6 - 2) * 0.5
+    return round((DEMO_HOURLY_CT[start.hour] + day_shift) * 1000)
+
+
+def ensure_demo_prices(*, region: str, now: datetime) -> int:
+    """Hourly demo prices for `region` from the current hour to DEMO_PRICES_AHEAD, where none is
+    known (real imported prices are never overwritten). Returns how many hours were added."""
+    first = now.replace(minute=0, second=0, microsecond=0)
+    hours = int(DEMO_PRICES_AHEAD / timedelta(hours=1))
+    wanted = [first + timedelta(hours=h) for h in range(hours + 1)]
+    known = set(PricePoint.objects.filter(region=region, starts_at__in=wanted).values_list("starts_at", flat=True))
+    missing = [start for start in wanted if start not in known]
+    rows = [(start, start + timedelta(hours=1), demo_price_millis(start)) for start in missing]
+    return grid.prices_import(region=region, rows=rows, source=DEMO_SOURCE) if rows else 0
 
 
 def ensure_demo_vehicles(*, user, simulator_origin: str | None = None) -> list[Vehicle]:

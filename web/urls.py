@@ -1,13 +1,20 @@
 from django.contrib import admin
+from django.templatetags.static import static
 from django.urls import include, path
+from django.views.generic.base import RedirectView
 
 from sessions.vehicles import webhooks as vehicle_webhooks
+from web import health, metrics
 from web.pages import home as views
 from web.security import ThrottledLoginView
 
 urlpatterns = [
     path("", views.home, name="home"),
+    # Browsers ask for /favicon.ico where a page names no icon (JSON, the API): the same picture.
+    path("favicon.ico", RedirectView.as_view(url=static("favicon.svg")), name="favicon"),
     path("healthz/", views.healthz, name="healthz"),
+    path("readyz/", health.readyz, name="readyz"),
+    path("metrics", metrics.metrics_view, name="metrics"),
     path("accounts/login/", ThrottledLoginView.as_view(), name="login"),
     path("", include("web.pages.driver.urls")),  # driver pages: sign up, charge, live session, receipts
     path("accounts/", include("django.contrib.auth.urls")),

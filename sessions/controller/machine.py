@@ -21,9 +21,10 @@ from django.db import transaction
 from django.db.models import Case, Count, DateTimeField, Exists, F, OuterRef, Q, Subquery, Value, When
 from django.db.models.functions import Coalesce
 
+from monitoring.logs import log_context, log_context_add
 from prepaid import services as wallet_services
-from sessions import clock
-from sessions.controller import policy
+from sessions import clock, notices
+from sessions.controller import policy, telemetry
 from sessions.controller.charging import _step_charging
 from sessions.controller.finish import _consent_lost
 from sessions.controller.requested import _step_requested
@@ -66,9 +67,16 @@ def _session_for_step(session_id: int) -> ChargingSession | None:
 
 def session_step(*, session_id: int, lease_token: uuid.UUID) -> None:
     """Advance one session by one step. Safe to run twice: a stale lease writes nothing."""
+    with log_context(session_id=session_id), telemetry.step_measured() as measured:
+        _session_step(session_id, lease_token, measured)
+
+
+def _session_step(session_id: int, lease_token: uuid.UUID, measured: telemetry.StepRecord) -> None:
     session = _session_for_step(session_id)
     if session is None or session.lease_token != lease_token or session.status in TERMINAL_STATUSES:
         return
+    log_context_add(vehicle_id=session.vehicle_id)
+    measured.state = session.status
     if session.lease_until is not None and session.lease_until <= clock.now():
         # Dequeued after its lease ran out (a backlog in the queue): the controller may already
         # have handed the session to another worker, and two workers would both send the STOP.
@@ -89,7 +97,9 @@ def session_step(*, session_id: int, lease_token: uuid.UUID) -> None:
     finally:
         # Every call made is recorded, even by a step that crashed before deciding anything.
         VehicleCommand.objects.bulk_create(step.records)
-    _commit(step, outcome, lease_token)
+        telemetry.calls_made(step.records)
+    committed = _commit(step, outcome, lease_token)
+    measured.outcome = ("moved" if outcome.to_status else "stayed") if committed else "lost_lease"
 
 
 def _commit(step: _Step, outcome: Outcome, lease_token: uuid.UUID) -> bool:
@@ -162,6 +172,9 @@ def _commit(step: _Step, outcome: Outcome, lease_token: uuid.UUID) -> bool:
                 reason=outcome.reason,
                 at=step.now,
             )
+            notices.session_moved(session, to_status=outcome.to_status, reason=outcome.reason)
+    if "overshoot_wh" in changes:
+        telemetry.settled(make=session.vehicle.make, overshoot_wh=changes["overshoot_wh"])
     return True
 
 

@@ -18,6 +18,7 @@ from django.db.models import Case, Q, UUIDField, Value, When
 
 from prepaid.taskqueue import enqueue
 from sessions import clock
+from sessions.controller import telemetry
 from sessions.models.charging import OPEN_STATUSES, ChargingSession
 
 logger = logging.getLogger(__name__)
@@ -31,19 +32,21 @@ def sessions_claim_due(*, limit: int = 100, lease: timedelta = LEASE) -> list[tu
     """Lease up to `limit` open sessions whose next action is due; returns (id, lease token) pairs."""
     now = clock.now()
     with transaction.atomic():
-        due = list(
+        rows = list(
             ChargingSession.objects.select_for_update(skip_locked=True)
             .filter(status__in=OPEN_STATUSES, next_action_at__lte=now)
             .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
             .order_by("next_action_at")
-            .values_list("id", flat=True)[:limit]
+            .values_list("id", "next_action_at")[:limit]
         )
+        due = [session_id for session_id, _ in rows]
         claimed = [(session_id, uuid.uuid4()) for session_id in due]
         if claimed:
             # One UPDATE for the batch (a token each), not one per session: at thousands of open
             # sessions the loop's own writes must not be what makes steps late.
             tokens = Case(*(When(pk=i, then=Value(t)) for i, t in claimed), output_field=UUIDField())
             ChargingSession.objects.filter(pk__in=due).update(lease_token=tokens, lease_until=now + lease)
+    telemetry.claimed(now=now, due=[at for _, at in rows])
     return claimed
 
 

@@ -6,7 +6,14 @@ from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
 
+from monitoring.logs import remember_secret
 from sessions.vehicles import crypto
+
+
+def _clear(ciphertext: str) -> str:
+    value = crypto.decrypt(ciphertext) if ciphertext else ""
+    remember_secret(value)
+    return value
 
 
 class VehicleConnection(models.Model):
@@ -56,21 +63,24 @@ class VehicleConnection(models.Model):
     def __str__(self) -> str:
         return f"Connection {self.pk} of {self.user_id} ({self.status})"
 
-    # Tokens: plaintext never touches the database. Empty string means "no token".
+    # Tokens: plaintext never touches the database. Empty string means "no token". A token seen
+    # in clear text is also never written to a log (monitoring.logs.remember_secret).
     @property
     def access_token(self) -> str:
-        return crypto.decrypt(self.access_token_ciphertext) if self.access_token_ciphertext else ""
+        return _clear(self.access_token_ciphertext)
 
     @access_token.setter
     def access_token(self, value: str) -> None:
+        remember_secret(value)
         self.access_token_ciphertext = crypto.encrypt(value) if value else ""
 
     @property
     def refresh_token(self) -> str:
-        return crypto.decrypt(self.refresh_token_ciphertext) if self.refresh_token_ciphertext else ""
+        return _clear(self.refresh_token_ciphertext)
 
     @refresh_token.setter
     def refresh_token(self, value: str) -> None:
+        remember_secret(value)
         self.refresh_token_ciphertext = crypto.encrypt(value) if value else ""
 
     @property

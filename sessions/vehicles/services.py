@@ -21,7 +21,7 @@ from django.db import models, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from sessions import clock
+from sessions import clock, notices
 from sessions.models import Vehicle, VehicleConnection
 from sessions.vehicle_api import TokenPair, VehicleApiClient, errors
 from sessions.vehicles import crypto
@@ -399,9 +399,13 @@ def _release_lease(connection_id: int, lease_id: str, *, consent_lost: bool, rea
 def _transition(connection_id: int, new: str, *, reason: str = "") -> bool:
     """Compare-and-set the connection's status along TRANSITIONS; False if it had moved on."""
     allowed_from = [old for old, targets in VehicleConnection.TRANSITIONS.items() if new in targets]
-    changed = VehicleConnection.objects.filter(pk=connection_id, status__in=allowed_from).update(
-        status=new, status_reason=reason[:255], status_changed_at=timezone.now()
-    )
+    with transaction.atomic():
+        changed = VehicleConnection.objects.filter(pk=connection_id, status__in=allowed_from).update(
+            status=new, status_reason=reason[:255], status_changed_at=timezone.now()
+        )
+        if changed and new == Status.NEEDS_CONSENT:
+            user_id = VehicleConnection.objects.values_list("user_id", flat=True).get(pk=connection_id)
+            notices.connection_needs_consent(connection_id=connection_id, user_id=user_id)
     if changed:
         logger.info("vehicle connection %s → %s (%s)", connection_id, new, reason)
     return bool(changed)

@@ -16,6 +16,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from monitoring.logs import log_context_add
 from prepaid import jsonbody
 from prepaid.jsonbody import problem
 from sessions import clock
@@ -85,6 +86,7 @@ def receive(request: HttpRequest) -> JsonResponse:
     if isinstance(fields, str):
         return _error(request, 400, fields)
     event_type, event_id, vehicle_id = fields
+    log_context_add(event_id=event_id)
 
     if event_type.upper() == "VERIFY":
         verify = event.get("data") or event.get("payload") or {}

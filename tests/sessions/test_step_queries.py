@@ -82,9 +82,12 @@ def test_every_kind_of_step_but_settlement_costs_at_most_five_queries(sim, conne
     assert session.status == S.COMPLETED
     assert {"requested→starting", "starting→charging", "charging→stopping", "stopping→completed"} <= set(costs)
     # Settlement writes the ledger (hold, lots, entries) in the step's transaction: not counted.
+    # The start the driver hears about writes its email to the outbox in the same transaction
+    # (notifications.services.notify): one INSERT more, once per session.
+    emailed = {"starting→charging": 1}
     for kind, counts in costs.items():
         if kind != "stopping→completed":
-            assert max(counts) <= 5, (kind, counts)
+            assert max(counts) <= 5 + emailed.get(kind, 0), (kind, counts)
     # A read while charging: session load, reading insert, command insert, compare-and-set.
     assert max(costs.get("charging→charging", [4])) <= 4, costs
 

@@ -168,6 +168,23 @@ class WalletSerializer(serializers.Serializer):
     currency = serializers.CharField()
 
 
+class EmailPreferencesSerializer(serializers.Serializer):
+    """The optional emails, each on (true) or off. Emails about a charge that did not start or
+    stopped early, and about a car to reconnect, are always sent."""
+
+    email = serializers.EmailField(source="user.email", read_only=True, help_text="Where the emails go.")
+    charge_started = serializers.BooleanField(required=False, help_text="The charge has started.")
+    charge_ended = serializers.BooleanField(required=False, help_text="The charge has ended, with its receipt.")
+    refund_made = serializers.BooleanField(required=False, help_text="A refund was made.")
+
+    def validate(self, attrs):
+        # A misspelt name must not look like a saved choice.
+        unknown = set(getattr(self, "initial_data", {}) or {}) - set(self.fields)
+        if unknown:
+            raise serializers.ValidationError({name: ["Not a setting of this resource."] for name in sorted(unknown)})
+        return attrs
+
+
 class LotSerializer(serializers.ModelSerializer):
     # Empty for a bonus lot (kind "bonus": credit granted without a payment, never refunded).
     purchase_id = serializers.UUIDField(source="purchase.public_id", read_only=True, allow_null=True)

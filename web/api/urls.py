@@ -22,6 +22,7 @@ urlpatterns = [
     path("wallet/", views.WalletView.as_view(), name="wallet"),
     path("wallet/lots/", views.WalletLotsView.as_view(), name="wallet-lots"),
     path("wallet/history/", views.WalletHistoryView.as_view(), name="wallet-history"),
+    path("account/emails/", views.EmailPreferencesView.as_view(), name="email-settings"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     # The split view serves its init script from ?script (same origin): the CSP allows no inline script.
     path(

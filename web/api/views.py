@@ -18,6 +18,7 @@ from rest_framework.permissions import AllowAny, BasePermission, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from notifications import services as notification_services
 from payments import services as payment_services
 from payments.models import Purchase
 from prepaid import jsonbody, pricing
@@ -219,6 +220,27 @@ class WalletHistoryView(ListAPIView):
 
     def get_queryset(self):
         return selectors.wallet_entries_for(user=self.request.user)
+
+
+# --- account --------------------------------------------------------------------------------------
+
+
+class EmailPreferencesView(APIView):
+    """Which optional emails the caller gets (the same choice as the page /accounts/emails/)."""
+
+    @extend_schema(responses={200: serializers.EmailPreferencesSerializer})
+    def get(self, request):
+        prefs = notification_services.preferences_for(request.user)
+        return Response(serializers.EmailPreferencesSerializer(prefs).data)
+
+    @extend_schema(
+        request=serializers.EmailPreferencesSerializer, responses={200: serializers.EmailPreferencesSerializer}
+    )
+    def patch(self, request):
+        incoming = serializers.EmailPreferencesSerializer(data=request.data, partial=True)
+        incoming.is_valid(raise_exception=True)
+        prefs = notification_services.preferences_update(user=request.user, **incoming.validated_data)
+        return Response(serializers.EmailPreferencesSerializer(prefs).data)
 
 
 # --- sessions -------------------------------------------------------------------------------------

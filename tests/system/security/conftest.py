@@ -28,6 +28,8 @@ from tests.plugins.wallet import credit_wallet
 PUBLIC = {
     "home",
     "healthz",
+    "favicon",
+    "readyz",
     "login",
     "logout",
     "password_reset",

@@ -210,7 +210,18 @@ def test_the_token_endpoint_throttles_password_guessing(driver, settings):
 
 
 def _production_env(**extra) -> dict:
-    prefixes = ("DJANGO_", "DATABASE_", "STRIPE_", "VEHICLE_", "SITE_URL", "GRID_", "TOKEN_")
+    prefixes = (
+        "DJANGO_",
+        "DATABASE_",
+        "STRIPE_",
+        "VEHICLE_",
+        "SITE_URL",
+        "GRID_",
+        "TOKEN_",
+        "EMAIL_",
+        "METRICS_",
+        "SIM_",
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
     env.update(
         DJANGO_SETTINGS_MODULE="prepaid.settings",
@@ -235,6 +246,7 @@ def _production_env(**extra) -> dict:
         VEHICLE_CLIENT_SECRET=secrets.token_hex(16),
         VEHICLE_WEBHOOK_AMT=secrets.token_hex(16),
         DATABASE_URL="postgres://prepaid:secret@127.0.0.1:5432/prepaid",
+        EMAIL_BACKEND="django.core.mail.backends.smtp.EmailBackend",
     )
     env.update(extra)
     return env
@@ -316,6 +328,10 @@ def _production_settings(**changes) -> dict:
         "VEHICLE_API_V3_ORIGIN": "https://vehicle.api.smartcar.com",
         "VEHICLE_MANAGEMENT_ORIGIN": "https://management.api.smartcar.com",
         "GRID_API_SECRET": "",
+        "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+        "METRICS_TOKEN": "",
+        "SIM_SPEED": 1.0,
+        "SIM_CLOCK_ORIGIN": "",
     }
     devs = {name: getattr(dev, name) for name in dir(dev) if name.startswith("DEV_")}
     return {**devs, **good, **changes}
@@ -370,6 +386,9 @@ def test_production_values_pass():
         ({"VEHICLE_M2M_CLIENT_SECRET": ""}, "VEHICLE_M2M_CLIENT_SECRET"),
         ({"GRID_API_SECRET": "dev-grid-secret-change-me"}, "GRID_API_SECRET"),
         ({"DEBUG": True}, "DJANGO_DEBUG"),
+        ({"EMAIL_BACKEND": "django.core.mail.backends.console.EmailBackend"}, "EMAIL_BACKEND"),
+        ({"METRICS_TOKEN": "dev-metrics-token"}, "METRICS_TOKEN"),
+        ({"SIM_SPEED": 20.0}, "SIM_SPEED"),
     ],
 )
 def test_production_refuses(changes, named):

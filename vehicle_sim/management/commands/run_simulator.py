@@ -7,6 +7,7 @@ connected cars keep working across restarts; a car that was charging has kept ch
 from __future__ import annotations
 
 import json
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -19,12 +20,25 @@ from vehicle_sim.server import SimulatorServer, load_state
 from vehicle_sim.world import WORLDS
 
 
+def shared_real_clock(origin: str, *, speed: float) -> RealClock:
+    """The clock `make run` shares with the product's processes (sessions.clock.shared_clock):
+    `origin` is "wall seconds,simulated seconds" of one instant, from which time runs `speed`x."""
+    wall, _, simulated = origin.partition(",")
+    now = float(simulated) + (time.time() - float(wall)) * speed
+    return RealClock(speed=speed, start=datetime.fromtimestamp(now, UTC))
+
+
 class Command(BaseCommand):
     help = "Run the vehicle API simulator on 127.0.0.1."
 
     def add_arguments(self, parser):
         parser.add_argument("--port", type=int, default=settings.SIMULATOR_PORT)
         parser.add_argument("--speed", type=float, default=1.0, help="simulated time runs this many times faster")
+        parser.add_argument(
+            "--clock-origin",
+            default=getattr(settings, "SIM_CLOCK_ORIGIN", ""),
+            help="WALL,SIMULATED seconds of one instant: run the clock `make run` shares with the controller",
+        )
         parser.add_argument("--state-file", default=settings.SIMULATOR_STATE_FILE)
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument(
@@ -60,6 +74,8 @@ class Command(BaseCommand):
         latency = tuple(float(x) for x in options["latency"].split(",")) if options["latency"] else None
         if options["virtual"]:
             clock = VirtualClock(start or datetime.now(UTC))
+        elif options["clock_origin"]:
+            clock = shared_real_clock(options["clock_origin"], speed=options["speed"])
         else:
             clock = RealClock(speed=options["speed"], start=start)
         sim = Simulator(

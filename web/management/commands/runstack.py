@@ -1,11 +1,18 @@
 """Run the whole stack on loopback: web server, django-q2 worker, controller loop, localstripe and
-the vehicle simulator. Ctrl-C stops everything."""
+the vehicle simulator. Ctrl-C stops everything.
 
+With SIM_SPEED above 1 the simulated cars and the controller run on one sped-up clock: this
+command fixes its origin (SIM_CLOCK_ORIGIN) and hands it to every process it starts. The demo
+region gets day-ahead prices ahead of that clock, so smart charging has something to plan."""
+
+import contextlib
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 from django.conf import settings
@@ -13,7 +20,8 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from payments import localstripe
-from web.demo import ensure_demo_vehicles
+from sessions import clock
+from web.demo import ensure_demo_prices, ensure_demo_vehicles
 from web.management.commands.demo_data import DEMO_DRIVER
 
 
@@ -21,10 +29,12 @@ class Command(BaseCommand):
     help = __doc__
 
     def add_arguments(self, parser):
-        parser.add_argument("--port", type=int, default=int(os.environ.get("WEB_PORT", "8000")))
+        parser.add_argument("--port", type=int, default=settings.WEB_PORT)
 
     def handle(self, *args, port: int, **options):
         python = sys.executable
+        # The processes' site address follows the port (unless SITE_URL names another).
+        env = {**os.environ, "WEB_PORT": str(port)}
         manage = [python, str(settings.BASE_DIR / "manage.py")]
         services: list[tuple[str, list[str]]] = [
             ("localstripe", [python, "-m", "payments.localstripe", "--port", str(settings.LOCALSTRIPE_PORT)]),
@@ -36,7 +46,13 @@ class Command(BaseCommand):
         if simulated:
             webhook = settings.SIMULATOR_WEBHOOK_URL or f"http://127.0.0.1:{port}/vehicles/webhook/"
             simulator = [*manage, "run_simulator", "--port", str(settings.SIMULATOR_PORT), "--webhook-url", webhook]
-            services.append(("simulator", simulator))
+            services.append(("simulator", [*simulator, "--speed", str(settings.SIM_SPEED)]))
+            origin = shared_clock_origin(settings.SIMULATOR_STATE_FILE, speed=settings.SIM_SPEED)
+            if origin:
+                env["SIM_CLOCK_ORIGIN"] = origin
+                clock.install_shared(speed=settings.SIM_SPEED, origin=origin)
+        elif settings.SIM_SPEED != 1:
+            self.stderr.write("SIM_SPEED applies to the simulated cars only; the vehicle API here is real.")
 
         # Ctrl-C or a TERM (service managers, `kill`) stops everything; SIGINT is set explicitly
         # because a shell that starts us in the background leaves it ignored.
@@ -45,7 +61,7 @@ class Command(BaseCommand):
         procs: list[tuple[str, subprocess.Popen]] = []
         try:
             for name, cmd in services:
-                procs.append((name, subprocess.Popen(cmd, cwd=settings.BASE_DIR)))
+                procs.append((name, subprocess.Popen(cmd, cwd=settings.BASE_DIR, env=env)))
             self._wait_for(f"http://127.0.0.1:{port}/healthz/", "web server")
             if simulated:
                 self._wait_for(f"{settings.VEHICLE_API_ORIGIN}/_sim/health", "vehicle simulator")
@@ -59,11 +75,17 @@ class Command(BaseCommand):
                     url=f"http://127.0.0.1:{port}/payments/stripe/webhook/",
                     secret=settings.STRIPE_WEBHOOK_SECRETS[0],
                 )
-            self._banner(port)
+            prices = ensure_demo_prices(region=settings.SMART_DEFAULT_REGION, now=clock.now())
+            self._banner(port, prices)
+            last_prices = time.monotonic()
             while True:
                 for name, proc in procs:
                     if proc.poll() is not None:
                         raise CommandError(f"{name} exited with code {proc.returncode}; stopping everything.")
+                if time.monotonic() - last_prices > PRICES_EVERY_S:
+                    # A sped-up clock runs through a day of prices in an hour or two.
+                    ensure_demo_prices(region=settings.SMART_DEFAULT_REGION, now=clock.now())
+                    last_prices = time.monotonic()
                 time.sleep(1)
         except KeyboardInterrupt:
             self.stdout.write("\nStopping…")
@@ -89,13 +111,34 @@ class Command(BaseCommand):
             time.sleep(0.3)
         raise CommandError(f"{what} did not come up at {url} within {timeout_s:.0f} s")
 
-    def _banner(self, port: int) -> None:
+    def _banner(self, port: int, prices: int) -> None:
         site = f"http://127.0.0.1:{port}"
+        speed = f" (simulated time runs {settings.SIM_SPEED:g}x faster)" if settings.SIM_SPEED != 1 else ""
         self.stdout.write(
             self.style.SUCCESS("\nPrepaid Charge is running.\n")
             + f"  Driver site      {site}/            (login: driver / drive-safely-42)\n"
             + f"  Operator admin   {site}/admin/      (login: operator / operate-safely-42)\n"
-            + f"  Vehicle API sim  {settings.VEHICLE_API_ORIGIN}\n"
+            + f"  Dashboard        {site}/dashboard/\n"
+            + f"  Vehicle API sim  {settings.VEHICLE_API_ORIGIN}{speed}\n"
             + f"  localstripe      {settings.STRIPE_API_BASE}\n"
-            + "Ctrl-C stops everything.\n"
+            + f"  Day-ahead prices {settings.SMART_DEFAULT_REGION}: {prices} demo hour(s) added\n"
+            + "Simulated cars: python manage.py sim_vehicle list | show ID | plug ID | unplug ID | drive ID\n"
+            + "                | set ID --soc 0.3 | create --profile vw_group --plugged (README, Run it)\n"
+            + "Emails are printed by the worker. Ctrl-C stops everything.\n"
         )
+
+
+# Seconds between two top-ups of the demo prices.
+PRICES_EVERY_S = 60
+
+
+def shared_clock_origin(state_file: str, *, speed: float) -> str:
+    """The origin of the clock the simulated cars and the controller share ("" for the wall
+    clock): now, or the simulator's saved time when an earlier sped-up run left it ahead."""
+    wall = time.time()
+    simulated = wall
+    with contextlib.suppress(OSError, ValueError, TypeError):
+        simulated = max(wall, float(json.loads(Path(state_file).read_text()).get("now") or 0))
+    if speed == 1 and simulated - wall < 1:
+        return ""
+    return f"{wall:.3f},{simulated:.3f}"

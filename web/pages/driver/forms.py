@@ -2,6 +2,8 @@ from django import forms
 from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import UserCreationForm
 
+from notifications.kinds import OPTIONAL
+
 
 class SignUpForm(UserCreationForm):
     """A username, an email (for receipts and password resets) and a password."""
@@ -17,3 +19,13 @@ class SignUpForm(UserCreationForm):
         if get_user_model().objects.filter(email__iexact=email).exists():
             raise forms.ValidationError("An account with this email exists already. Log in or reset your password.")
         return email
+
+
+class EmailPreferencesForm(forms.Form):
+    """The optional emails (notifications.kinds.OPTIONAL), each on or off. Emails that tell the
+    driver something went wrong are always sent and not offered here."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for kind in OPTIONAL:
+            self.fields[kind.name] = forms.BooleanField(required=False, label=kind.label, help_text=kind.help)

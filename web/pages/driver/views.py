@@ -12,13 +12,15 @@ from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from notifications import services as notification_services
+from notifications.kinds import OPTIONAL
 from prepaid import services as wallet_services
 from prepaid.errors import InsufficientCredit, WalletBlocked
 from sessions import services as session_services
 from sessions.grid import selectors as grid_selectors
 from sessions.grid import services as grid
 from web.pages import selectors
-from web.pages.driver.forms import SignUpForm
+from web.pages.driver.forms import EmailPreferencesForm, SignUpForm
 from web.pages.forms import CHEAPEST, StartChargeForm
 
 
@@ -147,3 +149,17 @@ def session_stop(request: HttpRequest, public_id) -> HttpResponse:
 def session_receipt(request: HttpRequest, public_id) -> HttpResponse:
     session = selectors.session_for_user(user=request.user, public_id=public_id)
     return render(request, "driver/receipt.html", {"view": selectors.session_view(session), "session": session})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def email_preferences(request: HttpRequest) -> HttpResponse:
+    """The driver's choice of the optional emails (the REST API has the same: /api/v1/account/emails/)."""
+    prefs = notification_services.preferences_for(request.user)
+    initial = {kind.name: getattr(prefs, kind.name) for kind in OPTIONAL}
+    form = EmailPreferencesForm(request.POST or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        notification_services.preferences_update(user=request.user, **form.cleaned_data)
+        messages.success(request, "Your email settings are saved.")
+        return redirect("driver:email-settings")
+    return render(request, "driver/notifications.html", {"form": form, "email": request.user.email})
