@@ -36,6 +36,13 @@ class RealClock:
         elapsed = (time.time() - self._wall_origin) * self.speed
         return datetime.fromtimestamp(self._sim_origin + elapsed, UTC)
 
+    def set_speed(self, speed: float) -> None:
+        """Run `speed`× from now on, without a jump: simulated time goes on from where it is."""
+        if speed <= 0:
+            raise ValueError("speed must be positive")
+        self._sim_origin, self._wall_origin = self.now().timestamp(), time.time()
+        self.speed = speed
+
 
 class VirtualClock:
     """A clock that only moves when told to: tests and benchmarks drive it."""

@@ -3,7 +3,7 @@
 import itertools
 import random
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import httpx
 import pytest
@@ -287,3 +287,17 @@ def test_a_coarse_step_shows_the_last_boundary_passed_whatever_the_rounding():
     assert report_level(0.35, 0.1, "round") == 0.3
     assert report_level(0.3996, 0.1, "round") == 0.4  # rounds to 40 % at whole percent first
     assert report_level(0.3996, 0.1, "floor") == 0.3
+
+
+def test_a_real_clock_changes_speed_without_a_jump():
+    from vehicle_sim.clock import RealClock
+
+    clock = RealClock(speed=300)
+    before = clock.now()
+    clock.set_speed(1)
+    after = clock.now()
+    # Continuous: at most a moment of simulated time passes across the change (not minutes of it).
+    assert timedelta(0) <= after - before < timedelta(seconds=30)
+    assert clock.speed == 1
+    with pytest.raises(ValueError):
+        clock.set_speed(0)
