@@ -75,12 +75,16 @@ def test_a_controller_step_logs_its_session_and_vehicle(driver, connect, credit,
     credit(driver, energy_wh=20_000)
     session = session_services.session_request(user=driver, vehicle_id=car.vehicle.pk, energy_wh=10_000)
     drive(session, until=lambda s: s.status == S.CHARGING and s.delivered_wh > 1_000)
-    sim.set_vehicle(car.sim_id, plugged=False)
+    # The driver stops; the car's cloud refuses the first STOP (logged), then takes the next one.
+    sim.set_vehicle(car.sim_id, faults={"command_error": "UNREACHABLE"})
+    session_services.session_request_stop(session_id=session.pk)
+    drive(session, until=lambda s: s.stop_attempts >= 1)
+    sim.set_vehicle(car.sim_id, faults={})
     drive(session)
     session.refresh_from_db()
-    assert session.reason == "unplugged_mid"
+    assert session.reason == "driver_stop"
     controller = [line for line in json_lines() if line["logger"].startswith("sessions.controller")]
-    assert controller, "the unplugged car's failed STOP is logged"
+    assert any("STOP attempt failed" in line["message"] for line in controller), controller
     for line in controller:
         assert (line["session_id"], line["vehicle_id"]) == (str(session.pk), str(car.vehicle.pk))
 
