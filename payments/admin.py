@@ -21,8 +21,8 @@ from payments.services import refund_request
 from prepaid.admin import ReadOnlyAdmin
 from prepaid.admin import WalletAdmin as PrepaidWalletAdmin
 from prepaid.errors import WalletError
+from prepaid.formats import format_money
 from prepaid.models import Wallet
-from prepaid.pricing import format_money
 
 
 class ReadOnlyInline(admin.TabularInline):

@@ -279,3 +279,17 @@ class LotConsumption(models.Model):
 
     def __str__(self) -> str:
         return f"{self.energy_wh} Wh of lot {self.lot_id} for hold {self.hold_id}"
+
+
+class Profile(models.Model):
+    """What a person chose for their account beyond the login: the language of their pages and
+    emails (empty: the browser's, then settings.LANGUAGE_CODE). Written by prepaid.language."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True, related_name="profile"
+    )
+    language = models.CharField(max_length=8, blank=True, choices=settings.LANGUAGES)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"profile of {self.user_id}"

@@ -16,7 +16,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from prepaid.pricing import format_money
+from prepaid.formats import format_money
 from sessions import clock, operator
 from sessions import services as session_services
 from sessions.grid import price_files

@@ -16,7 +16,7 @@ from django.utils.translation import gettext_lazy as _
 from notifications import kinds
 from notifications.registry import register
 from payments.models import Refund, RefundPart
-from prepaid.pricing import format_money
+from prepaid.formats import format_money
 from sessions.models import ChargingSession, VehicleConnection
 from web.pages import selectors
 

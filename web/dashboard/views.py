@@ -14,7 +14,8 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from prepaid.pricing import format_money, minor_per_major
+from prepaid.formats import format_money
+from prepaid.pricing import minor_per_major
 from web.dashboard import charts, selectors
 
 

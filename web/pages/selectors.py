@@ -13,8 +13,10 @@ from decimal import ROUND_HALF_UP, Decimal
 from django.conf import settings
 from django.db.models import Q
 from django.shortcuts import get_object_or_404
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
-from prepaid import pricing
+from prepaid import formats, pricing
 from prepaid.models import CreditLot, Hold
 from prepaid.selectors import hold_draws
 from sessions import clock
@@ -181,7 +183,7 @@ def session_view(session: ChargingSession, *, now: datetime | None = None) -> Se
         percent=percent,
         power_kw=round(power_w / 1000, 1) if power_w else None,
         eta_minutes=eta,
-        money_used=pricing.format_money(cost, currency),
+        money_used=formats.format_money(cost, currency),
         money_used_minor=cost,
         data_age_s=age,
         is_open=is_open,
@@ -189,7 +191,7 @@ def session_view(session: ChargingSession, *, now: datetime | None = None) -> Se
         billed_kwh=session.billed_wh / 1000 if session.billed_wh is not None else None,
         overshoot_kwh=session.overshoot_wh / 1000 if session.overshoot_wh is not None else None,
         returned_kwh=returned,
-        vat=pricing.format_money(pricing.vat_share_minor(cost, vat_rate=settings.VAT_RATE), currency),
+        vat=formats.format_money(pricing.vat_share_minor(cost, vat_rate=settings.VAT_RATE), currency),
         vat_percent=settings.VAT_RATE * 100,
         data_source=DATA_SOURCES.get(session.data_source, session.data_source or "no reading yet"),
     )
@@ -199,11 +201,11 @@ def session_view(session: ChargingSession, *, now: datetime | None = None) -> Se
 
 
 def _money_millis(millis: int) -> str:
-    return pricing.format_money(smart.millis_to_minor(millis), settings.CURRENCY)
+    return formats.format_money(smart.millis_to_minor(millis), settings.CURRENCY)
 
 
 def _when(value: datetime) -> str:
-    return f"{value:%a %d %b %H:%M}"
+    return formats.format_when(value, weekday=True)
 
 
 @dataclass(frozen=True)
@@ -215,7 +217,11 @@ class WindowView:
     @property
     def label(self) -> str:
         end = f"{self.end:%H:%M}" if self.end.date() == self.start.date() else _when(self.end)
-        return f"{_when(self.start)}–{end} UTC: about {self.energy_kwh:.1f} kWh"
+        return _("%(start)s–%(end)s UTC: about %(energy)s") % {
+            "start": _when(self.start),
+            "end": end,
+            "energy": formats.format_kwh(self.energy_kwh, 1),
+        }
 
 
 def _window_views(windows) -> list[WindowView]:
@@ -237,6 +243,10 @@ class PlanPreview:
     @property
     def has_prices(self) -> bool:
         return self.plan is not None
+
+    @property
+    def deadline_label(self) -> str:
+        return _when(self.deadline) if self.deadline else ""
 
     @property
     def energy_kwh(self) -> float:
@@ -268,7 +278,7 @@ class PlanPreview:
 
     @property
     def saving(self) -> str:
-        return pricing.format_money(max(0, self.saving_minor), settings.CURRENCY)
+        return formats.format_money(max(0, self.saving_minor), settings.CURRENCY)
 
 
 def _blocked_for_vehicle(vehicle, region: str, now: datetime) -> list[tuple[datetime, datetime]]:
@@ -317,12 +327,17 @@ def charge_preview(*, vehicle, energy_wh: int, deadline: datetime | None, now: d
 
 
 PLAN_STATES = {
-    "planning": "Planning: the windows are chosen at the car's first reading.",
-    "waiting": "Waiting for cheap hours.",
-    "charging": "Charging in a cheap window.",
-    "paused_plan": "Paused until the next cheap window.",
-    "paused_grid": "Paused for a grid event.",
-    "ended": "Ended.",
+    "planning": gettext_lazy("Planning: the windows are chosen at the car's first reading."),
+    "waiting": gettext_lazy("Waiting for cheap hours."),
+    "charging": gettext_lazy("Charging in a cheap window."),
+    "paused_plan": gettext_lazy("Paused until the next cheap window."),
+    "paused_grid": gettext_lazy("Paused for a grid event."),
+    "ended": gettext_lazy("Ended."),
+}
+# The same states with the time they end.
+PLAN_RESUMES = {
+    "paused_plan": gettext_lazy("Paused until the next cheap window; resumes at %(at)s UTC."),
+    "paused_grid": gettext_lazy("Paused for a grid event; resumes at %(at)s UTC."),
 }
 
 
@@ -346,31 +361,35 @@ def session_plan_view(session: ChargingSession, *, now: datetime | None = None) 
         return None
     now = now or clock.now()
     state = _plan_state(session, plan, now)
-    label = PLAN_STATES[state]
+    label = str(PLAN_STATES[state])
     if state.startswith("paused") and plan.resume_at:
-        label = f"{label[:-1]}; resumes at {_when(plan.resume_at)} UTC."
+        label = PLAN_RESUMES[state] % {"at": _when(plan.resume_at)}
     elif state == "waiting":
         first = next(w for w in plan.windows if w.end > now)
         # Without a deadline (a plain session in a grid event) only the event makes it wait.
-        waits_for = "Waiting for cheap hours" if plan.deadline else "Waiting for the grid event to end"
-        label = f"{waits_for}: charging starts {_when(first.start)} UTC."
+        if plan.deadline:
+            label = _("Waiting for cheap hours: charging starts %(at)s UTC.") % {"at": _when(first.start)}
+        else:
+            label = _("Waiting for the grid event to end: charging starts %(at)s UTC.") % {"at": _when(first.start)}
     elif state == "charging" and not plan.deadline:
-        label = "Charging."
+        label = _("Charging.")
     deadline = ""
     if plan.deadline:
-        deadline = f"Ready by {_when(plan.deadline)} UTC"
         if plan.windows and not plan.meets_deadline:
-            deadline += " is not reachable: the car charges as early as it can after it"
-        deadline += "."
+            deadline = _("Ready by %(at)s UTC is not reachable: the car charges as early as it can after it.") % {
+                "at": _when(plan.deadline)
+            }
+        else:
+            deadline = _("Ready by %(at)s UTC.") % {"at": _when(plan.deadline)}
     currency = settings.CURRENCY
     return {
         "state": state,
         "state_label": label,
         "deadline": deadline,
         "windows": [w.label for w in _window_views(plan.windows) if w.end > now or state == "ended"],
-        "expected_cost": pricing.format_money(plan.expected_cost_minor, currency) if plan.windows else "",
-        "immediate_cost": pricing.format_money(plan.immediate_cost_minor, currency) if plan.windows else "",
-        "saving": pricing.format_money(max(0, plan.saving_minor), currency) if plan.windows else "",
+        "expected_cost": formats.format_money(plan.expected_cost_minor, currency) if plan.windows else "",
+        "immediate_cost": formats.format_money(plan.immediate_cost_minor, currency) if plan.windows else "",
+        "saving": formats.format_money(max(0, plan.saving_minor), currency) if plan.windows else "",
         "saving_minor": plan.saving_minor,
         "replans": plan.replans,
     }

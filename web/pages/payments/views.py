@@ -13,7 +13,7 @@ from django.views.decorators.http import require_POST
 
 from payments import selectors, services, stripe_api
 from payments.models import Purchase
-from prepaid import jsonbody, pricing
+from prepaid import formats, jsonbody, pricing
 from prepaid import selectors as wallet_selectors
 from prepaid import services as wallet_services
 from prepaid.errors import WalletError
@@ -61,7 +61,7 @@ def buy(request: HttpRequest) -> HttpResponse:
             else:
                 return redirect("payments:pay", public_id=purchase.public_id)
     packages = [
-        {"package": p, "price": pricing.format_money(p.price_minor, p.currency), "kwh": p.energy_wh / 1000}
+        {"package": p, "price": formats.format_money(p.price_minor, p.currency), "kwh": p.energy_wh / 1000}
         for p in form.fields["package"].queryset
     ]
     return render(
@@ -80,9 +80,9 @@ def buy(request: HttpRequest) -> HttpResponse:
 
 def _money(purchase: Purchase) -> dict:
     return {
-        "amount": pricing.format_money(purchase.amount_minor, purchase.currency),
-        "vat": pricing.format_money(purchase.vat_minor, purchase.currency),
-        "net": pricing.format_money(purchase.net_minor, purchase.currency),
+        "amount": formats.format_money(purchase.amount_minor, purchase.currency),
+        "vat": formats.format_money(purchase.vat_minor, purchase.currency),
+        "net": formats.format_money(purchase.net_minor, purchase.currency),
         "kwh": purchase.energy_wh / 1000,
         "vat_percent": purchase.vat_rate * 100,
     }
@@ -176,8 +176,8 @@ def wallet(request: HttpRequest) -> HttpResponse:
     lots = [
         {
             "lot": lot,
-            "amount": pricing.format_money(lot.amount_minor, lot.currency),
-            "refunded": pricing.format_money(lot.refunded_minor, lot.currency),
+            "amount": formats.format_money(lot.amount_minor, lot.currency),
+            "refunded": formats.format_money(lot.refunded_minor, lot.currency),
         }
         for lot in wallet_selectors.wallet_lots(wallet=wallet)
     ]
@@ -192,10 +192,10 @@ def wallet(request: HttpRequest) -> HttpResponse:
             "lots": lots,
             "history": wallet_selectors.wallet_history(wallet=wallet),
             "refunds": [
-                (r, pricing.format_money(r.amount_minor, r.currency))
+                (r, formats.format_money(r.amount_minor, r.currency))
                 for r in selectors.refunds_for_wallet(wallet=wallet)
             ],
-            "refundable": pricing.format_money(refundable_minor, currency) if refundable_minor else "",
+            "refundable": formats.format_money(refundable_minor, currency) if refundable_minor else "",
             "bonus": wallet_selectors.wallet_bonus(wallet=wallet),
             "purchases": selectors.purchases_for_user(user=request.user),
         },
@@ -214,6 +214,6 @@ def wallet_refund(request: HttpRequest) -> HttpResponse:
         messages.success(
             request,
             f"Refund of {refund.energy_wh / 1000:g} kWh "
-            f"({pricing.format_money(refund.amount_minor, refund.currency)}) requested.",
+            f"({formats.format_money(refund.amount_minor, refund.currency)}) requested.",
         )
     return redirect("payments:wallet")
