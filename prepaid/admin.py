@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.utils.translation import gettext_lazy
 
 from prepaid.models import CreditLot, EnergyPackage, Hold, LedgerEntry, LotConsumption, Wallet
 
@@ -62,7 +63,7 @@ class CreditLotAdmin(ReadOnlyAdmin):
         "grid_bonus__event__external_id",
     )
 
-    @admin.display(description="Backed by")
+    @admin.display(description=gettext_lazy("Backed by"))
     def backed_by(self, lot: CreditLot) -> str:
         """The payment of a paid lot; the grid event of a bonus lot (no payment, not refundable)."""
         if lot.purchase_id:

@@ -39,6 +39,12 @@ def account_language(request: HttpRequest) -> str:
     return language
 
 
+def remember_account_language(sender, request, user, **kwargs) -> None:
+    """At login (the user_logged_in signal): keep the account's language in the session."""
+    if request is not None and hasattr(request, "session"):
+        request.session[SESSION_KEY] = [user.pk, wallet_selectors.language_for(user=user)]
+
+
 class AccountLanguageMiddleware:
     def __init__(self, get_response):
         self.get_response = get_response

@@ -148,4 +148,4 @@ def test_it_asks_a_driver_to_reconnect_and_the_driver_sees_it(client, world):
 def test_it_asks_for_a_reconnect_from_the_vehicle_list_too(client, world):
     response = _act(client, world, "charging_vehicle", "ask_reconnect", [world.vehicle2.pk])
     assert VehicleConnection.objects.get(pk=world.vehicle2.connection_id).status == "needs_consent"
-    assert b"1 connection(s) now ask their driver to reconnect" in response.content
+    assert b"1 connection now asks its driver to reconnect" in response.content

@@ -2,6 +2,7 @@
 
 import contextlib
 import logging
+from decimal import Decimal
 
 from django.conf import settings
 from django.contrib import messages
@@ -9,6 +10,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from payments import selectors, services, stripe_api
@@ -103,7 +105,10 @@ def purchase_pay(request: HttpRequest, public_id) -> HttpResponse:
             return redirect(url)
         setup = services.purchase_begin_card(purchase_id=purchase.pk)
     except (services.PurchaseError, stripe_api.StripeFailure) as exc:
-        messages.error(request, f"The payment page could not be prepared ({exc}). Please try again in a minute.")
+        messages.error(
+            request,
+            _("The payment page could not be prepared (%(error)s). Please try again in a minute.") % {"error": exc},
+        )
         return redirect(receipt_url)
     return render(
         request,
@@ -131,7 +136,7 @@ def purchase_confirm(request: HttpRequest, public_id) -> JsonResponse:
         data = {}
     payment_method = data.get("payment_method", "") if isinstance(data, dict) else ""
     if not isinstance(payment_method, str) or not payment_method.startswith(("pm_", "card_", "src_")):
-        return JsonResponse({"status": "error", "message": "No card was given."}, status=400)
+        return JsonResponse({"status": "error", "message": _("No card was given.")}, status=400)
     try:
         result = services.purchase_pay_with_card(purchase_id=purchase.pk, payment_method_id=payment_method)
     except services.PaymentRateLimited as exc:
@@ -155,7 +160,11 @@ def purchase_status(request: HttpRequest, public_id) -> HttpResponse:
             logger.warning("return page of %s: %s", purchase.public_id, exc)
     if request.GET.get("from") == "pay" and purchase.charge_session_id:
         # "Buy and charge": straight from the payment to the live charge.
-        messages.success(request, f"Paid. {purchase.energy_wh / 1000:g} kWh are on their way to your car.")
+        messages.success(
+            request,
+            _("Paid. %(kwh)s are on their way to your car.")
+            % {"kwh": formats.format_kwh(Decimal(purchase.energy_wh) / 1000, 3, trim=True)},
+        )
         return redirect("driver:session", public_id=purchase.charge_session.public_id)
     return render(
         request,
@@ -209,11 +218,14 @@ def wallet_refund(request: HttpRequest) -> HttpResponse:
     try:
         refund = services.refund_request(wallet_id=wallet.pk, requested_by=request.user)
     except WalletError as exc:
-        messages.error(request, f"No refund: {exc}. Nothing was charged or changed.")
+        messages.error(request, _("No refund: %(error)s. Nothing was charged or changed.") % {"error": exc})
     else:
         messages.success(
             request,
-            f"Refund of {refund.energy_wh / 1000:g} kWh "
-            f"({formats.format_money(refund.amount_minor, refund.currency)}) requested.",
+            _("Refund of %(kwh)s (%(amount)s) requested.")
+            % {
+                "kwh": formats.format_kwh(Decimal(refund.energy_wh) / 1000, 3, trim=True),
+                "amount": formats.format_money(refund.amount_minor, refund.currency),
+            },
         )
     return redirect("payments:wallet")
