@@ -13,11 +13,13 @@ from __future__ import annotations
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.utils import translation
+from django.utils.translation import gettext
 from django.views.decorators.http import require_POST
 from django.views.i18n import set_language as django_set_language
 
 from prepaid import selectors as wallet_selectors
 from prepaid import services as wallet_services
+from sessions.controller.step import REASONS
 
 SESSION_KEY = "account_language"
 
@@ -75,3 +77,12 @@ def remember_language_at_signup(request: HttpRequest, user) -> None:
     if language in dict(settings.LANGUAGES):
         wallet_services.profile_set_language(user=user, language=language)
         _remember(request, language)
+
+
+def session_reason(session) -> str:
+    """The session's reason in the current language: its standard sentence
+    (sessions.controller.step.REASONS, stored in English) translated; any other text as stored."""
+    english = REASONS.get(session.reason)
+    if english and session.reason_message == english:
+        return gettext(english)
+    return session.reason_message

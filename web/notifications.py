@@ -18,6 +18,7 @@ from notifications.registry import register
 from payments.models import Refund, RefundPart
 from prepaid.formats import format_money
 from sessions.models import ChargingSession, VehicleConnection
+from web.i18n import session_reason
 from web.pages import selectors
 
 # What happened and what the driver can do about it, for each way a charge fails or ends early
@@ -132,7 +133,7 @@ def session_email(row) -> dict | None:
         cause, advice = ADVICE[session.reason]
     else:
         expected = session.reason in ("requested", "start_sent", "charging", "threshold", "completed")
-        cause, advice = ("" if expected else session.reason_message), DEFAULT_ADVICE
+        cause, advice = ("" if expected else session_reason(session)), DEFAULT_ADVICE
     return {
         "name": _greeting_name(session.user),
         "session": session,

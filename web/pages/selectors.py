@@ -28,6 +28,7 @@ from sessions.models import ChargingSession
 from sessions.models.charging import OPEN_STATUSES
 from sessions.models.grid import DemandResponseEnrollment, DemandResponseEvent
 from sessions.vehicles import makes
+from web.i18n import session_reason
 
 # The status words the driver sees (the machine reason adds the why).
 STATUS_LABELS = {
@@ -111,7 +112,7 @@ class SessionView:
     @property
     def detail(self) -> str:
         """The reason in words, unless it only repeats the status label ("Charging" / "Charging.")."""
-        message = self.session.reason_message
+        message = session_reason(self.session)
         return "" if message.rstrip(".").lower() == self.status_label.lower() else message
 
     @property
