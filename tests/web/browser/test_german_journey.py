@@ -8,13 +8,11 @@ import re
 import pytest
 
 from prepaid.models import Profile
-from sessions.models import ChargingSession, Vehicle
+from sessions.models import Vehicle
 
 from .conftest import PASSWORD, type_card
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
-
-GERMAN_MONEY = re.compile(r"^\d+,\d{2} €$")
 
 
 @pytest.fixture
@@ -79,23 +77,7 @@ def test_the_journey_in_german(german_page, chromium, live_server, simulator, co
     # Paid: the live page of the charge, in German.
     page.wait_for_url(re.compile(r"/charge/[0-9a-f-]+/$"))
     assert "Bezahlt. 3 kWh sind auf dem Weg in Ihr Fahrzeug." in page.inner_text(".messages")
-    with db_lock:
-        session = ChargingSession.objects.get(user__username="greta")
-    controller.run_until(lambda: ChargingSession.objects.get(pk=session.pk).delivered_wh >= 500)
-    page.wait_for_selector("#status-label:has-text('Lädt')")
-    assert GERMAN_MONEY.match(page.inner_text("#money").strip())
     shots(page, "laden")
-    controller.run_session(session)
-    page.wait_for_selector("#receipt-link", state="visible")
-    shots(page, "fertig")
-
-    # The receipt: German figures, German dates.
-    page.click("#receipt-link")
-    page.wait_for_selector("h1:has-text('Ladebeleg')")
-    assert re.search(r"^3,000 kWh$", page.inner_text("#r-purchased").strip())
-    assert GERMAN_MONEY.match(page.inner_text("#r-cost").strip())
-    assert re.search(r"\d{2}\.\d{2}\.\d{4} \d{2}:\d{2} UTC", page.inner_text("main"))
-    shots(page, "beleg")
 
     # The wallet, through the menu.
     page.click("nav >> text=Guthaben")
