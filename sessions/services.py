@@ -14,6 +14,7 @@ from datetime import datetime
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F
+from django.utils.translation import gettext
 
 from prepaid import services as wallet_services
 from sessions import clock
@@ -53,14 +54,14 @@ def session_request(
     now = now or clock.now()
     vehicle = Vehicle.objects.select_related("connection").filter(pk=vehicle_id, owner=user, is_active=True).first()
     if vehicle is None:
-        raise SessionError("vehicle_unknown", "That vehicle is not connected to your account.")
+        raise SessionError("vehicle_unknown", gettext("That vehicle is not connected to your account."))
     if not vehicle.connection.is_active:
-        raise SessionError("consent", _reason("consent"))
+        raise SessionError("consent", gettext(_reason("consent")))
     traits = makes.traits_for(vehicle.make)
     if not traits.can_stop and vehicle.charge_limit_settable is not True:
         # Without a STOP (Nissan in the US) nor a charge limit to fall back on, the car would charge
         # on past the purchase at the operator's expense: refuse before holding any credit.
-        raise SessionError("cannot_stop", _reason("cannot_stop"))
+        raise SessionError("cannot_stop", gettext(_reason("cannot_stop")))
     wallet = wallet_services.wallet_get_or_create(user=user)
     key = uuid.uuid4()
     try:
@@ -89,7 +90,7 @@ def session_request(
             SessionTransition.objects.create(session=session, from_status="", to_status=S.REQUESTED, at=now)
     except IntegrityError as exc:
         # The partial unique index: another session is open on this car (the hold rolled back too).
-        raise SessionError("session_open", "A session is already running on this vehicle.") from exc
+        raise SessionError("session_open", gettext("A session is already running on this vehicle.")) from exc
     return session
 
 
@@ -108,7 +109,7 @@ def smart_session_request(
     maximum); until its first window the session waits in REQUESTED with its own deadline."""
     now = now or clock.now()
     if deadline is not None and not (now < deadline <= now + MAX_DEADLINE):
-        raise GridError("bad_deadline", "The deadline must be in the future, at most three days ahead.")
+        raise GridError("bad_deadline", gettext("The deadline must be in the future, at most three days ahead."))
     with transaction.atomic():
         session = session_request(user=user, vehicle_id=vehicle_id, energy_wh=energy_wh, now=now)
         SmartPlan.objects.create(session=session, region=region or settings.SMART_DEFAULT_REGION, deadline=deadline)
