@@ -114,13 +114,56 @@ def test_every_translatable_string_is_in_the_catalogue(extracted, lang):
     assert not missing, f"{len(missing)} strings not in locale/{lang} (run `make messages`): {missing[:10]}"
 
 
-def test_every_german_string_is_translated_and_none_is_fuzzy():
-    entries = [e for e in parse_po(LOCALES / "de" / "LC_MESSAGES" / "django.po") if e["msgid"]]
-    assert entries
+def unfinished(path: Path) -> tuple[list[str], list[str]]:
+    """The msgids of a catalogue left untranslated (an empty msgstr, or one plural form empty)
+    and those marked fuzzy."""
+    entries = [e for e in parse_po(path) if e["msgid"]]
     untranslated = [e["msgid"] for e in entries if not all(s.strip() for s in e.get("msgstr", [""]))]
     fuzzy = [e["msgid"] for e in entries if e.get("fuzzy")]
+    return untranslated, fuzzy
+
+
+def test_every_german_string_is_translated_and_none_is_fuzzy():
+    untranslated, fuzzy = unfinished(LOCALES / "de" / "LC_MESSAGES" / "django.po")
     assert not untranslated, f"{len(untranslated)} German strings untranslated: {untranslated[:10]}"
     assert not fuzzy, f"{len(fuzzy)} German strings fuzzy (check them, then drop the flag): {fuzzy[:10]}"
+
+
+def test_the_check_finds_an_empty_a_fuzzy_and_a_half_translated_plural(tmp_path):
+    po = tmp_path / "django.po"
+    po.write_text(
+        """msgid ""
+msgstr ""
+"Content-Type: text/plain; charset=UTF-8\\n"
+
+msgid "Wallet"
+msgstr "Guthaben"
+
+msgid "Receipt"
+msgstr ""
+
+#, fuzzy, python-format
+msgid "Pay %(amount)s"
+msgstr "Bezahlen"
+
+msgid "%(count)s vehicle"
+msgid_plural "%(count)s vehicles"
+msgstr[0] "%(count)s Fahrzeug"
+msgstr[1] ""
+
+msgctxt "what the car is doing"
+msgid ""
+"Charging"
+msgstr ""
+"Laden"
+""",
+        encoding="utf-8",
+    )
+    entries = {key(e): e for e in parse_po(po)}
+    assert entries[("what the car is doing", "Charging")]["msgstr"] == ["Laden"]
+    untranslated, fuzzy = unfinished(po)
+    assert untranslated == ["Receipt", "%(count)s vehicle"]
+    assert fuzzy == ["Pay %(amount)s"]
 
 
 @pytest.mark.parametrize("lang", ["de", "en"])

@@ -52,7 +52,8 @@ def test_a_german_drivers_refund_email_is_in_german(driver, paid, committed, mai
     [message] = mailoutbox
     assert message.subject == "Erstattung von 4,50 € unterwegs"
     assert "Wir haben 4,50 € für 10 kWh nicht genutzte Energie auf die Karte(n) erstattet" in message.body
-    assert "Wir haben <strong>4,50 €</strong>" in message.alternatives[0][0]
+    html = message.alternatives[0][0]
+    assert '<html lang="de">' in html and "Wir haben <strong>4,50 €</strong>" in html
 
 
 def test_a_refund_turned_off_is_not_sent(driver, paid, committed, mailoutbox):
