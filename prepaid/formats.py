@@ -39,6 +39,17 @@ def format_money(amount_minor: int, currency: str) -> str:
     return f"{amount} {currency.upper()}"
 
 
+def format_price(amount_major: Decimal, currency: str) -> str:
+    """A price in major units with at least the currency's decimals and no fewer than it has
+    ("0.45 EUR" / "0,45 €"; a tariff of 0.455 keeps its third decimal)."""
+    per = minor_per_major(currency)
+    places = max(0 if per == 1 else 2, -Decimal(amount_major).normalize().as_tuple().exponent)
+    amount = format_number(amount_major, places)
+    if _german():
+        return f"{amount} {SYMBOLS.get(currency.lower(), currency.upper())}"
+    return f"{amount} {currency.upper()}"
+
+
 def format_kwh(kwh, places: int = 1, *, trim: bool = False) -> str:
     """Energy in kWh with `places` decimals: "1.5 kWh", "1,5 kWh"; `trim` drops trailing zeros
     ("2 kWh", as the template filter floatformat:"-3" does)."""

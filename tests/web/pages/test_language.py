@@ -143,3 +143,32 @@ def test_german_money_keeps_two_decimals_and_other_currencies_their_code():
         assert format_when(datetime(2026, 12, 6, 17, 10, tzinfo=UTC), weekday=True) == "So 06.12. 17:10"
     with translation.override("en"):
         assert format_when(datetime(2026, 12, 6, 17, 10, tzinfo=UTC), weekday=True) == "Sun 06 Dec 17:10"
+
+
+def test_the_admin_has_the_switch_and_speaks_german(client, operator):
+    client.force_login(operator)
+    client.post("/language/", {"language": "de", "next": "/admin/"})
+    page = client.get("/admin/").content.decode()
+    assert '<html lang="de"' in page and "Abmelden" in page
+    assert 'action="/language/"' in page and 'name="language" value="en"' in page
+
+
+def test_prices_keep_their_decimals_in_both_languages():
+    from decimal import Decimal
+
+    from prepaid.formats import format_price
+
+    with translation.override("de"):
+        assert format_price(Decimal("0.45"), "eur") == "0,45 €"
+        assert format_price(Decimal("0.455"), "eur") == "0,455 €"
+    with translation.override("en"):
+        assert format_price(Decimal("0.5"), "eur") == "0.50 EUR"
+
+
+def test_the_switch_names_each_language_in_itself(client):
+    page = client.get("/", HTTP_ACCEPT_LANGUAGE="de").content.decode()
+    assert (
+        '<button type="submit" name="language" value="en" class="link" lang="en" aria-pressed="false">English</button>'
+        in page
+    )
+    assert 'value="de" class="link" lang="de" aria-pressed="true">Deutsch</button>' in page

@@ -28,8 +28,7 @@ logger = logging.getLogger(__name__)
 
 def _price_context():
     return {
-        "price_per_kwh": settings.PRICE_PER_KWH,
-        "currency": settings.CURRENCY.upper(),
+        "price_per_kwh": formats.format_price(settings.PRICE_PER_KWH, settings.CURRENCY),
         "vat_percent": settings.VAT_RATE * 100,
         "kwh_min": settings.CUSTOM_KWH_MIN,
         "kwh_max": settings.CUSTOM_KWH_MAX,
