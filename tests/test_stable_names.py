@@ -51,6 +51,7 @@ URLS = {
     "healthz": "healthz/",
     "metrics": "metrics",
     "readyz": "readyz/",
+    "set-language": "language/",
     "home": "",
     "login": "accounts/login/",
     "logout": "accounts/logout/",
