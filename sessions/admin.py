@@ -82,10 +82,44 @@ class VehicleConnectionAdmin(admin.ModelAdmin):
         _ask_reconnect(self, request, queryset.values_list("pk", flat=True))
 
 
+class SharedCarFilter(admin.SimpleListFilter):
+    """Cars (one vehicle API id) that more than one account has connected."""
+
+    title = "shared with another account"
+    parameter_name = "shared"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Yes"), ("no", "No")]
+
+    def queryset(self, request, queryset):
+        if self.value() not in ("yes", "no"):
+            return queryset
+        shared = (
+            Vehicle.objects.filter(is_active=True)
+            .values("external_id")
+            .annotate(accounts=Count("owner", distinct=True))
+            .filter(accounts__gt=1)
+            .values("external_id")
+        )
+        if self.value() == "yes":
+            return queryset.filter(external_id__in=shared)
+        return queryset.exclude(external_id__in=shared)
+
+
 @admin.register(Vehicle)
 class VehicleAdmin(admin.ModelAdmin):
-    list_display = ("id", "__str__", "owner", "is_active", "soc_bp", "is_plugged_in", "charge_state", "data_age")
-    list_filter = ("is_active", "make", "charge_state")
+    list_display = (
+        "id",
+        "__str__",
+        "owner",
+        "accounts",
+        "is_active",
+        "soc_bp",
+        "is_plugged_in",
+        "charge_state",
+        "data_age",
+    )
+    list_filter = ("is_active", SharedCarFilter, "make", "charge_state")
     search_fields = ("external_id", "vin", "owner__username", "make", "model")
     readonly_fields = (
         "connection",
@@ -104,6 +138,16 @@ class VehicleAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False
+
+    @admin.display(description="Accounts with this car")
+    def accounts(self, obj):
+        # The same physical car (vehicle API id) connected by several accounts: allowed, shown.
+        return (
+            Vehicle.objects.filter(external_id=obj.external_id, is_active=True)
+            .values("owner")
+            .distinct()
+            .count()
+        )
 
     @admin.action(description="Ask the driver to reconnect this vehicle's connection")
     def ask_reconnect(self, request, queryset):

@@ -33,6 +33,14 @@ logger = logging.getLogger(__name__)
 DEFAULT_CALL_BUDGET = 40
 
 
+# The driver sees this when the same car (the vehicle API's vehicle id) is connected to another
+# account too and a session of that account is open on it: nothing says whose.
+CAR_BUSY = (
+    "This car is already charging in a session started from another account it is connected to. "
+    "Wait until that session ends, then start again."
+)
+
+
 class SessionError(Exception):
     """A session cannot be created or changed; `code` is stable, the message is for the driver."""
 
@@ -72,6 +80,7 @@ def session_request(
                 public_id=key,
                 user=user,
                 vehicle=vehicle,
+                car_id=vehicle.external_id,
                 hold=hold,
                 purchased_wh=energy_wh,
                 policy=policy_spec,
@@ -88,8 +97,11 @@ def session_request(
             )
             SessionTransition.objects.create(session=session, from_status="", to_status=S.REQUESTED, at=now)
     except IntegrityError as exc:
-        # The partial unique index: another session is open on this car (the hold rolled back too).
-        raise SessionError("session_open", "A session is already running on this vehicle.") from exc
+        # A partial unique index: another session is open on this vehicle row, or on the same
+        # physical car from another account that connected it (the hold rolled back too).
+        if ChargingSession.objects.filter(vehicle=vehicle, status__in=OPEN_STATUSES).exists():
+            raise SessionError("session_open", "A session is already running on this vehicle.") from exc
+        raise SessionError("car_busy", CAR_BUSY) from exc
     return session
 
 

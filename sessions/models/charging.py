@@ -43,6 +43,9 @@ class ChargingSession(models.Model):
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="charging_sessions")
     vehicle = models.ForeignKey("charging.Vehicle", on_delete=models.PROTECT, related_name="sessions")
+    # The physical car: the vehicle API's vehicle id, the same for every account that connected
+    # it (each account has its own Vehicle row). One open session per car is held on this column.
+    car_id = models.CharField(max_length=64, blank=True, db_index=True)
     hold = models.OneToOneField("prepaid.Hold", null=True, blank=True, on_delete=models.PROTECT)
     purchased_wh = models.PositiveIntegerField(help_text="The energy this session may deliver and bill, Wh.")
     policy = models.CharField(max_length=32, default="predictive")
@@ -127,6 +130,13 @@ class ChargingSession(models.Model):
                 condition=Q(status__in=["requested", "starting", "charging", "stopping"]),
                 name="charging_one_open_session_per_vehicle",
             ),
+            # And at most one per physical car, whichever account's row it was started from: two
+            # sessions on one car would both meter its one counter and bill it twice.
+            models.UniqueConstraint(
+                fields=["car_id"],
+                condition=Q(status__in=["requested", "starting", "charging", "stopping"]) & ~Q(car_id=""),
+                name="charging_one_open_session_per_car",
+            ),
             models.CheckConstraint(
                 condition=Q(billed_wh__isnull=True) | Q(billed_wh__lte=F("purchased_wh")),
                 name="charging_never_bill_above_purchase",
@@ -146,6 +156,11 @@ class ChargingSession(models.Model):
 
     def __str__(self) -> str:
         return f"session {self.pk} ({self.status})"
+
+    def save(self, *args, **kwargs):
+        if not self.car_id and self.vehicle_id:
+            self.car_id = self.vehicle.external_id
+        super().save(*args, **kwargs)
 
     @property
     def is_open(self) -> bool:
