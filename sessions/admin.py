@@ -142,12 +142,7 @@ class VehicleAdmin(admin.ModelAdmin):
     @admin.display(description="Accounts with this car")
     def accounts(self, obj):
         # The same physical car (vehicle API id) connected by several accounts: allowed, shown.
-        return (
-            Vehicle.objects.filter(external_id=obj.external_id, is_active=True)
-            .values("owner")
-            .distinct()
-            .count()
-        )
+        return Vehicle.objects.filter(external_id=obj.external_id, is_active=True).values("owner").distinct().count()
 
     @admin.action(description="Ask the driver to reconnect this vehicle's connection")
     def ask_reconnect(self, request, queryset):

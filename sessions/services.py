@@ -159,7 +159,7 @@ def session_close_stuck(*, session_id: int, reason: str = "operator_close") -> b
         outcome = Outcome(to_status=S.FAILED, reason=reason)
     else:
         ended = S.COMPLETED if session.status == S.STOPPING else S.INTERRUPTED
-        outcome = _finish(step, to_status=ended, reason=reason, talk_to_car=False)
+        outcome = _finish(step, to_status=ended, reason=reason)
     return _commit(step, outcome, token)
 
 

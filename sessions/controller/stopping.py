@@ -7,7 +7,7 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-from sessions.controller import policy
+from sessions.controller import limits, policy
 from sessions.controller.finish import _finish
 from sessions.controller.readings import (
     _current_soc_bp,
@@ -65,6 +65,28 @@ def _stop_command(step: _Step) -> dict[str, Any]:
             changes["stop_first_sent_at"] = _sent_at(step, CommandKind.STOP)
     except api_errors.VehicleApiError as exc:
         logger.info("session %s: STOP attempt failed (%s)", session.pk, exc)
+    return changes
+
+
+def _lower_limit(step: _Step, limit_bp: int) -> dict[str, Any]:
+    """The other actuator: the car's charge limit, lowered to `limit_bp`. The driver's own limit
+    is learnt first (when this session does not know it yet) so that it can be put back."""
+    session, vid = step.session, step.vehicle.external_id
+    changes: dict[str, Any] = {}
+    try:
+        changes.update(limits.driver_limit(step)[1])
+    except api_errors.VehicleApiError as exc:
+        # Stopping the car matters more than the limit it goes back to.
+        logger.warning("session %s: driver's limit unknown before lowering it (%s)", session.pk, exc)
+    try:
+        step.call(CommandKind.SET_LIMIT, "escalation", lambda c, t: c.set_charge_limit(t, vid, limit_bp))
+        changes["escalation_limit_bp"] = limit_bp
+    except api_errors.VehicleApiError as exc:
+        logger.warning("session %s: escalation limit refused (%s)", session.pk, exc)
+        if not exc.retryable:
+            return changes
+        changes["escalation_limit_bp"] = limit_bp  # it may have reached the car all the same
+    changes["limit_to_restore"] = True
     return changes
 
 
@@ -135,11 +157,7 @@ def _step_stopping(step: _Step) -> Outcome:
     if action.kind == policy.RETRY_STOP:
         changes.update(_stop_command(step))
     elif action.kind == policy.LOWER_CHARGE_LIMIT:
-        vid = vehicle.external_id
-        try:
-            step.call(CommandKind.SET_LIMIT, "escalation", lambda c, t: c.set_charge_limit(t, vid, action.limit_bp))
-        except api_errors.VehicleApiError as exc:
-            logger.warning("session %s: escalation limit refused (%s)", session.pk, exc)
+        changes.update(_lower_limit(step, action.limit_bp))
         changes["stop_escalated"] = True
     else:
         if not session.stop_not_carried_out:

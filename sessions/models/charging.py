@@ -97,10 +97,20 @@ class ChargingSession(models.Model):
     # in flight then commits "act now" instead of its planned next action (see `_commit`).
     pokes = models.PositiveIntegerField(default=0)
 
-    # The charge limit: the driver's own, restored at the end, and our backstop.
+    # The charge limit: the driver's own (read from the car when no limit the product set could
+    # be showing, else carried over from the session that set it), restored at the end, and the
+    # limits the product set (the backstop, the escalation's).
     driver_limit_bp = models.PositiveIntegerField(null=True, blank=True)
     backstop_limit_bp = models.PositiveIntegerField(null=True, blank=True)
+    escalation_limit_bp = models.PositiveIntegerField(null=True, blank=True)
+    # The product changed the car's limit (or took over putting it back from an earlier session):
+    # the driver's limit must be put back, however the session ends.
+    limit_to_restore = models.BooleanField(default=False)
     limit_restored = models.BooleanField(default=False)
+    # After the end: when the next attempt to put the driver's limit back is due (None: nothing
+    # left to do), and how many were made (sessions.controller.limits).
+    limit_restore_due_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    limit_restore_attempts = models.PositiveSmallIntegerField(default=0)
 
     # The stop is an action: sent, verified, retried, escalated, flagged.
     stop_attempts = models.PositiveSmallIntegerField(default=0)
