@@ -28,6 +28,8 @@ logger = logging.getLogger(__name__)
 
 # A STOP answered with an error is sent again after this many seconds (or its Retry-After).
 STOP_RESEND_S = 10
+# While stopping, failed calls back off 15 s doubling up to 2**3 × 15 s (60–120 s with jitter).
+STOP_BACKOFF_MAX_EXPONENT = 3
 
 
 def _send_stop(step: _Step, *, reason: str, predicted_wh: int | None = None) -> Outcome:
@@ -123,7 +125,10 @@ def _step_stopping(step: _Step) -> Outcome:
     except api_errors.VehicleApiError:
         if step.now >= session.state_deadline_at:
             return _finish(step, to_status=S.COMPLETED, reason="stop_not_verified", flag=True)
-        return Outcome(changes={"attempts": session.attempts + 1}, next_at=step.backoff(min(session.attempts, 5)))
+        # Backing off, but never by more than two minutes: once the API answers again, a car still
+        # charging past the purchase gets its STOP at the next check.
+        next_at = step.backoff(min(session.attempts, STOP_BACKOFF_MAX_EXPONENT))
+        return Outcome(changes={"attempts": session.attempts + 1}, next_at=next_at)
     if reading.charge_state != ChargeState.CHARGING:
         ended = S.INTERRUPTED if session.stop_reason in ("driver_stop", "operator_stop") else S.COMPLETED
         if reading.is_plugged_in is False and session.stop_first_sent_at is None and session.charging_at:
@@ -144,7 +149,10 @@ def _step_stopping(step: _Step) -> Outcome:
         # Data recorded before the STOP could have acted says nothing about it (a 450-s car's
         # snapshot often is): look again once a newer snapshot exists, without counting a failure.
         return Outcome(next_at=max(_next_snapshot_at(step, reading), step.now + timedelta(seconds=STOP_RESEND_S)))
-    # Still charging after STOP: retry, then lower the car's limit, then call the operator.
+    # Still charging after STOP (or no STOP ever got through): send it again, now and at every
+    # check that finds the car charging, for as long as the session is open. From the third
+    # such check the car's limit is lowered as well, then the operator is flagged: each adds to
+    # the STOP, none replaces it (a short outage must not end the trying).
     failed = session.attempts + 1
     action = policy.escalation(
         failed,
@@ -154,15 +162,20 @@ def _step_stopping(step: _Step) -> Outcome:
         limit_already_lowered=session.stop_escalated,
     )
     changes: dict[str, Any] = {"attempts": failed}
-    if action.kind == policy.RETRY_STOP:
-        changes.update(_stop_command(step))
-    elif action.kind == policy.LOWER_CHARGE_LIMIT:
+    changes.update(_stop_command(step))
+    resent = step.records[-1].ok if step.records and step.records[-1].kind == CommandKind.STOP else False
+    if action.kind == policy.LOWER_CHARGE_LIMIT:
         changes.update(_lower_limit(step, action.limit_bp))
         changes["stop_escalated"] = True
-    else:
+    elif action.kind == policy.FLAG_OPERATOR:
         if not session.stop_not_carried_out:
             logger.error("session %s: car ignores STOP; flagged for the operator", session.pk)
         changes["stop_not_carried_out"] = True
+    if not resent:
+        # The STOP did not get through (an outage, a throttle): try again soon, backing off, as
+        # every second the car charges on is energy past the purchase.
+        next_at = step.backoff(min(failed - 1, STOP_BACKOFF_MAX_EXPONENT))
+        return Outcome(changes=changes, next_at=next_at)
     # Give each new attempt the time a STOP takes to act and to show in the car's data.
     settle_s = latency.quantile(0.9) + max(_telemetry_age_s(session), _refresh_s(session))
     next_at = step.now + max(policy.stop_verification_schedule(failed, step.rng), timedelta(seconds=settle_s))
