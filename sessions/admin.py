@@ -233,8 +233,14 @@ class ChargingSessionAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Retry the stop now (STOPPING sessions)")
     def retry_stop(self, request, queryset):
-        retried = [s.pk for s in queryset if operator.session_retry_stop(session_id=s.pk)]
-        self._report(request, "stop retried", retried, queryset.count())
+        # Each retry runs now and is reported as the car's service answered it: a refused STOP
+        # says so, it is never counted as retried.
+        for result in (operator.session_retry_stop_now(session_id=s.pk) for s in queryset):
+            self.message_user(
+                request,
+                f"Session {result.session_id}: {result.summary}.",
+                messages.SUCCESS if result.done else messages.WARNING,
+            )
 
     @admin.action(description="Close stuck session, settling what was delivered (no call to the car)")
     def close_stuck(self, request, queryset):

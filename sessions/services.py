@@ -25,7 +25,7 @@ from sessions.grid.services import EXTRA_CALLS, MAX_DEADLINE, GridError
 from sessions.models.charging import OPEN_STATUSES, TERMINAL_STATUSES, ChargingSession, SessionTransition
 from sessions.models.grid import SmartPlan
 from sessions.models.vehicles import Vehicle
-from sessions.vehicles import makes
+from sessions.vehicles import command_budget, makes
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +69,14 @@ def session_request(
         # Without a STOP (Nissan in the US) nor a charge limit to fall back on, the car would charge
         # on past the purchase at the operator's expense: refuse before holding any credit.
         raise SessionError("cannot_stop", _reason("cannot_stop"))
+    left = command_budget.remaining(make=vehicle.make, car_id=vehicle.external_id, now=now)
+    need = command_budget.session_need(
+        limit_commands=traits.charge_limit and vehicle.charge_limit_settable is not False
+    )
+    if not left.fits(need):
+        # The car's maker would refuse commands before this session's STOP (VW until driven,
+        # Tesla per day, BMW per month): a STOP it may not send would let the car run away.
+        raise SessionError("command_budget", command_budget.REFUSALS[left.why])
     wallet = wallet_services.wallet_get_or_create(user=user)
     key = uuid.uuid4()
     try:

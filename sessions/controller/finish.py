@@ -10,6 +10,7 @@ from sessions.controller.readings import _estimate, _metering_fields, _readings
 from sessions.controller.step import PAUSE, RESUME, Outcome, S, _reason, _Step
 from sessions.models.charging import ChargingSession, CommandKind, VehicleCommand
 from sessions.vehicle_api import errors as api_errors
+from sessions.vehicles import command_budget
 
 logger = logging.getLogger(__name__)
 
@@ -19,6 +20,8 @@ LEARN_MAX_SPREAD_S = 10
 
 
 def _failure_reason(exc: api_errors.VehicleApiError) -> str:
+    if command_budget.refused_for_budget(exc):
+        return "command_budget"
     if isinstance(exc, api_errors.VehicleStateError):
         return {
             "CHARGING_PLUG_NOT_CONNECTED": "unplugged",
@@ -37,7 +40,12 @@ def _retry_or_fail(step: _Step, exc: api_errors.VehicleApiError, *, to_status=S.
     session = step.session
     # A car that refuses commands at its battery level (GM below 50 %) will not change its mind
     # within a state's deadline: say so now instead of retrying into a vague failure.
-    retry = exc.retryable and not (isinstance(exc, api_errors.VehicleStateError) and exc.code == "LOW_BATTERY")
+    # Nor does a car whose maker's command budget is spent (until driven, for the day).
+    retry = (
+        exc.retryable
+        and not (isinstance(exc, api_errors.VehicleStateError) and exc.code == "LOW_BATTERY")
+        and not command_budget.refused_for_budget(exc)
+    )
     if retry and session.state_deadline_at and step.now < session.state_deadline_at:
         # Still trying; the driver sees why it is taking long (asleep, unreachable…).
         code = _failure_reason(exc)

@@ -40,6 +40,12 @@ def _step_starting(step: _Step) -> Outcome:
             start_sent_at=session.start_sent_at, latency=latency, readings=_readings(session)
         )
         outcome = _plan_charging(step, charging_at=started)
+        if outcome.to_status == S.STOPPING:
+            # The purchase is reached already (a small one, a slow first snapshot): the STOP went
+            # out in this step, so the session is stopping, not charging (a CHARGING session would
+            # send it again, a command more against the car's budget).
+            outcome.changes["charging_at"] = started
+            return outcome
         outcome.to_status, outcome.reason = S.CHARGING, "charging"
         deadline = started + _charging_deadline(session)
         plan = _plan_of(session)

@@ -7,21 +7,23 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
+from sessions import notices
 from sessions.controller import limits, policy
 from sessions.controller.finish import _finish
 from sessions.controller.readings import (
     _current_soc_bp,
     _next_snapshot_at,
     _read,
+    _readings,
     _refresh_s,
     _telemetry_age_s,
     latency_model,
 )
-from sessions.controller.step import PAUSE, STOPPING_DEADLINE, Outcome, S, _sent_at, _Step
+from sessions.controller.step import PAUSE, STOPPING_DEADLINE, Outcome, S, _reason, _sent_at, _Step
 from sessions.models.charging import ChargingSession, CommandKind
 from sessions.vehicle_api import errors as api_errors
 from sessions.vehicle_api.types import ChargeState
-from sessions.vehicles import makes
+from sessions.vehicles import command_budget, makes
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +48,8 @@ def _send_stop(step: _Step, *, reason: str, predicted_wh: int | None = None) -> 
         changes["predicted_wh_at_stop"] = predicted_wh
     sent = _stop_command(step)
     changes.update(sent)
+    if sent.get("reason") == "stop_refused":
+        reason = "stop_refused"  # what the driver reads now; stop_reason keeps why we stopped
     latency = latency_model(step.vehicle.make)
     verify = step.now + _first_verification(step, latency)
     if "stop_first_sent_at" not in changes and session.stop_first_sent_at is None:
@@ -67,6 +71,36 @@ def _stop_command(step: _Step) -> dict[str, Any]:
             changes["stop_first_sent_at"] = _sent_at(step, CommandKind.STOP)
     except api_errors.VehicleApiError as exc:
         logger.info("session %s: STOP attempt failed (%s)", session.pk, exc)
+        if command_budget.refused_for_budget(exc):
+            changes.update(_stop_refused(step, exc))
+    return changes
+
+
+def _stop_refused(step: _Step, exc: api_errors.VehicleApiError) -> dict[str, Any]:
+    """The car's maker refused the STOP for a throttle or a quota (VW until the car is driven, a
+    daily or monthly quota): trying again soon will not help. At once: the driver is told to stop
+    the charge at the car or unplug (live page, email), the operators are alerted, and the car's
+    charge limit, the other actuator, is lowered to its level. The STOP is still tried again at
+    every check (stopping.py) for as long as the session is open."""
+    session = step.session
+    changes: dict[str, Any] = {
+        "reason": "stop_refused",
+        "reason_message": _reason("stop_refused"),
+        "stop_not_carried_out": True,
+    }
+    vehicle = step.vehicle
+    settable = makes.traits_for(vehicle.make).charge_limit and vehicle.charge_limit_settable is not False
+    if settable and not session.stop_escalated:
+        readings = _readings(session)
+        level = _current_soc_bp(session, readings[-1]) if readings else None
+        # Its level now, rounded up to a whole percent (the car stops there), at least the API's 50 %.
+        limit = policy.MIN_CHARGE_LIMIT_BP if level is None else max(policy.MIN_CHARGE_LIMIT_BP, -(-level // 100) * 100)
+        changes.update(_lower_limit(step, min(limit, 10_000)))
+        changes["stop_escalated"] = True
+    if session.reason != "stop_refused":
+        logger.error("session %s: the car refused the STOP (%s); driver and operators told", session.pk, exc)
+        error = f"{exc.type or type(exc).__name__}:{exc.code or ''}"
+        step.after.append(lambda: notices.stop_refused(session, error=error))
     return changes
 
 

@@ -60,6 +60,13 @@ PROBLEM_TYPES = {
             "Car busy in another account",
             "The same car is connected to another account too, and a session of that account is open on it.",
         ),
+        ProblemType(
+            "command-budget",
+            409,
+            "The car might refuse the stop",
+            "The car's maker limits remote charge commands (in a row until driven, per day or per month) and "
+            "this session's STOP might not fit; the detail says what to do.",
+        ),
         ProblemType("session-not-open", 409, "Session not open", "The session has already ended."),
         ProblemType("receipt-not-ready", 409, "No receipt yet", "The purchase is not paid or the session not over."),
         ProblemType("purchase-conflict", 409, "Purchase cannot proceed", "The purchase is not awaiting payment."),
@@ -91,6 +98,7 @@ _SESSION_CODES = {
     "consent": "vehicle-needs-consent",
     "session_open": "session-open",
     "car_busy": "car-busy",
+    "command_budget": "command-budget",
 }
 
 
