@@ -75,7 +75,14 @@ def session_need(*, limit_commands: bool) -> Need:
     return Need(commands=4 if limit_commands else 2, charge_commands=2, stops=1)
 
 
-STOP_AND_RESTORE = Need(commands=2, charge_commands=1, stops=1)
+# A command the controller may choose to send (a START retry, a smart-charging pause and its
+# resume) is sent only if the session's STOP and restore still fit after it.
+START_THEN_STOP = Need(commands=3, charge_commands=2, stops=1)
+PAUSE_RESUME_THEN_STOP = Need(commands=4, charge_commands=3, stops=2)
+
+
+def leaves_room(*, make: str, car_id: str, now: datetime, need: Need) -> bool:
+    return remaining(make=make, car_id=car_id, now=now).fits(need)
 
 
 @dataclass(frozen=True)

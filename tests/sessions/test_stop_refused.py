@@ -176,3 +176,25 @@ def test_the_refused_stop_emails_say_what_to_do(
     assert {n.status for n in Notification.objects.filter(kind__in=(kinds.STOP_REFUSED, kinds.OPERATOR_ALERT))} == {
         Notification.Status.SENT
     }
+
+
+def test_a_vw_is_not_paused_when_the_pause_would_leave_no_room_for_the_stop(
+    sim, connect, credit, drive, driver, prices, ledger_clean
+):
+    from tests.plugins.grid import START as GRID_START
+
+    # Cheap 08–09 and 10–11, very dear 09–10: a Tesla pauses at 09:00 (test_smart_sessions.py).
+    prices([10, 90, 10, 90, 90, 90])
+    car = connect(driver, profile="vw_group", soc=0.3, limit=0.9, telemetry_refresh_s=60)
+    credit(driver, energy_wh=40_000)
+    session = services.smart_session_request(
+        user=driver, vehicle_id=car.vehicle.pk, energy_wh=15_000, deadline=GRID_START + timedelta(hours=6)
+    )
+    session = drive(session)
+    assert session.status == S.COMPLETED, session.reason
+    # Backstop and START leave 3 of VW's 5: a pause (STOP) and resume (START) would leave one,
+    # short of the STOP and the restore. So no pause, and no command the car refused.
+    assert not session.commands.filter(kind=CommandKind.STOP, detail="pause").exists()
+    assert not session.commands.filter(error_code="RATE_LIMIT").exists()
+    assert session.limit_restored
+    ledger_clean()
