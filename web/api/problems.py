@@ -91,6 +91,23 @@ PROBLEM_TYPES = {
             gettext_lazy("A session is already running on this vehicle."),
         ),
         ProblemType(
+            "car-busy",
+            409,
+            gettext_lazy("Car busy in another account"),
+            gettext_lazy(
+                "The same car is connected to another account too, and a session of that account is open on it."
+            ),
+        ),
+        ProblemType(
+            "command-budget",
+            409,
+            gettext_lazy("The car might refuse the stop"),
+            gettext_lazy(
+                "The car's maker limits remote charge commands (in a row until driven, per day or per month) and "
+                "this session's STOP might not fit; the detail says what to do."
+            ),
+        ),
+        ProblemType(
             "session-not-open", 409, gettext_lazy("Session not open"), gettext_lazy("The session has already ended.")
         ),
         ProblemType(
@@ -141,7 +158,13 @@ class Problem(exceptions.APIException):
         super().__init__(detail or self.problem.description)
 
 
-_SESSION_CODES = {"vehicle_unknown": "vehicle-unknown", "consent": "vehicle-needs-consent"}
+_SESSION_CODES = {
+    "vehicle_unknown": "vehicle-unknown",
+    "consent": "vehicle-needs-consent",
+    "session_open": "session-open",
+    "car_busy": "car-busy",
+    "command_budget": "command-budget",
+}
 
 
 def _domain_problem(exc: Exception) -> Problem | None:
@@ -155,9 +178,7 @@ def _domain_problem(exc: Exception) -> Problem | None:
     if isinstance(exc, wallet_errors.IdempotencyConflict | wallet_errors.HoldNotActive):
         return Problem("conflict", str(exc))
     if isinstance(exc, SessionError):
-        return Problem(
-            _SESSION_CODES.get(exc.code, "session-open" if exc.code == "session_open" else "conflict"), str(exc)
-        )
+        return Problem(_SESSION_CODES.get(exc.code, "conflict"), str(exc))
     if isinstance(exc, GridError):
         return Problem("conflict", str(exc))
     if isinstance(exc, PaymentRateLimited):
