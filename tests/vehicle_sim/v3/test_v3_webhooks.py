@@ -1,5 +1,6 @@
 """The management API (webhooks, subscriptions) and webhook v4.0 deliveries of the simulator."""
 
+import itertools
 import json
 
 import httpx
@@ -419,7 +420,7 @@ def test_a_live_car_is_as_late_as_its_makes_cloud_in_the_realistic_world():
     times, traits = _paced_run("realistic", "BMW")
     low, high = traits.data_refresh_s
     assert (low, high) == (300, 600)  # makes.md §1: BMW 5–10 min
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     assert len(times) >= 3 and all(gap >= low for gap in gaps), gaps
     assert all(gap <= high + 10 for gap in gaps), gaps  # the cloud refreshes when due (10 s cadence)
 
@@ -431,7 +432,7 @@ def test_a_streaming_make_and_the_ideal_world_stay_live():
     streaming, traits = _paced_run("realistic", "TESLA", minutes=10)
     assert traits.data_refresh_s is None
     for times, most in ((ideal, 299), (streaming, 60)):
-        gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+        gaps = [b - a for a, b in itertools.pairwise(times)]
         assert len(times) >= 3 and max(gaps) <= most, gaps
 
 
