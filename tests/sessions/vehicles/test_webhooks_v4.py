@@ -318,3 +318,12 @@ def test_signals_a_car_cannot_report_are_no_fault_to_show(client, charging):
     car.vehicle.connection.refresh_from_db()
     assert session.vehicle_error == "" and car.vehicle.connection.api_error == ""
     assert VehicleEvent.objects.filter(event_id="x-1").exists()
+
+
+def test_a_test_mode_delivery_is_kept_but_never_metered(client, charging):
+    car, session = charging
+    event = state_event(car, "e-test", at=clock.now(), soc=99)
+    event["meta"]["mode"] = "TEST"
+    assert post(client, event).json() == {"status": "stored"}
+    assert VehicleEvent.objects.filter(event_id="e-test").exists()
+    assert not MeterReading.objects.filter(session=session, via="webhook").exists()
