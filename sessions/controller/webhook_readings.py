@@ -222,7 +222,7 @@ def store_webhook_reading(session_id: int, reading: metering.Reading, *, now: da
     transaction, so concurrent deliveries of one car queue). Returns "stored", "duplicate" (that
     snapshot is already stored) or "closed" (the session ended meanwhile)."""
     session = (
-        ChargingSession.objects.select_for_update()
+        ChargingSession.objects.select_for_update(of=("self",))
         .select_related("vehicle")
         .filter(pk=session_id, status__in=OPEN_STATUSES)
         .first()
