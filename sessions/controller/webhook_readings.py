@@ -189,7 +189,7 @@ def answer_read(step, rows: list[metering.Reading], refresh_s: float) -> meterin
         now=step.now,
         refresh_s=refresh_s,
     ):
-        found = [r for r in rows if r.taken_at == session.webhook_reading_at]
+        found = [r for r in rows if r.taken_at == session.webhook_reading_at and r.charge_state is not None]
         if found:
             step.webhook_used_at = session.webhook_reading_at
             return found[-1]
@@ -252,13 +252,14 @@ def store_webhook_reading(session_id: int, reading: metering.Reading, *, now: da
         is_plugged_in=reading.is_plugged_in,
         via=VIA_WEBHOOK,
     )
-    changes: dict = {
-        "webhook_readings": F("webhook_readings") + 1,
-        # The row is locked: NULL is seen here, not left to GREATEST (SQLite's MAX returns NULL).
-        "webhook_reading_at": Greatest(F("webhook_reading_at"), reading.taken_at)
-        if session.webhook_reading_at
-        else reading.taken_at,
-    }
+    changes: dict = {"webhook_readings": F("webhook_readings") + 1}
+    if reading.charge_state is not None:
+        # Only a reading that says whether the car charges can stand in for a read (a step acts
+        # on the charge state). The row is locked: NULL is seen here, not left to GREATEST
+        # (SQLite's MAX returns NULL).
+        changes["webhook_reading_at"] = (
+            Greatest(F("webhook_reading_at"), reading.taken_at) if session.webhook_reading_at else reading.taken_at
+        )
     view = SessionView(
         status=session.status,
         planned_action=session.planned_action,

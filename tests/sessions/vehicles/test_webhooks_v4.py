@@ -327,3 +327,16 @@ def test_a_test_mode_delivery_is_kept_but_never_metered(client, charging):
     assert post(client, event).json() == {"status": "stored"}
     assert VehicleEvent.objects.filter(event_id="e-test").exists()
     assert not MeterReading.objects.filter(session=session, via="webhook").exists()
+
+
+def test_a_reading_without_the_charge_state_is_metered_but_never_stands_in_for_a_read(client, charging, sim):
+    car, session = charging
+    event = state_event(car, "e-soc-only", at=clock.now(), soc=45)
+    event["data"]["signals"] = [s for s in event["data"]["signals"] if s["code"] == "tractionbattery-stateofcharge"]
+    assert post(client, event).json() == {"status": "stored"}
+    session.refresh_from_db()
+    assert session.webhook_readings == 1 and session.webhook_reading_at is None
+    reads = session.commands.filter(kind=CommandKind.READ).count()
+    step_at(sim, session, clock.now() + timedelta(seconds=5))
+    assert session.commands.filter(kind=CommandKind.READ).count() == reads + 1  # polled
+    assert session.status == S.CHARGING
