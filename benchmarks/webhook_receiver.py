@@ -11,6 +11,7 @@ from __future__ import annotations
 import httpx
 from django.test import RequestFactory
 
+from monitoring.logs import log_context
 from sessions.vehicles import webhooks
 
 
@@ -27,7 +28,9 @@ class ReceiverTransport(httpx.BaseTransport):
             content_type=request.headers.get("content-type", "application/json"),
             headers=headers,
         )
-        response = webhooks.receive(django_request)
+        # As the request middleware does: the ids the view adds to the log context end with it.
+        with log_context():
+            response = webhooks.receive(django_request)
         self.answers.append(response.status_code)
         return httpx.Response(response.status_code, content=response.content, headers=dict(response.items()))
 
