@@ -25,7 +25,7 @@ def schedule_remove(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('charging', '0010_latency_intervals_unbilled'),
+        ('charging', '0012_driver_limit_restore'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
