@@ -277,6 +277,11 @@ VEHICLE_WEBHOOK_AMT = env("VEHICLE_WEBHOOK_AMT", DEV_VEHICLE_AMT)
 # Commands can take up to 300 s at the vehicle API; the official SDKs wait 310 s.
 VEHICLE_API_TIMEOUT_S = float(env("VEHICLE_API_TIMEOUT_S", "310"))
 VEHICLE_API_CONNECT_TIMEOUT_S = float(env("VEHICLE_API_CONNECT_TIMEOUT_S", "10"))
+# Rate limits the in-flight controller worker keeps fleet-wide (in Redis when REDIS_URL is set),
+# "BURST:PER_MINUTE"; empty = none. The application's is the plan's (Smartcar's default plan:
+# 120:2, docs/reference/vehicle-api-v3.md §7); the per-vehicle throttle's value is undisclosed.
+VEHICLE_API_APP_RATE_LIMIT = env("VEHICLE_API_APP_RATE_LIMIT", "")
+VEHICLE_API_VEHICLE_RATE_LIMIT = env("VEHICLE_API_VEHICLE_RATE_LIMIT", "")
 # Vehicle API v3 (docs/reference/vehicle-api-v3.md §1.1): one token per application from the IAM
 # endpoint (client credentials), the vehicle API and the management API (webhook subscriptions).
 # Real: https://iam.smartcar.com/oauth2/token, https://vehicle.api.smartcar.com,
