@@ -28,6 +28,7 @@ free capacity, starts each step, and resumes steps as their answers arrive (`run
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import logging
 import queue
@@ -194,6 +195,7 @@ class InFlightWorker:
         on_step_start: Callable[[StepGreenlet], None] | None = None,
         on_step_end: Callable[[StepGreenlet, BaseException | None], None] | None = None,
         on_tick: Callable[[], None] | None = None,
+        context: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
     ) -> None:
         self.max_in_flight = max(1, max_in_flight)
         self.interval_s = interval_s
@@ -202,6 +204,7 @@ class InFlightWorker:
         self.on_step_start = on_step_start
         self.on_step_end = on_step_end
         self.on_tick = on_tick
+        self.context = context
         self.ready: queue.SimpleQueue[StepGreenlet] = queue.SimpleQueue()
         self.active: set[StepGreenlet] = set()
         self.claimed = 0
@@ -209,13 +212,14 @@ class InFlightWorker:
 
     def run(self, *, stop: Callable[[], bool] = lambda: False, drain_s: float = 660.0) -> None:
         """Tick until `stop()`; then claim no more and let the running steps finish (≤ `drain_s`)."""
-        while not stop():
-            started = time.monotonic()
-            self.tick()
-            self._resume_until(started + self.interval_s)
-        deadline = time.monotonic() + drain_s
-        while self.active and time.monotonic() < deadline:
-            self._resume_until(min(deadline, time.monotonic() + self.interval_s))
+        with self.context():
+            while not stop():
+                started = time.monotonic()
+                self.tick()
+                self._resume_until(started + self.interval_s)
+            deadline = time.monotonic() + drain_s
+            while self.active and time.monotonic() < deadline:
+                self._resume_until(min(deadline, time.monotonic() + self.interval_s))
 
     def tick(self) -> int:
         """Claim what is due, up to the free capacity, and start those steps. Returns how many."""
@@ -290,6 +294,29 @@ class InFlightWorker:
         return len(self.active)
 
 
+def run_hubs(workers: list[InFlightWorker], *, stop: Callable[[], bool], drain_s: float = 660.0) -> None:
+    """Run each worker in a thread of its own (a "hub": its greenlets and one database connection)
+    and return once all have stopped. Several hubs overlap their database round trips, which one
+    hub must wait for in turn; they share one bridge (one event loop) for the HTTP."""
+
+    def hub(worker: InFlightWorker) -> None:
+        try:
+            worker.run(stop=stop, drain_s=drain_s)
+        except Exception:
+            logger.exception("controller hub failed")
+        finally:
+            connection.close()
+
+    threads = [
+        threading.Thread(target=hub, args=(worker,), name=f"controller-hub-{i}", daemon=True)
+        for i, worker in enumerate(workers)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
 def _session_step(session_id: int, token: uuid.UUID) -> None:
     from sessions.controller import machine
 
@@ -299,18 +326,21 @@ def _session_step(session_id: int, token: uuid.UUID) -> None:
 def run_worker(
     *,
     max_in_flight: int,
+    hubs: int = 1,
     interval_s: float = 1.0,
     limiter: ratelimit.Limiter | None = None,
     stop: Callable[[], bool] = lambda: False,
 ) -> None:
-    """`run_controller --in-flight N`: one process claims and steps, its HTTP on the bridge."""
+    """`run_controller --in-flight N --hubs H`: one process claims and steps, up to N steps at
+    once across H hub threads (H database connections), its HTTP on one bridge."""
     from sessions.vehicles import services as vehicles
 
     bridge = CallBridge(limiter=limiter or ratelimit.from_settings(), max_connections=max_in_flight)
     client = bridged_client(bridge, vehicles.get_client())
     vehicles.use_client(client)
     try:
-        InFlightWorker(max_in_flight=max_in_flight, interval_s=interval_s).run(stop=stop)
+        per_hub = max(1, max_in_flight // max(1, hubs))
+        run_hubs([InFlightWorker(max_in_flight=per_hub, interval_s=interval_s) for _ in range(max(1, hubs))], stop=stop)
     finally:
         vehicles.use_client(None)
         client.close()

@@ -24,12 +24,17 @@ class Command(BaseCommand):
             default=0,
             help="Run the steps in this process, up to N at once (0: enqueue each to django-q2).",
         )
+        parser.add_argument(
+            "--hubs", type=int, default=4, help="With --in-flight: threads stepping, one database connection each."
+        )
 
-    def handle(self, *args, interval: float, limit: int, in_flight: int, **options):
+    def handle(self, *args, interval: float, limit: int, in_flight: int, hubs: int, **options):
         if in_flight > 0:
-            self.stdout.write(f"controller worker: tick every {interval:g} s, up to {in_flight} steps in flight")
+            self.stdout.write(
+                f"controller worker: tick every {interval:g} s, up to {in_flight} steps in flight on {hubs} hubs"
+            )
             with contextlib.suppress(KeyboardInterrupt):
-                inflight.run_worker(max_in_flight=in_flight, interval_s=interval)
+                inflight.run_worker(max_in_flight=in_flight, hubs=hubs, interval_s=interval)
             return
         self.stdout.write(f"controller loop: tick every {interval:g} s, up to {limit} sessions per tick")
         with contextlib.suppress(KeyboardInterrupt):
