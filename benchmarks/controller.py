@@ -143,7 +143,7 @@ def run_controller_benchmark(
     *,
     sessions: int = 50,
     in_flight: int = 2000,
-    hubs: int = 4,
+    hubs: int = 8,
     max_duration_s: float = 3600.0,
     speed: float = 2.0,
     interval_s: float = 1.0,
@@ -370,6 +370,7 @@ def _loop(
 
     def on_step_end(g: inflight.StepGreenlet, error: BaseException | None) -> None:
         record: StepRecord = g.record
+        g.record = None  # this query is the benchmark's, not the step's
         after = ChargingSession.objects.filter(pk=g.session_id).values_list("status", flat=True).first()
         now = time.monotonic()
         due_real = sim_clock.real(record.due) if record.due else record.started

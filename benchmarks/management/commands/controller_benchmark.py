@@ -40,7 +40,7 @@ class Command(BaseCommand):
             help="real seconds at most; the run ends when all are terminal",
         )
         parser.add_argument("--speed", type=float, default=2.0, help="virtual seconds per real second")
-        parser.add_argument("--interval-s", type=float, default=1.0, help="worker tick interval, real seconds")
+        parser.add_argument("--interval-s", type=float, default=0.5, help="worker tick interval, real seconds")
         parser.add_argument("--seed", type=int, default=1)
         parser.add_argument("--policy", default="predictive")
         parser.add_argument(
@@ -79,7 +79,7 @@ class Command(BaseCommand):
             "sessions": opts["sessions"],
             "in_flight": opts["in_flight"],
             # SQLite serialises writers: concurrent hubs would only measure its lock waits.
-            "hubs": opts["hubs"] or (1 if connection.vendor == "sqlite" else 4),
+            "hubs": opts["hubs"] or (1 if connection.vendor == "sqlite" else 8),
             "max_duration_s": opts["max_duration_s"],
             "speed": opts["speed"],
             "interval_s": opts["interval_s"],

@@ -25,7 +25,7 @@ class Command(BaseCommand):
             help="Run the steps in this process, up to N at once (0: enqueue each to django-q2).",
         )
         parser.add_argument(
-            "--hubs", type=int, default=4, help="With --in-flight: threads stepping, one database connection each."
+            "--hubs", type=int, default=8, help="With --in-flight: threads stepping, one database connection each."
         )
 
     def handle(self, *args, interval: float, limit: int, in_flight: int, hubs: int, **options):
