@@ -96,6 +96,7 @@ class StepRecord:
     first_sent: float | None = None
     command_sent: float | None = None
     queries: int = 0
+    takeover: bool = False
     db_s: float = 0.0
     shapes: Counter = field(default_factory=Counter)
 
@@ -109,6 +110,8 @@ class StepSample:
     queries: int
     status: str
     kind: str
+    # The step took over from one that outlived its lease: its lateness is the lease's, not the worker's.
+    takeover: bool = False
 
 
 @dataclass
@@ -362,9 +365,15 @@ def _loop(
             acc.db_connections.append(_db_connections() or 0)
             ticks["open"] = _open_sessions()
 
+    running: dict[int, int] = {}
+
     def on_step_start(g: inflight.StepGreenlet) -> None:
         row = ChargingSession.objects.filter(pk=g.session_id).values_list("next_action_at", "status").first()
         g.record = StepRecord(session_id=g.session_id, started=time.monotonic())
+        with lock:
+            # Another step of this session still runs: it outlived its lease and this one took over.
+            g.record.takeover = running.get(g.session_id, 0) > 0
+            running[g.session_id] = running.get(g.session_id, 0) + 1
         if row:
             g.record.due, g.record.status = row
 
@@ -375,6 +384,7 @@ def _loop(
         now = time.monotonic()
         due_real = sim_clock.real(record.due) if record.due else record.started
         with lock:
+            running[g.session_id] -= 1
             previous_end = ended.get(g.session_id)
             ended[g.session_id] = now
             if error is not None:
@@ -388,7 +398,14 @@ def _loop(
             command = None if record.command_sent is None else max(0.0, record.command_sent - ready)
             acc.samples.append(
                 StepSample(
-                    lag, decision, command, g.cpu_s * 1000, record.queries, record.status, f"{record.status}→{after}"
+                    lag,
+                    decision,
+                    command,
+                    g.cpu_s * 1000,
+                    record.queries,
+                    record.status,
+                    f"{record.status}→{after}",
+                    record.takeover,
                 )
             )
             acc.shapes.update(record.shapes)
@@ -521,9 +538,10 @@ def _r(value, digits=2):
 def _summary(acc: _Acc, loop: dict, end: dict, **config) -> dict:
     samples = acc.samples
     n = len(samples) or 1
-    lags = [s.lag_s for s in samples]
-    decisions = [s.decision_s for s in samples if s.decision_s is not None]
-    commands = [s.command_decision_s for s in samples if s.command_decision_s is not None]
+    own = [s for s in samples if not s.takeover]
+    lags = [s.lag_s for s in own]
+    decisions = [s.decision_s for s in own if s.decision_s is not None]
+    commands = [s.command_decision_s for s in own if s.command_decision_s is not None]
     cpu = [s.cpu_ms for s in samples]
     queries = [s.queries for s in samples]
     unsettled = [s.queries for s in samples if not s.kind.endswith(("→completed", "→failed", "→cancelled"))]
@@ -544,6 +562,7 @@ def _summary(acc: _Acc, loop: dict, end: dict, **config) -> dict:
         "steps_per_session": _r(len(samples) / sessions),
         "steps_per_s": _r(len(samples) / max(1e-9, loop["run_s"])),
         "steps_by_state": dict(Counter(s.status for s in samples)),
+        "lease_takeovers": len(samples) - len(own),
         "tick_lag_p50_s": _r(stats.percentile(lags, 50), 3),
         "tick_lag_p99_s": _r(stats.percentile(lags, 99), 3),
         "tick_lag_max_s": _r(max(lags, default=None), 3),
