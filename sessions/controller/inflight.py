@@ -317,6 +317,25 @@ def run_hubs(workers: list[InFlightWorker], *, stop: Callable[[], bool], drain_s
         thread.join()
 
 
+def run_worker_until_signalled(run: Callable[[Callable[[], bool]], None]) -> None:
+    """Run `run(stop)`; Ctrl-C or SIGTERM makes `stop()` true, so the hubs claim no more and let
+    their running steps finish (a step cut off mid-call would wait out its lease)."""
+    import signal
+
+    stopping = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    runner = threading.Thread(target=run, args=(stopping.is_set,), name="controller-worker", daemon=True)
+    runner.start()
+    try:
+        while runner.is_alive():
+            try:
+                runner.join(timeout=1.0)
+            except KeyboardInterrupt:
+                stopping.set()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _session_step(session_id: int, token: uuid.UUID) -> None:
     from sessions.controller import machine
 
@@ -329,18 +348,24 @@ def run_worker(
     hubs: int = 1,
     interval_s: float = 1.0,
     limiter: ratelimit.Limiter | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
     stop: Callable[[], bool] = lambda: False,
 ) -> None:
     """`run_controller --in-flight N --hubs H`: one process claims and steps, up to N steps at
     once across H hub threads (H database connections), its HTTP on one bridge."""
     from sessions.vehicles import services as vehicles
 
-    bridge = CallBridge(limiter=limiter or ratelimit.from_settings(), max_connections=max_in_flight)
+    bridge = CallBridge(transport, limiter=limiter or ratelimit.from_settings(), max_connections=max_in_flight)
     client = bridged_client(bridge, vehicles.get_client())
     vehicles.use_client(client)
+    per_hub = max(1, max_in_flight // max(1, hubs))
+
+    def run(stopped: Callable[[], bool]) -> None:
+        workers = [InFlightWorker(max_in_flight=per_hub, interval_s=interval_s) for _ in range(max(1, hubs))]
+        run_hubs(workers, stop=lambda: stopped() or stop())
+
     try:
-        per_hub = max(1, max_in_flight // max(1, hubs))
-        run_hubs([InFlightWorker(max_in_flight=per_hub, interval_s=interval_s) for _ in range(max(1, hubs))], stop=stop)
+        run_worker_until_signalled(run)
     finally:
         vehicles.use_client(None)
         client.close()

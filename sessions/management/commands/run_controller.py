@@ -33,8 +33,8 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"controller worker: tick every {interval:g} s, up to {in_flight} steps in flight on {hubs} hubs"
             )
-            with contextlib.suppress(KeyboardInterrupt):
-                inflight.run_worker(max_in_flight=in_flight, hubs=hubs, interval_s=interval)
+            # Ctrl-C or SIGTERM: no more claims, the running steps finish (run_worker_until_signalled).
+            inflight.run_worker(max_in_flight=in_flight, hubs=hubs, interval_s=interval)
             return
         self.stdout.write(f"controller loop: tick every {interval:g} s, up to {limit} sessions per tick")
         with contextlib.suppress(KeyboardInterrupt):

@@ -257,3 +257,23 @@ def test_the_limits_hold_across_workers_through_redis(redis_url):
             await second.aclose()
 
     asyncio.run(scenario())
+
+
+def test_the_worker_command_steps_due_sessions_until_told_to_stop(world, sim):
+    *_, sessions = world(3, gate=False)
+    ids = [s.pk for s in sessions]
+
+    def started() -> bool:
+        return not ChargingSession.objects.filter(pk__in=ids, status=S.REQUESTED).exists()
+
+    inflight.run_worker(
+        max_in_flight=10,
+        hubs=1,  # SQLite: one writer
+        interval_s=0.05,
+        limiter=ratelimit.Limiter(),
+        transport=AsyncSimulatorTransport(sim),
+        stop=started,
+    )
+
+    assert set(ChargingSession.objects.filter(pk__in=ids).values_list("status", flat=True)) == {S.STARTING}
+    assert ChargingSession.objects.filter(pk__in=ids, lease_token__isnull=False).count() == 0
