@@ -16,14 +16,15 @@ from django.db import connections
 
 
 @contextlib.contextmanager
-def throwaway_database(alias: str = "default", *, shared: bool = False) -> Iterator[str]:
-    """`shared=True`: another process must reach it too (gunicorn), so SQLite gets a temp file."""
+def throwaway_database(alias: str = "default", *, shared: bool = False, name: str | None = None) -> Iterator[str]:
+    """`shared=True`: another process must reach it too (gunicorn), so SQLite gets a temp file.
+    `name`: the database's name on a server (default `bench_<pid>_<alias>`)."""
     connection = connections[alias]
     old_name = connection.settings_dict["NAME"]
     test_settings = connection.settings_dict.setdefault("TEST", {})
     previous_test_name = test_settings.get("NAME")
     if connection.vendor != "sqlite":
-        test_settings["NAME"] = f"bench_{os.getpid()}_{alias}"
+        test_settings["NAME"] = name or f"bench_{os.getpid()}_{alias}"
     elif shared:
         test_settings["NAME"] = os.path.join(tempfile.gettempdir(), f"bench_{os.getpid()}_{alias}.sqlite3")
     # Django never closes an in-memory SQLite connection (closing would drop that database), so
