@@ -13,6 +13,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from django.conf import settings
 from django.db.models import Q
 from django.shortcuts import get_object_or_404
+from django.utils import timezone
 
 from prepaid import pricing
 from prepaid.models import CreditLot, Hold
@@ -26,6 +27,8 @@ from sessions.models import ChargingSession
 from sessions.models.charging import OPEN_STATUSES
 from sessions.models.grid import DemandResponseEnrollment, DemandResponseEvent
 from sessions.vehicles import makes
+from web.pages import live
+from web.pages.receipts import ReceiptFigures, receipt_figures
 
 # The status words the driver sees (the machine reason adds the why).
 STATUS_LABELS = {
@@ -105,10 +108,33 @@ class SessionView:
     vat: str
     vat_percent: Decimal
     data_source: str
+    receipt: ReceiptFigures
+    estimate: live.LiveEstimate
+    now: datetime
+    delivered_low_now_kwh: float  # the estimate's band now (between readings: extended at the power)
+    delivered_high_now_kwh: float
+    note: str  # what is happening, when the status alone does not say it (a slow car, a stop)
+    ends_at_kwh: float | None  # the figure a stopping session ends at
+
+    @property
+    def estimating(self) -> bool:
+        """The figures are the controller's estimate extended since the last reading."""
+        return self.estimate.counting
+
+    @property
+    def next_reading_at(self) -> datetime | None:
+        return self.estimate.next_reading_at
+
+    @property
+    def chart(self):
+        return live.energy_chart(self.session, self.estimate, now=self.now)
 
     @property
     def detail(self) -> str:
-        """The reason in words, unless it only repeats the status label ("Charging" / "Charging.")."""
+        """The reason in words, unless it only repeats the status label ("Charging" / "Charging.").
+        A stopping session says what the stop does instead (`note`)."""
+        if self.session.status == "stopping" and self.note:
+            return ""
         message = self.session.reason_message
         return "" if message.rstrip(".").lower() == self.status_label.lower() else message
 
@@ -125,7 +151,18 @@ class SessionView:
 
     def as_json(self) -> dict:
         s = self.session
+        next_at = self.estimate.next_reading_at
         return {
+            "now": self.now.isoformat(),
+            "clock_speed": settings.SIM_SPEED,
+            "estimate": self.estimate.as_json(),
+            "estimating": self.estimating,
+            "delivered_low_kwh": self.delivered_low_now_kwh,
+            "delivered_high_kwh": self.delivered_high_now_kwh,
+            "note": self.note,
+            "ends_at_kwh": self.ends_at_kwh,
+            "next_reading": timezone.localtime(next_at).strftime("%H:%M") if next_at else "",
+            "chart": str(self.chart),
             "status": s.status,
             "status_label": self.status_label,
             "reason": s.reason,
@@ -144,36 +181,35 @@ class SessionView:
         }
 
 
-DATA_SOURCES = {
-    "energy_added": "the car's energy counter",
-    "soc": "the battery level (state of charge)",
-    "meter": "the charger's meter",
-}
-
-
 def session_view(session: ChargingSession, *, now: datetime | None = None) -> SessionView:
     now = now or clock.now()
-    delivered = session.billed_wh if session.billed_wh is not None else min(session.delivered_wh, session.purchased_wh)
-    percent = min(100, round(100 * delivered / session.purchased_wh)) if session.purchased_wh else 0
     is_open = session.status in OPEN_STATUSES
+    estimate = live.live_estimate(session, now=now)
+    receipt = receipt_figures(session)
+    if is_open:
+        best, low, high = estimate.at(now)
+        delivered = min(best, session.purchased_wh)
+    else:
+        delivered, low, high = receipt.billed_wh, receipt.low_wh, receipt.high_wh
+    percent = min(100, round(100 * delivered / session.purchased_wh)) if session.purchased_wh else 0
     power_w = session.power_w if is_open and session.status == "charging" else None
     eta = None
     if power_w and power_w > 0:
-        eta = max(0, round((session.purchased_wh - delivered) / power_w * 60))
-    wallet_id = session.hold.wallet_id if session.hold else None
-    cost = energy_cost_minor(hold=session.hold, wallet_id=wallet_id, energy_wh=delivered)
+        eta = max(0, round((estimate.cap_wh - delivered) / power_w * 60))
+    # Money so far: the energy as it is now estimated (the receipt's figure once settled).
+    cost = receipt.amount_minor
+    if is_open:
+        wallet_id = session.hold.wallet_id if session.hold else None
+        cost = energy_cost_minor(hold=session.hold, wallet_id=wallet_id, energy_wh=delivered)
     currency = settings.CURRENCY
     age = None
     if session.last_reading_at is not None:
         age = max(0, int((now - session.last_reading_at).total_seconds()))
-    returned = None
-    if session.hold is not None and session.hold.status != Hold.Status.ACTIVE:
-        returned = session.hold.released_wh / 1000
+    note = live.stopping_note(session, estimate, now=now) or live.slow_reporting_note(session, now=now)
+    ends_at = live.ends_at_wh(session, estimate, now=now)
     return SessionView(
         session=session,
-        status_label="Scheduled"
-        if session.reason == "waiting_window" and is_open
-        else STATUS_LABELS.get(session.status, session.status),
+        status_label=status_label(session),
         purchased_kwh=session.purchased_wh / 1000,
         delivered_kwh=delivered / 1000,
         delivered_low_kwh=session.delivered_low_wh / 1000,
@@ -188,11 +224,24 @@ def session_view(session: ChargingSession, *, now: datetime | None = None) -> Se
         stop_requested=bool(session.stop_reason),
         billed_kwh=session.billed_wh / 1000 if session.billed_wh is not None else None,
         overshoot_kwh=session.overshoot_wh / 1000 if session.overshoot_wh is not None else None,
-        returned_kwh=returned,
+        returned_kwh=receipt.returned_wh / 1000 if receipt.returned_wh is not None else None,
         vat=pricing.format_money(pricing.vat_share_minor(cost, vat_rate=settings.VAT_RATE), currency),
         vat_percent=settings.VAT_RATE * 100,
-        data_source=DATA_SOURCES.get(session.data_source, session.data_source or "no reading yet"),
+        data_source=receipt.measured_by_words,
+        receipt=receipt,
+        estimate=estimate,
+        now=now,
+        delivered_low_now_kwh=min(low, session.purchased_wh) / 1000 if is_open else low / 1000,
+        delivered_high_now_kwh=min(high, session.purchased_wh) / 1000 if is_open else high / 1000,
+        note=note,
+        ends_at_kwh=ends_at / 1000 if ends_at is not None else None,
     )
+
+
+def status_label(session: ChargingSession) -> str:
+    if session.reason == "waiting_window" and session.status in OPEN_STATUSES:
+        return "Scheduled"
+    return STATUS_LABELS.get(session.status, session.status)
 
 
 # --- smart charging: the plan a driver sees before confirming, and on the live page -------------
