@@ -356,6 +356,12 @@ CURRENCY = env("CURRENCY", "eur").lower()
 # Price per kWh in major units, VAT included, e.g. "0.45" = 45 cents per kWh.
 PRICE_PER_KWH = Decimal(env("PRICE_PER_KWH", "0.45"))
 VAT_RATE = Decimal(env("VAT_RATE", "0.19"))
+# --- Invoices (payments.invoices): the seller on every invoice, and the invoice number's series.
+DEV_OPERATOR_VAT_ID = "DE000000000"
+OPERATOR_NAME = env("OPERATOR_NAME", "Prepaid Charge Demo GmbH")
+OPERATOR_ADDRESS = env("OPERATOR_ADDRESS", "Musterstraße 1, 10115 Berlin, Germany")
+OPERATOR_VAT_ID = env("OPERATOR_VAT_ID", DEV_OPERATOR_VAT_ID)
+INVOICE_SERIES = env("INVOICE_SERIES", "PC")
 CUSTOM_KWH_MIN = Decimal(env("CUSTOM_KWH_MIN", "1"))
 CUSTOM_KWH_MAX = Decimal(env("CUSTOM_KWH_MAX", "100"))
 # Demand response: the price per kWh (major units) at which a bonus earned in money

@@ -62,6 +62,7 @@ URLS = {
     "password_reset_done": "accounts/password_reset/done/",
     "payments:buy": "payments/buy/",
     "payments:confirm": "payments/purchases/<uuid:public_id>/confirm/",
+    "payments:invoice": "payments/purchases/<uuid:public_id>/invoice.pdf",
     "payments:pay": "payments/purchases/<uuid:public_id>/pay/",
     "payments:purchase": "payments/purchases/<uuid:public_id>/",
     "payments:stripe-webhook": "payments/stripe/webhook/",

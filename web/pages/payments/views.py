@@ -2,24 +2,27 @@
 
 import contextlib
 import logging
+from decimal import Decimal
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_POST
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_http_methods, require_POST
 
-from payments import selectors, services, stripe_api
-from payments.models import Purchase
+from payments import invoices, selectors, services, stripe_api
+from payments.models import Invoice, Purchase
 from prepaid import jsonbody, pricing
 from prepaid import selectors as wallet_selectors
 from prepaid import services as wallet_services
 from prepaid.errors import WalletError
 from web.pages import selectors as driver_selectors
 from web.pages.forms import CHEAPEST
-from web.pages.payments.forms import BuyForm
+from web.pages.payments.forms import BuyForm, RefundForm
+from web.pages.payments.invoice_pdf import invoice_pdf
 
 logger = logging.getLogger(__name__)
 
@@ -110,6 +113,7 @@ def purchase_pay(request: HttpRequest, public_id) -> HttpResponse:
         "payments/pay.html",
         {
             "purchase": purchase,
+            "invoice": Invoice.objects.filter(purchase=purchase).first(),
             "money": _money(purchase),
             "setup_client_secret": setup.client_secret,
             "stripe_js_url": settings.STRIPE_JS_URL,
@@ -162,11 +166,24 @@ def purchase_status(request: HttpRequest, public_id) -> HttpResponse:
         "payments/status.html",
         {
             "purchase": purchase,
+            "invoice": Invoice.objects.filter(purchase=purchase).first(),
             "money": _money(purchase),
             "canceled": request.GET.get("canceled") == "1",
             "pay_url": reverse("payments:pay", args=[purchase.public_id]),
         },
     )
+
+
+@login_required
+def purchase_invoice(request: HttpRequest, public_id) -> HttpResponse:
+    """The purchase's invoice as a PDF download (owner only; 404 until it is paid)."""
+    purchase = selectors.purchase_for_user(user=request.user, public_id=public_id)
+    if purchase.paid_at is None:
+        raise Http404("not paid")
+    invoice = invoices.invoice_issue(purchase_id=purchase.pk)  # a purchase paid before invoices existed
+    response = HttpResponse(invoice_pdf(invoice), content_type="application/pdf")
+    response["Content-Disposition"] = f'attachment; filename="invoice-{invoice.number}.pdf"'
+    return response
 
 
 @login_required
@@ -203,17 +220,48 @@ def wallet(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
-@require_POST
+@require_http_methods(["GET", "POST"])
 def wallet_refund(request: HttpRequest) -> HttpResponse:
+    """Refund unused credit: the page asks for the amount (all of it by default) and a
+    confirmation; the refund goes through the ledger (payments.services.refund_request)."""
     wallet = wallet_services.wallet_get_or_create(user=request.user)
-    try:
-        refund = services.refund_request(wallet_id=wallet.pk, requested_by=request.user)
-    except WalletError as exc:
-        messages.error(request, f"No refund: {exc}. Nothing was charged or changed.")
-    else:
-        messages.success(
-            request,
-            f"Refund of {refund.energy_wh / 1000:g} kWh "
-            f"({pricing.format_money(refund.amount_minor, refund.currency)}) requested.",
-        )
-    return redirect("payments:wallet")
+    refundable_wh = wallet_selectors.wallet_refundable_wh(wallet=wallet)
+    if not refundable_wh:
+        messages.info(request, _("There is no unused paid credit to refund."))
+        return redirect("payments:wallet")
+    initial = {"energy_kwh": Decimal(refundable_wh) / 1000}
+    form = RefundForm(request.POST or None, refundable_wh=refundable_wh, initial=initial)
+    if request.method == "POST" and form.is_valid() and "confirm" in request.POST:
+        try:
+            refund = services.refund_request(wallet_id=wallet.pk, requested_by=request.user, energy_wh=form.energy_wh)
+        except WalletError as exc:
+            messages.error(request, f"No refund: {exc}. Nothing was charged or changed.")
+        else:
+            messages.success(
+                request,
+                _("Refund of %(kwh)s kWh (%(money)s) requested.")
+                % {
+                    "kwh": f"{refund.energy_wh / 1000:g}",
+                    "money": pricing.format_money(refund.amount_minor, refund.currency),
+                },
+            )
+        return redirect("payments:wallet")
+    # First the amount, then "Confirm" with what it returns (the same lots and rounding as the refund).
+    confirming = request.method == "POST" and form.is_valid()
+    energy_wh = form.energy_wh if confirming else refundable_wh
+    return render(
+        request,
+        "payments/refund.html",
+        {
+            "form": form,
+            "confirming": confirming,
+            "refundable_kwh": refundable_wh / 1000,
+            "refundable": pricing.format_money(
+                wallet_selectors.wallet_refundable_minor(wallet=wallet), settings.CURRENCY
+            ),
+            "energy_kwh": energy_wh / 1000,
+            "money": pricing.format_money(
+                wallet_selectors.wallet_refundable_minor(wallet=wallet, energy_wh=energy_wh), settings.CURRENCY
+            ),
+        },
+    )
