@@ -2,14 +2,36 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django import forms
+from django.utils.translation import gettext_lazy as _
 
 from prepaid.numbers import AsciiDecimalField, AsciiIntegerField
 from sessions import clock
 from sessions.grid import services as grid
 from sessions.grid.selectors import price_horizon, vehicle_region
 from sessions.models import Vehicle
+from web.pages import decide
 
 NOW, CHEAPEST = "now", "cheapest"
+
+
+def kwh_errors(low: Decimal, high: Decimal | None) -> dict:
+    """Django's number errors ("greater than or equal to 0.001", "no more than 4 digits before
+    the decimal point") in the driver's words, matching a label that names the range."""
+    if high is None:
+        in_range = _("Enter an amount of at least %(low)s kWh.") % {"low": f"{low:g}"}
+    else:
+        in_range = _("Enter an amount from %(low)s to %(high)s kWh.") % {"low": f"{low:g}", "high": f"{high:g}"}
+    return {
+        "required": _("Enter how many kWh."),
+        "invalid": _("Enter a number of kWh, such as 7.5."),
+        "min_value": in_range,
+        "max_value": in_range,
+        "max_digits": in_range,
+        "max_whole_digits": in_range,
+        "max_decimal_places": _("Enter the kWh with at most three decimals."),
+    }
+
+
 DEADLINE_FORMATS = ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"]
 
 
@@ -91,6 +113,9 @@ class StartChargeForm(ChargeTimingMixin):
     def __init__(self, *args, user, balance_wh: int, **kwargs):
         super().__init__(*args, **kwargs)
         self.balance_wh = balance_wh
+        self.fields["energy_kwh"].error_messages.update(
+            kwh_errors(Decimal("0.1"), Decimal(balance_wh) / 1000 if balance_wh else None)
+        )
         self.fields["vehicle"].queryset = Vehicle.objects.filter(
             owner=user, is_active=True, connection__status="active"
         ).order_by("make", "model", "pk")
@@ -109,6 +134,12 @@ class StartChargeForm(ChargeTimingMixin):
     def clean(self):
         data = super().clean()
         self.clean_timing(data.get("vehicle"))
+        vehicle = data.get("vehicle")
+        if vehicle is not None and data.get("when") != CHEAPEST:
+            # A charge now needs a car known to be plugged in (a planned one is checked at its start).
+            blocker = decide.start_blocker(vehicle)
+            if blocker:
+                self.add_error("vehicle", blocker)
         return data
 
 

@@ -3,6 +3,8 @@ JSON status, stop) and the session receipt. Thin: services do the writing, selec
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
@@ -19,7 +21,7 @@ from prepaid.errors import InsufficientCredit, WalletBlocked
 from sessions import services as session_services
 from sessions.grid import selectors as grid_selectors
 from sessions.grid import services as grid
-from web.pages import selectors
+from web.pages import decide, selectors
 from web.pages.driver.forms import EmailPreferencesForm, SignUpForm
 from web.pages.forms import CHEAPEST, StartChargeForm
 
@@ -58,16 +60,31 @@ def charge_start(request: HttpRequest) -> HttpResponse:
             session = _start(request, form, energy_wh=energy_wh, smart=smart)
             if session is not None:
                 return redirect("driver:session", public_id=session.public_id)
+    vehicles = form.fields["vehicle"].queryset
+    chosen = _chosen_vehicle(form, vehicles)
+    try:
+        energy_wh = int(Decimal(str(form["energy_kwh"].value())) * 1000)
+    except (ArithmeticError, ValueError, TypeError):
+        energy_wh = 0
     return render(
         request,
         "driver/start.html",
         {
             "form": form,
+            "chosen": chosen,
+            "blocker": decide.start_blocker(chosen) if chosen is not None else "",
+            "outlook": decide.outlook(chosen, energy_wh) if chosen is not None and energy_wh > 0 else "",
+            "vehicle_facts": decide.vehicle_facts(vehicles),
             "preview": preview,
             "balance_kwh": wallet.balance_wh / 1000,
             "sessions": selectors.sessions_for_user(user=request.user),
         },
     )
+
+
+def _chosen_vehicle(form, vehicles):
+    value = str(form["vehicle"].value() or "")
+    return next((v for v in vehicles if str(v.pk) == value), None) or vehicles.first()
 
 
 def _start(request: HttpRequest, form, *, energy_wh: int, smart: bool):

@@ -7,7 +7,8 @@ from django.utils.translation import gettext_lazy
 from prepaid.numbers import AsciiDecimalField
 from prepaid.selectors import package_list_active
 from sessions.models import Vehicle
-from web.pages.forms import ChargeTimingMixin
+from web.pages import decide
+from web.pages.forms import ChargeTimingMixin, kwh_errors
 
 
 class BuyForm(ChargeTimingMixin):
@@ -23,6 +24,8 @@ class BuyForm(ChargeTimingMixin):
     def __init__(self, *args, user=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["package"].queryset = package_list_active()
+        self.fields["package"].label_from_instance = decide.package_label
+        self.fields["energy_kwh"].error_messages.update(kwh_errors(settings.CUSTOM_KWH_MIN, settings.CUSTOM_KWH_MAX))
         if user is not None:
             # Only the driver's own connected cars can be chosen: anyone else's id is "not a valid choice".
             self.fields["vehicle"].queryset = Vehicle.objects.filter(

@@ -19,6 +19,7 @@ from prepaid import jsonbody, pricing
 from prepaid import selectors as wallet_selectors
 from prepaid import services as wallet_services
 from prepaid.errors import WalletError
+from web.pages import decide
 from web.pages import selectors as driver_selectors
 from web.pages.forms import CHEAPEST
 from web.pages.payments.forms import BuyForm, RefundForm
@@ -35,6 +36,21 @@ def _price_context():
         "kwh_min": settings.CUSTOM_KWH_MIN,
         "kwh_max": settings.CUSTOM_KWH_MAX,
     }
+
+
+def _custom_price(form) -> str:
+    """The price of the custom amount as typed (the page's script updates it as the driver types)."""
+    value = form["energy_kwh"].value()
+    try:
+        kwh = Decimal(str(value))
+    except (ArithmeticError, ValueError, TypeError):
+        return ""
+    if not kwh.is_finite() or not settings.CUSTOM_KWH_MIN <= kwh <= settings.CUSTOM_KWH_MAX:
+        return ""
+    minor = pricing.price_minor_for(
+        pricing.kwh_to_wh(kwh), price_per_kwh=settings.PRICE_PER_KWH, currency=settings.CURRENCY
+    )
+    return pricing.format_money(minor, settings.CURRENCY)
 
 
 @login_required
@@ -64,7 +80,12 @@ def buy(request: HttpRequest) -> HttpResponse:
             else:
                 return redirect("payments:pay", public_id=purchase.public_id)
     packages = [
-        {"package": p, "price": pricing.format_money(p.price_minor, p.currency), "kwh": p.energy_wh / 1000}
+        {
+            "package": p,
+            "price": pricing.format_money(p.price_minor, p.currency),
+            "kwh": p.energy_wh / 1000,
+            "label": decide.package_label(p),
+        }
         for p in form.fields["package"].queryset
     ]
     return render(
@@ -76,6 +97,8 @@ def buy(request: HttpRequest) -> HttpResponse:
             "vehicles": form.fields["vehicle"].queryset,
             "preview": preview,
             "fits": driver_selectors.package_fit(vehicles=form.fields["vehicle"].queryset),
+            "custom_price": _custom_price(form),
+            "vehicle_facts": decide.vehicle_facts(form.fields["vehicle"].queryset),
             **_price_context(),
         },
     )
