@@ -107,6 +107,9 @@
       $("reason-message").textContent = data.reason_message;
       lastStatus = data.status;
     }
+    $("heading").textContent = data.heading;
+    $("credit-back").textContent = data.credit_back;
+    $("credit-back").hidden = !data.credit_back;
     $("stop-form").hidden = !data.is_open || data.stop_requested;
     $("done").hidden = data.is_open;
     root.dataset.status = data.status;

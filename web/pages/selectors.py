@@ -14,6 +14,7 @@ from django.conf import settings
 from django.db.models import Q
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from prepaid import pricing
 from prepaid.models import CreditLot, Hold
@@ -48,7 +49,13 @@ def session_for_user(*, user, public_id) -> ChargingSession:
 
 
 def sessions_for_user(*, user, limit: int = 20):
-    return ChargingSession.objects.filter(user=user).select_related("vehicle").order_by("-created_at", "-id")[:limit]
+    """The driver's latest sessions, each with the status word the live page uses (`label`)."""
+    sessions = list(
+        ChargingSession.objects.filter(user=user).select_related("vehicle").order_by("-created_at", "-id")[:limit]
+    )
+    for session in sessions:
+        session.label = status_label(session)
+    return sessions
 
 
 def open_session_for_vehicle(*, vehicle) -> ChargingSession | None:
@@ -139,6 +146,26 @@ class SessionView:
         return "" if message.rstrip(".").lower() == self.status_label.lower() else message
 
     @property
+    def heading(self) -> str:
+        vehicle = f"{self.session.vehicle.make.title()} {self.session.vehicle.model}".strip()
+        if self.is_open:
+            return _("Charging your %(vehicle)s") % {"vehicle": vehicle}
+        if self.session.status == "failed":
+            return _("Your %(vehicle)s did not start charging") % {"vehicle": vehicle}
+        return _("Charge of your %(vehicle)s") % {"vehicle": vehicle}
+
+    @property
+    def credit_back(self) -> str:
+        """Once the session ended: the credit that went back to the wallet, in a line."""
+        if self.is_open or not self.returned_kwh:
+            return ""
+        if self.session.status == "failed":
+            return _("Nothing was charged: your %(kwh)s kWh of credit are back in your wallet.") % {
+                "kwh": f"{self.returned_kwh:g}"
+            }
+        return _("The %(kwh)s kWh not used are back in your wallet.") % {"kwh": f"{self.returned_kwh:g}"}
+
+    @property
     def data_age(self) -> str:
         age = self.data_age_s
         if age is None:
@@ -178,6 +205,8 @@ class SessionView:
             "is_open": self.is_open,
             "stop_requested": self.stop_requested,
             "billed_kwh": self.billed_kwh,
+            "heading": self.heading,
+            "credit_back": self.credit_back,
         }
 
 

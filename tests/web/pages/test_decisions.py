@@ -82,3 +82,21 @@ def test_start_is_offered_only_for_a_car_known_to_be_plugged_in(logged_in, drive
     started = logged_in.post("/charge/", {"vehicle": vehicle.pk, "energy_kwh": "3", "when": "now"})
     assert started.status_code == 302
     assert ChargingSession.objects.count() == 1
+
+
+def test_after_a_failed_start_the_heading_the_status_and_the_credit_line_agree(logged_in, driver, car, credit):
+    from sessions import services as session_services
+
+    credit(driver, energy_wh=10_000)
+    session = session_services.session_request(user=driver, vehicle_id=car(driver).pk, energy_wh=4_000)
+    session_services.session_close_stuck(session_id=session.pk)
+    session.refresh_from_db()
+    assert session.status == "failed"
+    page = logged_in.get(f"/charge/{session.public_id}/").content.decode()
+    assert '<h1 id="heading">Your Tesla Model 3 did not start charging</h1>' in page
+    assert ">Did not start</strong>" in page
+    assert "Nothing was charged: your 4 kWh of credit are back in your wallet." in page
+    listing = logged_in.get("/charge/").content.decode()
+    assert "— Did not start" in listing and "— Failed" not in listing
+    receipt = logged_in.get(f"/charge/{session.public_id}/receipt/").content.decode()
+    assert "Nothing was charged: your 4 kWh of credit are back in your wallet." in receipt
