@@ -2,6 +2,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django import forms
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from prepaid.numbers import AsciiDecimalField, AsciiIntegerField
@@ -36,11 +37,18 @@ DEADLINE_FORMATS = ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"]
 
 
 def default_deadline(now: datetime) -> datetime:
-    """The suggested "ready by": the next 07:00 UTC at least four hours ahead (a night's charge)."""
-    at = now.replace(hour=7, minute=0, second=0, microsecond=0)
-    while at < now + timedelta(hours=4):
-        at += timedelta(days=1)
+    """The suggested "ready by": the next 07:00 in the driver's time zone at least four hours
+    ahead (a night's charge)."""
+    local = timezone.localtime(now)
+    at = local.replace(hour=7, minute=0, second=0, microsecond=0)
+    while at < local + timedelta(hours=4):
+        at = (at + timedelta(days=1)).replace(hour=7)
     return at
+
+
+def _local(value: datetime) -> str:
+    local = timezone.localtime(value)
+    return f"{local:%a %d %b %H:%M} {local.tzname()}"
 
 
 class ChargeTimingMixin(forms.Form):
@@ -58,7 +66,7 @@ class ChargeTimingMixin(forms.Form):
         initial=NOW,
     )
     deadline = forms.DateTimeField(
-        label="Ready by (UTC)",
+        label=_("Ready by (your local time)"),
         required=False,
         input_formats=DEADLINE_FORMATS,
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
@@ -67,6 +75,7 @@ class ChargeTimingMixin(forms.Form):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        # In the driver's time zone: the field reads what is typed in it too (Django's current zone).
         self.initial.setdefault("deadline", f"{default_deadline(clock.now()):%Y-%m-%dT%H:%M}")
 
     def clean_timing(self, vehicle: Vehicle | None, now: datetime | None = None) -> None:
@@ -80,15 +89,13 @@ class ChargeTimingMixin(forms.Form):
         if "deadline" in self.errors:
             return
         if deadline is None:
-            self.add_error("deadline", "Choose when the car must be ready (date and time, UTC), or charge now.")
+            self.add_error("deadline", "Choose when the car must be ready (date and time), or charge now.")
             return
         now = now or clock.now()
         region = vehicle_region(vehicle)
         horizon = price_horizon(region=region, now=now)
         if deadline <= now:
-            self.add_error(
-                "deadline", f"That time has passed (it is now {now:%a %d %b %H:%M} UTC). Choose a later one."
-            )
+            self.add_error("deadline", f"That time has passed (it is now {_local(now)}). Choose a later one.")
         elif deadline > now + grid.MAX_DEADLINE:
             self.add_error("deadline", "Choose a deadline at most three days ahead.")
         elif horizon is None:
@@ -96,7 +103,7 @@ class ChargeTimingMixin(forms.Form):
         elif deadline > horizon:
             self.add_error(
                 "deadline",
-                f"Prices for region {region} are known until {horizon:%a %d %b %H:%M} UTC. "
+                f"Prices for region {region} are known until {_local(horizon)}. "
                 "Choose a deadline by then, or charge now.",
             )
 

@@ -281,7 +281,9 @@ def _money_millis(millis: int) -> str:
 
 
 def _when(value: datetime) -> str:
-    return f"{value:%a %d %b %H:%M}"
+    """A time as the driver reads it: in their time zone (web.timezones), with its abbreviation."""
+    local = timezone.localtime(value)
+    return f"{local:%a %d %b %H:%M} {local.tzname()}"
 
 
 @dataclass(frozen=True)
@@ -292,8 +294,9 @@ class WindowView:
 
     @property
     def label(self) -> str:
-        end = f"{self.end:%H:%M}" if self.end.date() == self.start.date() else _when(self.end)
-        return f"{_when(self.start)}–{end} UTC: about {self.energy_kwh:.1f} kWh"
+        start, end = timezone.localtime(self.start), timezone.localtime(self.end)
+        until = f"{end:%H:%M}" if end.date() == start.date() else f"{end:%a %d %b %H:%M}"
+        return f"{start:%a %d %b %H:%M}–{until} {start.tzname()}: about {self.energy_kwh:.1f} kWh"
 
 
 def _window_views(windows) -> list[WindowView]:
@@ -426,17 +429,17 @@ def session_plan_view(session: ChargingSession, *, now: datetime | None = None) 
     state = _plan_state(session, plan, now)
     label = PLAN_STATES[state]
     if state.startswith("paused") and plan.resume_at:
-        label = f"{label[:-1]}; resumes at {_when(plan.resume_at)} UTC."
+        label = f"{label[:-1]}; resumes at {_when(plan.resume_at)}."
     elif state == "waiting":
         first = next(w for w in plan.windows if w.end > now)
         # Without a deadline (a plain session in a grid event) only the event makes it wait.
         waits_for = "Waiting for cheap hours" if plan.deadline else "Waiting for the grid event to end"
-        label = f"{waits_for}: charging starts {_when(first.start)} UTC."
+        label = f"{waits_for}: charging starts {_when(first.start)}."
     elif state == "charging" and not plan.deadline:
         label = "Charging."
     deadline = ""
     if plan.deadline:
-        deadline = f"Ready by {_when(plan.deadline)} UTC"
+        deadline = f"Ready by {_when(plan.deadline)}"
         if plan.windows and not plan.meets_deadline:
             deadline += " is not reachable: the car charges as early as it can after it"
         deadline += "."

@@ -5,6 +5,7 @@ receipt, the REST API and the email give the same numbers; a chart of energy ove
 
 import re
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.core import mail
@@ -75,7 +76,8 @@ def test_the_live_page_labels_the_estimate_and_says_when_the_next_reading_comes(
     assert "Next reading from the car expected at" in page
     next_at = session.next_action_at
     assert next_at is not None
-    assert f'datetime="{next_at:%Y-%m-%dT%H:%M}' in page
+    # In the driver's time zone: no browser zone known, so the region's (DE: Europe/Berlin).
+    assert f'datetime="{next_at.astimezone(ZoneInfo("Europe/Berlin")).isoformat()[:16]}' in page
 
 
 def test_a_predictive_stop_says_it_is_sending_the_stop_and_the_figure_the_car_ends_at(

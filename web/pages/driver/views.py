@@ -11,18 +11,20 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from notifications import services as notification_services
 from notifications.kinds import OPTIONAL
 from prepaid import services as wallet_services
+from prepaid import timezones
 from prepaid.errors import InsufficientCredit, WalletBlocked
 from sessions import services as session_services
 from sessions.grid import selectors as grid_selectors
 from sessions.grid import services as grid
 from web.pages import decide, selectors
-from web.pages.driver.forms import EmailPreferencesForm, SignUpForm
+from web.pages.driver.forms import EmailPreferencesForm, SignUpForm, TimeZoneForm
 from web.pages.forms import CHEAPEST, StartChargeForm
 
 
@@ -180,3 +182,15 @@ def email_preferences(request: HttpRequest) -> HttpResponse:
         messages.success(request, "Your email settings are saved.")
         return redirect("driver:email-settings")
     return render(request, "driver/notifications.html", {"form": form, "email": request.user.email})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def time_zone_settings(request: HttpRequest) -> HttpResponse:
+    """The driver's time zone: taken from the browser at first, changed here."""
+    form = TimeZoneForm(request.POST or None, initial={"time_zone": request.time_zone})
+    if request.method == "POST" and form.is_valid():
+        timezones.time_zone_choose(user=request.user, time_zone=form.cleaned_data["time_zone"])
+        messages.success(request, _("Times are now shown in %(zone)s.") % {"zone": form.cleaned_data["time_zone"]})
+        return redirect("driver:time-zone")
+    return render(request, "driver/time_zone.html", {"form": form, "current": request.time_zone})
