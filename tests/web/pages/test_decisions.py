@@ -100,3 +100,16 @@ def test_after_a_failed_start_the_heading_the_status_and_the_credit_line_agree(l
     assert "— Did not start" in listing and "— Failed" not in listing
     receipt = logged_in.get(f"/charge/{session.public_id}/receipt/").content.decode()
     assert "Nothing was charged: your 4 kWh of credit are back in your wallet." in receipt
+
+
+def test_the_wallet_speaks_kwh_and_plain_words(logged_in, driver, car, credit):
+    from sessions import services as session_services
+
+    credit(driver, energy_wh=10_000)
+    session_services.session_request(user=driver, vehicle_id=car(driver).pk, energy_wh=2_500)
+    page = logged_in.get("/payments/wallet/").content.decode()
+    assert "<h2>Your purchases</h2>" in page
+    assert "<td>Bought</td><td>10</td>" in page
+    assert "2.500 kWh reserved by a running session" in page
+    for word in ("Credit lots", "(Wh)", " Wh", "hold", "consume", "Consume", "Hold"):
+        assert word not in page, word

@@ -11,6 +11,7 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_http_methods, require_POST
 
 from payments import invoices, selectors, services, stripe_api
@@ -209,6 +210,21 @@ def purchase_invoice(request: HttpRequest, public_id) -> HttpResponse:
     return response
 
 
+# The wallet's history in the driver's words (the ledger's kinds are the books' words).
+HISTORY_WORDS = {
+    "purchase": gettext_lazy("Bought"),
+    "bonus": gettext_lazy("Bonus for taking part in a grid event"),
+    "hold": gettext_lazy("Set aside for a charge"),
+    "release": gettext_lazy("Not used by a charge: back to available"),
+    "consume": gettext_lazy("Charged into your car"),
+    "refund": gettext_lazy("Refunded to your card"),
+    "refund_reversal": gettext_lazy("A refund failed: the credit is back"),
+    "dispute": gettext_lazy("Taken back: the payment is disputed"),
+    "dispute_won": gettext_lazy("Given back: the dispute ended in our favour"),
+    "adjustment": gettext_lazy("Correction"),
+}
+
+
 @login_required
 def wallet(request: HttpRequest) -> HttpResponse:
     wallet = wallet_services.wallet_get_or_create(user=request.user)
@@ -218,8 +234,21 @@ def wallet(request: HttpRequest) -> HttpResponse:
             "lot": lot,
             "amount": pricing.format_money(lot.amount_minor, lot.currency),
             "refunded": pricing.format_money(lot.refunded_minor, lot.currency),
+            "energy_kwh": lot.energy_wh / 1000,
+            "remaining_kwh": lot.remaining_wh / 1000,
+            "consumed_kwh": lot.consumed_wh / 1000,
+            "refunded_kwh": lot.refunded_wh / 1000,
         }
         for lot in wallet_selectors.wallet_lots(wallet=wallet)
+    ]
+    history = [
+        {
+            "entry": entry,
+            "what": str(HISTORY_WORDS.get(entry.kind, entry.get_kind_display())),
+            "available_kwh": entry.delta_wh / 1000,
+            "reserved_kwh": entry.held_delta_wh / 1000,
+        }
+        for entry in wallet_selectors.wallet_history(wallet=wallet)
     ]
     refundable_minor = wallet_selectors.wallet_refundable_minor(wallet=wallet)
     return render(
@@ -230,9 +259,9 @@ def wallet(request: HttpRequest) -> HttpResponse:
             "balance_kwh": wallet.balance_wh / 1000,
             "held_kwh": wallet.held_wh / 1000,
             "lots": lots,
-            "history": wallet_selectors.wallet_history(wallet=wallet),
+            "history": history,
             "refunds": [
-                (r, pricing.format_money(r.amount_minor, r.currency))
+                (r, pricing.format_money(r.amount_minor, r.currency), r.energy_wh / 1000)
                 for r in selectors.refunds_for_wallet(wallet=wallet)
             ],
             "refundable": pricing.format_money(refundable_minor, currency) if refundable_minor else "",
