@@ -16,6 +16,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from prepaid.admin_units import readable
 from prepaid.pricing import format_money
 from sessions import clock, operator
 from sessions import services as session_services
@@ -84,7 +85,9 @@ class VehicleConnectionAdmin(admin.ModelAdmin):
 
 @admin.register(Vehicle)
 class VehicleAdmin(admin.ModelAdmin):
-    list_display = ("id", "__str__", "owner", "is_active", "soc_bp", "is_plugged_in", "charge_state", "data_age")
+    list_display = readable(
+        "id", "__str__", "owner", "is_active", "soc_bp", "is_plugged_in", "charge_state", "data_age"
+    )
     list_filter = ("is_active", "make", "charge_state")
     search_fields = ("external_id", "vin", "owner__username", "make", "model")
     readonly_fields = (
@@ -161,7 +164,7 @@ class CommandInline(ReadOnlyInline):
 
 @admin.register(ChargingSession)
 class ChargingSessionAdmin(ReadOnlyAdmin):
-    list_display = (
+    list_display = readable(
         "id",
         "user",
         "vehicle",
@@ -218,14 +221,16 @@ class SessionTransitionAdmin(ReadOnlyAdmin):
 
 @admin.register(MeterReading)
 class MeterReadingAdmin(ReadOnlyAdmin):
-    list_display = ("session", "source", "taken_at", "fetched_at", "energy_added_wh", "soc_bp", "power_w", "accepted")
+    list_display = readable(
+        "session", "source", "taken_at", "fetched_at", "energy_added_wh", "soc_bp", "power_w", "accepted"
+    )
     list_filter = ("source", "accepted", "charge_state")
     search_fields = ("session__public_id", "rejection")
 
 
 @admin.register(VehicleCommand)
 class VehicleCommandAdmin(ReadOnlyAdmin):
-    list_display = (
+    list_display = readable(
         "sent_at",
         "session",
         "make",
