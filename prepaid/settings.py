@@ -299,6 +299,9 @@ SIMULATOR_WEBHOOK_URL = env("SIMULATOR_WEBHOOK_URL", "")
 # `make run` only: simulated time runs SIM_SPEED times faster than the wall clock, for the
 # simulated cars and for the controller (sessions.clock), so a whole charge takes minutes. 1: real time.
 SIM_SPEED = float(env("SIM_SPEED") or "1")
+# `make run` with the simulator: each new account gets its own simulated car on the simulator's
+# consent page (web.demo.consent_car_for). Set by `make run`, not by hand.
+DEMO_CARS = env_bool("DEMO_CARS", False)
 if SIM_SPEED <= 0:
     raise ImproperlyConfigured("SIM_SPEED must be a positive number")
 # Set by `make run` for the processes it starts: "wall seconds,simulated seconds" of one instant,

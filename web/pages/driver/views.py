@@ -3,8 +3,11 @@ JSON status, stop) and the session receipt. Thin: services do the writing, selec
 
 from __future__ import annotations
 
+import logging
 from decimal import Decimal
 
+import httpx
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
@@ -23,9 +26,12 @@ from prepaid.errors import InsufficientCredit, WalletBlocked
 from sessions import services as session_services
 from sessions.grid import selectors as grid_selectors
 from sessions.grid import services as grid
+from web import demo
 from web.pages import decide, selectors
 from web.pages.driver.forms import EmailPreferencesForm, SignUpForm, TimeZoneForm
 from web.pages.forms import CHEAPEST, StartChargeForm
+
+logger = logging.getLogger(__name__)
 
 
 @require_http_methods(["GET", "POST"])
@@ -36,9 +42,19 @@ def signup(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         user = form.save()
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        if settings.DEMO_CARS:
+            _demo_car(user)
         messages.success(request, "Welcome! Connect your car to get started.")
         return redirect("vehicles:list")
     return render(request, "registration/signup.html", {"form": form})
+
+
+def _demo_car(user) -> None:
+    """`make run`: the newcomer's own simulated car waits on the consent page (web.demo)."""
+    try:
+        demo.consent_car_for(user)
+    except httpx.HTTPError as exc:
+        logger.warning("no demo car for %s: %r", user, exc)
 
 
 @login_required
