@@ -10,6 +10,7 @@ from django.utils import timezone
 from prepaid import timezones
 
 COOKIE = "tz"
+API_PREFIX = "/api/"
 
 
 class TimeZoneMiddleware:
@@ -17,6 +18,9 @@ class TimeZoneMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
+        if request.path.startswith(API_PREFIX):
+            # The REST API speaks UTC (ISO 8601 with "Z"): machines convert, people read the pages.
+            return self.get_response(request)
         user = getattr(request, "user", None)
         name = timezones.time_zone_for(user, browser=request.COOKIES.get(COOKIE))
         request.time_zone = name

@@ -143,3 +143,13 @@ def test_concurrent_payments_get_consecutive_numbers(driver):
     )
     assert errors == [None] * 8 and results == [True] * 8
     assert sorted(Invoice.objects.values_list("sequence", flat=True)) == list(range(1, 9))
+
+
+def test_the_api_receipt_names_the_invoice(driver):
+    from rest_framework.test import APIClient
+
+    purchase = _paid(driver)
+    api = APIClient()
+    api.force_authenticate(driver)
+    receipt = api.get(f"/api/v1/purchases/{purchase.public_id}/receipt/").json()
+    assert receipt["invoice_number"] == purchase.invoice.number

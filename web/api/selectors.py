@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db.models import QuerySet
 
+from payments import invoices
 from payments.models import Purchase, Refund
 from prepaid.models import CreditLot, LedgerEntry
 from prepaid.selectors import hold_draws, wallet_for_user, wallet_refundable_minor
@@ -82,6 +83,8 @@ def purchase_receipt(purchase: Purchase) -> dict:
         "vat_rate": purchase.vat_rate,
         "currency": purchase.currency,
         "refunded_minor": lot.refunded_minor if lot else 0,
+        # A purchase paid before invoices existed gets its invoice now (the same as the PDF's).
+        "invoice_number": invoices.invoice_issue(purchase_id=purchase.pk).number if purchase.paid_at else None,
     }
 
 

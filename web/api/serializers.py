@@ -154,6 +154,9 @@ class PurchaseReceiptSerializer(serializers.Serializer):
     vat_rate = serializers.DecimalField(max_digits=6, decimal_places=4)
     currency = serializers.CharField()
     refunded_minor = serializers.IntegerField()
+    invoice_number = serializers.CharField(
+        allow_null=True, help_text="The invoice's number (gapless); the PDF is on the purchase's page."
+    )
 
 
 # --- wallet ---------------------------------------------------------------------------------------

@@ -144,10 +144,12 @@ def slow_reporting_note(session: ChargingSession, *, now: datetime | None = None
     if refresh < SLOW_REPORTING_S:
         return ""
     make = session.vehicle.make if len(session.vehicle.make) <= 3 else session.vehicle.make.title()
+    minutes = max(1, round(refresh / 60))
+    every = ngettext("every minute", "every %(n)d minutes", minutes) % {"n": minutes}
     return _(
-        "Your %(make)s reports its data every %(delay)s, so the charge shows here only a few minutes after it "
+        "Your %(make)s reports its data %(every)s, so the charge shows here only a few minutes after it "
         "has begun. Nothing is wrong while you wait."
-    ) % {"make": make, "delay": minutes_words(refresh).removeprefix(_("about") + " ")}
+    ) % {"make": make, "every": every}
 
 
 def stopping_note(session: ChargingSession, estimate: LiveEstimate, *, now: datetime | None = None) -> str:

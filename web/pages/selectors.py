@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
+from functools import cached_property
 
 from django.conf import settings
 from django.db.models import Q
@@ -132,8 +133,9 @@ class SessionView:
     def next_reading_at(self) -> datetime | None:
         return self.estimate.next_reading_at
 
-    @property
+    @cached_property
     def chart(self):
+        # Rendered once per view: the page and its initial JSON both show it.
         return live.energy_chart(self.session, self.estimate, now=self.now)
 
     @property

@@ -72,3 +72,13 @@ def test_emails_show_times_in_the_drivers_zone(driver, connect, credit, drive, d
     [started] = [m for m in mail.outbox if "is charging" in m.subject]
     at = session.charging_at.astimezone(ZoneInfo("Asia/Tokyo"))
     assert f"started charging at {at:%H:%M} JST." in started.body
+
+
+def test_the_api_keeps_utc_whatever_the_browser_says(client, driver, car, credit):
+    credit(driver, energy_wh=10_000)
+    session = session_services.session_request(user=driver, vehicle_id=car(driver).pk, energy_wh=4_000)
+    client.force_login(driver)
+    client.cookies["tz"] = "Asia/Tokyo"
+    listed = client.get("/api/v1/sessions/").json()["results"]
+    assert listed[0]["created_at"].endswith("Z")
+    assert session.public_id

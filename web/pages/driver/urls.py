@@ -13,4 +13,5 @@ urlpatterns = [
     path("charge/<uuid:public_id>/status/", views.session_status, name="session-status"),
     path("charge/<uuid:public_id>/stop/", views.session_stop, name="session-stop"),
     path("charge/<uuid:public_id>/receipt/", views.session_receipt, name="session-receipt"),
+    path("charge/<uuid:public_id>/receipt.pdf", views.session_receipt_pdf, name="session-receipt-pdf"),
 ]

@@ -29,6 +29,7 @@ from sessions.grid import services as grid
 from web import demo
 from web.pages import decide, selectors
 from web.pages.driver.forms import EmailPreferencesForm, SignUpForm, TimeZoneForm
+from web.pages.driver.receipt_pdf import receipt_pdf
 from web.pages.forms import CHEAPEST, StartChargeForm
 
 logger = logging.getLogger(__name__)
@@ -184,6 +185,15 @@ def session_stop(request: HttpRequest, public_id) -> HttpResponse:
 def session_receipt(request: HttpRequest, public_id) -> HttpResponse:
     session = selectors.session_for_user(user=request.user, public_id=public_id)
     return render(request, "driver/receipt.html", {"view": selectors.session_view(session), "session": session})
+
+
+@login_required
+@require_GET
+def session_receipt_pdf(request: HttpRequest, public_id) -> HttpResponse:
+    session = selectors.session_for_user(user=request.user, public_id=public_id)
+    response = HttpResponse(receipt_pdf(selectors.session_view(session)), content_type="application/pdf")
+    response["Content-Disposition"] = f'attachment; filename="receipt-{session.public_id}.pdf"'
+    return response
 
 
 @login_required
