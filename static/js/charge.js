@@ -69,8 +69,10 @@
     const kwh = Number(input.value);
     if (!car || !(kwh > 0)) { outlook.textContent = ""; return; }
     const parts = [];
+    const perKwh = Number(outlook.dataset.pricePerKwh);
+    if (perKwh > 0) { parts.push("About " + (kwh * perKwh).toFixed(2) + " " + outlook.dataset.currency); }
     const minutes = Math.max(1, Math.round(kwh / car.power_kw * 60));
-    parts.push("About " + minutes + " minutes at about " + car.power_kw.toFixed(1) + " kW");
+    parts.push((parts.length ? "about " : "About ") + minutes + " minutes at about " + car.power_kw.toFixed(1) + " kW");
     if (car.soc !== null && car.usable_kwh) {
       const end = Math.min(100, car.soc + kwh / car.usable_kwh * 100);
       let text = "the battery goes from " + Math.round(car.soc) + " % to " + Math.round(Math.min(end, car.max_soc)) + " %";

@@ -55,9 +55,9 @@ def test_the_charge_form_says_the_duration_and_the_battery_level_it_ends_at(logg
     vehicle = car(driver)
     Vehicle.objects.filter(pk=vehicle.pk).update(soc_bp=3000, capacity_wh=75_000, max_soc_bp=8000)
     page = logged_in.get("/charge/").content.decode()
-    # 20 kWh at the make's planned 9.35 kW (11 kW x 0.85): about 128 minutes; 30 % + 20/70.9 → 58 %.
-    assert "About 128 minutes at about 9.3 kW" in page
-    assert "the battery goes from 30 % to 58 %" in page
+    # The wallet's 20 kWh cost 4.50; at the make's planned 9.35 kW (11 kW x 0.85) about 128 minutes;
+    # 30 % + 20 kWh of the 70.9 usable → 58 %.
+    assert "About 4.50 EUR; about 128 minutes at about 9.3 kW; the battery goes from 30 % to 58 %." in page
     assert 'id="vehicle-facts"' in page
 
 

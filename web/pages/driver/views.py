@@ -20,6 +20,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from notifications import services as notification_services
 from notifications.kinds import OPTIONAL
+from prepaid import pricing
 from prepaid import services as wallet_services
 from prepaid import timezones
 from prepaid.errors import InsufficientCredit, WalletBlocked
@@ -92,13 +93,30 @@ def charge_start(request: HttpRequest) -> HttpResponse:
             "form": form,
             "chosen": chosen,
             "blocker": decide.start_blocker(chosen) if chosen is not None else "",
-            "outlook": decide.outlook(chosen, energy_wh) if chosen is not None and energy_wh > 0 else "",
+            "outlook": decide.outlook(
+                chosen,
+                energy_wh,
+                price_minor=selectors.energy_cost_minor(hold=None, wallet_id=wallet.pk, energy_wh=energy_wh),
+            )
+            if chosen is not None and 0 < energy_wh <= wallet.balance_wh
+            else "",
+            # What a kWh of the wallet's credit cost on average (the page's script prices as typed).
+            "price_per_kwh": _wallet_price_per_kwh(wallet),
+            "currency": settings.CURRENCY.upper(),
             "vehicle_facts": decide.vehicle_facts(vehicles),
             "preview": preview,
             "balance_kwh": wallet.balance_wh / 1000,
             "sessions": selectors.sessions_for_user(user=request.user),
         },
     )
+
+
+def _wallet_price_per_kwh(wallet) -> str:
+    if wallet.balance_wh <= 0:
+        return ""
+    minor = selectors.energy_cost_minor(hold=None, wallet_id=wallet.pk, energy_wh=wallet.balance_wh)
+    per_major = pricing.minor_per_major(settings.CURRENCY)
+    return f"{minor / per_major / (wallet.balance_wh / 1000):.4f}"
 
 
 def _chosen_vehicle(form, vehicles):
