@@ -20,9 +20,8 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from notifications import services as notification_services
 from notifications.kinds import OPTIONAL
-from prepaid import pricing
+from prepaid import pricing, timezones
 from prepaid import services as wallet_services
-from prepaid import timezones
 from prepaid.errors import InsufficientCredit, WalletBlocked
 from sessions import services as session_services
 from sessions.grid import selectors as grid_selectors
