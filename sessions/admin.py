@@ -83,12 +83,44 @@ class VehicleConnectionAdmin(admin.ModelAdmin):
         _ask_reconnect(self, request, queryset.values_list("pk", flat=True))
 
 
+class SharedCarFilter(admin.SimpleListFilter):
+    """Cars (one vehicle API id) that more than one account has connected."""
+
+    title = "shared with another account"
+    parameter_name = "shared"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Yes"), ("no", "No")]
+
+    def queryset(self, request, queryset):
+        if self.value() not in ("yes", "no"):
+            return queryset
+        shared = (
+            Vehicle.objects.filter(is_active=True)
+            .values("external_id")
+            .annotate(accounts=Count("owner", distinct=True))
+            .filter(accounts__gt=1)
+            .values("external_id")
+        )
+        if self.value() == "yes":
+            return queryset.filter(external_id__in=shared)
+        return queryset.exclude(external_id__in=shared)
+
+
 @admin.register(Vehicle)
 class VehicleAdmin(admin.ModelAdmin):
     list_display = readable(
-        "id", "__str__", "owner", "is_active", "soc_bp", "is_plugged_in", "charge_state", "data_age"
+        "id",
+        "__str__",
+        "owner",
+        "accounts",
+        "is_active",
+        "soc_bp",
+        "is_plugged_in",
+        "charge_state",
+        "data_age",
     )
-    list_filter = ("is_active", "make", "charge_state")
+    list_filter = ("is_active", SharedCarFilter, "make", "charge_state")
     search_fields = ("external_id", "vin", "owner__username", "make", "model")
     readonly_fields = (
         "connection",
@@ -107,6 +139,11 @@ class VehicleAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False
+
+    @admin.display(description="Accounts with this car")
+    def accounts(self, obj):
+        # The same physical car (vehicle API id) connected by several accounts: allowed, shown.
+        return Vehicle.objects.filter(external_id=obj.external_id, is_active=True).values("owner").distinct().count()
 
     @admin.action(description="Ask the driver to reconnect this vehicle's connection")
     def ask_reconnect(self, request, queryset):
@@ -197,8 +234,14 @@ class ChargingSessionAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Retry the stop now (STOPPING sessions)")
     def retry_stop(self, request, queryset):
-        retried = [s.pk for s in queryset if operator.session_retry_stop(session_id=s.pk)]
-        self._report(request, "stop retried", retried, queryset.count())
+        # Each retry runs now and is reported as the car's service answered it: a refused STOP
+        # says so, it is never counted as retried.
+        for result in (operator.session_retry_stop_now(session_id=s.pk) for s in queryset):
+            self.message_user(
+                request,
+                f"Session {result.session_id}: {result.summary}.",
+                messages.SUCCESS if result.done else messages.WARNING,
+            )
 
     @admin.action(description="Close stuck session, settling what was delivered (no call to the car)")
     def close_stuck(self, request, queryset):

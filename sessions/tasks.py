@@ -2,7 +2,7 @@
 
 import uuid
 
-from sessions.controller import machine
+from sessions.controller import limits, machine
 from sessions.grid import services as grid
 
 
@@ -14,3 +14,9 @@ def credit_grid_bonuses() -> int:
     """Every few minutes: credit demand-response bonuses owed but not credited (a worker died
     between the resume step's commit and the credit that follows it)."""
     return grid.grid_bonuses_credit_due()
+
+
+def restore_charge_limits() -> int:
+    """Every minute: put back the driver's own charge limit on cars whose session ended without
+    it being accepted (sessions.controller.limits)."""
+    return limits.restore_due()

@@ -24,7 +24,7 @@ from django.db.models.functions import Coalesce
 from monitoring.logs import log_context, log_context_add
 from prepaid import services as wallet_services
 from sessions import clock, notices
-from sessions.controller import policy, telemetry
+from sessions.controller import limits, policy, telemetry
 from sessions.controller.charging import _step_charging
 from sessions.controller.finish import _consent_lost
 from sessions.controller.requested import _step_requested
@@ -94,6 +94,9 @@ def _session_step(session_id: int, lease_token: uuid.UUID, measured: telemetry.S
             outcome = handler(step)
         except ConsentRequired:
             outcome = _consent_lost(step)
+        if outcome.to_status in TERMINAL_STATUSES:
+            # However the session ends: the driver's own limit goes back where the product changed it.
+            limits.restore_at_end(step, outcome)
     finally:
         # Every call made is recorded, even by a step that crashed before deciding anything.
         VehicleCommand.objects.bulk_create(step.records)
@@ -133,6 +136,9 @@ def _commit(step: _Step, outcome: Outcome, lease_token: uuid.UUID) -> bool:
             changes["next_action_at"] = None
             changes["ended_at"] = step.now
             changes["planned_action"] = ""
+            if limits.owes_restore(session, changes) and "limit_restore_due_at" not in changes:
+                # Ended without talking to the car (closed by the operator): the sweep puts it back.
+                changes["limit_restore_due_at"] = step.now
     with transaction.atomic():
         if outcome.settle or outcome.to_status == S.FAILED:
             _close_hold(session, changes, failed=outcome.to_status == S.FAILED)

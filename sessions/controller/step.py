@@ -57,6 +57,10 @@ REASONS: dict[str, str] = {
     "did_not_start": "The car did not start charging. Check the cable and the car's charging schedule.",
     "vehicle_error": "The car's service did not accept the command. Try again later.",
     "timeout": "The session took too long and was closed; you were billed only for what was delivered.",
+    "command_budget": "The car's maker refused the command: it takes only so many remote charge commands "
+    "(in a row until the car is driven, or per day). Drive the car, or start the charge from the car.",
+    "stop_refused": "Your car refused our remote stop (its maker limits remote charge commands). Stop the "
+    "charge in the car or its app, or unplug it, now: you pay only what you bought.",
     "stop_not_verified": "We could not confirm the car stopped; you were billed at most what you bought.",
     "battery_max": "Stopped at your battery's maximum charge; the rest of your credit stays in your wallet.",
     "battery_max_reached": "The battery is already at the maximum you chose; nothing to charge.",

@@ -43,6 +43,9 @@ class ChargingSession(models.Model):
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="charging_sessions")
     vehicle = models.ForeignKey("charging.Vehicle", on_delete=models.PROTECT, related_name="sessions")
+    # The physical car: the vehicle API's vehicle id, the same for every account that connected
+    # it (each account has its own Vehicle row). One open session per car is held on this column.
+    car_id = models.CharField(max_length=64, blank=True, db_index=True)
     hold = models.OneToOneField("prepaid.Hold", null=True, blank=True, on_delete=models.PROTECT)
     purchased_wh = models.PositiveIntegerField(help_text="The energy this session may deliver and bill, Wh.")
     policy = models.CharField(max_length=32, default="predictive")
@@ -97,10 +100,20 @@ class ChargingSession(models.Model):
     # in flight then commits "act now" instead of its planned next action (see `_commit`).
     pokes = models.PositiveIntegerField(default=0)
 
-    # The charge limit: the driver's own, restored at the end, and our backstop.
+    # The charge limit: the driver's own (read from the car when no limit the product set could
+    # be showing, else carried over from the session that set it), restored at the end, and the
+    # limits the product set (the backstop, the escalation's).
     driver_limit_bp = models.PositiveIntegerField(null=True, blank=True)
     backstop_limit_bp = models.PositiveIntegerField(null=True, blank=True)
+    escalation_limit_bp = models.PositiveIntegerField(null=True, blank=True)
+    # The product changed the car's limit (or took over putting it back from an earlier session):
+    # the driver's limit must be put back, however the session ends.
+    limit_to_restore = models.BooleanField(default=False)
     limit_restored = models.BooleanField(default=False)
+    # After the end: when the next attempt to put the driver's limit back is due (None: nothing
+    # left to do), and how many were made (sessions.controller.limits).
+    limit_restore_due_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    limit_restore_attempts = models.PositiveSmallIntegerField(default=0)
 
     # The stop is an action: sent, verified, retried, escalated, flagged.
     stop_attempts = models.PositiveSmallIntegerField(default=0)
@@ -130,6 +143,13 @@ class ChargingSession(models.Model):
                 condition=Q(status__in=["requested", "starting", "charging", "stopping"]),
                 name="charging_one_open_session_per_vehicle",
             ),
+            # And at most one per physical car, whichever account's row it was started from: two
+            # sessions on one car would both meter its one counter and bill it twice.
+            models.UniqueConstraint(
+                fields=["car_id"],
+                condition=Q(status__in=["requested", "starting", "charging", "stopping"]) & ~Q(car_id=""),
+                name="charging_one_open_session_per_car",
+            ),
             models.CheckConstraint(
                 condition=Q(billed_wh__isnull=True) | Q(billed_wh__lte=F("purchased_wh")),
                 name="charging_never_bill_above_purchase",
@@ -149,6 +169,11 @@ class ChargingSession(models.Model):
 
     def __str__(self) -> str:
         return f"session {self.pk} ({self.status})"
+
+    def save(self, *args, **kwargs):
+        if not self.car_id and self.vehicle_id:
+            self.car_id = self.vehicle.external_id
+        super().save(*args, **kwargs)
 
     @property
     def is_open(self) -> bool:

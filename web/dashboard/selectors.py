@@ -21,7 +21,7 @@ from payments.models import PaymentDiscrepancy, Purchase, RefundPart, StripeEven
 from prepaid import pricing
 from prepaid.allocation import refund_part_minor
 from prepaid.models import CreditLot, Hold
-from sessions.models import ChargingSession, VehicleCommand, VehicleConnection
+from sessions.models import ChargingSession, Vehicle, VehicleCommand, VehicleConnection
 from sessions.models.charging import OPEN_STATUSES, CommandKind, SessionStatus
 from sessions.models.grid import DemandResponseEvent
 
@@ -292,6 +292,34 @@ def alert_counts(*, now: datetime) -> dict[str, int]:
     return {name: group["count"] for name, group in full.items() if name != "total"}
 
 
+def shared_cars(*, limit: int = 50) -> dict:
+    """Physical cars (one vehicle API id) connected by more than one account. Allowed (a household
+    shares a car); each account charges from its own wallet, one session at a time per car."""
+    cars = (
+        Vehicle.objects.filter(is_active=True)
+        .values("external_id")
+        .annotate(accounts=Count("owner", distinct=True))
+        .filter(accounts__gt=1)
+        .order_by("-accounts", "external_id")
+    )
+    count = cars.count()
+    ids = [row["external_id"] for row in cars[:limit]]
+    rows = Vehicle.objects.filter(is_active=True, external_id__in=ids).select_related("owner").order_by("pk")
+    by_car: dict[str, list[Vehicle]] = {car: [] for car in ids}
+    for vehicle in rows:
+        by_car[vehicle.external_id].append(vehicle)
+    items = [
+        {
+            "external_id": car,
+            "vehicle": vehicles[0],
+            "owners": sorted({v.owner.get_username() for v in vehicles}),
+            "vehicle_ids": [v.pk for v in vehicles],
+        }
+        for car, vehicles in by_car.items()
+    ]
+    return {"count": count, "items": items}
+
+
 # --- charts -------------------------------------------------------------------------------------
 
 
@@ -330,6 +358,7 @@ def dashboard(*, now: datetime | None = None) -> dict:
         "queue": task_queue(since=wins[0].since),
         "alerts": alerts(now=now),
         "active": active_sessions(),
+        "shared_cars": shared_cars(),
         "series": daily_series(now=now),
         "settings": {
             "stuck_stopping_s": settings.DASHBOARD_STUCK_STOPPING_S,

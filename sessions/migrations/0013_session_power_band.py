@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('charging', '0010_latency_intervals_unbilled'),
+        ('charging', '0012_driver_limit_restore'),
     ]
 
     operations = [
