@@ -276,6 +276,9 @@ VEHICLE_REDIRECT_URI = env("VEHICLE_REDIRECT_URI", f"{SITE_URL}/vehicles/connect
 VEHICLE_CONNECT_MODE = env("VEHICLE_CONNECT_MODE", "live")
 # Application Management Token: the key of vehicle-webhook signatures (SC-Signature).
 VEHICLE_WEBHOOK_AMT = env("VEHICLE_WEBHOOK_AMT", DEV_VEHICLE_AMT)
+# During an AMT rotation: the previous token(s), comma-separated; deliveries signed with them are
+# still accepted (VERIFY is always answered with the current one).
+VEHICLE_WEBHOOK_AMT_PREVIOUS = env_list("VEHICLE_WEBHOOK_AMT_PREVIOUS", "")
 # Commands can take up to 300 s at the vehicle API; the official SDKs wait 310 s.
 VEHICLE_API_TIMEOUT_S = float(env("VEHICLE_API_TIMEOUT_S", "310"))
 VEHICLE_API_CONNECT_TIMEOUT_S = float(env("VEHICLE_API_CONNECT_TIMEOUT_S", "10"))

@@ -39,6 +39,7 @@ from sessions.models.grid import (
     DemandResponseParticipation,
     PricePoint,
 )
+from sessions.vehicles import subscriptions
 
 TOKEN_FIELDS = ("access_token_ciphertext", "refresh_token_ciphertext", "refresh_lease_id")
 
@@ -54,7 +55,16 @@ class VehicleInline(admin.TabularInline):
 
 @admin.register(VehicleConnection)
 class VehicleConnectionAdmin(admin.ModelAdmin):
-    list_display = ("id", "user", "status", "status_reason", "access_expires_at", "refresh_expires_at", "created_at")
+    list_display = (
+        "id",
+        "user",
+        "status",
+        "status_reason",
+        "api_error",
+        "access_expires_at",
+        "refresh_expires_at",
+        "created_at",
+    )
     list_filter = ("status",)
     search_fields = ("user__username", "user__email", "external_user_id")
     exclude = TOKEN_FIELDS
@@ -64,6 +74,9 @@ class VehicleConnectionAdmin(admin.ModelAdmin):
         "status_reason",
         "status_changed_at",
         "external_user_id",
+        "api_error",
+        "api_error_message",
+        "api_error_at",
         "access_expires_at",
         "refresh_expires_at",
         "token_version",
@@ -119,8 +132,9 @@ class VehicleAdmin(admin.ModelAdmin):
         "is_plugged_in",
         "charge_state",
         "data_age",
+        "subscription_status",
     )
-    list_filter = ("is_active", SharedCarFilter, "make", "charge_state")
+    list_filter = ("is_active", SharedCarFilter, "make", "charge_state", "subscription_status")
     search_fields = ("external_id", "vin", "owner__username", "make", "model")
     readonly_fields = (
         "connection",
@@ -132,10 +146,15 @@ class VehicleAdmin(admin.ModelAdmin):
         "data_age",
         "fetched_at",
         "snapshot_at",
+        "subscription_status",
+        "subscription_error",
+        "subscription_attempts",
+        "subscription_retry_at",
+        "subscription_changed_at",
         "created_at",
         "updated_at",
     )
-    actions = ["ask_reconnect"]
+    actions = ["ask_reconnect", "subscribe_again"]
 
     def has_add_permission(self, request):
         return False
@@ -144,6 +163,14 @@ class VehicleAdmin(admin.ModelAdmin):
     def accounts(self, obj):
         # The same physical car (vehicle API id) connected by several accounts: allowed, shown.
         return Vehicle.objects.filter(external_id=obj.external_id, is_active=True).values("owner").distinct().count()
+
+    @admin.action(description="Subscribe to the vehicle webhook again now (active vehicles)")
+    def subscribe_again(self, request, queryset):
+        ids = list(queryset.filter(is_active=True).values_list("pk", flat=True))
+        with transaction.atomic():
+            Vehicle.objects.filter(pk__in=ids).update(subscription_status="")
+            subscriptions.vehicles_subscribe_later(ids)
+        self.message_user(request, f"{len(ids)} vehicle(s) are being subscribed.", messages.SUCCESS)
 
     @admin.action(description="Ask the driver to reconnect this vehicle's connection")
     def ask_reconnect(self, request, queryset):
@@ -213,6 +240,9 @@ class ChargingSessionAdmin(ReadOnlyAdmin):
         "billed_wh",
         "overshoot_wh",
         "unbilled_wh",
+        "billed_reads",
+        "webhook_readings",
+        "vehicle_error",
         "stop_not_carried_out",
         "created_at",
     )
@@ -265,7 +295,15 @@ class SessionTransitionAdmin(ReadOnlyAdmin):
 @admin.register(MeterReading)
 class MeterReadingAdmin(ReadOnlyAdmin):
     list_display = readable(
-        "session", "source", "taken_at", "fetched_at", "energy_added_wh", "soc_bp", "power_w", "accepted"
+        "session",
+        "source",
+        "via",
+        "taken_at",
+        "fetched_at",
+        "energy_added_wh",
+        "soc_bp",
+        "power_w",
+        "accepted",
     )
     list_filter = ("source", "accepted", "charge_state")
     search_fields = ("session__public_id", "rejection")

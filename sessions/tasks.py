@@ -4,6 +4,7 @@ import uuid
 
 from sessions.controller import limits, machine
 from sessions.grid import services as grid
+from sessions.vehicles import subscriptions
 
 
 def session_step(session_id: int, lease_token: str) -> None:
@@ -20,3 +21,16 @@ def restore_charge_limits() -> int:
     """Every minute: put back the driver's own charge limit on cars whose session ended without
     it being accepted (sessions.controller.limits)."""
     return limits.restore_due()
+
+
+def vehicle_subscribe(vehicle_id: int) -> str:
+    return subscriptions.vehicle_subscribe(vehicle_id=vehicle_id)
+
+
+def vehicle_unsubscribe(vehicle_id: int) -> str:
+    return subscriptions.vehicle_unsubscribe(vehicle_id=vehicle_id)
+
+
+def vehicle_subscriptions_retry() -> int:
+    """Every few minutes: retry failed (or never run) webhook subscribes and unsubscribes."""
+    return subscriptions.subscriptions_retry_due()

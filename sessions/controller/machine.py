@@ -31,6 +31,7 @@ from sessions.controller.requested import _step_requested
 from sessions.controller.starting import _step_starting
 from sessions.controller.step import POKED_STATUSES, Outcome, S, _plan_of, _reason, _Step
 from sessions.controller.stopping import _step_stopping
+from sessions.controller.webhook_readings import WAIT_FOR_WEBHOOK, ReadDeferred
 from sessions.grid import services as grid
 from sessions.models.charging import (
     ALLOWED_TRANSITIONS,
@@ -94,6 +95,10 @@ def _session_step(session_id: int, lease_token: uuid.UUID, measured: telemetry.S
             outcome = handler(step)
         except ConsentRequired:
             outcome = _consent_lost(step)
+        except ReadDeferred as wait:
+            # The read waits for the car's next webhook reading: nothing was called or decided;
+            # look again at `until` (the delivery pulls the step forward) and poll then.
+            outcome = Outcome(changes={"planned_action": WAIT_FOR_WEBHOOK}, next_at=wait.until)
         if outcome.to_status in TERMINAL_STATUSES:
             # However the session ends: the driver's own limit goes back where the product changed it.
             limits.restore_at_end(step, outcome)
@@ -109,6 +114,10 @@ def _commit(step: _Step, outcome: Outcome, lease_token: uuid.UUID) -> bool:
     session = step.session
     changes = dict(outcome.changes)
     changes["api_calls"] = F("api_calls") + step.calls
+    if step.billed_reads:
+        changes["billed_reads"] = F("billed_reads") + step.billed_reads
+    if step.webhook_used_at is not None:
+        changes["webhook_used_at"] = step.webhook_used_at
     if step.not_before:
         changes["not_before"] = step.not_before
     if getattr(session, "readings_dirty", False):

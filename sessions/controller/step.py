@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sessions import clock
-from sessions.models.charging import ChargingSession, SessionStatus, VehicleCommand
+from sessions.models.charging import ChargingSession, CommandKind, SessionStatus, VehicleCommand
 from sessions.models.grid import SmartPlan
 from sessions.vehicle_api import errors as api_errors
 from sessions.vehicles.services import ConsentRequired, call_with_token, get_client
@@ -104,6 +104,9 @@ class _Step:
         # Smart plan columns and effects (bonus lines, DR verification) for `_commit`'s transaction.
         self.plan_changes: dict[str, Any] = {}
         self.after: list = []
+        # Reads of the car this step paid for, and the webhook reading it used instead of one.
+        self.billed_reads = 0
+        self.webhook_used_at: datetime | None = None
         # Seeded per session and attempt: two workers (or a replay) draw the same jitter.
         self.rng = random.Random(f"{session.pk}:{session.version}")  # noqa: S311 - jitter, not a secret
 
@@ -116,6 +119,8 @@ class _Step:
             session=session, vehicle=vehicle, kind=kind, detail=detail, sent_at=sent_at, make=vehicle.make
         )
         self.calls += billed
+        if kind == CommandKind.READ:
+            self.billed_reads += billed
         try:
             result = call_with_token(
                 vehicle.connection_id, client, lambda token: fn(client, token), loaded=vehicle.connection

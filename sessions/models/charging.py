@@ -79,13 +79,28 @@ class ChargingSession(models.Model):
     data_source = models.CharField(max_length=16, blank=True)
     last_reading_at = models.DateTimeField(null=True, blank=True)
     api_calls = models.PositiveIntegerField(default=0)
+    # Where the readings came from: billed reads of the car (polls, each also in `api_calls`) and
+    # readings the car's webhooks delivered (free). Counted apart so the operator sees what
+    # webhooks save.
+    billed_reads = models.PositiveIntegerField(default=0)
+    webhook_readings = models.PositiveIntegerField(default=0)
+    # The data time of the newest reading a webhook delivered (written by the receiver only), and
+    # of the newest one a step used in place of a read (written by steps only): a webhook reading
+    # answers one read, never two (sessions/controller/webhook_readings.py).
+    webhook_reading_at = models.DateTimeField(null=True, blank=True)
+    webhook_used_at = models.DateTimeField(null=True, blank=True)
+    # A VEHICLE_ERROR webhook about the car (e.g. VEHICLE_STATE:ASLEEP) while this session was
+    # open, until its RESOLVED: a machine code and the vehicle API's words.
+    vehicle_error = models.CharField(max_length=64, blank=True)
+    vehicle_error_message = models.CharField(max_length=255, blank=True)
     call_budget = models.PositiveIntegerField(default=60)
     # What the controller assumes about the car (sessions/vehicles/makes.py), fixed at the session's start.
     energy_step_wh = models.PositiveIntegerField(default=0, help_text="0: the car reports no energy counter.")
     soc_step_bp = models.PositiveIntegerField(default=100)
     nominal_power_w = models.PositiveIntegerField(default=11_000)
     telemetry_refresh_s = models.PositiveIntegerField(default=300)
-    # The next action the policy planned: "read" the car, or send "stop" without reading first.
+    # The next action the policy planned: "read" the car, or send "stop" without reading first;
+    # "webhook": a read waits for the car's next webhook reading (polled if it does not come).
     planned_action = models.CharField(max_length=8, blank=True)
     start_sent_at = models.DateTimeField(null=True, blank=True)
     # Delivered energy the controller expected at the moment STOP went out (to learn latency).
@@ -203,6 +218,8 @@ class MeterReading(models.Model):
     taken_at = models.DateTimeField()
     fetched_at = models.DateTimeField()
     source = models.CharField(max_length=16)  # energy_added | soc | meter
+    # How it reached us: a billed read of ours ("poll") or a VEHICLE_STATE webhook ("webhook").
+    via = models.CharField(max_length=8, default="poll")
     energy_added_wh = models.IntegerField(null=True, blank=True)
     soc_bp = models.IntegerField(null=True, blank=True)
     power_w = models.IntegerField(null=True, blank=True)

@@ -129,3 +129,20 @@ def test_it_asks_for_a_reconnect_from_the_vehicle_list_too(client, world):
     response = _act(client, world, "charging_vehicle", "ask_reconnect", [world.vehicle2.pk])
     assert VehicleConnection.objects.get(pk=world.vehicle2.connection_id).status == "needs_consent"
     assert b"1 connection(s) now ask their driver to reconnect" in response.content
+
+
+def test_it_shows_a_vehicles_webhook_subscription_and_subscribes_it_again(
+    client, world, settings, django_capture_on_commit_callbacks
+):
+    from sessions.models import Vehicle
+
+    settings.VEHICLE_WEBHOOK_ID = "wh-1"
+    Vehicle.objects.filter(pk=world.vehicle.pk).update(subscription_status="failed", subscription_error="boom")
+    with django_capture_on_commit_callbacks() as tasks:
+        response = _act(client, world, "charging_vehicle", "subscribe_again", [world.vehicle.pk])
+    assert b"1 vehicle(s) are being subscribed" in response.content
+    assert len(tasks) == 1  # the subscribe task, enqueued once the action commits
+    vehicle = Vehicle.objects.get(pk=world.vehicle.pk)
+    assert vehicle.subscription_status == "subscribing" and vehicle.subscription_error == ""
+    listing = client.get(_changelist("charging", "vehicle"), {"subscription_status__exact": "subscribing"})
+    assert listing.status_code == 200 and "Subscribing" in listing.content.decode()

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('charging', '0012_driver_limit_restore'),
+        ('charging', '0013_webhook_readings_subscriptions'),
     ]
 
     operations = [
