@@ -44,6 +44,11 @@ STATUS_LABELS = {
 }
 
 
+# Stopping for these reasons, the stop's note (web.pages.live.stopping_note) says it better; any
+# other reason (a STOP the car refused, for one) is told as the controller wrote it.
+NOTE_SAYS = ("threshold", "battery_max", "driver_stop", "operator_stop", "timeout", "")
+
+
 def session_for_user(*, user, public_id) -> ChargingSession:
     """The user's session; Http404 for anyone else's (no hint that it exists)."""
     return get_object_or_404(ChargingSession.objects.select_related("vehicle", "hold"), user=user, public_id=public_id)
@@ -142,7 +147,7 @@ class SessionView:
     def detail(self) -> str:
         """The reason in words, unless it only repeats the status label ("Charging" / "Charging.").
         A stopping session says what the stop does instead (`note`)."""
-        if self.session.status == "stopping" and self.note:
+        if self.session.status == "stopping" and self.note and self.session.reason in NOTE_SAYS:
             return ""
         message = self.session.reason_message
         return "" if message.rstrip(".").lower() == self.status_label.lower() else message
