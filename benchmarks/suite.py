@@ -34,6 +34,14 @@ README_PROFILES = {
     "A": ("generic", ["--telemetry-age-s", "60", "--soc-step", "1", "--energy-step-kwh", "0.01"]),
     "B": ("generic", ["--telemetry-age-s", "60", "--soc-step", "1", "--energy-step-kwh", "0"]),
 }
+# The issue's scenarios where the naive reader used to win: the power drops (to 40–80 %, in every
+# session instead of the world's 20 %) on A and on B, and an SoC-only car charging at 7.4 kW while
+# the product expects 11 kW (the world's own draw is 55–100 % of nominal).
+SCENARIOS = {
+    "A-drop": ("generic", [*README_PROFILES["A"][1], "--power-drop-rate", "1"]),
+    "B-drop": ("generic", [*README_PROFILES["B"][1], "--power-drop-rate", "1"]),
+    "B-7kW": ("generic", [*README_PROFILES["B"][1], "--actual-power-kw", "7.4:7.4"]),
+}
 
 
 @dataclass(frozen=True)
@@ -45,7 +53,7 @@ class Part:
 
 
 def suite_profiles() -> dict[str, tuple[str, list[str]]]:
-    return {**README_PROFILES, **{name: (name, []) for name in OEM_PROFILES}}
+    return {**README_PROFILES, **SCENARIOS, **{name: (name, []) for name in OEM_PROFILES}}
 
 
 def _command(part: Part, *, world: str, out: Path) -> list[str]:
@@ -67,8 +75,13 @@ def run_suite(
     world: str = "realistic",
     jobs: int = 2,
     log=print,
+    parts_dir: Path | None = None,
 ) -> dict:
-    """Run every part, `jobs` processes at a time; the suite document (pooled and per seed)."""
+    """Run every part, `jobs` processes at a time; the suite document (pooled and per seed).
+
+    `parts_dir`: each part's `fleet_benchmark` JSON (per-session results included) is kept there
+    as it finishes, so a long run's sessions can be studied, and are not lost if a later part fails.
+    """
     names = profiles or list(suite_profiles())
     unknown = set(names) - set(suite_profiles())
     if unknown:
@@ -95,6 +108,9 @@ def run_suite(
             if done.returncode != 0:
                 raise RuntimeError(f"{part}: fleet_benchmark failed:\n{done.stderr[-2000:]}")
             doc = json.loads(out.read_text())
+            if parts_dir is not None:
+                parts_dir.mkdir(parents=True, exist_ok=True)
+                (parts_dir / out.name).write_text(out.read_text())
             merged = docs.setdefault((part.name, part.seed), {"config": doc["config"], "sessions": {}})
             merged["sessions"].update(doc["sessions"])
             seconds[label] = round(time.monotonic() - t0, 1)

@@ -5,7 +5,7 @@ import json
 import pytest
 from django.core.management import call_command
 
-from benchmarks.suite import _pooled, markdown, targets
+from benchmarks.suite import Part, _command, _pooled, markdown, targets
 from tests.benchmarks.test_stats import _result
 
 
@@ -56,7 +56,9 @@ def test_the_suite_runs_its_profiles_and_writes_one_table(tmp_path):
         "--profile",
         "nissan_start_only",
     ]
-    call_command("fleet_suite", *args, "--policy", "predictive", "--policy", "fixed:300", "--out-dir", str(tmp_path))
+    call_command(
+        "fleet_suite", *args, "--policy", "predictive", "--policy", "fixed:300", "--out-dir", str(tmp_path), "--keep-parts"
+    )
     doc = json.loads((tmp_path / "suite.json").read_text())
     assert set(doc["profiles"]) == {"A", "nissan_start_only"}
     a = doc["profiles"]["A"]["pooled"]
@@ -66,3 +68,19 @@ def test_the_suite_runs_its_profiles_and_writes_one_table(tmp_path):
     text = (tmp_path / "suite.md").read_text()
     assert "python manage.py fleet_suite" in text and "## Targets" in text
     assert (tmp_path / "suite-error-vs-calls.png").stat().st_size > 0
+    # Each part's own fleet_benchmark JSON, per-session results included, is kept with --keep-parts.
+    parts = {p.name: json.loads(p.read_text()) for p in (tmp_path / "parts").glob("*.json")}
+    assert set(parts) == {"A-1-predictive.json", "A-1-fixed300.json", "nissan_start_only-1-predictive.json",
+                          "nissan_start_only-1-fixed300.json"}  # fmt: skip
+    assert len(parts["A-1-predictive.json"]["sessions"]["predictive"]) == 1
+
+
+def test_the_power_scenarios_run_the_readme_car_with_the_power_the_issue_names(tmp_path):
+    def args(name):
+        cmd = _command(Part(name, 2, ("predictive",), 5), world="realistic", out=tmp_path / "x.json")
+        return " ".join(cmd[cmd.index("fleet_benchmark") :])
+
+    assert "--energy-step-kwh 0.01 --power-drop-rate 1" in args("A-drop")
+    assert "--energy-step-kwh 0 --power-drop-rate 1" in args("B-drop")
+    assert "--energy-step-kwh 0 --actual-power-kw 7.4:7.4" in args("B-7kW")
+    assert "--profile generic --seed 2 --sessions 5 --world realistic" in args("B-7kW")

@@ -36,6 +36,11 @@ class Command(BaseCommand):
         parser.add_argument("--world", default="realistic", choices=sorted(WORLDS))
         parser.add_argument("--jobs", type=int, default=2, help="fleet_benchmark processes at a time")
         parser.add_argument("--out-dir", default="docs/benchmarks/suite")
+        parser.add_argument(
+            "--keep-parts",
+            action="store_true",
+            help="keep each part's fleet_benchmark JSON (per-session results) in OUT_DIR/parts/",
+        )
 
     def handle(self, *args, **opts):
         try:
@@ -56,6 +61,7 @@ class Command(BaseCommand):
                 world=opts["world"],
                 jobs=opts["jobs"],
                 log=lambda line: self.stdout.write(line),
+                parts_dir=Path(opts["out_dir"]) / "parts" if opts["keep_parts"] else None,
             )
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
