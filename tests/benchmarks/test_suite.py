@@ -57,7 +57,15 @@ def test_the_suite_runs_its_profiles_and_writes_one_table(tmp_path):
         "nissan_start_only",
     ]
     call_command(
-        "fleet_suite", *args, "--policy", "predictive", "--policy", "fixed:300", "--out-dir", str(tmp_path), "--keep-parts"
+        "fleet_suite",
+        *args,
+        "--policy",
+        "predictive",
+        "--policy",
+        "fixed:300",
+        "--out-dir",
+        str(tmp_path),
+        "--keep-parts",
     )
     doc = json.loads((tmp_path / "suite.json").read_text())
     assert set(doc["profiles"]) == {"A", "nissan_start_only"}
