@@ -92,3 +92,12 @@ def test_the_power_scenarios_run_the_readme_car_with_the_power_the_issue_names(t
     assert "--energy-step-kwh 0 --power-drop-rate 1" in args("B-drop")
     assert "--energy-step-kwh 0 --actual-power-kw 7.4:7.4" in args("B-7kW")
     assert "--profile generic --seed 2 --sessions 5 --world realistic" in args("B-7kW")
+
+
+def test_an_soc_only_profile_shows_its_ratio_to_the_blind_floor_beside_the_target():
+    docs = [_doc(1, {"predictive": ([100, 90], 12), "naive": ([150, 150], 150)})]
+    profile = _pooled("B", docs, ["predictive", "naive"])
+    profile["pooled"]["predictive"]["floor_blind_pct_p95"] = 2.0
+    ok, text = targets(profile)["p95 ≤ 1.3 × floor"]
+    # 0.995 % against the 0.5 % floor misses the target; against the blind floor it is 0.5 x.
+    assert not ok and text == "1.99 × (0.5 × blind)"
