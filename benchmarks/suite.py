@@ -62,7 +62,7 @@ def _command(part: Part, *, world: str, out: Path) -> list[str]:
     args += ["--profile", profile, "--seed", str(part.seed), "--sessions", str(part.sessions), "--world", world]
     for spec in part.policies:
         args += ["--policy", spec]
-    return [*args, *extra, "--keep-sessions", "--json", str(out)]
+    return [*args, *extra, "--keep-sessions", "--tables-from-models", "--json", str(out)]
 
 
 def run_suite(
