@@ -102,11 +102,16 @@ def run_suite(
             label = f"{part.name}-{part.seed}-{'+'.join(part.policies).replace(':', '')}"
             out = Path(tmp) / f"{label}.json"
             t0 = time.monotonic()
-            done = subprocess.run(  # noqa: S603 - our own command
-                _command(part, world=world, out=out), capture_output=True, text=True, check=False
-            )
-            if done.returncode != 0:
-                raise RuntimeError(f"{part}: fleet_benchmark failed:\n{done.stderr[-2000:]}")
+            kept = _kept_part(parts_dir, label, part, world) if parts_dir is not None else None
+            if kept is not None:
+                # A part an interrupted run already measured with the same arguments: reused.
+                out.write_text(kept)
+            else:
+                done = subprocess.run(  # noqa: S603 - our own command
+                    _command(part, world=world, out=out), capture_output=True, text=True, check=False
+                )
+                if done.returncode != 0:
+                    raise RuntimeError(f"{part}: fleet_benchmark failed:\n{done.stderr[-2000:]}")
             doc = json.loads(out.read_text())
             if parts_dir is not None:
                 parts_dir.mkdir(parents=True, exist_ok=True)
@@ -131,6 +136,26 @@ def run_suite(
         "profiles": {name: _pooled(name, [docs[(name, s)] for s in seeds], specs) for name in names},
         "seconds": seconds,
     }
+
+
+def _kept_part(parts_dir: Path, label: str, part: Part, world: str) -> str | None:
+    """The kept JSON of this part if one exists for the same profile, seed, sessions, policies and world."""
+    path = parts_dir / f"{label}.json"
+    if not path.exists():
+        return None
+    text = path.read_text()
+    try:
+        doc = json.loads(text)
+        config = doc["config"]
+        same = (
+            config["seed"] == part.seed
+            and config["sessions"] == part.sessions
+            and config["world"] == world
+            and set(doc["sessions"]) == set(part.policies)
+        )
+    except (ValueError, KeyError, TypeError):
+        return None
+    return text if same else None
 
 
 def _pooled(name: str, docs: list[dict], specs: list[str]) -> dict:

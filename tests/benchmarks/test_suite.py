@@ -101,3 +101,17 @@ def test_an_soc_only_profile_shows_its_ratio_to_the_blind_floor_beside_the_targe
     ok, text = targets(profile)["p95 ≤ 1.3 × floor"]
     # 0.995 % against the 0.5 % floor misses the target; against the blind floor it is 0.5 x.
     assert not ok and text == "1.99 × (0.5 × blind)"
+
+
+def test_a_kept_part_is_reused_only_for_the_same_arguments(tmp_path):
+    from benchmarks.suite import _kept_part
+
+    part = Part("A", 2, ("fixed:30", "naive"), 3)
+    doc = {"config": {"seed": 2, "sessions": 3, "world": "realistic"}, "sessions": {"fixed:30": [], "naive": []}}
+    (tmp_path / "A-2-fixed30+naive.json").write_text(json.dumps(doc))
+    assert _kept_part(tmp_path, "A-2-fixed30+naive", part, "realistic") is not None
+    assert _kept_part(tmp_path, "A-2-fixed30+naive", part, "ideal") is None
+    assert _kept_part(tmp_path, "A-2-fixed30+naive", Part("A", 2, ("fixed:30", "naive"), 5), "realistic") is None
+    assert _kept_part(tmp_path, "A-3-fixed30+naive", part, "realistic") is None  # not measured
+    (tmp_path / "A-2-fixed30+naive.json").write_text("{truncated")
+    assert _kept_part(tmp_path, "A-2-fixed30+naive", part, "realistic") is None
