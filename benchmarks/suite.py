@@ -76,12 +76,17 @@ def run_suite(
     jobs: int = 2,
     log=print,
     parts_dir: Path | None = None,
+    kept_only: bool = False,
 ) -> dict:
     """Run every part, `jobs` processes at a time; the suite document (pooled and per seed).
 
     `parts_dir`: each part's `fleet_benchmark` JSON (per-session results included) is kept there
     as it finishes, so a long run's sessions can be studied, and are not lost if a later part fails.
+    `kept_only`: measure nothing, build the table from the parts kept in `parts_dir`; a seed with
+    no kept part is left out of its profile's pooling and listed under `missing`.
     """
+    if kept_only and parts_dir is None:
+        raise ValueError("kept_only needs parts_dir")
     names = profiles or list(suite_profiles())
     unknown = set(names) - set(suite_profiles())
     if unknown:
@@ -95,6 +100,7 @@ def run_suite(
     parts = [Part(name, seed, group, n) for group, n in reversed(groups) if group for name in names for seed in seeds]
     started = time.monotonic()
     docs: dict[tuple[str, int], dict] = {}
+    missing: list[str] = []
     seconds: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="fleet-suite-") as tmp:
 
@@ -106,6 +112,9 @@ def run_suite(
             if kept is not None:
                 # A part an interrupted run already measured with the same arguments: reused.
                 out.write_text(kept)
+            elif kept_only:
+                missing.append(label)
+                return
             else:
                 done = subprocess.run(  # noqa: S603 - our own command
                     _command(part, world=world, out=out), capture_output=True, text=True, check=False
@@ -133,7 +142,12 @@ def run_suite(
             "jobs": jobs,
             "wall_s": round(time.monotonic() - started, 1),
         },
-        "profiles": {name: _pooled(name, [docs[(name, s)] for s in seeds], specs) for name in names},
+        "profiles": {
+            name: _pooled(name, [docs[(name, s)] for s in seeds if (name, s) in docs], specs)
+            for name in names
+            if any((name, s) in docs for s in seeds)
+        },
+        "missing": sorted(missing),
         "seconds": seconds,
     }
 
@@ -160,9 +174,13 @@ def _kept_part(parts_dir: Path, label: str, part: Part, world: str) -> str | Non
 
 def _pooled(name: str, docs: list[dict], specs: list[str]) -> dict:
     first = docs[0]["config"]
-    pooled = {spec: stats.aggregate([r for doc in docs for r in doc["sessions"][spec]]) for spec in specs}
+    present = [spec for spec in specs if any(spec in doc["sessions"] for doc in docs)]
+    pooled = {spec: stats.aggregate([r for doc in docs for r in doc["sessions"].get(spec, [])]) for spec in present}
     per_seed = {
-        str(doc["config"]["seed"]): {spec: stats.aggregate(doc["sessions"][spec]) for spec in specs} for doc in docs
+        str(doc["config"]["seed"]): {
+            spec: stats.aggregate(doc["sessions"][spec]) for spec in present if spec in doc["sessions"]
+        }
+        for doc in docs
     }
     config = {k: v for k, v in first.items() if k not in ("seed", "sessions")}
     return {"config": config, "pooled": pooled, "per_seed": per_seed}
@@ -266,6 +284,11 @@ def markdown(doc: dict, *, command: str = "") -> str:
     }
     for name, statuses in not_charged.items():
         lines.append(f"\n{name}: no session charged ({', '.join(f'{k} {v}' for k, v in statuses.items())}).")
+    if doc.get("missing"):
+        lines.append(
+            "\nNot measured (no kept part when the table was built; each pooled figure is over the seeds "
+            f"that were): {', '.join(doc['missing'])}."
+        )
     lines.append("")
     return "\n".join(lines)
 

@@ -115,3 +115,21 @@ def test_a_kept_part_is_reused_only_for_the_same_arguments(tmp_path):
     assert _kept_part(tmp_path, "A-3-fixed30+naive", part, "realistic") is None  # not measured
     (tmp_path / "A-2-fixed30+naive.json").write_text("{truncated")
     assert _kept_part(tmp_path, "A-2-fixed30+naive", part, "realistic") is None
+
+
+def test_kept_only_builds_the_table_from_kept_parts_and_lists_what_is_missing(tmp_path):
+    from benchmarks.suite import run_suite
+
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    for seed, errors in ((1, [10, -20]), (2, [30, 0])):
+        doc = _doc(seed, {"predictive": (errors, 12)})
+        doc["config"]["world"] = "realistic"
+        (parts / f"A-{seed}-predictive.json").write_text(json.dumps(doc))
+    out = run_suite(
+        sessions=2, seeds=(1, 2, 3), profiles=["A", "B"], policies=["predictive"], parts_dir=parts, kept_only=True
+    )
+    assert set(out["profiles"]) == {"A"}
+    assert out["profiles"]["A"]["pooled"]["predictive"]["sessions"] == 4
+    assert out["missing"] == ["A-3-predictive", "B-1-predictive", "B-2-predictive", "B-3-predictive"]
+    assert "Not measured" in markdown(out) and "B-3-predictive" in markdown(out)
