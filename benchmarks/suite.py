@@ -247,7 +247,7 @@ def markdown(doc: dict, *, command: str = "") -> str:
         "",
         "Error = |delivered − purchased| in % of the purchase over every session that charged (the backstop's "
         "included); floor = p95 of an oracle replayed on each session's own charge and latency draws "
-        "(`sessions/benchmark/floor.py`); blind floor = the same oracle without the usable capacity "
+        "(`benchmarks/floor.py`); blind floor = the same oracle without the usable capacity "
         "(what an SoC-only car cannot tell). Calls = billed vehicle API calls per session. "
         '"billed > delivered" counts sessions billed above the true delivery (max in % of the purchase); '
         "unbilled = delivered energy up to the purchase that was not billed, % of all delivered.",
