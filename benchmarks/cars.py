@@ -15,6 +15,7 @@ def vehicle_connect_simulated(*, user, sim, sim_vehicle_id: str) -> Vehicle:
         access_token=tokens["access_token"],
         refresh_token=tokens["refresh_token"],
         expires_in_s=tokens["expires_in"],
+        external_user_id=tokens["user_id"],
     )
     truth = sim.true_state(sim_vehicle_id)
     return Vehicle.objects.create(

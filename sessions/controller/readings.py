@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sessions import clock
-from sessions.controller import metering, policy
+from sessions.controller import metering, policy, webhook_readings
 from sessions.controller.step import PAUSE, RESUME, _Step
 from sessions.grid import services as grid
 from sessions.models.charging import ChargingSession, CommandKind, MeterReading, VehicleCommand
@@ -81,8 +81,13 @@ def _cache_append(session: ChargingSession, stored: MeterReading) -> None:
 
 
 def _read(step: _Step) -> metering.Reading:
-    """Read the car once (one or two billed calls) and store the reading."""
+    """The car's current reading: a webhook reading that answers it (no call), else a read of the
+    car (one or two billed calls), stored. Raises webhook_readings.ReadDeferred when the read
+    waits for the car's next webhook (sessions/controller/webhook_readings.py)."""
     session = step.session
+    answered = webhook_readings.answer_read(step, _reading_rows(session), _refresh_s(session))
+    if answered is not None:
+        return answered
     vid = step.vehicle.external_id
     fetched = clock.now()
     if session.energy_step_wh:

@@ -24,7 +24,7 @@ from django.utils import timezone
 from sessions import clock, notices
 from sessions.models import Vehicle, VehicleConnection
 from sessions.vehicle_api import TokenPair, VehicleApiClient, errors
-from sessions.vehicles import crypto
+from sessions.vehicles import crypto, subscriptions
 
 logger = logging.getLogger(__name__)
 
@@ -126,6 +126,7 @@ def connection_create_from_code(*, user, code: str, client: VehicleApiClient | N
         _set_tokens(connection, pair)
         connection.save()
         _upsert_vehicles(connection, fetched)
+        subscriptions.vehicles_subscribe_later(connection.vehicles.filter(is_active=True).values_list("pk", flat=True))
     logger.info("vehicle connection %s created with %d vehicle(s)", connection.pk, len(fetched))
     return connection
 
@@ -160,7 +161,14 @@ def connection_sync_vehicles(*, connection_id: int, client: VehicleApiClient | N
             raise ConsentRequired(connection_id, connection.status_reason or connection.status)
         _upsert_vehicles(connection, fetched)
         shared = [vehicle_id for vehicle_id, _fields in fetched]
-        connection.vehicles.exclude(external_id__in=shared).update(is_active=False, updated_at=timezone.now())
+        gone = connection.vehicles.exclude(external_id__in=shared)
+        subscriptions.vehicles_unsubscribe_later(gone.filter(is_active=True).values_list("pk", flat=True))
+        gone.update(is_active=False, updated_at=timezone.now())
+        subscriptions.vehicles_subscribe_later(
+            connection.vehicles.filter(is_active=True)
+            .exclude(subscription_status="subscribed")
+            .values_list("pk", flat=True)
+        )
     return list(connection.vehicles.filter(is_active=True))
 
 
@@ -494,6 +502,9 @@ def connection_disconnect(*, connection_id: int, client: VehicleApiClient | None
             refresh_token_ciphertext="",
             refresh_lease_id="",
             refresh_lease_until=None,
+        )
+        subscriptions.vehicles_unsubscribe_later(
+            Vehicle.objects.filter(connection_id=connection_id).values_list("pk", flat=True)
         )
         Vehicle.objects.filter(connection_id=connection_id).update(is_active=False, updated_at=timezone.now())
     connection.refresh_from_db()
