@@ -282,6 +282,11 @@ VEHICLE_WEBHOOK_AMT_PREVIOUS = env_list("VEHICLE_WEBHOOK_AMT_PREVIOUS", "")
 # Commands can take up to 300 s at the vehicle API; the official SDKs wait 310 s.
 VEHICLE_API_TIMEOUT_S = float(env("VEHICLE_API_TIMEOUT_S", "310"))
 VEHICLE_API_CONNECT_TIMEOUT_S = float(env("VEHICLE_API_CONNECT_TIMEOUT_S", "10"))
+# Rate limits the in-flight controller worker keeps fleet-wide (in Redis when REDIS_URL is set),
+# "BURST:PER_MINUTE"; empty = none. The application's is the plan's (Smartcar's default plan:
+# 120:2, docs/reference/vehicle-api-v3.md §7); the per-vehicle throttle's value is undisclosed.
+VEHICLE_API_APP_RATE_LIMIT = env("VEHICLE_API_APP_RATE_LIMIT", "")
+VEHICLE_API_VEHICLE_RATE_LIMIT = env("VEHICLE_API_VEHICLE_RATE_LIMIT", "")
 # Tesla's Fleet API "Discovery" plan: 5 charging commands and 50 commands per vehicle and day
 # (docs/reference/makes.md §2b). Off by default: the plan was temporary, pay-per-use has no such
 # quota; an account still on it turns this on (sessions/vehicles/command_budget.py).

@@ -470,13 +470,21 @@ class Simulator(Endpoints, Commands, Telemetry, Gates):
                 if method == "POST" and subpath == "batch":
                     self._count(v, "POST /batch")
                     responses = self._batch(grant, v, body, unit_system)
-                    return Reply(200, {"responses": responses}, delay_s=delay + self._read_answer_s(v))
+                    return Reply(200, {"responses": responses}, delay_s=delay + self._wall_s(self._read_answer_s(v)))
                 body_out, data_at = self._call(grant, v, method, subpath, body, unit_system, query)
                 # A read waits for the OEM's answer; a command for the car's acknowledgement.
-                delay += self._read_answer_s(v) if method == "GET" else self._answer_delay_s
+                delay += self._wall_s(self._read_answer_s(v) if method == "GET" else self._answer_delay_s)
                 return Reply(200, body_out, self._data_headers(data_at, unit_system), delay_s=delay)
             except ApiError as error:
                 return Reply(error.status, error, error.headers(), delay_s=delay)
+
+    def _wall_s(self, sim_seconds: float) -> float:
+        """An answer's wait as the app sleeps it: wall seconds on a real (sped-up) clock, as v3's
+        `real_seconds`; on a virtual clock the simulated seconds themselves (a SteppedClock's
+        actor holds them in its own time)."""
+        if isinstance(self.clock, VirtualClock):
+            return sim_seconds
+        return sim_seconds / float(getattr(self.clock, "speed", 1.0) or 1.0)
 
     def _read_answer_s(self, v: Vehicle) -> float:
         low, high = self.world.answer_latency_s
