@@ -90,6 +90,8 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "web.i18n.AccountLanguageMiddleware",
+    # Times in the person's zone: their choice, their browser's, their region's (prepaid/timezones.py).
+    "web.timezones.TimeZoneMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -327,6 +329,9 @@ SIMULATOR_WEBHOOK_URL = env("SIMULATOR_WEBHOOK_URL", "")
 # `make run` only: simulated time runs SIM_SPEED times faster than the wall clock, for the
 # simulated cars and for the controller (sessions.clock), so a whole charge takes minutes. 1: real time.
 SIM_SPEED = float(env("SIM_SPEED") or "1")
+# `make run` with the simulator: each new account gets its own simulated car on the simulator's
+# consent page (web.demo.consent_car_for). Set by `make run`, not by hand.
+DEMO_CARS = env_bool("DEMO_CARS", False)
 if SIM_SPEED <= 0:
     raise ImproperlyConfigured("SIM_SPEED must be a positive number")
 # Set by `make run` for the processes it starts: "wall seconds,simulated seconds" of one instant,
@@ -386,6 +391,12 @@ CURRENCY = env("CURRENCY", "eur").lower()
 # Price per kWh in major units, VAT included, e.g. "0.45" = 45 cents per kWh.
 PRICE_PER_KWH = Decimal(env("PRICE_PER_KWH", "0.45"))
 VAT_RATE = Decimal(env("VAT_RATE", "0.19"))
+# --- Invoices (payments.invoices): the seller on every invoice, and the invoice number's series.
+DEV_OPERATOR_VAT_ID = "DE000000000"
+OPERATOR_NAME = env("OPERATOR_NAME", "Prepaid Charge Demo GmbH")
+OPERATOR_ADDRESS = env("OPERATOR_ADDRESS", "Musterstraße 1, 10115 Berlin, Germany")
+OPERATOR_VAT_ID = env("OPERATOR_VAT_ID", DEV_OPERATOR_VAT_ID)
+INVOICE_SERIES = env("INVOICE_SERIES", "PC")
 CUSTOM_KWH_MIN = Decimal(env("CUSTOM_KWH_MIN", "1"))
 CUSTOM_KWH_MAX = Decimal(env("CUSTOM_KWH_MAX", "100"))
 # Demand response: the price per kWh (major units) at which a bonus earned in money

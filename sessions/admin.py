@@ -18,6 +18,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
+from prepaid.admin_units import readable
 from prepaid.formats import format_money
 from sessions import clock, operator
 from sessions import services as session_services
@@ -123,7 +124,7 @@ class SharedCarFilter(admin.SimpleListFilter):
 
 @admin.register(Vehicle)
 class VehicleAdmin(admin.ModelAdmin):
-    list_display = (
+    list_display = readable(
         "id",
         "__str__",
         "owner",
@@ -239,7 +240,7 @@ class CommandInline(ReadOnlyInline):
 
 @admin.register(ChargingSession)
 class ChargingSessionAdmin(ReadOnlyAdmin):
-    list_display = (
+    list_display = readable(
         "id",
         "user",
         "vehicle",
@@ -305,7 +306,7 @@ class SessionTransitionAdmin(ReadOnlyAdmin):
 
 @admin.register(MeterReading)
 class MeterReadingAdmin(ReadOnlyAdmin):
-    list_display = (
+    list_display = readable(
         "session",
         "source",
         "via",
@@ -322,7 +323,7 @@ class MeterReadingAdmin(ReadOnlyAdmin):
 
 @admin.register(VehicleCommand)
 class VehicleCommandAdmin(ReadOnlyAdmin):
-    list_display = (
+    list_display = readable(
         "sent_at",
         "session",
         "make",

@@ -130,6 +130,7 @@ class Simulator(Endpoints, Commands, Telemetry, Gates):
         efficiency: float | None = None,
         vin: str | None = None,
         demo: bool = False,
+        label: str = "",
         strict_quotas: bool = False,
         location_schedule: bool | None = None,
         faults: dict | None = None,
@@ -176,6 +177,7 @@ class Simulator(Endpoints, Commands, Telemetry, Gates):
                 created_at=now,
                 updated_at=now,
                 demo=demo,
+                label=str(label)[:80],
                 location_schedule=prof.location_schedule if location_schedule is None else location_schedule,
                 quotas=quotas,
                 faults=Faults.from_dict(faults),
@@ -316,7 +318,7 @@ class Simulator(Endpoints, Commands, Telemetry, Gates):
                         self._stop_charging(v, now, "CHARGE_FAULT")
                 elif name in {"soc", "limit", "charger_kw", "efficiency"}:
                     setattr(v, name, self._checked_number(name, value))
-                elif name in {"demo", "location_schedule", "quotas"}:
+                elif name in {"demo", "label", "location_schedule", "quotas"}:
                     setattr(v, name, value)
                 elif name in {f.name for f in fields(Profile)}:
                     v.profile = v.profile.with_overrides(**{name: value})

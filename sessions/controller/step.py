@@ -39,7 +39,7 @@ REASONS: dict[str, str] = {
     "requested": gettext_noop("Waiting for the car to answer."),
     "start_sent": gettext_noop("Start sent; waiting for the car to begin charging."),
     "charging": gettext_noop("Charging."),
-    "threshold": gettext_noop("Stopping: the energy you bought has been delivered."),
+    "threshold": gettext_noop("Stopping: the stop is sent so that the car ends at the energy you bought."),
     "driver_stop": gettext_noop("Stopped at your request."),
     "operator_stop": gettext_noop("Stopped by the operator."),
     "operator_close": gettext_noop("Closed by the operator; you were billed only for what was delivered."),

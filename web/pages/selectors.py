@@ -9,10 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
+from functools import cached_property
 
 from django.conf import settings
 from django.db.models import Q
 from django.shortcuts import get_object_or_404
+from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
@@ -29,17 +31,24 @@ from sessions.models.charging import OPEN_STATUSES
 from sessions.models.grid import DemandResponseEnrollment, DemandResponseEvent
 from sessions.vehicles import makes
 from web.i18n import session_reason
+from web.pages import live
+from web.pages.receipts import ReceiptFigures, receipt_figures
 
 # The status words the driver sees (the machine reason adds the why).
 STATUS_LABELS = {
-    "requested": "Waiting for the car",
-    "starting": "Starting",
-    "charging": "Charging",
-    "stopping": "Stopping",
-    "completed": "Done",
-    "failed": "Did not start",
-    "interrupted": "Stopped",
+    "requested": gettext_lazy("Waiting for the car"),
+    "starting": gettext_lazy("Starting"),
+    "charging": gettext_lazy("Charging"),
+    "stopping": gettext_lazy("Stopping"),
+    "completed": gettext_lazy("Done"),
+    "failed": gettext_lazy("Did not start"),
+    "interrupted": gettext_lazy("Stopped"),
 }
+
+
+# Stopping for these reasons, the stop's note (web.pages.live.stopping_note) says it better; any
+# other reason (a STOP the car refused, for one) is told as the controller wrote it.
+NOTE_SAYS = ("threshold", "battery_max", "driver_stop", "operator_stop", "timeout", "")
 
 
 def session_for_user(*, user, public_id) -> ChargingSession:
@@ -48,7 +57,13 @@ def session_for_user(*, user, public_id) -> ChargingSession:
 
 
 def sessions_for_user(*, user, limit: int = 20):
-    return ChargingSession.objects.filter(user=user).select_related("vehicle").order_by("-created_at", "-id")[:limit]
+    """The driver's latest sessions, each with the status word the live page uses (`label`)."""
+    sessions = list(
+        ChargingSession.objects.filter(user=user).select_related("vehicle").order_by("-created_at", "-id")[:limit]
+    )
+    for session in sessions:
+        session.label = status_label(session)
+    return sessions
 
 
 def open_session_for_vehicle(*, vehicle) -> ChargingSession | None:
@@ -108,27 +123,82 @@ class SessionView:
     vat: str
     vat_percent: Decimal
     data_source: str
+    receipt: ReceiptFigures
+    estimate: live.LiveEstimate
+    now: datetime
+    delivered_low_now_kwh: float  # the estimate's band now (between readings: extended at the power)
+    delivered_high_now_kwh: float
+    note: str  # what is happening, when the status alone does not say it (a slow car, a stop)
+    ends_at_kwh: float | None  # the figure a stopping session ends at
+
+    @property
+    def estimating(self) -> bool:
+        """The figures are the controller's estimate extended since the last reading."""
+        return self.estimate.counting
+
+    @property
+    def next_reading_at(self) -> datetime | None:
+        return self.estimate.next_reading_at
+
+    @cached_property
+    def chart(self):
+        # Rendered once per view: the page and its initial JSON both show it.
+        return live.energy_chart(self.session, self.estimate, now=self.now)
 
     @property
     def detail(self) -> str:
-        """The reason in words, unless it only repeats the status label ("Charging" / "Charging.")."""
+        """The reason in words, unless it only repeats the status label ("Charging" / "Charging.").
+        A stopping session says what the stop does instead (`note`)."""
+        if self.session.status == "stopping" and self.note and self.session.reason in NOTE_SAYS:
+            return ""
         message = session_reason(self.session)
         return "" if message.rstrip(".").lower() == self.status_label.lower() else message
+
+    @property
+    def heading(self) -> str:
+        vehicle = f"{self.session.vehicle.make.title()} {self.session.vehicle.model}".strip()
+        if self.is_open:
+            return _("Charging your %(vehicle)s") % {"vehicle": vehicle}
+        if self.session.status == "failed":
+            return _("Your %(vehicle)s did not start charging") % {"vehicle": vehicle}
+        return _("Charge of your %(vehicle)s") % {"vehicle": vehicle}
+
+    @property
+    def credit_back(self) -> str:
+        """Once the session ended: the credit that went back to the wallet, in a line."""
+        if self.is_open or not self.returned_kwh:
+            return ""
+        if self.session.status == "failed":
+            return _("Nothing was charged: your %(kwh)s kWh of credit are back in your wallet.") % {
+                "kwh": f"{self.returned_kwh:g}"
+            }
+        return _("The %(kwh)s kWh not used are back in your wallet.") % {"kwh": f"{self.returned_kwh:g}"}
 
     @property
     def data_age(self) -> str:
         age = self.data_age_s
         if age is None:
-            return "no reading yet"
+            return _("no reading yet")
         if age < 90:
-            return f"{age} s ago"
+            return _("%(seconds)s s ago") % {"seconds": age}
         if age < 5400:
-            return f"{round(age / 60)} min ago"
-        return f"{age / 3600:.1f} h ago"
+            return _("%(minutes)s min ago") % {"minutes": round(age / 60)}
+        return _("%(hours)s h ago") % {"hours": formats.format_number(age / 3600, 1)}
 
     def as_json(self) -> dict:
         s = self.session
+        next_at = self.estimate.next_reading_at
         return {
+            "now": self.now.isoformat(),
+            "clock_speed": settings.SIM_SPEED,
+            "estimate": self.estimate.as_json(),
+            "estimating": self.estimating,
+            "delivered_low_kwh": self.delivered_low_now_kwh,
+            "delivered_high_kwh": self.delivered_high_now_kwh,
+            "note": self.note,
+            "ends_at_kwh": self.ends_at_kwh,
+            "next_reading": timezone.localtime(next_at).strftime("%H:%M") if next_at else "",
+            "chart": str(self.chart),
             "status": s.status,
             "status_label": self.status_label,
             "reason": s.reason,
@@ -144,39 +214,40 @@ class SessionView:
             "is_open": self.is_open,
             "stop_requested": self.stop_requested,
             "billed_kwh": self.billed_kwh,
+            "heading": self.heading,
+            "credit_back": self.credit_back,
         }
-
-
-DATA_SOURCES = {
-    "energy_added": "the car's energy counter",
-    "soc": "the battery level (state of charge)",
-    "meter": "the charger's meter",
-}
 
 
 def session_view(session: ChargingSession, *, now: datetime | None = None) -> SessionView:
     now = now or clock.now()
-    delivered = session.billed_wh if session.billed_wh is not None else min(session.delivered_wh, session.purchased_wh)
-    percent = min(100, round(100 * delivered / session.purchased_wh)) if session.purchased_wh else 0
     is_open = session.status in OPEN_STATUSES
+    estimate = live.live_estimate(session, now=now)
+    receipt = receipt_figures(session)
+    if is_open:
+        best, low, high = estimate.at(now)
+        delivered = min(best, session.purchased_wh)
+    else:
+        delivered, low, high = receipt.billed_wh, receipt.low_wh, receipt.high_wh
+    percent = min(100, round(100 * delivered / session.purchased_wh)) if session.purchased_wh else 0
     power_w = session.power_w if is_open and session.status == "charging" else None
     eta = None
     if power_w and power_w > 0:
-        eta = max(0, round((session.purchased_wh - delivered) / power_w * 60))
-    wallet_id = session.hold.wallet_id if session.hold else None
-    cost = energy_cost_minor(hold=session.hold, wallet_id=wallet_id, energy_wh=delivered)
+        eta = max(0, round((estimate.cap_wh - delivered) / power_w * 60))
+    # Money so far: the energy as it is now estimated (the receipt's figure once settled).
+    cost = receipt.amount_minor
+    if is_open:
+        wallet_id = session.hold.wallet_id if session.hold else None
+        cost = energy_cost_minor(hold=session.hold, wallet_id=wallet_id, energy_wh=delivered)
     currency = settings.CURRENCY
     age = None
     if session.last_reading_at is not None:
         age = max(0, int((now - session.last_reading_at).total_seconds()))
-    returned = None
-    if session.hold is not None and session.hold.status != Hold.Status.ACTIVE:
-        returned = session.hold.released_wh / 1000
+    note = live.stopping_note(session, estimate, now=now) or live.slow_reporting_note(session, now=now)
+    ends_at = live.ends_at_wh(session, estimate, now=now)
     return SessionView(
         session=session,
-        status_label="Scheduled"
-        if session.reason == "waiting_window" and is_open
-        else STATUS_LABELS.get(session.status, session.status),
+        status_label=status_label(session),
         purchased_kwh=session.purchased_wh / 1000,
         delivered_kwh=delivered / 1000,
         delivered_low_kwh=session.delivered_low_wh / 1000,
@@ -191,11 +262,24 @@ def session_view(session: ChargingSession, *, now: datetime | None = None) -> Se
         stop_requested=bool(session.stop_reason),
         billed_kwh=session.billed_wh / 1000 if session.billed_wh is not None else None,
         overshoot_kwh=session.overshoot_wh / 1000 if session.overshoot_wh is not None else None,
-        returned_kwh=returned,
+        returned_kwh=receipt.returned_wh / 1000 if receipt.returned_wh is not None else None,
         vat=formats.format_money(pricing.vat_share_minor(cost, vat_rate=settings.VAT_RATE), currency),
         vat_percent=settings.VAT_RATE * 100,
-        data_source=DATA_SOURCES.get(session.data_source, session.data_source or "no reading yet"),
+        data_source=receipt.measured_by_words,
+        receipt=receipt,
+        estimate=estimate,
+        now=now,
+        delivered_low_now_kwh=min(low, session.purchased_wh) / 1000 if is_open else low / 1000,
+        delivered_high_now_kwh=min(high, session.purchased_wh) / 1000 if is_open else high / 1000,
+        note=note,
+        ends_at_kwh=ends_at / 1000 if ends_at is not None else None,
     )
+
+
+def status_label(session: ChargingSession) -> str:
+    if session.reason == "waiting_window" and session.status in OPEN_STATUSES:
+        return _("Scheduled")
+    return str(STATUS_LABELS.get(session.status, session.status))
 
 
 # --- smart charging: the plan a driver sees before confirming, and on the live page -------------
@@ -206,7 +290,9 @@ def _money_millis(millis: int) -> str:
 
 
 def _when(value: datetime) -> str:
-    return formats.format_when(value, weekday=True)
+    """A time as the driver reads it: in their time zone (web.timezones), with its abbreviation."""
+    local = timezone.localtime(value)
+    return f"{formats.format_when(local, weekday=True)} {local.tzname()}"
 
 
 @dataclass(frozen=True)
@@ -217,10 +303,12 @@ class WindowView:
 
     @property
     def label(self) -> str:
-        end = f"{self.end:%H:%M}" if self.end.date() == self.start.date() else _when(self.end)
-        return _("%(start)s–%(end)s UTC: about %(energy)s") % {
-            "start": _when(self.start),
-            "end": end,
+        start, end = timezone.localtime(self.start), timezone.localtime(self.end)
+        until = f"{end:%H:%M}" if end.date() == start.date() else formats.format_when(end, weekday=True)
+        return _("%(start)s–%(end)s %(zone)s: about %(energy)s") % {
+            "start": formats.format_when(start, weekday=True),
+            "end": until,
+            "zone": start.tzname(),
             "energy": formats.format_kwh(self.energy_kwh, 1),
         }
 
@@ -337,8 +425,8 @@ PLAN_STATES = {
 }
 # The same states with the time they end.
 PLAN_RESUMES = {
-    "paused_plan": gettext_lazy("Paused until the next cheap window; resumes at %(at)s UTC."),
-    "paused_grid": gettext_lazy("Paused for a grid event; resumes at %(at)s UTC."),
+    "paused_plan": gettext_lazy("Paused until the next cheap window; resumes at %(at)s."),
+    "paused_grid": gettext_lazy("Paused for a grid event; resumes at %(at)s."),
 }
 
 
@@ -369,19 +457,19 @@ def session_plan_view(session: ChargingSession, *, now: datetime | None = None) 
         first = next(w for w in plan.windows if w.end > now)
         # Without a deadline (a plain session in a grid event) only the event makes it wait.
         if plan.deadline:
-            label = _("Waiting for cheap hours: charging starts %(at)s UTC.") % {"at": _when(first.start)}
+            label = _("Waiting for cheap hours: charging starts %(at)s.") % {"at": _when(first.start)}
         else:
-            label = _("Waiting for the grid event to end: charging starts %(at)s UTC.") % {"at": _when(first.start)}
+            label = _("Waiting for the grid event to end: charging starts %(at)s.") % {"at": _when(first.start)}
     elif state == "charging" and not plan.deadline:
         label = _("Charging.")
     deadline = ""
     if plan.deadline:
         if plan.windows and not plan.meets_deadline:
-            deadline = _("Ready by %(at)s UTC is not reachable: the car charges as early as it can after it.") % {
+            deadline = _("Ready by %(at)s is not reachable: the car charges as early as it can after it.") % {
                 "at": _when(plan.deadline)
             }
         else:
-            deadline = _("Ready by %(at)s UTC.") % {"at": _when(plan.deadline)}
+            deadline = _("Ready by %(at)s.") % {"at": _when(plan.deadline)}
     currency = settings.CURRENCY
     return {
         "state": state,

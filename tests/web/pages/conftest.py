@@ -22,7 +22,13 @@ def car(db):
         connection.refresh_expires_at = timezone.now() + timedelta(days=60)
         connection.save()
         return Vehicle.objects.create(
-            connection=connection, owner=user, external_id=external_id, make="TESLA", model="Model 3", year=2024
+            connection=connection,
+            owner=user,
+            external_id=external_id,
+            make="TESLA",
+            model="Model 3",
+            year=2024,
+            is_plugged_in=True,  # as the first read after Connect finds it
         )
 
     return _car

@@ -11,6 +11,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -137,6 +138,9 @@ def vehicle_refresh(request: HttpRequest, vehicle_id: int) -> HttpResponse:
             _("Could not read your %(vehicle)s right now (%(code)s).")
             % {"vehicle": vehicle, "code": exc.code or exc.type or "error"},
         )
+    back = request.POST.get("next", "")
+    if back and url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}):
+        return redirect(back)  # the charge page's "Check the car"
     return redirect("vehicles:list")
 
 

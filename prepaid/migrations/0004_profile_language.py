@@ -9,7 +9,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('auth', '0012_alter_user_first_name_max_length'),
-        ('prepaid', '0002_bonus_lots'),
+        ('prepaid', '0003_account_time_zone'),
     ]
 
     operations = [
