@@ -8,7 +8,7 @@ import re
 import pytest
 
 from prepaid.models import Profile
-from sessions.models import Vehicle
+from sessions.models import ChargingSession, Vehicle
 
 from .conftest import PASSWORD, type_card
 
@@ -77,7 +77,31 @@ def test_the_journey_in_german(german_page, chromium, live_server, simulator, co
     # Paid: the live page of the charge, in German.
     page.wait_for_url(re.compile(r"/charge/[0-9a-f-]+/$"))
     assert "Bezahlt. 3 kWh sind auf dem Weg in Ihr Fahrzeug." in page.inner_text(".messages")
+    with db_lock:
+        session = ChargingSession.objects.get(user__username="greta")
+
+    # The charge runs: the page follows in German, its numbers with a decimal comma.
+    controller.run_until(lambda: ChargingSession.objects.get(pk=session.pk).delivered_wh >= 500)
+    page.wait_for_selector("#status-label:has-text('Lädt')")
+    page.wait_for_function("() => Number(document.getElementById('progress').value) > 0")
+    assert re.fullmatch(r"\d+,\d\d", page.inner_text("#delivered"))
+    assert re.fullmatch(r"etwa \d+ Min\.", page.inner_text("#eta"))
+    assert page.inner_text("#money").endswith(" €")
+    assert page.inner_text("#stop-button") == "Laden beenden"
     shots(page, "laden")
+
+    # It stops at the purchase; the receipt, in German.
+    controller.run_session(session)
+    page.wait_for_selector("#receipt-link", state="visible")
+    assert page.inner_text("#status-label") == "Fertig"
+    page.click("#receipt-link")
+    page.wait_for_selector("h1:has-text('Ladebeleg')")
+    assert re.fullmatch(r"3,00 kWh", page.inner_text("#r-purchased"))
+    assert re.fullmatch(r"\d,\d\d kWh", page.inner_text("#r-billed"))
+    assert "Energiezähler des Fahrzeugs" in page.inner_text("#r-measured")
+    assert page.inner_text("#r-cost").endswith(" €")
+    assert re.search(r"\d\d\.\d\d\.\d{4} \d\d:\d\d", page.inner_text("main"))
+    shots(page, "beleg")
 
     # The wallet, through the menu.
     page.click("nav >> text=Guthaben")
