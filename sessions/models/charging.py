@@ -11,16 +11,17 @@ import uuid
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
+from django.utils.translation import gettext_lazy
 
 
 class SessionStatus(models.TextChoices):
-    REQUESTED = "requested", "Requested"
-    STARTING = "starting", "Starting"
-    CHARGING = "charging", "Charging"
-    STOPPING = "stopping", "Stopping"
-    COMPLETED = "completed", "Completed"
-    FAILED = "failed", "Failed"
-    INTERRUPTED = "interrupted", "Interrupted"
+    REQUESTED = "requested", gettext_lazy("Requested")
+    STARTING = "starting", gettext_lazy("Starting")
+    CHARGING = "charging", gettext_lazy("Charging")
+    STOPPING = "stopping", gettext_lazy("Stopping")
+    COMPLETED = "completed", gettext_lazy("Completed")
+    FAILED = "failed", gettext_lazy("Failed")
+    INTERRUPTED = "interrupted", gettext_lazy("Interrupted")
 
 
 OPEN_STATUSES = (SessionStatus.REQUESTED, SessionStatus.STARTING, SessionStatus.CHARGING, SessionStatus.STOPPING)
