@@ -151,6 +151,12 @@ class _Step:
             record.ok = False
             record.error_type = "CONSENT_REQUIRED"
             raise
+        except Exception as exc:
+            # Anything else (a bug, a transport the client does not wrap) is recorded as a failed
+            # call and raised as itself, not hidden behind the success branch below.
+            record.ok = False
+            record.error_type = type(exc).__name__[:48]
+            raise
         finally:
             record.latency_ms = max(0, int((clock.now() - sent_at).total_seconds() * 1000))
             if record.ok is None:
