@@ -235,6 +235,23 @@ class MeterReading(models.Model):
     def __str__(self) -> str:
         return f"{self.source} at {self.taken_at:%H:%M:%S}"
 
+    @classmethod
+    def record(cls, session: ChargingSession, reading, **fields) -> "MeterReading":
+        """Store a metering reading (`sessions.controller.metering.Reading`) of the session, polled or
+        delivered by webhook, with the same fields either way; `fields` overrides (e.g. `via`)."""
+        values = {
+            "session": session,
+            "taken_at": reading.taken_at,
+            "fetched_at": reading.fetched_at,
+            "source": reading.source,
+            "energy_added_wh": reading.energy_added_wh,
+            "soc_bp": reading.soc_bp,
+            "power_w": reading.power_w,
+            "charge_state": reading.charge_state or "",
+            "is_plugged_in": reading.is_plugged_in,
+        }
+        return cls.objects.create(**(values | fields))
+
 
 class CommandKind(models.TextChoices):
     START = "start", "Start charge"
