@@ -36,33 +36,42 @@ class VehicleConnection(models.Model):
         Status.DISCONNECTED: set(),
     }
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="vehicle_connections")
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
-    status_reason = models.CharField(max_length=255, blank=True)
-    status_changed_at = models.DateTimeField(null=True, blank=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="vehicle_connections",
+        verbose_name=gettext_lazy("driver"),
+    )
+    status = models.CharField(
+        max_length=16, choices=Status.choices, default=Status.ACTIVE, verbose_name=gettext_lazy("status")
+    )
+    status_reason = models.CharField(max_length=255, blank=True, verbose_name=gettext_lazy("status reason"))
+    status_changed_at = models.DateTimeField(null=True, blank=True, verbose_name=gettext_lazy("status changed at"))
     # The vehicle API's user id (GET /user), when known.
-    external_user_id = models.CharField(max_length=64, blank=True)
+    external_user_id = models.CharField(max_length=64, blank=True, verbose_name=gettext_lazy("vehicle API user ID"))
     # A VEHICLE_ERROR webhook about the account or its permissions (or about a car with no open
     # session), until its RESOLVED: "TYPE:CODE" and the vehicle API's words.
-    api_error = models.CharField(max_length=64, blank=True)
-    api_error_message = models.CharField(max_length=255, blank=True)
-    api_error_at = models.DateTimeField(null=True, blank=True)
+    api_error = models.CharField(max_length=64, blank=True, verbose_name=gettext_lazy("API error"))
+    api_error_message = models.CharField(max_length=255, blank=True, verbose_name=gettext_lazy("API error message"))
+    api_error_at = models.DateTimeField(null=True, blank=True, verbose_name=gettext_lazy("API error at"))
 
-    access_token_ciphertext = models.TextField(blank=True)
-    refresh_token_ciphertext = models.TextField(blank=True)
-    access_expires_at = models.DateTimeField(null=True, blank=True)
-    refresh_expires_at = models.DateTimeField(null=True, blank=True)
+    access_token_ciphertext = models.TextField(blank=True, verbose_name=gettext_lazy("access token (encrypted)"))
+    refresh_token_ciphertext = models.TextField(blank=True, verbose_name=gettext_lazy("refresh token (encrypted)"))
+    access_expires_at = models.DateTimeField(null=True, blank=True, verbose_name=gettext_lazy("access expires at"))
+    refresh_expires_at = models.DateTimeField(null=True, blank=True, verbose_name=gettext_lazy("refresh expires at"))
     # Bumped on every token write: callers compare it to detect a refresh made by someone else.
-    token_version = models.PositiveIntegerField(default=0)
+    token_version = models.PositiveIntegerField(default=0, verbose_name=gettext_lazy("token version"))
     # Refresh lease: who is refreshing now and until when (see sessions.vehicles.services.connection_access_token).
-    refresh_lease_id = models.CharField(max_length=64, blank=True)
-    refresh_lease_until = models.DateTimeField(null=True, blank=True)
-    last_refreshed_at = models.DateTimeField(null=True, blank=True)
+    refresh_lease_id = models.CharField(max_length=64, blank=True, verbose_name=gettext_lazy("refresh lease ID"))
+    refresh_lease_until = models.DateTimeField(null=True, blank=True, verbose_name=gettext_lazy("refresh leased until"))
+    last_refreshed_at = models.DateTimeField(null=True, blank=True, verbose_name=gettext_lazy("last refreshed at"))
 
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=gettext_lazy("created at"))
+    updated_at = models.DateTimeField(auto_now=True, verbose_name=gettext_lazy("updated at"))
 
     class Meta:
+        verbose_name = gettext_lazy("vehicle connection")
+        verbose_name_plural = gettext_lazy("vehicle connections")
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["user", "status"])]
 
@@ -112,45 +121,69 @@ class Vehicle(models.Model):
         FULLY_CHARGED = "FULLY_CHARGED", gettext_lazy("Fully charged")
         NOT_CHARGING = "NOT_CHARGING", gettext_lazy("Not charging")
 
-    connection = models.ForeignKey(VehicleConnection, on_delete=models.CASCADE, related_name="vehicles")
-    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="vehicles")
-    external_id = models.CharField(max_length=64)  # the vehicle API's vehicle id
-    is_active = models.BooleanField(default=True)  # False once disconnected or no longer shared
+    connection = models.ForeignKey(
+        VehicleConnection, on_delete=models.CASCADE, related_name="vehicles", verbose_name=gettext_lazy("connection")
+    )
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="vehicles", verbose_name=gettext_lazy("driver")
+    )
+    external_id = models.CharField(
+        max_length=64, verbose_name=gettext_lazy("external ID")
+    )  # the vehicle API's vehicle id
+    is_active = models.BooleanField(
+        default=True, verbose_name=gettext_lazy("active")
+    )  # False once disconnected or no longer shared
 
-    make = models.CharField(max_length=64)
-    model = models.CharField(max_length=128)
-    year = models.PositiveSmallIntegerField(null=True, blank=True)
-    vin = models.CharField(max_length=17, blank=True)
-    capacity_wh = models.PositiveIntegerField(null=True, blank=True)
+    make = models.CharField(max_length=64, verbose_name=gettext_lazy("make"))
+    model = models.CharField(max_length=128, verbose_name=gettext_lazy("model"))
+    year = models.PositiveSmallIntegerField(null=True, blank=True, verbose_name=gettext_lazy("year"))
+    vin = models.CharField(max_length=17, blank=True, verbose_name=gettext_lazy("VIN"))
+    capacity_wh = models.PositiveIntegerField(null=True, blank=True, verbose_name=gettext_lazy("battery capacity"))
     # Capabilities: None = not known yet; learned from the API's answers (501 = not capable).
-    charge_limit_readable = models.BooleanField(null=True, blank=True)
-    charge_limit_settable = models.BooleanField(null=True, blank=True)
-    charge_limit_bp = models.PositiveSmallIntegerField(null=True, blank=True)
+    charge_limit_readable = models.BooleanField(
+        null=True, blank=True, verbose_name=gettext_lazy("charge limit readable")
+    )
+    charge_limit_settable = models.BooleanField(
+        null=True, blank=True, verbose_name=gettext_lazy("charge limit settable")
+    )
+    charge_limit_bp = models.PositiveSmallIntegerField(null=True, blank=True, verbose_name=gettext_lazy("charge limit"))
     # Battery health: never charge past the maximum; below the minimum, charge first whatever the price.
-    max_soc_bp = models.PositiveSmallIntegerField(default=8000)
-    min_soc_bp = models.PositiveSmallIntegerField(default=0)
+    max_soc_bp = models.PositiveSmallIntegerField(default=8000, verbose_name=gettext_lazy("maximum battery level"))
+    min_soc_bp = models.PositiveSmallIntegerField(default=0, verbose_name=gettext_lazy("minimum battery level"))
 
     # The car's subscription to our webhook (VEHICLE_WEBHOOK_ID) at the management API:
     # sessions/vehicles/subscriptions.py. Empty: never asked (no webhook configured).
-    subscription_status = models.CharField(max_length=16, choices=SubscriptionStatus.choices, blank=True)
-    subscription_error = models.CharField(max_length=255, blank=True)
-    subscription_attempts = models.PositiveSmallIntegerField(default=0)
-    subscription_retry_at = models.DateTimeField(null=True, blank=True)
-    subscription_changed_at = models.DateTimeField(null=True, blank=True)
+    subscription_status = models.CharField(
+        max_length=16, choices=SubscriptionStatus.choices, blank=True, verbose_name=gettext_lazy("webhook subscription")
+    )
+    subscription_error = models.CharField(max_length=255, blank=True, verbose_name=gettext_lazy("subscription error"))
+    subscription_attempts = models.PositiveSmallIntegerField(
+        default=0, verbose_name=gettext_lazy("subscription attempts")
+    )
+    subscription_retry_at = models.DateTimeField(
+        null=True, blank=True, verbose_name=gettext_lazy("subscription retry at")
+    )
+    subscription_changed_at = models.DateTimeField(
+        null=True, blank=True, verbose_name=gettext_lazy("subscription changed at")
+    )
 
     # Last known snapshot. `data_age` is when the VEHICLE recorded the data (SC-Data-Age), not
     # when we asked; `fetched_at` when the API pulled it from the OEM; `snapshot_at` our clock.
-    soc_bp = models.PositiveSmallIntegerField(null=True, blank=True)
-    is_plugged_in = models.BooleanField(null=True, blank=True)
-    charge_state = models.CharField(max_length=16, choices=ChargeState.choices, blank=True)
-    data_age = models.DateTimeField(null=True, blank=True)
-    fetched_at = models.DateTimeField(null=True, blank=True)
-    snapshot_at = models.DateTimeField(null=True, blank=True)
+    soc_bp = models.PositiveSmallIntegerField(null=True, blank=True, verbose_name=gettext_lazy("battery level"))
+    is_plugged_in = models.BooleanField(null=True, blank=True, verbose_name=gettext_lazy("plugged in"))
+    charge_state = models.CharField(
+        max_length=16, choices=ChargeState.choices, blank=True, verbose_name=gettext_lazy("charge state")
+    )
+    data_age = models.DateTimeField(null=True, blank=True, verbose_name=gettext_lazy("data age"))
+    fetched_at = models.DateTimeField(null=True, blank=True, verbose_name=gettext_lazy("fetched at"))
+    snapshot_at = models.DateTimeField(null=True, blank=True, verbose_name=gettext_lazy("snapshot at"))
 
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=gettext_lazy("created at"))
+    updated_at = models.DateTimeField(auto_now=True, verbose_name=gettext_lazy("updated at"))
 
     class Meta:
+        verbose_name = gettext_lazy("vehicle")
+        verbose_name_plural = gettext_lazy("vehicles")
         ordering = ["make", "model", "pk"]
         indexes = [
             models.Index(fields=["subscription_status", "subscription_retry_at"], name="vehicle_subscription_due_idx")
