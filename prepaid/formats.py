@@ -12,7 +12,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from django.utils import formats, timezone
-from django.utils.translation import get_language
+from django.utils.translation import get_language, gettext
 
 from prepaid.pricing import minor_per_major
 
@@ -68,3 +68,28 @@ def format_when(value: datetime, *, weekday: bool = False) -> str:
     if weekday:
         return formats.date_format(value, "D d.m. H:i" if _german() else "D d M H:i")
     return formats.date_format(value, "SHORT_DATETIME_FORMAT")
+
+
+def format_kw(watts) -> str:
+    """Power in kW with one decimal: "7.4 kW", "7,4 kW"."""
+    return f"{format_number(Decimal(watts) / 1000, 1)} kW"
+
+
+def format_percent_bp(basis_points, places: int | None = None) -> str:
+    """Basis points as percent: 8050 → "80.5 %" ("80,5 %"), 8000 → "80 %"; `places` fixes the decimals."""
+    value = Decimal(basis_points) / 100
+    if places is None:
+        value = value.normalize()
+        places = max(0, -value.as_tuple().exponent)
+    return f"{format_number(value, places)} %"
+
+
+def format_duration(seconds) -> str:
+    """ "45 s", "30 min", "2 h 5 min"."""
+    seconds = float(seconds)
+    if seconds < 90:
+        return gettext("%(n)s s") % {"n": format_number(seconds, 0 if seconds >= 10 else 1)}
+    minutes = round(seconds / 60)
+    if minutes < 120:
+        return gettext("%(n)d min") % {"n": minutes}
+    return gettext("%(h)d h %(m)d min") % {"h": minutes // 60, "m": minutes % 60}
