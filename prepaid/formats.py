@@ -75,13 +75,17 @@ def format_kw(watts) -> str:
     return f"{format_number(Decimal(watts) / 1000, 1)} kW"
 
 
+def format_trimmed(value) -> str:
+    """A number with the decimals it has and no trailing zeros: 19 → "19", 7.50 → "7.5" ("7,5")."""
+    value = Decimal(str(value)).normalize()
+    return format_number(value, max(0, -value.as_tuple().exponent))
+
+
 def format_percent_bp(basis_points, places: int | None = None) -> str:
     """Basis points as percent: 8050 → "80.5 %" ("80,5 %"), 8000 → "80 %"; `places` fixes the decimals."""
     value = Decimal(basis_points) / 100
-    if places is None:
-        value = value.normalize()
-        places = max(0, -value.as_tuple().exponent)
-    return f"{format_number(value, places)} %"
+    text = format_trimmed(value) if places is None else format_number(value, places)
+    return f"{text} %"
 
 
 def format_duration(seconds) -> str:

@@ -210,7 +210,7 @@ def session_receipt(request: HttpRequest, public_id) -> HttpResponse:
 @require_GET
 def session_receipt_pdf(request: HttpRequest, public_id) -> HttpResponse:
     session = selectors.session_for_user(user=request.user, public_id=public_id)
-    response = HttpResponse(receipt_pdf(selectors.session_view(session)), content_type="application/pdf")
+    response = HttpResponse(receipt_pdf(session), content_type="application/pdf")
     response["Content-Disposition"] = f'attachment; filename="receipt-{session.public_id}.pdf"'
     return response
 
