@@ -9,7 +9,7 @@ output (the REST API, JSON figures a script reads) never goes through it.
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 from django.utils import formats, timezone
 from django.utils.translation import get_language, gettext
@@ -25,8 +25,20 @@ def _german() -> bool:
 
 
 def format_number(value, places: int) -> str:
-    """`value` with `places` decimals and the language's decimal separator."""
-    return formats.number_format(Decimal(str(value)), decimal_pos=places)
+    """`value` rounded half up to `places` decimals, with the language's decimal separator (Django's
+    number_format alone cuts the digits off: 9.35 would read "9.3"; templates' floatformat, and the
+    pages' scripts, round)."""
+    exact = Decimal(str(value))
+    if exact.is_finite():
+        exact = exact.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+    return formats.number_format(exact, decimal_pos=places)
+
+
+def currency_label(currency: str) -> str:
+    """What follows an amount: "EUR" (English), "€" (German)."""
+    if _german():
+        return SYMBOLS.get(currency.lower(), currency.upper())
+    return currency.upper()
 
 
 def format_money(amount_minor: int, currency: str) -> str:
@@ -34,9 +46,7 @@ def format_money(amount_minor: int, currency: str) -> str:
     per = minor_per_major(currency)
     places = 0 if per == 1 else 2
     amount = format_number(Decimal(amount_minor) / per, places)
-    if _german():
-        return f"{amount} {SYMBOLS.get(currency.lower(), currency.upper())}"
-    return f"{amount} {currency.upper()}"
+    return f"{amount} {currency_label(currency)}"
 
 
 def format_price(amount_major: Decimal, currency: str) -> str:
@@ -45,9 +55,7 @@ def format_price(amount_major: Decimal, currency: str) -> str:
     per = minor_per_major(currency)
     places = max(0 if per == 1 else 2, -Decimal(amount_major).normalize().as_tuple().exponent)
     amount = format_number(amount_major, places)
-    if _german():
-        return f"{amount} {SYMBOLS.get(currency.lower(), currency.upper())}"
-    return f"{amount} {currency.upper()}"
+    return f"{amount} {currency_label(currency)}"
 
 
 def format_kwh(kwh, places: int = 1, *, trim: bool = False) -> str:

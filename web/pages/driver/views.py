@@ -105,6 +105,7 @@ def charge_start(request: HttpRequest) -> HttpResponse:
             "price_per_kwh": _wallet_price_per_kwh(wallet),
             "currency": settings.CURRENCY.upper(),
             "vehicle_facts": decide.vehicle_facts(vehicles),
+            "outlook_words": decide.outlook_words(),
             "preview": preview,
             "balance_kwh": wallet.balance_wh / 1000,
             "sessions": selectors.sessions_for_user(user=request.user),
