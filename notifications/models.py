@@ -28,10 +28,10 @@ class Notification(models.Model):
     started, a refund made), sent afterwards by the task queue. `key` makes it once per event."""
 
     class Status(models.TextChoices):
-        PENDING = "pending", "Pending"
-        SENT = "sent", "Sent"
-        SKIPPED = "skipped", "Skipped"
-        FAILED = "failed", "Failed"
+        PENDING = "pending", gettext_lazy("Pending")
+        SENT = "sent", gettext_lazy("Sent")
+        SKIPPED = "skipped", gettext_lazy("Skipped")
+        FAILED = "failed", gettext_lazy("Failed")
 
     key = models.CharField(max_length=200, unique=True, verbose_name=gettext_lazy("key"))
     kind = models.CharField(max_length=32, verbose_name=gettext_lazy("email kind"))

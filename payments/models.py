@@ -143,14 +143,16 @@ class PaymentAttempt(models.Model):
     """
 
     class Status(models.TextChoices):
-        STARTED = "started"  # claimed; its PaymentIntent not created yet (or the answer was lost)
-        CREATED = "created"  # created unconfirmed: cannot charge until we confirm it
-        REQUIRES_ACTION = "requires_action"  # 3-D Secure in the driver's browser
-        PROCESSING = "processing"
-        FAILED = "failed"  # declined or authentication failed (confirmable again until canceled)
-        SUCCEEDED = "succeeded"
-        CANCELED = "canceled"  # canceled at Stripe: can never charge
-        SUPERSEDED = "superseded"  # a later attempt took over before this one was confirmed
+        # claimed; its PaymentIntent not created yet (or the answer was lost)
+        STARTED = "started", gettext_lazy("Started")
+        CREATED = "created", gettext_lazy("Created")  # created unconfirmed: cannot charge until we confirm it
+        REQUIRES_ACTION = "requires_action", gettext_lazy("Requires Action")  # 3-D Secure in the driver's browser
+        PROCESSING = "processing", gettext_lazy("Processing")
+        # declined or authentication failed (confirmable again until canceled)
+        FAILED = "failed", gettext_lazy("Failed")
+        SUCCEEDED = "succeeded", gettext_lazy("Succeeded")
+        CANCELED = "canceled", gettext_lazy("Canceled")  # canceled at Stripe: can never charge
+        SUPERSEDED = "superseded", gettext_lazy("Superseded")  # a later attempt took over before this one was confirmed
 
     purchase = models.ForeignKey(
         Purchase, on_delete=models.PROTECT, related_name="payment_attempts", verbose_name=gettext_lazy("purchase")
@@ -202,10 +204,10 @@ class StripeEvent(models.Model):
     """The webhook inbox: every verified event is stored before anything else happens."""
 
     class Status(models.TextChoices):
-        PENDING = "pending"
-        PROCESSED = "processed"
-        FAILED = "failed"
-        IGNORED = "ignored"
+        PENDING = "pending", gettext_lazy("Pending")
+        PROCESSED = "processed", gettext_lazy("Processed")
+        FAILED = "failed", gettext_lazy("Failed")
+        IGNORED = "ignored", gettext_lazy("Ignored")
 
     event_id = models.CharField(max_length=100, unique=True, verbose_name=gettext_lazy("event ID"))
     type = models.CharField(max_length=100, verbose_name=gettext_lazy("event type"))
@@ -277,9 +279,10 @@ class RefundPart(models.Model):
     """The share of a refund that goes back to one original payment (never more than it)."""
 
     class Status(models.TextChoices):
-        PENDING = "pending"  # debited from the wallet, not yet (or not finally) answered by Stripe
-        SUCCEEDED = "succeeded"
-        FAILED = "failed"  # the energy was credited back to the wallet
+        # debited from the wallet, not yet (or not finally) answered by Stripe
+        PENDING = "pending", gettext_lazy("Pending")
+        SUCCEEDED = "succeeded", gettext_lazy("Succeeded")
+        FAILED = "failed", gettext_lazy("Failed")  # the energy was credited back to the wallet
 
     refund = models.ForeignKey(
         Refund, on_delete=models.PROTECT, related_name="parts", verbose_name=gettext_lazy("refund")
@@ -326,9 +329,9 @@ class RefundPart(models.Model):
 
 class Dispute(models.Model):
     class Status(models.TextChoices):
-        OPEN = "open"
-        WON = "won"
-        LOST = "lost"
+        OPEN = "open", gettext_lazy("Open")
+        WON = "won", gettext_lazy("Won")
+        LOST = "lost", gettext_lazy("Lost")
 
     stripe_dispute_id = models.CharField(max_length=100, unique=True, verbose_name=gettext_lazy("Stripe dispute ID"))
     # Empty while the disputed payment is not (yet) one of our credited purchases: stored anyway,
@@ -371,18 +374,19 @@ class PaymentDiscrepancy(models.Model):
     """
 
     class Kind(models.TextChoices):
-        SURPLUS_CHARGE = "surplus_charge", "second charge for one purchase (refunded)"
-        UNMATCHED_CHARGE = "unmatched_charge", "charge without a purchase"
-        AMOUNT_MISMATCH = "amount_mismatch", "amount differs from our books"
-        MISSING_AT_STRIPE = "missing_at_stripe", "in our books, not at Stripe"
-        EXTERNAL_REFUND = "external_refund", "refund not made by us"
-        UNMATCHED_REFUND = "unmatched_refund", "refund of a charge without a purchase"
-        UNMATCHED_DISPUTE = "unmatched_dispute", "dispute of a charge without a purchase"
+        SURPLUS_CHARGE = "surplus_charge", gettext_lazy("second charge for one purchase (refunded)")
+        UNMATCHED_CHARGE = "unmatched_charge", gettext_lazy("charge without a purchase")
+        AMOUNT_MISMATCH = "amount_mismatch", gettext_lazy("amount differs from our books")
+        MISSING_AT_STRIPE = "missing_at_stripe", gettext_lazy("in our books, not at Stripe")
+        EXTERNAL_REFUND = "external_refund", gettext_lazy("refund not made by us")
+        UNMATCHED_REFUND = "unmatched_refund", gettext_lazy("refund of a charge without a purchase")
+        UNMATCHED_DISPUTE = "unmatched_dispute", gettext_lazy("dispute of a charge without a purchase")
 
     class Status(models.TextChoices):
-        OPEN = "open"  # needs the operator
-        FIXED = "fixed"  # fixed automatically (e.g. the surplus refunded); shown until acknowledged
-        RESOLVED = "resolved"  # acknowledged by an operator
+        OPEN = "open", gettext_lazy("Open")  # needs the operator
+        # fixed automatically (e.g. the surplus refunded); shown until acknowledged
+        FIXED = "fixed", gettext_lazy("Fixed")
+        RESOLVED = "resolved", gettext_lazy("Resolved")  # acknowledged by an operator
 
     kind = models.CharField(max_length=30, choices=Kind.choices, verbose_name=gettext_lazy("kind"))
     stripe_object_id = models.CharField(max_length=100, verbose_name=gettext_lazy("Stripe object ID"))

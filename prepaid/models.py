@@ -94,8 +94,8 @@ class CreditLot(models.Model):
     Consumption draws from lots in `CreditLotQuerySet.consumption_order`; refunds only from paid lots."""
 
     class Kind(models.TextChoices):
-        PURCHASE = "purchase", "Paid purchase"
-        BONUS = "bonus", "Bonus (no payment, not refundable)"
+        PURCHASE = "purchase", gettext_lazy("Paid purchase")
+        BONUS = "bonus", gettext_lazy("Bonus (no payment, not refundable)")
 
     wallet = models.ForeignKey(
         Wallet, on_delete=models.PROTECT, related_name="lots", verbose_name=gettext_lazy("wallet")
@@ -177,9 +177,9 @@ class Hold(models.Model):
     """Energy reserved for one charging session, settled (consumed + released) exactly once."""
 
     class Status(models.TextChoices):
-        ACTIVE = "active"
-        SETTLED = "settled"
-        RELEASED = "released"
+        ACTIVE = "active", gettext_lazy("Active")
+        SETTLED = "settled", gettext_lazy("Settled")
+        RELEASED = "released", gettext_lazy("Released")
 
     wallet = models.ForeignKey(
         Wallet, on_delete=models.PROTECT, related_name="holds", verbose_name=gettext_lazy("wallet")
@@ -240,10 +240,8 @@ class LedgerEntry(models.Model):
         RELEASE = "release", gettext_lazy("Release")
         CONSUME = "consume", gettext_lazy("Consume")
         REFUND = "refund", gettext_lazy("Refund")
-        REFUND_REVERSAL = (
-            "refund_reversal",
-            gettext_lazy("Refund Reversal"),
-        )  # Stripe reported a refund failed: credit back
+        # Stripe reported a refund failed: credit back
+        REFUND_REVERSAL = "refund_reversal", gettext_lazy("Refund Reversal")
         DISPUTE = "dispute", gettext_lazy("Dispute")
         DISPUTE_WON = "dispute_won", gettext_lazy("Dispute Won")
         ADJUSTMENT = "adjustment", gettext_lazy("Adjustment")

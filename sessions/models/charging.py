@@ -318,10 +318,10 @@ class MeterReading(models.Model):
 
 
 class CommandKind(models.TextChoices):
-    START = "start", "Start charge"
-    STOP = "stop", "Stop charge"
-    SET_LIMIT = "set_limit", "Set charge limit"
-    READ = "read", "Read"
+    START = "start", gettext_lazy("Start charge")
+    STOP = "stop", gettext_lazy("Stop charge")
+    SET_LIMIT = "set_limit", gettext_lazy("Set charge limit")
+    READ = "read", gettext_lazy("Read")
 
 
 class VehicleCommand(models.Model):

@@ -46,8 +46,8 @@ class SmartPlan(models.Model):
     """The plan a session follows, and its pause state (a flag with its own deadline)."""
 
     class PauseReason(models.TextChoices):
-        PLAN = "plan", "Outside a planned window"
-        GRID = "grid", "Grid event"
+        PLAN = "plan", gettext_lazy("Outside a planned window")
+        GRID = "grid", gettext_lazy("Grid event")
 
     session = models.OneToOneField("charging.ChargingSession", on_delete=models.CASCADE, related_name="smart_plan")
     region = models.CharField(max_length=32, blank=True)
@@ -110,8 +110,8 @@ class DemandResponseEvent(models.Model):
     """A window in which enrolled vehicles (of a region, or listed) must not charge."""
 
     class Source(models.TextChoices):
-        OPERATOR = "operator", "Operator"
-        UTILITY = "utility", "Utility"
+        OPERATOR = "operator", gettext_lazy("Operator")
+        UTILITY = "utility", gettext_lazy("Utility")
 
     public_id = models.UUIDField(
         default=uuid.uuid4, unique=True, editable=False, verbose_name=gettext_lazy("public ID")

@@ -24,9 +24,9 @@ class VehicleConnection(models.Model):
     properties. Token changes go through `sessions.vehicles.services` (refresh lease, compare-and-set)."""
 
     class Status(models.TextChoices):
-        ACTIVE = "active", "Active"
-        NEEDS_CONSENT = "needs_consent", "Needs consent"
-        DISCONNECTED = "disconnected", "Disconnected"
+        ACTIVE = "active", gettext_lazy("Active")
+        NEEDS_CONSENT = "needs_consent", gettext_lazy("Needs consent")
+        DISCONNECTED = "disconnected", gettext_lazy("Disconnected")
 
     # Allowed status moves. needs_consent → active does not exist: a reconnect creates a new
     # connection (new tokens) that supersedes this one.
@@ -104,11 +104,11 @@ class VehicleConnection(models.Model):
 
 
 class SubscriptionStatus(models.TextChoices):
-    SUBSCRIBING = "subscribing", "Subscribing"
-    SUBSCRIBED = "subscribed", "Subscribed"
-    FAILED = "failed", "Failed (retried)"
-    UNSUBSCRIBING = "unsubscribing", "Unsubscribing"
-    UNSUBSCRIBED = "unsubscribed", "Unsubscribed"
+    SUBSCRIBING = "subscribing", gettext_lazy("Subscribing")
+    SUBSCRIBED = "subscribed", gettext_lazy("Subscribed")
+    FAILED = "failed", gettext_lazy("Failed (retried)")
+    UNSUBSCRIBING = "unsubscribing", gettext_lazy("Unsubscribing")
+    UNSUBSCRIBED = "unsubscribed", gettext_lazy("Unsubscribed")
 
 
 class Vehicle(models.Model):

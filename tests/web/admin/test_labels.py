@@ -1,6 +1,7 @@
 """The admin's own labels are translatable (issue 19 §2): every model an operator meets in the
-admin (registered or shown inline) and every field of it has a name marked for translation, and
-the German catalogue translates it; so the German admin reads "Ladevorgang", "Gekaufte Energie"."""
+admin (registered or shown inline), every field of it and every choice of a field has a name
+marked for translation, and the German catalogue translates it; so the German admin reads
+"Ladevorgang", "Gekaufte Energie", "Ausstehend"."""
 
 import gettext
 from pathlib import Path
@@ -35,6 +36,8 @@ def test_each_admin_model_and_field_has_a_german_name(model, german):
     for field in model._meta.get_fields():
         if (field.concrete or field.many_to_many) and not field.auto_created:
             names[field.name] = field.verbose_name
+            if field.choices and field.name != "language":  # a language is named in its own language
+                names.update({f"{field.name}={value}": label for value, label in field.choices})
     untranslatable = [key for key, name in names.items() if not isinstance(name, Promise)]
     assert not untranslatable, f"{model.__name__}: not marked for translation: {untranslatable}"
     missing = [key for key, name in names.items() if not german.get(str(name._args[0]))]
@@ -53,3 +56,5 @@ def test_the_german_admin_names_the_models_and_fields(client, world):
         .split("<tbody")[0]
     )
     assert "Energie" in header and "Betrag" in header and "Amount" not in header
+    events = client.get(reverse("admin:payments_stripeevent_changelist"), HTTP_ACCEPT_LANGUAGE="de").content.decode()
+    assert "Verarbeitet" in events and "Ausstehend" in events  # the status filter's choices
