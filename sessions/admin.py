@@ -39,8 +39,6 @@ from sessions.models.grid import (
     PricePoint,
 )
 
-TOKEN_FIELDS = ("access_token_ciphertext", "refresh_token_ciphertext", "refresh_lease_id")
-
 
 class VehicleInline(admin.TabularInline):
     model = Vehicle
@@ -53,21 +51,15 @@ class VehicleInline(admin.TabularInline):
 
 @admin.register(VehicleConnection)
 class VehicleConnectionAdmin(admin.ModelAdmin):
-    list_display = ("id", "user", "status", "status_reason", "access_expires_at", "refresh_expires_at", "created_at")
+    list_display = ("id", "user", "status", "status_reason", "external_user_id", "created_at")
     list_filter = ("status",)
     search_fields = ("user__username", "user__email", "external_user_id")
-    exclude = TOKEN_FIELDS
     readonly_fields = (
         "user",
         "status",
         "status_reason",
         "status_changed_at",
         "external_user_id",
-        "access_expires_at",
-        "refresh_expires_at",
-        "token_version",
-        "refresh_lease_until",
-        "last_refreshed_at",
         "created_at",
         "updated_at",
     )
@@ -75,7 +67,7 @@ class VehicleConnectionAdmin(admin.ModelAdmin):
     actions = ["ask_reconnect"]
 
     def has_add_permission(self, request):
-        return False  # connections only come from the Connect flow (they need real tokens)
+        return False  # connections only come from the Connect flow (it names the vehicle API user)
 
     @admin.action(description="Ask the driver to reconnect (marks the connection needs consent)")
     def ask_reconnect(self, request, queryset):
@@ -91,6 +83,7 @@ class VehicleAdmin(admin.ModelAdmin):
         "connection",
         "owner",
         "external_id",
+        "signal_capabilities",
         "soc_bp",
         "is_plugged_in",
         "charge_state",

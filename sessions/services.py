@@ -25,6 +25,7 @@ from sessions.grid.services import EXTRA_CALLS, MAX_DEADLINE, GridError
 from sessions.models.charging import OPEN_STATUSES, TERMINAL_STATUSES, ChargingSession, SessionTransition
 from sessions.models.grid import SmartPlan
 from sessions.models.vehicles import Vehicle
+from sessions.vehicle_api import signals
 from sessions.vehicles import makes
 
 logger = logging.getLogger(__name__)
@@ -39,6 +40,10 @@ class SessionError(Exception):
     def __init__(self, code: str, message: str) -> None:
         self.code = code
         super().__init__(message)
+
+
+def _has_energy_counter(vehicle: Vehicle) -> bool:
+    return vehicle.signal_capabilities.get(signals.ENERGY_ADDED) == signals.Capability.CAPABLE
 
 
 def session_request(
@@ -80,7 +85,9 @@ def session_request(
                 next_action_at=now,
                 state_deadline_at=now + REQUESTED_DEADLINE,
                 call_budget=makes.session_call_budget(traits, DEFAULT_CALL_BUDGET),
-                energy_step_wh=traits.energy_step_wh if traits.energy_counter else 0,
+                # Metered by the car's energy counter where its signals showed one (the first
+                # read confirms or corrects it: sessions/controller/readings.py).
+                energy_step_wh=traits.energy_step_wh if _has_energy_counter(vehicle) else 0,
                 soc_step_bp=traits.soc_step_bp,
                 nominal_power_w=traits.nominal_power_w,
                 telemetry_refresh_s=int(traits.telemetry_refresh_s),

@@ -7,7 +7,7 @@ import logging
 
 from sessions.controller import metering, policy
 from sessions.controller.readings import _estimate, _metering_fields, _readings
-from sessions.controller.step import PAUSE, RESUME, Outcome, S, _reason, _Step
+from sessions.controller.step import PAUSE, RESUME, Outcome, S, _reason, _Step, limit_percent
 from sessions.models.charging import ChargingSession, CommandKind, VehicleCommand
 from sessions.vehicle_api import errors as api_errors
 from sessions.vehicles.services import ConsentRequired
@@ -88,6 +88,10 @@ def _learn_latencies(session: ChargingSession, estimate, readings: list[metering
             interval = policy.flip_interval(readings, stops[0].sent_at, to_charging=False)
             if interval is not None:
                 learned[stops[0].pk] = interval
+    for command in commands:
+        if command.effect_latency_ms is not None:
+            # The API timed it itself (a 200 SUCCESS's completedAt − executedAt): that stands.
+            learned.pop(command.pk, None)
     for pk, (lo, hi) in learned.items():
         VehicleCommand.objects.filter(pk=pk).update(
             effect_latency_ms=int(lo * 1000), effect_latency_max_ms=None if hi is None else int(hi * 1000)
@@ -106,11 +110,11 @@ def _finish(step: _Step, *, to_status: str, reason: str, flag: bool = False, tal
     _learn_latencies(session, estimate, readings, flag=flag)
     restore = session.backstop_limit_bp or session.stop_escalated
     if talk_to_car and restore and session.driver_limit_bp and not session.limit_restored:
-        vid, limit = step.vehicle.external_id, session.driver_limit_bp
+        vid, limit = step.vehicle.external_id, limit_percent(session.driver_limit_bp)
         # The driver's own limit matters after we are gone: a passing OEM failure gets two more tries.
         for attempt in range(1, RESTORE_ATTEMPTS + 1):
             try:
-                step.call(CommandKind.SET_LIMIT, "restore", lambda c, t: c.set_charge_limit(t, vid, limit))
+                step.call(CommandKind.SET_LIMIT, "restore", lambda c, u: c.set_charge_limit(u, vid, limit))
                 changes["limit_restored"] = True
                 break
             except ConsentRequired as exc:

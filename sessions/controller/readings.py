@@ -11,9 +11,11 @@ from sessions import clock
 from sessions.controller import metering, policy
 from sessions.controller.step import PAUSE, RESUME, _Step
 from sessions.grid import services as grid
-from sessions.models.charging import ChargingSession, CommandKind, MeterReading, VehicleCommand
+from sessions.models.charging import ChargingSession, CommandKind, MeterReading, SessionStatus, VehicleCommand
 from sessions.vehicle_api import errors as api_errors
+from sessions.vehicle_api import signals as sig
 from sessions.vehicles import makes
+from sessions.vehicles.services import charge_state, vehicle_learn_capabilities
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
@@ -81,38 +83,53 @@ def _cache_append(session: ChargingSession, stored: MeterReading) -> None:
 
 
 def _read(step: _Step) -> metering.Reading:
-    """Read the car once (one or two billed calls) and store the reading."""
+    """Read the car's signals once (one billed call), learn what they tell about the car, and
+    store the reading.
+
+    The reading's energy is the best the car has, labelled: its session energy counter
+    (`charge-energyadded`) where the session counts on one, else its charging power
+    (`charge-wattage`, a measurement) with the battery level, else the level alone. Its time is
+    the car's own (`oemUpdatedAt`) of the signal it is measured by, never when we asked.
+    Raises errors.NoSignalData when the car's signals hold neither a charge state nor a level."""
     session = step.session
-    vid = step.vehicle.external_id
+    vehicle = step.vehicle
+    vid = vehicle.external_id
     fetched = clock.now()
-    if session.energy_step_wh:
-        result = step.call(CommandKind.READ, "tesla/charge", lambda c, t: c.tesla_charge(t, vid))
-        step.reported_limit_bp = result.soc_limit_bp
-        reading = metering.Reading(
-            taken_at=result.meta.data_age or fetched,
-            fetched_at=fetched,
-            source=metering.SOURCE_ENERGY_ADDED,
-            energy_added_wh=result.energy_added_wh,
-            power_w=result.power_w,
-            charge_state=result.state.value if result.state else None,
-            is_plugged_in=result.is_plugged_in,
-        )
+    result = step.call(CommandKind.READ, "signals", lambda c, u: c.get_signals(u, vid))
+    signals = result.signals
+    vehicle_learn_capabilities(vehicle, signals)
+    step.reported_limit_bp = signals.charge_limit_bp
+    state = charge_state(signals)
+    energy = signals.energy_added_wh
+    soc = signals.soc_bp
+    if state is None and soc is None and energy is None:
+        # An empty store (no subscription yet, or a car that never reported): nothing to act on.
+        raise api_errors.NoSignalData(f"no charge state nor level in the signals of vehicle {vid}")
+    if session.status == SessionStatus.REQUESTED:
+        # The session's first reads decide what it is metered by, from what the car answers: a
+        # counter it reports (even one the request did not know of), none if it says it has none.
+        if energy is not None and not session.energy_step_wh:
+            session.energy_step_wh = makes.traits_for(vehicle.make).energy_step_wh
+        elif energy is None and vehicle.signal_capabilities.get(sig.ENERGY_ADDED) == sig.Capability.NOT_CAPABLE:
+            session.energy_step_wh = 0
+    if session.energy_step_wh and energy is not None:
+        source, timed_by = metering.SOURCE_ENERGY_ADDED, sig.ENERGY_ADDED
+    elif signals.power_w is not None:
+        source, timed_by = metering.SOURCE_POWER, sig.SOC if soc is not None else sig.WATTAGE
     else:
-        results = step.call(
-            CommandKind.READ, "batch charge+battery", lambda c, t: c.batch(t, vid, ["/charge", "/battery"]), billed=2
-        )
-        charge, battery = results.get("/charge"), results.get("/battery")
-        for part in (charge, battery):
-            if isinstance(part, api_errors.VehicleApiError):
-                raise part
-        reading = metering.Reading(
-            taken_at=battery.meta.data_age or charge.meta.data_age or fetched,
-            fetched_at=fetched,
-            source=metering.SOURCE_SOC,
-            soc_bp=battery.soc_bp,
-            charge_state=charge.state.value,
-            is_plugged_in=charge.is_plugged_in,
-        )
+        source, timed_by = metering.SOURCE_SOC, sig.SOC
+    timed = [signals[code] for code in (timed_by, sig.CHARGING_STATUS, sig.IS_CHARGING) if code in signals]
+    taken_at = next((s.data_time for s in timed if s.ok and s.data_time is not None), None)
+    reading = metering.Reading(
+        taken_at=taken_at or fetched,
+        fetched_at=fetched,
+        source=source,
+        energy_added_wh=energy if source == metering.SOURCE_ENERGY_ADDED else None,
+        soc_bp=soc,
+        power_w=signals.power_w,
+        charge_state=state,
+        is_plugged_in=signals.is_plugged_in,
+    )
     stored = MeterReading.objects.create(
         session=session,
         taken_at=reading.taken_at,
@@ -207,7 +224,7 @@ def _policy_state(step: _Step, estimate, latency, readings) -> policy.PolicyStat
         nominal_power_w=session.nominal_power_w,
         soc_only=not session.energy_step_wh,
         start_latency=latency_model(step.vehicle.make, CommandKind.START),
-        read_cost=1 if session.energy_step_wh else 2,  # an SoC-only car is read with a 2-call batch
+        read_cost=1,  # one signals read answers everything the car reports
     )
 
 

@@ -17,11 +17,20 @@ from sessions.controller.readings import (
     _telemetry_age_s,
     latency_model,
 )
-from sessions.controller.step import PAUSE, STOPPING_DEADLINE, Outcome, S, _sent_at, _Step
+from sessions.controller.step import (
+    PAUSE,
+    STOPPING_DEADLINE,
+    Outcome,
+    S,
+    _limit_refused,
+    _limit_settable,
+    _sent_at,
+    _Step,
+    limit_percent,
+)
 from sessions.models.charging import ChargingSession, CommandKind
 from sessions.vehicle_api import errors as api_errors
-from sessions.vehicle_api.types import ChargeState
-from sessions.vehicles import makes
+from sessions.vehicle_api.v3_types import ChargeState
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +69,7 @@ def _stop_command(step: _Step) -> dict[str, Any]:
     vid = step.vehicle.external_id
     changes: dict[str, Any] = {"stop_attempts": session.stop_attempts + 1}
     try:
-        step.call(CommandKind.STOP, f"attempt {session.stop_attempts + 1}", lambda c, t: c.stop_charge(t, vid))
+        step.call(CommandKind.STOP, f"attempt {session.stop_attempts + 1}", lambda c, u: c.stop_charge(u, vid))
         if session.stop_first_sent_at is None:
             changes["stop_first_sent_at"] = _sent_at(step, CommandKind.STOP)
     except api_errors.VehicleApiError as exc:
@@ -126,8 +135,7 @@ def _step_stopping(step: _Step) -> Outcome:
     failed = session.attempts + 1
     action = policy.escalation(
         failed,
-        supports_charge_limit=makes.traits_for(vehicle.make).charge_limit
-        and vehicle.charge_limit_settable is not False,
+        supports_charge_limit=_limit_settable(vehicle),
         current_soc_bp=_current_soc_bp(session, reading),
         limit_already_lowered=session.stop_escalated,
     )
@@ -135,11 +143,12 @@ def _step_stopping(step: _Step) -> Outcome:
     if action.kind == policy.RETRY_STOP:
         changes.update(_stop_command(step))
     elif action.kind == policy.LOWER_CHARGE_LIMIT:
-        vid = vehicle.external_id
+        vid, percent = vehicle.external_id, limit_percent(action.limit_bp)
         try:
-            step.call(CommandKind.SET_LIMIT, "escalation", lambda c, t: c.set_charge_limit(t, vid, action.limit_bp))
+            step.call(CommandKind.SET_LIMIT, "escalation", lambda c, u: c.set_charge_limit(u, vid, percent))
         except api_errors.VehicleApiError as exc:
             logger.warning("session %s: escalation limit refused (%s)", session.pk, exc)
+            _limit_refused(vehicle, exc)
         changes["stop_escalated"] = True
     else:
         if not session.stop_not_carried_out:

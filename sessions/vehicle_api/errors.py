@@ -182,6 +182,13 @@ class CommandFailed(VehicleApiError):
     The car did not carry it out; not retryable as is (read the car's state and decide)."""
 
 
+class NoSignalData(VehicleApiError):
+    """v3: a signals read answered, but with nothing to act on (an empty store: the vehicle is not
+    subscribed yet, or its cloud has not reported). Retryable: the store fills as the car reports."""
+
+    default_retryable = True
+
+
 class OAuthError(VehicleApiError):
     """The token endpoint refused a code or refresh token: body `{error, error_description}` (e.g.
     `invalid_grant` for a used, expired or revoked refresh token). `type` holds `error`.

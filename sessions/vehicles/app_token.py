@@ -31,6 +31,7 @@ from django.db import connection as db_connection
 from django.db import transaction
 from django.utils import timezone
 
+from monitoring.logs import remember_secret
 from sessions import clock
 from sessions.models import ApplicationToken
 from sessions.vehicle_api.app_token import RENEW_MARGIN, MemoryTokenCache
@@ -127,6 +128,7 @@ class DatabaseTokenSource:
                 current = row.token
             except crypto.TokenDecryptionError:
                 current = ""  # encrypted under a retired key: simply renew
+            remember_secret(current)  # renewed by another process: never in this one's logs either
             if current and current != rejected and row.expires_at and row.expires_at - now > self.margin:
                 expires_in = int((row.expires_at - now).total_seconds())
                 return _Claim(token=AppToken(access_token=current, expires_at=row.expires_at, expires_in_s=expires_in))

@@ -148,6 +148,7 @@ DATA_SOURCES = {
     "energy_added": "the car's energy counter",
     "soc": "the battery level (state of charge)",
     "meter": "the charger's meter",
+    "power": "the car's charging power and battery level",
 }
 
 
