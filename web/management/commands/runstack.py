@@ -42,7 +42,7 @@ class Command(BaseCommand):
             ("worker", [*manage, "qcluster"]),
             ("controller", [*manage, "run_controller"]),
         ]
-        simulated = f"http://127.0.0.1:{settings.SIMULATOR_PORT}" == settings.VEHICLE_API_ORIGIN
+        simulated = f"http://127.0.0.1:{settings.SIMULATOR_PORT}" == settings.VEHICLE_API_V3_ORIGIN
         if simulated:
             webhook = settings.SIMULATOR_WEBHOOK_URL or f"http://127.0.0.1:{port}/vehicles/webhook/"
             simulator = [*manage, "run_simulator", "--port", str(settings.SIMULATOR_PORT), "--webhook-url", webhook]
@@ -64,7 +64,13 @@ class Command(BaseCommand):
                 procs.append((name, subprocess.Popen(cmd, cwd=settings.BASE_DIR, env=env)))
             self._wait_for(f"http://127.0.0.1:{port}/healthz/", "web server")
             if simulated:
-                self._wait_for(f"{settings.VEHICLE_API_ORIGIN}/_sim/health", "vehicle simulator")
+                self._wait_for(f"{settings.VEHICLE_API_V3_ORIGIN}/_sim/health", "vehicle simulator")
+                # A car without a webhook subscription answers its signals live (one reading of
+                # the v3 reference's CONFLICT; docs/vehicle-api-v3-switch.md): the controller
+                # reads it like any car until the product subscribes its vehicles.
+                httpx.post(
+                    f"{settings.VEHICLE_API_V3_ORIGIN}/_sim/v3/config", json={"unsubscribed_signals": "live"}, timeout=10
+                ).raise_for_status()
                 driver = get_user_model().objects.get(username=DEMO_DRIVER[0])
                 cars = ensure_demo_vehicles(user=driver)
                 self.stdout.write(f"Demo vehicle(s) of {driver.username}: " + ", ".join(str(c) for c in cars))
@@ -119,7 +125,7 @@ class Command(BaseCommand):
             + f"  Driver site      {site}/            (login: driver / drive-safely-42)\n"
             + f"  Operator admin   {site}/admin/      (login: operator / operate-safely-42)\n"
             + f"  Dashboard        {site}/dashboard/\n"
-            + f"  Vehicle API sim  {settings.VEHICLE_API_ORIGIN}{speed}\n"
+            + f"  Vehicle API sim  {settings.VEHICLE_API_V3_ORIGIN} (v3){speed}\n"
             + f"  localstripe      {settings.STRIPE_API_BASE}\n"
             + f"  Day-ahead prices {settings.SMART_DEFAULT_REGION}: {prices} demo hour(s) added\n"
             + "Simulated cars: python manage.py sim_vehicle list | show ID | plug ID | unplug ID | drive ID\n"
