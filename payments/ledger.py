@@ -94,23 +94,30 @@ def wallet_refund_request(*, wallet_id: int, idempotency_key: str, energy_wh: in
                 currency=lot.currency,
                 idempotency_key=f"refund:{refund.public_id}:part:{number}",
             )
-            lot.remaining_wh -= wh
-            lot.refunded_wh += wh
-            lot.refunded_minor += minor
-            lot.save(update_fields=["remaining_wh", "refunded_wh", "refunded_minor"])
-            wallet_services.ledger_post(
-                wallet,
-                kind=LedgerEntry.Kind.REFUND,
-                delta_wh=-wh,
-                key=part.idempotency_key,
-                lot=lot,
-                purchase=lot.purchase,
-                refund_part=part,
-            )
+            _take_refunded(wallet, lot, part)
             total_minor += minor
         refund.amount_minor = total_minor
         refund.save(update_fields=["amount_minor"])
         return refund
+
+
+def _take_refunded(wallet, lot, part, **note) -> None:
+    """A refund part's energy and money leave its lot, and its energy the wallet (one ledger line);
+    the lot's refunded figures are what later refunds price against, so they move together."""
+    lot.remaining_wh -= part.energy_wh
+    lot.refunded_wh += part.energy_wh
+    lot.refunded_minor += part.amount_minor
+    lot.save(update_fields=["remaining_wh", "refunded_wh", "refunded_minor"])
+    wallet_services.ledger_post(
+        wallet,
+        kind=LedgerEntry.Kind.REFUND,
+        delta_wh=-part.energy_wh,
+        key=part.idempotency_key,
+        lot=lot,
+        purchase_id=part.purchase_id,
+        refund_part=part,
+        **note,
+    )
 
 
 def _refund_status(refund) -> str:
@@ -318,19 +325,6 @@ def wallet_external_refund(*, purchase_id: int, stripe_refund_id: str, amount_mi
             stripe_refund_id=stripe_refund_id,
             status=RefundPart.Status.SUCCEEDED,
         )
-        lot.remaining_wh -= taken
-        lot.refunded_wh += taken
-        lot.refunded_minor += money
-        lot.save(update_fields=["remaining_wh", "refunded_wh", "refunded_minor"])
-        wallet_services.ledger_post(
-            wallet,
-            kind=LedgerEntry.Kind.REFUND,
-            delta_wh=-taken,
-            key=key,
-            lot=lot,
-            purchase_id=purchase_id,
-            refund_part=part,
-            note="refunded at Stripe, not through the app",
-        )
+        _take_refunded(wallet, lot, part, note="refunded at Stripe, not through the app")
         notices.refund_made(refund, user_id=wallet.user_id)
         return part, wanted - taken
