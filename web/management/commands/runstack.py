@@ -69,7 +69,9 @@ class Command(BaseCommand):
                 # the v3 reference's CONFLICT; docs/vehicle-api-v3-switch.md): the controller
                 # reads it like any car until the product subscribes its vehicles.
                 httpx.post(
-                    f"{settings.VEHICLE_API_V3_ORIGIN}/_sim/v3/config", json={"unsubscribed_signals": "live"}, timeout=10
+                    f"{settings.VEHICLE_API_V3_ORIGIN}/_sim/v3/config",
+                    json={"unsubscribed_signals": "live"},
+                    timeout=10,
                 ).raise_for_status()
                 driver = get_user_model().objects.get(username=DEMO_DRIVER[0])
                 cars = ensure_demo_vehicles(user=driver)
