@@ -407,6 +407,39 @@ def connection_disconnect(*, connection_id: int, client: VehicleApiV3Client | No
     return connection
 
 
+# --- connections made before v3 ------------------------------------------------------------------------
+
+
+def connections_backfill_user_ids(*, client: VehicleApiV3Client | None = None) -> tuple[int, int]:
+    """Fill the vehicle API user id of active connections made before v3 stored one: the API's
+    connections of each of their vehicles name the user (`list_connections(vehicle_id=…)`). Only an
+    answer naming exactly one user for all of a connection's vehicles is taken; anything else is
+    left for the driver's reconnect (such a connection asks for consent on first use).
+    Returns (filled, left). Raises errors.VehicleApiError for a retryable failure (rerun it)."""
+    client = client or get_client()
+    filled = left = 0
+    pending = VehicleConnection.objects.filter(status=Status.ACTIVE, external_user_id="")
+    for connection in pending.iterator():
+        vehicle_ids = list(connection.vehicles.filter(is_active=True).values_list("external_id", flat=True))
+        users: set[str] = set()
+        for vehicle_id in vehicle_ids:
+            try:
+                links = client.list_connections(vehicle_id=vehicle_id)
+            except errors.VehicleApiError as exc:
+                if exc.retryable:
+                    raise
+                links = []
+            users |= {link.user_id for link in links if link.user_id and link.vehicle_id in (None, vehicle_id)}
+        if len(users) == 1 and vehicle_ids:
+            # Compare-and-set: a reconnect meanwhile made its own connection; this one stays as is.
+            filled += VehicleConnection.objects.filter(pk=connection.pk, external_user_id="").update(
+                external_user_id=users.pop()
+            )
+        else:
+            left += 1
+    return filled, left
+
+
 # --- reads (selector-style) ---------------------------------------------------------------------------
 
 

@@ -152,11 +152,14 @@ class FakeVehicleApi:
 
     def _connections(self, request):
         wanted = request.url.params.get("filter[userId]")
+        wanted_vehicle = request.url.params.get("filter[vehicleId]")
         items = []
         for user_id, vehicle_ids in self.users.items():
             if wanted and user_id != wanted:
                 continue
             for vid in vehicle_ids:
+                if wanted_vehicle and vid != wanted_vehicle:
+                    continue
                 items.append(
                     {
                         "id": self.connection_id(user_id, vid),

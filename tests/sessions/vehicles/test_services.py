@@ -275,3 +275,26 @@ def test_disconnect_goes_ahead_after_a_permanent_refusal(fake_api, api_client, d
     fake_api.responses[("DELETE", "")] = error_response(501, "COMPATIBILITY", "VEHICLE_NOT_CAPABLE", "no")
     connection = services.connection_disconnect(connection_id=connection.pk, client=api_client)
     assert connection.status == VehicleConnection.Status.DISCONNECTED
+
+
+def test_connections_made_before_v3_get_their_user_id_from_the_api(fake_api, api_client, driver, monkeypatch):
+    mine, shared, unknown = fake_api.add_vehicle(), fake_api.add_vehicle(), fake_api.add_vehicle()
+    user_id = fake_api.connect(mine)
+    fake_api.connect(shared)
+    fake_api.connect(shared)  # two users connected it: not ours to choose
+    old = {}
+    for name, vid in (("mine", mine), ("shared", shared), ("unknown", unknown)):
+        connection = VehicleConnection.objects.create(user=driver)
+        Vehicle.objects.create(connection=connection, owner=driver, external_id=vid, make="TESLA")
+        old[name] = connection
+    monkeypatch.setattr(services, "get_client", lambda: api_client)
+
+    from django.core.management import call_command
+
+    call_command("backfill_vehicle_user_ids")
+
+    for connection in old.values():
+        connection.refresh_from_db()
+    assert old["mine"].external_user_id == user_id
+    assert old["shared"].external_user_id == old["unknown"].external_user_id == ""
+    assert services.connections_backfill_user_ids(client=api_client) == (0, 2)
