@@ -12,9 +12,9 @@ def vehicle_connect_simulated(*, user, sim, sim_vehicle_id: str) -> Vehicle:
     API would report) and the signals its make reports (what a connect's signals read learns).
     For the benchmarks and the tests.
 
-    Until the product subscribes its cars to webhooks, the simulator's signal store answers a car
-    without a subscription by reading it live (`unsubscribed_signals="live"`, one reading of the
-    reference's CONFLICT), as a v2 read did."""
+    A car not subscribed to a webhook (the product subscribes only where VEHICLE_WEBHOOK_ID is
+    set; the fleet benchmark only with --webhooks) is answered by the simulator's signal store by
+    reading it live (`unsubscribed_signals="live"`, one reading of the reference's CONFLICT)."""
     platform = v3.platform(sim)
     with sim.lock:
         platform.config.update({"unsubscribed_signals": "live"})

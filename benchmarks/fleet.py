@@ -39,7 +39,7 @@ from prepaid import services as wallet_services
 from prepaid.models import EnergyPackage
 from sessions import clock, services
 from sessions.controller import machine, readings, runtime
-from sessions.models import ChargingSession, MeterReading, Vehicle
+from sessions.models import ChargingSession, Vehicle
 from sessions.models.charging import OPEN_STATUSES, TERMINAL_STATUSES, CommandKind, SessionTransition, VehicleCommand
 from sessions.vehicle_api.v3 import VehicleApiV3Client
 from sessions.vehicles import services as vehicles
@@ -93,6 +93,10 @@ class FleetConfig:
     failure_rate: float = 0.0
     ignore_stop_rate: float = 0.0
     max_hours: float = 48.0
+    # Cars subscribed to a (verified) webhook of the simulator's v3 platform: its VEHICLE_STATE
+    # deliveries reach our receiver in process, as late, duplicated and lost as the make's traits
+    # make them (vehicle_sim/v3_makes.py), and readings come from them where they are in time.
+    webhooks: bool = False
 
     def resolved(self) -> FleetConfig:
         """Every field set: profile A's values on `generic`, the make profile's own elsewhere, the
@@ -343,13 +347,6 @@ def _floor(config: FleetConfig, car: Car, session: ChargingSession, truth: dict)
     )
 
 
-def _webhook_readings(session: ChargingSession) -> int:
-    """Readings no read of ours produced (a webhook's), so 0 until webhooks carry readings."""
-    readings = MeterReading.objects.filter(session=session).count()
-    reads = VehicleCommand.objects.filter(session=session, kind=CommandKind.READ, ok=True).count()
-    return max(0, readings - reads)
-
-
 def _result(sim: Simulator, car: Car, session: ChargingSession, config: FleetConfig) -> dict:
     truth = sim.true_state(car.sim_id)
     delivered = truth["delivered_battery_wh"] - car.before["delivered_battery_wh"]
@@ -391,7 +388,8 @@ def _result(sim: Simulator, car: Car, session: ChargingSession, config: FleetCon
         "start_soc": car.spec.soc,
         "floor_error_pct": None if oracle is None else oracle[0],
         "floor_blind_error_pct": None if oracle is None else oracle[1],
-        "webhook_readings": _webhook_readings(session),
+        "webhook_readings": session.webhook_readings,
+        "billed_reads": session.billed_reads,
         "unbilled_wh": max(0, min(round(delivered), purchased) - (session.billed_wh or 0)),
         "true_power_kw": truth["charger_kw"],
         "power_steps": len(truth["physics"]["charger"]["steps"]),
@@ -413,6 +411,7 @@ def run_policy(config: FleetConfig, policy_spec: str) -> list[dict]:
         sim.global_faults.failure_rate = config.failure_rate
     client = _client(sim)
     vehicles.use_client(client)
+    webhooks = _Webhooks(sim) if config.webhooks else None
     step_errors: list[str] = []
     # When each session's last step really ended (its calls' answers take time): the next one
     # cannot begin before, as in production, where the loop claims a session only once committed.
@@ -431,10 +430,14 @@ def run_policy(config: FleetConfig, policy_spec: str) -> list[dict]:
     try:
         with clock.use(sim.clock.now, all_threads=True):
             cars = _setup(sim, config, policy_spec, overrides_traits=overrides)
-            _drive(sim, config, cars, dispatch)
+            if webhooks:
+                webhooks.subscribe(cars)
+            _drive(sim, config, cars, dispatch, webhooks)
     finally:
         vehicles.use_client(None)
         client.close()
+        if webhooks:
+            webhooks.close()
     results = [car.result for car in cars]
     # The books after the whole fleet: every balance, hold and lot recomputed from the ledger.
     drift = len(ledger_drift())
@@ -528,13 +531,67 @@ def _refused(car: Car, exc: services.SessionError) -> dict:
         "floor_error_pct": None,
         "floor_blind_error_pct": None,
         "webhook_readings": 0,
+        "billed_reads": 0,
         "unbilled_wh": 0,
         "true_power_kw": None,
         "power_steps": 0,
     }
 
 
-def _drive(sim: Simulator, config: FleetConfig, cars: list[Car], dispatch) -> None:
+class _Webhooks:
+    """Our webhook at the simulator's v3 platform, the cars subscribed through our management
+    client (sessions/vehicles/subscriptions.py), and the deliveries into our receiver."""
+
+    # Deliveries are sent at least this often in simulated time (a real receiver gets them as
+    # they come; the simulator queues them at their own send time, so this bounds their delay).
+    CADENCE = timedelta(seconds=10)
+    HOOK = "bench-webhook"
+
+    def __init__(self, sim: Simulator) -> None:
+        from benchmarks.webhook_receiver import receiver_client
+        from sessions.vehicle_api.v3 import VehicleApiV3Client
+        from vehicle_sim.v3 import platform
+
+        self.sim = sim
+        self.platform = platform(sim)
+        self.platform.create_webhook("http://bench.invalid/vehicles/webhook/", webhook_id=self.HOOK, verified=True)
+        self.management = VehicleApiV3Client(
+            client_id="sim-client-id",
+            client_secret="sim-client-secret",  # noqa: S106 - the simulator's development secret
+            api_origin=ORIGIN,
+            management_origin=ORIGIN,
+            iam_url=f"{ORIGIN}/oauth2/token",
+            transport=httpx.WSGITransport(app=make_app(sim, sleep=lambda seconds: None)),
+            clock=sim.clock.now,
+        )
+        self.out = receiver_client()
+
+    def subscribe(self, cars: list[Car]) -> None:
+        from django.test import override_settings
+
+        from sessions.vehicles import subscriptions
+
+        with override_settings(VEHICLE_WEBHOOK_ID=self.HOOK):
+            for car in cars:
+                Vehicle.objects.filter(pk=car.vehicle.pk).update(subscription_status="subscribing")
+                status = subscriptions.vehicle_subscribe(vehicle_id=car.vehicle.pk, client=self.management)
+                if status != "subscribed":
+                    raise RuntimeError(f"vehicle {car.vehicle.pk}: subscription {status}")
+
+    def next_due(self, due: datetime) -> datetime:
+        return min(due, self.sim.clock.now() + self.CADENCE)
+
+    def deliver(self) -> None:
+        from vehicle_sim import v3_webhooks
+
+        v3_webhooks.deliver_due(self.sim, client=self.out)
+
+    def close(self) -> None:
+        self.management.close()
+        self.out.close()
+
+
+def _drive(sim: Simulator, config: FleetConfig, cars: list[Car], dispatch, webhooks: _Webhooks | None = None) -> None:
     by_session = {car.session_id: car for car in cars if car.session_id is not None}
     open_ids = set(by_session)
     deadline = START + timedelta(hours=config.max_hours)
@@ -550,8 +607,12 @@ def _drive(sim: Simulator, config: FleetConfig, cars: list[Car], dispatch) -> No
         )["at"]
         if due is None or due > deadline:
             break  # an open session without a next action, or past the run's horizon: reported as stuck
+        if webhooks:
+            due = webhooks.next_due(due)
         if due > sim.clock.now():
             sim.clock.set(due)
+        if webhooks:
+            webhooks.deliver()
         runtime.tick(limit=1000, dispatch=dispatch)
     for session in ChargingSession.objects.filter(pk__in=open_ids).select_related("vehicle"):
         by_session[session.pk].result = _result(sim, by_session[session.pk], session, config)

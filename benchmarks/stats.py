@@ -123,6 +123,7 @@ def aggregate(results: Sequence[dict]) -> dict:
         "calls_mean": _round(sum(calls) / n, 2),
         "calls_by_kind_per_session": {k: round(v / n, 2) for k, v in sorted(breakdown.items())},
         "webhook_readings_p50": _round(percentile([r.get("webhook_readings", 0) for r in results], 50), 1),
+        "billed_reads_p50": _round(percentile([r.get("billed_reads", 0) for r in results], 50), 1),
         "sim_calls_mismatch": sum(1 for r in results if r["sim_billed_calls"] != r["api_calls"]),
         "stop_latency_s_p50": _round(percentile(stop_latency, 50), 1),
         "stop_latency_s_p95": _round(percentile(stop_latency, 95), 1),

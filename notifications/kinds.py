@@ -17,6 +17,7 @@ CHARGE_STARTED = "charge_started"
 CHARGE_ENDED = "charge_ended"
 CHARGE_NOT_STARTED = "charge_not_started"
 CHARGE_STOPPED_EARLY = "charge_stopped_early"
+STOP_REFUSED = "stop_refused"
 RECONNECT_VEHICLE = "reconnect_vehicle"
 REFUND_MADE = "refund_made"
 OPERATOR_ALERT = "operator_alert"
@@ -60,6 +61,8 @@ KINDS: dict[str, Kind] = {
         # Always sent: the driver has to act, or the charge did not do what they paid for.
         Kind(CHARGE_NOT_STARTED, DRIVER, optional=False),
         Kind(CHARGE_STOPPED_EARLY, DRIVER, optional=False),
+        # The car refused the remote STOP: only the driver, at the car, can end the charge now.
+        Kind(STOP_REFUSED, DRIVER, optional=False),
         Kind(RECONNECT_VEHICLE, DRIVER, optional=False),
         Kind(OPERATOR_ALERT, OPERATOR, optional=False),
     )

@@ -49,6 +49,17 @@ def notify(*, kind: str, key: str, user_id: int | None = None, to_email: str = "
     transaction.on_commit(partial(_enqueue, row.key), robust=True)
 
 
+def operator_addresses() -> list[str]:
+    """Where operator alerts go: OPERATOR_ALERT_EMAILS, else every active staff user with an address."""
+    from django.conf import settings
+    from django.contrib.auth import get_user_model
+
+    if settings.OPERATOR_ALERT_EMAILS:
+        return list(settings.OPERATOR_ALERT_EMAILS)
+    staff = get_user_model().objects.filter(is_active=True, is_staff=True).exclude(email="")
+    return sorted(set(staff.values_list("email", flat=True)))
+
+
 def _enqueue(key: str) -> None:
     enqueue("notifications.tasks.send_notification", key, task_name=f"email-{key}"[:100])
 

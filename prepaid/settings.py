@@ -273,9 +273,16 @@ VEHICLE_REDIRECT_URI = env("VEHICLE_REDIRECT_URI", f"{SITE_URL}/vehicles/connect
 VEHICLE_CONNECT_MODE = env("VEHICLE_CONNECT_MODE", "live")
 # Application Management Token: the key of vehicle-webhook signatures (SC-Signature).
 VEHICLE_WEBHOOK_AMT = env("VEHICLE_WEBHOOK_AMT", DEV_VEHICLE_AMT)
+# During an AMT rotation: the previous token(s), comma-separated; deliveries signed with them are
+# still accepted (VERIFY is always answered with the current one).
+VEHICLE_WEBHOOK_AMT_PREVIOUS = env_list("VEHICLE_WEBHOOK_AMT_PREVIOUS", "")
 # Commands can take up to 300 s at the vehicle API; the official SDKs wait 310 s.
 VEHICLE_API_TIMEOUT_S = float(env("VEHICLE_API_TIMEOUT_S", "310"))
 VEHICLE_API_CONNECT_TIMEOUT_S = float(env("VEHICLE_API_CONNECT_TIMEOUT_S", "10"))
+# Tesla's Fleet API "Discovery" plan: 5 charging commands and 50 commands per vehicle and day
+# (docs/reference/makes.md §2b). Off by default: the plan was temporary, pay-per-use has no such
+# quota; an account still on it turns this on (sessions/vehicles/command_budget.py).
+TESLA_DISCOVERY_QUOTAS = env_bool("TESLA_DISCOVERY_QUOTAS", False)
 # Vehicle API v3 (docs/reference/vehicle-api-v3.md §1.1): one token per application from the IAM
 # endpoint (client credentials), the vehicle API and the management API (webhook subscriptions).
 # Real: https://iam.smartcar.com/oauth2/token, https://vehicle.api.smartcar.com,

@@ -38,6 +38,7 @@ from sessions.models.grid import (
     DemandResponseParticipation,
     PricePoint,
 )
+from sessions.vehicles import subscriptions
 
 
 class VehicleInline(admin.TabularInline):
@@ -51,7 +52,7 @@ class VehicleInline(admin.TabularInline):
 
 @admin.register(VehicleConnection)
 class VehicleConnectionAdmin(admin.ModelAdmin):
-    list_display = ("id", "user", "status", "status_reason", "external_user_id", "created_at")
+    list_display = ("id", "user", "status", "status_reason", "external_user_id", "api_error", "created_at")
     list_filter = ("status",)
     search_fields = ("user__username", "user__email", "external_user_id")
     readonly_fields = (
@@ -60,6 +61,9 @@ class VehicleConnectionAdmin(admin.ModelAdmin):
         "status_reason",
         "status_changed_at",
         "external_user_id",
+        "api_error",
+        "api_error_message",
+        "api_error_at",
         "created_at",
         "updated_at",
     )
@@ -74,10 +78,45 @@ class VehicleConnectionAdmin(admin.ModelAdmin):
         _ask_reconnect(self, request, queryset.values_list("pk", flat=True))
 
 
+class SharedCarFilter(admin.SimpleListFilter):
+    """Cars (one vehicle API id) that more than one account has connected."""
+
+    title = "shared with another account"
+    parameter_name = "shared"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Yes"), ("no", "No")]
+
+    def queryset(self, request, queryset):
+        if self.value() not in ("yes", "no"):
+            return queryset
+        shared = (
+            Vehicle.objects.filter(is_active=True)
+            .values("external_id")
+            .annotate(accounts=Count("owner", distinct=True))
+            .filter(accounts__gt=1)
+            .values("external_id")
+        )
+        if self.value() == "yes":
+            return queryset.filter(external_id__in=shared)
+        return queryset.exclude(external_id__in=shared)
+
+
 @admin.register(Vehicle)
 class VehicleAdmin(admin.ModelAdmin):
-    list_display = ("id", "__str__", "owner", "is_active", "soc_bp", "is_plugged_in", "charge_state", "data_age")
-    list_filter = ("is_active", "make", "charge_state")
+    list_display = (
+        "id",
+        "__str__",
+        "owner",
+        "accounts",
+        "is_active",
+        "soc_bp",
+        "is_plugged_in",
+        "charge_state",
+        "data_age",
+        "subscription_status",
+    )
+    list_filter = ("is_active", SharedCarFilter, "make", "charge_state", "subscription_status")
     search_fields = ("external_id", "vin", "owner__username", "make", "model")
     readonly_fields = (
         "connection",
@@ -90,13 +129,31 @@ class VehicleAdmin(admin.ModelAdmin):
         "data_age",
         "fetched_at",
         "snapshot_at",
+        "subscription_status",
+        "subscription_error",
+        "subscription_attempts",
+        "subscription_retry_at",
+        "subscription_changed_at",
         "created_at",
         "updated_at",
     )
-    actions = ["ask_reconnect"]
+    actions = ["ask_reconnect", "subscribe_again"]
 
     def has_add_permission(self, request):
         return False
+
+    @admin.display(description="Accounts with this car")
+    def accounts(self, obj):
+        # The same physical car (vehicle API id) connected by several accounts: allowed, shown.
+        return Vehicle.objects.filter(external_id=obj.external_id, is_active=True).values("owner").distinct().count()
+
+    @admin.action(description="Subscribe to the vehicle webhook again now (active vehicles)")
+    def subscribe_again(self, request, queryset):
+        ids = list(queryset.filter(is_active=True).values_list("pk", flat=True))
+        with transaction.atomic():
+            Vehicle.objects.filter(pk__in=ids).update(subscription_status="")
+            subscriptions.vehicles_subscribe_later(ids)
+        self.message_user(request, f"{len(ids)} vehicle(s) are being subscribed.", messages.SUCCESS)
 
     @admin.action(description="Ask the driver to reconnect this vehicle's connection")
     def ask_reconnect(self, request, queryset):
@@ -166,6 +223,9 @@ class ChargingSessionAdmin(ReadOnlyAdmin):
         "billed_wh",
         "overshoot_wh",
         "unbilled_wh",
+        "billed_reads",
+        "webhook_readings",
+        "vehicle_error",
         "stop_not_carried_out",
         "created_at",
     )
@@ -187,8 +247,14 @@ class ChargingSessionAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Retry the stop now (STOPPING sessions)")
     def retry_stop(self, request, queryset):
-        retried = [s.pk for s in queryset if operator.session_retry_stop(session_id=s.pk)]
-        self._report(request, "stop retried", retried, queryset.count())
+        # Each retry runs now and is reported as the car's service answered it: a refused STOP
+        # says so, it is never counted as retried.
+        for result in (operator.session_retry_stop_now(session_id=s.pk) for s in queryset):
+            self.message_user(
+                request,
+                f"Session {result.session_id}: {result.summary}.",
+                messages.SUCCESS if result.done else messages.WARNING,
+            )
 
     @admin.action(description="Close stuck session, settling what was delivered (no call to the car)")
     def close_stuck(self, request, queryset):
@@ -211,7 +277,17 @@ class SessionTransitionAdmin(ReadOnlyAdmin):
 
 @admin.register(MeterReading)
 class MeterReadingAdmin(ReadOnlyAdmin):
-    list_display = ("session", "source", "taken_at", "fetched_at", "energy_added_wh", "soc_bp", "power_w", "accepted")
+    list_display = (
+        "session",
+        "source",
+        "via",
+        "taken_at",
+        "fetched_at",
+        "energy_added_wh",
+        "soc_bp",
+        "power_w",
+        "accepted",
+    )
     list_filter = ("source", "accepted", "charge_state")
     search_fields = ("session__public_id", "rejection")
 

@@ -4,8 +4,10 @@ commit by the task queue). What the emails say is web/notifications.py's."""
 
 from __future__ import annotations
 
+from django.urls import reverse
+
 from notifications import kinds
-from notifications.services import notify
+from notifications.services import notify, operator_addresses
 from sessions.models.charging import ChargingSession, SessionStatus
 
 S = SessionStatus
@@ -46,3 +48,32 @@ def connection_needs_consent(*, connection_id: int, user_id: int) -> None:
         user_id=user_id,
         params={"connection": connection_id},
     )
+
+
+def stop_refused(session: ChargingSession, *, error: str) -> None:
+    """The car's maker refused the STOP for a throttle or a quota: the driver must stop the charge
+    at the car, and the operators hear of it now, not in the next alert digest."""
+    notify(
+        kind=kinds.STOP_REFUSED,
+        key=f"session:{session.public_id}:{kinds.STOP_REFUSED}",
+        user_id=session.user_id,
+        params={"session": str(session.public_id)},
+    )
+    line = (
+        f"session {session.pk}: {session.vehicle} (vehicle API id {session.car_id}) refused the STOP "
+        f"({error}); the driver was asked to stop the charge in the car or unplug"
+    )
+    for address in operator_addresses():
+        notify(
+            kind=kinds.OPERATOR_ALERT,
+            key=f"stop_refused:{session.public_id}:{address}",
+            to_email=address,
+            params={
+                "alert": "stop_refused",
+                "title": "A car refused the STOP (throttle or quota)",
+                "items": [line],
+                "more": 0,
+                "open": 1,
+                "admin_path": reverse("admin:charging_chargingsession_change", args=[session.pk]),
+            },
+        )

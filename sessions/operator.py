@@ -6,11 +6,16 @@ the session's version, so a step in flight still commits its own result (which t
 from __future__ import annotations
 
 import logging
+import uuid
+from dataclasses import dataclass
+
+from django.db.models import Max, Q
 
 from sessions import clock
+from sessions.controller import machine, runtime
 from sessions.controller.step import STOPPING_DEADLINE
 from sessions.models import ChargingSession
-from sessions.models.charging import OPEN_STATUSES, SessionStatus
+from sessions.models.charging import OPEN_STATUSES, CommandKind, SessionStatus, VehicleCommand
 from sessions.vehicles import services as vehicle_services
 
 logger = logging.getLogger(__name__)
@@ -43,6 +48,53 @@ def session_retry_stop(*, session_id: int) -> bool:
     return bool(updated)
 
 
+@dataclass(frozen=True)
+class StopRetry:
+    """What a retry of the stop really did: `done` only when the car's service took the STOP or
+    the car is no longer charging; `summary` says what happened, in words for the operator."""
+
+    session_id: int
+    done: bool
+    summary: str
+
+
+def _error(command: VehicleCommand) -> str:
+    return ":".join(part for part in (command.error_type, command.error_code) if part) or "no answer"
+
+
+def session_retry_stop_now(*, session_id: int) -> StopRetry:
+    """The operator's "Retry the stop now": reset the escalation (`session_retry_stop`), then run
+    the session's step here and now and report what the car's service answered."""
+    if not session_retry_stop(session_id=session_id):
+        return StopRetry(session_id, False, "not stopping: nothing to retry")
+    now = clock.now()
+    token = uuid.uuid4()
+    claimed = (
+        ChargingSession.objects.filter(pk=session_id, status=SessionStatus.STOPPING)
+        .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
+        .update(lease_token=token, lease_until=now + runtime.LEASE)
+    )
+    if not claimed:
+        return StopRetry(session_id, False, "a step is running on it now; the retry follows it (see its commands)")
+    before = VehicleCommand.objects.filter(session_id=session_id).aggregate(last=Max("id"))["last"] or 0
+    machine.session_step(session_id=session_id, lease_token=token)
+    session = ChargingSession.objects.get(pk=session_id)
+    calls = list(VehicleCommand.objects.filter(session_id=session_id, id__gt=before).order_by("id"))
+    stops = [c for c in calls if c.kind == CommandKind.STOP]
+    reads = [c for c in calls if c.kind == CommandKind.READ]
+    if session.status != SessionStatus.STOPPING:
+        return StopRetry(session_id, True, f"the car no longer charges: session {session.status} ({session.reason})")
+    if stops and stops[-1].ok:
+        return StopRetry(session_id, True, "STOP sent and accepted by the car's service; its effect is being checked")
+    if stops:
+        return StopRetry(session_id, False, f"STOP refused ({_error(stops[-1])}); tried again at every check")
+    if reads and not reads[-1].ok:
+        return StopRetry(session_id, False, f"the car could not be read ({_error(reads[-1])}); no STOP sent yet")
+    return StopRetry(
+        session_id, False, "the car's data predates the last STOP: no STOP sent, it is looked at again shortly"
+    )
+
+
 def connection_ask_reconnect(*, connection_id: int, reason: str = "The operator asked you to reconnect.") -> bool:
     """Mark an active connection as needing the driver's consent: the driver's vehicles page then
     offers Reconnect, and new sessions on its vehicles are refused until they do. False if it was
@@ -50,7 +102,7 @@ def connection_ask_reconnect(*, connection_id: int, reason: str = "The operator 
     return vehicle_services.connection_mark_needs_consent(connection_id=connection_id, reason=reason)
 
 
-__all__ = ["connection_ask_reconnect", "session_retry_stop"]
+__all__ = ["StopRetry", "connection_ask_reconnect", "session_retry_stop", "session_retry_stop_now"]
 
 
 def grid_event_cancel(*, event_id: int) -> str:

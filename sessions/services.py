@@ -26,12 +26,20 @@ from sessions.models.charging import OPEN_STATUSES, TERMINAL_STATUSES, ChargingS
 from sessions.models.grid import SmartPlan
 from sessions.models.vehicles import Vehicle
 from sessions.vehicle_api import signals
-from sessions.vehicles import makes
+from sessions.vehicles import command_budget, makes
 
 logger = logging.getLogger(__name__)
 
 # Calls allowed per session before the policy must commit to the STOP.
 DEFAULT_CALL_BUDGET = 40
+
+
+# The driver sees this when the same car (the vehicle API's vehicle id) is connected to another
+# account too and a session of that account is open on it: nothing says whose.
+CAR_BUSY = (
+    "This car is already charging in a session started from another account it is connected to. "
+    "Wait until that session ends, then start again."
+)
 
 
 class SessionError(Exception):
@@ -66,6 +74,15 @@ def session_request(
         # Without a STOP (Nissan in the US) nor a charge limit to fall back on, the car would charge
         # on past the purchase at the operator's expense: refuse before holding any credit.
         raise SessionError("cannot_stop", _reason("cannot_stop"))
+    left = command_budget.remaining(make=vehicle.make, car_id=vehicle.external_id, now=now)
+    need = command_budget.session_need(
+        # A limit is set only where the car takes one and reports it (step._limit_settable).
+        limit_commands=vehicle.charge_limit_settable is not False and vehicle.charge_limit_readable is not False
+    )
+    if not left.fits(need):
+        # The car's maker would refuse commands before this session's STOP (VW until driven,
+        # Tesla per day, BMW per month): a STOP it may not send would let the car run away.
+        raise SessionError("command_budget", command_budget.REFUSALS[left.why])
     wallet = wallet_services.wallet_get_or_create(user=user)
     key = uuid.uuid4()
     try:
@@ -77,6 +94,7 @@ def session_request(
                 public_id=key,
                 user=user,
                 vehicle=vehicle,
+                car_id=vehicle.external_id,
                 hold=hold,
                 purchased_wh=energy_wh,
                 policy=policy_spec,
@@ -95,8 +113,11 @@ def session_request(
             )
             SessionTransition.objects.create(session=session, from_status="", to_status=S.REQUESTED, at=now)
     except IntegrityError as exc:
-        # The partial unique index: another session is open on this car (the hold rolled back too).
-        raise SessionError("session_open", "A session is already running on this vehicle.") from exc
+        # A partial unique index: another session is open on this vehicle row, or on the same
+        # physical car from another account that connected it (the hold rolled back too).
+        if ChargingSession.objects.filter(vehicle=vehicle, status__in=OPEN_STATUSES).exists():
+            raise SessionError("session_open", "A session is already running on this vehicle.") from exc
+        raise SessionError("car_busy", CAR_BUSY) from exc
     return session
 
 
@@ -154,7 +175,7 @@ def session_close_stuck(*, session_id: int, reason: str = "operator_close") -> b
         outcome = Outcome(to_status=S.FAILED, reason=reason)
     else:
         ended = S.COMPLETED if session.status == S.STOPPING else S.INTERRUPTED
-        outcome = _finish(step, to_status=ended, reason=reason, talk_to_car=False)
+        outcome = _finish(step, to_status=ended, reason=reason)
     return _commit(step, outcome, token)
 
 

@@ -104,7 +104,8 @@ ADMIN_MODELS = {
     "prepaid.Wallet",
 }
 
-# Stored in django-q2: schedules (payments 0003 and 0007, charging 0007, notifications 0002) and
+# Stored in django-q2: schedules (payments 0003 and 0007, charging 0007, 0012 and 0013,
+# notifications 0002) and
 # tasks queued by the code.
 TASKS = [
     "notifications.tasks.send_due",
@@ -116,7 +117,11 @@ TASKS = [
     "payments.tasks.submit_refund",
     "payments.tasks.sweep_stripe_events",
     "sessions.tasks.credit_grid_bonuses",
+    "sessions.tasks.restore_charge_limits",
     "sessions.tasks.session_step",
+    "sessions.tasks.vehicle_subscribe",
+    "sessions.tasks.vehicle_subscriptions_retry",
+    "sessions.tasks.vehicle_unsubscribe",
     "web.tasks.notify_operators",
 ]
 
@@ -217,7 +222,11 @@ def test_every_schedule_in_the_database_imports():
 
     funcs = set(Schedule.objects.values_list("func", flat=True))
     assert {"payments.tasks.sweep_stripe_events", "payments.tasks.reconcile_purchases"} <= funcs
-    assert "sessions.tasks.credit_grid_bonuses" in funcs
+    assert {
+        "sessions.tasks.credit_grid_bonuses",
+        "sessions.tasks.restore_charge_limits",
+        "sessions.tasks.vehicle_subscriptions_retry",
+    } <= funcs
     assert {"notifications.tasks.send_due", "web.tasks.notify_operators"} <= funcs
     for func in funcs:
         assert callable(import_string(func)), func

@@ -214,6 +214,9 @@ class V3Platform:
         self.store: dict[str, dict] = {}  # vehicle id → {"snap", "retrieved_at"}
         self.traits: dict[str, dict] = {}  # vehicle id → MakeTraits overrides
         self.errors_seen: dict[str, list] = {}  # vehicle id → [[type, code], …] reported as ERROR
+        # vehicle id → the snapshot a make-paced live car's cloud holds (`cloud_snapshot`); not
+        # persisted: after a restart the cloud simply refreshes once more.
+        self.cloud: dict[str, dict] = {}
         self.outbox: list[dict] = []
         self.log: list[dict] = []
         self.rng = random.Random(f"{sim.seed}:v3")
@@ -536,8 +539,31 @@ class V3Platform:
         ]
 
     # --- the store and the events it emits ----------------------------------------------------------------
+    def make_refresh(self, v) -> tuple[float, float] | None:
+        """The make's cloud refresh range when it, not the physics profile, paces the car's data:
+        a live profile in a world with `v3_make_refresh`."""
+        if not (self.engine.is_live(v) and self.sim.world.v3_make_refresh):
+            return None
+        return self.traits_of(v).data_refresh_s
+
+    def cloud_snapshot(self, v, now: float) -> dict:
+        """What the make's cloud holds: the profile's snapshot, or for a live car paced by its
+        make (`make_refresh`) the one taken when the cloud last refreshed, renewed every
+        `data_refresh_s` (drawn per car and snapshot)."""
+        refresh = self.make_refresh(v)
+        if refresh is None:
+            return self.engine.store_snapshot(v, now)
+        held = self.cloud.get(v.id)
+        if held is not None:
+            low, high = refresh
+            period = random.Random(f"{self.sim.seed}:{v.id}:refresh:{held['at']}").uniform(low, high)
+            if now < held["at"] + period:
+                return held
+        held = self.cloud[v.id] = dict(self.engine.store_snapshot(v, now))
+        return held
+
     def detection_delay(self, v, snap_at: float) -> float:
-        if self.engine.is_live(v):
+        if self.engine.is_live(v) and self.make_refresh(v) is None:
             return 0.0
         low, high = self.traits_of(v).detection_delay_s
         # Drawn per (car, snapshot): the same snapshot always becomes visible at the same time.
@@ -546,7 +572,7 @@ class V3Platform:
     def sync(self, v, now: float) -> dict | None:
         """Bring the car's store entry up to what Smartcar has noticed by `now`; queue the
         VEHICLE_STATE / VEHICLE_ERROR events that follow. Returns the store entry (None: empty)."""
-        snap = dict(self.engine.store_snapshot(v, now))
+        snap = dict(self.cloud_snapshot(v, now))
         entry = self.store.get(v.id)
         if entry is None or entry["snap"]["at"] != snap["at"]:
             visible_at = snap["at"] + self.detection_delay(v, snap["at"])
@@ -707,7 +733,7 @@ class V3Platform:
         v = self.engine.vehicle(vehicle_id)
         # The store fills from what the make's cloud shows now; the first delivery carries it.
         self.store.pop(vehicle_id, None)
-        snap = dict(self.engine.store_snapshot(v, now))
+        snap = dict(self.cloud_snapshot(v, now))
         self.store[vehicle_id] = {"snap": snap, "retrieved_at": now}
         v3_webhooks.queue_first_delivery(self, v, sub, now)
         return sub

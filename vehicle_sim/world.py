@@ -66,6 +66,9 @@ class World:
     refresh_jitter: float = 0.0
     # Webhooks leave after the make's detection delay (docs/reference/makes.md freshness) instead of at once.
     webhook_delays: bool = False
+    # The v3 platform sees a car whose profile reports live data through its make's cloud, which
+    # refreshes every `data_refresh_s` of the make (vehicle_sim/v3_makes.py) instead of at once.
+    v3_make_refresh: bool = False
 
     def __post_init__(self) -> None:
         if self.soc_rounding not in SOC_ROUNDING:
@@ -116,6 +119,7 @@ WORLDS: dict[str, World] = {
         refresh_from_make_range=True,
         refresh_jitter=0.25,
         webhook_delays=True,
+        v3_make_refresh=True,
     ),
 }
 

@@ -95,6 +95,17 @@ ADVICE = {
         _("We could not confirm that the car stopped."),
         _("Nothing to do: you paid at most what you bought."),
     ),
+    "command_budget": (
+        _("Your car maker's service refused the command: it takes only so many remote charge commands."),
+        _("Drive the car (the count starts again), or start this charge from the car or its app."),
+    ),
+    "stop_refused": (
+        _("Your car refused our remote stop: its maker limits remote charge commands."),
+        _(
+            "Stop the charge in the car or its app, or unplug the cable, now. You pay only the energy you "
+            "bought; we keep trying to stop it."
+        ),
+    ),
     "operator_stop": (_("Our operator stopped the charge."), _("If you did not expect this, contact us.")),
     "operator_close": (_("Our operator closed the charge."), _("If you did not expect this, contact us.")),
 }
@@ -119,6 +130,7 @@ def _greeting_name(user) -> str:
 @register(kinds.CHARGE_ENDED)
 @register(kinds.CHARGE_NOT_STARTED)
 @register(kinds.CHARGE_STOPPED_EARLY)
+@register(kinds.STOP_REFUSED)
 def session_email(row) -> dict | None:
     session = (
         ChargingSession.objects.select_related("vehicle", "hold", "user")

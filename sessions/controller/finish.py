@@ -1,5 +1,5 @@
-"""Ending a session from any state: settle the hold, put the driver's charge limit back, learn
-the STOP latency; and the retry-or-fail rule for a failed vehicle call."""
+"""Ending a session from any state: settle the hold, learn the STOP latency; and the retry-or-fail
+rule for a failed vehicle call."""
 
 from __future__ import annotations
 
@@ -7,22 +7,21 @@ import logging
 
 from sessions.controller import metering, policy
 from sessions.controller.readings import _estimate, _metering_fields, _readings
-from sessions.controller.step import PAUSE, RESUME, Outcome, S, _reason, _Step, limit_percent
+from sessions.controller.step import PAUSE, RESUME, Outcome, S, _reason, _Step
 from sessions.models.charging import ChargingSession, CommandKind, VehicleCommand
 from sessions.vehicle_api import errors as api_errors
-from sessions.vehicles.services import ConsentRequired
+from sessions.vehicles import command_budget
 
 logger = logging.getLogger(__name__)
 
-
-# Attempts to put the driver's own charge limit back at the end of a session.
-RESTORE_ATTEMPTS = 3
 
 # A STOP latency is learned only from a final estimate known to within ± this many seconds of charging.
 LEARN_MAX_SPREAD_S = 10
 
 
 def _failure_reason(exc: api_errors.VehicleApiError) -> str:
+    if command_budget.refused_for_budget(exc):
+        return "command_budget"
     if isinstance(exc, api_errors.VehicleStateError):
         return {
             "CHARGING_PLUG_NOT_CONNECTED": "unplugged",
@@ -41,7 +40,12 @@ def _retry_or_fail(step: _Step, exc: api_errors.VehicleApiError, *, to_status=S.
     session = step.session
     # A car that refuses commands at its battery level (GM below 50 %) will not change its mind
     # within a state's deadline: say so now instead of retrying into a vague failure.
-    retry = exc.retryable and not (isinstance(exc, api_errors.VehicleStateError) and exc.code == "LOW_BATTERY")
+    # Nor does a car whose maker's command budget is spent (until driven, for the day).
+    retry = (
+        exc.retryable
+        and not (isinstance(exc, api_errors.VehicleStateError) and exc.code == "LOW_BATTERY")
+        and not command_budget.refused_for_budget(exc)
+    )
     if retry and session.state_deadline_at and step.now < session.state_deadline_at:
         # Still trying; the driver sees why it is taking long (asleep, unreachable…).
         code = _failure_reason(exc)
@@ -98,8 +102,9 @@ def _learn_latencies(session: ChargingSession, estimate, readings: list[metering
         )
 
 
-def _finish(step: _Step, *, to_status: str, reason: str, flag: bool = False, talk_to_car: bool = True) -> Outcome:
-    """Final estimate, latency learning, the driver's limit restored, settlement."""
+def _finish(step: _Step, *, to_status: str, reason: str, flag: bool = False) -> Outcome:
+    """Final estimate, latency learning, settlement. (The driver's limit is put back for every
+    end, not only this one: `limits.restore_at_end` in the step, else the sweep.)"""
     session = step.session
     readings = _readings(session)
     estimate = _estimate(session, readings)
@@ -108,22 +113,6 @@ def _finish(step: _Step, *, to_status: str, reason: str, flag: bool = False, tal
     if flag:
         changes["stop_not_carried_out"] = True
     _learn_latencies(session, estimate, readings, flag=flag)
-    restore = session.backstop_limit_bp or session.stop_escalated
-    if talk_to_car and restore and session.driver_limit_bp and not session.limit_restored:
-        vid, limit = step.vehicle.external_id, limit_percent(session.driver_limit_bp)
-        # The driver's own limit matters after we are gone: a passing OEM failure gets two more tries.
-        for attempt in range(1, RESTORE_ATTEMPTS + 1):
-            try:
-                step.call(CommandKind.SET_LIMIT, "restore", lambda c, u: c.set_charge_limit(u, vid, limit))
-                changes["limit_restored"] = True
-                break
-            except ConsentRequired as exc:
-                logger.warning("session %s: driver's charge limit not restored (%s)", session.pk, exc)
-                break
-            except api_errors.VehicleApiError as exc:
-                if not exc.retryable or attempt == RESTORE_ATTEMPTS:
-                    logger.warning("session %s: driver's charge limit not restored (%s)", session.pk, exc)
-                    break
     return Outcome(to_status=to_status, reason=reason, changes=changes, settle=True)
 
 
@@ -138,6 +127,6 @@ def _consent_lost(step: _Step) -> Outcome:
             outcome.changes["stop_not_carried_out"] = True
         return outcome
     to_status = S.COMPLETED if session.status == S.STOPPING and session.stop_reason == "threshold" else S.INTERRUPTED
-    outcome = _finish(step, to_status=to_status, reason="consent", talk_to_car=False)
+    outcome = _finish(step, to_status=to_status, reason="consent")
     outcome.changes["stop_not_carried_out"] = session.status == S.CHARGING or session.stop_first_sent_at is None
     return outcome

@@ -24,13 +24,14 @@ from django.db.models.functions import Coalesce
 from monitoring.logs import log_context, log_context_add
 from prepaid import services as wallet_services
 from sessions import clock, notices
-from sessions.controller import policy, telemetry
+from sessions.controller import limits, policy, telemetry
 from sessions.controller.charging import _step_charging
 from sessions.controller.finish import _consent_lost
 from sessions.controller.requested import _step_requested
 from sessions.controller.starting import _step_starting
 from sessions.controller.step import POKED_STATUSES, Outcome, S, _plan_of, _reason, _Step
 from sessions.controller.stopping import _step_stopping
+from sessions.controller.webhook_readings import WAIT_FOR_WEBHOOK, ReadDeferred
 from sessions.grid import services as grid
 from sessions.models.charging import (
     ALLOWED_TRANSITIONS,
@@ -94,6 +95,13 @@ def _session_step(session_id: int, lease_token: uuid.UUID, measured: telemetry.S
             outcome = handler(step)
         except ConsentRequired:
             outcome = _consent_lost(step)
+        except ReadDeferred as wait:
+            # The read waits for the car's next webhook reading: nothing was called or decided;
+            # look again at `until` (the delivery pulls the step forward) and poll then.
+            outcome = Outcome(changes={"planned_action": WAIT_FOR_WEBHOOK}, next_at=wait.until)
+        if outcome.to_status in TERMINAL_STATUSES:
+            # However the session ends: the driver's own limit goes back where the product changed it.
+            limits.restore_at_end(step, outcome)
     finally:
         # Every call made is recorded, even by a step that crashed before deciding anything.
         VehicleCommand.objects.bulk_create(step.records)
@@ -106,6 +114,10 @@ def _commit(step: _Step, outcome: Outcome, lease_token: uuid.UUID) -> bool:
     session = step.session
     changes = dict(outcome.changes)
     changes["api_calls"] = F("api_calls") + step.calls
+    if step.billed_reads:
+        changes["billed_reads"] = F("billed_reads") + step.billed_reads
+    if step.webhook_used_at is not None:
+        changes["webhook_used_at"] = step.webhook_used_at
     if step.not_before:
         changes["not_before"] = step.not_before
     if getattr(session, "readings_dirty", False):
@@ -133,6 +145,9 @@ def _commit(step: _Step, outcome: Outcome, lease_token: uuid.UUID) -> bool:
             changes["next_action_at"] = None
             changes["ended_at"] = step.now
             changes["planned_action"] = ""
+            if limits.owes_restore(session, changes) and "limit_restore_due_at" not in changes:
+                # Ended without talking to the car (closed by the operator): the sweep puts it back.
+                changes["limit_restore_due_at"] = step.now
     with transaction.atomic():
         if outcome.settle or outcome.to_status == S.FAILED:
             _close_hold(session, changes, failed=outcome.to_status == S.FAILED)

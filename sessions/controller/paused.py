@@ -31,6 +31,7 @@ from sessions.models.charging import ChargingSession, CommandKind
 from sessions.models.grid import SmartPlan
 from sessions.vehicle_api import errors as api_errors
 from sessions.vehicle_api.v3_types import ChargeState
+from sessions.vehicles import command_budget
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +109,13 @@ def _follow_plan(step: _Step, outcome: Outcome, *, charging: bool = False) -> Ou
     following = next((w for w in windows if w.start > now), None)
     resume_at = following.start if following else now + timedelta(hours=1)
     in_event = any(a <= now < b for a, b in grid.blocked_for(session))
+    if not command_budget.leaves_room(
+        make=step.vehicle.make, car_id=session.car_id, now=now, need=command_budget.PAUSE_RESUME_THEN_STOP
+    ):
+        # A pause and its resume would spend commands the car's maker counts (VW in a row, daily
+        # quotas) and leave no room for the STOP: charge on instead.
+        logger.info("session %s: no pause, the car's command budget keeps room for the STOP", session.pk)
+        return outcome
     _pause_command(step)
     step.plan_changes.update(
         paused=True,

@@ -676,6 +676,8 @@ def escalation(
 
     Retry the STOP a few times; then lower the car's charge limit to its current level (rounded up
     to a whole percent, at least the API's 50 %) where the make supports it; then flag the operator.
+    The controller sends the STOP again at every such check whatever this says (the limit and the
+    operator add to the STOP, they never replace it: sessions/controller/stopping.py).
     """
     if failed_verifications <= retries_before_limit:
         return Escalation(RETRY_STOP, f"{failed_verifications} failed check(s): send STOP again")

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sessions import clock
-from sessions.controller import metering, policy
+from sessions.controller import metering, policy, webhook_readings
 from sessions.controller.step import PAUSE, RESUME, _Step
 from sessions.grid import services as grid
 from sessions.models.charging import ChargingSession, CommandKind, MeterReading, SessionStatus, VehicleCommand
@@ -83,15 +83,19 @@ def _cache_append(session: ChargingSession, stored: MeterReading) -> None:
 
 
 def _read(step: _Step) -> metering.Reading:
-    """Read the car's signals once (one billed call), learn what they tell about the car, and
-    store the reading.
+    """The car's current reading: a webhook reading that answers it (no call), else a read of the
+    car's signals (one billed call), stored. Raises webhook_readings.ReadDeferred when the read
+    waits for the car's next webhook (sessions/controller/webhook_readings.py).
 
-    The reading's energy is the best the car has, labelled: its session energy counter
+    A polled reading's energy is the best the car has, labelled: its session energy counter
     (`charge-energyadded`) where the session counts on one, else its charging power
     (`charge-wattage`, a measurement) with the battery level, else the level alone. Its time is
     the car's own (`oemUpdatedAt`) of the signal it is measured by, never when we asked.
     Raises errors.NoSignalData when the car's signals hold neither a charge state nor a level."""
     session = step.session
+    answered = webhook_readings.answer_read(step, _reading_rows(session), _refresh_s(session))
+    if answered is not None:
+        return answered
     vehicle = step.vehicle
     vid = vehicle.external_id
     fetched = clock.now()

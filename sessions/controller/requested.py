@@ -7,7 +7,7 @@ import logging
 from datetime import timedelta
 from typing import Any
 
-from sessions.controller import policy
+from sessions.controller import limits, policy
 from sessions.controller.finish import _retry_or_fail
 from sessions.controller.paused import _plan_first_window
 from sessions.controller.readings import _read, _refresh_s, latency_model
@@ -102,18 +102,21 @@ def _set_backstop(step: _Step, soc_bp: int | None) -> dict[str, Any]:
         max_soc_bp=vehicle.max_soc_bp,
     )
     vid = vehicle.external_id
-    # The driver's limit as the read's signals showed it (v3 reports it with everything else).
-    driver_limit = step.reported_limit_bp
-    if driver_limit is None:
-        return {}  # unknown now (some makes show it only while plugged): no backstop to put back
+    known: dict[str, Any] = {}
     percent = limit_percent(backstop)
-    if percent * 100 >= driver_limit:
-        return {"driver_limit_bp": driver_limit}
     try:
+        # Never a limit the product set (an earlier session's backstop still on the car, or this
+        # session's own on a second START attempt): see limits.driver_limit. v3 whole percents.
+        driver_limit, known = limits.driver_limit(step)
+        if percent * 100 >= driver_limit:
+            return known
         step.call(CommandKind.SET_LIMIT, f"{percent * 100}bp", lambda c, u: c.set_charge_limit(u, vid, percent))
     except api_errors.VehicleApiError as exc:
-        # A backstop is a safety net, not a condition of charging.
+        # A backstop is a safety net, not a condition of charging. A SET that failed may still
+        # have reached the car: the driver's limit is put back at the end all the same.
         logger.info("session %s: no charge-limit backstop (%s)", session.pk, exc)
         _limit_refused(vehicle, exc)
-        return {}
-    return {"driver_limit_bp": driver_limit, "backstop_limit_bp": percent * 100}
+        if known and exc.retryable:
+            known["limit_to_restore"] = True
+        return known
+    return {**known, "backstop_limit_bp": percent * 100, "limit_to_restore": True}

@@ -16,6 +16,7 @@ from sessions.grid import services as grid
 from sessions.models.charging import CommandKind
 from sessions.vehicle_api import errors as api_errors
 from sessions.vehicle_api.v3_types import ChargeState
+from sessions.vehicles import command_budget
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +41,12 @@ def _step_starting(step: _Step) -> Outcome:
             start_sent_at=session.start_sent_at, latency=latency, readings=_readings(session)
         )
         outcome = _plan_charging(step, charging_at=started)
+        if outcome.to_status == S.STOPPING:
+            # The purchase is reached already (a small one, a slow first snapshot): the STOP went
+            # out in this step, so the session is stopping, not charging (a CHARGING session would
+            # send it again, a command more against the car's budget).
+            outcome.changes["charging_at"] = started
+            return outcome
         outcome.to_status, outcome.reason = S.CHARGING, "charging"
         deadline = started + _charging_deadline(session)
         plan = _plan_of(session)
@@ -57,10 +64,17 @@ def _step_starting(step: _Step) -> Outcome:
         return _send_stop(step, reason="did_not_start")
     latency = latency_model(step.vehicle.make, CommandKind.START)
     conclusive = reading.taken_at >= session.start_sent_at + timedelta(seconds=latency.quantile(0.95))
-    if conclusive and session.commands.filter(kind=CommandKind.START).count() < MAX_START_ATTEMPTS:
+    if (
+        conclusive
+        and session.commands.filter(kind=CommandKind.START).count() < MAX_START_ATTEMPTS
+        and command_budget.leaves_room(
+            make=step.vehicle.make, car_id=session.car_id, now=step.now, need=command_budget.START_THEN_STOP
+        )
+    ):
         # Data recorded after the START should have acted still shows no charging: the START was
         # lost (an answer that never came, an OEM hiccup). Send it again; a car that did take the
-        # first one answers CHARGING_IN_PROGRESS, which is harmless.
+        # first one answers CHARGING_IN_PROGRESS, which is harmless. Only while the car's command
+        # budget still holds the STOP after it (sessions/vehicles/command_budget.py).
         vid = step.vehicle.external_id
         try:
             step.call(CommandKind.START, "retry", lambda c, u: c.start_charge(u, vid))

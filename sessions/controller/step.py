@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sessions import clock
-from sessions.models.charging import ChargingSession, SessionStatus, VehicleCommand
+from sessions.models.charging import ChargingSession, CommandKind, SessionStatus, VehicleCommand
 from sessions.models.grid import SmartPlan
 from sessions.models.vehicles import Vehicle
 from sessions.vehicle_api import errors as api_errors
@@ -59,6 +59,10 @@ REASONS: dict[str, str] = {
     "did_not_start": "The car did not start charging. Check the cable and the car's charging schedule.",
     "vehicle_error": "The car's service did not accept the command. Try again later.",
     "timeout": "The session took too long and was closed; you were billed only for what was delivered.",
+    "command_budget": "The car's maker refused the command: it takes only so many remote charge commands "
+    "(in a row until the car is driven, or per day). Drive the car, or start the charge from the car.",
+    "stop_refused": "Your car refused our remote stop (its maker limits remote charge commands). Stop the "
+    "charge in the car or its app, or unplug it, now: you pay only what you bought.",
     "stop_not_verified": "We could not confirm the car stopped; you were billed at most what you bought.",
     "battery_max": "Stopped at your battery's maximum charge; the rest of your credit stays in your wallet.",
     "battery_max_reached": "The battery is already at the maximum you chose; nothing to charge.",
@@ -102,6 +106,9 @@ class _Step:
         # Smart plan columns and effects (bonus lines, DR verification) for `_commit`'s transaction.
         self.plan_changes: dict[str, Any] = {}
         self.after: list = []
+        # Reads of the car this step paid for, and the webhook reading it used instead of one.
+        self.billed_reads = 0
+        self.webhook_used_at: datetime | None = None
         # Seeded per session and attempt: two workers (or a replay) draw the same jitter.
         self.rng = random.Random(f"{session.pk}:{session.version}")  # noqa: S311 - jitter, not a secret
 
@@ -115,6 +122,8 @@ class _Step:
             session=session, vehicle=vehicle, kind=kind, detail=detail, sent_at=sent_at, make=vehicle.make
         )
         self.calls += billed
+        if kind == CommandKind.READ:
+            self.billed_reads += billed
         try:
             result = call_vehicle(vehicle.connection, lambda user_id: fn(client, user_id))
         except api_errors.VehicleApiError as exc:

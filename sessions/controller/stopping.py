@@ -7,12 +7,14 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-from sessions.controller import policy
+from sessions import notices
+from sessions.controller import limits, policy
 from sessions.controller.finish import _finish
 from sessions.controller.readings import (
     _current_soc_bp,
     _next_snapshot_at,
     _read,
+    _readings,
     _refresh_s,
     _telemetry_age_s,
     latency_model,
@@ -24,6 +26,7 @@ from sessions.controller.step import (
     S,
     _limit_refused,
     _limit_settable,
+    _reason,
     _sent_at,
     _Step,
     limit_percent,
@@ -31,12 +34,15 @@ from sessions.controller.step import (
 from sessions.models.charging import ChargingSession, CommandKind
 from sessions.vehicle_api import errors as api_errors
 from sessions.vehicle_api.v3_types import ChargeState
+from sessions.vehicles import command_budget
 
 logger = logging.getLogger(__name__)
 
 
 # A STOP answered with an error is sent again after this many seconds (or its Retry-After).
 STOP_RESEND_S = 10
+# While stopping, failed calls back off 15 s doubling up to 2**3 × 15 s (60–120 s with jitter).
+STOP_BACKOFF_MAX_EXPONENT = 3
 
 
 def _send_stop(step: _Step, *, reason: str, predicted_wh: int | None = None) -> Outcome:
@@ -53,6 +59,8 @@ def _send_stop(step: _Step, *, reason: str, predicted_wh: int | None = None) -> 
         changes["predicted_wh_at_stop"] = predicted_wh
     sent = _stop_command(step)
     changes.update(sent)
+    if sent.get("reason") == "stop_refused":
+        reason = "stop_refused"  # what the driver reads now; stop_reason keeps why we stopped
     latency = latency_model(step.vehicle.make)
     verify = step.now + _first_verification(step, latency)
     if "stop_first_sent_at" not in changes and session.stop_first_sent_at is None:
@@ -74,6 +82,59 @@ def _stop_command(step: _Step) -> dict[str, Any]:
             changes["stop_first_sent_at"] = _sent_at(step, CommandKind.STOP)
     except api_errors.VehicleApiError as exc:
         logger.info("session %s: STOP attempt failed (%s)", session.pk, exc)
+        if command_budget.refused_for_budget(exc):
+            changes.update(_stop_refused(step, exc))
+    return changes
+
+
+def _stop_refused(step: _Step, exc: api_errors.VehicleApiError) -> dict[str, Any]:
+    """The car's maker refused the STOP for a throttle or a quota (VW until the car is driven, a
+    daily or monthly quota): trying again soon will not help. At once: the driver is told to stop
+    the charge at the car or unplug (live page, email), the operators are alerted, and the car's
+    charge limit, the other actuator, is lowered to its level. The STOP is still tried again at
+    every check (stopping.py) for as long as the session is open."""
+    session = step.session
+    changes: dict[str, Any] = {
+        "reason": "stop_refused",
+        "reason_message": _reason("stop_refused"),
+        "stop_not_carried_out": True,
+    }
+    vehicle = step.vehicle
+    if _limit_settable(vehicle) and not session.stop_escalated:
+        readings = _readings(session)
+        level = _current_soc_bp(session, readings[-1]) if readings else None
+        # Its level now, rounded up to a whole percent (the car stops there), at least the API's 50 %.
+        limit = policy.MIN_CHARGE_LIMIT_BP if level is None else max(policy.MIN_CHARGE_LIMIT_BP, -(-level // 100) * 100)
+        changes.update(_lower_limit(step, min(limit, 10_000)))
+        changes["stop_escalated"] = True
+    if session.reason != "stop_refused":
+        logger.error("session %s: the car refused the STOP (%s); driver and operators told", session.pk, exc)
+        error = f"{exc.type or type(exc).__name__}:{exc.code or ''}"
+        step.after.append(lambda: notices.stop_refused(session, error=error))
+    return changes
+
+
+def _lower_limit(step: _Step, limit_bp: int) -> dict[str, Any]:
+    """The other actuator: the car's charge limit, lowered to `limit_bp`. The driver's own limit
+    is learnt first (when this session does not know it yet) so that it can be put back."""
+    session, vid = step.session, step.vehicle.external_id
+    changes: dict[str, Any] = {}
+    try:
+        changes.update(limits.driver_limit(step)[1])
+    except api_errors.VehicleApiError as exc:
+        # Stopping the car matters more than the limit it goes back to.
+        logger.warning("session %s: driver's limit unknown before lowering it (%s)", session.pk, exc)
+    percent = limit_percent(limit_bp)  # v3 takes whole percents
+    try:
+        step.call(CommandKind.SET_LIMIT, "escalation", lambda c, u: c.set_charge_limit(u, vid, percent))
+        changes["escalation_limit_bp"] = percent * 100
+    except api_errors.VehicleApiError as exc:
+        logger.warning("session %s: escalation limit refused (%s)", session.pk, exc)
+        _limit_refused(step.vehicle, exc)
+        if not exc.retryable:
+            return changes
+        changes["escalation_limit_bp"] = percent * 100  # it may have reached the car all the same
+    changes["limit_to_restore"] = True
     return changes
 
 
@@ -110,7 +171,10 @@ def _step_stopping(step: _Step) -> Outcome:
     except api_errors.VehicleApiError:
         if step.now >= session.state_deadline_at:
             return _finish(step, to_status=S.COMPLETED, reason="stop_not_verified", flag=True)
-        return Outcome(changes={"attempts": session.attempts + 1}, next_at=step.backoff(min(session.attempts, 5)))
+        # Backing off, but never by more than two minutes: once the API answers again, a car still
+        # charging past the purchase gets its STOP at the next check.
+        next_at = step.backoff(min(session.attempts, STOP_BACKOFF_MAX_EXPONENT))
+        return Outcome(changes={"attempts": session.attempts + 1}, next_at=next_at)
     if reading.charge_state != ChargeState.CHARGING:
         ended = S.INTERRUPTED if session.stop_reason in ("driver_stop", "operator_stop") else S.COMPLETED
         if reading.is_plugged_in is False and session.stop_first_sent_at is None and session.charging_at:
@@ -131,7 +195,10 @@ def _step_stopping(step: _Step) -> Outcome:
         # Data recorded before the STOP could have acted says nothing about it (a 450-s car's
         # snapshot often is): look again once a newer snapshot exists, without counting a failure.
         return Outcome(next_at=max(_next_snapshot_at(step, reading), step.now + timedelta(seconds=STOP_RESEND_S)))
-    # Still charging after STOP: retry, then lower the car's limit, then call the operator.
+    # Still charging after STOP (or no STOP ever got through): send it again, now and at every
+    # check that finds the car charging, for as long as the session is open. From the third
+    # such check the car's limit is lowered as well, then the operator is flagged: each adds to
+    # the STOP, none replaces it (a short outage must not end the trying).
     failed = session.attempts + 1
     action = policy.escalation(
         failed,
@@ -140,20 +207,20 @@ def _step_stopping(step: _Step) -> Outcome:
         limit_already_lowered=session.stop_escalated,
     )
     changes: dict[str, Any] = {"attempts": failed}
-    if action.kind == policy.RETRY_STOP:
-        changes.update(_stop_command(step))
-    elif action.kind == policy.LOWER_CHARGE_LIMIT:
-        vid, percent = vehicle.external_id, limit_percent(action.limit_bp)
-        try:
-            step.call(CommandKind.SET_LIMIT, "escalation", lambda c, u: c.set_charge_limit(u, vid, percent))
-        except api_errors.VehicleApiError as exc:
-            logger.warning("session %s: escalation limit refused (%s)", session.pk, exc)
-            _limit_refused(vehicle, exc)
+    changes.update(_stop_command(step))
+    resent = step.records[-1].ok if step.records and step.records[-1].kind == CommandKind.STOP else False
+    if action.kind == policy.LOWER_CHARGE_LIMIT:
+        changes.update(_lower_limit(step, action.limit_bp))
         changes["stop_escalated"] = True
-    else:
+    elif action.kind == policy.FLAG_OPERATOR:
         if not session.stop_not_carried_out:
             logger.error("session %s: car ignores STOP; flagged for the operator", session.pk)
         changes["stop_not_carried_out"] = True
+    if not resent:
+        # The STOP did not get through (an outage, a throttle): try again soon, backing off, as
+        # every second the car charges on is energy past the purchase.
+        next_at = step.backoff(min(failed - 1, STOP_BACKOFF_MAX_EXPONENT))
+        return Outcome(changes=changes, next_at=next_at)
     # Give each new attempt the time a STOP takes to act and to show in the car's data.
     settle_s = latency.quantile(0.9) + max(_telemetry_age_s(session), _refresh_s(session))
     next_at = step.now + max(policy.stop_verification_schedule(failed, step.rng), timedelta(seconds=settle_s))

@@ -43,6 +43,9 @@ class ChargingSession(models.Model):
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="charging_sessions")
     vehicle = models.ForeignKey("charging.Vehicle", on_delete=models.PROTECT, related_name="sessions")
+    # The physical car: the vehicle API's vehicle id, the same for every account that connected
+    # it (each account has its own Vehicle row). One open session per car is held on this column.
+    car_id = models.CharField(max_length=64, blank=True, db_index=True)
     hold = models.OneToOneField("prepaid.Hold", null=True, blank=True, on_delete=models.PROTECT)
     purchased_wh = models.PositiveIntegerField(help_text="The energy this session may deliver and bill, Wh.")
     policy = models.CharField(max_length=32, default="predictive")
@@ -73,13 +76,28 @@ class ChargingSession(models.Model):
     data_source = models.CharField(max_length=16, blank=True)
     last_reading_at = models.DateTimeField(null=True, blank=True)
     api_calls = models.PositiveIntegerField(default=0)
+    # Where the readings came from: billed reads of the car (polls, each also in `api_calls`) and
+    # readings the car's webhooks delivered (free). Counted apart so the operator sees what
+    # webhooks save.
+    billed_reads = models.PositiveIntegerField(default=0)
+    webhook_readings = models.PositiveIntegerField(default=0)
+    # The data time of the newest reading a webhook delivered (written by the receiver only), and
+    # of the newest one a step used in place of a read (written by steps only): a webhook reading
+    # answers one read, never two (sessions/controller/webhook_readings.py).
+    webhook_reading_at = models.DateTimeField(null=True, blank=True)
+    webhook_used_at = models.DateTimeField(null=True, blank=True)
+    # A VEHICLE_ERROR webhook about the car (e.g. VEHICLE_STATE:ASLEEP) while this session was
+    # open, until its RESOLVED: a machine code and the vehicle API's words.
+    vehicle_error = models.CharField(max_length=64, blank=True)
+    vehicle_error_message = models.CharField(max_length=255, blank=True)
     call_budget = models.PositiveIntegerField(default=60)
     # What the controller assumes about the car (sessions/vehicles/makes.py), fixed at the session's start.
     energy_step_wh = models.PositiveIntegerField(default=0, help_text="0: the car reports no energy counter.")
     soc_step_bp = models.PositiveIntegerField(default=100)
     nominal_power_w = models.PositiveIntegerField(default=11_000)
     telemetry_refresh_s = models.PositiveIntegerField(default=300)
-    # The next action the policy planned: "read" the car, or send "stop" without reading first.
+    # The next action the policy planned: "read" the car, or send "stop" without reading first;
+    # "webhook": a read waits for the car's next webhook reading (polled if it does not come).
     planned_action = models.CharField(max_length=8, blank=True)
     start_sent_at = models.DateTimeField(null=True, blank=True)
     # Delivered energy the controller expected at the moment STOP went out (to learn latency).
@@ -94,10 +112,20 @@ class ChargingSession(models.Model):
     # in flight then commits "act now" instead of its planned next action (see `_commit`).
     pokes = models.PositiveIntegerField(default=0)
 
-    # The charge limit: the driver's own, restored at the end, and our backstop.
+    # The charge limit: the driver's own (read from the car when no limit the product set could
+    # be showing, else carried over from the session that set it), restored at the end, and the
+    # limits the product set (the backstop, the escalation's).
     driver_limit_bp = models.PositiveIntegerField(null=True, blank=True)
     backstop_limit_bp = models.PositiveIntegerField(null=True, blank=True)
+    escalation_limit_bp = models.PositiveIntegerField(null=True, blank=True)
+    # The product changed the car's limit (or took over putting it back from an earlier session):
+    # the driver's limit must be put back, however the session ends.
+    limit_to_restore = models.BooleanField(default=False)
     limit_restored = models.BooleanField(default=False)
+    # After the end: when the next attempt to put the driver's limit back is due (None: nothing
+    # left to do), and how many were made (sessions.controller.limits).
+    limit_restore_due_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    limit_restore_attempts = models.PositiveSmallIntegerField(default=0)
 
     # The stop is an action: sent, verified, retried, escalated, flagged.
     stop_attempts = models.PositiveSmallIntegerField(default=0)
@@ -127,6 +155,13 @@ class ChargingSession(models.Model):
                 condition=Q(status__in=["requested", "starting", "charging", "stopping"]),
                 name="charging_one_open_session_per_vehicle",
             ),
+            # And at most one per physical car, whichever account's row it was started from: two
+            # sessions on one car would both meter its one counter and bill it twice.
+            models.UniqueConstraint(
+                fields=["car_id"],
+                condition=Q(status__in=["requested", "starting", "charging", "stopping"]) & ~Q(car_id=""),
+                name="charging_one_open_session_per_car",
+            ),
             models.CheckConstraint(
                 condition=Q(billed_wh__isnull=True) | Q(billed_wh__lte=F("purchased_wh")),
                 name="charging_never_bill_above_purchase",
@@ -146,6 +181,11 @@ class ChargingSession(models.Model):
 
     def __str__(self) -> str:
         return f"session {self.pk} ({self.status})"
+
+    def save(self, *args, **kwargs):
+        if not self.car_id and self.vehicle_id:
+            self.car_id = self.vehicle.external_id
+        super().save(*args, **kwargs)
 
     @property
     def is_open(self) -> bool:
@@ -175,6 +215,8 @@ class MeterReading(models.Model):
     taken_at = models.DateTimeField()
     fetched_at = models.DateTimeField()
     source = models.CharField(max_length=16)  # energy_added | soc | meter
+    # How it reached us: a billed read of ours ("poll") or a VEHICLE_STATE webhook ("webhook").
+    via = models.CharField(max_length=8, default="poll")
     energy_added_wh = models.IntegerField(null=True, blank=True)
     soc_bp = models.IntegerField(null=True, blank=True)
     power_w = models.IntegerField(null=True, blank=True)

@@ -31,6 +31,11 @@ class VehicleConnection(models.Model):
     status_changed_at = models.DateTimeField(null=True, blank=True)
     # The vehicle API's user id (Connect's `user_id`): every vehicle call names it (`sc-user-id`).
     external_user_id = models.CharField(max_length=64, blank=True)
+    # A VEHICLE_ERROR webhook about the account or its permissions (or about a car with no open
+    # session), until its RESOLVED: "TYPE:CODE" and the vehicle API's words.
+    api_error = models.CharField(max_length=64, blank=True)
+    api_error_message = models.CharField(max_length=255, blank=True)
+    api_error_at = models.DateTimeField(null=True, blank=True)
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -47,8 +52,18 @@ class VehicleConnection(models.Model):
         return self.status == self.Status.ACTIVE
 
 
+class SubscriptionStatus(models.TextChoices):
+    SUBSCRIBING = "subscribing", "Subscribing"
+    SUBSCRIBED = "subscribed", "Subscribed"
+    FAILED = "failed", "Failed (retried)"
+    UNSUBSCRIBING = "unsubscribing", "Unsubscribing"
+    UNSUBSCRIBED = "unsubscribed", "Unsubscribed"
+
+
 class Vehicle(models.Model):
     """A vehicle reachable through a connection, with its last known state (snapshot)."""
+
+    SubscriptionStatus = SubscriptionStatus
 
     class ChargeState(models.TextChoices):
         CHARGING = "CHARGING", "Charging"
@@ -76,6 +91,14 @@ class Vehicle(models.Model):
     max_soc_bp = models.PositiveSmallIntegerField(default=8000)
     min_soc_bp = models.PositiveSmallIntegerField(default=0)
 
+    # The car's subscription to our webhook (VEHICLE_WEBHOOK_ID) at the management API:
+    # sessions/vehicles/subscriptions.py. Empty: never asked (no webhook configured).
+    subscription_status = models.CharField(max_length=16, choices=SubscriptionStatus.choices, blank=True)
+    subscription_error = models.CharField(max_length=255, blank=True)
+    subscription_attempts = models.PositiveSmallIntegerField(default=0)
+    subscription_retry_at = models.DateTimeField(null=True, blank=True)
+    subscription_changed_at = models.DateTimeField(null=True, blank=True)
+
     # Last known snapshot. `data_age` is when the VEHICLE recorded the data (the signals'
     # oemUpdatedAt), not when we asked; `fetched_at` when the API retrieved it; `snapshot_at` our clock.
     soc_bp = models.PositiveSmallIntegerField(null=True, blank=True)
@@ -90,6 +113,9 @@ class Vehicle(models.Model):
 
     class Meta:
         ordering = ["make", "model", "pk"]
+        indexes = [
+            models.Index(fields=["subscription_status", "subscription_retry_at"], name="vehicle_subscription_due_idx")
+        ]
         constraints = [
             models.UniqueConstraint(fields=["connection", "external_id"], name="vehicle_external_id_per_connection"),
             models.CheckConstraint(

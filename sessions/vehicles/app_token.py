@@ -4,8 +4,7 @@ v3 authenticates the application, not the driver (docs/reference/vehicle-api-v3.
 token per client id, about an hour long, renewed by asking the IAM endpoint again. Every process
 keeps a copy in memory (`MemoryTokenCache`: one renewal per process); behind it, one
 `ApplicationToken` row per client id holds the current token and a renewal *lease*, so only one
-process in the fleet asks the IAM endpoint when the token nears expiry — the same pattern as the
-drivers' refresh lease in `sessions.vehicles.services.connection_access_token`:
+process in the fleet asks the IAM endpoint when the token nears expiry:
 
   1. short transaction, row locked (select_for_update): the row's token is fresh → use it; lease
      free or expired → take it; lease held → wait for the holder's token;

@@ -30,6 +30,7 @@ from sessions.models import Vehicle, VehicleConnection
 from sessions.vehicle_api import errors
 from sessions.vehicle_api.signals import Capability, SignalSet
 from sessions.vehicle_api.v3 import VehicleApiV3Client
+from sessions.vehicles import subscriptions
 
 logger = logging.getLogger(__name__)
 
@@ -186,6 +187,7 @@ def connection_create(*, user, external_user_id: str, client: VehicleApiV3Client
             user=user, status=Status.ACTIVE, status_changed_at=now, external_user_id=external_user_id
         )
         _upsert_vehicles(connection, fetched)
+        subscriptions.vehicles_subscribe_later(connection.vehicles.filter(is_active=True).values_list("pk", flat=True))
     logger.info("vehicle connection %s created with %d vehicle(s)", connection.pk, len(fetched))
     return connection
 
@@ -203,7 +205,14 @@ def connection_sync_vehicles(*, connection_id: int, client: VehicleApiV3Client |
             raise ConsentRequired(connection_id, connection.status_reason or connection.status)
         _upsert_vehicles(connection, fetched)
         shared = [vehicle_id for vehicle_id, _fields in fetched]
-        connection.vehicles.exclude(external_id__in=shared).update(is_active=False, updated_at=timezone.now())
+        gone = connection.vehicles.exclude(external_id__in=shared)
+        subscriptions.vehicles_unsubscribe_later(gone.filter(is_active=True).values_list("pk", flat=True))
+        gone.update(is_active=False, updated_at=timezone.now())
+        subscriptions.vehicles_subscribe_later(
+            connection.vehicles.filter(is_active=True)
+            .exclude(subscription_status="subscribed")
+            .values_list("pk", flat=True)
+        )
     return list(connection.vehicles.filter(is_active=True))
 
 
@@ -402,6 +411,9 @@ def connection_disconnect(*, connection_id: int, client: VehicleApiV3Client | No
                 logger.info("removing vehicle %s at the API failed for good: %r", link.vehicle_id, exc)
     with transaction.atomic():
         _transition(connection_id, Status.DISCONNECTED, reason="disconnected by the driver")
+        subscriptions.vehicles_unsubscribe_later(
+            Vehicle.objects.filter(connection_id=connection_id).values_list("pk", flat=True)
+        )
         Vehicle.objects.filter(connection_id=connection_id).update(is_active=False, updated_at=timezone.now())
     connection.refresh_from_db()
     return connection

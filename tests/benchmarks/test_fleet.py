@@ -98,3 +98,18 @@ def test_a_make_refused_at_request_is_reported_not_crashed_on(tmp_path):
     assert figures["statuses"] == {"refused:cannot_stop": 2}
     assert figures["calls_p50"] == 0 and figures["billed_above_purchase"] == 0
     assert figures["stopped_by_policy"] == 0 and figures["error_pct_p95"] is None
+
+
+def test_with_webhooks_readings_arrive_by_webhook_and_billed_reads_fall(tmp_path):
+    args = ("--profile", "bmw_mini", "--sessions", "3", "--seed", "2", "--policy", "predictive", "--keep-sessions")
+    polled = run(tmp_path, *args)["policies"]["predictive"]
+    hooked_doc = run(tmp_path, *args, "--webhooks")
+    hooked = hooked_doc["policies"]["predictive"]
+    assert hooked_doc["config"]["webhooks"] is True
+    assert polled["webhook_readings_p50"] == 0 and hooked["webhook_readings_p50"] > 0
+    assert hooked["terminal"] == 3 and hooked["billed_above_purchase"] == 0
+    assert hooked["billed_reads_p50"] < polled["billed_reads_p50"]
+    assert hooked["calls_p50"] < polled["calls_p50"]
+    assert hooked["sim_calls_mismatch"] == 0  # subscribing is not a call of the session's
+    for session in hooked_doc["sessions"]["predictive"]:
+        assert session["billed_reads"] <= session["api_calls"]

@@ -54,6 +54,19 @@ PROBLEM_TYPES = {
         ProblemType("vehicle-unknown", 422, "Unknown vehicle", "The vehicle is not connected to your account."),
         ProblemType("vehicle-needs-consent", 409, "Reconnect the vehicle", "Access to the car was withdrawn."),
         ProblemType("session-open", 409, "Session already open", "A session is already running on this vehicle."),
+        ProblemType(
+            "car-busy",
+            409,
+            "Car busy in another account",
+            "The same car is connected to another account too, and a session of that account is open on it.",
+        ),
+        ProblemType(
+            "command-budget",
+            409,
+            "The car might refuse the stop",
+            "The car's maker limits remote charge commands (in a row until driven, per day or per month) and "
+            "this session's STOP might not fit; the detail says what to do.",
+        ),
         ProblemType("session-not-open", 409, "Session not open", "The session has already ended."),
         ProblemType("receipt-not-ready", 409, "No receipt yet", "The purchase is not paid or the session not over."),
         ProblemType("purchase-conflict", 409, "Purchase cannot proceed", "The purchase is not awaiting payment."),
@@ -80,7 +93,13 @@ class Problem(exceptions.APIException):
         super().__init__(detail or self.problem.description)
 
 
-_SESSION_CODES = {"vehicle_unknown": "vehicle-unknown", "consent": "vehicle-needs-consent"}
+_SESSION_CODES = {
+    "vehicle_unknown": "vehicle-unknown",
+    "consent": "vehicle-needs-consent",
+    "session_open": "session-open",
+    "car_busy": "car-busy",
+    "command_budget": "command-budget",
+}
 
 
 def _domain_problem(exc: Exception) -> Problem | None:
@@ -94,9 +113,7 @@ def _domain_problem(exc: Exception) -> Problem | None:
     if isinstance(exc, wallet_errors.IdempotencyConflict | wallet_errors.HoldNotActive):
         return Problem("conflict", str(exc))
     if isinstance(exc, SessionError):
-        return Problem(
-            _SESSION_CODES.get(exc.code, "session-open" if exc.code == "session_open" else "conflict"), str(exc)
-        )
+        return Problem(_SESSION_CODES.get(exc.code, "conflict"), str(exc))
     if isinstance(exc, GridError):
         return Problem("conflict", str(exc))
     if isinstance(exc, PaymentRateLimited):

@@ -119,5 +119,7 @@ def session_receipt(session: ChargingSession) -> dict:
         "data_source": session.data_source,
         "readings": session.readings.count(),
         "vehicle_api_calls": session.api_calls,
+        "billed_reads": session.billed_reads,
+        "webhook_readings": session.webhook_readings,
         "lines": lines,
     }

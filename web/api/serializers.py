@@ -322,6 +322,10 @@ class SessionReceiptSerializer(serializers.Serializer):
     data_source = serializers.CharField(allow_blank=True)
     readings = serializers.IntegerField()
     vehicle_api_calls = serializers.IntegerField()
+    billed_reads = serializers.IntegerField(
+        help_text="Reads of the car that were billed calls (part of vehicle_api_calls)."
+    )
+    webhook_readings = serializers.IntegerField(help_text="Readings the car's webhooks delivered (no call).")
     lines = ReceiptLineSerializer(many=True)
 
 

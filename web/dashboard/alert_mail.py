@@ -11,14 +11,13 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
 from notifications import kinds
 from notifications.models import AlertDigest, AlertNotice
-from notifications.services import notify
+from notifications.services import notify, operator_addresses
 from web.dashboard import selectors
 
 # Items listed in one email; the rest are counted.
@@ -66,10 +65,7 @@ def _item(kind: str, obj) -> tuple[str, str]:
 
 def recipients() -> list[str]:
     """OPERATOR_ALERT_EMAILS, else every active staff user with an address."""
-    if settings.OPERATOR_ALERT_EMAILS:
-        return list(settings.OPERATOR_ALERT_EMAILS)
-    staff = get_user_model().objects.filter(is_active=True, is_staff=True).exclude(email="")
-    return sorted(set(staff.values_list("email", flat=True)))
+    return operator_addresses()
 
 
 def operator_alerts_notify(*, now: datetime | None = None) -> int:

@@ -21,7 +21,7 @@ from payments.models import PaymentDiscrepancy, Purchase, RefundPart, StripeEven
 from prepaid import pricing
 from prepaid.allocation import refund_part_minor
 from prepaid.models import CreditLot, Hold
-from sessions.models import ChargingSession, VehicleCommand, VehicleConnection
+from sessions.models import ChargingSession, Vehicle, VehicleCommand, VehicleConnection
 from sessions.models.charging import OPEN_STATUSES, CommandKind, SessionStatus
 from sessions.models.grid import DemandResponseEvent
 
@@ -69,6 +69,8 @@ def active_sessions(*, limit: int = 200) -> list[dict]:
             "progress_percent": round(min(100.0, 100.0 * s.delivered_wh / s.purchased_wh), 1) if s.purchased_wh else 0,
             "power_w": s.power_w,
             "api_calls": s.api_calls,
+            "billed_reads": s.billed_reads,
+            "webhook_readings": s.webhook_readings,
             "created_at": s.created_at.isoformat(),
             "last_reading_at": s.last_reading_at.isoformat() if s.last_reading_at else None,
             "flagged": s.stop_not_carried_out,
@@ -97,6 +99,8 @@ def window_figures(since: datetime) -> dict:
         overshoot_wh=Coalesce(Sum("overshoot_wh"), 0),
         unbilled_wh=Coalesce(Sum("unbilled_wh"), 0),
         api_calls=Coalesce(Sum("api_calls"), 0),
+        billed_reads=Coalesce(Sum("billed_reads"), 0),
+        webhook_readings=Coalesce(Sum("webhook_readings"), 0),
     )
     paid = Purchase.objects.filter(status=Purchase.Status.PAID, paid_at__gte=since).aggregate(
         count=Count("id"), amount_minor=Coalesce(Sum("amount_minor"), 0), vat_minor=Coalesce(Sum("vat_minor"), 0)
@@ -165,6 +169,10 @@ def window_figures(since: datetime) -> dict:
         "unbilled_minor": _energy_value_minor(sessions["unbilled_wh"]),
         "api_calls": sessions["api_calls"],
         "api_calls_per_session": round(sessions["api_calls"] / sessions["count"], 1) if sessions["count"] else 0,
+        "billed_reads_per_session": round(sessions["billed_reads"] / sessions["count"], 1) if sessions["count"] else 0,
+        "webhook_readings_per_session": round(sessions["webhook_readings"] / sessions["count"], 1)
+        if sessions["count"]
+        else 0,
         "commands": command_totals["total"],
         "command_errors": command_totals["errors"],
         "errors_by_code": errors_by_code,
@@ -261,6 +269,13 @@ def alerts(*, now: datetime, limit: int = 50) -> dict:
         .order_by("-status_changed_at", "-id")
     )
     failed_events = StripeEvent.objects.filter(status=StripeEvent.Status.FAILED).order_by("-received_at")
+    # A car whose webhook subscription keeps failing is read by billed polls only (and its
+    # `/signals` may be empty): retried on a schedule, shown until it works.
+    failed_subscriptions = (
+        Vehicle.objects.filter(is_active=True, subscription_status=Vehicle.SubscriptionStatus.FAILED)
+        .select_related("owner")
+        .order_by("subscription_changed_at", "id")
+    )
     old_holds = (
         Hold.objects.filter(
             status=Hold.Status.ACTIVE, created_at__lt=now - timedelta(seconds=settings.DASHBOARD_HOLD_MAX_AGE_S)
@@ -278,6 +293,7 @@ def alerts(*, now: datetime, limit: int = 50) -> dict:
         "stop_not_carried_out": not_carried_out,
         "needs_consent": consent,
         "failed_webhooks": failed_events,
+        "failed_subscriptions": failed_subscriptions,
         "old_holds": old_holds,
         "payment_discrepancies": discrepancies,
     }
@@ -290,6 +306,34 @@ def alert_counts(*, now: datetime) -> dict[str, int]:
     """Only the counts (for the live JSON endpoint)."""
     full = alerts(now=now, limit=0)
     return {name: group["count"] for name, group in full.items() if name != "total"}
+
+
+def shared_cars(*, limit: int = 50) -> dict:
+    """Physical cars (one vehicle API id) connected by more than one account. Allowed (a household
+    shares a car); each account charges from its own wallet, one session at a time per car."""
+    cars = (
+        Vehicle.objects.filter(is_active=True)
+        .values("external_id")
+        .annotate(accounts=Count("owner", distinct=True))
+        .filter(accounts__gt=1)
+        .order_by("-accounts", "external_id")
+    )
+    count = cars.count()
+    ids = [row["external_id"] for row in cars[:limit]]
+    rows = Vehicle.objects.filter(is_active=True, external_id__in=ids).select_related("owner").order_by("pk")
+    by_car: dict[str, list[Vehicle]] = {car: [] for car in ids}
+    for vehicle in rows:
+        by_car[vehicle.external_id].append(vehicle)
+    items = [
+        {
+            "external_id": car,
+            "vehicle": vehicles[0],
+            "owners": sorted({v.owner.get_username() for v in vehicles}),
+            "vehicle_ids": [v.pk for v in vehicles],
+        }
+        for car, vehicles in by_car.items()
+    ]
+    return {"count": count, "items": items}
 
 
 # --- charts -------------------------------------------------------------------------------------
@@ -330,6 +374,7 @@ def dashboard(*, now: datetime | None = None) -> dict:
         "queue": task_queue(since=wins[0].since),
         "alerts": alerts(now=now),
         "active": active_sessions(),
+        "shared_cars": shared_cars(),
         "series": daily_series(now=now),
         "settings": {
             "stuck_stopping_s": settings.DASHBOARD_STUCK_STOPPING_S,

@@ -100,6 +100,11 @@ class Command(BaseCommand):
             "--policy", action="append", dest="policies", help="predictive | naive | fixed:SECONDS (repeatable)"
         )
         parser.add_argument("--profile", default="generic", choices=sorted(PROFILES))
+        parser.add_argument(
+            "--webhooks",
+            action="store_true",
+            help="subscribe the cars to a webhook: readings arrive by VEHICLE_STATE, reads only for what they miss",
+        )
         add_world_arguments(parser)
         parser.add_argument("--json", dest="json_out", default=None, help="write the JSON document here")
         parser.add_argument("--out-dir", default=None, help="write a markdown table and PNG plots here")
@@ -131,6 +136,7 @@ class Command(BaseCommand):
             purchase_kwh=_range(opts["purchase_kwh"]),
             failure_rate=opts["failure_rate"],
             ignore_stop_rate=opts["ignore_stop_rate"],
+            webhooks=opts["webhooks"],
             **world_options(opts),
         )
         if opts["verbosity"] < 2:

@@ -9,6 +9,7 @@ behind it: the simulator applies every request that gets through.
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 from collections import Counter
@@ -21,6 +22,7 @@ from django.db.models import Sum
 
 from prepaid.models import Hold, Wallet
 from sessions.controller import runtime
+from sessions.controller.step import STOPPING_DEADLINE
 from sessions.models import ChargingSession
 from sessions.models.charging import OPEN_STATUSES, TERMINAL_STATUSES, CommandKind
 from tests.plugins.cars import START, Car, client_in_use, simulator_client, simulator_transport
@@ -28,9 +30,11 @@ from vehicle_sim.errors import ApiError
 from vehicle_sim.v3_app import error_body
 
 # The controller's retry policy, as bounds a test can check (sessions/services.py, policy.py):
-# STOP: one send, up to two resends while none was accepted, then two resends after failed
-# verifications before the charge limit / operator take over.
-MAX_STOPS = 5
+# STOP: one send, up to two resends while none was accepted, then one at each check that finds
+# the car still charging (issue 18 §4: the limit and the operator add to the STOP, they never end
+# it), checks backing off from 7.5 s, within the STOPPING deadline: never two in a burst.
+MAX_STOPS = 3 + int(STOPPING_DEADLINE / timedelta(minutes=1))
+MIN_STOP_GAP = timedelta(seconds=7)
 # START: retried only while REQUESTED, with backoff from 15 s, inside REQUESTED_DEADLINE.
 MAX_STARTS = 8
 
@@ -126,6 +130,8 @@ def assert_money_safe(*, credited_wh: dict[int, int]) -> None:
         starts = commands.filter(kind=CommandKind.START).count()
         assert stops == session.stop_attempts, (session.pk, stops, session.stop_attempts)
         assert stops <= MAX_STOPS, (session.pk, stops)
+        sent = list(commands.filter(kind=CommandKind.STOP).order_by("id").values_list("sent_at", flat=True))
+        assert all(b - a >= MIN_STOP_GAP for a, b in itertools.pairwise(sent)), (session.pk, sent)
         assert starts <= MAX_STARTS, (session.pk, starts)
         # No START after one was accepted: an accepted START is never repeated.
         accepted = commands.filter(kind=CommandKind.START, ok=True).order_by("id").first()

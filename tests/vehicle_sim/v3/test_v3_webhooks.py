@@ -1,5 +1,6 @@
 """The management API (webhooks, subscriptions) and webhook v4.0 deliveries of the simulator."""
 
+import itertools
 import json
 
 import httpx
@@ -382,3 +383,62 @@ def test_the_v3_state_survives_a_restart(tmp_path, sim, client, app_token, make_
         response = again.get(f"/v3/vehicles/{car.id}/signals", headers=car.headers())
         assert response.status_code == 200  # the app token, the connection and the subscription
         assert response.json()["data"][0]["meta"]["oemUpdatedAt"].endswith("Z")
+
+
+def _paced_run(world: str, make: str, minutes: int = 40):
+    """A live-profile car of `make` charging for `minutes`, subscribed, deliveries every 10 s:
+    the data times (oemUpdatedAt, s) of the VEHICLE_STATEs received."""
+    from vehicle_sim.clock import VirtualClock
+    from vehicle_sim.engine import Simulator
+
+    from .conftest import START
+
+    clock = VirtualClock(START)
+    sim = Simulator(clock, seed=5, world=world, command_latency_s=(10, 10))
+    v3 = platform(sim)
+    car = sim.create_vehicle("generic", make=make, soc=0.2, limit=1.0, plugged=True)
+    user = v3.connect(car.id)["user_id"]
+    hook = v3.create_webhook("http://receiver.test/hook", verified=True)
+    v3.set_traits(car.id, {"loss_rate": 0, "duplicate_rate": 0, "jitter_s": 0})
+    v3.subscribe(hook["id"], user, car.id)
+    receiver = Receiver()
+    http = httpx.Client(transport=httpx.MockTransport(receiver))
+    with sim.lock:
+        v3.command({"kind": "app"}, user, car.id, "start", None)
+    for _ in range(minutes * 6):
+        clock.advance(10)
+        v3_webhooks.deliver_due(sim, client=http)
+    http.close()
+    times = []
+    for event in receiver.events("VEHICLE_STATE"):
+        soc = next(s for s in event["data"]["signals"] if s["code"] == "tractionbattery-stateofcharge")
+        times.append(soc["meta"]["oemUpdatedAt"] / 1000)
+    return times, v3.traits_of(sim.vehicles[car.id])
+
+
+def test_a_live_car_is_as_late_as_its_makes_cloud_in_the_realistic_world():
+    times, traits = _paced_run("realistic", "BMW")
+    low, high = traits.data_refresh_s
+    assert (low, high) == (300, 600)  # makes.md §1: BMW 5–10 min
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert len(times) >= 3 and all(gap >= low for gap in gaps), gaps
+    assert all(gap <= high + 10 for gap in gaps), gaps  # the cloud refreshes when due (10 s cadence)
+
+
+def test_a_streaming_make_and_the_ideal_world_stay_live():
+    # BMW without its cloud's pacing: a VEHICLE_STATE per new percent (~4.5 min at 11 kW), sooner
+    # than its 5-minute refresh would allow; Tesla streams its energy counter every few seconds.
+    ideal, _ = _paced_run("ideal", "BMW", minutes=15)
+    streaming, traits = _paced_run("realistic", "TESLA", minutes=10)
+    assert traits.data_refresh_s is None
+    for times, most in ((ideal, 299), (streaming, 60)):
+        gaps = [b - a for a, b in itertools.pairwise(times)]
+        assert len(times) >= 3 and max(gaps) <= most, gaps
+
+
+def test_the_make_refresh_is_a_validated_knob(client, make_car):
+    car = make_car()
+    ok = client.post(f"/_sim/v3/vehicles/{car.id}/traits", json={"data_refresh_s": [60, 120]})
+    assert ok.status_code == 200 and ok.json()["data_refresh_s"] == [60.0, 120.0]
+    bad = client.post(f"/_sim/v3/vehicles/{car.id}/traits", json={"data_refresh_s": [120, 60]})
+    assert bad.status_code == 400

@@ -1,8 +1,6 @@
 """The admin: every model listed, searchable and filterable by staff only; the ledger read-only;
 the operator's actions do what they say through the services."""
 
-from datetime import timedelta
-
 import pytest
 from django.contrib import admin
 from django.urls import reverse
@@ -77,27 +75,9 @@ def test_it_force_stops_a_session(client, world):
     assert b"1 session(s) stop requested; 1 skipped" in response.content
 
 
-def test_it_retries_a_stop(client, world):
-    past = timezone.now() - timedelta(minutes=1)
-    ChargingSession.objects.filter(pk=world.running.pk).update(
-        status=SessionStatus.STOPPING,
-        attempts=4,
-        stop_attempts=2,
-        stop_first_sent_at=past,
-        next_action_at=timezone.now() + timedelta(hours=1),
-        state_deadline_at=past,
-        not_before=timezone.now() + timedelta(hours=1),
-    )
-    _act(client, world, "charging_chargingsession", "retry_stop", [world.running.pk])
-    session = ChargingSession.objects.get(pk=world.running.pk)
-    assert session.attempts == 0 and session.not_before is None
-    assert session.stop_attempts == 2  # the STOP was sent; only its escalation starts over
-    assert session.next_action_at <= timezone.now() < session.state_deadline_at
-
-
 def test_it_does_not_retry_a_session_that_is_not_stopping(client, world):
     response = _act(client, world, "charging_chargingsession", "retry_stop", [world.running.pk])
-    assert b"0 session(s) stop retried" in response.content
+    assert f"Session {world.running.pk}: not stopping: nothing to retry.".encode() in response.content
     assert ChargingSession.objects.get(pk=world.running.pk).attempts == 0
 
 
@@ -149,3 +129,20 @@ def test_it_asks_for_a_reconnect_from_the_vehicle_list_too(client, world):
     response = _act(client, world, "charging_vehicle", "ask_reconnect", [world.vehicle2.pk])
     assert VehicleConnection.objects.get(pk=world.vehicle2.connection_id).status == "needs_consent"
     assert b"1 connection(s) now ask their driver to reconnect" in response.content
+
+
+def test_it_shows_a_vehicles_webhook_subscription_and_subscribes_it_again(
+    client, world, settings, django_capture_on_commit_callbacks
+):
+    from sessions.models import Vehicle
+
+    settings.VEHICLE_WEBHOOK_ID = "wh-1"
+    Vehicle.objects.filter(pk=world.vehicle.pk).update(subscription_status="failed", subscription_error="boom")
+    with django_capture_on_commit_callbacks() as tasks:
+        response = _act(client, world, "charging_vehicle", "subscribe_again", [world.vehicle.pk])
+    assert b"1 vehicle(s) are being subscribed" in response.content
+    assert len(tasks) == 1  # the subscribe task, enqueued once the action commits
+    vehicle = Vehicle.objects.get(pk=world.vehicle.pk)
+    assert vehicle.subscription_status == "subscribing" and vehicle.subscription_error == ""
+    listing = client.get(_changelist("charging", "vehicle"), {"subscription_status__exact": "subscribing"})
+    assert listing.status_code == 200 and "Subscribing" in listing.content.decode()

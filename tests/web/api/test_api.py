@@ -191,10 +191,17 @@ def test_it_gives_a_session_receipt_with_the_payments_the_energy_came_from(as_ro
     session = world.running
     wallet_services.hold_settle(hold_id=session.hold_id, consumed_wh=2_500, idempotency_key="test:settle")
     ChargingSession.objects.filter(pk=session.pk).update(
-        status=SessionStatus.COMPLETED, delivered_wh=2_600, billed_wh=2_500, overshoot_wh=100
+        status=SessionStatus.COMPLETED,
+        delivered_wh=2_600,
+        billed_wh=2_500,
+        overshoot_wh=100,
+        api_calls=7,
+        billed_reads=5,
+        webhook_readings=11,
     )
     receipt = as_role("owner").get(f"/api/v1/sessions/{session.public_id}/receipt/").json()
     assert receipt["billed_wh"] == 2_500
+    assert (receipt["vehicle_api_calls"], receipt["billed_reads"], receipt["webhook_readings"]) == (7, 5, 11)
     assert receipt["released_wh"] == 7_500
     assert receipt["overshoot_absorbed_wh"] == 100
     # 1800 minor units bought 40 kWh: 2.5 kWh of it is 112.5, half up 113.

@@ -248,3 +248,25 @@ def test_it_makes_as_many_queries_for_many_sessions_as_for_few(pinned, client, d
     few = count()
     add_sessions(10, 100)
     assert count() == few
+
+
+def test_it_shows_billed_reads_apart_from_webhook_readings_and_failing_subscriptions(data, client, django_user_model):
+    from sessions.models import Vehicle
+
+    s1 = ChargingSession.objects.filter(status=S.COMPLETED, api_calls=12).get()
+    ChargingSession.objects.filter(pk=s1.pk).update(billed_reads=4, webhook_readings=9)
+    figures = selectors.window_figures(NOW - timedelta(days=1))
+    assert (figures["billed_reads_per_session"], figures["webhook_readings_per_session"]) == (4.0, 9.0)
+    vehicle = data["stuck"].vehicle
+    Vehicle.objects.filter(pk=vehicle.pk).update(
+        subscription_status="failed", subscription_attempts=3, subscription_error="ServerError: 500"
+    )
+    found = selectors.alerts(now=NOW)
+    assert [v.pk for v in found["failed_subscriptions"]["items"]] == [vehicle.pk]
+    staff = django_user_model.objects.create_user("ops", "o@example.com", "pw-ops-42", is_staff=True)
+    client.force_login(staff)
+    html = client.get("/dashboard/").content.decode()
+    assert "webhook subscription fails (polled only; retried): <strong>1</strong>" in html
+    assert "3 attempt(s) · ServerError: 500" in html
+    feed = client.get("/dashboard/live.json").json()
+    assert {"billed_reads", "webhook_readings"} <= set(feed["sessions"][0])

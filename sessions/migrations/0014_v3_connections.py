@@ -11,7 +11,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("charging", "0010_latency_intervals_unbilled"),
+        ("charging", "0013_webhook_readings_subscriptions"),
     ]
 
     operations = [
