@@ -59,8 +59,12 @@ def driver_limit(step: _Step) -> tuple[int, dict[str, Any]]:
     session = step.session
     if session.driver_limit_bp is not None:
         return session.driver_limit_bp, {}
-    # The limit as the step's read of the car's signals showed it (v3 reports it with the rest).
+    # The limit as the step's read of the car's signals showed it (v3 reports it with the rest);
+    # a step that has not read the car yet reads its signals for it.
     read = step.reported_limit_bp
+    if read is None and not any(r.kind == CommandKind.READ for r in step.records):
+        vid = step.vehicle.external_id
+        read = step.call(CommandKind.READ, "signals", lambda c, u: c.get_signals(u, vid)).signals.charge_limit_bp
     previous = _previous_on_car(session)
     if (
         previous is not None
