@@ -52,7 +52,7 @@ def markdown(doc: dict, *, title: str = "Fleet benchmark") -> str:
         "",
         "Error = |delivered − purchased| over every session that charged (backstop-ended ones included); "
         "floor = the same percentile of an oracle replayed on each session's own charge and latency draws "
-        "(`sessions/benchmark/floor.py`); blind floor = that oracle without the usable capacity.",
+        "(`benchmarks/floor.py`); blind floor = that oracle without the usable capacity.",
         "",
         "| policy | error % p50 | p95 | max | floor p95 | ×floor | blind floor | calls p50 | p95 "
         "| under-delivered | backstop | billed > delivered (max % of purchase) | unbilled % | billed > purchase "

@@ -34,6 +34,14 @@ README_PROFILES = {
     "A": ("generic", ["--telemetry-age-s", "60", "--soc-step", "1", "--energy-step-kwh", "0.01"]),
     "B": ("generic", ["--telemetry-age-s", "60", "--soc-step", "1", "--energy-step-kwh", "0"]),
 }
+# The issue's scenarios where the naive reader used to win: the power drops (to 40–80 %, in every
+# session instead of the world's 20 %) on A and on B, and an SoC-only car charging at 7.4 kW while
+# the product expects 11 kW (the world's own draw is 55–100 % of nominal).
+SCENARIOS = {
+    "A-drop": ("generic", [*README_PROFILES["A"][1], "--power-drop-rate", "1"]),
+    "B-drop": ("generic", [*README_PROFILES["B"][1], "--power-drop-rate", "1"]),
+    "B-7kW": ("generic", [*README_PROFILES["B"][1], "--actual-power-kw", "7.4:7.4"]),
+}
 
 
 @dataclass(frozen=True)
@@ -45,7 +53,7 @@ class Part:
 
 
 def suite_profiles() -> dict[str, tuple[str, list[str]]]:
-    return {**README_PROFILES, **{name: (name, []) for name in OEM_PROFILES}}
+    return {**README_PROFILES, **SCENARIOS, **{name: (name, []) for name in OEM_PROFILES}}
 
 
 def _command(part: Part, *, world: str, out: Path) -> list[str]:
@@ -54,7 +62,7 @@ def _command(part: Part, *, world: str, out: Path) -> list[str]:
     args += ["--profile", profile, "--seed", str(part.seed), "--sessions", str(part.sessions), "--world", world]
     for spec in part.policies:
         args += ["--policy", spec]
-    return [*args, *extra, "--keep-sessions", "--json", str(out)]
+    return [*args, *extra, "--keep-sessions", "--tables-from-models", "--json", str(out)]
 
 
 def run_suite(
@@ -67,8 +75,18 @@ def run_suite(
     world: str = "realistic",
     jobs: int = 2,
     log=print,
+    parts_dir: Path | None = None,
+    kept_only: bool = False,
 ) -> dict:
-    """Run every part, `jobs` processes at a time; the suite document (pooled and per seed)."""
+    """Run every part, `jobs` processes at a time; the suite document (pooled and per seed).
+
+    `parts_dir`: each part's `fleet_benchmark` JSON (per-session results included) is kept there
+    as it finishes, so a long run's sessions can be studied, and are not lost if a later part fails.
+    `kept_only`: measure nothing, build the table from the parts kept in `parts_dir`; a seed with
+    no kept part is left out of its profile's pooling and listed under `missing`.
+    """
+    if kept_only and parts_dir is None:
+        raise ValueError("kept_only needs parts_dir")
     names = profiles or list(suite_profiles())
     unknown = set(names) - set(suite_profiles())
     if unknown:
@@ -82,6 +100,7 @@ def run_suite(
     parts = [Part(name, seed, group, n) for group, n in reversed(groups) if group for name in names for seed in seeds]
     started = time.monotonic()
     docs: dict[tuple[str, int], dict] = {}
+    missing: list[str] = []
     seconds: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="fleet-suite-") as tmp:
 
@@ -89,12 +108,23 @@ def run_suite(
             label = f"{part.name}-{part.seed}-{'+'.join(part.policies).replace(':', '')}"
             out = Path(tmp) / f"{label}.json"
             t0 = time.monotonic()
-            done = subprocess.run(  # noqa: S603 - our own command
-                _command(part, world=world, out=out), capture_output=True, text=True, check=False
-            )
-            if done.returncode != 0:
-                raise RuntimeError(f"{part}: fleet_benchmark failed:\n{done.stderr[-2000:]}")
+            kept = _kept_part(parts_dir, label, part, world) if parts_dir is not None else None
+            if kept is not None:
+                # A part an interrupted run already measured with the same arguments: reused.
+                out.write_text(kept)
+            elif kept_only:
+                missing.append(label)
+                return
+            else:
+                done = subprocess.run(  # noqa: S603 - our own command
+                    _command(part, world=world, out=out), capture_output=True, text=True, check=False
+                )
+                if done.returncode != 0:
+                    raise RuntimeError(f"{part}: fleet_benchmark failed:\n{done.stderr[-2000:]}")
             doc = json.loads(out.read_text())
+            if parts_dir is not None:
+                parts_dir.mkdir(parents=True, exist_ok=True)
+                (parts_dir / out.name).write_text(out.read_text())
             merged = docs.setdefault((part.name, part.seed), {"config": doc["config"], "sessions": {}})
             merged["sessions"].update(doc["sessions"])
             seconds[label] = round(time.monotonic() - t0, 1)
@@ -112,16 +142,45 @@ def run_suite(
             "jobs": jobs,
             "wall_s": round(time.monotonic() - started, 1),
         },
-        "profiles": {name: _pooled(name, [docs[(name, s)] for s in seeds], specs) for name in names},
+        "profiles": {
+            name: _pooled(name, [docs[(name, s)] for s in seeds if (name, s) in docs], specs)
+            for name in names
+            if any((name, s) in docs for s in seeds)
+        },
+        "missing": sorted(missing),
         "seconds": seconds,
     }
 
 
+def _kept_part(parts_dir: Path, label: str, part: Part, world: str) -> str | None:
+    """The kept JSON of this part if one exists for the same profile, seed, sessions, policies and world."""
+    path = parts_dir / f"{label}.json"
+    if not path.exists():
+        return None
+    text = path.read_text()
+    try:
+        doc = json.loads(text)
+        config = doc["config"]
+        same = (
+            config["seed"] == part.seed
+            and config["sessions"] == part.sessions
+            and config["world"] == world
+            and set(doc["sessions"]) == set(part.policies)
+        )
+    except (ValueError, KeyError, TypeError):
+        return None
+    return text if same else None
+
+
 def _pooled(name: str, docs: list[dict], specs: list[str]) -> dict:
     first = docs[0]["config"]
-    pooled = {spec: stats.aggregate([r for doc in docs for r in doc["sessions"][spec]]) for spec in specs}
+    present = [spec for spec in specs if any(spec in doc["sessions"] for doc in docs)]
+    pooled = {spec: stats.aggregate([r for doc in docs for r in doc["sessions"].get(spec, [])]) for spec in present}
     per_seed = {
-        str(doc["config"]["seed"]): {spec: stats.aggregate(doc["sessions"][spec]) for spec in specs} for doc in docs
+        str(doc["config"]["seed"]): {
+            spec: stats.aggregate(doc["sessions"][spec]) for spec in present if spec in doc["sessions"]
+        }
+        for doc in docs
     }
     config = {k: v for k, v in first.items() if k not in ("seed", "sessions")}
     return {"config": config, "pooled": pooled, "per_seed": per_seed}
@@ -138,7 +197,13 @@ def targets(profile: dict, *, policy: str = "predictive") -> dict[str, tuple[boo
         return None
     out: dict[str, tuple[bool, str]] = {}
     ratio = p["ratio_to_floor"]
-    out["p95 ≤ 1.3 × floor"] = (ratio is not None and ratio <= 1.3, f"{_fmt(ratio)} ×")
+    measured = f"{_fmt(ratio)} ×"
+    blind = p.get("floor_blind_pct_p95")
+    if blind and p["error_pct_p95"] is not None and blind != p["floor_pct_p95"]:
+        # SoC-only cars: the usable capacity is as hidden from the API as the STOP's latency; the
+        # ratio to the oracle that lacks it too is shown beside (the target stays on the floor).
+        measured += f" ({_fmt(round(p['error_pct_p95'] / blind, 2))} × blind)"
+    out["p95 ≤ 1.3 × floor"] = (ratio is not None and ratio <= 1.3, measured)
     beaten = []
     for spec, other in pooled.items():
         if spec == policy or other["error_pct_p95"] is None:
@@ -182,7 +247,7 @@ def markdown(doc: dict, *, command: str = "") -> str:
         "",
         "Error = |delivered − purchased| in % of the purchase over every session that charged (the backstop's "
         "included); floor = p95 of an oracle replayed on each session's own charge and latency draws "
-        "(`sessions/benchmark/floor.py`); blind floor = the same oracle without the usable capacity "
+        "(`benchmarks/floor.py`); blind floor = the same oracle without the usable capacity "
         "(what an SoC-only car cannot tell). Calls = billed vehicle API calls per session. "
         '"billed > delivered" counts sessions billed above the true delivery (max in % of the purchase); '
         "unbilled = delivered energy up to the purchase that was not billed, % of all delivered.",
@@ -219,6 +284,11 @@ def markdown(doc: dict, *, command: str = "") -> str:
     }
     for name, statuses in not_charged.items():
         lines.append(f"\n{name}: no session charged ({', '.join(f'{k} {v}' for k, v in statuses.items())}).")
+    if doc.get("missing"):
+        lines.append(
+            "\nNot measured (no kept part when the table was built; each pooled figure is over the seeds "
+            f"that were): {', '.join(doc['missing'])}."
+        )
     lines.append("")
     return "\n".join(lines)
 

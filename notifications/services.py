@@ -11,6 +11,7 @@ task was lost. Nothing here raises into the caller: a charge or a payment never 
 from __future__ import annotations
 
 import logging
+import zoneinfo
 from datetime import timedelta
 from functools import partial
 
@@ -24,6 +25,7 @@ from django.utils import timezone
 
 from notifications import kinds, registry
 from notifications.models import EmailPreferences, Notification
+from prepaid import timezones
 from prepaid.taskqueue import enqueue
 
 logger = logging.getLogger(__name__)
@@ -111,9 +113,11 @@ def build_message(row: Notification, context: dict, to: str) -> EmailMultiAltern
         "preferences_url": settings.SITE_URL + reverse("driver:email-settings") if kind.optional else "",
         **context,
     }
-    subject = " ".join(render_to_string(f"notifications/{row.kind}.subject.txt", context).split())
-    text = render_to_string(f"notifications/{row.kind}.txt", context)
-    html = render_to_string(f"notifications/{row.kind}.html", context)
+    # Times in the driver's time zone, as on their pages (prepaid.timezones).
+    with timezone.override(zoneinfo.ZoneInfo(timezones.time_zone_for(row.user))):
+        subject = " ".join(render_to_string(f"notifications/{row.kind}.subject.txt", context).split())
+        text = render_to_string(f"notifications/{row.kind}.txt", context)
+        html = render_to_string(f"notifications/{row.kind}.html", context)
     # Auto-Submitted keeps out-of-office replies away (RFC 3834).
     message = EmailMultiAlternatives(
         subject, text, settings.DEFAULT_FROM_EMAIL, [to], headers={"Auto-Submitted": "auto-generated"}

@@ -310,3 +310,47 @@ class PaymentDiscrepancy(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()}: {self.stripe_object_id} ({self.status})"
+
+
+class InvoiceSequence(models.Model):
+    """The last invoice number given, one row per series. Taken under a row lock in the
+    transaction that issues the invoice: a rolled-back issue gives its number back, so the
+    numbers have no gap (EU VAT directive, art. 226(2): a sequential number)."""
+
+    series = models.CharField(max_length=16, primary_key=True)
+    last_number = models.PositiveBigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.series}: {self.last_number}"
+
+
+class Invoice(models.Model):
+    """The invoice of a paid purchase: the energy is a single-purpose voucher, so its VAT is
+    charged when it is paid (EU VAT directive, art. 30b) and the charging sessions that use it
+    are not invoiced again. The seller's and the buyer's details are copied at issue: an invoice
+    never changes afterwards."""
+
+    number = models.CharField(max_length=32, unique=True)
+    series = models.CharField(max_length=16)
+    sequence = models.PositiveBigIntegerField()
+    purchase = models.OneToOneField(Purchase, on_delete=models.PROTECT, related_name="invoice")
+    issued_at = models.DateTimeField()
+    seller_name = models.CharField(max_length=200)
+    seller_address = models.CharField(max_length=500)
+    seller_vat_id = models.CharField(max_length=32)
+    buyer_name = models.CharField(max_length=200)
+    buyer_email = models.CharField(max_length=254, blank=True)
+    description = models.CharField(max_length=200)
+    energy_wh = models.BigIntegerField()
+    net_minor = models.BigIntegerField()
+    vat_minor = models.BigIntegerField()
+    gross_minor = models.BigIntegerField()
+    vat_rate = models.DecimalField(max_digits=6, decimal_places=4)
+    currency = models.CharField(max_length=3)
+
+    class Meta:
+        ordering = ["-sequence"]
+        constraints = [models.UniqueConstraint(fields=["series", "sequence"], name="invoice_series_sequence_unique")]
+
+    def __str__(self) -> str:
+        return self.number

@@ -19,7 +19,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from monitoring.logs import log_context
-from payments import ledger, stripe_api
+from payments import invoices, ledger, stripe_api
 from payments.models import (
     Dispute,
     PaymentAttempt,
@@ -105,6 +105,9 @@ def purchase_transition(*, purchase_id: int, to_status: str, reason: str = "") -
             PurchaseTransition.objects.create(
                 purchase_id=purchase_id, from_status=current, to_status=to_status, reason=reason[:200]
             )
+            if to_status == Purchase.Status.PAID:
+                # Issued with the payment, in its transaction: the number is not spent if it rolls back.
+                invoices.invoice_issue(purchase_id=purchase_id)
         return bool(moved)
 
 

@@ -1,11 +1,42 @@
+from decimal import Decimal
+
+from django import forms
 from django.contrib import admin
 
+from prepaid.admin_units import readable
 from prepaid.models import CreditLot, EnergyPackage, Hold, LedgerEntry, LotConsumption, Wallet
+from prepaid.pricing import minor_per_major, to_minor
+
+
+class EnergyPackageForm(forms.ModelForm):
+    """A package in kWh and in the currency's major units (stored as Wh and minor units)."""
+
+    energy_kwh = forms.DecimalField(label="Energy (kWh)", min_value=Decimal("0.1"), max_digits=9, decimal_places=3)
+    price = forms.DecimalField(label="Price, VAT included", min_value=Decimal("0.01"), max_digits=9, decimal_places=2)
+
+    class Meta:
+        model = EnergyPackage
+        fields = ("name", "energy_kwh", "price", "currency", "active", "order")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.initial["energy_kwh"] = Decimal(self.instance.energy_wh) / 1000
+            self.initial["price"] = Decimal(self.instance.price_minor) / minor_per_major(self.instance.currency)
+
+    def save(self, commit=True):
+        package = super().save(commit=False)
+        package.energy_wh = int(self.cleaned_data["energy_kwh"] * 1000)
+        package.price_minor = to_minor(self.cleaned_data["price"], package.currency)
+        if commit:
+            package.save()
+        return package
 
 
 @admin.register(EnergyPackage)
 class EnergyPackageAdmin(admin.ModelAdmin):
-    list_display = ("name", "energy_wh", "price_minor", "currency", "active", "order")
+    form = EnergyPackageForm
+    list_display = readable("name", "energy_wh", "price_minor", "currency", "active", "order")
     list_editable = ("active", "order")
     list_filter = ("active", "currency")
     search_fields = ("name",)
@@ -26,14 +57,14 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 @admin.register(Wallet)
 class WalletAdmin(ReadOnlyAdmin):
-    list_display = ("user", "balance_wh", "held_wh", "blocked", "blocked_reason", "updated_at")
+    list_display = readable("user", "balance_wh", "held_wh", "blocked", "blocked_reason", "updated_at")
     list_filter = ("blocked",)
     search_fields = ("user__username", "user__email")
 
 
 @admin.register(LedgerEntry)
 class LedgerEntryAdmin(ReadOnlyAdmin):
-    list_display = ("created_at", "wallet", "kind", "delta_wh", "held_delta_wh", "idempotency_key")
+    list_display = readable("created_at", "wallet", "kind", "delta_wh", "held_delta_wh", "idempotency_key")
     list_filter = ("kind", "created_at")
     search_fields = ("idempotency_key", "wallet__user__username", "wallet__user__email", "note")
     date_hierarchy = "created_at"
@@ -41,7 +72,7 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
 
 @admin.register(CreditLot)
 class CreditLotAdmin(ReadOnlyAdmin):
-    list_display = (
+    list_display = readable(
         "id",
         "wallet",
         "kind",
@@ -73,13 +104,15 @@ class CreditLotAdmin(ReadOnlyAdmin):
 
 @admin.register(Hold)
 class HoldAdmin(ReadOnlyAdmin):
-    list_display = ("idempotency_key", "wallet", "energy_wh", "consumed_wh", "released_wh", "status", "created_at")
+    list_display = readable(
+        "idempotency_key", "wallet", "energy_wh", "consumed_wh", "released_wh", "status", "created_at"
+    )
     list_filter = ("status", "created_at")
     search_fields = ("idempotency_key", "wallet__user__username", "wallet__user__email")
 
 
 @admin.register(LotConsumption)
 class LotConsumptionAdmin(ReadOnlyAdmin):
-    list_display = ("hold", "lot", "energy_wh", "from_disputed")
+    list_display = readable("hold", "lot", "energy_wh", "from_disputed")
     list_filter = ("from_disputed",)
     search_fields = ("hold__idempotency_key", "lot__purchase__public_id")

@@ -279,3 +279,18 @@ class LotConsumption(models.Model):
 
     def __str__(self) -> str:
         return f"{self.energy_wh} Wh of lot {self.lot_id} for hold {self.hold_id}"
+
+
+class AccountTimeZone(models.Model):
+    """The time zone a person reads times in (pages, emails, the "ready by" deadline): chosen in
+    their settings, or first taken from their browser (prepaid.timezones)."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True, related_name="account_time_zone"
+    )
+    time_zone = models.CharField(max_length=64)
+    chosen = models.BooleanField(default=False, help_text="Chosen by the person (not taken from the browser).")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.time_zone} for {self.user_id}"

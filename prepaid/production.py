@@ -104,6 +104,10 @@ def production_problems(s: dict) -> list[str]:
         problems.append("EMAIL_BACKEND must send email (django.core.mail.backends.smtp.EmailBackend), not print it")
     if s["METRICS_TOKEN"] == s["DEV_METRICS_TOKEN"]:
         problems.append("METRICS_TOKEN must be empty (no /metrics) or a secret of this deployment")
+    if s["OPERATOR_VAT_ID"] in ("", s["DEV_OPERATOR_VAT_ID"]) or not s["OPERATOR_NAME"] or not s["OPERATOR_ADDRESS"]:
+        problems.append(
+            "OPERATOR_NAME, OPERATOR_ADDRESS and OPERATOR_VAT_ID must be the operator's (invoices name them)"
+        )
     if s["GRID_API_SECRET"] == s["DEV_GRID_API_SECRET"]:
         problems.append("GRID_API_SECRET must be empty (no utility) or a secret of this deployment")
     return problems

@@ -56,9 +56,20 @@ def wallet_history(*, wallet: Wallet, limit: int = 50):
     return LedgerEntry.objects.filter(wallet=wallet).select_related("purchase").order_by("-created_at", "-id")[:limit]
 
 
-def wallet_refundable_minor(*, wallet: Wallet) -> int:
-    """Money a refund of all unused paid credit would return now (same lots and rounding as the
-    refund; bonus credit is not refundable)."""
+def wallet_refundable_wh(*, wallet: Wallet) -> int:
+    """Energy a refund can take back now: unused paid credit, at most the balance (what running
+    sessions hold stays; bonus credit is not refundable). As payments.ledger.wallet_refund_request."""
+    if wallet.blocked or wallet.balance_wh <= 0:
+        return 0
+    paid = (
+        CreditLot.objects.refundable().filter(wallet=wallet, remaining_wh__gt=0).values_list("remaining_wh", flat=True)
+    )
+    return min(wallet.balance_wh, sum(paid))
+
+
+def wallet_refundable_minor(*, wallet: Wallet, energy_wh: int | None = None) -> int:
+    """Money a refund of all unused paid credit (or of `energy_wh` of it) would return now (same
+    lots and rounding as the refund; bonus credit is not refundable)."""
     from prepaid.allocation import allocate_fifo, refund_part_minor
 
     if wallet.blocked or wallet.balance_wh <= 0:
@@ -66,7 +77,8 @@ def wallet_refundable_minor(*, wallet: Wallet) -> int:
     lots = list(CreditLot.objects.refundable().filter(wallet=wallet, remaining_wh__gt=0).order_by("-created_at", "-id"))
     by_id = {lot.pk: lot for lot in lots}
     total = 0
-    for lot_id, wh in allocate_fifo([(lot.pk, lot.remaining_wh) for lot in lots], wallet.balance_wh):
+    wanted = wallet.balance_wh if energy_wh is None else min(energy_wh, wallet.balance_wh)
+    for lot_id, wh in allocate_fifo([(lot.pk, lot.remaining_wh) for lot in lots], wanted):
         lot = by_id[lot_id]
         total += refund_part_minor(
             amount_minor=lot.amount_minor,

@@ -85,6 +85,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Times in the person's zone: their choice, their browser's, their region's (prepaid/timezones.py).
+    "web.timezones.TimeZoneMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -279,6 +281,11 @@ VEHICLE_WEBHOOK_AMT_PREVIOUS = env_list("VEHICLE_WEBHOOK_AMT_PREVIOUS", "")
 # Commands can take up to 300 s at the vehicle API; the official SDKs wait 310 s.
 VEHICLE_API_TIMEOUT_S = float(env("VEHICLE_API_TIMEOUT_S", "310"))
 VEHICLE_API_CONNECT_TIMEOUT_S = float(env("VEHICLE_API_CONNECT_TIMEOUT_S", "10"))
+# Rate limits the in-flight controller worker keeps fleet-wide (in Redis when REDIS_URL is set),
+# "BURST:PER_MINUTE"; empty = none. The application's is the plan's (Smartcar's default plan:
+# 120:2, docs/reference/vehicle-api-v3.md §7); the per-vehicle throttle's value is undisclosed.
+VEHICLE_API_APP_RATE_LIMIT = env("VEHICLE_API_APP_RATE_LIMIT", "")
+VEHICLE_API_VEHICLE_RATE_LIMIT = env("VEHICLE_API_VEHICLE_RATE_LIMIT", "")
 # Tesla's Fleet API "Discovery" plan: 5 charging commands and 50 commands per vehicle and day
 # (docs/reference/makes.md §2b). Off by default: the plan was temporary, pay-per-use has no such
 # quota; an account still on it turns this on (sessions/vehicles/command_budget.py).
@@ -303,6 +310,9 @@ SIMULATOR_WEBHOOK_URL = env("SIMULATOR_WEBHOOK_URL", "")
 # `make run` only: simulated time runs SIM_SPEED times faster than the wall clock, for the
 # simulated cars and for the controller (sessions.clock), so a whole charge takes minutes. 1: real time.
 SIM_SPEED = float(env("SIM_SPEED") or "1")
+# `make run` with the simulator: each new account gets its own simulated car on the simulator's
+# consent page (web.demo.consent_car_for). Set by `make run`, not by hand.
+DEMO_CARS = env_bool("DEMO_CARS", False)
 if SIM_SPEED <= 0:
     raise ImproperlyConfigured("SIM_SPEED must be a positive number")
 # Set by `make run` for the processes it starts: "wall seconds,simulated seconds" of one instant,
@@ -362,6 +372,12 @@ CURRENCY = env("CURRENCY", "eur").lower()
 # Price per kWh in major units, VAT included, e.g. "0.45" = 45 cents per kWh.
 PRICE_PER_KWH = Decimal(env("PRICE_PER_KWH", "0.45"))
 VAT_RATE = Decimal(env("VAT_RATE", "0.19"))
+# --- Invoices (payments.invoices): the seller on every invoice, and the invoice number's series.
+DEV_OPERATOR_VAT_ID = "DE000000000"
+OPERATOR_NAME = env("OPERATOR_NAME", "Prepaid Charge Demo GmbH")
+OPERATOR_ADDRESS = env("OPERATOR_ADDRESS", "Musterstraße 1, 10115 Berlin, Germany")
+OPERATOR_VAT_ID = env("OPERATOR_VAT_ID", DEV_OPERATOR_VAT_ID)
+INVOICE_SERIES = env("INVOICE_SERIES", "PC")
 CUSTOM_KWH_MIN = Decimal(env("CUSTOM_KWH_MIN", "1"))
 CUSTOM_KWH_MAX = Decimal(env("CUSTOM_KWH_MAX", "100"))
 # Demand response: the price per kWh (major units) at which a bonus earned in money

@@ -16,6 +16,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from prepaid.admin_units import readable
 from prepaid.pricing import format_money
 from sessions import clock, operator
 from sessions import services as session_services
@@ -104,7 +105,7 @@ class SharedCarFilter(admin.SimpleListFilter):
 
 @admin.register(Vehicle)
 class VehicleAdmin(admin.ModelAdmin):
-    list_display = (
+    list_display = readable(
         "id",
         "__str__",
         "owner",
@@ -211,7 +212,7 @@ class CommandInline(ReadOnlyInline):
 
 @admin.register(ChargingSession)
 class ChargingSessionAdmin(ReadOnlyAdmin):
-    list_display = (
+    list_display = readable(
         "id",
         "user",
         "vehicle",
@@ -277,7 +278,7 @@ class SessionTransitionAdmin(ReadOnlyAdmin):
 
 @admin.register(MeterReading)
 class MeterReadingAdmin(ReadOnlyAdmin):
-    list_display = (
+    list_display = readable(
         "session",
         "source",
         "via",
@@ -294,7 +295,7 @@ class MeterReadingAdmin(ReadOnlyAdmin):
 
 @admin.register(VehicleCommand)
 class VehicleCommandAdmin(ReadOnlyAdmin):
-    list_display = (
+    list_display = readable(
         "sent_at",
         "session",
         "make",

@@ -79,6 +79,9 @@ def test_production_starts_with_real_values():
             "VEHICLE_WEBHOOK_AMT": "real-amt",
             "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/test",
             "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+            "OPERATOR_NAME": "Ladestrom Nord GmbH",
+            "OPERATOR_ADDRESS": "Hafenstraße 7, 20457 Hamburg, Germany",
+            "OPERATOR_VAT_ID": "DE123456789",
         }
     )
     assert result.returncode == 0, result.stderr

@@ -238,7 +238,8 @@ class SimulatorApp:
         rows = "".join(
             f'<li><label><input type="{kind}" name="vehicle" value="{esc(v.id)}"> '
             f"{esc(v.make)} {esc(v.profile.model)} {v.profile.year} · VIN {esc(v.vin)} · "
-            f"{round(v.soc * 100)} %{' · plugged in' if v.plugged else ''}</label></li>"
+            f"{round(v.soc * 100)} %{' · plugged in' if v.plugged else ''}"
+            f"{' · <strong>' + esc(v.label) + '</strong>' if v.label else ''}</label></li>"
             for v in vehicles
         )
         hidden = "".join(

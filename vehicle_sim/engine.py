@@ -130,6 +130,7 @@ class Simulator(Endpoints, Commands, Telemetry, Gates):
         efficiency: float | None = None,
         vin: str | None = None,
         demo: bool = False,
+        label: str = "",
         strict_quotas: bool = False,
         location_schedule: bool | None = None,
         faults: dict | None = None,
@@ -176,6 +177,7 @@ class Simulator(Endpoints, Commands, Telemetry, Gates):
                 created_at=now,
                 updated_at=now,
                 demo=demo,
+                label=str(label)[:80],
                 location_schedule=prof.location_schedule if location_schedule is None else location_schedule,
                 quotas=quotas,
                 faults=Faults.from_dict(faults),
@@ -316,7 +318,7 @@ class Simulator(Endpoints, Commands, Telemetry, Gates):
                         self._stop_charging(v, now, "CHARGE_FAULT")
                 elif name in {"soc", "limit", "charger_kw", "efficiency"}:
                     setattr(v, name, self._checked_number(name, value))
-                elif name in {"demo", "location_schedule", "quotas"}:
+                elif name in {"demo", "label", "location_schedule", "quotas"}:
                     setattr(v, name, value)
                 elif name in {f.name for f in fields(Profile)}:
                     v.profile = v.profile.with_overrides(**{name: value})
@@ -468,13 +470,21 @@ class Simulator(Endpoints, Commands, Telemetry, Gates):
                 if method == "POST" and subpath == "batch":
                     self._count(v, "POST /batch")
                     responses = self._batch(grant, v, body, unit_system)
-                    return Reply(200, {"responses": responses}, delay_s=delay + self._read_answer_s(v))
+                    return Reply(200, {"responses": responses}, delay_s=delay + self._wall_s(self._read_answer_s(v)))
                 body_out, data_at = self._call(grant, v, method, subpath, body, unit_system, query)
                 # A read waits for the OEM's answer; a command for the car's acknowledgement.
-                delay += self._read_answer_s(v) if method == "GET" else self._answer_delay_s
+                delay += self._wall_s(self._read_answer_s(v) if method == "GET" else self._answer_delay_s)
                 return Reply(200, body_out, self._data_headers(data_at, unit_system), delay_s=delay)
             except ApiError as error:
                 return Reply(error.status, error, error.headers(), delay_s=delay)
+
+    def _wall_s(self, sim_seconds: float) -> float:
+        """An answer's wait as the app sleeps it: wall seconds on a real (sped-up) clock, as v3's
+        `real_seconds`; on a virtual clock the simulated seconds themselves (a SteppedClock's
+        actor holds them in its own time)."""
+        if isinstance(self.clock, VirtualClock):
+            return sim_seconds
+        return sim_seconds / float(getattr(self.clock, "speed", 1.0) or 1.0)
 
     def _read_answer_s(self, v: Vehicle) -> float:
         low, high = self.world.answer_latency_s

@@ -133,12 +133,20 @@ def charge(pack: Pack, charger: Charger, *, soc: float, charging_s: float, secon
             continue
         rate = battery_w / 3600  # Wh per second
         # Constant power up to the taper; within it, short steps.
-        dt = min(dt, pack.wh_between(soc, pack.taper_start) / rate if soc < pack.taper_start else TAPER_STEP_S)
+        to_taper = pack.wh_between(soc, pack.taper_start) / rate if soc < pack.taper_start else math.inf
+        dt = min(dt, to_taper if to_taper < math.inf else TAPER_STEP_S)
         to_until = pack.wh_between(soc, until_soc) / rate
         reached = to_until <= dt + EPS
         dt = max(0.0, min(dt, to_until))
         battery_wh = rate * dt
-        soc = until_soc if reached else pack.soc_at(pack.energy_at(soc) + battery_wh)
+        if reached:
+            soc = until_soc
+        elif dt >= to_taper - EPS:
+            # Land on the taper's start exactly: energy_at/soc_at round trip can leave the level
+            # an ulp below it, and steps of 1e-11 s towards it would never get there.
+            soc = pack.taper_start
+        else:
+            soc = pack.soc_at(pack.energy_at(soc) + battery_wh)
         battery_total += battery_wh
         wall_total += wall_w * dt / 3600
         done, charging_s = done + dt, charging_s + dt

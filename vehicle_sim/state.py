@@ -68,6 +68,7 @@ class Vehicle:
     charging: bool = False
     owner_user_id: str | None = None
     demo: bool = False  # listed on the consent page even when already claimed
+    label: str = ""  # shown on the consent page: whose demo car this is
     nominal_capacity_kwh: float | None = None
     session_battery_wh: float = 0.0  # "energy added" this plug-in session, battery side
     total_battery_wh: float = 0.0  # TRUE energy into the battery since creation

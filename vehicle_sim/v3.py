@@ -153,6 +153,10 @@ class EngineView:
     def response_delay(self, v) -> float:
         return float(self.sim._faults(v)["response_delay_s"])
 
+    def read_answer_s(self, v) -> float:
+        """How long a read's answer takes on the wall clock: the world's answer latency."""
+        return self.real_seconds(self.sim._read_answer_s(v))
+
     def car_errors(self, v, now: float) -> set[tuple[str, str]]:
         """VEHICLE_ERROR conditions of the car now: (type, code)."""
         faults = self.sim._faults(v)
@@ -496,6 +500,10 @@ class V3Platform:
     def subscribed(self, vehicle_id: str) -> bool:
         return any(s["vehicle_id"] == vehicle_id for s in self.subscriptions.values())
 
+    def read_delay(self, v) -> float:
+        """A signals read answers after the car's fault delay plus the world's answer latency."""
+        return self.engine.response_delay(v) + self.engine.read_answer_s(v)
+
     def read_signals(self, caller: dict, header_user: str | None, vehicle_id: str, unit: str) -> tuple[dict, Any]:
         """`GET /v3/vehicles/{id}/signals` → (body, vehicle). A subscribed car answers from the
         store without reaching the car (billed, but no OEM poll); an unsubscribed one answers
@@ -633,7 +641,10 @@ class V3Platform:
                 "executionMode": "async",
                 "parameters": parameters,
             }
-            return 202, {"data": {**execution, "attributes": attributes, "meta": {"executedAt": iso_ms(now)}}}, delay
+            # The answer comes when the API gives up waiting synchronously (its limit), not before.
+            meta = {"executedAt": iso_ms(now)}
+            limit_s = self.engine.real_seconds(self.config.sync_command_limit_s)
+            return 202, {"data": {**execution, "attributes": attributes, "meta": meta}}, max(delay, limit_s)
         attributes = {
             "commandType": command_type,
             "status": {"value": "SUCCESS"},

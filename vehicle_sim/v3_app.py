@@ -155,14 +155,14 @@ def _route(plat: V3Platform, caller: dict, request: Request) -> tuple[int, Any, 
         if len(parts) == 2 and method == "GET":
             return 200, plat.vehicle_body(vid), 0.0
         if len(parts) == 3 and parts[2] == "signals" and method == "GET":
-            body, _v = plat.read_signals(caller, user_header, vid, unit)
-            return 200, body, 0.0
+            body, v = plat.read_signals(caller, user_header, vid, unit)
+            return 200, body, plat.read_delay(v)
         if len(parts) == 4 and parts[2] == "signals" and method == "GET":
-            body, _v = plat.read_signals(caller, user_header, vid, unit)
+            body, v = plat.read_signals(caller, user_header, vid, unit)
             item = next((i for i in body["data"] if i["id"] == parts[3].lower()), None)
             if item is None:
                 raise ApiError("RESOURCE_NOT_FOUND", None, f"No signal {parts[3]} for this vehicle.")
-            return 200, item, 0.0
+            return 200, item, plat.read_delay(v)
         if len(parts) == 5 and parts[2:4] == ["commands", "charge"] and parts[4] in COMMANDS and method == "POST":
             return plat.command(caller, user_header, vid, parts[4], _json_body(request))
     if head == "connections":

@@ -48,8 +48,8 @@ def ensure_demo_prices(*, region: str, now: datetime) -> int:
 
 
 def ensure_demo_vehicles(*, user, simulator_origin: str | None = None) -> list[Vehicle]:
-    """Give `user` a connected, plugged-in simulated car (and leave a second one on the consent
-    page to connect by hand). Does nothing when the user already has an active vehicle."""
+    """Give `user` a connected, plugged-in simulated car (and leave a second one of theirs on the
+    consent page to connect by hand). Does nothing when the user already has an active vehicle."""
     existing = list(Vehicle.objects.filter(owner=user, is_active=True, connection__status="active"))
     if existing:
         return existing
@@ -62,11 +62,27 @@ def ensure_demo_vehicles(*, user, simulator_origin: str | None = None) -> list[V
     created.raise_for_status()
     linked = httpx.post(f"{origin}/_sim/v3/connections", json={"vehicle_id": created.json()["id"]}, timeout=10)
     linked.raise_for_status()
-    # A second car, unclaimed: the consent page offers it to "Connect a vehicle".
-    httpx.post(
-        f"{origin}/_sim/vehicles",
-        json={"profile": "vw_group", "soc": 0.5, "plugged": True, "demo": True, "token": False},
-        timeout=10,
-    ).raise_for_status()
+    # A second car of their own, unclaimed: the consent page offers it to "Connect a vehicle".
+    consent_car_for(user, simulator_origin=origin)
     connection = connection_create(user=user, external_user_id=linked.json()["user_id"])
     return list(connection.vehicles.filter(is_active=True))
+
+
+# The makes a new account's demo car is drawn from, in turn: slow reporters and fast ones, so
+# newcomers meet what the live page says about each (vehicle_sim/profiles.py).
+CONSENT_CAR_PROFILES = ("vw_group", "tesla_fleet", "bmw_mini", "hk_event_gen2", "mercedes_eq_eu")
+
+
+def consent_car_for(user, *, simulator_origin: str | None = None) -> str:
+    """A simulated car of `user`'s own, plugged in and not yet connected: the simulator's consent
+    page lists it with the account's name, so every newcomer has a car to connect and no two
+    accounts share one. Returns the simulator's vehicle id."""
+    origin = (simulator_origin or settings.VEHICLE_API_V3_ORIGIN).rstrip("/")
+    profile = CONSENT_CAR_PROFILES[user.pk % len(CONSENT_CAR_PROFILES)]
+    response = httpx.post(
+        f"{origin}/_sim/vehicles",
+        json={"profile": profile, "soc": 0.4, "plugged": True, "token": False, "label": f"demo car of {user}"},
+        timeout=10,
+    )
+    response.raise_for_status()
+    return response.json()["id"]

@@ -242,6 +242,8 @@ def _metering_fields(estimate: metering.MeterEstimate) -> dict[str, Any]:
         "delivered_low_wh": max(0, estimate.delivered_low_wh),
         "delivered_high_wh": max(0, estimate.delivered_high_wh),
         "power_w": max(0, estimate.power_w),
+        "power_low_w": max(0, estimate.power_low_w),
+        "power_high_w": max(0, estimate.power_high_w),
         "data_source": estimate.source,
         "last_reading_at": estimate.as_of,
     }

@@ -38,7 +38,7 @@ REASONS: dict[str, str] = {
     "requested": "Waiting for the car to answer.",
     "start_sent": "Start sent; waiting for the car to begin charging.",
     "charging": "Charging.",
-    "threshold": "Stopping: the energy you bought has been delivered.",
+    "threshold": "Stopping: the stop is sent so that the car ends at the energy you bought.",
     "driver_stop": "Stopped at your request.",
     "operator_stop": "Stopped by the operator.",
     "operator_close": "Closed by the operator; you were billed only for what was delivered.",

@@ -73,6 +73,9 @@ class ChargingSession(models.Model):
     delivered_low_wh = models.PositiveIntegerField(default=0)
     delivered_high_wh = models.PositiveIntegerField(default=0)
     power_w = models.PositiveIntegerField(null=True, blank=True)
+    # The band of that power: the live page extends the estimate from the last reading with it.
+    power_low_w = models.PositiveIntegerField(null=True, blank=True)
+    power_high_w = models.PositiveIntegerField(null=True, blank=True)
     data_source = models.CharField(max_length=16, blank=True)
     last_reading_at = models.DateTimeField(null=True, blank=True)
     api_calls = models.PositiveIntegerField(default=0)

@@ -10,6 +10,35 @@
   let failures = 0;
   let lastStatus = null;
   let lastPlan = null;
+  let lastChart = null;
+  // The controller's estimate (web/pages/live.py): counted on each second between polls from
+  // the server's parameters, on the server's clock (which may run faster in a demo).
+  let est = null;
+  let purchasedWh = 0;
+  let serverNow0 = 0;
+  let clientNow0 = 0;
+  let speed = 1;
+
+  function kwh(wh) { return (wh / 1000).toFixed(2); }
+
+  function tick() {
+    if (!est || !est.counting || !est.as_of) { return; }
+    let end = serverNow0 + (Date.now() - clientNow0) * speed;
+    if (est.until) { end = Math.min(end, Date.parse(est.until)); }
+    const hours = Math.max(0, end - Date.parse(est.as_of)) / 3600000;
+    const grow = function (base, power) { return base < est.cap_wh ? Math.min(est.cap_wh, base + power * hours) : base; };
+    const best = Math.min(grow(est.delivered_wh, est.power_w), purchasedWh);
+    const percent = purchasedWh ? Math.min(100, Math.round(100 * best / purchasedWh)) : 0;
+    $("delivered").textContent = kwh(best);
+    $("percent").textContent = percent;
+    $("progress").value = percent;
+    $("progress").textContent = percent + " %";
+    $("est-low").textContent = kwh(Math.min(grow(est.low_wh, est.power_low_w), purchasedWh));
+    $("est-high").textContent = kwh(Math.min(grow(est.high_wh, est.power_high_w), purchasedWh));
+    if (est.power_w > 0 && lastStatus === "charging") {
+      $("eta").textContent = "about " + Math.max(0, Math.round((est.cap_wh - best) / est.power_w * 60)) + " min";
+    }
+  }
 
   function renderPlan(plan) {
     // The plan section exists only for smart sessions; its texts come ready from the server.
@@ -50,6 +79,27 @@
     $("eta").textContent = data.eta_minutes === null ? "—" : "about " + data.eta_minutes + " min";
     $("money").textContent = data.money_used;
     $("age").textContent = data.data_age;
+    est = data.estimate;
+    purchasedWh = Math.round(data.purchased_kwh * 1000);
+    serverNow0 = Date.parse(data.now);
+    clientNow0 = Date.now();
+    speed = data.clock_speed || 1;
+    $("estimate-line").hidden = !data.estimating;
+    $("est-low").textContent = data.delivered_low_kwh.toFixed(2);
+    $("est-high").textContent = data.delivered_high_kwh.toFixed(2);
+    $("next-reading").hidden = !data.next_reading;
+    $("next-reading-at").textContent = data.next_reading;
+    $("live-note").hidden = !data.note;
+    $("live-note").textContent = data.note;
+    $("ends-at-box").hidden = data.ends_at_kwh === null;
+    $("ends-at").textContent = data.ends_at_kwh === null ? "" : data.ends_at_kwh.toFixed(2) + " kWh";
+    if (data.chart !== lastChart) {
+      // Server-rendered and escaped there (web/pages/live.py energy_chart).
+      const box = document.createElement("template");
+      box.innerHTML = data.chart;
+      $("energy-chart").replaceWith(box.content.firstChild);
+      lastChart = data.chart;
+    }
     if (data.status !== lastStatus || $("reason-message").textContent !== data.reason_message) {
       // Touch the live region only on a change: re-announcing the same words every 2 s is noise.
       $("status-label").textContent = data.status_label;
@@ -57,6 +107,9 @@
       $("reason-message").textContent = data.reason_message;
       lastStatus = data.status;
     }
+    $("heading").textContent = data.heading;
+    $("credit-back").textContent = data.credit_back;
+    $("credit-back").hidden = !data.credit_back;
     $("stop-form").hidden = !data.is_open || data.stop_requested;
     $("done").hidden = data.is_open;
     root.dataset.status = data.status;
@@ -85,6 +138,13 @@
   }
 
   const initial = JSON.parse(document.getElementById("session-initial").textContent);
+  est = initial.estimate;
+  purchasedWh = Math.round(initial.purchased_kwh * 1000);
+  serverNow0 = Date.parse(initial.now);
+  clientNow0 = Date.now();
+  speed = initial.clock_speed || 1;
+  lastChart = initial.chart;
+  window.setInterval(tick, 1000);
   lastStatus = initial.status;
   lastPlan = initial.plan ? JSON.stringify(initial.plan.windows) : null;
   if (initial.is_open) { window.setTimeout(poll, POLL_MS); }

@@ -5,7 +5,7 @@ import json
 import pytest
 from django.core.management import call_command
 
-from benchmarks.suite import _pooled, markdown, targets
+from benchmarks.suite import Part, _command, _pooled, markdown, targets
 from tests.benchmarks.test_stats import _result
 
 
@@ -56,7 +56,17 @@ def test_the_suite_runs_its_profiles_and_writes_one_table(tmp_path):
         "--profile",
         "nissan_start_only",
     ]
-    call_command("fleet_suite", *args, "--policy", "predictive", "--policy", "fixed:300", "--out-dir", str(tmp_path))
+    call_command(
+        "fleet_suite",
+        *args,
+        "--policy",
+        "predictive",
+        "--policy",
+        "fixed:300",
+        "--out-dir",
+        str(tmp_path),
+        "--keep-parts",
+    )
     doc = json.loads((tmp_path / "suite.json").read_text())
     assert set(doc["profiles"]) == {"A", "nissan_start_only"}
     a = doc["profiles"]["A"]["pooled"]
@@ -66,3 +76,60 @@ def test_the_suite_runs_its_profiles_and_writes_one_table(tmp_path):
     text = (tmp_path / "suite.md").read_text()
     assert "python manage.py fleet_suite" in text and "## Targets" in text
     assert (tmp_path / "suite-error-vs-calls.png").stat().st_size > 0
+    # Each part's own fleet_benchmark JSON, per-session results included, is kept with --keep-parts.
+    parts = {p.name: json.loads(p.read_text()) for p in (tmp_path / "parts").glob("*.json")}
+    assert set(parts) == {"A-1-predictive.json", "A-1-fixed300.json", "nissan_start_only-1-predictive.json",
+                          "nissan_start_only-1-fixed300.json"}  # fmt: skip
+    assert len(parts["A-1-predictive.json"]["sessions"]["predictive"]) == 1
+
+
+def test_the_power_scenarios_run_the_readme_car_with_the_power_the_issue_names(tmp_path):
+    def args(name):
+        cmd = _command(Part(name, 2, ("predictive",), 5), world="realistic", out=tmp_path / "x.json")
+        return " ".join(cmd[cmd.index("fleet_benchmark") :])
+
+    assert "--energy-step-kwh 0.01 --power-drop-rate 1" in args("A-drop")
+    assert "--energy-step-kwh 0 --power-drop-rate 1" in args("B-drop")
+    assert "--energy-step-kwh 0 --actual-power-kw 7.4:7.4" in args("B-7kW")
+    assert "--profile generic --seed 2 --sessions 5 --world realistic" in args("B-7kW")
+
+
+def test_an_soc_only_profile_shows_its_ratio_to_the_blind_floor_beside_the_target():
+    docs = [_doc(1, {"predictive": ([100, 90], 12), "naive": ([150, 150], 150)})]
+    profile = _pooled("B", docs, ["predictive", "naive"])
+    profile["pooled"]["predictive"]["floor_blind_pct_p95"] = 2.0
+    ok, text = targets(profile)["p95 ≤ 1.3 × floor"]
+    # 0.995 % against the 0.5 % floor misses the target; against the blind floor it is 0.5 x.
+    assert not ok and text == "1.99 × (0.5 × blind)"
+
+
+def test_a_kept_part_is_reused_only_for_the_same_arguments(tmp_path):
+    from benchmarks.suite import _kept_part
+
+    part = Part("A", 2, ("fixed:30", "naive"), 3)
+    doc = {"config": {"seed": 2, "sessions": 3, "world": "realistic"}, "sessions": {"fixed:30": [], "naive": []}}
+    (tmp_path / "A-2-fixed30+naive.json").write_text(json.dumps(doc))
+    assert _kept_part(tmp_path, "A-2-fixed30+naive", part, "realistic") is not None
+    assert _kept_part(tmp_path, "A-2-fixed30+naive", part, "ideal") is None
+    assert _kept_part(tmp_path, "A-2-fixed30+naive", Part("A", 2, ("fixed:30", "naive"), 5), "realistic") is None
+    assert _kept_part(tmp_path, "A-3-fixed30+naive", part, "realistic") is None  # not measured
+    (tmp_path / "A-2-fixed30+naive.json").write_text("{truncated")
+    assert _kept_part(tmp_path, "A-2-fixed30+naive", part, "realistic") is None
+
+
+def test_kept_only_builds_the_table_from_kept_parts_and_lists_what_is_missing(tmp_path):
+    from benchmarks.suite import run_suite
+
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    for seed, errors in ((1, [10, -20]), (2, [30, 0])):
+        doc = _doc(seed, {"predictive": (errors, 12)})
+        doc["config"]["world"] = "realistic"
+        (parts / f"A-{seed}-predictive.json").write_text(json.dumps(doc))
+    out = run_suite(
+        sessions=2, seeds=(1, 2, 3), profiles=["A", "B"], policies=["predictive"], parts_dir=parts, kept_only=True
+    )
+    assert set(out["profiles"]) == {"A"}
+    assert out["profiles"]["A"]["pooled"]["predictive"]["sessions"] == 4
+    assert out["missing"] == ["A-3-predictive", "B-1-predictive", "B-2-predictive", "B-3-predictive"]
+    assert "Not measured" in markdown(out) and "B-3-predictive" in markdown(out)

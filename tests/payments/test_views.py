@@ -5,7 +5,7 @@ from decimal import Decimal
 
 import pytest
 
-from payments.models import Purchase
+from payments.models import Purchase, Refund
 from prepaid.models import Wallet
 
 pytestmark = pytest.mark.django_db
@@ -142,13 +142,43 @@ def test_the_wallet_page_shows_balance_lots_and_refunds_unused_credit(
 
     wallet_page = logged_in.get("/payments/wallet/")
     assert b'<strong id="balance">10 kWh</strong>' in wallet_page.content
-    assert b"Refund unused credit (4.50 EUR)" in wallet_page.content
+    assert b"Refund unused credit (up to 4.50 EUR)" in wallet_page.content
 
+    # The refund page offers all of it, asks to confirm, and refunds only then.
+    form = logged_in.get("/payments/wallet/refund/").content.decode()
+    assert 'value="10"' in form and "You can refund up to <strong>10 kWh</strong> (4.50 EUR)." in form
+    confirm = logged_in.post("/payments/wallet/refund/", {"energy_kwh": "10"}).content.decode()
+    assert "Refund 10 kWh: 4.50 EUR back to your card. This cannot be undone." in confirm
+    assert Wallet.objects.get(user=driver).balance_wh == 10_000  # not yet
     with django_capture_on_commit_callbacks(execute=True):
-        logged_in.post("/payments/wallet/refund/")
+        logged_in.post("/payments/wallet/refund/", {"energy_kwh": "10", "confirm": "1"})
     response = logged_in.get("/payments/wallet/")
 
     assert b"Refund of 10 kWh (4.50 EUR) requested." in response.content
     assert b"Succeeded" in response.content
     assert Wallet.objects.get(user=driver).balance_wh == 0
+    ledger_clean()
+
+
+def test_a_partial_refund_returns_that_share_through_the_ledger(
+    logged_in, driver, package, browser, django_capture_on_commit_callbacks, ledger_clean
+):
+    logged_in.post("/payments/buy/", {"package": package.pk})
+    purchase = Purchase.objects.get(user=driver)
+    page = logged_in.get(f"/payments/purchases/{purchase.public_id}/pay/")
+    pm = browser.confirm_card_setup(_setup_secret(page), VISA)
+    logged_in.post(
+        f"/payments/purchases/{purchase.public_id}/confirm/",
+        data=json.dumps({"payment_method": pm}),
+        content_type="application/json",
+    )
+    too_much = logged_in.post("/payments/wallet/refund/", {"energy_kwh": "12"}).content.decode()
+    assert "You can refund at most 10 kWh." in too_much
+    confirm = logged_in.post("/payments/wallet/refund/", {"energy_kwh": "4"}).content.decode()
+    assert "Refund 4 kWh: 1.80 EUR back to your card." in confirm
+    with django_capture_on_commit_callbacks(execute=True):
+        logged_in.post("/payments/wallet/refund/", {"energy_kwh": "4", "confirm": "1"})
+    assert Wallet.objects.get(user=driver).balance_wh == 6_000
+    refund = Refund.objects.get(wallet__user=driver)
+    assert (refund.energy_wh, refund.amount_minor, refund.status) == (4_000, 180, Refund.Status.SUCCEEDED)
     ledger_clean()

@@ -185,3 +185,29 @@ def test_the_telemetry_interval_can_change_on_a_live_car(car, clock):
     car.set(telemetry_refresh_s=0)
     clock.advance(1)
     assert car.get("battery").headers["SC-Data-Age"] == car.get("battery").headers["SC-Fetched-At"]
+
+
+def test_a_charge_that_reaches_the_taper_at_an_ulp_below_it_goes_on_into_the_taper():
+    # A realistic-world draw (fleet seed 1, generic car) whose level lands 4e-16 below its taper's
+    # start: energy_at/soc_at's round trip never crossed it, steps of 1e-11 s followed one another
+    # and the simulator (and the benchmark's floor replay) never came back.
+    import signal
+
+    from vehicle_sim.physics import Charger, Pack, charge
+
+    pack = Pack(usable_wh=69783.35890825232, voltage_slope=0.15, taper_start=0.8292)
+    charger = Charger(wall_w=6510.0, rated_w=11000, heater_w=1500.0, heat_until_s=4522.7)
+
+    def too_long(signum, frame):
+        raise TimeoutError("charge() did not come back within 5 s")
+
+    previous = signal.signal(signal.SIGALRM, too_long)
+    signal.setitimer(signal.ITIMER_REAL, 5.0)
+    try:
+        step = charge(pack, charger, soc=0.8291999999999996, charging_s=13000.0, seconds=30.0, until_soc=1.0)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert step.seconds == pytest.approx(30.0)
+    assert step.soc > pack.taper_start
+    assert step.battery_wh == pytest.approx(30 * 6510 * 0.92 / 3600, rel=0.01)

@@ -5,10 +5,12 @@ from __future__ import annotations
 from django.conf import settings
 from django.db.models import QuerySet
 
+from payments import invoices
 from payments.models import Purchase, Refund
 from prepaid.models import CreditLot, LedgerEntry
 from prepaid.selectors import hold_draws, wallet_for_user, wallet_refundable_minor
 from sessions.models import ChargingSession, Vehicle
+from web.pages.receipts import receipt_figures
 
 
 def _scoped(queryset: QuerySet, user, field: str) -> QuerySet:
@@ -81,6 +83,8 @@ def purchase_receipt(purchase: Purchase) -> dict:
         "vat_rate": purchase.vat_rate,
         "currency": purchase.currency,
         "refunded_minor": lot.refunded_minor if lot else 0,
+        # A purchase paid before invoices existed gets its invoice now (the same as the PDF's).
+        "invoice_number": invoices.invoice_issue(purchase_id=purchase.pk).number if purchase.paid_at else None,
     }
 
 
@@ -99,7 +103,10 @@ def session_receipt(session: ChargingSession) -> dict:
         for line in (hold_draws(hold_id=session.hold_id) if session.hold_id else [])
     ]
     hold = session.hold
+    # The receipt page's and the email's figures: one function computes them.
+    figures = receipt_figures(session)
     return {
+        **figures.as_api(),
         "session_id": session.public_id,
         "vehicle": str(session.vehicle),
         "status": session.status,
@@ -111,10 +118,8 @@ def session_receipt(session: ChargingSession) -> dict:
         "delivered_wh": session.delivered_wh,
         "delivered_low_wh": session.delivered_low_wh,
         "delivered_high_wh": session.delivered_high_wh,
-        "billed_wh": session.billed_wh or 0,
         "released_wh": hold.released_wh if hold else 0,
         "overshoot_absorbed_wh": session.overshoot_wh or 0,
-        "amount_minor": sum(line["amount_minor"] for line in lines),
         "currency": lines[0]["currency"] if lines else settings.CURRENCY,
         "data_source": session.data_source,
         "readings": session.readings.count(),

@@ -154,6 +154,9 @@ class PurchaseReceiptSerializer(serializers.Serializer):
     vat_rate = serializers.DecimalField(max_digits=6, decimal_places=4)
     currency = serializers.CharField()
     refunded_minor = serializers.IntegerField()
+    invoice_number = serializers.CharField(
+        allow_null=True, help_text="The invoice's number (gapless); the PDF is on the purchase's page."
+    )
 
 
 # --- wallet ---------------------------------------------------------------------------------------
@@ -317,7 +320,15 @@ class SessionReceiptSerializer(serializers.Serializer):
     billed_wh = serializers.IntegerField()
     released_wh = serializers.IntegerField()
     overshoot_absorbed_wh = serializers.IntegerField()
-    amount_minor = serializers.IntegerField()
+    amount_minor = serializers.IntegerField(help_text="What the driver paid, VAT included (the receipt page's total).")
+    net_minor = serializers.IntegerField(help_text="The amount without VAT.")
+    vat_minor = serializers.IntegerField(help_text="The VAT in the amount.")
+    vat_rate = serializers.DecimalField(max_digits=6, decimal_places=4)
+    measured_by = serializers.ChoiceField(
+        choices=["energy_added", "soc", "meter", "none"],
+        help_text="How the energy was measured: the car's energy counter, its battery level, a meter, or power x time.",
+    )
+    explanation = serializers.CharField(help_text="Why this much is billed and the range, in words (the receipt's).")
     currency = serializers.CharField()
     data_source = serializers.CharField(allow_blank=True)
     readings = serializers.IntegerField()

@@ -2,23 +2,53 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django import forms
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from prepaid.numbers import AsciiDecimalField, AsciiIntegerField
 from sessions import clock
 from sessions.grid import services as grid
 from sessions.grid.selectors import price_horizon, vehicle_region
 from sessions.models import Vehicle
+from web.pages import decide
 
 NOW, CHEAPEST = "now", "cheapest"
+
+
+def kwh_errors(low: Decimal, high: Decimal | None) -> dict:
+    """Django's number errors ("greater than or equal to 0.001", "no more than 4 digits before
+    the decimal point") in the driver's words, matching a label that names the range."""
+    if high is None:
+        in_range = _("Enter an amount of at least %(low)s kWh.") % {"low": f"{low:g}"}
+    else:
+        in_range = _("Enter an amount from %(low)s to %(high)s kWh.") % {"low": f"{low:g}", "high": f"{high:g}"}
+    return {
+        "required": _("Enter how many kWh."),
+        "invalid": _("Enter a number of kWh, such as 7.5."),
+        "min_value": in_range,
+        "max_value": in_range,
+        "max_digits": in_range,
+        "max_whole_digits": in_range,
+        "max_decimal_places": _("Enter the kWh with at most three decimals."),
+    }
+
+
 DEADLINE_FORMATS = ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"]
 
 
 def default_deadline(now: datetime) -> datetime:
-    """The suggested "ready by": the next 07:00 UTC at least four hours ahead (a night's charge)."""
-    at = now.replace(hour=7, minute=0, second=0, microsecond=0)
-    while at < now + timedelta(hours=4):
-        at += timedelta(days=1)
+    """The suggested "ready by": the next 07:00 in the driver's time zone at least four hours
+    ahead (a night's charge)."""
+    local = timezone.localtime(now)
+    at = local.replace(hour=7, minute=0, second=0, microsecond=0)
+    while at < local + timedelta(hours=4):
+        at = (at + timedelta(days=1)).replace(hour=7)
     return at
+
+
+def _local(value: datetime) -> str:
+    local = timezone.localtime(value)
+    return f"{local:%a %d %b %H:%M} {local.tzname()}"
 
 
 class ChargeTimingMixin(forms.Form):
@@ -36,7 +66,7 @@ class ChargeTimingMixin(forms.Form):
         initial=NOW,
     )
     deadline = forms.DateTimeField(
-        label="Ready by (UTC)",
+        label=_("Ready by (your local time)"),
         required=False,
         input_formats=DEADLINE_FORMATS,
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
@@ -45,6 +75,7 @@ class ChargeTimingMixin(forms.Form):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        # In the driver's time zone: the field reads what is typed in it too (Django's current zone).
         self.initial.setdefault("deadline", f"{default_deadline(clock.now()):%Y-%m-%dT%H:%M}")
 
     def clean_timing(self, vehicle: Vehicle | None, now: datetime | None = None) -> None:
@@ -58,15 +89,13 @@ class ChargeTimingMixin(forms.Form):
         if "deadline" in self.errors:
             return
         if deadline is None:
-            self.add_error("deadline", "Choose when the car must be ready (date and time, UTC), or charge now.")
+            self.add_error("deadline", "Choose when the car must be ready (date and time), or charge now.")
             return
         now = now or clock.now()
         region = vehicle_region(vehicle)
         horizon = price_horizon(region=region, now=now)
         if deadline <= now:
-            self.add_error(
-                "deadline", f"That time has passed (it is now {now:%a %d %b %H:%M} UTC). Choose a later one."
-            )
+            self.add_error("deadline", f"That time has passed (it is now {_local(now)}). Choose a later one.")
         elif deadline > now + grid.MAX_DEADLINE:
             self.add_error("deadline", "Choose a deadline at most three days ahead.")
         elif horizon is None:
@@ -74,7 +103,7 @@ class ChargeTimingMixin(forms.Form):
         elif deadline > horizon:
             self.add_error(
                 "deadline",
-                f"Prices for region {region} are known until {horizon:%a %d %b %H:%M} UTC. "
+                f"Prices for region {region} are known until {_local(horizon)}. "
                 "Choose a deadline by then, or charge now.",
             )
 
@@ -91,6 +120,9 @@ class StartChargeForm(ChargeTimingMixin):
     def __init__(self, *args, user, balance_wh: int, **kwargs):
         super().__init__(*args, **kwargs)
         self.balance_wh = balance_wh
+        self.fields["energy_kwh"].error_messages.update(
+            kwh_errors(Decimal("0.1"), Decimal(balance_wh) / 1000 if balance_wh else None)
+        )
         self.fields["vehicle"].queryset = Vehicle.objects.filter(
             owner=user, is_active=True, connection__status="active"
         ).order_by("make", "model", "pk")
@@ -109,6 +141,12 @@ class StartChargeForm(ChargeTimingMixin):
     def clean(self):
         data = super().clean()
         self.clean_timing(data.get("vehicle"))
+        vehicle = data.get("vehicle")
+        if vehicle is not None and data.get("when") != CHEAPEST:
+            # A charge now needs a car known to be plugged in (a planned one is checked at its start).
+            blocker = decide.start_blocker(vehicle)
+            if blocker:
+                self.add_error("vehicle", blocker)
         return data
 
 

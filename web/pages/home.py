@@ -1,10 +1,13 @@
+from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 
 
 def home(request: HttpRequest) -> HttpResponse:
-    return render(request, "home.html")
+    return render(
+        request, "home.html", {"price_per_kwh": settings.PRICE_PER_KWH, "currency": settings.CURRENCY.upper()}
+    )
 
 
 def healthz(request: HttpRequest) -> JsonResponse:

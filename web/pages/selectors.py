@@ -9,10 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
+from functools import cached_property
 
 from django.conf import settings
 from django.db.models import Q
 from django.shortcuts import get_object_or_404
+from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from prepaid import pricing
 from prepaid.models import CreditLot, Hold
@@ -26,6 +29,8 @@ from sessions.models import ChargingSession
 from sessions.models.charging import OPEN_STATUSES
 from sessions.models.grid import DemandResponseEnrollment, DemandResponseEvent
 from sessions.vehicles import makes
+from web.pages import live
+from web.pages.receipts import ReceiptFigures, receipt_figures
 
 # The status words the driver sees (the machine reason adds the why).
 STATUS_LABELS = {
@@ -39,13 +44,24 @@ STATUS_LABELS = {
 }
 
 
+# Stopping for these reasons, the stop's note (web.pages.live.stopping_note) says it better; any
+# other reason (a STOP the car refused, for one) is told as the controller wrote it.
+NOTE_SAYS = ("threshold", "battery_max", "driver_stop", "operator_stop", "timeout", "")
+
+
 def session_for_user(*, user, public_id) -> ChargingSession:
     """The user's session; Http404 for anyone else's (no hint that it exists)."""
     return get_object_or_404(ChargingSession.objects.select_related("vehicle", "hold"), user=user, public_id=public_id)
 
 
 def sessions_for_user(*, user, limit: int = 20):
-    return ChargingSession.objects.filter(user=user).select_related("vehicle").order_by("-created_at", "-id")[:limit]
+    """The driver's latest sessions, each with the status word the live page uses (`label`)."""
+    sessions = list(
+        ChargingSession.objects.filter(user=user).select_related("vehicle").order_by("-created_at", "-id")[:limit]
+    )
+    for session in sessions:
+        session.label = status_label(session)
+    return sessions
 
 
 def open_session_for_vehicle(*, vehicle) -> ChargingSession | None:
@@ -105,12 +121,56 @@ class SessionView:
     vat: str
     vat_percent: Decimal
     data_source: str
+    receipt: ReceiptFigures
+    estimate: live.LiveEstimate
+    now: datetime
+    delivered_low_now_kwh: float  # the estimate's band now (between readings: extended at the power)
+    delivered_high_now_kwh: float
+    note: str  # what is happening, when the status alone does not say it (a slow car, a stop)
+    ends_at_kwh: float | None  # the figure a stopping session ends at
+
+    @property
+    def estimating(self) -> bool:
+        """The figures are the controller's estimate extended since the last reading."""
+        return self.estimate.counting
+
+    @property
+    def next_reading_at(self) -> datetime | None:
+        return self.estimate.next_reading_at
+
+    @cached_property
+    def chart(self):
+        # Rendered once per view: the page and its initial JSON both show it.
+        return live.energy_chart(self.session, self.estimate, now=self.now)
 
     @property
     def detail(self) -> str:
-        """The reason in words, unless it only repeats the status label ("Charging" / "Charging.")."""
+        """The reason in words, unless it only repeats the status label ("Charging" / "Charging.").
+        A stopping session says what the stop does instead (`note`)."""
+        if self.session.status == "stopping" and self.note and self.session.reason in NOTE_SAYS:
+            return ""
         message = self.session.reason_message
         return "" if message.rstrip(".").lower() == self.status_label.lower() else message
+
+    @property
+    def heading(self) -> str:
+        vehicle = f"{self.session.vehicle.make.title()} {self.session.vehicle.model}".strip()
+        if self.is_open:
+            return _("Charging your %(vehicle)s") % {"vehicle": vehicle}
+        if self.session.status == "failed":
+            return _("Your %(vehicle)s did not start charging") % {"vehicle": vehicle}
+        return _("Charge of your %(vehicle)s") % {"vehicle": vehicle}
+
+    @property
+    def credit_back(self) -> str:
+        """Once the session ended: the credit that went back to the wallet, in a line."""
+        if self.is_open or not self.returned_kwh:
+            return ""
+        if self.session.status == "failed":
+            return _("Nothing was charged: your %(kwh)s kWh of credit are back in your wallet.") % {
+                "kwh": f"{self.returned_kwh:g}"
+            }
+        return _("The %(kwh)s kWh not used are back in your wallet.") % {"kwh": f"{self.returned_kwh:g}"}
 
     @property
     def data_age(self) -> str:
@@ -125,7 +185,18 @@ class SessionView:
 
     def as_json(self) -> dict:
         s = self.session
+        next_at = self.estimate.next_reading_at
         return {
+            "now": self.now.isoformat(),
+            "clock_speed": settings.SIM_SPEED,
+            "estimate": self.estimate.as_json(),
+            "estimating": self.estimating,
+            "delivered_low_kwh": self.delivered_low_now_kwh,
+            "delivered_high_kwh": self.delivered_high_now_kwh,
+            "note": self.note,
+            "ends_at_kwh": self.ends_at_kwh,
+            "next_reading": timezone.localtime(next_at).strftime("%H:%M") if next_at else "",
+            "chart": str(self.chart),
             "status": s.status,
             "status_label": self.status_label,
             "reason": s.reason,
@@ -141,40 +212,40 @@ class SessionView:
             "is_open": self.is_open,
             "stop_requested": self.stop_requested,
             "billed_kwh": self.billed_kwh,
+            "heading": self.heading,
+            "credit_back": self.credit_back,
         }
-
-
-DATA_SOURCES = {
-    "energy_added": "the car's energy counter",
-    "soc": "the battery level (state of charge)",
-    "meter": "the charger's meter",
-    "power": "the car's charging power and battery level",
-}
 
 
 def session_view(session: ChargingSession, *, now: datetime | None = None) -> SessionView:
     now = now or clock.now()
-    delivered = session.billed_wh if session.billed_wh is not None else min(session.delivered_wh, session.purchased_wh)
-    percent = min(100, round(100 * delivered / session.purchased_wh)) if session.purchased_wh else 0
     is_open = session.status in OPEN_STATUSES
+    estimate = live.live_estimate(session, now=now)
+    receipt = receipt_figures(session)
+    if is_open:
+        best, low, high = estimate.at(now)
+        delivered = min(best, session.purchased_wh)
+    else:
+        delivered, low, high = receipt.billed_wh, receipt.low_wh, receipt.high_wh
+    percent = min(100, round(100 * delivered / session.purchased_wh)) if session.purchased_wh else 0
     power_w = session.power_w if is_open and session.status == "charging" else None
     eta = None
     if power_w and power_w > 0:
-        eta = max(0, round((session.purchased_wh - delivered) / power_w * 60))
-    wallet_id = session.hold.wallet_id if session.hold else None
-    cost = energy_cost_minor(hold=session.hold, wallet_id=wallet_id, energy_wh=delivered)
+        eta = max(0, round((estimate.cap_wh - delivered) / power_w * 60))
+    # Money so far: the energy as it is now estimated (the receipt's figure once settled).
+    cost = receipt.amount_minor
+    if is_open:
+        wallet_id = session.hold.wallet_id if session.hold else None
+        cost = energy_cost_minor(hold=session.hold, wallet_id=wallet_id, energy_wh=delivered)
     currency = settings.CURRENCY
     age = None
     if session.last_reading_at is not None:
         age = max(0, int((now - session.last_reading_at).total_seconds()))
-    returned = None
-    if session.hold is not None and session.hold.status != Hold.Status.ACTIVE:
-        returned = session.hold.released_wh / 1000
+    note = live.stopping_note(session, estimate, now=now) or live.slow_reporting_note(session, now=now)
+    ends_at = live.ends_at_wh(session, estimate, now=now)
     return SessionView(
         session=session,
-        status_label="Scheduled"
-        if session.reason == "waiting_window" and is_open
-        else STATUS_LABELS.get(session.status, session.status),
+        status_label=status_label(session),
         purchased_kwh=session.purchased_wh / 1000,
         delivered_kwh=delivered / 1000,
         delivered_low_kwh=session.delivered_low_wh / 1000,
@@ -189,11 +260,24 @@ def session_view(session: ChargingSession, *, now: datetime | None = None) -> Se
         stop_requested=bool(session.stop_reason),
         billed_kwh=session.billed_wh / 1000 if session.billed_wh is not None else None,
         overshoot_kwh=session.overshoot_wh / 1000 if session.overshoot_wh is not None else None,
-        returned_kwh=returned,
+        returned_kwh=receipt.returned_wh / 1000 if receipt.returned_wh is not None else None,
         vat=pricing.format_money(pricing.vat_share_minor(cost, vat_rate=settings.VAT_RATE), currency),
         vat_percent=settings.VAT_RATE * 100,
-        data_source=DATA_SOURCES.get(session.data_source, session.data_source or "no reading yet"),
+        data_source=receipt.measured_by_words,
+        receipt=receipt,
+        estimate=estimate,
+        now=now,
+        delivered_low_now_kwh=min(low, session.purchased_wh) / 1000 if is_open else low / 1000,
+        delivered_high_now_kwh=min(high, session.purchased_wh) / 1000 if is_open else high / 1000,
+        note=note,
+        ends_at_kwh=ends_at / 1000 if ends_at is not None else None,
     )
+
+
+def status_label(session: ChargingSession) -> str:
+    if session.reason == "waiting_window" and session.status in OPEN_STATUSES:
+        return "Scheduled"
+    return STATUS_LABELS.get(session.status, session.status)
 
 
 # --- smart charging: the plan a driver sees before confirming, and on the live page -------------
@@ -204,7 +288,9 @@ def _money_millis(millis: int) -> str:
 
 
 def _when(value: datetime) -> str:
-    return f"{value:%a %d %b %H:%M}"
+    """A time as the driver reads it: in their time zone (web.timezones), with its abbreviation."""
+    local = timezone.localtime(value)
+    return f"{local:%a %d %b %H:%M} {local.tzname()}"
 
 
 @dataclass(frozen=True)
@@ -215,8 +301,9 @@ class WindowView:
 
     @property
     def label(self) -> str:
-        end = f"{self.end:%H:%M}" if self.end.date() == self.start.date() else _when(self.end)
-        return f"{_when(self.start)}–{end} UTC: about {self.energy_kwh:.1f} kWh"
+        start, end = timezone.localtime(self.start), timezone.localtime(self.end)
+        until = f"{end:%H:%M}" if end.date() == start.date() else f"{end:%a %d %b %H:%M}"
+        return f"{start:%a %d %b %H:%M}–{until} {start.tzname()}: about {self.energy_kwh:.1f} kWh"
 
 
 def _window_views(windows) -> list[WindowView]:
@@ -349,17 +436,17 @@ def session_plan_view(session: ChargingSession, *, now: datetime | None = None) 
     state = _plan_state(session, plan, now)
     label = PLAN_STATES[state]
     if state.startswith("paused") and plan.resume_at:
-        label = f"{label[:-1]}; resumes at {_when(plan.resume_at)} UTC."
+        label = f"{label[:-1]}; resumes at {_when(plan.resume_at)}."
     elif state == "waiting":
         first = next(w for w in plan.windows if w.end > now)
         # Without a deadline (a plain session in a grid event) only the event makes it wait.
         waits_for = "Waiting for cheap hours" if plan.deadline else "Waiting for the grid event to end"
-        label = f"{waits_for}: charging starts {_when(first.start)} UTC."
+        label = f"{waits_for}: charging starts {_when(first.start)}."
     elif state == "charging" and not plan.deadline:
         label = "Charging."
     deadline = ""
     if plan.deadline:
-        deadline = f"Ready by {_when(plan.deadline)} UTC"
+        deadline = f"Ready by {_when(plan.deadline)}"
         if plan.windows and not plan.meets_deadline:
             deadline += " is not reachable: the car charges as early as it can after it"
         deadline += "."

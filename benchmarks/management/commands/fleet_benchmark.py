@@ -115,6 +115,11 @@ class Command(BaseCommand):
             action="store_true",
             help="run on the current database instead of a throwaway one (tests: pytest's database is one)",
         )
+        parser.add_argument(
+            "--tables-from-models",
+            action="store_true",
+            help="build the throwaway database from the models instead of migrating it (faster; fleet_suite uses it)",
+        )
 
     def handle(self, *args, **opts):
         policies = opts["policies"] or ["predictive", "fixed:30", "fixed:60", "fixed:300", "naive"]
@@ -145,7 +150,7 @@ class Command(BaseCommand):
         if opts["current_db"]:
             doc = run_fleet(config, policies)
         else:
-            with throwaway_database():
+            with throwaway_database(migrate=not opts["tables_from_models"]):
                 doc = run_fleet(config, policies)
         sessions = doc.pop("sessions")
         if opts["keep_sessions"]:

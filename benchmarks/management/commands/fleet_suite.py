@@ -36,6 +36,17 @@ class Command(BaseCommand):
         parser.add_argument("--world", default="realistic", choices=sorted(WORLDS))
         parser.add_argument("--jobs", type=int, default=2, help="fleet_benchmark processes at a time")
         parser.add_argument("--out-dir", default="docs/benchmarks/suite")
+        parser.add_argument(
+            "--keep-parts",
+            action="store_true",
+            help="keep each part's fleet_benchmark JSON (per-session results) in OUT_DIR/parts/; a part kept "
+            "there with the same arguments is reused (an interrupted suite resumes)",
+        )
+        parser.add_argument(
+            "--kept-only",
+            action="store_true",
+            help="measure nothing: build the table from the parts kept in OUT_DIR/parts/ (those missing are listed)",
+        )
 
     def handle(self, *args, **opts):
         try:
@@ -56,6 +67,8 @@ class Command(BaseCommand):
                 world=opts["world"],
                 jobs=opts["jobs"],
                 log=lambda line: self.stdout.write(line),
+                parts_dir=Path(opts["out_dir"]) / "parts" if opts["keep_parts"] or opts["kept_only"] else None,
+                kept_only=opts["kept_only"],
             )
         except ValueError as exc:
             raise CommandError(str(exc)) from exc

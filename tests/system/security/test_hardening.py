@@ -221,6 +221,7 @@ def _production_env(**extra) -> dict:
         "EMAIL_",
         "METRICS_",
         "SIM_",
+        "OPERATOR_",
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
     env.update(
@@ -245,6 +246,9 @@ def _production_env(**extra) -> dict:
         VEHICLE_WEBHOOK_AMT=secrets.token_hex(16),
         DATABASE_URL="postgres://prepaid:secret@127.0.0.1:5432/prepaid",
         EMAIL_BACKEND="django.core.mail.backends.smtp.EmailBackend",
+        OPERATOR_NAME="Ladestrom Nord GmbH",
+        OPERATOR_ADDRESS="Hafenstraße 7, 20457 Hamburg, Germany",
+        OPERATOR_VAT_ID="DE123456789",
     )
     env.update(extra)
     return env
@@ -283,6 +287,7 @@ DEVELOPMENT_VALUES = {
     "STRIPE_PUBLISHABLE_KEY": ("pk_test_localstripe", "STRIPE_PUBLISHABLE_KEY"),
     "DJANGO_ALLOWED_HOSTS": ("charge.example.com,testserver", "DJANGO_ALLOWED_HOSTS"),
     "DJANGO_SECRET_KEY": ("a" * 60, "DJANGO_SECRET_KEY"),  # long, but one letter: W009 refuses it
+    "OPERATOR_VAT_ID": ("DE000000000", "OPERATOR_VAT_ID"),  # the demo company's
 }
 
 
@@ -328,6 +333,9 @@ def _production_settings(**changes) -> dict:
         "METRICS_TOKEN": "",
         "SIM_SPEED": 1.0,
         "SIM_CLOCK_ORIGIN": "",
+        "OPERATOR_NAME": "Ladestrom Nord GmbH",
+        "OPERATOR_ADDRESS": "Hafenstraße 7, 20457 Hamburg, Germany",
+        "OPERATOR_VAT_ID": "DE123456789",
     }
     devs = {name: getattr(dev, name) for name in dir(dev) if name.startswith("DEV_")}
     return {**devs, **good, **changes}

@@ -87,16 +87,15 @@ def test_the_whole_journey_from_sign_up_to_refund(browser_page, live_server, sim
     assert page.is_hidden("#stop-form")
     shots(page, "done")
 
-    # The receipt: delivered ≤ purchased, billed = what was delivered (capped).
+    # The receipt: billed ≤ purchased, with how it was measured and why.
     page.click("#receipt-link")
     page.wait_for_selector("h1:has-text('Charging receipt')")
     shots(page, "receipt")
-    delivered = float(page.inner_text("#r-delivered").split()[0])
     purchased = float(page.inner_text("#r-purchased").split()[0])
     billed = float(page.inner_text("#r-billed").split()[0])
     assert purchased == 5.0
-    assert 0 < delivered <= purchased
-    assert billed <= purchased
+    assert 0 < billed <= purchased
+    assert page.inner_text("#r-measured") == "The car's energy counter"
     assert session.billed_wh is not None and session.billed_wh <= session.purchased_wh
 
     # The unused credit goes back to the card.
@@ -113,6 +112,9 @@ def test_the_whole_journey_from_sign_up_to_refund(browser_page, live_server, sim
     if refundable_minor:
         shots(page, "wallet")
         page.click("#refund-button")
+        page.click("#refund-next")  # all of it, as offered
+        page.wait_for_selector("#refund-summary")
+        page.click("#confirm-refund")
         page.wait_for_selector("text=requested")
         shots(page, "refunded")
         with db_lock:

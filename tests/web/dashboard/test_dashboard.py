@@ -1,6 +1,7 @@
 """The operator dashboard: figures checked against known data at a pinned time, alerts, the live
 feed, who may see it, and that its query count does not grow with the number of sessions."""
 
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -199,11 +200,14 @@ def test_it_renders_the_page_with_charts_and_no_external_asset(data, client, dja
     staff = django_user_model.objects.create_user("ops", "o@example.com", "pw-ops-42", is_staff=True)
     client.force_login(staff)
     html = client.get("/dashboard/").content.decode()
-    assert 'data-figure="delivered_wh-today">10400<' in html
-    assert 'data-figure="outstanding">56000 Wh · 25.20 EUR<' in html
+    # In the units a person reads: kWh, EUR, minutes (not Wh or "1800 s").
+    assert 'data-figure="delivered_wh-today">10.40 kWh<' in html
+    assert 'data-figure="outstanding">56.00 kWh · 25.20 EUR<' in html
     assert html.count("<svg") == 2 and "Energy delivered per day" in html
-    assert "https://" not in html and "<script src" not in html
-    assert "Sessions stopping for more than 1800 s: <strong>1</strong>" in html
+    assert "https://" not in html
+    assert all(src.startswith("/static/") for src in re.findall(r'<script src="([^"]+)"', html))
+    assert "Sessions stopping for more than 30 min: <strong>1</strong>" in html
+    assert " Wh" not in html.replace(" kWh", "") and "(Wh)" not in html
 
 
 def test_it_feeds_the_live_table(data, client, django_user_model):

@@ -15,7 +15,13 @@ def car(db):
     def _car(user, external_id="sim-car-1"):
         connection = VehicleConnection.objects.create(user=user, external_user_id=f"user-of-{external_id}")
         return Vehicle.objects.create(
-            connection=connection, owner=user, external_id=external_id, make="TESLA", model="Model 3", year=2024
+            connection=connection,
+            owner=user,
+            external_id=external_id,
+            make="TESLA",
+            model="Model 3",
+            year=2024,
+            is_plugged_in=True,  # as the first read after Connect finds it
         )
 
     return _car

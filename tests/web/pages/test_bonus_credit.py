@@ -22,8 +22,8 @@ def test_the_wallet_page_shows_bonus_credit_apart_from_the_paid_lots(client, dri
     assert "12 kWh</strong> available" in page
     assert 'id="bonus-credit"' in page and "<strong>2 kWh</strong> left of 2 kWh earned" in page
     assert page.count(reverse("payments:purchase", args=[paid.purchase.public_id])) == 1
-    assert "Refund unused credit (4.50 EUR)" in page  # the bonus is not refundable
-    assert "<td>Bonus</td><td>2000</td>" in page  # the ledger line in the history
+    assert "Refund unused credit (up to 4.50 EUR)" in page  # the bonus is not refundable
+    assert "<td>Bonus for taking part in a grid event</td><td>2</td>" in page  # the ledger line, in kWh
 
 
 def test_the_wallet_page_without_bonus_says_nothing_of_it(client, driver, buy):

@@ -30,6 +30,13 @@ H = timedelta(hours=1)
 
 
 @pytest.fixture(autouse=True)
+def _times_in_utc(client):
+    """These pages' times are asserted in UTC: the browser says so (static/js/tz.js's cookie);
+    the region's zone would shift them (tests/web/pages/test_time_zones.py covers the zones)."""
+    client.cookies["tz"] = "UTC"
+
+
+@pytest.fixture(autouse=True)
 def now():
     """The controller's clock and the wall clock (the dashboard and the admin read it) both at T."""
     with time_machine.travel(T, tick=False), clock.use(lambda: T):

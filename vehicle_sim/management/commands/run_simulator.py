@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -62,6 +63,16 @@ class Command(BaseCommand):
             default=None,
             help="command latency MIN,MAX seconds for every car (default: each profile's own)",
         )
+        parser.add_argument(
+            "--answer-latency",
+            default=None,
+            help="a read answers after MIN,MAX simulated seconds (default: the world's; realistic 2,20)",
+        )
+        parser.add_argument(
+            "--command-ack",
+            default=None,
+            help="a command answers after this MIN,MAX fraction of its latency (default: the world's)",
+        )
 
     def handle(self, *args, **options):
         state_file = Path(options["state_file"])
@@ -89,6 +100,14 @@ class Command(BaseCommand):
             world=options["world"],
         )
         loaded = load_state(sim, state_file)
+        answers = {
+            field: tuple(float(x) for x in options[option].split(","))
+            for option, field in (("answer_latency", "answer_latency_s"), ("command_ack", "command_ack_fraction"))
+            if options[option]
+        }
+        if answers:
+            # After the saved state, which brings its own world: the command line has the last word.
+            sim.world = replace(sim.world, **answers)
         server = SimulatorServer(sim, port=options["port"], state_file=state_file, webhook_interval_s=1.0)
         self.stdout.write(
             f"Vehicle simulator on {server.url} (speed {options['speed']}×, "

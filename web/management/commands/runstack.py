@@ -47,6 +47,7 @@ class Command(BaseCommand):
             webhook = settings.SIMULATOR_WEBHOOK_URL or f"http://127.0.0.1:{port}/vehicles/webhook/"
             simulator = [*manage, "run_simulator", "--port", str(settings.SIMULATOR_PORT), "--webhook-url", webhook]
             services.append(("simulator", [*simulator, "--speed", str(settings.SIM_SPEED)]))
+            env["DEMO_CARS"] = "1"  # each new account finds its own car on the consent page
             origin = shared_clock_origin(settings.SIMULATOR_STATE_FILE, speed=settings.SIM_SPEED)
             if origin:
                 env["SIM_CLOCK_ORIGIN"] = origin

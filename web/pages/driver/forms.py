@@ -1,8 +1,10 @@
 from django import forms
 from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import UserCreationForm
+from django.utils.translation import gettext_lazy
 
 from notifications.kinds import OPTIONAL
+from prepaid import timezones
 
 
 class SignUpForm(UserCreationForm):
@@ -29,3 +31,14 @@ class EmailPreferencesForm(forms.Form):
         super().__init__(*args, **kwargs)
         for kind in OPTIONAL:
             self.fields[kind.name] = forms.BooleanField(required=False, label=kind.label, help_text=kind.help)
+
+
+class TimeZoneForm(forms.Form):
+    """The time zone the driver reads times in (pages, emails, the "ready by" deadline)."""
+
+    time_zone = forms.ChoiceField(label=gettext_lazy("Time zone"), choices=())
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["time_zone"].choices = [(name, name.replace("_", " ")) for name in timezones.all_time_zones()]
+        self.fields["time_zone"].error_messages["invalid_choice"] = gettext_lazy("Choose a time zone from the list.")

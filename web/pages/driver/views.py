@@ -3,25 +3,36 @@ JSON status, stop) and the session receipt. Thin: services do the writing, selec
 
 from __future__ import annotations
 
+import logging
+from decimal import Decimal
+
+import httpx
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from notifications import services as notification_services
 from notifications.kinds import OPTIONAL
+from prepaid import pricing, timezones
 from prepaid import services as wallet_services
 from prepaid.errors import InsufficientCredit, WalletBlocked
 from sessions import services as session_services
 from sessions.grid import selectors as grid_selectors
 from sessions.grid import services as grid
-from web.pages import selectors
-from web.pages.driver.forms import EmailPreferencesForm, SignUpForm
+from web import demo
+from web.pages import decide, selectors
+from web.pages.driver.forms import EmailPreferencesForm, SignUpForm, TimeZoneForm
+from web.pages.driver.receipt_pdf import receipt_pdf
 from web.pages.forms import CHEAPEST, StartChargeForm
+
+logger = logging.getLogger(__name__)
 
 
 @require_http_methods(["GET", "POST"])
@@ -32,9 +43,19 @@ def signup(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         user = form.save()
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        if settings.DEMO_CARS:
+            _demo_car(user)
         messages.success(request, "Welcome! Connect your car to get started.")
         return redirect("vehicles:list")
     return render(request, "registration/signup.html", {"form": form})
+
+
+def _demo_car(user) -> None:
+    """`make run`: the newcomer's own simulated car waits on the consent page (web.demo)."""
+    try:
+        demo.consent_car_for(user)
+    except httpx.HTTPError as exc:
+        logger.warning("no demo car for %s: %r", user, exc)
 
 
 @login_required
@@ -58,16 +79,48 @@ def charge_start(request: HttpRequest) -> HttpResponse:
             session = _start(request, form, energy_wh=energy_wh, smart=smart)
             if session is not None:
                 return redirect("driver:session", public_id=session.public_id)
+    vehicles = form.fields["vehicle"].queryset
+    chosen = _chosen_vehicle(form, vehicles)
+    try:
+        energy_wh = int(Decimal(str(form["energy_kwh"].value())) * 1000)
+    except (ArithmeticError, ValueError, TypeError):
+        energy_wh = 0
     return render(
         request,
         "driver/start.html",
         {
             "form": form,
+            "chosen": chosen,
+            "blocker": decide.start_blocker(chosen) if chosen is not None else "",
+            "outlook": decide.outlook(
+                chosen,
+                energy_wh,
+                price_minor=selectors.energy_cost_minor(hold=None, wallet_id=wallet.pk, energy_wh=energy_wh),
+            )
+            if chosen is not None and 0 < energy_wh <= wallet.balance_wh
+            else "",
+            # What a kWh of the wallet's credit cost on average (the page's script prices as typed).
+            "price_per_kwh": _wallet_price_per_kwh(wallet),
+            "currency": settings.CURRENCY.upper(),
+            "vehicle_facts": decide.vehicle_facts(vehicles),
             "preview": preview,
             "balance_kwh": wallet.balance_wh / 1000,
             "sessions": selectors.sessions_for_user(user=request.user),
         },
     )
+
+
+def _wallet_price_per_kwh(wallet) -> str:
+    if wallet.balance_wh <= 0:
+        return ""
+    minor = selectors.energy_cost_minor(hold=None, wallet_id=wallet.pk, energy_wh=wallet.balance_wh)
+    per_major = pricing.minor_per_major(settings.CURRENCY)
+    return f"{minor / per_major / (wallet.balance_wh / 1000):.4f}"
+
+
+def _chosen_vehicle(form, vehicles):
+    value = str(form["vehicle"].value() or "")
+    return next((v for v in vehicles if str(v.pk) == value), None) or vehicles.first()
 
 
 def _start(request: HttpRequest, form, *, energy_wh: int, smart: bool):
@@ -152,6 +205,15 @@ def session_receipt(request: HttpRequest, public_id) -> HttpResponse:
 
 
 @login_required
+@require_GET
+def session_receipt_pdf(request: HttpRequest, public_id) -> HttpResponse:
+    session = selectors.session_for_user(user=request.user, public_id=public_id)
+    response = HttpResponse(receipt_pdf(selectors.session_view(session)), content_type="application/pdf")
+    response["Content-Disposition"] = f'attachment; filename="receipt-{session.public_id}.pdf"'
+    return response
+
+
+@login_required
 @require_http_methods(["GET", "POST"])
 def email_preferences(request: HttpRequest) -> HttpResponse:
     """The driver's choice of the optional emails (the REST API has the same: /api/v1/account/emails/)."""
@@ -163,3 +225,15 @@ def email_preferences(request: HttpRequest) -> HttpResponse:
         messages.success(request, "Your email settings are saved.")
         return redirect("driver:email-settings")
     return render(request, "driver/notifications.html", {"form": form, "email": request.user.email})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def time_zone_settings(request: HttpRequest) -> HttpResponse:
+    """The driver's time zone: taken from the browser at first, changed here."""
+    form = TimeZoneForm(request.POST or None, initial={"time_zone": request.time_zone})
+    if request.method == "POST" and form.is_valid():
+        timezones.time_zone_choose(user=request.user, time_zone=form.cleaned_data["time_zone"])
+        messages.success(request, _("Times are now shown in %(zone)s.") % {"zone": form.cleaned_data["time_zone"]})
+        return redirect("driver:time-zone")
+    return render(request, "driver/time_zone.html", {"form": form, "current": request.time_zone})

@@ -11,6 +11,7 @@ urlpatterns = [
     path("purchases/<uuid:public_id>/", views.purchase_status, name="purchase"),
     path("purchases/<uuid:public_id>/pay/", views.purchase_pay, name="pay"),
     path("purchases/<uuid:public_id>/confirm/", views.purchase_confirm, name="confirm"),
+    path("purchases/<uuid:public_id>/invoice.pdf", views.purchase_invoice, name="invoice"),
     path("wallet/", views.wallet, name="wallet"),
     path("wallet/refund/", views.wallet_refund, name="wallet-refund"),
 ]

@@ -2,24 +2,29 @@
 
 import contextlib
 import logging
+from decimal import Decimal
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_POST
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+from django.views.decorators.http import require_http_methods, require_POST
 
-from payments import selectors, services, stripe_api
-from payments.models import Purchase
+from payments import invoices, selectors, services, stripe_api
+from payments.models import Invoice, Purchase
 from prepaid import jsonbody, pricing
 from prepaid import selectors as wallet_selectors
 from prepaid import services as wallet_services
 from prepaid.errors import WalletError
+from web.pages import decide
 from web.pages import selectors as driver_selectors
 from web.pages.forms import CHEAPEST
-from web.pages.payments.forms import BuyForm
+from web.pages.payments.forms import BuyForm, RefundForm
+from web.pages.payments.invoice_pdf import invoice_pdf
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +37,21 @@ def _price_context():
         "kwh_min": settings.CUSTOM_KWH_MIN,
         "kwh_max": settings.CUSTOM_KWH_MAX,
     }
+
+
+def _custom_price(form) -> str:
+    """The price of the custom amount as typed (the page's script updates it as the driver types)."""
+    value = form["energy_kwh"].value()
+    try:
+        kwh = Decimal(str(value))
+    except (ArithmeticError, ValueError, TypeError):
+        return ""
+    if not kwh.is_finite() or not settings.CUSTOM_KWH_MIN <= kwh <= settings.CUSTOM_KWH_MAX:
+        return ""
+    minor = pricing.price_minor_for(
+        pricing.kwh_to_wh(kwh), price_per_kwh=settings.PRICE_PER_KWH, currency=settings.CURRENCY
+    )
+    return pricing.format_money(minor, settings.CURRENCY)
 
 
 @login_required
@@ -61,7 +81,12 @@ def buy(request: HttpRequest) -> HttpResponse:
             else:
                 return redirect("payments:pay", public_id=purchase.public_id)
     packages = [
-        {"package": p, "price": pricing.format_money(p.price_minor, p.currency), "kwh": p.energy_wh / 1000}
+        {
+            "package": p,
+            "price": pricing.format_money(p.price_minor, p.currency),
+            "kwh": p.energy_wh / 1000,
+            "label": decide.package_label(p),
+        }
         for p in form.fields["package"].queryset
     ]
     return render(
@@ -73,6 +98,8 @@ def buy(request: HttpRequest) -> HttpResponse:
             "vehicles": form.fields["vehicle"].queryset,
             "preview": preview,
             "fits": driver_selectors.package_fit(vehicles=form.fields["vehicle"].queryset),
+            "custom_price": _custom_price(form),
+            "vehicle_facts": decide.vehicle_facts(form.fields["vehicle"].queryset),
             **_price_context(),
         },
     )
@@ -110,6 +137,7 @@ def purchase_pay(request: HttpRequest, public_id) -> HttpResponse:
         "payments/pay.html",
         {
             "purchase": purchase,
+            "invoice": Invoice.objects.filter(purchase=purchase).first(),
             "money": _money(purchase),
             "setup_client_secret": setup.client_secret,
             "stripe_js_url": settings.STRIPE_JS_URL,
@@ -162,11 +190,39 @@ def purchase_status(request: HttpRequest, public_id) -> HttpResponse:
         "payments/status.html",
         {
             "purchase": purchase,
+            "invoice": Invoice.objects.filter(purchase=purchase).first(),
             "money": _money(purchase),
             "canceled": request.GET.get("canceled") == "1",
             "pay_url": reverse("payments:pay", args=[purchase.public_id]),
         },
     )
+
+
+@login_required
+def purchase_invoice(request: HttpRequest, public_id) -> HttpResponse:
+    """The purchase's invoice as a PDF download (owner only; 404 until it is paid)."""
+    purchase = selectors.purchase_for_user(user=request.user, public_id=public_id)
+    if purchase.paid_at is None:
+        raise Http404("not paid")
+    invoice = invoices.invoice_issue(purchase_id=purchase.pk)  # a purchase paid before invoices existed
+    response = HttpResponse(invoice_pdf(invoice), content_type="application/pdf")
+    response["Content-Disposition"] = f'attachment; filename="invoice-{invoice.number}.pdf"'
+    return response
+
+
+# The wallet's history in the driver's words (the ledger's kinds are the books' words).
+HISTORY_WORDS = {
+    "purchase": gettext_lazy("Bought"),
+    "bonus": gettext_lazy("Bonus for taking part in a grid event"),
+    "hold": gettext_lazy("Set aside for a charge"),
+    "release": gettext_lazy("Not used by a charge: back to available"),
+    "consume": gettext_lazy("Charged into your car"),
+    "refund": gettext_lazy("Refunded to your card"),
+    "refund_reversal": gettext_lazy("A refund failed: the credit is back"),
+    "dispute": gettext_lazy("Taken back: the payment is disputed"),
+    "dispute_won": gettext_lazy("Given back: the dispute ended in our favour"),
+    "adjustment": gettext_lazy("Correction"),
+}
 
 
 @login_required
@@ -178,8 +234,21 @@ def wallet(request: HttpRequest) -> HttpResponse:
             "lot": lot,
             "amount": pricing.format_money(lot.amount_minor, lot.currency),
             "refunded": pricing.format_money(lot.refunded_minor, lot.currency),
+            "energy_kwh": lot.energy_wh / 1000,
+            "remaining_kwh": lot.remaining_wh / 1000,
+            "consumed_kwh": lot.consumed_wh / 1000,
+            "refunded_kwh": lot.refunded_wh / 1000,
         }
         for lot in wallet_selectors.wallet_lots(wallet=wallet)
+    ]
+    history = [
+        {
+            "entry": entry,
+            "what": str(HISTORY_WORDS.get(entry.kind, entry.get_kind_display())),
+            "available_kwh": entry.delta_wh / 1000,
+            "reserved_kwh": entry.held_delta_wh / 1000,
+        }
+        for entry in wallet_selectors.wallet_history(wallet=wallet)
     ]
     refundable_minor = wallet_selectors.wallet_refundable_minor(wallet=wallet)
     return render(
@@ -190,9 +259,9 @@ def wallet(request: HttpRequest) -> HttpResponse:
             "balance_kwh": wallet.balance_wh / 1000,
             "held_kwh": wallet.held_wh / 1000,
             "lots": lots,
-            "history": wallet_selectors.wallet_history(wallet=wallet),
+            "history": history,
             "refunds": [
-                (r, pricing.format_money(r.amount_minor, r.currency))
+                (r, pricing.format_money(r.amount_minor, r.currency), r.energy_wh / 1000)
                 for r in selectors.refunds_for_wallet(wallet=wallet)
             ],
             "refundable": pricing.format_money(refundable_minor, currency) if refundable_minor else "",
@@ -203,17 +272,48 @@ def wallet(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
-@require_POST
+@require_http_methods(["GET", "POST"])
 def wallet_refund(request: HttpRequest) -> HttpResponse:
+    """Refund unused credit: the page asks for the amount (all of it by default) and a
+    confirmation; the refund goes through the ledger (payments.services.refund_request)."""
     wallet = wallet_services.wallet_get_or_create(user=request.user)
-    try:
-        refund = services.refund_request(wallet_id=wallet.pk, requested_by=request.user)
-    except WalletError as exc:
-        messages.error(request, f"No refund: {exc}. Nothing was charged or changed.")
-    else:
-        messages.success(
-            request,
-            f"Refund of {refund.energy_wh / 1000:g} kWh "
-            f"({pricing.format_money(refund.amount_minor, refund.currency)}) requested.",
-        )
-    return redirect("payments:wallet")
+    refundable_wh = wallet_selectors.wallet_refundable_wh(wallet=wallet)
+    if not refundable_wh:
+        messages.info(request, _("There is no unused paid credit to refund."))
+        return redirect("payments:wallet")
+    initial = {"energy_kwh": Decimal(refundable_wh) / 1000}
+    form = RefundForm(request.POST or None, refundable_wh=refundable_wh, initial=initial)
+    if request.method == "POST" and form.is_valid() and "confirm" in request.POST:
+        try:
+            refund = services.refund_request(wallet_id=wallet.pk, requested_by=request.user, energy_wh=form.energy_wh)
+        except WalletError as exc:
+            messages.error(request, f"No refund: {exc}. Nothing was charged or changed.")
+        else:
+            messages.success(
+                request,
+                _("Refund of %(kwh)s kWh (%(money)s) requested.")
+                % {
+                    "kwh": f"{refund.energy_wh / 1000:g}",
+                    "money": pricing.format_money(refund.amount_minor, refund.currency),
+                },
+            )
+        return redirect("payments:wallet")
+    # First the amount, then "Confirm" with what it returns (the same lots and rounding as the refund).
+    confirming = request.method == "POST" and form.is_valid()
+    energy_wh = form.energy_wh if confirming else refundable_wh
+    return render(
+        request,
+        "payments/refund.html",
+        {
+            "form": form,
+            "confirming": confirming,
+            "refundable_kwh": refundable_wh / 1000,
+            "refundable": pricing.format_money(
+                wallet_selectors.wallet_refundable_minor(wallet=wallet), settings.CURRENCY
+            ),
+            "energy_kwh": energy_wh / 1000,
+            "money": pricing.format_money(
+                wallet_selectors.wallet_refundable_minor(wallet=wallet, energy_wh=energy_wh), settings.CURRENCY
+            ),
+        },
+    )

@@ -11,6 +11,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from sessions.grid import selectors as grid_selectors
@@ -118,6 +119,9 @@ def vehicle_refresh(request: HttpRequest, vehicle_id: int) -> HttpResponse:
         messages.warning(request, f"Please reconnect your {vehicle}: access was withdrawn or expired.")
     except errors.VehicleApiError as exc:
         messages.warning(request, f"Could not read your {vehicle} right now ({exc.code or exc.type or 'error'}).")
+    back = request.POST.get("next", "")
+    if back and url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}):
+        return redirect(back)  # the charge page's "Check the car"
     return redirect("vehicles:list")
 
 

@@ -11,7 +11,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("charging", "0013_webhook_readings_subscriptions"),
+        ("charging", "0014_session_power_band"),
     ]
 
     operations = [
