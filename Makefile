@@ -9,7 +9,7 @@ NODE_DIR := tests/system/contract_v3/node
 NODE_STAMP := $(NODE_DIR)/node_modules/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help run test test-far-date lint format migrate demo check-python ci clean
+.PHONY: help run test test-far-date lint format migrate demo check-python ci clean messages
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -63,6 +63,17 @@ lint: $(STAMP) ## ruff lint + format check, import layers (import-linter), migra
 format: $(STAMP) ## Format the code with ruff
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
+
+# The translation catalogues (docs/i18n.md): every translatable string of the code and templates into
+# locale/<lang>/LC_MESSAGES/django.po, then compiled to the .mo files Django reads. The .mo files are
+# committed, so running the project needs no gettext tools; updating them does (apt-get install gettext).
+# tests/test_translations.py fails when a catalogue misses a string, German lacks a translation or a
+# .mo file is older than its .po.
+I18N_IGNORE := --ignore=.venv --ignore=node_modules --ignore=tests --ignore=vehicle_sim --ignore=benchmarks \
+	--ignore=var --ignore=staticfiles --ignore=test-artifacts
+messages: $(STAMP) ## Update the German and English catalogues (locale/) and compile them
+	$(PY) manage.py makemessages -l de -l en --no-location --no-obsolete $(I18N_IGNORE)
+	$(PY) manage.py compilemessages -l de -l en $(I18N_IGNORE)
 
 ci: ## What CI runs (.ci/run)
 	bash .ci/run

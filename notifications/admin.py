@@ -2,6 +2,7 @@
 again once the mail server is back."""
 
 from django.contrib import admin, messages
+from django.utils.translation import gettext_lazy, ngettext
 
 from notifications import services
 from notifications.models import Notification
@@ -16,7 +17,7 @@ class NotificationAdmin(ReadOnlyAdmin):
     readonly_fields = [field.name for field in Notification._meta.fields]
     actions = ["send_again"]
 
-    @admin.action(description="Send the selected failed or pending emails again now")
+    @admin.action(description=gettext_lazy("Send the selected failed or pending emails again now"))
     def send_again(self, request, queryset):
         keys = list(
             queryset.filter(status__in=[Notification.Status.FAILED, Notification.Status.PENDING]).values_list(
@@ -24,4 +25,9 @@ class NotificationAdmin(ReadOnlyAdmin):
             )
         )
         count = services.notifications_resend(keys=keys)
-        self.message_user(request, f"{count} email(s) queued to be sent again.", messages.SUCCESS)
+        self.message_user(
+            request,
+            ngettext("%(count)s email queued to be sent again.", "%(count)s emails queued to be sent again.", count)
+            % {"count": count},
+            messages.SUCCESS,
+        )

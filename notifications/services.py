@@ -21,11 +21,12 @@ from django.db import transaction
 from django.db.models import Q
 from django.template.loader import render_to_string
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from notifications import kinds, registry
 from notifications.models import EmailPreferences, Notification
 from prepaid import timezones
+from prepaid.selectors import language_for
 from prepaid.taskqueue import enqueue
 
 logger = logging.getLogger(__name__)
@@ -143,11 +144,13 @@ def notification_send(*, key: str) -> str:
         return Notification.Status.SKIPPED
     renderer = registry.renderer_for(row.kind)
     try:
-        context = renderer(row) if renderer else None
-        if context is None:
-            _finish(row, Notification.Status.SKIPPED, last_error="nothing to report")
-            return Notification.Status.SKIPPED
-        message = build_message(row, context, to)
+        # In the driver's language (their account's choice); operators' in the site's.
+        with translation.override(language_for(user=row.user) or settings.LANGUAGE_CODE):
+            context = renderer(row) if renderer else None
+            if context is None:
+                _finish(row, Notification.Status.SKIPPED, last_error="nothing to report")
+                return Notification.Status.SKIPPED
+            message = build_message(row, context, to)
         message.send()
     except Exception as exc:  # the mail server, the network, or a template: try again later, counted
         return _failed(row, exc, now)

@@ -4,6 +4,8 @@ acknowledge a discrepancy."""
 
 from django.contrib import admin, messages
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext
 
 from payments.models import (
     Dispute,
@@ -22,8 +24,8 @@ from prepaid.admin import ReadOnlyAdmin
 from prepaid.admin import WalletAdmin as PrepaidWalletAdmin
 from prepaid.admin_units import readable
 from prepaid.errors import WalletError
+from prepaid.formats import format_kwh, format_money
 from prepaid.models import Wallet
-from prepaid.pricing import format_money
 
 
 class ReadOnlyInline(admin.TabularInline):
@@ -82,16 +84,16 @@ class StripeEventAdmin(ReadOnlyAdmin):
     date_hierarchy = "received_at"
     actions = ["replay"]
 
-    @admin.display(description="last error")
+    @admin.display(description=gettext_lazy("last error"))
     def short_error(self, event: StripeEvent) -> str:
         return event.last_error[:80]
 
-    @admin.action(description="Replay the selected events now (idempotent)")
+    @admin.action(description=gettext_lazy("Replay the selected events now (idempotent)"))
     def replay(self, request, queryset):
         results = stripe_events_replay(event_pks=list(queryset.values_list("pk", flat=True)))
         summary = ", ".join(f"{count} {status}" for status, count in sorted(results.items())) or "nothing"
         level = messages.WARNING if results.get(StripeEvent.Status.FAILED) else messages.SUCCESS
-        self.message_user(request, f"Replayed: {summary}.", level)
+        self.message_user(request, _("Replayed: %(summary)s.") % {"summary": summary}, level)
 
 
 class RefundPartInline(ReadOnlyInline):
@@ -151,18 +153,26 @@ admin.site.unregister(Wallet)
 class WalletAdmin(PrepaidWalletAdmin):
     actions = ["refund_unused_credit"]
 
-    @admin.action(description="Refund all unused credit to the original payments")
+    @admin.action(description=gettext_lazy("Refund all unused credit to the original payments"))
     def refund_unused_credit(self, request, queryset):
         for wallet in queryset:
             try:
                 refund = refund_request(wallet_id=wallet.pk, requested_by=request.user)
             except WalletError as exc:
-                self.message_user(request, f"{wallet.user}: no refund ({exc}).", messages.WARNING)
+                self.message_user(
+                    request,
+                    _("%(user)s: no refund (%(error)s).") % {"user": wallet.user, "error": exc},
+                    messages.WARNING,
+                )
                 continue
             self.message_user(
                 request,
-                f"{wallet.user}: refund of {refund.energy_wh} Wh "
-                f"({format_money(refund.amount_minor, refund.currency)}) requested.",
+                _("%(user)s: refund of %(kwh)s (%(amount)s) requested.")
+                % {
+                    "user": wallet.user,
+                    "kwh": format_kwh(refund.energy_wh / 1000, 3, trim=True),
+                    "amount": format_money(refund.amount_minor, refund.currency),
+                },
                 messages.SUCCESS,
             )
 
@@ -177,9 +187,14 @@ class PaymentDiscrepancyAdmin(ReadOnlyAdmin):
     date_hierarchy = "created_at"
     actions = ["acknowledge"]
 
-    @admin.action(description="Acknowledge: looked into, nothing more to do")
+    @admin.action(description=gettext_lazy("Acknowledge: looked into, nothing more to do"))
     def acknowledge(self, request, queryset):
         done = queryset.exclude(status=PaymentDiscrepancy.Status.RESOLVED).update(
             status=PaymentDiscrepancy.Status.RESOLVED, resolved_at=timezone.now(), resolved_by=request.user
         )
-        self.message_user(request, f"{done} discrepancy(ies) acknowledged.", messages.SUCCESS)
+        self.message_user(
+            request,
+            ngettext("%(count)s discrepancy acknowledged.", "%(count)s discrepancies acknowledged.", done)
+            % {"count": done},
+            messages.SUCCESS,
+        )

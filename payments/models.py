@@ -9,6 +9,7 @@ import uuid
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
+from django.utils.translation import gettext_lazy
 
 
 class StripeCustomer(models.Model):
@@ -24,11 +25,11 @@ class StripeCustomer(models.Model):
 
 class Purchase(models.Model):
     class Status(models.TextChoices):
-        CREATED = "created"
-        AWAITING_PAYMENT = "awaiting_payment"
-        PAID = "paid"
-        FAILED = "failed"
-        CANCELED = "canceled"
+        CREATED = "created", gettext_lazy("Created")
+        AWAITING_PAYMENT = "awaiting_payment", gettext_lazy("Awaiting Payment")
+        PAID = "paid", gettext_lazy("Paid")
+        FAILED = "failed", gettext_lazy("Failed")
+        CANCELED = "canceled", gettext_lazy("Canceled")
 
     # Allowed transitions; anything else (in particular backwards) is refused.
     TRANSITIONS = {
@@ -177,10 +178,10 @@ class Refund(models.Model):
     """A refund of unused credit, split into one part per original payment."""
 
     class Status(models.TextChoices):
-        PENDING = "pending"
-        SUCCEEDED = "succeeded"
-        PARTIALLY_FAILED = "partially_failed"
-        FAILED = "failed"
+        PENDING = "pending", gettext_lazy("Pending")
+        SUCCEEDED = "succeeded", gettext_lazy("Succeeded")
+        PARTIALLY_FAILED = "partially_failed", gettext_lazy("Partially Failed")
+        FAILED = "failed", gettext_lazy("Failed")
 
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     wallet = models.ForeignKey("prepaid.Wallet", on_delete=models.PROTECT, related_name="refunds")

@@ -24,7 +24,7 @@ from django.db.models import Q
 
 from payments import ledger, services, stripe_api
 from payments.models import Dispute, PaymentDiscrepancy, Purchase, RefundPart
-from prepaid import pricing, taskqueue
+from prepaid import formats, taskqueue
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ def record(
 
 
 def _money(amount_minor: int, currency: str) -> str:
-    return pricing.format_money(amount_minor, currency) if currency else str(amount_minor)
+    return formats.format_money(amount_minor, currency) if currency else str(amount_minor)
 
 
 # --- surplus payments -------------------------------------------------------------------------------

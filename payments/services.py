@@ -17,6 +17,7 @@ from django.core.cache import cache
 from django.db import IntegrityError, connections, router, transaction
 from django.db.models import F, Q
 from django.utils import timezone
+from django.utils.translation import gettext, gettext_lazy
 
 from monitoring.logs import log_context
 from payments import invoices, ledger, stripe_api
@@ -62,18 +63,21 @@ def purchase_create(
     in the cheapest hours by `charge_deadline` if given.
     """
     if charge_vehicle is not None and charge_vehicle.owner_id != user.pk:
-        raise PurchaseError("that vehicle is not yours")
+        raise PurchaseError(gettext("that vehicle is not yours"))
     stripe_budget_check(user=user)  # a purchase that could not be paid now is not created
     vat_rate = settings.VAT_RATE
     if package is not None:
         if not package.active:
-            raise PurchaseError("this package is no longer sold")
+            raise PurchaseError(gettext("this package is no longer sold"))
         energy_wh, amount_minor, currency = package.energy_wh, package.price_minor, package.currency
     else:
         if energy_kwh is None:
-            raise PurchaseError("choose a package or an amount")
+            raise PurchaseError(gettext("choose a package or an amount"))
         if not settings.CUSTOM_KWH_MIN <= energy_kwh <= settings.CUSTOM_KWH_MAX:
-            raise PurchaseError(f"choose between {settings.CUSTOM_KWH_MIN} and {settings.CUSTOM_KWH_MAX} kWh")
+            raise PurchaseError(
+                gettext("choose between %(min)s and %(max)s kWh")
+                % {"min": settings.CUSTOM_KWH_MIN, "max": settings.CUSTOM_KWH_MAX}
+            )
         currency = settings.CURRENCY
         energy_wh = pricing.kwh_to_wh(energy_kwh)
         amount_minor = pricing.price_minor_for(energy_wh, price_per_kwh=settings.PRICE_PER_KWH, currency=currency)
@@ -298,7 +302,7 @@ def purchase_begin_card(*, purchase_id: int) -> CardSetup:
         purchase_transition(purchase_id=purchase.pk, to_status=Purchase.Status.AWAITING_PAYMENT, reason="card step")
         purchase.refresh_from_db()
     if purchase.status != Purchase.Status.AWAITING_PAYMENT:
-        raise PurchaseError(f"this purchase is {purchase.get_status_display().lower()}")
+        raise PurchaseError(gettext("this purchase is %(status)s") % {"status": purchase.get_status_display().lower()})
     customer_id = customer_ensure(user=purchase.user)
     previous = purchase.stripe_setup_intent_id
     if previous:
@@ -314,7 +318,7 @@ def purchase_begin_card(*, purchase_id: int) -> CardSetup:
     return CardSetup(client_secret=client_secret, customer_id=customer_id)
 
 
-PAYMENT_UNDER_WAY = "A payment for this purchase is already under way; its result will show here shortly."
+PAYMENT_UNDER_WAY = gettext_lazy("A payment for this purchase is already under way; its result will show here shortly.")
 
 
 def purchase_pay_with_card(*, purchase_id: int, payment_method_id: str) -> CardPaymentResult:
@@ -335,9 +339,12 @@ def purchase_pay_with_card(*, purchase_id: int, payment_method_id: str) -> CardP
         if purchase.status == Purchase.Status.PAID:
             return CardPaymentResult(status="succeeded")
         if purchase.status != Purchase.Status.AWAITING_PAYMENT:
-            return CardPaymentResult(status="error", message=f"This purchase is {purchase.get_status_display()}.")
+            return CardPaymentResult(
+                status="error",
+                message=gettext("This purchase is %(status)s.") % {"status": purchase.get_status_display()},
+            )
         if purchase.payment_claimed_until is not None and purchase.payment_claimed_until > now:
-            return CardPaymentResult(status="processing", message=PAYMENT_UNDER_WAY)
+            return CardPaymentResult(status="processing", message=str(PAYMENT_UNDER_WAY))
         purchase.attempts += 1
         purchase.payment_claimed_until = now + timedelta(seconds=settings.STRIPE_PAYMENT_CLAIM_S)
         purchase.save(update_fields=["attempts", "payment_claimed_until", "updated_at"])
@@ -354,7 +361,9 @@ def purchase_pay_with_card(*, purchase_id: int, payment_method_id: str) -> CardP
         # Nothing unknown is left behind: a PaymentIntent created or confirmed before the failure
         # is recorded, and the next attempt cancels it (or is paid by it) before creating another.
         logger.warning("purchase %s: payment call failed: %s", purchase.public_id, exc)
-        result = CardPaymentResult(status="error", message="The payment could not be started. Please try again.")
+        result = CardPaymentResult(
+            status="error", message=gettext("The payment could not be started. Please try again.")
+        )
     release.update(payment_claimed_until=None)
     return result
 
@@ -377,14 +386,17 @@ def _pay_attempt(purchase: Purchase, number: int, payment_method_id: str) -> Car
     if not _attempt_record(purchase, number, pi.id):
         # A later attempt took over while this one waited for Stripe: never confirm this one.
         _attempt_cancel(PaymentAttempt.objects.get(payment_intent_id=pi.id))
-        return CardPaymentResult(status="processing", message=PAYMENT_UNDER_WAY)
+        return CardPaymentResult(status="processing", message=str(PAYMENT_UNDER_WAY))
     try:
         pi = stripe_api.payment_intent_confirm(pi.id, idempotency_key=f"{key}:confirm")
     except stripe_api.CardDeclined as exc:
         PaymentAttempt.objects.filter(payment_intent_id=pi.id).update(status=PaymentAttempt.Status.FAILED)
-        message = exc.message or "Your card was declined."
+        message = exc.message or gettext("Your card was declined.")
         Purchase.objects.filter(pk=purchase.pk).update(last_error=message[:300], updated_at=timezone.now())
-        return CardPaymentResult(status="declined", message=f"{message} You can try again with another card.")
+        return CardPaymentResult(
+            status="declined",
+            message=gettext("%(message)s You can try again with another card.") % {"message": message},
+        )
     _attempt_status(pi)
     if pi.status == "succeeded":
         purchase_fulfil(purchase_id=purchase.pk, payment_intent=pi, source="confirm")
@@ -393,7 +405,7 @@ def _pay_attempt(purchase: Purchase, number: int, payment_method_id: str) -> Car
         return CardPaymentResult(status="requires_action", client_secret=pi.client_secret)
     if pi.status == "processing":
         return CardPaymentResult(status="processing")
-    return CardPaymentResult(status="declined", message=pi.error_message or "The payment did not go through.")
+    return CardPaymentResult(status="declined", message=pi.error_message or gettext("The payment did not go through."))
 
 
 def _attempt_record(purchase: Purchase, number: int, payment_intent_id: str) -> bool:
@@ -472,15 +484,15 @@ def _settle_earlier_attempts(purchase: Purchase, *, before: int | None = None) -
             purchase_fulfil(purchase_id=purchase.pk, payment_intent=pi, source=f"attempt {attempt.number}")
             return CardPaymentResult(status="succeeded")
         if pi.status != "canceled":
-            return CardPaymentResult(status="processing", message=PAYMENT_UNDER_WAY)
+            return CardPaymentResult(status="processing", message=str(PAYMENT_UNDER_WAY))
     return None
 
 
 def _record_payment_error(purchase: Purchase, pi: stripe_api.PaymentIntentInfo) -> None:
     if pi.error_code == "payment_intent_authentication_failure":
-        message = "The card authentication (3-D Secure) failed. You can try again."
+        message = gettext("The card authentication (3-D Secure) failed. You can try again.")
     else:
-        message = pi.error_message or "The payment did not go through. You can try again."
+        message = pi.error_message or gettext("The payment did not go through. You can try again.")
     Purchase.objects.filter(pk=purchase.pk, status=Purchase.Status.AWAITING_PAYMENT).update(
         last_error=message[:300], updated_at=timezone.now()
     )
@@ -572,7 +584,7 @@ def purchase_begin_hosted(*, purchase_id: int, success_url: str, cancel_url: str
     if purchase.status == Purchase.Status.CREATED:
         purchase_transition(purchase_id=purchase.pk, to_status=Purchase.Status.AWAITING_PAYMENT, reason="checkout")
     elif purchase.status != Purchase.Status.AWAITING_PAYMENT:
-        raise PurchaseError(f"this purchase is {purchase.get_status_display().lower()}")
+        raise PurchaseError(gettext("this purchase is %(status)s") % {"status": purchase.get_status_display().lower()})
     name = purchase.package.name if purchase.package else f"{purchase.energy_wh / 1000:g} kWh of charging"
     session = stripe_api.checkout_session_create(
         amount_minor=purchase.amount_minor,

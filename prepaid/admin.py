@@ -2,6 +2,7 @@ from decimal import Decimal
 
 from django import forms
 from django.contrib import admin
+from django.utils.translation import gettext_lazy
 
 from prepaid.admin_units import readable
 from prepaid.models import CreditLot, EnergyPackage, Hold, LedgerEntry, LotConsumption, Wallet
@@ -93,7 +94,7 @@ class CreditLotAdmin(ReadOnlyAdmin):
         "grid_bonus__event__external_id",
     )
 
-    @admin.display(description="Backed by")
+    @admin.display(description=gettext_lazy("Backed by"))
     def backed_by(self, lot: CreditLot) -> str:
         """The payment of a paid lot; the grid event of a bonus lot (no payment, not refundable)."""
         if lot.purchase_id:

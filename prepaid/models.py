@@ -24,6 +24,7 @@ Credit without a payment (the design choice, see services.wallet_credit_bonus):
 from django.conf import settings
 from django.db import models
 from django.db.models import Case, F, IntegerField, Q, Value, When
+from django.utils.translation import gettext_lazy
 
 
 class EnergyPackage(models.Model):
@@ -210,16 +211,19 @@ class LedgerEntry(models.Model):
     """One append-only line: the change of a wallet's balance and held energy, and why."""
 
     class Kind(models.TextChoices):
-        PURCHASE = "purchase"
-        BONUS = "bonus"  # credit granted without a payment (a bonus lot): never refunded
-        HOLD = "hold"
-        RELEASE = "release"
-        CONSUME = "consume"
-        REFUND = "refund"
-        REFUND_REVERSAL = "refund_reversal"  # Stripe reported a refund failed: credit back
-        DISPUTE = "dispute"
-        DISPUTE_WON = "dispute_won"
-        ADJUSTMENT = "adjustment"
+        PURCHASE = "purchase", gettext_lazy("Purchase")
+        BONUS = "bonus", gettext_lazy("Bonus")  # credit granted without a payment (a bonus lot): never refunded
+        HOLD = "hold", gettext_lazy("Hold")
+        RELEASE = "release", gettext_lazy("Release")
+        CONSUME = "consume", gettext_lazy("Consume")
+        REFUND = "refund", gettext_lazy("Refund")
+        REFUND_REVERSAL = (
+            "refund_reversal",
+            gettext_lazy("Refund Reversal"),
+        )  # Stripe reported a refund failed: credit back
+        DISPUTE = "dispute", gettext_lazy("Dispute")
+        DISPUTE_WON = "dispute_won", gettext_lazy("Dispute Won")
+        ADJUSTMENT = "adjustment", gettext_lazy("Adjustment")
 
     wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="entries")
     kind = models.CharField(max_length=20, choices=Kind.choices)
@@ -279,6 +283,20 @@ class LotConsumption(models.Model):
 
     def __str__(self) -> str:
         return f"{self.energy_wh} Wh of lot {self.lot_id} for hold {self.hold_id}"
+
+
+class Profile(models.Model):
+    """What a person chose for their account beyond the login: the language of their pages and
+    emails (empty: the browser's, then settings.LANGUAGE_CODE). Written by prepaid.language."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True, related_name="profile"
+    )
+    language = models.CharField(max_length=8, blank=True, choices=settings.LANGUAGES)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"profile of {self.user_id}"
 
 
 class AccountTimeZone(models.Model):

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from django.db.models import F, Sum
 
 from prepaid.allocation import money_share
-from prepaid.models import CreditLot, EnergyPackage, Hold, LedgerEntry, LotConsumption, Wallet
+from prepaid.models import CreditLot, EnergyPackage, Hold, LedgerEntry, LotConsumption, Profile, Wallet
 
 
 def package_list_active():
@@ -184,3 +184,10 @@ def wallet_drift() -> list[str]:
     for entry_id, wallet_id in misplaced.values_list("id", "wallet_id"):
         problems.append(f"ledger entry {entry_id}: on wallet {wallet_id}, its lot on another")
     return problems
+
+
+def language_for(*, user) -> str:
+    """The language a person chose for their account ("" when they never did)."""
+    if user is None or not getattr(user, "pk", None):
+        return ""
+    return Profile.objects.filter(user_id=user.pk).values_list("language", flat=True).first() or ""

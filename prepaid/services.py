@@ -27,7 +27,7 @@ from prepaid.errors import (
     LedgerInconsistent,
     WalletBlocked,
 )
-from prepaid.models import CreditLot, Hold, LedgerEntry, LotConsumption, Wallet
+from prepaid.models import CreditLot, Hold, LedgerEntry, LotConsumption, Profile, Wallet
 
 logger = logging.getLogger(__name__)
 
@@ -314,3 +314,12 @@ __all__ = [
     "wallet_lock",
     "wallet_unblock",
 ]
+
+
+def profile_set_language(*, user, language: str) -> Profile:
+    """Keep the language a person chose for their pages and emails on their account; a code not
+    in settings.LANGUAGES is refused (ValueError)."""
+    if language not in dict(settings.LANGUAGES):
+        raise ValueError(f"not a language of this site: {language!r}")
+    profile, _ = Profile.objects.update_or_create(user=user, defaults={"language": language})
+    return profile

@@ -60,6 +60,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django.contrib.humanize",  # naturaltime: "5 minutes ago" / "vor 5 Minuten"
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
@@ -82,9 +83,13 @@ MIDDLEWARE = [
     # web/security.py: a CSP with a per-request nonce and a Permissions-Policy on every response.
     "web.security.SecurityHeadersMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # The language: the browser's (Accept-Language) or the switch's cookie; web/i18n.py then puts
+    # a signed-in driver's own choice first.
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "web.i18n.AccountLanguageMiddleware",
     # Times in the person's zone: their choice, their browser's, their region's (prepaid/timezones.py).
     "web.timezones.TimeZoneMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -105,6 +110,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "django.template.context_processors.i18n",
             ],
         },
     },
@@ -201,8 +207,20 @@ EMAIL_MAX_ATTEMPTS = int(env("EMAIL_MAX_ATTEMPTS", "8"))
 OPERATOR_ALERT_EMAILS = env_list("OPERATOR_ALERT_EMAILS")
 OPERATOR_ALERT_INTERVAL_S = int(env("OPERATOR_ALERT_INTERVAL_S", "900"))
 
-# --- i18n, static -------------------------------------------------------------------------------
-LANGUAGE_CODE = "en-us"
+# --- Languages (docs/i18n.md), static -----------------------------------------------------------
+# Pages and emails in English and German: the browser's language, or the one a driver picked with
+# the switch on every page (kept on their account, prepaid.models.Profile). LANGUAGE_CODE is the
+# language when the browser asks for neither, and that of operators' alert emails.
+LANGUAGES = [("en", "English"), ("de", "Deutsch")]
+LANGUAGE_CODE = env("LANGUAGE_CODE", "en")
+if LANGUAGE_CODE not in dict(LANGUAGES):
+    raise ImproperlyConfigured(f"LANGUAGE_CODE must be one of {', '.join(dict(LANGUAGES))}")
+LOCALE_PATHS = [BASE_DIR / "locale"]
+# Dates and numbers as each language writes them (prepaid/locale_formats/<lang>/formats.py).
+FORMAT_MODULE_PATH = ["prepaid.locale_formats"]
+LANGUAGE_COOKIE_NAME = "language"
+LANGUAGE_COOKIE_AGE = 365 * 24 * 3600
+LANGUAGE_COOKIE_SAMESITE = "Lax"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True

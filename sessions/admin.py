@@ -15,9 +15,11 @@ from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext
 
 from prepaid.admin_units import readable
-from prepaid.pricing import format_money
+from prepaid.formats import format_money
 from sessions import clock, operator
 from sessions import services as session_services
 from sessions.grid import price_files
@@ -74,7 +76,7 @@ class VehicleConnectionAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False  # connections only come from the Connect flow (it names the vehicle API user)
 
-    @admin.action(description="Ask the driver to reconnect (marks the connection needs consent)")
+    @admin.action(description=gettext_lazy("Ask the driver to reconnect (marks the connection needs consent)"))
     def ask_reconnect(self, request, queryset):
         _ask_reconnect(self, request, queryset.values_list("pk", flat=True))
 
@@ -82,11 +84,11 @@ class VehicleConnectionAdmin(admin.ModelAdmin):
 class SharedCarFilter(admin.SimpleListFilter):
     """Cars (one vehicle API id) that more than one account has connected."""
 
-    title = "shared with another account"
+    title = gettext_lazy("shared with another account")
     parameter_name = "shared"
 
     def lookups(self, request, model_admin):
-        return [("yes", "Yes"), ("no", "No")]
+        return [("yes", gettext_lazy("Yes")), ("no", gettext_lazy("No"))]
 
     def queryset(self, request, queryset):
         if self.value() not in ("yes", "no"):
@@ -143,20 +145,25 @@ class VehicleAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
 
-    @admin.display(description="Accounts with this car")
+    @admin.display(description=gettext_lazy("Accounts with this car"))
     def accounts(self, obj):
         # The same physical car (vehicle API id) connected by several accounts: allowed, shown.
         return Vehicle.objects.filter(external_id=obj.external_id, is_active=True).values("owner").distinct().count()
 
-    @admin.action(description="Subscribe to the vehicle webhook again now (active vehicles)")
+    @admin.action(description=gettext_lazy("Subscribe to the vehicle webhook again now (active vehicles)"))
     def subscribe_again(self, request, queryset):
         ids = list(queryset.filter(is_active=True).values_list("pk", flat=True))
         with transaction.atomic():
             Vehicle.objects.filter(pk__in=ids).update(subscription_status="")
             subscriptions.vehicles_subscribe_later(ids)
-        self.message_user(request, f"{len(ids)} vehicle(s) are being subscribed.", messages.SUCCESS)
+        self.message_user(
+            request,
+            ngettext("%(count)s vehicle is being subscribed.", "%(count)s vehicles are being subscribed.", len(ids))
+            % {"count": len(ids)},
+            messages.SUCCESS,
+        )
 
-    @admin.action(description="Ask the driver to reconnect this vehicle's connection")
+    @admin.action(description=gettext_lazy("Ask the driver to reconnect this vehicle's connection"))
     def ask_reconnect(self, request, queryset):
         _ask_reconnect(self, request, set(queryset.values_list("connection_id", flat=True)))
 
@@ -166,8 +173,13 @@ def _ask_reconnect(model_admin, request, connection_ids) -> None:
     skipped = len(list(connection_ids)) - len(asked)
     model_admin.message_user(
         request,
-        f"{len(asked)} connection(s) now ask their driver to reconnect"
-        + (f"; {skipped} were not active." if skipped else "."),
+        ngettext(
+            "%(count)s connection now asks its driver to reconnect",
+            "%(count)s connections now ask their driver to reconnect",
+            len(asked),
+        )
+        % {"count": len(asked)}
+        + ((_("; %(skipped)s were not active.") % {"skipped": skipped}) if skipped else "."),
         messages.SUCCESS if asked else messages.WARNING,
     )
 
@@ -237,7 +249,7 @@ class ChargingSessionAdmin(ReadOnlyAdmin):
     inlines = [TransitionInline, CommandInline]
     actions = ["force_stop", "retry_stop", "close_stuck"]
 
-    @admin.action(description="Force stop (the controller sends and verifies STOP)")
+    @admin.action(description=gettext_lazy("Force stop (the controller sends and verifies STOP)"))
     def force_stop(self, request, queryset):
         stopped = [
             s.pk
@@ -246,18 +258,18 @@ class ChargingSessionAdmin(ReadOnlyAdmin):
         ]
         self._report(request, "stop requested", stopped, queryset.count())
 
-    @admin.action(description="Retry the stop now (STOPPING sessions)")
+    @admin.action(description=gettext_lazy("Retry the stop now (STOPPING sessions)"))
     def retry_stop(self, request, queryset):
         # Each retry runs now and is reported as the car's service answered it: a refused STOP
         # says so, it is never counted as retried.
         for result in (operator.session_retry_stop_now(session_id=s.pk) for s in queryset):
             self.message_user(
                 request,
-                f"Session {result.session_id}: {result.summary}.",
+                _("Session %(id)s: %(summary)s.") % {"id": result.session_id, "summary": result.summary},
                 messages.SUCCESS if result.done else messages.WARNING,
             )
 
-    @admin.action(description="Close stuck session, settling what was delivered (no call to the car)")
+    @admin.action(description=gettext_lazy("Close stuck session, settling what was delivered (no call to the car)"))
     def close_stuck(self, request, queryset):
         closed = [s.pk for s in queryset if session_services.session_close_stuck(session_id=s.pk)]
         self._report(request, "closed and settled", closed, queryset.count())
@@ -350,7 +362,7 @@ class PricePointAdmin(admin.ModelAdmin):
     ordering = ("region", "starts_at")
     list_per_page = 96  # a day of 15-minute prices
 
-    @admin.display(description="Price (ct/kWh)", ordering="price_millis")
+    @admin.display(description=gettext_lazy("Price (ct/kWh)"), ordering="price_millis")
     def price_ct_per_kwh(self, obj: PricePoint) -> str:
         return f"{obj.price_millis / 1000:.3f}"
 
@@ -392,13 +404,17 @@ class PricePointAdmin(admin.ModelAdmin):
                 form.add_error("file", f"Nothing was imported: {exc}")
             else:
                 summary = ", ".join(f"{region}: {n}" for region, n in counts.items())
-                self.message_user(request, f"Imported {sum(counts.values())} prices ({summary}).", messages.SUCCESS)
+                self.message_user(
+                    request,
+                    _("Imported %(count)s prices (%(summary)s).") % {"count": sum(counts.values()), "summary": summary},
+                    messages.SUCCESS,
+                )
                 return redirect("admin:charging_pricepoint_changelist")
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
             "form": form,
-            "title": "Import prices",
+            "title": _("Import prices"),
         }
         return TemplateResponse(request, "admin/charging/pricepoint/import.html", context)
 
@@ -411,7 +427,7 @@ class DemandResponseEnrollmentAdmin(admin.ModelAdmin):
     list_select_related = ("vehicle", "vehicle__owner")
     readonly_fields = ("vehicle", "enrolled_at")
 
-    @admin.display(description="Driver", ordering="vehicle__owner__username")
+    @admin.display(description=gettext_lazy("Driver"), ordering="vehicle__owner__username")
     def owner(self, obj):
         return obj.vehicle.owner
 
@@ -475,16 +491,16 @@ class DemandResponseEventAdmin(admin.ModelAdmin):
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(participant_count=Count("participations"))
 
-    @admin.display(description="Participants", ordering="participant_count")
+    @admin.display(description=gettext_lazy("Participants"), ordering="participant_count")
     def participants(self, obj) -> int:
         return obj.participant_count
 
-    @admin.display(description="State")
+    @admin.display(description=gettext_lazy("State"))
     def state(self, obj) -> str:
         now = clock.now()
         return "ahead" if obj.starts_at > now else "in progress" if obj.ends_at > now else "over"
 
-    @admin.display(description="Report")
+    @admin.display(description=gettext_lazy("Report"))
     def report(self, obj):
         return format_html(
             '<a href="{}">report</a>', reverse("admin:charging_demandresponseevent_report", args=[obj.pk])
@@ -560,10 +576,12 @@ class DemandResponseEventAdmin(admin.ModelAdmin):
         }
         return TemplateResponse(request, "admin/charging/demandresponseevent/report.html", context)
 
-    @admin.action(description="Cancel (an event ahead is removed, one in progress ends now)")
+    @admin.action(description=gettext_lazy("Cancel (an event ahead is removed, one in progress ends now)"))
     def cancel_events(self, request, queryset):
         outcomes = [operator.grid_event_cancel(event_id=pk) for pk in queryset.values_list("pk", flat=True)]
         removed, ended = outcomes.count("removed"), outcomes.count("ended")
         skipped = len(outcomes) - removed - ended
-        text = f"{removed} event(s) removed, {ended} ended now" + (f"; {skipped} already over." if skipped else ".")
+        text = _("%(removed)s event(s) removed, %(ended)s ended now") % {"removed": removed, "ended": ended} + (
+            (_("; %(skipped)s already over.") % {"skipped": skipped}) if skipped else "."
+        )
         self.message_user(request, text, messages.SUCCESS if removed or ended else messages.WARNING)

@@ -14,6 +14,7 @@ from datetime import datetime
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F
+from django.utils.translation import gettext, gettext_noop
 
 from prepaid import services as wallet_services
 from sessions import clock
@@ -36,7 +37,7 @@ DEFAULT_CALL_BUDGET = 40
 
 # The driver sees this when the same car (the vehicle API's vehicle id) is connected to another
 # account too and a session of that account is open on it: nothing says whose.
-CAR_BUSY = (
+CAR_BUSY = gettext_noop(
     "This car is already charging in a session started from another account it is connected to. "
     "Wait until that session ends, then start again."
 )
@@ -66,14 +67,14 @@ def session_request(
     now = now or clock.now()
     vehicle = Vehicle.objects.select_related("connection").filter(pk=vehicle_id, owner=user, is_active=True).first()
     if vehicle is None:
-        raise SessionError("vehicle_unknown", "That vehicle is not connected to your account.")
+        raise SessionError("vehicle_unknown", gettext("That vehicle is not connected to your account."))
     if not vehicle.connection.is_active:
-        raise SessionError("consent", _reason("consent"))
+        raise SessionError("consent", gettext(_reason("consent")))
     traits = makes.traits_for(vehicle.make)
     if not traits.can_stop and vehicle.charge_limit_settable is not True:
         # Without a STOP (Nissan in the US) nor a charge limit to fall back on, the car would charge
         # on past the purchase at the operator's expense: refuse before holding any credit.
-        raise SessionError("cannot_stop", _reason("cannot_stop"))
+        raise SessionError("cannot_stop", gettext(_reason("cannot_stop")))
     left = command_budget.remaining(make=vehicle.make, car_id=vehicle.external_id, now=now)
     need = command_budget.session_need(
         # A limit is set only where the car takes one and reports it (step._limit_settable).
@@ -82,7 +83,7 @@ def session_request(
     if not left.fits(need):
         # The car's maker would refuse commands before this session's STOP (VW until driven,
         # Tesla per day, BMW per month): a STOP it may not send would let the car run away.
-        raise SessionError("command_budget", command_budget.REFUSALS[left.why])
+        raise SessionError("command_budget", gettext(command_budget.REFUSALS[left.why]))
     wallet = wallet_services.wallet_get_or_create(user=user)
     key = uuid.uuid4()
     try:
@@ -116,8 +117,8 @@ def session_request(
         # A partial unique index: another session is open on this vehicle row, or on the same
         # physical car from another account that connected it (the hold rolled back too).
         if ChargingSession.objects.filter(vehicle=vehicle, status__in=OPEN_STATUSES).exists():
-            raise SessionError("session_open", "A session is already running on this vehicle.") from exc
-        raise SessionError("car_busy", CAR_BUSY) from exc
+            raise SessionError("session_open", gettext("A session is already running on this vehicle.")) from exc
+        raise SessionError("car_busy", gettext(CAR_BUSY)) from exc
     return session
 
 
@@ -136,7 +137,7 @@ def smart_session_request(
     maximum); until its first window the session waits in REQUESTED with its own deadline."""
     now = now or clock.now()
     if deadline is not None and not (now < deadline <= now + MAX_DEADLINE):
-        raise GridError("bad_deadline", "The deadline must be in the future, at most three days ahead.")
+        raise GridError("bad_deadline", gettext("The deadline must be in the future, at most three days ahead."))
     with transaction.atomic():
         session = session_request(user=user, vehicle_id=vehicle_id, energy_wh=energy_wh, now=now)
         SmartPlan.objects.create(session=session, region=region or settings.SMART_DEFAULT_REGION, deadline=deadline)

@@ -53,6 +53,7 @@ URLS = {
     "healthz": "healthz/",
     "metrics": "metrics",
     "readyz": "readyz/",
+    "set-language": "language/",
     "home": "",
     "login": "accounts/login/",
     "logout": "accounts/logout/",

@@ -11,7 +11,13 @@ class WebConfig(AppConfig):
 
     def ready(self) -> None:
         # What each email says (notifications/ sends them; the renderers need the pages' reads).
+        # The account's language is read once, at login, into the session (web/i18n.py).
+        from django.contrib.auth.signals import user_logged_in
+
         from web import notifications  # noqa: F401
+        from web.i18n import remember_account_language
+
+        user_logged_in.connect(remember_account_language, dispatch_uid="web.i18n.remember_account_language")
 
 
 class AdminConfig(admin_apps.AdminConfig):

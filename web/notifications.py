@@ -16,8 +16,9 @@ from django.utils.translation import gettext_lazy as _
 from notifications import kinds
 from notifications.registry import register
 from payments.models import Refund, RefundPart
-from prepaid.pricing import format_money
+from prepaid.formats import format_money
 from sessions.models import ChargingSession, VehicleConnection
+from web.i18n import session_reason
 from web.pages import selectors
 
 # What happened and what the driver can do about it, for each way a charge fails or ends early
@@ -144,7 +145,7 @@ def session_email(row) -> dict | None:
         cause, advice = ADVICE[session.reason]
     else:
         expected = session.reason in ("requested", "start_sent", "charging", "threshold", "completed")
-        cause, advice = ("" if expected else session.reason_message), DEFAULT_ADVICE
+        cause, advice = ("" if expected else session_reason(session)), DEFAULT_ADVICE
     return {
         "name": _greeting_name(session.user),
         "session": session,

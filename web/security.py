@@ -28,6 +28,7 @@ from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils.translation import gettext_lazy as _
 
 logger = logging.getLogger(__name__)
 
@@ -118,7 +119,7 @@ def login_succeeded(username: str, ip: str) -> None:
     cache.delete(_keys(username, ip)[0])
 
 
-LOCKED_OUT = "Too many failed attempts. Wait a few minutes, then try again."
+LOCKED_OUT = _("Too many failed attempts. Wait a few minutes, then try again.")
 
 
 def throttled_login(request: HttpRequest, username: str, *, attempt, succeeded, locked):

@@ -4,7 +4,7 @@ from django.urls import include, path
 from django.views.generic.base import RedirectView
 
 from sessions.vehicles import webhooks as vehicle_webhooks
-from web import health, metrics
+from web import health, i18n, metrics
 from web.pages import home as views
 from web.security import ThrottledLoginView
 
@@ -15,6 +15,7 @@ urlpatterns = [
     path("healthz/", views.healthz, name="healthz"),
     path("readyz/", health.readyz, name="readyz"),
     path("metrics", metrics.metrics_view, name="metrics"),
+    path("language/", i18n.set_language, name="set-language"),
     path("accounts/login/", ThrottledLoginView.as_view(), name="login"),
     path("", include("web.pages.driver.urls")),  # driver pages: sign up, charge, live session, receipts
     path("accounts/", include("django.contrib.auth.urls")),

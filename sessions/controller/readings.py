@@ -134,17 +134,7 @@ def _read(step: _Step) -> metering.Reading:
         charge_state=state,
         is_plugged_in=signals.is_plugged_in,
     )
-    stored = MeterReading.objects.create(
-        session=session,
-        taken_at=reading.taken_at,
-        fetched_at=reading.fetched_at,
-        source=reading.source,
-        energy_added_wh=reading.energy_added_wh,
-        soc_bp=reading.soc_bp,
-        power_w=reading.power_w,
-        charge_state=reading.charge_state or "",
-        is_plugged_in=reading.is_plugged_in,
-    )
+    stored = MeterReading.record(session, reading)
     _cache_append(session, stored)
     return reading
 

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.utils.translation import gettext_noop
+
 from sessions import clock
 from sessions.models.charging import ChargingSession, CommandKind, SessionStatus, VehicleCommand
 from sessions.models.grid import SmartPlan
@@ -33,42 +35,53 @@ RETRY_CAP_S = 300.0
 # those whose step consults the smart plan.
 POKED_STATUSES = (S.REQUESTED, S.CHARGING)
 
-# Plain-language reasons the driver sees, by machine code.
+# Plain-language reasons the driver sees, by machine code. Stored in English on the session
+# (reason_message); the pages say them in the driver's language (web.pages.selectors).
 REASONS: dict[str, str] = {
-    "requested": "Waiting for the car to answer.",
-    "start_sent": "Start sent; waiting for the car to begin charging.",
-    "charging": "Charging.",
-    "threshold": "Stopping: the stop is sent so that the car ends at the energy you bought.",
-    "driver_stop": "Stopped at your request.",
-    "operator_stop": "Stopped by the operator.",
-    "operator_close": "Closed by the operator; you were billed only for what was delivered.",
-    "completed": "The energy you bought has been delivered.",
-    "unplugged": "The car is not plugged in. Plug it in, then start again.",
-    "unplugged_mid": "The car was unplugged. You were billed only for what was delivered.",
-    "car_full": "The car is full or at its charge limit. You were billed only for what was delivered.",
-    "car_stopped": "The car stopped charging by itself. You were billed only for what was delivered.",
-    "already_full": "The car is already full or at its charge limit; nothing to charge.",
-    "asleep": "The car is asleep and did not wake up. Open the car's app to wake it, then try again.",
-    "unreachable": "The car cannot be reached (no mobile signal?). Try again when it is online.",
-    "consent": "Access to the car was withdrawn. Reconnect the vehicle, then start again.",
-    "not_capable": "This car does not accept remote charging commands.",
-    "cannot_stop": "This car accepts no remote STOP, so a prepaid session could not end at your purchase.",
-    "low_battery": "The car refuses remote charging commands at its current battery level "
-    "(some makes need 50 % or more). Start the charge from the car or its app.",
-    "charge_fault": "The charger delivers no current (fault or charging schedule). Check the charger.",
-    "did_not_start": "The car did not start charging. Check the cable and the car's charging schedule.",
-    "vehicle_error": "The car's service did not accept the command. Try again later.",
-    "timeout": "The session took too long and was closed; you were billed only for what was delivered.",
-    "command_budget": "The car's maker refused the command: it takes only so many remote charge commands "
-    "(in a row until the car is driven, or per day). Drive the car, or start the charge from the car.",
-    "stop_refused": "Your car refused our remote stop (its maker limits remote charge commands). Stop the "
-    "charge in the car or its app, or unplug it, now: you pay only what you bought.",
-    "stop_not_verified": "We could not confirm the car stopped; you were billed at most what you bought.",
-    "battery_max": "Stopped at your battery's maximum charge; the rest of your credit stays in your wallet.",
-    "battery_max_reached": "The battery is already at the maximum you chose; nothing to charge.",
-    "waiting_window": "Smart charging: waiting for the next planned (cheaper) window.",
-    "paused_plan": "Smart charging: paused until the next planned (cheaper) window.",
-    "paused_grid": "Paused for a grid event you take part in; charging resumes after it.",
+    "requested": gettext_noop("Waiting for the car to answer."),
+    "start_sent": gettext_noop("Start sent; waiting for the car to begin charging."),
+    "charging": gettext_noop("Charging."),
+    "threshold": gettext_noop("Stopping: the stop is sent so that the car ends at the energy you bought."),
+    "driver_stop": gettext_noop("Stopped at your request."),
+    "operator_stop": gettext_noop("Stopped by the operator."),
+    "operator_close": gettext_noop("Closed by the operator; you were billed only for what was delivered."),
+    "completed": gettext_noop("The energy you bought has been delivered."),
+    "unplugged": gettext_noop("The car is not plugged in. Plug it in, then start again."),
+    "unplugged_mid": gettext_noop("The car was unplugged. You were billed only for what was delivered."),
+    "car_full": gettext_noop("The car is full or at its charge limit. You were billed only for what was delivered."),
+    "car_stopped": gettext_noop("The car stopped charging by itself. You were billed only for what was delivered."),
+    "already_full": gettext_noop("The car is already full or at its charge limit; nothing to charge."),
+    "asleep": gettext_noop("The car is asleep and did not wake up. Open the car's app to wake it, then try again."),
+    "unreachable": gettext_noop("The car cannot be reached (no mobile signal?). Try again when it is online."),
+    "consent": gettext_noop("Access to the car was withdrawn. Reconnect the vehicle, then start again."),
+    "not_capable": gettext_noop("This car does not accept remote charging commands."),
+    "cannot_stop": gettext_noop(
+        "This car accepts no remote STOP, so a prepaid session could not end at your purchase."
+    ),
+    "low_battery": gettext_noop(
+        "The car refuses remote charging commands at its current battery level "
+        "(some makes need 50 % or more). Start the charge from the car or its app."
+    ),
+    "charge_fault": gettext_noop("The charger delivers no current (fault or charging schedule). Check the charger."),
+    "did_not_start": gettext_noop("The car did not start charging. Check the cable and the car's charging schedule."),
+    "vehicle_error": gettext_noop("The car's service did not accept the command. Try again later."),
+    "timeout": gettext_noop("The session took too long and was closed; you were billed only for what was delivered."),
+    "command_budget": gettext_noop(
+        "The car's maker refused the command: it takes only so many remote charge commands "
+        "(in a row until the car is driven, or per day). Drive the car, or start the charge from the car."
+    ),
+    "stop_refused": gettext_noop(
+        "Your car refused our remote stop (its maker limits remote charge commands). Stop the "
+        "charge in the car or its app, or unplug it, now: you pay only what you bought."
+    ),
+    "stop_not_verified": gettext_noop("We could not confirm the car stopped; you were billed at most what you bought."),
+    "battery_max": gettext_noop(
+        "Stopped at your battery's maximum charge; the rest of your credit stays in your wallet."
+    ),
+    "battery_max_reached": gettext_noop("The battery is already at the maximum you chose; nothing to charge."),
+    "waiting_window": gettext_noop("Smart charging: waiting for the next planned (cheaper) window."),
+    "paused_plan": gettext_noop("Smart charging: paused until the next planned (cheaper) window."),
+    "paused_grid": gettext_noop("Paused for a grid event you take part in; charging resumes after it."),
 }
 
 
@@ -138,6 +151,12 @@ class _Step:
         except ConsentRequired:
             record.ok = False
             record.error_type = "CONSENT_REQUIRED"
+            raise
+        except Exception as exc:
+            # Anything else (a bug, a transport the client does not wrap) is recorded as a failed
+            # call and raised as itself, not hidden behind the success branch below.
+            record.ok = False
+            record.error_type = type(exc).__name__[:48]
             raise
         finally:
             record.latency_ms = max(0, int((clock.now() - sent_at).total_seconds() * 1000))

@@ -240,18 +240,7 @@ def store_webhook_reading(session_id: int, reading: metering.Reading, *, now: da
         # Out of order: metering takes readings by arrival, so place it just before the first
         # newer snapshot, not after it (where it would be dropped as older than the latest).
         fetched = max(reading.taken_at, first_later - _TICK)
-    MeterReading.objects.create(
-        session=session,
-        taken_at=reading.taken_at,
-        fetched_at=fetched,
-        source=reading.source,
-        energy_added_wh=reading.energy_added_wh,
-        soc_bp=reading.soc_bp,
-        power_w=reading.power_w,
-        charge_state=reading.charge_state or "",
-        is_plugged_in=reading.is_plugged_in,
-        via=VIA_WEBHOOK,
-    )
+    MeterReading.record(session, reading, fetched_at=fetched, via=VIA_WEBHOOK)
     changes: dict = {"webhook_readings": F("webhook_readings") + 1}
     if reading.charge_state is not None:
         # Only a reading that says whether the car charges can stand in for a read (a step acts

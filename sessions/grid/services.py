@@ -17,6 +17,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F, OuterRef, Q, Subquery
 from django.db.models.functions import Least
+from django.utils.translation import gettext
 
 from prepaid import services as wallet_services
 from sessions import clock
@@ -172,7 +173,7 @@ def enrollment_set(*, vehicle: Vehicle, region: str = "", active: bool = True) -
 def battery_limits_set(*, vehicle: Vehicle, max_soc_bp: int, min_soc_bp: int = 0) -> Vehicle:
     """The driver's battery-health window; the database refuses min > max or max < 10 %."""
     if not (0 <= min_soc_bp <= max_soc_bp <= 10_000 and max_soc_bp >= 1_000):
-        raise GridError("bad_limits", "Choose a maximum of at least 10 % and a minimum below it.")
+        raise GridError("bad_limits", gettext("Choose a maximum of at least 10 % and a minimum below it."))
     Vehicle.objects.filter(pk=vehicle.pk).update(max_soc_bp=max_soc_bp, min_soc_bp=min_soc_bp)
     vehicle.max_soc_bp, vehicle.min_soc_bp = max_soc_bp, min_soc_bp
     return vehicle
@@ -245,9 +246,11 @@ def grid_event_declare(
     if existing is not None:
         return existing, False
     if ends_at <= starts_at or ends_at <= now or ends_at - starts_at > MAX_EVENT or starts_at > now + MAX_EVENT_LEAD:
-        raise GridError("bad_window", "An event needs a future window of at most six hours, starting within a week.")
+        raise GridError(
+            "bad_window", gettext("An event needs a future window of at most six hours, starting within a week.")
+        )
     if not region and not vehicle_ids:
-        raise GridError("no_target", "Name a region or vehicles.")
+        raise GridError("no_target", gettext("Name a region or vehicles."))
     bonus = settings.GRID_BONUS_MINOR_PER_KWH if bonus_minor_per_kwh is None else bonus_minor_per_kwh
     if not isinstance(bonus, int) or isinstance(bonus, bool) or not 0 <= bonus <= settings.GRID_BONUS_MAX_MINOR_PER_KWH:
         raise GridError(

@@ -11,16 +11,17 @@ import uuid
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
+from django.utils.translation import gettext_lazy
 
 
 class SessionStatus(models.TextChoices):
-    REQUESTED = "requested", "Requested"
-    STARTING = "starting", "Starting"
-    CHARGING = "charging", "Charging"
-    STOPPING = "stopping", "Stopping"
-    COMPLETED = "completed", "Completed"
-    FAILED = "failed", "Failed"
-    INTERRUPTED = "interrupted", "Interrupted"
+    REQUESTED = "requested", gettext_lazy("Requested")
+    STARTING = "starting", gettext_lazy("Starting")
+    CHARGING = "charging", gettext_lazy("Charging")
+    STOPPING = "stopping", gettext_lazy("Stopping")
+    COMPLETED = "completed", gettext_lazy("Completed")
+    FAILED = "failed", gettext_lazy("Failed")
+    INTERRUPTED = "interrupted", gettext_lazy("Interrupted")
 
 
 OPEN_STATUSES = (SessionStatus.REQUESTED, SessionStatus.STARTING, SessionStatus.CHARGING, SessionStatus.STOPPING)
@@ -233,6 +234,23 @@ class MeterReading(models.Model):
 
     def __str__(self) -> str:
         return f"{self.source} at {self.taken_at:%H:%M:%S}"
+
+    @classmethod
+    def record(cls, session: ChargingSession, reading, **fields) -> "MeterReading":
+        """Store a metering reading (`sessions.controller.metering.Reading`) of the session, polled or
+        delivered by webhook, with the same fields either way; `fields` overrides (e.g. `via`)."""
+        values = {
+            "session": session,
+            "taken_at": reading.taken_at,
+            "fetched_at": reading.fetched_at,
+            "source": reading.source,
+            "energy_added_wh": reading.energy_added_wh,
+            "soc_bp": reading.soc_bp,
+            "power_w": reading.power_w,
+            "charge_state": reading.charge_state or "",
+            "is_plugged_in": reading.is_plugged_in,
+        }
+        return cls.objects.create(**(values | fields))
 
 
 class CommandKind(models.TextChoices):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
+from django.utils.translation import gettext_lazy
 
 
 class VehicleConnection(models.Model):
@@ -66,9 +67,9 @@ class Vehicle(models.Model):
     SubscriptionStatus = SubscriptionStatus
 
     class ChargeState(models.TextChoices):
-        CHARGING = "CHARGING", "Charging"
-        FULLY_CHARGED = "FULLY_CHARGED", "Fully charged"
-        NOT_CHARGING = "NOT_CHARGING", "Not charging"
+        CHARGING = "CHARGING", gettext_lazy("Charging")
+        FULLY_CHARGED = "FULLY_CHARGED", gettext_lazy("Fully charged")
+        NOT_CHARGING = "NOT_CHARGING", gettext_lazy("Not charging")
 
     connection = models.ForeignKey(VehicleConnection, on_delete=models.CASCADE, related_name="vehicles")
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="vehicles")

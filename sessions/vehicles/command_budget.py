@@ -27,6 +27,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db.models import Max, Q
+from django.utils.translation import gettext_noop
 
 from sessions.models import MeterReading, Vehicle
 from sessions.models.charging import CommandKind, VehicleCommand
@@ -168,16 +169,16 @@ def remaining(*, make: str, car_id: str, now: datetime) -> Remaining:
 
 # What the driver reads when the car's budget would not leave room for the STOP.
 REFUSALS = {
-    "until_driven": (
+    "until_driven": gettext_noop(
         "This car has taken as many remote charge commands in a row as its maker allows before it "
         "is driven, so it might refuse the stop. Drive the car (or start the charge from the car), "
         "then try again."
     ),
-    "daily": (
+    "daily": gettext_noop(
         "This car has taken as many remote charge commands today as its maker allows, so it might "
         "refuse the stop. Try again tomorrow, or start the charge from the car."
     ),
-    "stops_30d": (
+    "stops_30d": gettext_noop(
         "This car has taken as many remote stops this month as its maker allows, so it might refuse "
         "the stop. Start the charge from the car."
     ),

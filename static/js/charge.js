@@ -13,7 +13,11 @@
 
   const vehicle = document.getElementById("id_vehicle");
   const timing = document.getElementById("timing-block");  // buy page: only with a car chosen
-  const nowLabel = start && start.dataset.nowLabel ? start.dataset.nowLabel : "Start charging";
+  // The words come from the page, in its language (data-*-label on the form and the start button).
+  const labels = form.dataset;
+  const nowLabel = (start && start.dataset.nowLabel) || labels.nowLabel || "Start charging";
+  const planLabel = labels.planLabel || "See the plan";
+  const newPlanLabel = labels.newPlanLabel || "See the new plan";
 
   function cheapest() {
     const checked = form.querySelector("input[name=when]:checked");
@@ -24,7 +28,7 @@
   function update() {
     if (timing) { timing.hidden = vehicle === null || vehicle.value === ""; }
     if (field) { field.hidden = !cheapest(); }
-    if (start) { start.textContent = cheapest() ? "See the plan" : nowLabel; }
+    if (start) { start.textContent = cheapest() ? planLabel : nowLabel; }
   }
 
   form.addEventListener("change", function (event) {
@@ -34,7 +38,7 @@
       confirm.hidden = true;
       if (preview) { preview.hidden = true; }
       const again = document.getElementById("replan-button");
-      again.textContent = cheapest() ? "See the new plan" : nowLabel;
+      again.textContent = cheapest() ? newPlanLabel : nowLabel;
       again.className = "";
     }
   });

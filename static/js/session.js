@@ -19,7 +19,16 @@
   let clientNow0 = 0;
   let speed = 1;
 
-  function kwh(wh) { return (wh / 1000).toFixed(2); }
+  // Numbers and words in the page's language (templates/driver/live.html's data-*-label).
+  const lang = document.documentElement.lang || "en";
+  function fixed2(value) { return Number(value).toLocaleString(lang, { minimumFractionDigits: 2, maximumFractionDigits: 2 }); }
+  function kwh(wh) { return fixed2(wh / 1000); }
+  function label(name, fallback, values) {
+    let text = root.dataset[name] || fallback;
+    Object.keys(values || {}).forEach(function (key) { text = text.split("%(" + key + ")s").join(values[key]); });
+    return text;
+  }
+  function aboutMinutes(minutes) { return label("etaLabel", "about %(minutes)s min", { minutes: minutes }); }
 
   function tick() {
     if (!est || !est.counting || !est.as_of) { return; }
@@ -36,7 +45,7 @@
     $("est-low").textContent = kwh(Math.min(grow(est.low_wh, est.power_low_w), purchasedWh));
     $("est-high").textContent = kwh(Math.min(grow(est.high_wh, est.power_high_w), purchasedWh));
     if (est.power_w > 0 && lastStatus === "charging") {
-      $("eta").textContent = "about " + Math.max(0, Math.round((est.cap_wh - best) / est.power_w * 60)) + " min";
+      $("eta").textContent = aboutMinutes(Math.max(0, Math.round((est.cap_wh - best) / est.power_w * 60)));
     }
   }
 
@@ -54,14 +63,14 @@
     if (windows !== lastPlan) {
       const list = $("plan-windows");
       list.replaceChildren();
-      (plan.windows.length ? plan.windows : ["No window left to charge in."]).forEach(function (label) {
+      (plan.windows.length ? plan.windows : [label("noWindowLabel", "No window left to charge in.")]).forEach(function (label) {
         const item = document.createElement("li");
         item.textContent = label;
         list.appendChild(item);
       });
       lastPlan = windows;
     }
-    $("plan-replans").textContent = "(re-planned " + plan.replans + "×: the car charged slower or a grid event came)";
+    $("plan-replans").textContent = label("replansLabel", "(re-planned %(replans)s×: the car charged slower or a grid event came)", { replans: plan.replans });
     $("plan-replans").hidden = !plan.replans;
     $("plan-saving").hidden = !plan.saving || plan.saving_minor <= 0;
     $("plan-saving-amount").textContent = plan.saving;
@@ -73,10 +82,10 @@
     $("progress").value = data.percent;
     $("progress").textContent = data.percent + " %";
     $("percent").textContent = data.percent;
-    $("delivered").textContent = data.delivered_kwh.toFixed(2);
-    $("purchased").textContent = data.purchased_kwh.toFixed(2);
-    $("power").textContent = data.power_kw ? data.power_kw + " kW" : "—";
-    $("eta").textContent = data.eta_minutes === null ? "—" : "about " + data.eta_minutes + " min";
+    $("delivered").textContent = fixed2(data.delivered_kwh);
+    $("purchased").textContent = fixed2(data.purchased_kwh);
+    $("power").textContent = data.power_kw ? Number(data.power_kw).toLocaleString(lang, { maximumFractionDigits: 2 }) + " kW" : "—";
+    $("eta").textContent = data.eta_minutes === null ? "—" : aboutMinutes(data.eta_minutes);
     $("money").textContent = data.money_used;
     $("age").textContent = data.data_age;
     est = data.estimate;
@@ -85,14 +94,14 @@
     clientNow0 = Date.now();
     speed = data.clock_speed || 1;
     $("estimate-line").hidden = !data.estimating;
-    $("est-low").textContent = data.delivered_low_kwh.toFixed(2);
-    $("est-high").textContent = data.delivered_high_kwh.toFixed(2);
+    $("est-low").textContent = fixed2(data.delivered_low_kwh);
+    $("est-high").textContent = fixed2(data.delivered_high_kwh);
     $("next-reading").hidden = !data.next_reading;
     $("next-reading-at").textContent = data.next_reading;
     $("live-note").hidden = !data.note;
     $("live-note").textContent = data.note;
     $("ends-at-box").hidden = data.ends_at_kwh === null;
-    $("ends-at").textContent = data.ends_at_kwh === null ? "" : data.ends_at_kwh.toFixed(2) + " kWh";
+    $("ends-at").textContent = data.ends_at_kwh === null ? "" : fixed2(data.ends_at_kwh) + " kWh";
     if (data.chart !== lastChart) {
       // Server-rendered and escaped there (web/pages/live.py energy_chart).
       const box = document.createElement("template");
@@ -120,7 +129,7 @@
     try {
       const response = await fetch(statusUrl, {headers: {Accept: "application/json"}, credentials: "same-origin"});
       if (response.status === 403 || response.status === 302 || response.redirected) {
-        $("reason-message").textContent = "Your login expired. Log in again to follow the charge.";
+        $("reason-message").textContent = label("expiredLabel", "Your login expired. Log in again to follow the charge.");
         return;
       }
       if (!response.ok) { throw new Error("HTTP " + response.status); }
@@ -131,7 +140,7 @@
     } catch (err) {
       failures += 1;
       if (failures >= 3) {
-        $("reason-message").textContent = "Lost contact with the server; retrying. The charge goes on regardless.";
+        $("reason-message").textContent = label("offlineLabel", "Lost contact with the server; retrying. The charge goes on regardless.");
       }
     }
     window.setTimeout(poll, POLL_MS * Math.min(failures + 1, 5));

@@ -42,6 +42,20 @@ def test_a_refund_tells_the_driver_the_money_and_the_energy(driver, paid, commit
     assert f"{settings.SITE_URL}/payments/wallet/" in message.alternatives[0][0]
 
 
+def test_a_german_drivers_refund_email_is_in_german(driver, paid, committed, mailoutbox):
+    from prepaid.services import profile_set_language
+
+    profile_set_language(user=driver, language="de")
+    paid(driver, 10_000, 450)
+    with committed():
+        payment_services.refund_request(wallet_id=Wallet.objects.get(user=driver).pk, requested_by=driver)
+    [message] = mailoutbox
+    assert message.subject == "Erstattung von 4,50 € unterwegs"
+    assert "Wir haben 4,50 € für 10 kWh nicht genutzte Energie auf die Karte(n) erstattet" in message.body
+    html = message.alternatives[0][0]
+    assert '<html lang="de">' in html and "Wir haben <strong>4,50 €</strong>" in html
+
+
 def test_a_refund_turned_off_is_not_sent(driver, paid, committed, mailoutbox):
     from notifications.services import preferences_update
 

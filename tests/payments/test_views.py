@@ -72,17 +72,22 @@ def _setup_secret(response) -> str:
     return json.loads(chunk)
 
 
-def test_the_confirm_endpoint_pays_and_the_receipt_shows_vat(logged_in, driver, package, browser):
+def _buy_and_confirm(logged_in, driver, package, browser, card):
+    """Buy the package and confirm the pay page with `card`: the purchase and the confirm answer."""
     logged_in.post("/payments/buy/", {"package": package.pk})
     purchase = Purchase.objects.get(user=driver)
     page = logged_in.get(f"/payments/purchases/{purchase.public_id}/pay/")
-    pm = browser.confirm_card_setup(_setup_secret(page), VISA)
-
+    pm = browser.confirm_card_setup(_setup_secret(page), card)
     response = logged_in.post(
         f"/payments/purchases/{purchase.public_id}/confirm/",
         data=json.dumps({"payment_method": pm}),
         content_type="application/json",
     )
+    return purchase, response
+
+
+def test_the_confirm_endpoint_pays_and_the_receipt_shows_vat(logged_in, driver, package, browser):
+    purchase, response = _buy_and_confirm(logged_in, driver, package, browser, VISA)
 
     assert response.json()["status"] == "succeeded"
     receipt = logged_in.get(f"/payments/purchases/{purchase.public_id}/")
@@ -130,15 +135,7 @@ def test_another_drivers_purchase_is_not_found(client, django_user_model, driver
 def test_the_wallet_page_shows_balance_lots_and_refunds_unused_credit(
     logged_in, driver, package, browser, django_capture_on_commit_callbacks, ledger_clean
 ):
-    logged_in.post("/payments/buy/", {"package": package.pk})
-    purchase = Purchase.objects.get(user=driver)
-    page = logged_in.get(f"/payments/purchases/{purchase.public_id}/pay/")
-    pm = browser.confirm_card_setup(_setup_secret(page), VISA)
-    logged_in.post(
-        f"/payments/purchases/{purchase.public_id}/confirm/",
-        data=json.dumps({"payment_method": pm}),
-        content_type="application/json",
-    )
+    _buy_and_confirm(logged_in, driver, package, browser, VISA)
 
     wallet_page = logged_in.get("/payments/wallet/")
     assert b'<strong id="balance">10 kWh</strong>' in wallet_page.content
@@ -163,15 +160,7 @@ def test_the_wallet_page_shows_balance_lots_and_refunds_unused_credit(
 def test_a_partial_refund_returns_that_share_through_the_ledger(
     logged_in, driver, package, browser, django_capture_on_commit_callbacks, ledger_clean
 ):
-    logged_in.post("/payments/buy/", {"package": package.pk})
-    purchase = Purchase.objects.get(user=driver)
-    page = logged_in.get(f"/payments/purchases/{purchase.public_id}/pay/")
-    pm = browser.confirm_card_setup(_setup_secret(page), VISA)
-    logged_in.post(
-        f"/payments/purchases/{purchase.public_id}/confirm/",
-        data=json.dumps({"payment_method": pm}),
-        content_type="application/json",
-    )
+    _buy_and_confirm(logged_in, driver, package, browser, VISA)
     too_much = logged_in.post("/payments/wallet/refund/", {"energy_kwh": "12"}).content.decode()
     assert "You can refund at most 10 kWh." in too_much
     confirm = logged_in.post("/payments/wallet/refund/", {"energy_kwh": "4"}).content.decode()

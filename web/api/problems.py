@@ -17,6 +17,7 @@ from django.core.exceptions import ObjectDoesNotExist, RequestDataTooBig, Suspic
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404
 from django.urls import reverse
+from django.utils.translation import gettext_lazy
 from rest_framework import exceptions
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
@@ -45,43 +46,107 @@ PROBLEM_TYPES = {
     p.slug: p
     for p in [
         ProblemType(
-            "validation", 400, "Invalid request", "A field is missing, malformed or out of range; see `errors`."
+            "validation",
+            400,
+            gettext_lazy("Invalid request"),
+            gettext_lazy("A field is missing, malformed or out of range; see `errors`."),
         ),
-        ProblemType("insufficient-credit", 409, "Not enough credit", "The wallet's available balance is too small."),
-        ProblemType("wallet-blocked", 409, "Wallet blocked", "A payment of this wallet is disputed."),
-        ProblemType("nothing-to-refund", 409, "Nothing to refund", "No unused, refundable credit is left."),
-        ProblemType("conflict", 409, "Conflict", "The request conflicts with the current state of the resource."),
-        ProblemType("vehicle-unknown", 422, "Unknown vehicle", "The vehicle is not connected to your account."),
-        ProblemType("vehicle-needs-consent", 409, "Reconnect the vehicle", "Access to the car was withdrawn."),
-        ProblemType("session-open", 409, "Session already open", "A session is already running on this vehicle."),
+        ProblemType(
+            "insufficient-credit",
+            409,
+            gettext_lazy("Not enough credit"),
+            gettext_lazy("The wallet's available balance is too small."),
+        ),
+        ProblemType(
+            "wallet-blocked", 409, gettext_lazy("Wallet blocked"), gettext_lazy("A payment of this wallet is disputed.")
+        ),
+        ProblemType(
+            "nothing-to-refund",
+            409,
+            gettext_lazy("Nothing to refund"),
+            gettext_lazy("No unused, refundable credit is left."),
+        ),
+        ProblemType(
+            "conflict",
+            409,
+            gettext_lazy("Conflict"),
+            gettext_lazy("The request conflicts with the current state of the resource."),
+        ),
+        ProblemType(
+            "vehicle-unknown",
+            422,
+            gettext_lazy("Unknown vehicle"),
+            gettext_lazy("The vehicle is not connected to your account."),
+        ),
+        ProblemType(
+            "vehicle-needs-consent",
+            409,
+            gettext_lazy("Reconnect the vehicle"),
+            gettext_lazy("Access to the car was withdrawn."),
+        ),
+        ProblemType(
+            "session-open",
+            409,
+            gettext_lazy("Session already open"),
+            gettext_lazy("A session is already running on this vehicle."),
+        ),
         ProblemType(
             "car-busy",
             409,
-            "Car busy in another account",
-            "The same car is connected to another account too, and a session of that account is open on it.",
+            gettext_lazy("Car busy in another account"),
+            gettext_lazy(
+                "The same car is connected to another account too, and a session of that account is open on it."
+            ),
         ),
         ProblemType(
             "command-budget",
             409,
-            "The car might refuse the stop",
-            "The car's maker limits remote charge commands (in a row until driven, per day or per month) and "
-            "this session's STOP might not fit; the detail says what to do.",
+            gettext_lazy("The car might refuse the stop"),
+            gettext_lazy(
+                "The car's maker limits remote charge commands (in a row until driven, per day or per month) and "
+                "this session's STOP might not fit; the detail says what to do."
+            ),
         ),
-        ProblemType("session-not-open", 409, "Session not open", "The session has already ended."),
-        ProblemType("receipt-not-ready", 409, "No receipt yet", "The purchase is not paid or the session not over."),
-        ProblemType("purchase-conflict", 409, "Purchase cannot proceed", "The purchase is not awaiting payment."),
         ProblemType(
-            "payment-rate-limited", 429, "Too many payment attempts", "Wait for the time in Retry-After, then retry."
+            "session-not-open", 409, gettext_lazy("Session not open"), gettext_lazy("The session has already ended.")
         ),
-        ProblemType("payment-provider-unavailable", 503, "Payment provider unavailable", "Try again shortly."),
-        ProblemType("payment-provider-error", 502, "Payment provider error", "The payment provider refused."),
+        ProblemType(
+            "receipt-not-ready",
+            409,
+            gettext_lazy("No receipt yet"),
+            gettext_lazy("The purchase is not paid or the session not over."),
+        ),
+        ProblemType(
+            "purchase-conflict",
+            409,
+            gettext_lazy("Purchase cannot proceed"),
+            gettext_lazy("The purchase is not awaiting payment."),
+        ),
+        ProblemType(
+            "payment-rate-limited",
+            429,
+            gettext_lazy("Too many payment attempts"),
+            gettext_lazy("Wait for the time in Retry-After, then retry."),
+        ),
+        ProblemType(
+            "payment-provider-unavailable",
+            503,
+            gettext_lazy("Payment provider unavailable"),
+            gettext_lazy("Try again shortly."),
+        ),
+        ProblemType(
+            "payment-provider-error",
+            502,
+            gettext_lazy("Payment provider error"),
+            gettext_lazy("The payment provider refused."),
+        ),
     ]
 }
 
 
 class PayloadTooLarge(exceptions.APIException):
     status_code = 413
-    default_detail = "The request body is too large."
+    default_detail = gettext_lazy("The request body is too large.")
 
 
 class Problem(exceptions.APIException):
@@ -123,7 +188,9 @@ def _domain_problem(exc: Exception) -> Problem | None:
     if isinstance(exc, PurchaseError):
         return Problem("purchase-conflict", str(exc))
     if isinstance(exc, stripe_api.StripeUnavailable):
-        return Problem("payment-provider-unavailable", "The payment provider is not answering; try again shortly.")
+        return Problem(
+            "payment-provider-unavailable", gettext_lazy("The payment provider is not answering; try again shortly.")
+        )
     if isinstance(exc, stripe_api.StripeFailure):
         return Problem("payment-provider-error", exc.message)
     return None
@@ -173,7 +240,7 @@ def exception_handler(exc, context):
     elif isinstance(exc, RequestDataTooBig):
         exc = PayloadTooLarge()
     elif isinstance(exc, SuspiciousOperation):
-        exc = exceptions.ParseError("The request was malformed.")
+        exc = exceptions.ParseError(gettext_lazy("The request was malformed."))
     else:
         exc = _domain_problem(exc) or exc
 
@@ -182,7 +249,10 @@ def exception_handler(exc, context):
         logger.exception("unhandled API error", exc_info=exc)
         set_rollback()
         return problem_response(
-            request, status_code=500, title=HTTPStatus(500).phrase, detail="An unexpected error occurred."
+            request,
+            status_code=500,
+            title=HTTPStatus(500).phrase,
+            detail=str(gettext_lazy("An unexpected error occurred.")),
         )
 
     headers = {}
@@ -193,9 +263,9 @@ def exception_handler(exc, context):
 
     extra = {}
     if isinstance(exc, Problem):
-        type_, title, detail = _type_uri(request, exc.problem.slug), exc.problem.title, str(exc.detail)
+        type_, title, detail = _type_uri(request, exc.problem.slug), str(exc.problem.title), str(exc.detail)
     elif isinstance(exc, exceptions.ValidationError):
-        type_, title = _type_uri(request, "validation"), PROBLEM_TYPES["validation"].title
+        type_, title = _type_uri(request, "validation"), str(PROBLEM_TYPES["validation"].title)
         extra["errors"] = _errors(exc.detail)
         detail = "; ".join(f"{e['pointer'].lstrip('#/') or 'request'}: {e['detail']}" for e in extra["errors"][:5])
     else:

@@ -10,6 +10,7 @@ from payments.models import Purchase, Refund
 from prepaid.models import CreditLot, LedgerEntry
 from prepaid.selectors import hold_draws, wallet_for_user, wallet_refundable_minor
 from sessions.models import ChargingSession, Vehicle
+from web.i18n import session_reason
 from web.pages.receipts import receipt_figures
 
 
@@ -110,7 +111,7 @@ def session_receipt(session: ChargingSession) -> dict:
         "session_id": session.public_id,
         "vehicle": str(session.vehicle),
         "status": session.status,
-        "reason_message": session.reason_message,
+        "reason_message": session_reason(session),
         "started_at": session.created_at,
         "charging_at": session.charging_at,
         "ended_at": session.ended_at,

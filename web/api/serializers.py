@@ -6,6 +6,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from django.conf import settings
+from django.utils.translation import gettext as _
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -100,19 +101,20 @@ class PurchaseCreateSerializer(serializers.Serializer):
     def validate_package_id(self, value: int) -> EnergyPackage:
         package = EnergyPackage.objects.filter(pk=value, active=True).first()
         if package is None:
-            raise serializers.ValidationError("No package with this id is on sale.")
+            raise serializers.ValidationError(_("No package with this id is on sale."))
         return package
 
     def validate_energy_kwh(self, value: Decimal) -> Decimal:
         if not settings.CUSTOM_KWH_MIN <= value <= settings.CUSTOM_KWH_MAX:
             raise serializers.ValidationError(
-                f"Choose between {settings.CUSTOM_KWH_MIN} and {settings.CUSTOM_KWH_MAX} kWh."
+                _("Choose between %(min)s and %(max)s kWh.")
+                % {"min": settings.CUSTOM_KWH_MIN, "max": settings.CUSTOM_KWH_MAX}
             )
         return value
 
     def validate(self, attrs):
         if ("package_id" in attrs) == ("energy_kwh" in attrs):
-            raise serializers.ValidationError("Give either package_id or energy_kwh.")
+            raise serializers.ValidationError(_("Give either package_id or energy_kwh."))
         return attrs
 
 
@@ -184,7 +186,9 @@ class EmailPreferencesSerializer(serializers.Serializer):
         # A misspelt name must not look like a saved choice.
         unknown = set(getattr(self, "initial_data", {}) or {}) - set(self.fields)
         if unknown:
-            raise serializers.ValidationError({name: ["Not a setting of this resource."] for name in sorted(unknown)})
+            raise serializers.ValidationError(
+                {name: [_("Not a setting of this resource.")] for name in sorted(unknown)}
+            )
         return attrs
 
 
@@ -287,13 +291,14 @@ class SessionCreateSerializer(serializers.Serializer):
     def validate_deadline(self, value):
         now = clock.now()
         if value is not None and not now < value <= now + grid.MAX_DEADLINE:
-            raise serializers.ValidationError("The deadline must be in the future, at most three days ahead.")
+            raise serializers.ValidationError(_("The deadline must be in the future, at most three days ahead."))
         return value
 
     def validate_energy_kwh(self, value: Decimal) -> Decimal:
         if not settings.API_SESSION_KWH_MIN <= value <= settings.API_SESSION_KWH_MAX:
             raise serializers.ValidationError(
-                f"Choose between {settings.API_SESSION_KWH_MIN} and {settings.API_SESSION_KWH_MAX} kWh."
+                _("Choose between %(min)s and %(max)s kWh.")
+                % {"min": settings.API_SESSION_KWH_MIN, "max": settings.API_SESSION_KWH_MAX}
             )
         return value
 

@@ -350,7 +350,7 @@ class TokenView(ObtainAuthToken):
         username = str(data.get("username", ""))[:150]
 
         def locked():
-            raise Throttled(wait=settings.LOGIN_LOCKOUT_S, detail=LOCKED_OUT)
+            raise Throttled(wait=settings.LOGIN_LOCKOUT_S, detail=str(LOCKED_OUT))
 
         return throttled_login(
             request,

@@ -14,6 +14,7 @@ from django.conf import settings
 from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext_lazy
 
 from notifications import kinds
 from notifications.models import AlertDigest, AlertNotice
@@ -25,13 +26,15 @@ LISTED = 20
 # Items of one kind looked at per run (the dashboard lists fewer).
 SCAN_LIMIT = 500
 
+# The subject of each kind's email: written into the outbox row in the operators' language
+# (settings.LANGUAGE_CODE, the task queue's), like the item lines.
 TITLES = {
-    "stop_not_carried_out": "Stops not carried out",
-    "stuck_stopping": "Sessions stuck stopping",
-    "failed_webhooks": "Stripe webhook events that failed",
-    "payment_discrepancies": "Payment discrepancies (reconciliation)",
-    "old_holds": "Holds older than the limit",
-    "needs_consent": "Connections waiting for the driver to reconnect",
+    "stop_not_carried_out": gettext_lazy("Stops not carried out"),
+    "stuck_stopping": gettext_lazy("Sessions stuck stopping"),
+    "failed_webhooks": gettext_lazy("Stripe webhook events that failed"),
+    "payment_discrepancies": gettext_lazy("Payment discrepancies (reconciliation)"),
+    "old_holds": gettext_lazy("Holds older than the limit"),
+    "needs_consent": gettext_lazy("Connections waiting for the driver to reconnect"),
 }
 ADMIN_PAGES = {
     "stop_not_carried_out": "admin:charging_chargingsession_changelist",
@@ -94,7 +97,7 @@ def operator_alerts_notify(*, now: datetime | None = None) -> int:
                 continue
             params = {
                 "alert": kind,
-                "title": title,
+                "title": str(title),
                 "items": [items[key] for key in new[:LISTED]],
                 "more": len(new) - min(len(new), LISTED),
                 "open": group["count"],

@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db.models import Count, Min, Q, Sum
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from payments.models import PaymentDiscrepancy, Purchase, RefundPart, StripeEvent
 from prepaid import pricing
@@ -39,9 +40,9 @@ def windows(now: datetime) -> list[Window]:
     """Today (since 00:00 UTC), the last 7 and the last 30 days."""
     midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
     return [
-        Window("today", "Today", midnight),
-        Window("7d", "7 days", now - timedelta(days=7)),
-        Window("30d", "30 days", now - timedelta(days=30)),
+        Window("today", gettext("Today"), midnight),
+        Window("7d", gettext("7 days"), now - timedelta(days=7)),
+        Window("30d", gettext("30 days"), now - timedelta(days=30)),
     ]
 
 

@@ -11,10 +11,12 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.utils import timezone
+from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from prepaid.pricing import format_money, minor_per_major
+from prepaid.formats import format_money
+from prepaid.pricing import minor_per_major
 from web.dashboard import charts, selectors
 
 
@@ -24,7 +26,7 @@ def staff_required(view):
         if not request.user.is_authenticated:
             return redirect_to_login(request.get_full_path())
         if not request.user.is_staff:
-            raise PermissionDenied("The dashboard is for operators.")
+            raise PermissionDenied(_("The dashboard is for operators."))
         return view(request, *args, **kwargs)
 
     return wrapper
@@ -47,11 +49,11 @@ def index(request: HttpRequest) -> HttpResponse:
     data["outstanding"]["money"] = format_money(data["outstanding"]["money_minor"], currency)
     data["charts"] = {
         "energy": charts.bar_chart(
-            data["series"]["energy_wh"], title="Energy delivered per day", unit="kWh", scale=1000
+            data["series"]["energy_wh"], title=_("Energy delivered per day"), unit="kWh", scale=1000
         ),
         "revenue": charts.bar_chart(
             data["series"]["revenue_minor"],
-            title="Revenue per day",
+            title=_("Revenue per day"),
             unit=currency.upper(),
             scale=minor_per_major(currency),
         ),

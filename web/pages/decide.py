@@ -10,7 +10,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.utils.translation import gettext as _
 
-from prepaid import pricing
+from prepaid import formats
 from sessions.vehicles import makes
 from web.pages.live import minutes_words
 
@@ -21,7 +21,7 @@ def package_label(package) -> str:
     kwh = f"{package.energy_wh / 1000:g}"
     text = _("%(kwh)s kWh for %(price)s") % {
         "kwh": kwh,
-        "price": pricing.format_money(package.price_minor, package.currency),
+        "price": formats.format_money(package.price_minor, package.currency),
     }
     name = package.name.strip()
     plain = re.fullmatch(r"(\d+(?:[.,]\d+)?)\s*kwh", name, flags=re.IGNORECASE)
@@ -53,7 +53,7 @@ def outlook(vehicle, energy_wh: int, *, price_minor: int | None = None, currency
     """ "About 4.50 EUR; about 60 minutes at about 9.4 kW; the battery goes from 30 % to 43 %." """
     parts = []
     if price_minor is not None:
-        parts.append(_("About %(price)s") % {"price": pricing.format_money(price_minor, currency or settings.CURRENCY)})
+        parts.append(_("About %(price)s") % {"price": formats.format_money(price_minor, currency or settings.CURRENCY)})
     if vehicle is not None and energy_wh > 0:
         power = planned_power_w(vehicle)
         parts.append(

@@ -3,8 +3,10 @@ from decimal import Decimal
 
 from django import forms
 from django.utils import timezone
-from django.utils.translation import gettext_lazy as _
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
+from prepaid.formats import format_kwh, format_when
 from prepaid.numbers import AsciiDecimalField, AsciiIntegerField
 from sessions import clock
 from sessions.grid import services as grid
@@ -47,8 +49,9 @@ def default_deadline(now: datetime) -> datetime:
 
 
 def _local(value: datetime) -> str:
+    """A time in the driver's time zone, with its abbreviation: "Mon 07 Dec 07:00 CET"."""
     local = timezone.localtime(value)
-    return f"{local:%a %d %b %H:%M} {local.tzname()}"
+    return f"{format_when(local, weekday=True)} {local.tzname()}"
 
 
 class ChargeTimingMixin(forms.Form):
@@ -59,14 +62,17 @@ class ChargeTimingMixin(forms.Form):
     is not an error: `no_prices` is set and the charge starts now (the page says so)."""
 
     when = forms.ChoiceField(
-        label="When",
-        choices=[(NOW, "Charge now"), (CHEAPEST, "Charge in the cheapest hours, ready by a deadline")],
+        label=gettext_lazy("When"),
+        choices=[
+            (NOW, gettext_lazy("Charge now")),
+            (CHEAPEST, gettext_lazy("Charge in the cheapest hours, ready by a deadline")),
+        ],
         widget=forms.RadioSelect,
         required=False,
         initial=NOW,
     )
     deadline = forms.DateTimeField(
-        label=_("Ready by (your local time)"),
+        label=gettext_lazy("Ready by (your local time)"),
         required=False,
         input_formats=DEADLINE_FORMATS,
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
@@ -89,22 +95,24 @@ class ChargeTimingMixin(forms.Form):
         if "deadline" in self.errors:
             return
         if deadline is None:
-            self.add_error("deadline", "Choose when the car must be ready (date and time), or charge now.")
+            self.add_error("deadline", _("Choose when the car must be ready (date and time), or charge now."))
             return
         now = now or clock.now()
         region = vehicle_region(vehicle)
         horizon = price_horizon(region=region, now=now)
         if deadline <= now:
-            self.add_error("deadline", f"That time has passed (it is now {_local(now)}). Choose a later one.")
+            self.add_error(
+                "deadline", _("That time has passed (it is now %(now)s). Choose a later one.") % {"now": _local(now)}
+            )
         elif deadline > now + grid.MAX_DEADLINE:
-            self.add_error("deadline", "Choose a deadline at most three days ahead.")
+            self.add_error("deadline", _("Choose a deadline at most three days ahead."))
         elif horizon is None:
             self.no_prices = True
         elif deadline > horizon:
             self.add_error(
                 "deadline",
-                f"Prices for region {region} are known until {_local(horizon)}. "
-                "Choose a deadline by then, or charge now.",
+                _("Prices for region %(region)s are known until %(until)s. Choose a deadline by then, or charge now.")
+                % {"region": region, "until": _local(horizon)},
             )
 
 
@@ -113,7 +121,7 @@ class StartChargeForm(ChargeTimingMixin):
 
     vehicle = forms.ModelChoiceField(queryset=Vehicle.objects.none(), empty_label=None)
     energy_kwh = AsciiDecimalField(
-        label="Energy to charge (kWh)", max_digits=7, decimal_places=3, min_value=Decimal("0.1")
+        label=gettext_lazy("Energy to charge (kWh)"), max_digits=7, decimal_places=3, min_value=Decimal("0.1")
     )
     field_order = ["vehicle", "energy_kwh", "when", "deadline"]
 
@@ -134,7 +142,8 @@ class StartChargeForm(ChargeTimingMixin):
         kwh = self.cleaned_data["energy_kwh"]
         if kwh * 1000 > self.balance_wh:
             raise forms.ValidationError(
-                f"Your wallet holds {self.balance_wh / 1000:g} kWh. Choose less, or buy more energy first."
+                _("Your wallet holds %(kwh)s. Choose less, or buy more energy first.")
+                % {"kwh": format_kwh(Decimal(self.balance_wh) / 1000, 3, trim=True)}
             )
         return kwh
 
@@ -157,25 +166,31 @@ class BatteryLimitsForm(forms.Form):
     """A car's battery-health window and its demand-response opt-in, in whole percent."""
 
     max_soc = AsciiIntegerField(
-        label="Maximum charge (%)",
+        label=gettext_lazy("Maximum charge (%)"),
         min_value=50,
         max_value=100,
-        help_text="We never charge past this level. 80 % is kinder to the battery for everyday use; "
-        "choose 100 % before a long trip. Below 50 % leaves too little range, so it is not offered.",
+        help_text=gettext_lazy(
+            "We never charge past this level. 80 % is kinder to the battery for everyday use; "
+            "choose 100 % before a long trip. Below 50 % leaves too little range, so it is not offered."
+        ),
     )
     min_soc = AsciiIntegerField(
-        label="Minimum charge (%)",
+        label=gettext_lazy("Minimum charge (%)"),
         **PERCENT,
-        help_text="Up to this level we charge at once, whatever the price (smart charging waits only above it). "
-        "It must be below the maximum.",
+        help_text=gettext_lazy(
+            "Up to this level we charge at once, whatever the price (smart charging waits only above it). "
+            "It must be below the maximum."
+        ),
     )
     demand_response = forms.BooleanField(
-        label="Take part in grid events",
+        label=gettext_lazy("Take part in grid events"),
         required=False,
-        help_text="When the grid is short of power, your charge pauses for the event (at most six hours) and "
-        "resumes after it, keeping your deadline where possible. You earn a bonus for each event you take part in.",
+        help_text=gettext_lazy(
+            "When the grid is short of power, your charge pauses for the event (at most six hours) and "
+            "resumes after it, keeping your deadline where possible. You earn a bonus for each event you take part in."
+        ),
     )
-    region = forms.ChoiceField(label="Price and grid region", choices=())
+    region = forms.ChoiceField(label=gettext_lazy("Price and grid region"), choices=())
 
     def __init__(self, *args, regions: list[str], **kwargs):
         super().__init__(*args, **kwargs)
@@ -185,5 +200,8 @@ class BatteryLimitsForm(forms.Form):
         data = super().clean()
         low, high = data.get("min_soc"), data.get("max_soc")
         if low is not None and high is not None and low >= high:
-            self.add_error("min_soc", f"The minimum ({low} %) must be below the maximum ({high} %).")
+            self.add_error(
+                "min_soc",
+                _("The minimum (%(low)s %%) must be below the maximum (%(high)s %%).") % {"low": low, "high": high},
+            )
         return data

@@ -16,7 +16,7 @@ from django.conf import settings
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from prepaid import pricing
+from prepaid import formats, pricing
 from prepaid.models import Hold
 from sessions.models import ChargingSession
 from sessions.models.charging import OPEN_STATUSES
@@ -55,15 +55,15 @@ class ReceiptFigures:
 
     @property
     def amount(self) -> str:
-        return pricing.format_money(self.amount_minor, self.currency)
+        return formats.format_money(self.amount_minor, self.currency)
 
     @property
     def vat(self) -> str:
-        return pricing.format_money(self.vat_minor, self.currency)
+        return formats.format_money(self.vat_minor, self.currency)
 
     @property
     def net(self) -> str:
-        return pricing.format_money(self.net_minor, self.currency)
+        return formats.format_money(self.net_minor, self.currency)
 
     @property
     def vat_percent(self) -> Decimal:

@@ -16,8 +16,9 @@ from django.db.models import Q
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
-from prepaid import pricing
+from prepaid import formats, pricing
 from prepaid.models import CreditLot, Hold
 from prepaid.selectors import hold_draws
 from sessions import clock
@@ -29,18 +30,19 @@ from sessions.models import ChargingSession
 from sessions.models.charging import OPEN_STATUSES
 from sessions.models.grid import DemandResponseEnrollment, DemandResponseEvent
 from sessions.vehicles import makes
+from web.i18n import session_reason
 from web.pages import live
 from web.pages.receipts import ReceiptFigures, receipt_figures
 
 # The status words the driver sees (the machine reason adds the why).
 STATUS_LABELS = {
-    "requested": "Waiting for the car",
-    "starting": "Starting",
-    "charging": "Charging",
-    "stopping": "Stopping",
-    "completed": "Done",
-    "failed": "Did not start",
-    "interrupted": "Stopped",
+    "requested": gettext_lazy("Waiting for the car"),
+    "starting": gettext_lazy("Starting"),
+    "charging": gettext_lazy("Charging"),
+    "stopping": gettext_lazy("Stopping"),
+    "completed": gettext_lazy("Done"),
+    "failed": gettext_lazy("Did not start"),
+    "interrupted": gettext_lazy("Stopped"),
 }
 
 
@@ -149,7 +151,7 @@ class SessionView:
         A stopping session says what the stop does instead (`note`)."""
         if self.session.status == "stopping" and self.note and self.session.reason in NOTE_SAYS:
             return ""
-        message = self.session.reason_message
+        message = session_reason(self.session)
         return "" if message.rstrip(".").lower() == self.status_label.lower() else message
 
     @property
@@ -176,12 +178,12 @@ class SessionView:
     def data_age(self) -> str:
         age = self.data_age_s
         if age is None:
-            return "no reading yet"
+            return _("no reading yet")
         if age < 90:
-            return f"{age} s ago"
+            return _("%(seconds)s s ago") % {"seconds": age}
         if age < 5400:
-            return f"{round(age / 60)} min ago"
-        return f"{age / 3600:.1f} h ago"
+            return _("%(minutes)s min ago") % {"minutes": round(age / 60)}
+        return _("%(hours)s h ago") % {"hours": formats.format_number(age / 3600, 1)}
 
     def as_json(self) -> dict:
         s = self.session
@@ -253,7 +255,7 @@ def session_view(session: ChargingSession, *, now: datetime | None = None) -> Se
         percent=percent,
         power_kw=round(power_w / 1000, 1) if power_w else None,
         eta_minutes=eta,
-        money_used=pricing.format_money(cost, currency),
+        money_used=formats.format_money(cost, currency),
         money_used_minor=cost,
         data_age_s=age,
         is_open=is_open,
@@ -261,7 +263,7 @@ def session_view(session: ChargingSession, *, now: datetime | None = None) -> Se
         billed_kwh=session.billed_wh / 1000 if session.billed_wh is not None else None,
         overshoot_kwh=session.overshoot_wh / 1000 if session.overshoot_wh is not None else None,
         returned_kwh=receipt.returned_wh / 1000 if receipt.returned_wh is not None else None,
-        vat=pricing.format_money(pricing.vat_share_minor(cost, vat_rate=settings.VAT_RATE), currency),
+        vat=formats.format_money(pricing.vat_share_minor(cost, vat_rate=settings.VAT_RATE), currency),
         vat_percent=settings.VAT_RATE * 100,
         data_source=receipt.measured_by_words,
         receipt=receipt,
@@ -276,21 +278,21 @@ def session_view(session: ChargingSession, *, now: datetime | None = None) -> Se
 
 def status_label(session: ChargingSession) -> str:
     if session.reason == "waiting_window" and session.status in OPEN_STATUSES:
-        return "Scheduled"
-    return STATUS_LABELS.get(session.status, session.status)
+        return _("Scheduled")
+    return str(STATUS_LABELS.get(session.status, session.status))
 
 
 # --- smart charging: the plan a driver sees before confirming, and on the live page -------------
 
 
 def _money_millis(millis: int) -> str:
-    return pricing.format_money(smart.millis_to_minor(millis), settings.CURRENCY)
+    return formats.format_money(smart.millis_to_minor(millis), settings.CURRENCY)
 
 
 def _when(value: datetime) -> str:
     """A time as the driver reads it: in their time zone (web.timezones), with its abbreviation."""
     local = timezone.localtime(value)
-    return f"{local:%a %d %b %H:%M} {local.tzname()}"
+    return f"{formats.format_when(local, weekday=True)} {local.tzname()}"
 
 
 @dataclass(frozen=True)
@@ -302,8 +304,13 @@ class WindowView:
     @property
     def label(self) -> str:
         start, end = timezone.localtime(self.start), timezone.localtime(self.end)
-        until = f"{end:%H:%M}" if end.date() == start.date() else f"{end:%a %d %b %H:%M}"
-        return f"{start:%a %d %b %H:%M}–{until} {start.tzname()}: about {self.energy_kwh:.1f} kWh"
+        until = f"{end:%H:%M}" if end.date() == start.date() else formats.format_when(end, weekday=True)
+        return _("%(start)s–%(end)s %(zone)s: about %(energy)s") % {
+            "start": formats.format_when(start, weekday=True),
+            "end": until,
+            "zone": start.tzname(),
+            "energy": formats.format_kwh(self.energy_kwh, 1),
+        }
 
 
 def _window_views(windows) -> list[WindowView]:
@@ -325,6 +332,10 @@ class PlanPreview:
     @property
     def has_prices(self) -> bool:
         return self.plan is not None
+
+    @property
+    def deadline_label(self) -> str:
+        return _when(self.deadline) if self.deadline else ""
 
     @property
     def energy_kwh(self) -> float:
@@ -356,7 +367,7 @@ class PlanPreview:
 
     @property
     def saving(self) -> str:
-        return pricing.format_money(max(0, self.saving_minor), settings.CURRENCY)
+        return formats.format_money(max(0, self.saving_minor), settings.CURRENCY)
 
 
 def _blocked_for_vehicle(vehicle, region: str, now: datetime) -> list[tuple[datetime, datetime]]:
@@ -405,12 +416,17 @@ def charge_preview(*, vehicle, energy_wh: int, deadline: datetime | None, now: d
 
 
 PLAN_STATES = {
-    "planning": "Planning: the windows are chosen at the car's first reading.",
-    "waiting": "Waiting for cheap hours.",
-    "charging": "Charging in a cheap window.",
-    "paused_plan": "Paused until the next cheap window.",
-    "paused_grid": "Paused for a grid event.",
-    "ended": "Ended.",
+    "planning": gettext_lazy("Planning: the windows are chosen at the car's first reading."),
+    "waiting": gettext_lazy("Waiting for cheap hours."),
+    "charging": gettext_lazy("Charging in a cheap window."),
+    "paused_plan": gettext_lazy("Paused until the next cheap window."),
+    "paused_grid": gettext_lazy("Paused for a grid event."),
+    "ended": gettext_lazy("Ended."),
+}
+# The same states with the time they end.
+PLAN_RESUMES = {
+    "paused_plan": gettext_lazy("Paused until the next cheap window; resumes at %(at)s."),
+    "paused_grid": gettext_lazy("Paused for a grid event; resumes at %(at)s."),
 }
 
 
@@ -434,31 +450,35 @@ def session_plan_view(session: ChargingSession, *, now: datetime | None = None) 
         return None
     now = now or clock.now()
     state = _plan_state(session, plan, now)
-    label = PLAN_STATES[state]
+    label = str(PLAN_STATES[state])
     if state.startswith("paused") and plan.resume_at:
-        label = f"{label[:-1]}; resumes at {_when(plan.resume_at)}."
+        label = PLAN_RESUMES[state] % {"at": _when(plan.resume_at)}
     elif state == "waiting":
         first = next(w for w in plan.windows if w.end > now)
         # Without a deadline (a plain session in a grid event) only the event makes it wait.
-        waits_for = "Waiting for cheap hours" if plan.deadline else "Waiting for the grid event to end"
-        label = f"{waits_for}: charging starts {_when(first.start)}."
+        if plan.deadline:
+            label = _("Waiting for cheap hours: charging starts %(at)s.") % {"at": _when(first.start)}
+        else:
+            label = _("Waiting for the grid event to end: charging starts %(at)s.") % {"at": _when(first.start)}
     elif state == "charging" and not plan.deadline:
-        label = "Charging."
+        label = _("Charging.")
     deadline = ""
     if plan.deadline:
-        deadline = f"Ready by {_when(plan.deadline)}"
         if plan.windows and not plan.meets_deadline:
-            deadline += " is not reachable: the car charges as early as it can after it"
-        deadline += "."
+            deadline = _("Ready by %(at)s is not reachable: the car charges as early as it can after it.") % {
+                "at": _when(plan.deadline)
+            }
+        else:
+            deadline = _("Ready by %(at)s.") % {"at": _when(plan.deadline)}
     currency = settings.CURRENCY
     return {
         "state": state,
         "state_label": label,
         "deadline": deadline,
         "windows": [w.label for w in _window_views(plan.windows) if w.end > now or state == "ended"],
-        "expected_cost": pricing.format_money(plan.expected_cost_minor, currency) if plan.windows else "",
-        "immediate_cost": pricing.format_money(plan.immediate_cost_minor, currency) if plan.windows else "",
-        "saving": pricing.format_money(max(0, plan.saving_minor), currency) if plan.windows else "",
+        "expected_cost": formats.format_money(plan.expected_cost_minor, currency) if plan.windows else "",
+        "immediate_cost": formats.format_money(plan.immediate_cost_minor, currency) if plan.windows else "",
+        "saving": formats.format_money(max(0, plan.saving_minor), currency) if plan.windows else "",
         "saving_minor": plan.saving_minor,
         "replans": plan.replans,
     }

@@ -37,6 +37,7 @@ PUBLIC = {
     "password_reset_confirm",
     "password_reset_complete",
     "driver:signup",
+    "set-language",  # the language switch: a visitor's choice goes into a cookie
     "vehicle-webhook",
     "payments:stripe-webhook",
     "api:package-list",

@@ -128,7 +128,7 @@ def test_it_asks_a_driver_to_reconnect_and_the_driver_sees_it(client, world):
 def test_it_asks_for_a_reconnect_from_the_vehicle_list_too(client, world):
     response = _act(client, world, "charging_vehicle", "ask_reconnect", [world.vehicle2.pk])
     assert VehicleConnection.objects.get(pk=world.vehicle2.connection_id).status == "needs_consent"
-    assert b"1 connection(s) now ask their driver to reconnect" in response.content
+    assert b"1 connection now asks its driver to reconnect" in response.content
 
 
 def test_it_shows_a_vehicles_webhook_subscription_and_subscribes_it_again(
@@ -140,7 +140,7 @@ def test_it_shows_a_vehicles_webhook_subscription_and_subscribes_it_again(
     Vehicle.objects.filter(pk=world.vehicle.pk).update(subscription_status="failed", subscription_error="boom")
     with django_capture_on_commit_callbacks() as tasks:
         response = _act(client, world, "charging_vehicle", "subscribe_again", [world.vehicle.pk])
-    assert b"1 vehicle(s) are being subscribed" in response.content
+    assert b"1 vehicle is being subscribed" in response.content
     assert len(tasks) == 1  # the subscribe task, enqueued once the action commits
     vehicle = Vehicle.objects.get(pk=world.vehicle.pk)
     assert vehicle.subscription_status == "subscribing" and vehicle.subscription_error == ""

@@ -303,3 +303,24 @@ def test_it_refuses_a_deadline_outside_the_planning_horizon(as_role, world, hour
     )
     assert _problem(response, 400)["errors"][0]["pointer"] == "#/deadline"
     assert not ChargingSession.objects.filter(vehicle=world.vehicle, status=SessionStatus.REQUESTED).exists()
+
+
+def test_problems_speak_the_clients_language_and_keep_english_codes(as_role, world):
+    client = as_role("owner")
+    response = client.post(
+        "/api/v1/sessions/",
+        {"vehicle_id": world.vehicle.pk, "energy_kwh": "199"},
+        format="json",
+        HTTP_ACCEPT_LANGUAGE="de-DE,de;q=0.9",
+    )
+    body = _problem(response, 409)
+    assert body["type"].endswith("/problems/insufficient-credit/")
+    assert body["title"] == "Nicht genug Guthaben"
+    response = client.post("/api/v1/purchases/", {"energy_kwh": "viel"}, format="json", HTTP_ACCEPT_LANGUAGE="de")
+    body = _problem(response, 400)
+    assert body["title"] == "Ungültige Anfrage"
+    [error] = body["errors"]
+    assert error["pointer"] == "#/energy_kwh" and error["code"] == "invalid"
+    assert error["detail"] == "Eine gültige Zahl ist erforderlich."
+    english = _problem(client.post("/api/v1/purchases/", {"energy_kwh": "viel"}, format="json"), 400)
+    assert english["title"] == "Invalid request" and english["errors"][0]["detail"] == "A valid number is required."

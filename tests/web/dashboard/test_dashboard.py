@@ -271,6 +271,6 @@ def test_it_shows_billed_reads_apart_from_webhook_readings_and_failing_subscript
     client.force_login(staff)
     html = client.get("/dashboard/").content.decode()
     assert "webhook subscription fails (polled only; retried): <strong>1</strong>" in html
-    assert "3 attempt(s) · ServerError: 500" in html
+    assert "3 attempts · ServerError: 500" in html
     feed = client.get("/dashboard/live.json").json()
     assert {"billed_reads", "webhook_readings"} <= set(feed["sessions"][0])

@@ -2,6 +2,7 @@ from django import forms
 from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import UserCreationForm
 from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy as _
 
 from notifications.kinds import OPTIONAL
 from prepaid import timezones
@@ -10,7 +11,7 @@ from prepaid import timezones
 class SignUpForm(UserCreationForm):
     """A username, an email (for receipts and password resets) and a password."""
 
-    email = forms.EmailField(required=True, help_text="For receipts and to reset your password.")
+    email = forms.EmailField(required=True, help_text=_("For receipts and to reset your password."))
 
     class Meta(UserCreationForm.Meta):
         model = get_user_model()
@@ -19,7 +20,7 @@ class SignUpForm(UserCreationForm):
     def clean_email(self):
         email = self.cleaned_data["email"].strip()
         if get_user_model().objects.filter(email__iexact=email).exists():
-            raise forms.ValidationError("An account with this email exists already. Log in or reset your password.")
+            raise forms.ValidationError(_("An account with this email exists already. Log in or reset your password."))
         return email
 
 

@@ -27,6 +27,7 @@ from sessions import services as session_services
 from sessions.grid import selectors as grid_selectors
 from sessions.grid import services as grid
 from web import demo
+from web.i18n import remember_language_at_signup
 from web.pages import decide, selectors
 from web.pages.driver.forms import EmailPreferencesForm, SignUpForm, TimeZoneForm
 from web.pages.driver.receipt_pdf import receipt_pdf
@@ -43,9 +44,10 @@ def signup(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         user = form.save()
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        remember_language_at_signup(request, user)
         if settings.DEMO_CARS:
             _demo_car(user)
-        messages.success(request, "Welcome! Connect your car to get started.")
+        messages.success(request, _("Welcome! Connect your car to get started."))
         return redirect("vehicles:list")
     return render(request, "registration/signup.html", {"form": form})
 
@@ -137,14 +139,14 @@ def _start(request: HttpRequest, form, *, energy_wh: int, smart: bool):
             )
         session = session_services.session_request(user=request.user, vehicle_id=vehicle.pk, energy_wh=energy_wh)
         if smart:
-            messages.info(request, "No prices are known for your region, so there is nothing to plan: charging now.")
+            messages.info(request, _("No prices are known for your region, so there is nothing to plan: charging now."))
         return session
     except (session_services.SessionError, grid.GridError) as exc:
         form.add_error(None, str(exc))
     except InsufficientCredit:
-        form.add_error(None, "Your wallet does not hold that much energy. Choose less, or buy more energy.")
+        form.add_error(None, _("Your wallet does not hold that much energy. Choose less, or buy more energy."))
     except WalletBlocked:
-        form.add_error(None, "Your wallet is blocked while a payment dispute is open. Contact support.")
+        form.add_error(None, _("Your wallet is blocked while a payment dispute is open. Contact support."))
     return None
 
 
@@ -188,9 +190,9 @@ def session_status(request: HttpRequest, public_id) -> JsonResponse:
 def session_stop(request: HttpRequest, public_id) -> HttpResponse:
     session = selectors.session_for_user(user=request.user, public_id=public_id)
     if session_services.session_request_stop(session_id=session.pk, reason="driver_stop"):
-        messages.success(request, "Stopping: we are telling the car to stop. You pay only for what was delivered.")
+        messages.success(request, _("Stopping: we are telling the car to stop. You pay only for what was delivered."))
     else:
-        messages.info(request, "This session has already ended.")
+        messages.info(request, _("This session has already ended."))
     if request.headers.get("Accept", "").startswith("application/json"):
         session.refresh_from_db()
         return JsonResponse(_status_json(session))
@@ -222,7 +224,7 @@ def email_preferences(request: HttpRequest) -> HttpResponse:
     form = EmailPreferencesForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
         notification_services.preferences_update(user=request.user, **form.cleaned_data)
-        messages.success(request, "Your email settings are saved.")
+        messages.success(request, _("Your email settings are saved."))
         return redirect("driver:email-settings")
     return render(request, "driver/notifications.html", {"form": form, "email": request.user.email})
 

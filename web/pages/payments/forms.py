@@ -2,6 +2,8 @@ from decimal import Decimal
 
 from django import forms
 from django.conf import settings
+from django.utils.formats import number_format
+from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from prepaid.numbers import AsciiDecimalField
@@ -16,9 +18,13 @@ class BuyForm(ChargeTimingMixin):
     start charging as soon as the payment is confirmed ("buy and charge"), now or in the cheapest
     hours by a deadline."""
 
-    package = forms.ModelChoiceField(queryset=package_list_active(), required=False, empty_label="Custom amount")
+    package = forms.ModelChoiceField(
+        queryset=package_list_active(), required=False, empty_label=gettext_lazy("Custom amount")
+    )
     energy_kwh = AsciiDecimalField(required=False, max_digits=7, decimal_places=3, min_value=Decimal("0.001"))
-    vehicle = forms.ModelChoiceField(queryset=Vehicle.objects.none(), required=False, empty_label="Only buy credit")
+    vehicle = forms.ModelChoiceField(
+        queryset=Vehicle.objects.none(), required=False, empty_label=gettext_lazy("Only buy credit")
+    )
     field_order = ["package", "energy_kwh", "vehicle", "when", "deadline"]
 
     def __init__(self, *args, user=None, **kwargs):
@@ -37,11 +43,14 @@ class BuyForm(ChargeTimingMixin):
         if data.get("package") is None:
             kwh = data.get("energy_kwh")
             if kwh is None:
-                raise forms.ValidationError("Choose a package or enter an amount in kWh.")
+                raise forms.ValidationError(_("Choose a package or enter an amount in kWh."))
             if not settings.CUSTOM_KWH_MIN <= kwh <= settings.CUSTOM_KWH_MAX:
                 raise forms.ValidationError(
-                    f"Custom amounts go from {settings.CUSTOM_KWH_MIN} to {settings.CUSTOM_KWH_MAX} kWh. "
-                    "Enter an amount in that range or choose a package."
+                    _(
+                        "Custom amounts go from %(min)s to %(max)s kWh. "
+                        "Enter an amount in that range or choose a package."
+                    )
+                    % {"min": number_format(settings.CUSTOM_KWH_MIN), "max": number_format(settings.CUSTOM_KWH_MAX)}
                 )
         self.clean_timing(data.get("vehicle"))
         return data

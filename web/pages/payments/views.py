@@ -16,7 +16,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from payments import invoices, selectors, services, stripe_api
 from payments.models import Invoice, Purchase
-from prepaid import jsonbody, pricing
+from prepaid import formats, jsonbody, pricing
 from prepaid import selectors as wallet_selectors
 from prepaid import services as wallet_services
 from prepaid.errors import WalletError
@@ -31,8 +31,7 @@ logger = logging.getLogger(__name__)
 
 def _price_context():
     return {
-        "price_per_kwh": settings.PRICE_PER_KWH,
-        "currency": settings.CURRENCY.upper(),
+        "price_per_kwh": formats.format_price(settings.PRICE_PER_KWH, settings.CURRENCY),
         "vat_percent": settings.VAT_RATE * 100,
         "kwh_min": settings.CUSTOM_KWH_MIN,
         "kwh_max": settings.CUSTOM_KWH_MAX,
@@ -51,7 +50,7 @@ def _custom_price(form) -> str:
     minor = pricing.price_minor_for(
         pricing.kwh_to_wh(kwh), price_per_kwh=settings.PRICE_PER_KWH, currency=settings.CURRENCY
     )
-    return pricing.format_money(minor, settings.CURRENCY)
+    return formats.format_money(minor, settings.CURRENCY)
 
 
 @login_required
@@ -83,7 +82,7 @@ def buy(request: HttpRequest) -> HttpResponse:
     packages = [
         {
             "package": p,
-            "price": pricing.format_money(p.price_minor, p.currency),
+            "price": formats.format_money(p.price_minor, p.currency),
             "kwh": p.energy_wh / 1000,
             "label": decide.package_label(p),
         }
@@ -107,9 +106,9 @@ def buy(request: HttpRequest) -> HttpResponse:
 
 def _money(purchase: Purchase) -> dict:
     return {
-        "amount": pricing.format_money(purchase.amount_minor, purchase.currency),
-        "vat": pricing.format_money(purchase.vat_minor, purchase.currency),
-        "net": pricing.format_money(purchase.net_minor, purchase.currency),
+        "amount": formats.format_money(purchase.amount_minor, purchase.currency),
+        "vat": formats.format_money(purchase.vat_minor, purchase.currency),
+        "net": formats.format_money(purchase.net_minor, purchase.currency),
         "kwh": purchase.energy_wh / 1000,
         "vat_percent": purchase.vat_rate * 100,
     }
@@ -130,7 +129,10 @@ def purchase_pay(request: HttpRequest, public_id) -> HttpResponse:
             return redirect(url)
         setup = services.purchase_begin_card(purchase_id=purchase.pk)
     except (services.PurchaseError, stripe_api.StripeFailure) as exc:
-        messages.error(request, f"The payment page could not be prepared ({exc}). Please try again in a minute.")
+        messages.error(
+            request,
+            _("The payment page could not be prepared (%(error)s). Please try again in a minute.") % {"error": exc},
+        )
         return redirect(receipt_url)
     return render(
         request,
@@ -159,7 +161,7 @@ def purchase_confirm(request: HttpRequest, public_id) -> JsonResponse:
         data = {}
     payment_method = data.get("payment_method", "") if isinstance(data, dict) else ""
     if not isinstance(payment_method, str) or not payment_method.startswith(("pm_", "card_", "src_")):
-        return JsonResponse({"status": "error", "message": "No card was given."}, status=400)
+        return JsonResponse({"status": "error", "message": _("No card was given.")}, status=400)
     try:
         result = services.purchase_pay_with_card(purchase_id=purchase.pk, payment_method_id=payment_method)
     except services.PaymentRateLimited as exc:
@@ -183,7 +185,11 @@ def purchase_status(request: HttpRequest, public_id) -> HttpResponse:
             logger.warning("return page of %s: %s", purchase.public_id, exc)
     if request.GET.get("from") == "pay" and purchase.charge_session_id:
         # "Buy and charge": straight from the payment to the live charge.
-        messages.success(request, f"Paid. {purchase.energy_wh / 1000:g} kWh are on their way to your car.")
+        messages.success(
+            request,
+            _("Paid. %(kwh)s are on their way to your car.")
+            % {"kwh": formats.format_kwh(Decimal(purchase.energy_wh) / 1000, 3, trim=True)},
+        )
         return redirect("driver:session", public_id=purchase.charge_session.public_id)
     return render(
         request,
@@ -232,8 +238,8 @@ def wallet(request: HttpRequest) -> HttpResponse:
     lots = [
         {
             "lot": lot,
-            "amount": pricing.format_money(lot.amount_minor, lot.currency),
-            "refunded": pricing.format_money(lot.refunded_minor, lot.currency),
+            "amount": formats.format_money(lot.amount_minor, lot.currency),
+            "refunded": formats.format_money(lot.refunded_minor, lot.currency),
             "energy_kwh": lot.energy_wh / 1000,
             "remaining_kwh": lot.remaining_wh / 1000,
             "consumed_kwh": lot.consumed_wh / 1000,
@@ -261,10 +267,10 @@ def wallet(request: HttpRequest) -> HttpResponse:
             "lots": lots,
             "history": history,
             "refunds": [
-                (r, pricing.format_money(r.amount_minor, r.currency), r.energy_wh / 1000)
+                (r, formats.format_money(r.amount_minor, r.currency), r.energy_wh / 1000)
                 for r in selectors.refunds_for_wallet(wallet=wallet)
             ],
-            "refundable": pricing.format_money(refundable_minor, currency) if refundable_minor else "",
+            "refundable": formats.format_money(refundable_minor, currency) if refundable_minor else "",
             "bonus": wallet_selectors.wallet_bonus(wallet=wallet),
             "purchases": selectors.purchases_for_user(user=request.user),
         },
@@ -287,14 +293,14 @@ def wallet_refund(request: HttpRequest) -> HttpResponse:
         try:
             refund = services.refund_request(wallet_id=wallet.pk, requested_by=request.user, energy_wh=form.energy_wh)
         except WalletError as exc:
-            messages.error(request, f"No refund: {exc}. Nothing was charged or changed.")
+            messages.error(request, _("No refund: %(error)s. Nothing was charged or changed.") % {"error": exc})
         else:
             messages.success(
                 request,
-                _("Refund of %(kwh)s kWh (%(money)s) requested.")
+                _("Refund of %(kwh)s (%(amount)s) requested.")
                 % {
-                    "kwh": f"{refund.energy_wh / 1000:g}",
-                    "money": pricing.format_money(refund.amount_minor, refund.currency),
+                    "kwh": formats.format_kwh(Decimal(refund.energy_wh) / 1000, 3, trim=True),
+                    "amount": formats.format_money(refund.amount_minor, refund.currency),
                 },
             )
         return redirect("payments:wallet")
@@ -308,11 +314,11 @@ def wallet_refund(request: HttpRequest) -> HttpResponse:
             "form": form,
             "confirming": confirming,
             "refundable_kwh": refundable_wh / 1000,
-            "refundable": pricing.format_money(
+            "refundable": formats.format_money(
                 wallet_selectors.wallet_refundable_minor(wallet=wallet), settings.CURRENCY
             ),
             "energy_kwh": energy_wh / 1000,
-            "money": pricing.format_money(
+            "money": formats.format_money(
                 wallet_selectors.wallet_refundable_minor(wallet=wallet, energy_wh=energy_wh), settings.CURRENCY
             ),
         },

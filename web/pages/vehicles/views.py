@@ -12,6 +12,8 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from sessions.grid import selectors as grid_selectors
@@ -28,13 +30,15 @@ SESSION_STATE_KEY = "vehicle_connect_state"
 
 # Connect redirect errors (docs/reference/vehicle-api-v3.md §2, as v2's) in words a driver understands.
 CONNECT_ERROR_MESSAGES = {
-    "access_denied": "You cancelled the connection or did not grant access. No vehicle was connected.",
-    "invalid_subscription": "Your vehicle's connected-services subscription is not active. "
-    "Activate it in the manufacturer's app, then try again.",
-    "no_vehicles": "No vehicle was found on that account.",
-    "vehicle_incompatible": "This vehicle is not compatible with remote charging control.",
-    "configuration_error": "The vehicle connection is misconfigured on our side. Please contact support.",
-    "server_error": "The vehicle service had a problem. Please try again in a few minutes.",
+    "access_denied": gettext_lazy("You cancelled the connection or did not grant access. No vehicle was connected."),
+    "invalid_subscription": gettext_lazy(
+        "Your vehicle's connected-services subscription is not active. "
+        "Activate it in the manufacturer's app, then try again."
+    ),
+    "no_vehicles": gettext_lazy("No vehicle was found on that account."),
+    "vehicle_incompatible": gettext_lazy("This vehicle is not compatible with remote charging control."),
+    "configuration_error": gettext_lazy("The vehicle connection is misconfigured on our side. Please contact support."),
+    "server_error": gettext_lazy("The vehicle service had a problem. Please try again in a few minutes."),
 }
 
 
@@ -70,15 +74,17 @@ def connect_callback(request: HttpRequest) -> HttpResponse:
             request,
             "vehicles/connect_error.html",
             {
-                "message": "This connection link is invalid or has expired "
-                "(the security check did not match). Please start connecting again."
+                "message": _(
+                    "This connection link is invalid or has expired "
+                    "(the security check did not match). Please start connecting again."
+                )
             },
             status=400,
         )
 
     error = request.GET.get("error")
     if error:
-        message = CONNECT_ERROR_MESSAGES.get(error, "The vehicle could not be connected.")
+        message = CONNECT_ERROR_MESSAGES.get(error, _("The vehicle could not be connected."))
         logger.info("connect returned error=%s description=%s", error, request.GET.get("error_description"))
         messages.warning(request, message)
         return redirect("vehicles:list")
@@ -91,21 +97,23 @@ def connect_callback(request: HttpRequest) -> HttpResponse:
         return render(
             request,
             "vehicles/connect_error.html",
-            {"message": "The vehicle service did not say which account was connected. Please try again."},
+            {"message": _("The vehicle service did not say which account was connected. Please try again.")},
             status=400,
         )
     try:
         connection = vehicle_services.connection_create(user=request.user, external_user_id=user_id)
     except errors.VehicleApiError as exc:
         logger.warning("connect failed: %r", exc)
-        messages.error(request, "The vehicle service is not answering right now. Please try again later.")
+        messages.error(request, _("The vehicle service is not answering right now. Please try again later."))
         return redirect("vehicles:list")
     # The connect read each car's signals too: battery and plug show at once where it answered.
     count = connection.vehicles.count()
     if count:
-        messages.success(request, f"Connected {count} vehicle{'s' if count != 1 else ''}.")
+        messages.success(
+            request, ngettext("Connected %(count)s vehicle.", "Connected %(count)s vehicles.", count) % {"count": count}
+        )
     else:
-        messages.warning(request, "The connection worked, but no vehicle was shared.")
+        messages.warning(request, _("The connection worked, but no vehicle was shared."))
     return redirect("vehicles:list")
 
 
@@ -116,9 +124,15 @@ def vehicle_refresh(request: HttpRequest, vehicle_id: int) -> HttpResponse:
     try:
         vehicle_services.vehicle_refresh_snapshot(vehicle_id=vehicle.pk)
     except vehicle_services.ConsentRequired:
-        messages.warning(request, f"Please reconnect your {vehicle}: access was withdrawn or expired.")
+        messages.warning(
+            request, _("Please reconnect your %(vehicle)s: access was withdrawn or expired.") % {"vehicle": vehicle}
+        )
     except errors.VehicleApiError as exc:
-        messages.warning(request, f"Could not read your {vehicle} right now ({exc.code or exc.type or 'error'}).")
+        messages.warning(
+            request,
+            _("Could not read your %(vehicle)s right now (%(code)s).")
+            % {"vehicle": vehicle, "code": exc.code or exc.type or "error"},
+        )
     back = request.POST.get("next", "")
     if back and url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}):
         return redirect(back)  # the charge page's "Check the car"
@@ -133,9 +147,9 @@ def connection_disconnect(request: HttpRequest, connection_id: int) -> HttpRespo
         vehicle_services.connection_disconnect(connection_id=connection.pk)
     except errors.VehicleApiError as exc:
         logger.warning("disconnect of connection %s failed: %r", connection.pk, exc)
-        messages.error(request, "The vehicle service is not answering; nothing was disconnected. Try again later.")
+        messages.error(request, _("The vehicle service is not answering; nothing was disconnected. Try again later."))
         return redirect("vehicles:list")
-    messages.success(request, "Vehicle disconnected. We no longer have access to it.")
+    messages.success(request, _("Vehicle disconnected. We no longer have access to it."))
     return redirect("vehicles:list")
 
 
@@ -168,11 +182,15 @@ def vehicle_battery(request: HttpRequest, vehicle_id: int) -> HttpResponse:
         else:
             if enrollment is not None or data["demand_response"]:
                 grid.enrollment_set(vehicle=vehicle, region=data["region"], active=data["demand_response"])
-            messages.success(
-                request,
-                f"Saved for your {vehicle.make.title()} {vehicle.model}: charged to at most {data['max_soc']} %, "
-                f"at once up to {data['min_soc']} %"
-                + (", taking part in grid events." if data["demand_response"] else "."),
+            saved = (
+                _(
+                    "Saved for your %(car)s: charged to at most %(max)s %%, at once up to %(min)s %%, "
+                    "taking part in grid events."
+                )
+                if data["demand_response"]
+                else _("Saved for your %(car)s: charged to at most %(max)s %%, at once up to %(min)s %%.")
             )
+            car = f"{vehicle.make.title()} {vehicle.model}"
+            messages.success(request, saved % {"car": car, "max": data["max_soc"], "min": data["min_soc"]})
             return redirect("vehicles:list")
     return render(request, "vehicles/battery.html", {"vehicle": vehicle, "form": form})
