@@ -87,10 +87,7 @@ def _read(step: _Step) -> metering.Reading:
     car's signals (one billed call), stored. Raises webhook_readings.ReadDeferred when the read
     waits for the car's next webhook (sessions/controller/webhook_readings.py).
 
-    A polled reading's energy is the best the car has, labelled: its session energy counter
-    (`charge-energyadded`) where the session counts on one, else its charging power
-    (`charge-wattage`, a measurement) with the battery level, else the level alone. Its time is
-    the car's own (`oemUpdatedAt`) of the signal it is measured by, never when we asked.
+    The reading is built as a webhook's is (`webhook_readings.reading_from_signals`).
     Raises errors.NoSignalData when the car's signals hold neither a charge state nor a level."""
     session = step.session
     answered = webhook_readings.answer_read(step, _reading_rows(session), _refresh_s(session))
@@ -98,7 +95,6 @@ def _read(step: _Step) -> metering.Reading:
         return answered
     vehicle = step.vehicle
     vid = vehicle.external_id
-    fetched = clock.now()
     result = step.call(CommandKind.READ, "signals", lambda c, u: c.get_signals(u, vid))
     signals = result.signals
     vehicle_learn_capabilities(vehicle, signals)
@@ -116,23 +112,10 @@ def _read(step: _Step) -> metering.Reading:
             session.energy_step_wh = makes.traits_for(vehicle.make).energy_step_wh
         elif energy is None and vehicle.signal_capabilities.get(sig.ENERGY_ADDED) == sig.Capability.NOT_CAPABLE:
             session.energy_step_wh = 0
-    if session.energy_step_wh and energy is not None:
-        source, timed_by = metering.SOURCE_ENERGY_ADDED, sig.ENERGY_ADDED
-    elif signals.power_w is not None:
-        source, timed_by = metering.SOURCE_POWER, sig.SOC if soc is not None else sig.WATTAGE
-    else:
-        source, timed_by = metering.SOURCE_SOC, sig.SOC
-    timed = [signals[code] for code in (timed_by, sig.CHARGING_STATUS, sig.IS_CHARGING) if code in signals]
-    taken_at = next((s.data_time for s in timed if s.ok and s.data_time is not None), None)
-    reading = metering.Reading(
-        taken_at=taken_at or fetched,
-        fetched_at=fetched,
-        source=source,
-        energy_added_wh=energy if source == metering.SOURCE_ENERGY_ADDED else None,
-        soc_bp=soc,
-        power_w=signals.power_w,
-        charge_state=state,
-        is_plugged_in=signals.is_plugged_in,
+    # Received when the answer came (a read can take seconds): the car's data may be newer than
+    # the moment we asked, never newer than the moment we got it.
+    reading = webhook_readings.reading_from_signals(
+        signals, received_at=clock.now(), counter=bool(session.energy_step_wh)
     )
     stored = MeterReading.record(session, reading)
     _cache_append(session, stored)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from django.utils import timezone
 from monitoring.logs import remember_secret
 from sessions import clock
 from sessions.models import ApplicationToken
+from sessions.vehicle_api import waiting
 from sessions.vehicle_api.app_token import RENEW_MARGIN, MemoryTokenCache
 from sessions.vehicle_api.v3_types import AppToken
 from sessions.vehicles import crypto
@@ -65,7 +65,7 @@ class DatabaseTokenSource:
         *,
         now: Callable[[], datetime] = clock.now,
         margin: timedelta = RENEW_MARGIN,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] = waiting.sleep,
     ) -> None:
         self.client_id = client_id
         self.now = now
