@@ -134,7 +134,7 @@ def test_steps_of_one_thread_that_all_need_a_new_application_token_share_one_ren
     # The first step renews the token through the bridge and parks; the others wait for that
     # renewal without blocking the hub's thread (a thread lock here deadlocked the hub).
     n = 12
-    bridge, _transport, sessions = world(n, gate=False)
+    *_, sessions = world(n, gate=False)
     client = vehicles.get_client()
     worker = inflight.InFlightWorker(max_in_flight=100)
 
