@@ -29,12 +29,14 @@ MEASURED_BY_LABEL = {
     "energy_added": gettext_lazy("The car's energy counter"),
     "meter": gettext_lazy("The charger's meter"),
     "soc": gettext_lazy("The car's battery level, times the battery's capacity"),
+    "power": gettext_lazy("The car's charging power and battery level"),
     "none": gettext_lazy("The charging power and the time it charged (the car sent no energy figure)"),
 }
 MEASURED_BY = {
     "energy_added": gettext_lazy("the car's energy counter"),
     "meter": gettext_lazy("the charger's meter"),
     "soc": gettext_lazy("the car's battery level, times the battery's capacity"),
+    "power": gettext_lazy("the car's charging power and battery level"),
     "none": gettext_lazy("the charging power and the time it charged (the car sent no energy figure)"),
 }
 
