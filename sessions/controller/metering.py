@@ -11,7 +11,6 @@ data age (`SC-Data-Age`), never the time we fetched them: energy kept flowing in
 
 from __future__ import annotations
 
-import itertools
 import logging
 import math
 from collections.abc import Sequence
@@ -615,8 +614,6 @@ class Meter:
         self._accepted = 0
         self._reported_power: int | None = None
         self._peak_reported: int | None = None
-        # (time, charger-side W) of readings metered by the car's reported power (SOURCE_POWER).
-        self._power_points: list[tuple[datetime, float]] = []
         self._count = 0
 
     def add(self, reading: Reading) -> bool:
@@ -653,8 +650,6 @@ class Meter:
         if c.power_w is not None:
             self._reported_power = c.power_w
             self._peak_reported = max(c.power_w, self._peak_reported or 0)
-            if c.reading.source == SOURCE_POWER:
-                self._power_points.append((t, float(c.power_w) if charging else 0.0))
         return True
 
     def estimate(
@@ -714,20 +709,6 @@ class Meter:
                 power_source = "readings"
             phase = (fit.phase_mid_at, fit.phase_width_s, fit.step_s)
             as_of = soc.last_t
-            integral = _power_integral(self._power_points, ctx.charging_started_at, ctx.charging_started_uncertainty_s)
-            if source == SOURCE_POWER and integral is not None:
-                # The car's own power, added up between its readings, measures the energy; the
-                # levels keep what is proven (the low bound: a cold pack's heater draws power that
-                # never reaches the battery), and the battery never got more than the wall gave.
-                # Bounds from the levels alone: a straight-line fit through them is not one after
-                # the power changed, which is what this metering follows.
-                wall_wh, wall_high_wh, last_t = integral
-                by_steps = (soc.last_bp - soc.start_bp) * soc.ctx.capacity_wh / SOC_FULL_BP
-                low = max(0.0, by_steps - soc.step_wh) * ctx.usable_low_fraction / ctx.usable_fraction
-                high = max(low, min((by_steps + soc.step_wh) / ctx.usable_fraction, wall_high_wh))
-                delivered = min(max(wall_wh * ctx.charger_efficiency, low), high)
-                as_of = max(as_of, last_t)
-                power, power_sigma, power_source = prior, prior_sigma, "reported"
         else:
             source = "none"
             delivered, low, high = 0.0, 0.0, 0.0
@@ -767,29 +748,6 @@ class Meter:
                 round(self._peak_reported * ctx.charger_efficiency / ctx.efficiency) if self._peak_reported else None
             ),
         )
-
-
-def _power_integral(
-    points: list[tuple[datetime, float]], started_at: datetime | None, start_half_s: float
-) -> tuple[float, float, datetime] | None:
-    """(Wh, highest Wh, as of) that the reported charger-side power adds up to since charging
-    began, or None without a start time or a reading after it. Between two readings by the
-    trapezoid, at most the higher end (a power that changed between two readings changed somewhere
-    in between); from the start to the first reading at that reading's power, the start's spread
-    added to the highest."""
-    if started_at is None:
-        return None
-    after = [(t, w) for t, w in points if t > started_at]
-    if not after:
-        return None
-    first_t, first_w = after[0]
-    lead_s = (first_t - started_at).total_seconds()
-    wh, high = first_w * lead_s, first_w * (lead_s + start_half_s)
-    for (ta, wa), (tb, wb) in itertools.pairwise(after):
-        span = (tb - ta).total_seconds()
-        wh += (wa + wb) / 2 * span
-        high += max(wa, wb) * span
-    return wh / 3600.0, high / 3600.0, after[-1][0]
 
 
 def _usable(ctx: MeterContext) -> MeterContext:

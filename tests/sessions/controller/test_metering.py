@@ -6,7 +6,6 @@ from datetime import datetime
 import pytest
 
 from sessions.controller.metering import (
-    CHARGING,
     EVENT_COUNTER_RESET,
     NOT_CHARGING,
     RULE_DUPLICATE,
@@ -502,51 +501,3 @@ def test_a_reported_wattage_that_moved_ends_the_stretch_at_once(ctx):
     assert not est.power_settled
     # No stretch of the new power to time yet: the car's own wattage (battery side) is the figure.
     assert est.power_w == pytest.approx(5_000 * ctx.charger_efficiency, rel=0.01)
-
-
-def _power_car_readings(*, drop_at_s: float, end_s: float, every_s: float, capacity_wh: int, before_w: float, after_w: float):
-    """Readings of a car that reports its level (1 % steps, floored) and its charging power, the
-    power falling from `before_w` to `after_w` at `drop_at_s`; charger-side power, battery-side
-    energy at `eff`. Returns (readings, true battery Wh at the last reading)."""
-    eff = 0.92
-    readings, t, battery_wh = [], 0.0, 0.0
-    while t <= end_s:
-        battery_wh = eff * (before_w * min(t, drop_at_s) + after_w * max(0.0, t - drop_at_s)) / 3600
-        level = 2000 + int(battery_wh / capacity_wh * 100) * 100
-        readings.append(
-            Reading(
-                taken_at=at(t),
-                fetched_at=at(t + 30),
-                source="power",
-                soc_bp=level,
-                power_w=round(before_w if t < drop_at_s else after_w),
-                charge_state=CHARGING,
-                is_plugged_in=True,
-            )
-        )
-        t += every_s
-    return readings, battery_wh
-
-
-def test_a_car_that_reports_its_power_is_metered_by_that_power_across_a_drop():
-    # A level-only fit keeps the old line after the power halves; the car's own power, added up
-    # between readings, follows it (the drop shows at the first reading after it).
-    readings, truth = _power_car_readings(
-        drop_at_s=1750, end_s=3600, every_s=300, capacity_wh=60_000, before_w=11_000, after_w=5_500
-    )
-    ctx = MeterContext(
-        capacity_wh=60_000,
-        soc_step_bp=100,
-        energy_step_wh=0,
-        start_soc_bp=2000,
-        nominal_power_w=11_000,
-        charging_started_at=T0,
-        charging_started_uncertainty_s=5,
-    )
-    est = estimate(readings, ctx)
-    assert est.source == "power" and est.power_source == "reported"
-    # Within the trapezoid's error over the one span with the drop (300 s at 5.5 kW / 2), and
-    # never above what the wall gave.
-    assert abs(est.delivered_wh - truth) <= 5_500 * 300 / 3600 / 2 * 0.92 + 10
-    assert est.delivered_low_wh <= truth <= est.delivered_high_wh
-    assert est.power_w == round(5_500 * 0.92)
