@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import heapq
 import logging
 import queue
 import threading
@@ -55,12 +56,22 @@ class VehicleCallInTransaction(RuntimeError):
 class StepGreenlet(greenlet.greenlet):
     """One step's greenlet; `record` is whatever the worker's hooks keep about it."""
 
-    def __init__(self, run, parent, *, session_id: int, ready: queue.SimpleQueue) -> None:
+    def __init__(self, run, parent, *, session_id: int, ready: queue.SimpleQueue, sleepers: list | None = None) -> None:
         super().__init__(run, parent)
         self.session_id = session_id
         self.ready = ready
+        self.sleepers = sleepers
         self.record: Any = None
         self.cpu_s = 0.0
+
+    def cooperative_sleep(self, seconds: float) -> None:
+        """Wait with the hub free to run the other steps (sessions/vehicle_api/waiting.py): the
+        hub resumes us once `seconds` have passed."""
+        if self.sleepers is None:
+            time.sleep(seconds)
+            return
+        heapq.heappush(self.sleepers, (time.monotonic() + seconds, id(self), self))
+        self.parent.switch()
 
     def park(self, future: Future) -> Any:
         """Wait for `future` by switching to the hub; the hub resumes us once it is done."""
@@ -206,6 +217,8 @@ class InFlightWorker:
         self.on_tick = on_tick
         self.context = context
         self.ready: queue.SimpleQueue[StepGreenlet] = queue.SimpleQueue()
+        # (wake at, tie-break, greenlet): steps in a cooperative sleep, earliest first.
+        self.sleepers: list[tuple[float, int, StepGreenlet]] = []
         self.active: set[StepGreenlet] = set()
         self.claimed = 0
         self.errors = 0
@@ -244,7 +257,13 @@ class InFlightWorker:
 
     def start(self, session_id: int, token: uuid.UUID) -> StepGreenlet:
         hub = greenlet.getcurrent()
-        g = StepGreenlet(lambda: self._run_step(g, session_id, token), hub, session_id=session_id, ready=self.ready)
+        g = StepGreenlet(
+            lambda: self._run_step(g, session_id, token),
+            hub,
+            session_id=session_id,
+            ready=self.ready,
+            sleepers=self.sleepers,
+        )
         # Each step gets its own context (log ids), starting from the hub's.
         g.gr_context = contextvars.copy_context()
         self.active.add(g)
@@ -274,15 +293,23 @@ class InFlightWorker:
             g.cpu_s += time.thread_time() - t0
 
     def _resume_until(self, deadline: float) -> None:
-        """Resume steps whose answers arrived, until `deadline` (monotonic)."""
+        """Resume steps whose answers arrived or whose sleep is over, until `deadline` (monotonic)."""
         while True:
-            timeout = deadline - time.monotonic()
-            if timeout <= 0 and not self._has_ready():
+            now = time.monotonic()
+            if self.sleepers and self.sleepers[0][0] <= now:
+                g = heapq.heappop(self.sleepers)[2]
+                if not g.dead:
+                    self._switch(g)
+                continue
+            timeout = min(deadline, self.sleepers[0][0] if self.sleepers else deadline) - now
+            if deadline <= now and not self._has_ready():
                 return
             try:
                 g = self.ready.get(timeout=max(0.0, timeout)) if timeout > 0 else self.ready.get_nowait()
             except queue.Empty:
-                return
+                if deadline <= time.monotonic():
+                    return
+                continue
             if not g.dead:
                 self._switch(g)
 
