@@ -81,6 +81,11 @@ class MeterContext:
     # `usable_low_fraction` allows (the low bound: what may be billed). 1.0 = the capacity is exact.
     usable_fraction: float = 1.0
     usable_low_fraction: float = 1.0
+    # A percent of level does not hold the same energy everywhere: a lithium-ion pack's voltage
+    # climbs from empty to full, so a level near empty holds less than capacity / 100. At level s
+    # a percent holds (1 + level_energy_rise x (s − ½)) of the average; what levels prove below
+    # half full is scaled down by it (0 = every percent alike).
+    level_energy_rise: float = 0.0
     # When charging really began (START sent + latency, narrowed by readings) and its half-width.
     charging_started_at: datetime | None = None
     charging_started_uncertainty_s: float = 0.0
@@ -762,8 +767,12 @@ class Meter:
             source = SOURCE_POWER if latest.reading.source == SOURCE_POWER else SOURCE_SOC
             fit = _soc_estimate(soc, _usable(ctx), prior, prior_sigma)
             delivered, low, high, power, power_sigma = fit.delivered, fit.low, fit.high, fit.power, fit.power_sigma
-            # Planned on the usable capacity's typical fraction; proven only down to its lowest.
-            low *= ctx.usable_low_fraction / ctx.usable_fraction
+            # Planned on the usable capacity's typical fraction; proven only down to its lowest,
+            # at the energy a percent holds at the levels the session charged through.
+            assert soc.start_bp is not None
+            middle = (soc.start_bp + soc.last_bp) / 2 / SOC_FULL_BP
+            per_level = min(1.0, 1.0 + ctx.level_energy_rise * (middle - 0.5))
+            low *= ctx.usable_low_fraction / ctx.usable_fraction * per_level
             high /= ctx.usable_fraction
             if fit.from_readings:
                 power_source = "readings"

@@ -550,3 +550,44 @@ def test_an_soc_car_reporting_its_wattage_ends_the_stretch_where_the_wattage_mov
     # one, not the line of the hour before, and the energy proven is no more than went in.
     assert est.power_w == pytest.approx(4_000, rel=0.05)
     assert est.delivered_low_wh <= delivered(4500) <= est.delivered_high_wh
+
+
+def test_levels_low_in_the_pack_prove_the_energy_a_percent_holds_there():
+    # A pack at 85 % of its nominal 75 kWh whose voltage climbs 15 % from empty to full holds
+    # 85 % x 75 kWh x (1 + 0.15 (s − ½)) per unit of level at level s: from 12 to 41 %, ~4 % less
+    # than an average percent. What the levels prove must hold for that pack too.
+    ctx = MeterContext(
+        capacity_wh=75_000,
+        soc_step_bp=100,
+        energy_step_wh=0,
+        nominal_power_w=11_000,
+        usable_fraction=0.945,
+        usable_low_fraction=0.85,
+        level_energy_rise=0.15,
+    )
+    pack_wh, rise = 0.85 * 75_000, 0.15
+
+    def stored(level: float) -> float:
+        return pack_wh * (level + rise * (level * level - level) / 2)
+
+    power_w, start = 6_000.0, 0.1201
+    readings = []
+    for t in range(0, 3 * 3600 + 1, 300):
+        energy = stored(start) + power_w * t / 3600
+        lo, hi = start, 1.0  # the level that holds this energy
+        for _ in range(60):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if stored(mid) < energy else (lo, mid)
+        readings.append(soc_reading(t, math.floor(lo * 100) * 100))
+    meter = Meter(ctx)
+    for r in readings:
+        meter.add(r)
+    est = meter.estimate(charging_started_at=T0, charging_started_uncertainty_s=0)
+    assert readings[-1].soc_bp == 4100
+    assert est.delivered_low_wh <= power_w * 3 <= est.delivered_high_wh
+    # Counting every percent alike, the levels prove more than went in.
+    meter = Meter(replace(ctx, level_energy_rise=0.0))
+    for r in readings:
+        meter.add(r)
+    alike = meter.estimate(charging_started_at=T0, charging_started_uncertainty_s=0)
+    assert alike.delivered_low_wh > power_w * 3
