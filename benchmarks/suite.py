@@ -252,9 +252,13 @@ def markdown(doc: dict, *, command: str = "") -> str:
         f"# Fleet suite — world `{cfg['world']}`" + (", readings by webhook" if webhooks else ""),
         "",
         f"Seeds {', '.join(map(str, cfg['seeds']))}, pooled: the predictive policy on {cfg['sessions_per_seed']} "
-        f"sessions per profile and seed ({cfg['sessions_per_seed'] * seeds} per profile), the baselines on the "
-        f"first {baseline} of the same cars ({baseline * seeds} per profile); "
-        f"{cfg['wall_s']:.0f} s wall time with {cfg['jobs']} processes.",
+        f"sessions per profile and seed ({cfg['sessions_per_seed'] * seeds} per profile)"
+        + (
+            f", the baselines on the first {baseline} of the same cars ({baseline * seeds} per profile)"
+            if any(p != "predictive" for p in cfg.get("policies", ["naive"]))
+            else " (no baselines)"
+        )
+        + f"; {cfg['wall_s']:.0f} s wall time with {cfg['jobs']} processes.",
     ]
     if command:
         lines += ["", "```sh", command, "```"]
