@@ -6,7 +6,7 @@ Every field can be overridden per vehicle at creation (`Simulator.create_vehicle
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 
 
 @dataclass(frozen=True)
@@ -41,8 +41,6 @@ class Profile:
     # The make's data refresh range (docs/reference/makes.md §1 frequencies): a realistic world draws each car's
     # refresh period from it; None = telemetry_refresh_s for every car.
     telemetry_refresh_range_s: tuple[float, float] | None = None
-    # Seconds from a change to its webhook (the OEM's detection delay, docs/reference/makes.md §1), realistic world.
-    webhook_delay_s: tuple[float, float] | None = None
     km_per_kwh: float = 6.0
     can_start: bool = True
     can_stop: bool = True
@@ -84,7 +82,9 @@ class Profile:
 
     @classmethod
     def from_dict(cls, data: dict) -> Profile:
-        return cls(**_ranges_as_tuples(data))
+        # A state file of an older simulator may carry retired fields (webhook_delay_s).
+        known = {f.name for f in fields(cls)}
+        return cls(**_ranges_as_tuples({k: v for k, v in data.items() if k in known}))
 
     def with_overrides(self, **overrides) -> Profile:
         return replace(self, **_ranges_as_tuples(overrides))
@@ -97,7 +97,6 @@ RANGES = (
     "start_latency_s",
     "stop_latency_s",
     "telemetry_refresh_range_s",
-    "webhook_delay_s",
 )
 
 
@@ -137,7 +136,6 @@ PROFILES: dict[str, Profile] = {
         start_latency_s=(10, 60),
         stop_latency_s=(5, 40),
         telemetry_refresh_range_s=(60, 300),
-        webhook_delay_s=(60, 300),
     ),
     "gm_onstar": Profile(
         name="gm_onstar",
@@ -156,7 +154,6 @@ PROFILES: dict[str, Profile] = {
         start_latency_s=(30, 120),
         stop_latency_s=(20, 90),
         telemetry_refresh_range_s=(1800, 2700),
-        webhook_delay_s=(1800, 2700),
     ),
     "hk_event_gen2": Profile(
         name="hk_event_gen2",
@@ -172,7 +169,6 @@ PROFILES: dict[str, Profile] = {
         quotas={"car_contacts": 20},
         start_latency_s=(30, 120),
         stop_latency_s=(20, 90),
-        webhook_delay_s=(60, 300),
     ),
     "vw_group": Profile(
         name="vw_group",
@@ -187,7 +183,6 @@ PROFILES: dict[str, Profile] = {
         start_latency_s=(30, 120),
         stop_latency_s=(20, 90),
         telemetry_refresh_range_s=(300, 600),
-        webhook_delay_s=(300, 600),
     ),
     "bmw_mini": Profile(
         name="bmw_mini",
@@ -202,7 +197,6 @@ PROFILES: dict[str, Profile] = {
         start_latency_s=(30, 120),
         stop_latency_s=(20, 90),
         telemetry_refresh_range_s=(300, 600),
-        webhook_delay_s=(300, 600),
     ),
     "mercedes_eq_eu": Profile(
         name="mercedes_eq_eu",
@@ -218,7 +212,6 @@ PROFILES: dict[str, Profile] = {
         start_latency_s=(30, 120),
         stop_latency_s=(20, 90),
         telemetry_refresh_range_s=(300, 600),
-        webhook_delay_s=(300, 600),
     ),
     "ford_schedule": Profile(
         name="ford_schedule",
@@ -235,7 +228,6 @@ PROFILES: dict[str, Profile] = {
         start_latency_s=(30, 120),
         stop_latency_s=(20, 90),
         telemetry_refresh_range_s=(300, 600),
-        webhook_delay_s=(300, 600),
     ),
     "nissan_start_only": Profile(
         name="nissan_start_only",
@@ -251,7 +243,6 @@ PROFILES: dict[str, Profile] = {
         limit_settable=False,
         start_latency_s=(30, 120),
         telemetry_refresh_range_s=(300, 600),
-        webhook_delay_s=(300, 600),
     ),
 }
 

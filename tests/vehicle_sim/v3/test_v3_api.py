@@ -52,27 +52,20 @@ def test_an_app_token_dies_after_an_hour(client, clock, make_car):
     assert (error["status"], error["type"]) == ("401", "AUTHENTICATION")
 
 
-def test_no_or_a_v2_token_is_refused_unless_v2_tokens_are_accepted(client, make_car):
+def test_no_token_or_an_unknown_one_is_refused(client, make_car):
     car = make_car()
-    v2 = client.post(f"/_sim/vehicles/{car.id}/tokens").json()
     assert client.get(f"/v3/vehicles/{car.id}/signals").status_code == 401
-    as_v2 = {"Authorization": f"Bearer {v2['access_token']}"}
-    assert client.get(f"/v3/vehicles/{car.id}/signals", headers=as_v2).status_code == 401
-    # The other reading of the CONFLICT ("opaque tokens continue to work"): the v2 token names
-    # its user, so no sc-user-id is needed — the call the SDKs make.
-    client.post("/_sim/v3/config", json={"accept_v2_tokens": True, "unsubscribed_signals": "live"})
-    response = client.get(f"/v3/vehicles/{car.id}/signals", headers=as_v2)
-    assert response.status_code == 200
-    assert len(response.json()["data"]) == 13
-    # A v2 token never manages webhooks or connections.
-    assert client.get("/v3/connections", headers=as_v2).status_code == 403
+    forged = {"Authorization": "Bearer not-a-token", "sc-user-id": car.user_id}
+    response = client.get(f"/v3/vehicles/{car.id}/signals", headers=forged)
+    assert response.status_code == 401
+    assert response.json()["errors"][0]["type"] == "AUTHENTICATION"
 
 
 # --- Connect and connections ---------------------------------------------------------------------------------
 
 
 def test_connect_redirects_with_the_user_id(client):
-    vehicle_id = client.post("/_sim/vehicles", json={"token": False}).json()["id"]
+    vehicle_id = client.post("/_sim/vehicles", json={"connect": False}).json()["id"]
     form = {
         "client_id": CLIENT_ID,
         "redirect_uri": "http://127.0.0.1:8000/vehicles/connect/callback/",
@@ -430,7 +423,7 @@ def test_over_a_real_clock_the_200_is_held_until_the_command_completed():
     sim = Simulator(RealClock(speed=10), seed=3, command_latency_s=(20, 20))
     slept = []
     with httpx.Client(transport=httpx.WSGITransport(app=make_app(sim, sleep=slept.append)), base_url="http://sim") as c:
-        vehicle_id = c.post("/_sim/vehicles", json={"soc": 0.3, "plugged": True, "token": False}).json()["id"]
+        vehicle_id = c.post("/_sim/vehicles", json={"soc": 0.3, "plugged": True, "connect": False}).json()["id"]
         user_id = c.post("/_sim/v3/connections", json={"vehicle_id": vehicle_id}).json()["user_id"]
         form = {"grant_type": "client_credentials", "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET}
         token = c.post("/oauth2/token", data=form).json()["access_token"]

@@ -10,7 +10,7 @@ from sessions.vehicle_api.webhooks_v3 import VehicleError, VehicleState, Verify,
 from vehicle_sim import v3_webhooks
 from vehicle_sim.server import load_state, save_state
 from vehicle_sim.v3 import platform
-from vehicle_sim.webhooks import hash_challenge, sign
+from vehicle_sim.v3_webhooks import hash_challenge, sign
 
 AMT = "sim-application-management-token"
 
