@@ -2,7 +2,11 @@
 
 from urllib.parse import parse_qs, urlsplit
 
+import httpx
 import pytest
+
+from vehicle_sim.app import make_app
+from vehicle_sim.engine import Simulator
 
 from .conftest import CLIENT_ID, CLIENT_SECRET, START
 
@@ -106,12 +110,26 @@ def test_connections_list_pages_and_filters(client, app_token, make_car):
     assert one["id"] == item["id"]
 
 
-def test_v2_connections_are_listed_too_so_user_ids_can_be_backfilled(client, app_token):
-    v2 = client.post("/_sim/vehicles", json={}).json()  # connected through v2 (a token pair)
-    body = client.get("/v3/connections", headers={"Authorization": f"Bearer {app_token}"}).json()
-    [item] = body["data"]
-    assert item["relationships"]["vehicle"]["data"]["id"] == v2["id"]
-    assert item["relationships"]["user"]["data"]["id"] == v2["user_id"]
+def test_the_connections_of_a_state_saved_with_v2_tokens_survive_the_upgrade(clock):
+    # Until v3 only, every code, access and refresh token carried the consent it came from.
+    old = Simulator(clock, seed=1)
+    vehicle = old.create_vehicle("generic", plugged=True)
+    state = old.to_state()
+    del state["grants"]
+    consent = {"user_id": "user-1", "vehicle_ids": [vehicle.id], "scopes": ["read_battery"], "revoked": False}
+    expires_at = START.timestamp() + 7200
+    state["tokens"] = {"access": {"a": {**consent, "expires_at": expires_at}}, "refresh": {}, "codes": {}}
+    again = Simulator(clock, seed=1)
+    again.load_state(state)
+    client = httpx.Client(transport=httpx.WSGITransport(app=make_app(again)), base_url="http://sim.test")
+    token = client.post(
+        "/oauth2/token",
+        data={"grant_type": "client_credentials", "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET},
+    ).json()["access_token"]
+    [item] = client.get("/v3/connections", headers={"Authorization": f"Bearer {token}"}).json()["data"]
+    assert item["relationships"]["user"]["data"]["id"] == "user-1"
+    assert item["attributes"]["permissions"] == ["read_battery"]
+    assert item["meta"]["createdAt"] == "2026-03-02T08:00:00.000Z"
 
 
 def test_deleting_a_connection_cuts_that_user_off_and_deleting_a_user_purges_them(client, app_token, make_car, webhook):

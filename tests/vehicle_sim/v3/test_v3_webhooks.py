@@ -404,7 +404,7 @@ def _paced_run(world: str, make: str, minutes: int = 40):
     receiver = Receiver()
     http = httpx.Client(transport=httpx.MockTransport(receiver))
     with sim.lock:
-        v3.command({"kind": "app"}, user, car.id, "start", None)
+        v3.command(user, car.id, "start", None)
     for _ in range(minutes * 6):
         clock.advance(10)
         v3_webhooks.deliver_due(sim, client=http)
