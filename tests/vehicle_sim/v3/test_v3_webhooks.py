@@ -442,3 +442,12 @@ def test_the_make_refresh_is_a_validated_knob(client, make_car):
     assert ok.status_code == 200 and ok.json()["data_refresh_s"] == [60.0, 120.0]
     bad = client.post(f"/_sim/v3/vehicles/{car.id}/traits", json={"data_refresh_s": [120, 60]})
     assert bad.status_code == 400
+
+
+def test_sign_is_hex_hmac_sha256_of_the_raw_body():
+    import hashlib
+    import hmac
+
+    body = b'{"a":1}'
+    assert sign("key", body) == hmac.new(b"key", body, hashlib.sha256).hexdigest()
+    assert len(sign("key", body)) == 64
