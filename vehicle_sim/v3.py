@@ -29,10 +29,10 @@ import uuid
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from . import v3_makes, v3_webhooks
+from . import profiles, v3_webhooks
 from .clock import VirtualClock, iso_ms
 from .errors import ApiError
-from .v3_makes import CATALOGUE, MakeTraits
+from .profiles import CATALOGUE, MakeTraits
 
 APP_TOKEN_TTL_S = 3600
 SYNC_COMMAND_LIMIT_S = 175.0  # 3P: longer commands answer 202 (§4 "202 mechanics")
@@ -249,13 +249,13 @@ class V3Platform:
         return prefix + str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
 
     def traits_of(self, v) -> MakeTraits:
-        return v3_makes.traits_for(v.make, self.traits.get(v.id))
+        return profiles.traits_for(v.make, self.traits.get(v.id))
 
     def available(self, v) -> list[str]:
         """The signal codes this car reports, in catalogue order."""
         codes = self.traits_of(v).signals
         if not v.profile.limit_readable:
-            codes = codes - {v3_makes.CHARGE_LIMITS}
+            codes = codes - {profiles.CHARGE_LIMITS}
         return [code for code in CATALOGUE if code in codes]
 
     # --- app tokens ----------------------------------------------------------------------------------
@@ -423,32 +423,32 @@ class V3Platform:
             minutes = math.ceil(remaining_wh / (power_w * v.efficiency) * 60)
         nominal = num(v.nominal_capacity_kwh or v.capacity_wh / 1000, 1)
         all_bodies = {
-            v3_makes.SOC: {"value": num(soc * 100), "unit": "percent"},
-            v3_makes.RANGE: {
+            profiles.SOC: {"value": num(soc * 100), "unit": "percent"},
+            profiles.RANGE: {
                 "value": num(range_km * MILES_PER_KM if imperial else range_km, 1),
                 "unit": "miles" if imperial else "km",
             },
-            v3_makes.NOMINAL_CAPACITY: {
+            profiles.NOMINAL_CAPACITY: {
                 "capacity": nominal,
                 "source": "SMARTCAR",
                 "availableCapacities": [{"capacity": nominal, "description": None}],
                 "unit": "kWh",
             },
-            v3_makes.IS_CHARGING: {"value": bool(snap["charging"])},
-            v3_makes.IS_PLUGGED_IN: {"value": bool(snap["plugged"])},
-            v3_makes.CHARGING_STATUS: {"value": self.engine.charge_state(snap)},
-            v3_makes.CHARGE_LIMITS: {
+            profiles.IS_CHARGING: {"value": bool(snap["charging"])},
+            profiles.IS_PLUGGED_IN: {"value": bool(snap["plugged"])},
+            profiles.CHARGING_STATUS: {"value": self.engine.charge_state(snap)},
+            profiles.CHARGE_LIMITS: {
                 "values": [{"type": "GLOBAL", "limit": limit_pct, "condition": None}],
                 # null while unplugged (§3.1)
                 "activeLimit": limit_pct if snap["plugged"] else None,
                 "unit": "percent",
             },
-            v3_makes.ENERGY_ADDED: {"value": num(energy_kwh, 3), "unit": "kWh"},
-            v3_makes.WATTAGE: {"value": num(power_w), "unit": "watts"},
-            v3_makes.VOLTAGE: {"value": volts, "unit": "volts"},
-            v3_makes.AMPERAGE: {"value": num(power_w / volts) if volts and power_w else 0, "unit": "ampere"},
-            v3_makes.TIME_TO_COMPLETE: {"value": minutes},  # no unit key in real payloads
-            v3_makes.CHARGE_RATE: {
+            profiles.ENERGY_ADDED: {"value": num(energy_kwh, 3), "unit": "kWh"},
+            profiles.WATTAGE: {"value": num(power_w), "unit": "watts"},
+            profiles.VOLTAGE: {"value": volts, "unit": "volts"},
+            profiles.AMPERAGE: {"value": num(power_w / volts) if volts and power_w else 0, "unit": "ampere"},
+            profiles.TIME_TO_COMPLETE: {"value": minutes},  # no unit key in real payloads
+            profiles.CHARGE_RATE: {
                 "value": num(rate_kmh * MILES_PER_KM if imperial else rate_kmh, 1),
                 "unit": "mi/h" if imperial else "km/h",
             },
@@ -777,7 +777,7 @@ class V3Platform:
     def set_traits(self, vehicle_id: str, overrides: dict) -> dict:
         v = self.sim.vehicles[vehicle_id]
         merged = {**self.traits.get(vehicle_id, {}), **overrides}
-        traits = v3_makes.traits_for(v.make, merged)  # validates
+        traits = profiles.traits_for(v.make, merged)  # validates
         self.traits[vehicle_id] = merged
         self.sim.dirty = True
         return traits.to_dict()

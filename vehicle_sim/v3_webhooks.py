@@ -10,7 +10,7 @@ VERIFY is sent unsigned (3P) unless `V3Config.sign_verify`.
 Delivery rules: any 2xx within 15 s is success; otherwise retried at +25, +50, +100 s (4 attempts),
 then dropped; at-least-once and unordered — per make, some events are duplicated, some lost
 upstream, and `jitter_s` shifts send times so a later event may overtake an earlier one
-(`v3_makes.MakeTraits`).
+(`profiles.MakeTraits`).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from .clock import iso_ms
-from .v3_makes import CATALOGUE, CHARGE_LIMITS, CHARGING_STATUS, ENERGY_ADDED, IS_CHARGING, IS_PLUGGED_IN, SOC
+from .profiles import CATALOGUE, CHARGE_LIMITS, CHARGING_STATUS, ENERGY_ADDED, IS_CHARGING, IS_PLUGGED_IN, SOC
 
 if TYPE_CHECKING:
     from .v3 import V3Platform

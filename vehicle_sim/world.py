@@ -65,7 +65,7 @@ class World:
     refresh_from_make_range: bool = False
     refresh_jitter: float = 0.0
     # The v3 platform sees a car whose profile reports live data through its make's cloud, which
-    # refreshes every `data_refresh_s` of the make (vehicle_sim/v3_makes.py) instead of at once.
+    # refreshes every `data_refresh_s` of the make (`MAKE_TRAITS`, vehicle_sim/profiles.py) instead of at once.
     v3_make_refresh: bool = False
 
     def __post_init__(self) -> None:
