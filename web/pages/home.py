@@ -3,11 +3,12 @@ from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 
+from prepaid.formats import format_price
+
 
 def home(request: HttpRequest) -> HttpResponse:
-    return render(
-        request, "home.html", {"price_per_kwh": settings.PRICE_PER_KWH, "currency": settings.CURRENCY.upper()}
-    )
+    # In the page's language: "0.45 EUR" in English, "0,45 €" in German.
+    return render(request, "home.html", {"price": format_price(settings.PRICE_PER_KWH, settings.CURRENCY)})
 
 
 def healthz(request: HttpRequest) -> JsonResponse:

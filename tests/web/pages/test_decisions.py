@@ -49,8 +49,11 @@ def test_a_custom_amount_out_of_range_is_answered_in_the_labels_words(logged_in,
 
 
 def test_the_home_page_shows_the_price_per_kwh(client):
-    page = client.get("/").content.decode()
+    page = client.get("/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
     assert "0.45 EUR per kWh" in page
+    # German money on the German page.
+    page = client.get("/", HTTP_ACCEPT_LANGUAGE="de-DE,de;q=0.9").content.decode()
+    assert "0,45 € pro kWh" in page and "EUR" not in page
 
 
 def test_the_charge_form_says_the_duration_and_the_battery_level_it_ends_at(logged_in, driver, car, credit):
