@@ -30,6 +30,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import heapq
+import itertools
 import logging
 import queue
 import threading
@@ -43,7 +45,9 @@ import greenlet
 import httpx
 from django.db import close_old_connections, connection
 
+from sessions import clock
 from sessions.controller import ratelimit, runtime
+from sessions.models.charging import ChargingSession
 
 logger = logging.getLogger(__name__)
 
@@ -55,10 +59,23 @@ class VehicleCallInTransaction(RuntimeError):
 class StepGreenlet(greenlet.greenlet):
     """One step's greenlet; `record` is whatever the worker's hooks keep about it."""
 
-    def __init__(self, run, parent, *, session_id: int, ready: queue.SimpleQueue) -> None:
+    def __init__(
+        self,
+        run,
+        parent,
+        *,
+        session_id: int,
+        ready: queue.SimpleQueue,
+        timers: list | None = None,
+        lease_token: uuid.UUID | None = None,
+    ) -> None:
         super().__init__(run, parent)
         self.session_id = session_id
         self.ready = ready
+        self.timers = timers
+        self.lease_token = lease_token
+        # When the worker renews this step's lease next (product clock): half a lease after the claim.
+        self.renew_at = clock.now() + runtime.LEASE / 2
         self.record: Any = None
         self.cpu_s = 0.0
 
@@ -67,6 +84,18 @@ class StepGreenlet(greenlet.greenlet):
         future.add_done_callback(lambda _f: self.ready.put(self))
         self.parent.switch()
         return future.result()
+
+    def cooperative_sleep(self, seconds: float) -> None:
+        """Sleep without blocking the hub (`sessions.cooperative`): the hub runs the other steps
+        and resumes this one once `seconds` have passed."""
+        if self.timers is None:  # not run by a worker (a test driving the greenlet by hand)
+            time.sleep(seconds)
+            return
+        heapq.heappush(self.timers, (time.monotonic() + seconds, next(_timer_order), self))
+        self.parent.switch()
+
+
+_timer_order = itertools.count()
 
 
 class CallBridge:
@@ -207,8 +236,11 @@ class InFlightWorker:
         self.context = context
         self.ready: queue.SimpleQueue[StepGreenlet] = queue.SimpleQueue()
         self.active: set[StepGreenlet] = set()
+        # Steps sleeping cooperatively: (monotonic wake-up, order, greenlet), a heap.
+        self.timers: list[tuple[float, int, StepGreenlet]] = []
         self.claimed = 0
         self.errors = 0
+        self.renewed = 0
 
     def run(self, *, stop: Callable[[], bool] = lambda: False, drain_s: float = 660.0) -> None:
         """Tick until `stop()`; then claim no more and let the running steps finish (≤ `drain_s`)."""
@@ -219,12 +251,14 @@ class InFlightWorker:
                 self._resume_until(started + self.interval_s)
             deadline = time.monotonic() + drain_s
             while self.active and time.monotonic() < deadline:
+                self.renew_leases()
                 self._resume_until(min(deadline, time.monotonic() + self.interval_s))
 
     def tick(self) -> int:
         """Claim what is due, up to the free capacity, and start those steps. Returns how many."""
         if self.on_tick is not None:
             self.on_tick()
+        self.renew_leases()
         free = self.max_in_flight - len(self.active)
         if free <= 0:
             return 0
@@ -244,7 +278,14 @@ class InFlightWorker:
 
     def start(self, session_id: int, token: uuid.UUID) -> StepGreenlet:
         hub = greenlet.getcurrent()
-        g = StepGreenlet(lambda: self._run_step(g, session_id, token), hub, session_id=session_id, ready=self.ready)
+        g = StepGreenlet(
+            lambda: self._run_step(g, session_id, token),
+            hub,
+            session_id=session_id,
+            ready=self.ready,
+            timers=self.timers,
+            lease_token=token,
+        )
         # Each step gets its own context (log ids), starting from the hub's.
         g.gr_context = contextvars.copy_context()
         self.active.add(g)
@@ -273,16 +314,50 @@ class InFlightWorker:
         finally:
             g.cpu_s += time.thread_time() - t0
 
+    def renew_leases(self) -> int:
+        """Extend the lease of every running step whose lease is half spent, in one UPDATE.
+
+        A step is a sequence of calls, each bounded by the client's timeouts, but a step of several
+        slow calls (three 310-s timeouts) outlives any fixed lease; while this worker is alive its
+        steps keep their sessions, and a dead worker's sessions are free one lease after its last
+        renewal. A lease already taken over (its token changed) is not renewed: that step's commit
+        is discarded by the compare-and-set, as before."""
+        now = clock.now()
+        due = [g for g in self.active if g.lease_token is not None and g.renew_at <= now]
+        if not due:
+            return 0
+        try:
+            renewed = ChargingSession.objects.filter(lease_token__in=[g.lease_token for g in due]).update(
+                lease_until=now + runtime.LEASE
+            )
+        except Exception:
+            logger.exception("controller lease renewal failed")
+            close_old_connections()
+            return 0
+        for g in due:
+            g.renew_at = now + runtime.LEASE / 2
+        self.renewed += renewed
+        return renewed
+
     def _resume_until(self, deadline: float) -> None:
-        """Resume steps whose answers arrived, until `deadline` (monotonic)."""
+        """Resume steps whose answers arrived or whose sleep ended, until `deadline` (monotonic)."""
         while True:
-            timeout = deadline - time.monotonic()
+            now = time.monotonic()
+            while self.timers and self.timers[0][0] <= now:
+                self.ready.put(heapq.heappop(self.timers)[2])
+            timeout = deadline - now
+            if self.timers:
+                timeout = min(timeout, self.timers[0][0] - now)
             if timeout <= 0 and not self._has_ready():
-                return
+                if now >= deadline:
+                    return
+                continue  # a sleeping step is due
             try:
                 g = self.ready.get(timeout=max(0.0, timeout)) if timeout > 0 else self.ready.get_nowait()
             except queue.Empty:
-                return
+                if time.monotonic() >= deadline:
+                    return
+                continue
             if not g.dead:
                 self._switch(g)
 

@@ -20,6 +20,8 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
+from sessions import cooperative
+
 from .v3_types import AppToken
 
 #: Renew when less than this is left (tokens live about an hour).
@@ -77,7 +79,9 @@ class MemoryTokenCache:
         cached = self.usable(rejected)
         if cached:
             return cached
-        with self._lock:
+        # Cooperative: the renewal's own request may park its step in a controller hub, and a
+        # plain lock would then stop the hub (and with it the renewal) for good.
+        with cooperative.locked(self._lock):
             # Whoever held the lock before us may have renewed already.
             cached = self.usable(rejected)
             if cached:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -31,7 +30,7 @@ from django.db import connection as db_connection
 from django.db import transaction
 from django.utils import timezone
 
-from sessions import clock
+from sessions import clock, cooperative
 from sessions.models import ApplicationToken
 from sessions.vehicle_api.app_token import RENEW_MARGIN, MemoryTokenCache
 from sessions.vehicle_api.v3_types import AppToken
@@ -65,7 +64,7 @@ class DatabaseTokenSource:
         *,
         now: Callable[[], datetime] = clock.now,
         margin: timedelta = RENEW_MARGIN,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] = cooperative.sleep,
     ) -> None:
         self.client_id = client_id
         self.now = now

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -21,7 +20,7 @@ from django.db import models, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from sessions import clock, notices
+from sessions import clock, cooperative, notices
 from sessions.models import Vehicle, VehicleConnection
 from sessions.vehicle_api import TokenPair, VehicleApiClient, errors
 from sessions.vehicles import crypto, subscriptions
@@ -243,7 +242,7 @@ def connection_access_token(
     connection_id: int,
     client: VehicleApiClient | None = None,
     rejected_token: str | None = None,
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], None] = cooperative.sleep,
 ) -> str:
     """A valid access token for the connection, refreshing it first when < 5 min are left, or when
     it is still `rejected_token` (the API answered 401 to it: refresh even if not yet expired; if

@@ -17,7 +17,7 @@ import pytest
 from django.db import connection, transaction
 
 from sessions import clock, services
-from sessions.controller import inflight, ratelimit
+from sessions.controller import inflight, ratelimit, runtime
 from sessions.models import ChargingSession, SessionStatus
 from sessions.vehicles import services as vehicles
 from tests.plugins.cars import simulator_client
@@ -139,6 +139,28 @@ def test_the_worker_claims_no_more_than_its_capacity(world):
     bridge.loop.call_soon_threadsafe(gate.open)
     run_until_idle(worker)
     assert worker.tick() == 2
+
+
+def test_a_running_step_keeps_its_lease_however_long_the_car_takes_to_answer(world, sim):
+    bridge, gate, (session,) = world(1)
+    worker = inflight.InFlightWorker(max_in_flight=10)
+    assert worker.tick() == 1
+    wait_for(lambda: gate.waiting == 1)
+
+    # The car answers later than a lease lasts (three calls running into the client's 310-s
+    # timeout would): while the worker lives, its ticks renew the lease and no one takes it over.
+    for _ in range(3):
+        sim.clock.advance(runtime.LEASE.total_seconds() * 0.6)
+        assert worker.tick() == 0
+        assert runtime.sessions_claim_due() == []
+    assert worker.renewed == 3
+
+    bridge.loop.call_soon_threadsafe(gate.open)
+    run_until_idle(worker)
+    session.refresh_from_db()
+    assert worker.errors == 0
+    assert session.status == S.STARTING  # the step's result was committed, not discarded
+    assert session.lease_token is None
 
 
 def test_a_vehicle_call_inside_a_transaction_is_refused(world, sim):
