@@ -135,6 +135,21 @@ def connection_create_from_tokens(
 ) -> VehicleConnection:
     """Store a token pair obtained without the code exchange (the simulator's admin API: demo data,
     benchmarks, tests), encrypted, with expiries counted as the official SDKs count them."""
+    connection = connection_from_tokens(
+        user=user,
+        access_token=access_token,
+        refresh_token=refresh_token,
+        expires_in_s=expires_in_s,
+        external_user_id=external_user_id,
+    )
+    connection.save()
+    return connection
+
+
+def connection_from_tokens(
+    *, user, access_token: str, refresh_token: str, expires_in_s: int, external_user_id: str = ""
+) -> VehicleConnection:
+    """`connection_create_from_tokens`'s row, not yet saved (a benchmark creates thousands in bulk)."""
     now = clock.now()
     connection = VehicleConnection(
         user=user,
@@ -144,7 +159,6 @@ def connection_create_from_tokens(
     )
     connection.access_token = access_token
     connection.refresh_token = refresh_token
-    connection.save()
     return connection
 
 
