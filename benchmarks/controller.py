@@ -388,19 +388,21 @@ def _loop(
     running: dict[int, int] = {}
 
     def on_step_start(g: inflight.StepGreenlet) -> None:
-        row = ChargingSession.objects.filter(pk=g.session_id).values_list("next_action_at", "status").first()
         g.record = StepRecord(session_id=g.session_id, started=time.monotonic())
         with lock:
             # Another step of this session still runs: it outlived its lease and this one took over.
             g.record.takeover = running.get(g.session_id, 0) > 0
             running[g.session_id] = running.get(g.session_id, 0) + 1
-        if row:
-            g.record.due, g.record.status = row
 
     def on_step_end(g: inflight.StepGreenlet, error: BaseException | None) -> None:
         record: StepRecord = g.record
-        g.record = None  # this query is the benchmark's, not the step's
-        after = ChargingSession.objects.filter(pk=g.session_id).values_list("status", flat=True).first()
+        g.record = None
+        # What the step loaded and committed (`machine.session_step`'s record): no query of ours
+        # on the hub's connection, which the other steps of the hub wait for.
+        done = g.result
+        if done is not None:
+            record.due, record.status = done.due, done.state
+        after = (done.to_state if done is not None else "") or record.status
         now = time.monotonic()
         due_real = sim_clock.real(record.due) if record.due else record.started
         with lock:

@@ -77,6 +77,7 @@ class StepGreenlet(greenlet.greenlet):
         # When the worker renews this step's lease next (product clock): half a lease after the claim.
         self.renew_at = clock.now() + runtime.LEASE / 2
         self.record: Any = None
+        self.result: Any = None  # what the step function returned
         self.cpu_s = 0.0
 
     def park(self, future: Future) -> Any:
@@ -220,7 +221,7 @@ class InFlightWorker:
         max_in_flight: int = 500,
         interval_s: float = 1.0,
         claim_limit: int = 1000,
-        step: Callable[[int, uuid.UUID], None] | None = None,
+        step: Callable[[int, uuid.UUID], Any] | None = None,
         on_step_start: Callable[[StepGreenlet], None] | None = None,
         on_step_end: Callable[[StepGreenlet, BaseException | None], None] | None = None,
         on_tick: Callable[[], None] | None = None,
@@ -297,7 +298,7 @@ class InFlightWorker:
     def _run_step(self, g: StepGreenlet, session_id: int, token: uuid.UUID) -> None:
         error: BaseException | None = None
         try:
-            self.step(session_id, token)
+            g.result = self.step(session_id, token)
         except Exception as exc:  # a failing step is logged; its lease lets a later tick retry it
             error = exc
             self.errors += 1
@@ -411,10 +412,10 @@ def run_worker_until_signalled(run: Callable[[Callable[[], bool]], None]) -> Non
         signal.signal(signal.SIGTERM, previous)
 
 
-def _session_step(session_id: int, token: uuid.UUID) -> None:
+def _session_step(session_id: int, token: uuid.UUID):
     from sessions.controller import machine
 
-    machine.session_step(session_id=session_id, lease_token=token)
+    return machine.session_step(session_id=session_id, lease_token=token)
 
 
 def run_worker(
