@@ -136,9 +136,7 @@ def test_a_copy_missing_a_stored_reading_is_rebuilt_from_the_table(sim, connect,
     assert loaded.readings_dirty and loaded.readings_cached == loaded.readings_stored
 
 
-def test_a_step_that_stays_in_its_state_commits_without_a_transaction_around_its_update(
-    sim, connect, credit, driver
-):
+def test_a_step_that_stays_in_its_state_commits_without_a_transaction_around_its_update(sim, connect, credit, driver):
     """Its one UPDATE is atomic by itself: BEGIN and COMMIT would be two more round trips on the
     worker's connection, for most steps of a charging session. A step that moves keeps its
     transaction (the transition log, the driver's notice, the settlement commit with it)."""
