@@ -19,6 +19,10 @@ where it waits:
   (`sessions.controller.ratelimit`) before a request leaves, and turns a 429's `retry-after` into
   a wait for that vehicle only.
 
+- nothing else in a step may block the hub's thread: waits go through `sessions.cooperative`
+  (a step's `cooperative_sleep` parks it on the hub's timer heap);
+- the hub renews the lease of its running steps (`renew_leases`), however long their cars take.
+
 `InFlightWorker` is the loop of one worker process: it claims due sessions (the same
 `runtime.sessions_claim_due`, SKIP LOCKED and a lease, so workers run side by side) up to its
 free capacity, starts each step, and resumes steps as their answers arrive (`run_controller
