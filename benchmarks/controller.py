@@ -267,9 +267,10 @@ def _on_sent(record: StepRecord | None, request) -> None:
 def _setup_fleet(sim, config: FleetConfig, policy_spec: str, *, arrival_s: float, cars_per_account: int) -> None:
     """The fleet's cars, accounts, credit and session requests, through the product's own services
     (purchase, wallet credit, `session_request` with its hold). Users, vehicle connections and
-    vehicles (rows that move no money) are written in bulk; the rest in transactions of a few
-    hundred cars, several at once on PostgreSQL (the setup waits for round trips, not for CPU;
-    each batch has its own accounts, so no two touch the same wallet). The simulator's cars and
+    vehicles (rows that move no money) are written in bulk; the credits in transactions of a few
+    hundred cars, then the cars' sessions in such transactions, several at once on PostgreSQL
+    (the setup waits for round trips more than for CPU; each batch has its own accounts, so no two
+    touch the same wallet). The simulator's cars and
     tokens are drawn first, in order, so a seed gives the same fleet however the batches interleave.
     Request i arrives at START + arrival_s × i / n (its `now`), which is when its first step falls due."""
     specs = fleet_specs(config)
@@ -281,16 +282,20 @@ def _setup_fleet(sim, config: FleetConfig, policy_spec: str, *, arrival_s: float
     cars = _connect_many(sim, config, [(spec, users[spec.index // per]) for spec in specs], save=False)
     chunk = per * max(1, SETUP_BATCH // per)  # an account's cars stay in one batch
 
+    # Credit first, in this thread: every purchase takes the invoice sequence's row lock, which a
+    # batch holding it to its commit would make the other batches wait for.
+    package = EnergyPackage.objects.create(name="bench credit", energy_wh=1000, price_minor=100)
+    for lo in range(0, n, chunk):
+        with transaction.atomic():
+            for spec in specs[lo : lo + chunk : per]:
+                group = specs[spec.index : spec.index + per]
+                package.energy_wh = sum(s.purchase_wh for s in group)
+                package.save(update_fields=["energy_wh"])
+                _credit(users[spec.index // per], package.energy_wh, package)
+
     def setup(batch: list) -> None:
         try:
-            package = EnergyPackage.objects.create(name="bench credit", energy_wh=1000, price_minor=100)
             with transaction.atomic():
-                for car in batch:
-                    if car.spec.index % per == 0:
-                        group = specs[car.spec.index : car.spec.index + per]
-                        package.energy_wh = sum(s.purchase_wh for s in group)
-                        package.save(update_fields=["energy_wh"])
-                        _credit(car.vehicle.owner, package.energy_wh, package)
                 save_connected([car.vehicle for car in batch])
                 for car in batch:
                     services.session_request(
