@@ -19,8 +19,8 @@ where it waits:
   (`sessions.controller.ratelimit`) before a request leaves, and turns a 429's `retry-after` into
   a wait for that vehicle only.
 
-- nothing else in a step may block the hub's thread: waits go through `sessions.cooperative`
-  (a step's `cooperative_sleep` parks it on the hub's timer heap);
+- nothing else in a step may block the hub's thread: waits go through `waiting`
+  (sessions/vehicle_api/waiting.py: a step's `cooperative_sleep` parks it on the hub's heap);
 - the hub renews the lease of its running steps (`renew_leases`), however long their cars take.
 
 `InFlightWorker` is the loop of one worker process: it claims due sessions (the same
@@ -35,7 +35,6 @@ import asyncio
 import contextlib
 import contextvars
 import heapq
-import itertools
 import logging
 import queue
 import threading
@@ -70,13 +69,13 @@ class StepGreenlet(greenlet.greenlet):
         *,
         session_id: int,
         ready: queue.SimpleQueue,
-        timers: list | None = None,
+        sleepers: list | None = None,
         lease_token: uuid.UUID | None = None,
     ) -> None:
         super().__init__(run, parent)
         self.session_id = session_id
         self.ready = ready
-        self.timers = timers
+        self.sleepers = sleepers
         self.lease_token = lease_token
         # When the worker renews this step's lease next (product clock): half a lease after the claim.
         self.renew_at = clock.now() + runtime.LEASE / 2
@@ -91,16 +90,13 @@ class StepGreenlet(greenlet.greenlet):
         return future.result()
 
     def cooperative_sleep(self, seconds: float) -> None:
-        """Sleep without blocking the hub (`sessions.cooperative`): the hub runs the other steps
-        and resumes this one once `seconds` have passed."""
-        if self.timers is None:  # not run by a worker (a test driving the greenlet by hand)
+        """Wait with the hub free to run the other steps (sessions/vehicle_api/waiting.py): the
+        hub resumes us once `seconds` have passed."""
+        if self.sleepers is None:
             time.sleep(seconds)
             return
-        heapq.heappush(self.timers, (time.monotonic() + seconds, next(_timer_order), self))
+        heapq.heappush(self.sleepers, (time.monotonic() + seconds, id(self), self))
         self.parent.switch()
-
-
-_timer_order = itertools.count()
 
 
 class CallBridge:
@@ -241,8 +237,8 @@ class InFlightWorker:
         self.context = context
         self.ready: queue.SimpleQueue[StepGreenlet] = queue.SimpleQueue()
         self.active: set[StepGreenlet] = set()
-        # Steps sleeping cooperatively: (monotonic wake-up, order, greenlet), a heap.
-        self.timers: list[tuple[float, int, StepGreenlet]] = []
+        # (wake at, tie-break, greenlet): steps in a cooperative sleep, earliest first.
+        self.sleepers: list[tuple[float, int, StepGreenlet]] = []
         self.claimed = 0
         self.errors = 0
         self.renewed = 0
@@ -288,7 +284,7 @@ class InFlightWorker:
             hub,
             session_id=session_id,
             ready=self.ready,
-            timers=self.timers,
+            sleepers=self.sleepers,
             lease_token=token,
         )
         # Each step gets its own context (log ids), starting from the hub's.
@@ -345,22 +341,21 @@ class InFlightWorker:
         return renewed
 
     def _resume_until(self, deadline: float) -> None:
-        """Resume steps whose answers arrived or whose sleep ended, until `deadline` (monotonic)."""
+        """Resume steps whose answers arrived or whose sleep is over, until `deadline` (monotonic)."""
         while True:
             now = time.monotonic()
-            while self.timers and self.timers[0][0] <= now:
-                self.ready.put(heapq.heappop(self.timers)[2])
-            timeout = deadline - now
-            if self.timers:
-                timeout = min(timeout, self.timers[0][0] - now)
-            if timeout <= 0 and not self._has_ready():
-                if now >= deadline:
-                    return
-                continue  # a sleeping step is due
+            if self.sleepers and self.sleepers[0][0] <= now:
+                g = heapq.heappop(self.sleepers)[2]
+                if not g.dead:
+                    self._switch(g)
+                continue
+            timeout = min(deadline, self.sleepers[0][0] if self.sleepers else deadline) - now
+            if deadline <= now and not self._has_ready():
+                return
             try:
                 g = self.ready.get(timeout=max(0.0, timeout)) if timeout > 0 else self.ready.get_nowait()
             except queue.Empty:
-                if time.monotonic() >= deadline:
+                if deadline <= time.monotonic():
                     return
                 continue
             if not g.dead:

@@ -20,8 +20,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from sessions import cooperative
-
+from . import waiting
 from .v3_types import AppToken
 
 #: Renew when less than this is left (tokens live about an hour).
@@ -47,7 +46,9 @@ class MemoryTokenCache:
         self.margin = margin
         self.token: AppToken | None = None
         self.renewals = 0
-        self._lock = threading.Lock()
+        # Greenlet-aware: renewals happen inside the controller's steps, greenlets of one thread
+        # (sessions/vehicle_api/waiting.py); a thread lock would deadlock the second one to wait.
+        self._lock = waiting.Lock()
         # A separate lock for the table below: taking `_lock` there would block an event loop
         # while a thread renews.
         self._table_lock = threading.Lock()
@@ -79,9 +80,7 @@ class MemoryTokenCache:
         cached = self.usable(rejected)
         if cached:
             return cached
-        # Cooperative: the renewal's own request may park its step in a controller hub, and a
-        # plain lock would then stop the hub (and with it the renewal) for good.
-        with cooperative.locked(self._lock):
+        with self._lock:
             # Whoever held the lock before us may have renewed already.
             cached = self.usable(rejected)
             if cached:

@@ -30,8 +30,9 @@ from django.db import connection as db_connection
 from django.db import transaction
 from django.utils import timezone
 
-from sessions import clock, cooperative
+from sessions import clock
 from sessions.models import ApplicationToken
+from sessions.vehicle_api import waiting
 from sessions.vehicle_api.app_token import RENEW_MARGIN, MemoryTokenCache
 from sessions.vehicle_api.v3_types import AppToken
 from sessions.vehicles import crypto
@@ -64,7 +65,7 @@ class DatabaseTokenSource:
         *,
         now: Callable[[], datetime] = clock.now,
         margin: timedelta = RENEW_MARGIN,
-        sleep: Callable[[float], None] = cooperative.sleep,
+        sleep: Callable[[float], None] = waiting.sleep,
     ) -> None:
         self.client_id = client_id
         self.now = now

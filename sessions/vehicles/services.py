@@ -20,9 +20,9 @@ from django.db import models, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from sessions import clock, cooperative, notices
+from sessions import clock, notices
 from sessions.models import Vehicle, VehicleConnection
-from sessions.vehicle_api import TokenPair, VehicleApiClient, errors
+from sessions.vehicle_api import TokenPair, VehicleApiClient, errors, waiting
 from sessions.vehicles import crypto, subscriptions
 
 logger = logging.getLogger(__name__)
@@ -256,7 +256,7 @@ def connection_access_token(
     connection_id: int,
     client: VehicleApiClient | None = None,
     rejected_token: str | None = None,
-    sleep: Callable[[float], None] = cooperative.sleep,
+    sleep: Callable[[float], None] = waiting.sleep,
 ) -> str:
     """A valid access token for the connection, refreshing it first when < 5 min are left, or when
     it is still `rejected_token` (the API answered 401 to it: refresh even if not yet expired; if

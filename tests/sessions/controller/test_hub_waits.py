@@ -16,9 +16,9 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from sessions import cooperative
 from sessions.controller import inflight, ratelimit
 from sessions.models import VehicleConnection
+from sessions.vehicle_api import waiting
 from sessions.vehicle_api.app_token import MemoryTokenCache
 from sessions.vehicle_api.v3_types import AppToken
 from sessions.vehicles import services
@@ -70,7 +70,7 @@ def test_a_step_waiting_for_another_steps_token_renewal_leaves_the_hub_running()
 
     def step(session_id: int, _token) -> None:
         if session_id == 3:
-            cooperative.sleep(0.01)
+            waiting.sleep(0.01)
             done.append("other step")
             return
         done.append((session_id, cache.get(renew if session_id == 1 else renewed_twice)))
@@ -116,7 +116,7 @@ def test_a_step_waiting_for_another_workers_token_refresh_leaves_the_hub_running
 
     def step(session_id: int, _token) -> None:
         if session_id == 2:
-            cooperative.sleep(0.01)
+            waiting.sleep(0.01)
             done.append("other step")
             return
         done.append(services.connection_access_token(connection_id=connection.pk, client=api_client))
