@@ -54,7 +54,7 @@ from sessions import clock, services
 from sessions.controller import inflight, ratelimit, readings
 from sessions.models import ChargingSession
 from sessions.models.charging import OPEN_STATUSES, VehicleCommand
-from sessions.vehicle_api import VehicleApiClient
+from sessions.vehicle_api.v3 import VehicleApiV3Client
 from sessions.vehicles import services as vehicles
 from vehicle_sim.async_transport import AsyncSimulatorTransport
 
@@ -178,13 +178,12 @@ def run_controller_benchmark(
     transport = AsyncSimulatorTransport(sim, wrap=_timed_app(acc), failure_rate=failure_rate, speed=speed, seed=seed)
     limiter = _limiter(ratelimit.Limits(app=app_rate_limit, vehicle=vehicle_rate_limit), speed)
     bridge = inflight.CallBridge(transport, limiter=limiter, on_sent=_on_sent)
-    client = VehicleApiClient(
+    client = VehicleApiV3Client(
         api_origin=ORIGIN,
-        auth_url=f"{ORIGIN}/oauth/token",
-        connect_origin=ORIGIN,
+        management_origin=ORIGIN,
+        iam_url=f"{ORIGIN}/oauth2/token",
         client_id="sim-client-id",
         client_secret="sim-client-secret",  # noqa: S106 - the simulator's development secret
-        redirect_uri="http://bench.invalid/vehicles/connect/callback/",
         transport=inflight.BridgeTransport(bridge),
         clock=sim_clock.now,
     )

@@ -41,9 +41,9 @@ from sessions import clock, services
 from sessions.controller import machine, readings, runtime
 from sessions.models import ChargingSession, Vehicle
 from sessions.models.charging import OPEN_STATUSES, TERMINAL_STATUSES, CommandKind, SessionTransition, VehicleCommand
-from sessions.vehicle_api import VehicleApiClient
-from sessions.vehicles import makes
+from sessions.vehicle_api.v3 import VehicleApiV3Client
 from sessions.vehicles import services as vehicles
+from vehicle_sim import v3, v3_makes
 from vehicle_sim.app import make_app
 from vehicle_sim.clock import SteppedClock
 from vehicle_sim.engine import Simulator
@@ -224,20 +224,20 @@ class Car:
     result: dict | None = None
 
 
-def _client(sim: Simulator, wrap=None) -> VehicleApiClient:
-    """Our real client, wired into the simulator's WSGI app (optionally wrapped, e.g. to time it).
+def _client(sim: Simulator, wrap=None) -> VehicleApiV3Client:
+    """Our real v3 client, wired into the simulator's WSGI app (optionally wrapped, e.g. to time it);
+    one origin stands for every v3 host, the application token is renewed on the simulator's clock.
 
     On a SteppedClock an answer's delay is waited for in the step's own time; elsewhere it is not.
     """
     hold = sim.clock.hold if isinstance(sim.clock, SteppedClock) else (lambda seconds: None)
     app = make_app(sim, sleep=hold)
-    return VehicleApiClient(
+    return VehicleApiV3Client(
         api_origin=ORIGIN,
-        auth_url=f"{ORIGIN}/oauth/token",
-        connect_origin=ORIGIN,
+        management_origin=ORIGIN,
+        iam_url=f"{ORIGIN}/oauth2/token",
         client_id="sim-client-id",
         client_secret="sim-client-secret",  # noqa: S106 - the simulator's development secret
-        redirect_uri="http://bench.invalid/vehicles/connect/callback/",
         transport=httpx.WSGITransport(app=wrap(app) if wrap else app),
         clock=sim.clock.now,
     )
@@ -284,7 +284,7 @@ def _sim_car(sim: Simulator, config: FleetConfig, spec: CarSpec):
     profile = PROFILES[config.profile]
     # About how long the purchase takes at the world's middling power: a power drop is drawn within it.
     horizon_s = spec.purchase_wh / (config.power_kw * 1000 * profile.efficiency * 0.8) * 3600
-    return sim.create_vehicle(
+    car = sim.create_vehicle(
         config.profile,
         capacity_kwh=config.capacity_kwh,
         charger_kw=config.power_kw,
@@ -295,6 +295,14 @@ def _sim_car(sim: Simulator, config: FleetConfig, spec: CarSpec):
         charge_horizon_s=horizon_s,
         **overrides,
     )
+    if not config.energy_step_kwh:
+        # A car defined without an energy counter reports its level alone (profile B: SoC only),
+        # whatever its make's cloud could report.
+        v3_platform = v3.platform(sim)
+        with sim.lock:
+            reported = v3_platform.traits_of(sim.vehicles[car.id]).signals
+            v3_platform.set_traits(car.id, {"signals": sorted(reported - {v3_makes.ENERGY_ADDED} - v3_makes.POWER)})
+    return car
 
 
 def _billed_sim_calls(calls: dict) -> int:
@@ -312,7 +320,7 @@ def _classify(session: ChargingSession) -> dict[str, int]:
     )
     out: dict[str, int] = {}
     for c in commands:
-        billed = 2 if c.detail.startswith("batch") else 1
+        billed = 1  # every v3 call is one billed call (a signals read answers everything)
         if c.kind == CommandKind.START:
             key = "start"
         elif c.kind == CommandKind.STOP:
@@ -320,7 +328,7 @@ def _classify(session: ChargingSession) -> dict[str, int]:
         elif c.kind == CommandKind.SET_LIMIT:
             key = {"restore": "limit_restore", "escalation": "limit_escalation"}.get(c.detail, "limit_backstop")
         elif start_id is None or c.id < start_id:
-            key = "read_initial" if c.detail not in ("charge/limit",) else "read_limit"
+            key = "read_initial"
         elif stop_id is not None and c.id > stop_id:
             key = "read_verify"
         elif charging_at is None or c.sent_at <= charging_at:
@@ -472,14 +480,14 @@ def _setup(sim: Simulator, config: FleetConfig, policy_spec: str, *, overrides_t
     cars = []
     traits = None
     if overrides_traits:
-        make_traits = makes.traits_for(PROFILES[config.profile].make)
+        make = PROFILES[config.profile].make
         traits = {
             "energy_step_wh": round(config.energy_step_kwh * 1000),
             "soc_step_bp": round(config.soc_step_pct * 100),
             "nominal_power_w": round(config.power_kw * 1000),
             "telemetry_refresh_s": round(config.telemetry_age_s),
         }
-        if not make_traits.energy_counter and traits["energy_step_wh"]:
+        if v3_makes.ENERGY_ADDED not in v3_makes.traits_for(make).signals and traits["energy_step_wh"]:
             raise ValueError(f"profile {config.profile}: the make has no energy counter; use --energy-step-kwh 0")
     for spec in specs:
         user = user_model.objects.create(username=f"bench-{spec.index}-{uuid.uuid4().hex[:8]}")

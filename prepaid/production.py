@@ -90,8 +90,6 @@ def production_problems(s: dict) -> list[str]:
         if s[name] in ("", "sim-client-id"):
             problems.append(f"{name} must be the vehicle API application's client id, not the simulator's")
     for name in (
-        "VEHICLE_API_ORIGIN",
-        "VEHICLE_AUTH_URL",
         "VEHICLE_CONNECT_ORIGIN",
         "VEHICLE_REDIRECT_URI",
         "VEHICLE_IAM_URL",

@@ -280,12 +280,11 @@ DASHBOARD_HOLD_MAX_AGE_S = int(env("DASHBOARD_HOLD_MAX_AGE_S", str(12 * 3600)))
 # How often the dashboard's live table polls its JSON endpoint (seconds).
 DASHBOARD_REFRESH_S = int(env("DASHBOARD_REFRESH_S", "5"))
 
-# --- Vehicle API (Smartcar v2.0 wire protocol) --------------------------------------------------
+# --- Vehicle API (Smartcar v3, docs/vehicle-api-v3-switch.md) ------------------------------------
 # Defaults point at the bundled simulator (`python manage.py run_simulator`), started by `make run`.
 SIMULATOR_PORT = int(env("SIMULATOR_PORT", "8421"))
 _SIM_ORIGIN = f"http://127.0.0.1:{SIMULATOR_PORT}"
-VEHICLE_API_ORIGIN = env("VEHICLE_API_ORIGIN", _SIM_ORIGIN).rstrip("/")
-VEHICLE_AUTH_URL = env("VEHICLE_AUTH_URL", f"{_SIM_ORIGIN}/oauth/token")
+# Connect (the driver's consent page; its redirect names the vehicle API user).
 VEHICLE_CONNECT_ORIGIN = env("VEHICLE_CONNECT_ORIGIN", _SIM_ORIGIN).rstrip("/")
 VEHICLE_CLIENT_ID = env("VEHICLE_CLIENT_ID", "sim-client-id")
 VEHICLE_CLIENT_SECRET = env("VEHICLE_CLIENT_SECRET", DEV_VEHICLE_CLIENT_SECRET)
@@ -321,7 +320,7 @@ VEHICLE_M2M_CLIENT_ID = env("VEHICLE_M2M_CLIENT_ID") or VEHICLE_CLIENT_ID
 VEHICLE_M2M_CLIENT_SECRET = env("VEHICLE_M2M_CLIENT_SECRET") or VEHICLE_CLIENT_SECRET
 # The webhook (created in the Smartcar dashboard) that vehicles are subscribed to.
 VEHICLE_WEBHOOK_ID = env("VEHICLE_WEBHOOK_ID", "")
-# Fernet keys for tokens at rest, comma-separated, newest first (MultiFernet: rotation).
+# Fernet keys for the application token at rest, comma-separated, newest first (MultiFernet: rotation).
 TOKEN_ENCRYPTION_KEYS = env_list("TOKEN_ENCRYPTION_KEYS", DEV_TOKEN_KEY)
 SIMULATOR_STATE_FILE = env("SIMULATOR_STATE_FILE", str(VAR_DIR / "simulator.json"))
 # The vehicle simulator's VEHICLE_STATE webhooks go here; empty = none.

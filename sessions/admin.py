@@ -43,8 +43,6 @@ from sessions.models.grid import (
 )
 from sessions.vehicles import subscriptions
 
-TOKEN_FIELDS = ("access_token_ciphertext", "refresh_token_ciphertext", "refresh_lease_id")
-
 
 class VehicleInline(admin.TabularInline):
     model = Vehicle
@@ -57,19 +55,9 @@ class VehicleInline(admin.TabularInline):
 
 @admin.register(VehicleConnection)
 class VehicleConnectionAdmin(admin.ModelAdmin):
-    list_display = (
-        "id",
-        "user",
-        "status",
-        "status_reason",
-        "api_error",
-        "access_expires_at",
-        "refresh_expires_at",
-        "created_at",
-    )
+    list_display = ("id", "user", "status", "status_reason", "external_user_id", "api_error", "created_at")
     list_filter = ("status",)
     search_fields = ("user__username", "user__email", "external_user_id")
-    exclude = TOKEN_FIELDS
     readonly_fields = (
         "user",
         "status",
@@ -79,11 +67,6 @@ class VehicleConnectionAdmin(admin.ModelAdmin):
         "api_error",
         "api_error_message",
         "api_error_at",
-        "access_expires_at",
-        "refresh_expires_at",
-        "token_version",
-        "refresh_lease_until",
-        "last_refreshed_at",
         "created_at",
         "updated_at",
     )
@@ -91,7 +74,7 @@ class VehicleConnectionAdmin(admin.ModelAdmin):
     actions = ["ask_reconnect"]
 
     def has_add_permission(self, request):
-        return False  # connections only come from the Connect flow (they need real tokens)
+        return False  # connections only come from the Connect flow (it names the vehicle API user)
 
     @admin.action(description=gettext_lazy("Ask the driver to reconnect (marks the connection needs consent)"))
     def ask_reconnect(self, request, queryset):
@@ -142,6 +125,7 @@ class VehicleAdmin(admin.ModelAdmin):
         "connection",
         "owner",
         "external_id",
+        "signal_capabilities",
         "soc_bp",
         "is_plugged_in",
         "charge_state",

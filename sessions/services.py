@@ -26,6 +26,7 @@ from sessions.grid.services import EXTRA_CALLS, MAX_DEADLINE, GridError
 from sessions.models.charging import OPEN_STATUSES, TERMINAL_STATUSES, ChargingSession, SessionTransition
 from sessions.models.grid import SmartPlan
 from sessions.models.vehicles import Vehicle
+from sessions.vehicle_api import signals
 from sessions.vehicles import command_budget, makes
 
 logger = logging.getLogger(__name__)
@@ -50,6 +51,10 @@ class SessionError(Exception):
         super().__init__(message)
 
 
+def _has_energy_counter(vehicle: Vehicle) -> bool:
+    return vehicle.signal_capabilities.get(signals.ENERGY_ADDED) == signals.Capability.CAPABLE
+
+
 def session_request(
     *, user, vehicle_id: int, energy_wh: int, policy_spec: str = "predictive", now: datetime | None = None
 ) -> ChargingSession:
@@ -72,7 +77,8 @@ def session_request(
         raise SessionError("cannot_stop", gettext(_reason("cannot_stop")))
     left = command_budget.remaining(make=vehicle.make, car_id=vehicle.external_id, now=now)
     need = command_budget.session_need(
-        limit_commands=traits.charge_limit and vehicle.charge_limit_settable is not False
+        # A limit is set only where the car takes one and reports it (step._limit_settable).
+        limit_commands=vehicle.charge_limit_settable is not False and vehicle.charge_limit_readable is not False
     )
     if not left.fits(need):
         # The car's maker would refuse commands before this session's STOP (VW until driven,
@@ -98,7 +104,9 @@ def session_request(
                 next_action_at=now,
                 state_deadline_at=now + REQUESTED_DEADLINE,
                 call_budget=makes.session_call_budget(traits, DEFAULT_CALL_BUDGET),
-                energy_step_wh=traits.energy_step_wh if traits.energy_counter else 0,
+                # Metered by the car's energy counter where its signals showed one (the first
+                # read confirms or corrects it: sessions/controller/readings.py).
+                energy_step_wh=traits.energy_step_wh if _has_energy_counter(vehicle) else 0,
                 soc_step_bp=traits.soc_step_bp,
                 nominal_power_w=traits.nominal_power_w,
                 telemetry_refresh_s=int(traits.telemetry_refresh_s),

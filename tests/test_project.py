@@ -70,8 +70,6 @@ def test_production_starts_with_real_values():
             "STRIPE_PUBLISHABLE_KEY": "pk_live_example",
             "STRIPE_WEBHOOK_SECRET": "whsec_real",
             "STRIPE_API_BASE": "",
-            "VEHICLE_API_ORIGIN": "https://api.smartcar.com",
-            "VEHICLE_AUTH_URL": "https://auth.smartcar.com/oauth/token",
             "VEHICLE_CONNECT_ORIGIN": "https://connect.smartcar.com",
             "VEHICLE_IAM_URL": "https://iam.smartcar.com/oauth2/token",
             "VEHICLE_API_V3_ORIGIN": "https://vehicle.api.smartcar.com",

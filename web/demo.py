@@ -1,9 +1,10 @@
 """Demo data that needs the running stack, for `make run`: a car in the simulator connected to the
 demo driver, and day-ahead prices for smart charging to plan with.
 
-The car is made once the simulator is up (it keeps its state in a file, so the car and its tokens
-survive restarts). The connection is made the way Connect makes one — a token pair — and the
-vehicle details are then read through the real client, like any other connection.
+The car is made once the simulator is up (it keeps its state in a file, so the car and its
+connection survive restarts). The connection is made the way v3 Connect makes one — a (user,
+vehicle) connection at the API, whose user id the product keeps — and the vehicle details are then
+read through the real client, like any other connection.
 """
 
 from datetime import datetime, timedelta
@@ -14,7 +15,7 @@ from django.conf import settings
 from sessions.grid import services as grid
 from sessions.models import Vehicle
 from sessions.models.grid import PricePoint
-from sessions.vehicles.services import connection_create_from_tokens, connection_sync_vehicles
+from sessions.vehicles.services import connection_create
 
 # A day-ahead tariff's shape in ct/kWh (VAT included) by hour of the day, UTC: cheap at night
 # and at midday (sun), dear in the morning and evening peaks. Made up for the demo, not market data.
@@ -52,24 +53,19 @@ def ensure_demo_vehicles(*, user, simulator_origin: str | None = None) -> list[V
     existing = list(Vehicle.objects.filter(owner=user, is_active=True, connection__status="active"))
     if existing:
         return existing
-    origin = (simulator_origin or settings.VEHICLE_API_ORIGIN).rstrip("/")
+    origin = (simulator_origin or settings.VEHICLE_API_V3_ORIGIN).rstrip("/")
     created = httpx.post(
         f"{origin}/_sim/vehicles",
-        json={"profile": "generic", "model": "Model 3", "soc": 0.35, "limit": 0.8, "plugged": True},
+        json={"profile": "generic", "model": "Model 3", "soc": 0.35, "limit": 0.8, "plugged": True, "token": False},
         timeout=10,
     )
     created.raise_for_status()
-    tokens = created.json()
+    linked = httpx.post(f"{origin}/_sim/v3/connections", json={"vehicle_id": created.json()["id"]}, timeout=10)
+    linked.raise_for_status()
     # A second car of their own, unclaimed: the consent page offers it to "Connect a vehicle".
     consent_car_for(user, simulator_origin=origin)
-    connection = connection_create_from_tokens(
-        user=user,
-        access_token=tokens["access_token"],
-        refresh_token=tokens["refresh_token"],
-        expires_in_s=int(tokens["expires_in"]),
-        external_user_id=tokens.get("user_id", ""),
-    )
-    return connection_sync_vehicles(connection_id=connection.pk)
+    connection = connection_create(user=user, external_user_id=linked.json()["user_id"])
+    return list(connection.vehicles.filter(is_active=True))
 
 
 # The makes a new account's demo car is drawn from, in turn: slow reporters and fast ones, so
@@ -81,7 +77,7 @@ def consent_car_for(user, *, simulator_origin: str | None = None) -> str:
     """A simulated car of `user`'s own, plugged in and not yet connected: the simulator's consent
     page lists it with the account's name, so every newcomer has a car to connect and no two
     accounts share one. Returns the simulator's vehicle id."""
-    origin = (simulator_origin or settings.VEHICLE_API_ORIGIN).rstrip("/")
+    origin = (simulator_origin or settings.VEHICLE_API_V3_ORIGIN).rstrip("/")
     profile = CONSENT_CAR_PROFILES[user.pk % len(CONSENT_CAR_PROFILES)]
     response = httpx.post(
         f"{origin}/_sim/vehicles",

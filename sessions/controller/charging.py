@@ -23,7 +23,7 @@ from sessions.controller.stopping import _send_stop
 from sessions.grid import services as grid
 from sessions.models.charging import ChargingSession
 from sessions.vehicle_api import errors as api_errors
-from sessions.vehicle_api.types import ChargeState
+from sessions.vehicle_api.v3_types import ChargeState
 
 
 def _charging_deadline(session: ChargingSession) -> timedelta:

@@ -92,6 +92,10 @@ def _learn_latencies(session: ChargingSession, estimate, readings: list[metering
             interval = policy.flip_interval(readings, stops[0].sent_at, to_charging=False)
             if interval is not None:
                 learned[stops[0].pk] = interval
+    for command in commands:
+        if command.effect_latency_ms is not None:
+            # The API timed it itself (a 200 SUCCESS's completedAt − executedAt): that stands.
+            learned.pop(command.pk, None)
     for pk, (lo, hi) in learned.items():
         VehicleCommand.objects.filter(pk=pk).update(
             effect_latency_ms=int(lo * 1000), effect_latency_max_ms=None if hi is None else int(hi * 1000)

@@ -83,12 +83,6 @@ class StepGreenlet(greenlet.greenlet):
         self.result: Any = None  # what the step function returned
         self.cpu_s = 0.0
 
-    def park(self, future: Future) -> Any:
-        """Wait for `future` by switching to the hub; the hub resumes us once it is done."""
-        future.add_done_callback(lambda _f: self.ready.put(self))
-        self.parent.switch()
-        return future.result()
-
     def cooperative_sleep(self, seconds: float) -> None:
         """Wait with the hub free to run the other steps (sessions/vehicle_api/waiting.py): the
         hub resumes us once `seconds` have passed."""
@@ -97,6 +91,12 @@ class StepGreenlet(greenlet.greenlet):
             return
         heapq.heappush(self.sleepers, (time.monotonic() + seconds, id(self), self))
         self.parent.switch()
+
+    def park(self, future: Future) -> Any:
+        """Wait for `future` by switching to the hub; the hub resumes us once it is done."""
+        future.add_done_callback(lambda _f: self.ready.put(self))
+        self.parent.switch()
+        return future.result()
 
 
 class CallBridge:
@@ -236,6 +236,8 @@ class InFlightWorker:
         self.on_tick = on_tick
         self.context = context
         self.ready: queue.SimpleQueue[StepGreenlet] = queue.SimpleQueue()
+        # (wake at, tie-break, greenlet): steps in a cooperative sleep, earliest first.
+        self.sleepers: list[tuple[float, int, StepGreenlet]] = []
         self.active: set[StepGreenlet] = set()
         # (wake at, tie-break, greenlet): steps in a cooperative sleep, earliest first.
         self.sleepers: list[tuple[float, int, StepGreenlet]] = []

@@ -19,7 +19,7 @@ from datetime import timedelta
 from typing import Any
 
 from sessions import clock
-from sessions.controller.step import Outcome, _Step
+from sessions.controller.step import Outcome, _Step, limit_percent
 from sessions.models.charging import OPEN_STATUSES, TERMINAL_STATUSES, ChargingSession, CommandKind, VehicleCommand
 from sessions.vehicle_api import errors as api_errors
 from sessions.vehicles.services import ConsentRequired
@@ -59,10 +59,12 @@ def driver_limit(step: _Step) -> tuple[int, dict[str, Any]]:
     session = step.session
     if session.driver_limit_bp is not None:
         return session.driver_limit_bp, {}
-    vid = step.vehicle.external_id
-    read = step.reported_limit_bp or (
-        step.call(CommandKind.READ, "charge/limit", lambda c, t: c.charge_limit(t, vid)).limit_bp
-    )
+    # The limit as the step's read of the car's signals showed it (v3 reports it with the rest);
+    # a step that has not read the car yet reads its signals for it.
+    read = step.reported_limit_bp
+    if read is None and not any(r.kind == CommandKind.READ for r in step.records):
+        vid = step.vehicle.external_id
+        read = step.call(CommandKind.READ, "signals", lambda c, u: c.get_signals(u, vid)).signals.charge_limit_bp
     previous = _previous_on_car(session)
     if (
         previous is not None
@@ -85,6 +87,9 @@ def driver_limit(step: _Step) -> tuple[int, dict[str, Any]]:
             )
         )
         return previous.driver_limit_bp, {"driver_limit_bp": previous.driver_limit_bp, "limit_to_restore": True}
+    if read is None:
+        # Unknown now (some makes show it only while plugged): a limit we cannot put back is not set.
+        raise api_errors.NoSignalData(f"no charge limit in the signals of vehicle {step.vehicle.external_id}")
     return read, {"driver_limit_bp": read}
 
 
@@ -102,9 +107,10 @@ def _retry_delay(attempts: int) -> timedelta:
 def _attempt(step: _Step, limit_bp: int, attempts: int, *, tries: int) -> dict[str, Any]:
     """Send the driver's limit (up to `tries` times on a passing failure); the fields it changes."""
     session, vid = step.session, step.vehicle.external_id
+    percent = limit_percent(limit_bp)  # v3 takes whole percents; the driver's was read as one
     for attempt in range(1, tries + 1):
         try:
-            step.call(CommandKind.SET_LIMIT, "restore", lambda c, t: c.set_charge_limit(t, vid, limit_bp))
+            step.call(CommandKind.SET_LIMIT, "restore", lambda c, u: c.set_charge_limit(u, vid, percent))
             return {"limit_restored": True, "limit_restore_due_at": None, "limit_restore_attempts": attempts + 1}
         except ConsentRequired as exc:
             logger.warning("session %s: driver's charge limit not restored yet (%s)", session.pk, exc)

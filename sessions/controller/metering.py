@@ -22,7 +22,9 @@ logger = logging.getLogger(__name__)
 SOURCE_ENERGY_ADDED = "energy_added"
 SOURCE_SOC = "soc"
 SOURCE_METER = "meter"
-SOURCES = (SOURCE_ENERGY_ADDED, SOURCE_SOC, SOURCE_METER)
+# The car's charging power (v3 `charge-wattage`) read with its battery level.
+SOURCE_POWER = "power"
+SOURCES = (SOURCE_ENERGY_ADDED, SOURCE_SOC, SOURCE_METER, SOURCE_POWER)
 
 CHARGING = "CHARGING"
 NOT_CHARGING = "NOT_CHARGING"
@@ -125,7 +127,7 @@ class MeterEstimate:
     power_low_w: int
     power_high_w: int
     power_source: str  # "readings" | "reported" | "nominal"
-    source: str  # "energy_added" | "meter" | "soc" | "none"
+    source: str  # "energy_added" | "meter" | "power" | "soc" | "none"
     as_of: datetime | None
     fetched_at: datetime | None
     first_taken_at: datetime | None
@@ -697,7 +699,7 @@ class Meter:
             power_settled = counter.power_settled()
             as_of = counter.last_t
         elif soc.last_bp is not None:
-            source = SOURCE_SOC
+            source = SOURCE_POWER if latest.reading.source == SOURCE_POWER else SOURCE_SOC
             fit = _soc_estimate(soc, _usable(ctx), prior, prior_sigma)
             delivered, low, high, power, power_sigma = fit.delivered, fit.low, fit.high, fit.power, fit.power_sigma
             # Planned on the usable capacity's typical fraction; proven only down to its lowest.

@@ -30,7 +30,7 @@ from sessions.grid import smart
 from sessions.models.charging import ChargingSession, CommandKind
 from sessions.models.grid import SmartPlan
 from sessions.vehicle_api import errors as api_errors
-from sessions.vehicle_api.types import ChargeState
+from sessions.vehicle_api.v3_types import ChargeState
 from sessions.vehicles import command_budget
 
 logger = logging.getLogger(__name__)
@@ -147,7 +147,7 @@ def _pause_command(step: _Step) -> None:
     """A STOP that pauses (not the purchase's): recorded apart so latency learning ignores it."""
     vid = step.vehicle.external_id
     try:
-        step.call(CommandKind.STOP, PAUSE, lambda c, t: c.stop_charge(t, vid))
+        step.call(CommandKind.STOP, PAUSE, lambda c, u: c.stop_charge(u, vid))
     except api_errors.VehicleApiError as exc:
         logger.info("session %s: pause STOP failed (%s); the verification read decides", step.session.pk, exc)
 
@@ -207,7 +207,7 @@ def _step_paused(step: _Step, plan: SmartPlan) -> Outcome:
         return Outcome(next_at=following.start)
     vid = step.vehicle.external_id
     try:
-        step.call(CommandKind.START, RESUME, lambda c, t: c.start_charge(t, vid))
+        step.call(CommandKind.START, RESUME, lambda c, u: c.start_charge(u, vid))
     except api_errors.VehicleStateError as exc:
         if exc.code == "CHARGING_PLUG_NOT_CONNECTED":
             return _finish(step, to_status=S.INTERRUPTED, reason="unplugged_mid")
@@ -255,7 +255,7 @@ def _resume_wait(step: _Step, plan: SmartPlan) -> Outcome:
         # Two looks and still not charging: the resume START may have been lost; send it again.
         vid = step.vehicle.external_id
         try:
-            step.call(CommandKind.START, RESUME, lambda c, t: c.start_charge(t, vid))
+            step.call(CommandKind.START, RESUME, lambda c, u: c.start_charge(u, vid))
         except api_errors.VehicleApiError as exc:
             logger.info("session %s: second resume START failed (%s)", session.pk, exc)
     return Outcome(changes={"attempts": attempts}, next_at=step.backoff(min(attempts, 3)))

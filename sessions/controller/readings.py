@@ -11,9 +11,11 @@ from sessions import clock
 from sessions.controller import metering, policy, webhook_readings
 from sessions.controller.step import PAUSE, RESUME, _Step
 from sessions.grid import services as grid
-from sessions.models.charging import ChargingSession, CommandKind, MeterReading, VehicleCommand
+from sessions.models.charging import ChargingSession, CommandKind, MeterReading, SessionStatus, VehicleCommand
 from sessions.vehicle_api import errors as api_errors
+from sessions.vehicle_api import signals as sig
 from sessions.vehicles import makes
+from sessions.vehicles.services import charge_state, vehicle_learn_capabilities
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
@@ -82,42 +84,39 @@ def _cache_append(session: ChargingSession, stored: MeterReading) -> None:
 
 def _read(step: _Step) -> metering.Reading:
     """The car's current reading: a webhook reading that answers it (no call), else a read of the
-    car (one or two billed calls), stored. Raises webhook_readings.ReadDeferred when the read
-    waits for the car's next webhook (sessions/controller/webhook_readings.py)."""
+    car's signals (one billed call), stored. Raises webhook_readings.ReadDeferred when the read
+    waits for the car's next webhook (sessions/controller/webhook_readings.py).
+
+    The reading is built as a webhook's is (`webhook_readings.reading_from_signals`).
+    Raises errors.NoSignalData when the car's signals hold neither a charge state nor a level."""
     session = step.session
     answered = webhook_readings.answer_read(step, _reading_rows(session), _refresh_s(session))
     if answered is not None:
         return answered
-    vid = step.vehicle.external_id
-    fetched = clock.now()
-    if session.energy_step_wh:
-        result = step.call(CommandKind.READ, "tesla/charge", lambda c, t: c.tesla_charge(t, vid))
-        step.reported_limit_bp = result.soc_limit_bp
-        reading = metering.Reading(
-            taken_at=result.meta.data_age or fetched,
-            fetched_at=fetched,
-            source=metering.SOURCE_ENERGY_ADDED,
-            energy_added_wh=result.energy_added_wh,
-            power_w=result.power_w,
-            charge_state=result.state.value if result.state else None,
-            is_plugged_in=result.is_plugged_in,
-        )
-    else:
-        results = step.call(
-            CommandKind.READ, "batch charge+battery", lambda c, t: c.batch(t, vid, ["/charge", "/battery"]), billed=2
-        )
-        charge, battery = results.get("/charge"), results.get("/battery")
-        for part in (charge, battery):
-            if isinstance(part, api_errors.VehicleApiError):
-                raise part
-        reading = metering.Reading(
-            taken_at=battery.meta.data_age or charge.meta.data_age or fetched,
-            fetched_at=fetched,
-            source=metering.SOURCE_SOC,
-            soc_bp=battery.soc_bp,
-            charge_state=charge.state.value,
-            is_plugged_in=charge.is_plugged_in,
-        )
+    vehicle = step.vehicle
+    vid = vehicle.external_id
+    result = step.call(CommandKind.READ, "signals", lambda c, u: c.get_signals(u, vid))
+    signals = result.signals
+    vehicle_learn_capabilities(vehicle, signals)
+    step.reported_limit_bp = signals.charge_limit_bp
+    state = charge_state(signals)
+    energy = signals.energy_added_wh
+    soc = signals.soc_bp
+    if state is None and soc is None and energy is None:
+        # An empty store (no subscription yet, or a car that never reported): nothing to act on.
+        raise api_errors.NoSignalData(f"no charge state nor level in the signals of vehicle {vid}")
+    if session.status == SessionStatus.REQUESTED:
+        # The session's first reads decide what it is metered by, from what the car answers: a
+        # counter it reports (even one the request did not know of), none if it says it has none.
+        if energy is not None and not session.energy_step_wh:
+            session.energy_step_wh = makes.traits_for(vehicle.make).energy_step_wh
+        elif energy is None and vehicle.signal_capabilities.get(sig.ENERGY_ADDED) == sig.Capability.NOT_CAPABLE:
+            session.energy_step_wh = 0
+    # Received when the answer came (a read can take seconds): the car's data may be newer than
+    # the moment we asked, never newer than the moment we got it.
+    reading = webhook_readings.reading_from_signals(
+        signals, received_at=clock.now(), counter=bool(session.energy_step_wh)
+    )
     stored = MeterReading.record(session, reading)
     _cache_append(session, stored)
     return reading
@@ -202,7 +201,7 @@ def _policy_state(step: _Step, estimate, latency, readings) -> policy.PolicyStat
         nominal_power_w=session.nominal_power_w,
         soc_only=not session.energy_step_wh,
         start_latency=latency_model(step.vehicle.make, CommandKind.START),
-        read_cost=1 if session.energy_step_wh else 2,  # an SoC-only car is read with a 2-call batch
+        read_cost=1,  # one signals read answers everything the car reports
     )
 
 

@@ -11,11 +11,19 @@ from sessions.controller import limits, policy
 from sessions.controller.finish import _retry_or_fail
 from sessions.controller.paused import _plan_first_window
 from sessions.controller.readings import _read, _refresh_s, latency_model
-from sessions.controller.step import STARTING_DEADLINE, Outcome, S, _sent_at, _Step
+from sessions.controller.step import (
+    STARTING_DEADLINE,
+    Outcome,
+    S,
+    _limit_refused,
+    _limit_settable,
+    _sent_at,
+    _Step,
+    limit_percent,
+)
 from sessions.models.charging import CommandKind
-from sessions.models.vehicles import Vehicle
 from sessions.vehicle_api import errors as api_errors
-from sessions.vehicle_api.types import ChargeState
+from sessions.vehicle_api.v3_types import ChargeState
 from sessions.vehicles import makes
 
 logger = logging.getLogger(__name__)
@@ -35,12 +43,8 @@ def _step_requested(step: _Step) -> Outcome:
         return Outcome(to_status=S.FAILED, reason="unplugged")
     if reading.charge_state == ChargeState.FULLY_CHARGED:
         return Outcome(to_status=S.FAILED, reason="already_full")
-    changes: dict[str, Any] = {"start_soc_bp": reading.soc_bp}
-    if session.energy_step_wh and reading.soc_bp is None:
-        try:
-            changes["start_soc_bp"] = step.call(CommandKind.READ, "battery", lambda c, t: c.battery(t, vid)).soc_bp
-        except api_errors.VehicleApiError as exc:
-            logger.info("session %s: no battery level at start (%s)", session.pk, exc)
+    # The read may have told what the car is metered by (its signals): kept with the session.
+    changes: dict[str, Any] = {"start_soc_bp": reading.soc_bp, "energy_step_wh": session.energy_step_wh}
     already_charging = reading.charge_state == ChargeState.CHARGING
     soc = changes.get("start_soc_bp")
     if soc is not None and soc >= step.vehicle.max_soc_bp and not already_charging:
@@ -52,7 +56,7 @@ def _step_requested(step: _Step) -> Outcome:
     if not already_charging:
         changes.update(_set_backstop(step, changes.get("start_soc_bp")))
         try:
-            step.call(CommandKind.START, "", lambda c, t: c.start_charge(t, vid))
+            step.call(CommandKind.START, "", lambda c, u: c.start_charge(u, vid))
         except api_errors.VehicleStateError as exc:
             if exc.code != "CHARGING_IN_PROGRESS":
                 return _retry_or_fail(step, exc, **changes)
@@ -79,10 +83,6 @@ def _step_requested(step: _Step) -> Outcome:
     )
 
 
-def _limit_settable(vehicle: Vehicle) -> bool:
-    return makes.traits_for(vehicle.make).charge_limit and vehicle.charge_limit_settable is not False
-
-
 def _set_backstop(step: _Step, soc_bp: int | None) -> dict[str, Any]:
     """Lower the car's charge limit to above the level the purchase can end at, where the make
     takes a limit: if everything else fails, the car stops itself near the purchase, never short
@@ -103,18 +103,20 @@ def _set_backstop(step: _Step, soc_bp: int | None) -> dict[str, Any]:
     )
     vid = vehicle.external_id
     known: dict[str, Any] = {}
+    percent = limit_percent(backstop)
     try:
         # Never a limit the product set (an earlier session's backstop still on the car, or this
-        # session's own on a second START attempt): see limits.driver_limit.
+        # session's own on a second START attempt): see limits.driver_limit. v3 whole percents.
         driver_limit, known = limits.driver_limit(step)
-        if backstop >= driver_limit:
+        if percent * 100 >= driver_limit:
             return known
-        step.call(CommandKind.SET_LIMIT, f"{backstop}bp", lambda c, t: c.set_charge_limit(t, vid, backstop))
+        step.call(CommandKind.SET_LIMIT, f"{percent * 100}bp", lambda c, u: c.set_charge_limit(u, vid, percent))
     except api_errors.VehicleApiError as exc:
         # A backstop is a safety net, not a condition of charging. A SET that failed may still
         # have reached the car: the driver's limit is put back at the end all the same.
         logger.info("session %s: no charge-limit backstop (%s)", session.pk, exc)
+        _limit_refused(vehicle, exc)
         if known and exc.retryable:
             known["limit_to_restore"] = True
         return known
-    return {**known, "backstop_limit_bp": backstop, "limit_to_restore": True}
+    return {**known, "backstop_limit_bp": percent * 100, "limit_to_restore": True}

@@ -15,7 +15,7 @@ from sessions.controller.stopping import _send_stop
 from sessions.grid import services as grid
 from sessions.models.charging import CommandKind
 from sessions.vehicle_api import errors as api_errors
-from sessions.vehicle_api.types import ChargeState
+from sessions.vehicle_api.v3_types import ChargeState
 from sessions.vehicles import command_budget
 
 logger = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ def _step_starting(step: _Step) -> Outcome:
         # budget still holds the STOP after it (sessions/vehicles/command_budget.py).
         vid = step.vehicle.external_id
         try:
-            step.call(CommandKind.START, "retry", lambda c, t: c.start_charge(t, vid))
+            step.call(CommandKind.START, "retry", lambda c, u: c.start_charge(u, vid))
         except api_errors.VehicleApiError as exc:
             logger.info("session %s: START retry failed (%s)", session.pk, exc)
         next_at = step.now + timedelta(seconds=latency.quantile(0.9) + _refresh_s(session))

@@ -14,8 +14,10 @@ from django.utils.translation import gettext_noop
 from sessions import clock
 from sessions.models.charging import ChargingSession, CommandKind, SessionStatus, VehicleCommand
 from sessions.models.grid import SmartPlan
+from sessions.models.vehicles import Vehicle
 from sessions.vehicle_api import errors as api_errors
-from sessions.vehicles.services import ConsentRequired, call_with_token, get_client
+from sessions.vehicle_api.v3_types import CommandResult
+from sessions.vehicles.services import ConsentRequired, call_vehicle, get_client
 
 S = SessionStatus
 
@@ -115,7 +117,7 @@ class _Step:
         # Command records, written in one INSERT when the step ends (whatever way it ends).
         self.records: list[VehicleCommand] = []
         self.not_before: datetime | None = None
-        # The charge limit, when a read reported it anyway (Tesla's /tesla/charge): saves a call.
+        # The charge limit, as the last read's signals reported it: saves a call.
         self.reported_limit_bp: int | None = None
         # Smart plan columns and effects (bonus lines, DR verification) for `_commit`'s transaction.
         self.plan_changes: dict[str, Any] = {}
@@ -127,7 +129,8 @@ class _Step:
         self.rng = random.Random(f"{session.pk}:{session.version}")  # noqa: S311 - jitter, not a secret
 
     def call(self, kind: str, detail: str, fn, *, billed: int = 1):
-        """Run `fn(client, token)` against the vehicle API; record the command; count the calls."""
+        """Run `fn(client, user_id)` against the vehicle API (`user_id`: the vehicle API user the
+        connection acts for); record the command; count the calls."""
         session, vehicle = self.session, self.vehicle
         client = get_client()
         sent_at = clock.now()
@@ -138,9 +141,7 @@ class _Step:
         if kind == CommandKind.READ:
             self.billed_reads += billed
         try:
-            result = call_with_token(
-                vehicle.connection_id, client, lambda token: fn(client, token), loaded=vehicle.connection
-            )
+            result = call_vehicle(vehicle.connection, lambda user_id: fn(client, user_id))
         except api_errors.VehicleApiError as exc:
             record.ok = False
             record.error_type = (exc.type or type(exc).__name__)[:48]
@@ -168,6 +169,7 @@ class _Step:
                 record.ok = True
                 meta = getattr(result, "meta", None)
                 record.request_id = ((meta.request_id if meta else "") or "")[:64]
+                _command_times(record, result)
             self.records.append(record)
         return result
 
@@ -176,6 +178,48 @@ class _Step:
         delay = ceiling / 2 + self.rng.uniform(0, ceiling / 2)
         at = self.now + timedelta(seconds=delay)
         return max(at, self.not_before) if self.not_before else at
+
+
+def _command_times(record: VehicleCommand, result: Any) -> None:
+    """A command the car carried out (v3: HTTP 200, SUCCESS) says when: `completedAt` − `executedAt`
+    is how long it took to act, a latency measured by the API itself (a virtual clock answers at
+    once, so our own wall time is no measure of it). A 202 (still running) tells nothing yet: its
+    effect is confirmed from the car's signals, like every command's."""
+    if not isinstance(result, CommandResult) or not result.done:
+        return
+    if result.executed_at is None or result.completed_at is None or result.completed_at < result.executed_at:
+        return
+    took_ms = int((result.completed_at - result.executed_at).total_seconds() * 1000)
+    record.latency_ms = took_ms
+    record.effect_latency_ms = took_ms
+
+
+def command_done_at(step: _Step, kind: str) -> datetime | None:
+    """When this step's last `kind` command took effect, if the API said so (a 200 SUCCESS with its
+    times): the sending time plus the command's own duration."""
+    record = next((r for r in reversed(step.records) if r.kind == kind), None)
+    if record is None or not record.ok or record.effect_latency_ms is None:
+        return None
+    return record.sent_at + timedelta(milliseconds=record.effect_latency_ms)
+
+
+def _limit_settable(vehicle: Vehicle) -> bool:
+    """Whether a limit may be set: not refused by the car before, and readable (a limit we cannot
+    read we cannot put back after the session)."""
+    return vehicle.charge_limit_settable is not False and vehicle.charge_limit_readable is not False
+
+
+def _limit_refused(vehicle: Vehicle, exc: api_errors.VehicleApiError) -> None:
+    """A car that answers a set-limit with COMPATIBILITY never takes one: do not ask again."""
+    if isinstance(exc, api_errors.CompatibilityError):
+        vehicle.charge_limit_settable = False
+        Vehicle.objects.filter(pk=vehicle.pk).update(charge_limit_settable=False)
+
+
+def limit_percent(limit_bp: int) -> int:
+    """A charge limit in basis points as the whole percent v3's set-limit takes (50..100), rounded
+    up: a backstop or a cap computed in basis points never stops the car below that level."""
+    return max(50, min(100, -(-limit_bp // 100)))
 
 
 def _sent_at(step: _Step, kind: str) -> datetime:

@@ -19,11 +19,22 @@ from sessions.controller.readings import (
     _telemetry_age_s,
     latency_model,
 )
-from sessions.controller.step import PAUSE, STOPPING_DEADLINE, Outcome, S, _reason, _sent_at, _Step
+from sessions.controller.step import (
+    PAUSE,
+    STOPPING_DEADLINE,
+    Outcome,
+    S,
+    _limit_refused,
+    _limit_settable,
+    _reason,
+    _sent_at,
+    _Step,
+    limit_percent,
+)
 from sessions.models.charging import ChargingSession, CommandKind
 from sessions.vehicle_api import errors as api_errors
-from sessions.vehicle_api.types import ChargeState
-from sessions.vehicles import command_budget, makes
+from sessions.vehicle_api.v3_types import ChargeState
+from sessions.vehicles import command_budget
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +77,7 @@ def _stop_command(step: _Step) -> dict[str, Any]:
     vid = step.vehicle.external_id
     changes: dict[str, Any] = {"stop_attempts": session.stop_attempts + 1}
     try:
-        step.call(CommandKind.STOP, f"attempt {session.stop_attempts + 1}", lambda c, t: c.stop_charge(t, vid))
+        step.call(CommandKind.STOP, f"attempt {session.stop_attempts + 1}", lambda c, u: c.stop_charge(u, vid))
         if session.stop_first_sent_at is None:
             changes["stop_first_sent_at"] = _sent_at(step, CommandKind.STOP)
     except api_errors.VehicleApiError as exc:
@@ -89,8 +100,7 @@ def _stop_refused(step: _Step, exc: api_errors.VehicleApiError) -> dict[str, Any
         "stop_not_carried_out": True,
     }
     vehicle = step.vehicle
-    settable = makes.traits_for(vehicle.make).charge_limit and vehicle.charge_limit_settable is not False
-    if settable and not session.stop_escalated:
+    if _limit_settable(vehicle) and not session.stop_escalated:
         readings = _readings(session)
         level = _current_soc_bp(session, readings[-1]) if readings else None
         # Its level now, rounded up to a whole percent (the car stops there), at least the API's 50 %.
@@ -114,14 +124,16 @@ def _lower_limit(step: _Step, limit_bp: int) -> dict[str, Any]:
     except api_errors.VehicleApiError as exc:
         # Stopping the car matters more than the limit it goes back to.
         logger.warning("session %s: driver's limit unknown before lowering it (%s)", session.pk, exc)
+    percent = limit_percent(limit_bp)  # v3 takes whole percents
     try:
-        step.call(CommandKind.SET_LIMIT, "escalation", lambda c, t: c.set_charge_limit(t, vid, limit_bp))
-        changes["escalation_limit_bp"] = limit_bp
+        step.call(CommandKind.SET_LIMIT, "escalation", lambda c, u: c.set_charge_limit(u, vid, percent))
+        changes["escalation_limit_bp"] = percent * 100
     except api_errors.VehicleApiError as exc:
         logger.warning("session %s: escalation limit refused (%s)", session.pk, exc)
+        _limit_refused(step.vehicle, exc)
         if not exc.retryable:
             return changes
-        changes["escalation_limit_bp"] = limit_bp  # it may have reached the car all the same
+        changes["escalation_limit_bp"] = percent * 100  # it may have reached the car all the same
     changes["limit_to_restore"] = True
     return changes
 
@@ -190,8 +202,7 @@ def _step_stopping(step: _Step) -> Outcome:
     failed = session.attempts + 1
     action = policy.escalation(
         failed,
-        supports_charge_limit=makes.traits_for(vehicle.make).charge_limit
-        and vehicle.charge_limit_settable is not False,
+        supports_charge_limit=_limit_settable(vehicle),
         current_soc_bp=_current_soc_bp(session, reading),
         limit_already_lowered=session.stop_escalated,
     )

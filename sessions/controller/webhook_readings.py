@@ -72,24 +72,30 @@ def _time(signals: SignalSet, *codes: str) -> datetime | None:
     return None
 
 
-def reading_from_signals(signals: SignalSet, *, received_at: datetime) -> metering.Reading | None:
-    """The reading a set of signal values makes, or None when it holds nothing the controller
-    uses. Labelled by its best energy source (EnergyAdded, else SoC); its time is the data time of
-    the signal that measured the energy (else of the charge state), never later than we got it."""
+def reading_from_signals(signals: SignalSet, *, received_at: datetime, counter: bool = True) -> metering.Reading | None:
+    """The reading a set of signal values makes, polled or delivered by webhook alike, or None
+    when it holds nothing the controller uses. Its energy is the best the car has, labelled: the
+    session energy counter (`charge-energyadded`) when `counter` (the session counts on one), else
+    the charging power (`charge-wattage`, a measurement) with the battery level, else the level
+    alone. Its time is the car's own (`oemUpdatedAt`) of the signal it is measured by (else of the
+    charge state), never later than we got it."""
     energy, soc, power = signals.energy_added_wh, signals.soc_bp, signals.power_w
     state, plugged = charge_state(signals), signals.is_plugged_in
     if energy is None and soc is None and power is None and state is None and plugged is None:
         return None
-    source = metering.SOURCE_ENERGY_ADDED if energy is not None else metering.SOURCE_SOC
-    taken = _time(
-        signals, sig.ENERGY_ADDED, sig.SOC, sig.WATTAGE, sig.CHARGING_STATUS, sig.IS_CHARGING, sig.IS_PLUGGED_IN
-    )
+    if counter and energy is not None:
+        source, measured_by = metering.SOURCE_ENERGY_ADDED, (sig.ENERGY_ADDED,)
+    elif power is not None:
+        source, measured_by = metering.SOURCE_POWER, (sig.SOC, sig.WATTAGE)
+    else:
+        source, measured_by = metering.SOURCE_SOC, (sig.SOC,)
+    taken = _time(signals, *measured_by, sig.CHARGING_STATUS, sig.IS_CHARGING, sig.IS_PLUGGED_IN)
     taken = min(taken or received_at, received_at)  # a clock ahead of ours must not jump the queue
     return metering.Reading(
         taken_at=taken,
         fetched_at=received_at,
         source=source,
-        energy_added_wh=energy,
+        energy_added_wh=energy if source == metering.SOURCE_ENERGY_ADDED else None,
         soc_bp=soc,
         power_w=power,
         charge_state=state,

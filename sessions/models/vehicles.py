@@ -1,4 +1,4 @@
-"""A driver's connection to the vehicle API (OAuth tokens, encrypted) and the vehicles it reaches."""
+"""A driver's connection to the vehicle API (its user id there) and the vehicles it reaches."""
 
 from __future__ import annotations
 
@@ -7,21 +7,11 @@ from django.db import models
 from django.db.models import F, Q
 from django.utils.translation import gettext_lazy
 
-from monitoring.logs import remember_secret
-from sessions.vehicles import crypto
-
-
-def _clear(ciphertext: str) -> str:
-    value = crypto.decrypt(ciphertext) if ciphertext else ""
-    remember_secret(value)
-    return value
-
 
 class VehicleConnection(models.Model):
-    """One consent given through Connect: one token pair covering one or more vehicles.
-
-    Tokens are stored encrypted (`sessions.vehicles.crypto`); use the `access_token`/`refresh_token`
-    properties. Token changes go through `sessions.vehicles.services` (refresh lease, compare-and-set)."""
+    """One consent given through Connect: the vehicle API user who gave it and the vehicles it
+    shared (at the API, each vehicle is a (user, vehicle) connection). No driver token exists in
+    v3: the application's token and the user id reach the vehicles (sessions.vehicles.services)."""
 
     class Status(models.TextChoices):
         ACTIVE = "active", "Active"
@@ -29,7 +19,7 @@ class VehicleConnection(models.Model):
         DISCONNECTED = "disconnected", "Disconnected"
 
     # Allowed status moves. needs_consent → active does not exist: a reconnect creates a new
-    # connection (new tokens) that supersedes this one.
+    # connection that supersedes this one.
     TRANSITIONS = {
         Status.ACTIVE: {Status.NEEDS_CONSENT, Status.DISCONNECTED},
         Status.NEEDS_CONSENT: {Status.DISCONNECTED},
@@ -40,24 +30,13 @@ class VehicleConnection(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
     status_reason = models.CharField(max_length=255, blank=True)
     status_changed_at = models.DateTimeField(null=True, blank=True)
-    # The vehicle API's user id (GET /user), when known.
+    # The vehicle API's user id (Connect's `user_id`): every vehicle call names it (`sc-user-id`).
     external_user_id = models.CharField(max_length=64, blank=True)
     # A VEHICLE_ERROR webhook about the account or its permissions (or about a car with no open
     # session), until its RESOLVED: "TYPE:CODE" and the vehicle API's words.
     api_error = models.CharField(max_length=64, blank=True)
     api_error_message = models.CharField(max_length=255, blank=True)
     api_error_at = models.DateTimeField(null=True, blank=True)
-
-    access_token_ciphertext = models.TextField(blank=True)
-    refresh_token_ciphertext = models.TextField(blank=True)
-    access_expires_at = models.DateTimeField(null=True, blank=True)
-    refresh_expires_at = models.DateTimeField(null=True, blank=True)
-    # Bumped on every token write: callers compare it to detect a refresh made by someone else.
-    token_version = models.PositiveIntegerField(default=0)
-    # Refresh lease: who is refreshing now and until when (see sessions.vehicles.services.connection_access_token).
-    refresh_lease_id = models.CharField(max_length=64, blank=True)
-    refresh_lease_until = models.DateTimeField(null=True, blank=True)
-    last_refreshed_at = models.DateTimeField(null=True, blank=True)
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -68,26 +47,6 @@ class VehicleConnection(models.Model):
 
     def __str__(self) -> str:
         return f"Connection {self.pk} of {self.user_id} ({self.status})"
-
-    # Tokens: plaintext never touches the database. Empty string means "no token". A token seen
-    # in clear text is also never written to a log (monitoring.logs.remember_secret).
-    @property
-    def access_token(self) -> str:
-        return _clear(self.access_token_ciphertext)
-
-    @access_token.setter
-    def access_token(self, value: str) -> None:
-        remember_secret(value)
-        self.access_token_ciphertext = crypto.encrypt(value) if value else ""
-
-    @property
-    def refresh_token(self) -> str:
-        return _clear(self.refresh_token_ciphertext)
-
-    @refresh_token.setter
-    def refresh_token(self, value: str) -> None:
-        remember_secret(value)
-        self.refresh_token_ciphertext = crypto.encrypt(value) if value else ""
 
     @property
     def is_active(self) -> bool:
@@ -122,7 +81,10 @@ class Vehicle(models.Model):
     year = models.PositiveSmallIntegerField(null=True, blank=True)
     vin = models.CharField(max_length=17, blank=True)
     capacity_wh = models.PositiveIntegerField(null=True, blank=True)
-    # Capabilities: None = not known yet; learned from the API's answers (501 = not capable).
+    # Capabilities: None = not known yet; learned from the API's answers (a COMPATIBILITY error =
+    # not capable). `signal_capabilities`: signal code → capable | not_capable | not_permitted, as
+    # the car's signals answered (facts only; sessions.vehicles.services.vehicle_learn_capabilities).
+    signal_capabilities = models.JSONField(default=dict, blank=True)
     charge_limit_readable = models.BooleanField(null=True, blank=True)
     charge_limit_settable = models.BooleanField(null=True, blank=True)
     charge_limit_bp = models.PositiveSmallIntegerField(null=True, blank=True)
@@ -138,8 +100,8 @@ class Vehicle(models.Model):
     subscription_retry_at = models.DateTimeField(null=True, blank=True)
     subscription_changed_at = models.DateTimeField(null=True, blank=True)
 
-    # Last known snapshot. `data_age` is when the VEHICLE recorded the data (SC-Data-Age), not
-    # when we asked; `fetched_at` when the API pulled it from the OEM; `snapshot_at` our clock.
+    # Last known snapshot. `data_age` is when the VEHICLE recorded the data (the signals'
+    # oemUpdatedAt), not when we asked; `fetched_at` when the API retrieved it; `snapshot_at` our clock.
     soc_bp = models.PositiveSmallIntegerField(null=True, blank=True)
     is_plugged_in = models.BooleanField(null=True, blank=True)
     charge_state = models.CharField(max_length=16, choices=ChargeState.choices, blank=True)

@@ -1,41 +1,22 @@
-"""The only place that speaks HTTP to the vehicle API: `VehicleApiClient`, typed results, errors."""
+"""The only place that speaks HTTP to the vehicle API (Smartcar v3): `VehicleApiV3Client` (and its
+async twin) over the pure protocol of `v3_wire`, typed signals, typed results, typed errors."""
 
 from . import errors
-from .client import DEFAULT_SCOPES, VehicleApiClient, fraction_to_bp, kw_to_w, kwh_to_wh
-from .types import (
-    ActionResult,
-    Battery,
-    BatteryCapacity,
-    ChargeLimit,
-    ChargeState,
-    ChargeStatus,
-    RawResult,
-    ResponseMeta,
-    TeslaCharge,
-    TokenPair,
-    UserInfo,
-    VehicleAttributes,
-    Vin,
-)
+from .signals import Capability, Signal, SignalSet
+from .v3 import AsyncVehicleApiV3Client, VehicleApiV3Client
+from .v3_types import AppToken, ChargeState, CommandResult, Connection, Signals, VehicleInfo
 
 __all__ = [
-    "DEFAULT_SCOPES",
-    "ActionResult",
-    "Battery",
-    "BatteryCapacity",
-    "ChargeLimit",
+    "AppToken",
+    "AsyncVehicleApiV3Client",
+    "Capability",
     "ChargeState",
-    "ChargeStatus",
-    "RawResult",
-    "ResponseMeta",
-    "TeslaCharge",
-    "TokenPair",
-    "UserInfo",
-    "VehicleApiClient",
-    "VehicleAttributes",
-    "Vin",
+    "CommandResult",
+    "Connection",
+    "Signal",
+    "SignalSet",
+    "Signals",
+    "VehicleApiV3Client",
+    "VehicleInfo",
     "errors",
-    "fraction_to_bp",
-    "kw_to_w",
-    "kwh_to_wh",
 ]

@@ -1,12 +1,14 @@
-"""Typed errors of the vehicle API (Smartcar v2.0 wire protocol).
+"""Typed errors of the vehicle API (Smartcar v3).
 
 Every failure the client sees becomes one `VehicleApiError` subclass. The class is chosen from the
-v2 error body's `type` (falling back to the HTTP status), so callers branch on classes and codes,
-never on message strings. `retryable` answers one question: "may the *same* request succeed later
-without a human doing anything?" The per-code decisions are documented on each class.
+error's `type` (v3 `errors[]` items keep v2's types and codes), falling back to the HTTP status,
+so callers branch on classes and codes, never on message strings. `retryable` answers one
+question: "may the *same* request succeed later without a human doing anything?" The per-code
+decisions are documented on each class.
 
-Error body reference: shared/docs/vehicle-api.md §3 (`{type, code, description, docURL, statusCode,
-requestId, resolution:{type}, suggestedUserMessage, detail?}`).
+Error bodies: docs/reference/vehicle-api-v3.md §5 (`errors[]`, mapped in `v3_wire.error_from_reply`);
+a body in the older flat shape (`{type, code, description, …}`, docs/reference/vehicle-api.md §3)
+or OAuth's `{error, error_description}` (the IAM endpoint) is read by `error_from_body`.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ class VehicleApiError(Exception):
     """Base class: any failed exchange with the vehicle API or its token endpoint.
 
     Attributes (all optional, taken from the error body, then from headers):
-    status (HTTP status, or the batch sub-response `code`), type, code, description, doc_url,
+    status (HTTP status, or the error item's own `status`), type, code, description, doc_url,
     resolution_type (RETRY_LATER | REAUTHENTICATE | CONTACT_SUPPORT | None), request_id (body
     `requestId`, else the `SC-Request-Id` header), retry_after_s (int seconds from `Retry-After`),
     suggested_user_message, detail (validation details), body (the raw parsed body).
@@ -182,6 +184,13 @@ class CommandFailed(VehicleApiError):
     The car did not carry it out; not retryable as is (read the car's state and decide)."""
 
 
+class NoSignalData(VehicleApiError):
+    """v3: a signals read answered, but with nothing to act on (an empty store: the vehicle is not
+    subscribed yet, or its cloud has not reported). Retryable: the store fills as the car reports."""
+
+    default_retryable = True
+
+
 class OAuthError(VehicleApiError):
     """The token endpoint refused a code or refresh token: body `{error, error_description}` (e.g.
     `invalid_grant` for a used, expired or revoked refresh token). `type` holds `error`.
@@ -197,7 +206,7 @@ class OAuthError(VehicleApiError):
         return self.type in self.TRANSIENT_ERRORS or (self.status is not None and self.status >= 500)
 
 
-#: v2 `type` → class. Unknown types fall back to the status table below.
+#: `type` → class. Unknown types fall back to the status table below.
 ERROR_TYPES: dict[str, type[VehicleApiError]] = {
     "VALIDATION": ValidationError,
     "CONNECTED_SERVICES_ACCOUNT": ConnectedServicesAccountError,

@@ -22,6 +22,8 @@ from typing import Any
 
 import httpx
 
+from monitoring.logs import remember_secret
+
 from . import errors
 from .app_token import MemoryTokenCache, TokenSource
 from .v3_types import AppToken
@@ -224,7 +226,9 @@ class VehicleApiV3Client(_Settings):
 
     def request_app_token(self) -> AppToken:
         """A NEW application token from the IAM endpoint (bypasses the cache). Raises OAuthError."""
-        return self.run(self.protocol.app_token(self.clock()))
+        token = self.run(self.protocol.app_token(self.clock()))
+        remember_secret(token.access_token)  # never in a log line, whatever quotes it
+        return token
 
     def app_token(self) -> str:
         """The cached application token, renewed first when near expiry."""
@@ -285,7 +289,9 @@ class AsyncVehicleApiV3Client(_Settings):
             return done.value
 
     async def request_app_token(self) -> AppToken:
-        return await self.run(self.protocol.app_token(self.clock()))
+        token = await self.run(self.protocol.app_token(self.clock()))
+        remember_secret(token.access_token)
+        return token
 
     async def app_token(self) -> str:
         return await self.tokens.aget(self.request_app_token)

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from .signals import Signal, SignalSet
+
+
+class ChargeState(str, enum.Enum):
+    """A car's charge state as the product acts on it: `charge-detailedchargingstatus` (an open
+    enum; these three today), else `charge-ischarging` (sessions.vehicles.services.charge_state)."""
+
+    CHARGING = "CHARGING"
+    FULLY_CHARGED = "FULLY_CHARGED"
+    NOT_CHARGING = "NOT_CHARGING"
 
 
 @dataclass(frozen=True)

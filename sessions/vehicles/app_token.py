@@ -4,8 +4,7 @@ v3 authenticates the application, not the driver (docs/reference/vehicle-api-v3.
 token per client id, about an hour long, renewed by asking the IAM endpoint again. Every process
 keeps a copy in memory (`MemoryTokenCache`: one renewal per process); behind it, one
 `ApplicationToken` row per client id holds the current token and a renewal *lease*, so only one
-process in the fleet asks the IAM endpoint when the token nears expiry — the same pattern as the
-drivers' refresh lease in `sessions.vehicles.services.connection_access_token`:
+process in the fleet asks the IAM endpoint when the token nears expiry:
 
   1. short transaction, row locked (select_for_update): the row's token is fresh → use it; lease
      free or expired → take it; lease held → wait for the holder's token;
@@ -30,6 +29,7 @@ from django.db import connection as db_connection
 from django.db import transaction
 from django.utils import timezone
 
+from monitoring.logs import remember_secret
 from sessions import clock
 from sessions.models import ApplicationToken
 from sessions.vehicle_api import waiting
@@ -127,6 +127,7 @@ class DatabaseTokenSource:
                 current = row.token
             except crypto.TokenDecryptionError:
                 current = ""  # encrypted under a retired key: simply renew
+            remember_secret(current)  # renewed by another process: never in this one's logs either
             if current and current != rejected and row.expires_at and row.expires_at - now > self.margin:
                 expires_in = int((row.expires_at - now).total_seconds())
                 return _Claim(token=AppToken(access_token=current, expires_at=row.expires_at, expires_in_s=expires_in))

@@ -1,9 +1,13 @@
-"""What the controller assumes about a make before its own readings say otherwise.
+"""What the controller assumes about a make: only what the car's own answers cannot tell.
 
-From docs/reference/makes.md: which makes report a session energy counter, the step of their battery
-level, how old their data typically is, whether they take a charge limit and a STOP, how long
-their commands take (§4, unsourced there: a prior that the controller's own observations replace)
-and the daily data quotas some of them enforce.
+What a car reports (an energy counter, power, a readable charge limit) is learned per vehicle from
+its v3 signals (`Vehicle.signal_capabilities`, sessions.vehicles.services), and whether it takes a
+charge limit from its answer to one. What stays here, from docs/reference/makes.md: the resolution
+of the counter and the step of the battery level, how old the make's data typically is and how
+often it refreshes, whether it takes a remote STOP at all (Nissan US: START only), how long its
+commands take (§4, unsourced there: a prior the controller's own observations replace) and the
+daily data quotas some makes enforce. GM's rule that commands need 50 % battery is answered by
+the car itself (LOW_BATTERY, sessions/controller/finish.py).
 """
 
 from dataclasses import dataclass
@@ -25,13 +29,13 @@ QUOTA_SHARE = 0.5
 
 @dataclass(frozen=True)
 class MakeTraits:
-    energy_counter: bool = False  # GET /{make}/charge reports energyAdded (Tesla)
-    energy_step_wh: int = 0
+    # Resolution of the car's energy counter, where its signals report one (`charge-energyadded`;
+    # the v3 fixtures give it in 0.01 kWh).
+    energy_step_wh: int = 10
     soc_step_bp: int = 100
     telemetry_age_s: float = 300.0
     telemetry_refresh_s: float = 300.0
     nominal_power_w: int = 11_000
-    charge_limit: bool = True  # the make accepts POST /charge/limit
     can_stop: bool = True
     # Command latency prior (START and STOP alike until each is learned), docs/reference/makes.md §4.
     command_latency_s: tuple[float, float] = (5.0, 120.0)
@@ -45,20 +49,17 @@ _GM = MakeTraits(
     telemetry_age_s=1800,
     telemetry_refresh_s=1800,
     nominal_power_w=11_500,
-    charge_limit=False,
     command_latency_s=(30, 120),
 )
 TRAITS: dict[str, MakeTraits] = {
     "TESLA": MakeTraits(
-        energy_counter=True,
-        energy_step_wh=10,
         telemetry_age_s=60,
         telemetry_refresh_s=60,
         command_latency_s=(5, 40),
         daily_data_quota=200,  # Fleet API Discovery plan (docs/reference/makes.md §2b, T1)
     ),
-    "HYUNDAI": MakeTraits(soc_step_bp=1000, telemetry_refresh_s=600, charge_limit=False, command_latency_s=(30, 120)),
-    "KIA": MakeTraits(soc_step_bp=1000, telemetry_refresh_s=600, charge_limit=False, command_latency_s=(30, 120)),
+    "HYUNDAI": MakeTraits(soc_step_bp=1000, telemetry_refresh_s=600, command_latency_s=(30, 120)),
+    "KIA": MakeTraits(soc_step_bp=1000, telemetry_refresh_s=600, command_latency_s=(30, 120)),
     "CHEVROLET": _GM,
     "CADILLAC": _GM,
     "GMC": _GM,
@@ -66,19 +67,16 @@ TRAITS: dict[str, MakeTraits] = {
     # docs/reference/makes.md §2b/§4: data refreshed every 300–600 s; reads and confirmations plan on the middle.
     "BMW": MakeTraits(telemetry_age_s=450, telemetry_refresh_s=450, command_latency_s=(20, 120), daily_data_quota=50),
     "MINI": MakeTraits(telemetry_age_s=450, telemetry_refresh_s=450, command_latency_s=(20, 120), daily_data_quota=50),
-    "MERCEDES-BENZ": MakeTraits(
-        telemetry_age_s=450, telemetry_refresh_s=450, charge_limit=False, command_latency_s=(20, 120)
-    ),
+    "MERCEDES-BENZ": MakeTraits(telemetry_age_s=450, telemetry_refresh_s=450, command_latency_s=(20, 120)),
     "NISSAN": MakeTraits(
         telemetry_age_s=450,
         telemetry_refresh_s=450,
         nominal_power_w=6_600,
-        charge_limit=False,
         can_stop=False,
         command_latency_s=(30, 120),
     ),
     "VOLKSWAGEN": MakeTraits(telemetry_age_s=450, telemetry_refresh_s=450, command_latency_s=(20, 120)),
-    "FORD": MakeTraits(telemetry_age_s=450, telemetry_refresh_s=450, charge_limit=False, command_latency_s=(20, 120)),
+    "FORD": MakeTraits(telemetry_age_s=450, telemetry_refresh_s=450, command_latency_s=(20, 120)),
 }
 
 

@@ -1,4 +1,10 @@
-"""Services for vehicle connections and vehicles: connect, token refresh, snapshot, disconnect.
+"""Services for vehicle connections and vehicles: connect, snapshot, capabilities, disconnect.
+
+The vehicle API is Smartcar's v3 (docs/reference/vehicle-api-v3.md): the *application* holds one
+token (`sessions.vehicles.app_token`, shared by every worker), and every vehicle call names the
+driver's vehicle API user (`sc-user-id`) and the vehicle. A connection is what one Connect consent
+gave: the user id and the vehicles it shared (each a (user, vehicle) connection at the API).
+There is no per-driver token to store, refresh or encrypt.
 
 Network calls to the vehicle API never run inside a database transaction (STYLE.md): a command may
 take minutes, and holding row locks that long would stall every other worker. Each service reads
@@ -10,9 +16,8 @@ from __future__ import annotations
 
 import functools
 import logging
-import uuid
-from collections.abc import Callable
-from datetime import datetime, timedelta
+from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import TypeVar
 
 from django.conf import settings
@@ -22,24 +27,23 @@ from django.utils import timezone
 
 from sessions import clock, notices
 from sessions.models import Vehicle, VehicleConnection
-from sessions.vehicle_api import TokenPair, VehicleApiClient, errors, waiting
-from sessions.vehicles import crypto, subscriptions
+from sessions.vehicle_api import errors
+from sessions.vehicle_api.signals import Capability, SignalSet
+from sessions.vehicle_api.v3 import VehicleApiV3Client
+from sessions.vehicles import subscriptions
 
 logger = logging.getLogger(__name__)
 
-#: Refresh the access token when less than this is left (tokens live 2 h).
-REFRESH_MARGIN = timedelta(minutes=5)
-# Refresh tokens live 60 days (docs/reference/vehicle-api.md §4.2); the SDKs count it from receipt, as we do.
-REFRESH_TOKEN_LIFETIME = timedelta(days=60)
-#: How often a caller waiting for someone else's refresh looks at the row again.
-LEASE_POLL_S = 0.05
+# What Connect asks the driver for (docs/reference/vehicle-api-v3.md §2: v3 keeps v2's scopes).
+DEFAULT_SCOPES = ("read_vehicle_info", "read_battery", "read_charge", "control_charge")
+CONNECT_MODES = ("live", "simulated", "test")
 
 Status = VehicleConnection.Status
 T = TypeVar("T")
 
 
 class ConsentRequired(Exception):
-    """The driver must reconnect the vehicle through Connect (tokens refused, revoked or expired).
+    """The driver must reconnect the vehicle through Connect (access refused or withdrawn).
 
     The connection has been marked `needs_consent` (or was already not active)."""
 
@@ -49,372 +53,95 @@ class ConsentRequired(Exception):
         super().__init__(f"connection {connection_id} needs the driver's consent again: {reason}".rstrip(": "))
 
 
-_client_override: VehicleApiClient | None = None
+_client_override: VehicleApiV3Client | None = None
 
 
-def use_client(client: VehicleApiClient | None) -> None:
-    """Make `get_client()` return `client` (the fleet benchmark's in-process simulator); None undoes it."""
+def use_client(client: VehicleApiV3Client | None) -> None:
+    """Make `get_client()` return `client` (the benchmarks' and tests' in-process simulator); None undoes it."""
     global _client_override
     _client_override = client
 
 
-def get_client() -> VehicleApiClient:
-    """The application's vehicle API client (settings VEHICLE_*), one per process and settings.
+_SETTINGS = (
+    "VEHICLE_API_V3_ORIGIN",
+    "VEHICLE_MANAGEMENT_ORIGIN",
+    "VEHICLE_IAM_URL",
+    "VEHICLE_M2M_CLIENT_ID",
+    "VEHICLE_M2M_CLIENT_SECRET",
+    "VEHICLE_API_TIMEOUT_S",
+    "VEHICLE_API_CONNECT_TIMEOUT_S",
+)
+
+
+def get_client() -> VehicleApiV3Client:
+    """The application's vehicle API client (settings VEHICLE_*), one per process and settings,
+    with the application token shared through the database (one renewal across machines).
 
     httpx clients are thread-safe and pool connections, so they are shared, not built per call."""
     if _client_override is not None:
         return _client_override
-    key = tuple(
-        getattr(settings, name)
-        for name in (
-            "VEHICLE_API_ORIGIN",
-            "VEHICLE_AUTH_URL",
-            "VEHICLE_CONNECT_ORIGIN",
-            "VEHICLE_CLIENT_ID",
-            "VEHICLE_CLIENT_SECRET",
-            "VEHICLE_REDIRECT_URI",
-            "VEHICLE_CONNECT_MODE",
-            "VEHICLE_API_TIMEOUT_S",
-            "VEHICLE_API_CONNECT_TIMEOUT_S",
-        )
-    )
-    return _client_for(key)
+    return _client_for(tuple(getattr(settings, name) for name in _SETTINGS))
 
 
 @functools.lru_cache(maxsize=4)
-def _client_for(key: tuple) -> VehicleApiClient:
-    return VehicleApiClient.from_settings()
+def _client_for(key: tuple) -> VehicleApiV3Client:
+    from sessions.vehicles.app_token import application_token_source
+
+    # Token expiry follows the product's clock (virtual in the benchmarks, like the simulator's).
+    return VehicleApiV3Client.from_settings(token_source=application_token_source(), clock=clock.now)
 
 
-def _lease_duration() -> timedelta:
-    # Longer than the slowest possible token request (the client's read timeout), so a lease only
-    # expires when its holder has died; a live holder always finishes (or times out) before.
-    return timedelta(seconds=float(settings.VEHICLE_API_TIMEOUT_S) + 30)
+def authorize_url(*, state: str, make: str | None = None, scopes=DEFAULT_SCOPES, force_prompt: bool = False) -> str:
+    """The Connect URL to send the driver's browser to (docs/reference/vehicle-api-v3.md §2: still
+    the OAuth-style authorize page; its redirect brings the consenting user's `user_id`).
+
+    Query order and encoding follow the official Python SDK (spaces as `+`)."""
+    from urllib.parse import urlencode
+
+    if not state:
+        raise ValueError("state is required (CSRF protection of the callback)")
+    mode = settings.VEHICLE_CONNECT_MODE
+    if mode not in CONNECT_MODES:
+        raise ValueError(f"VEHICLE_CONNECT_MODE must be one of {CONNECT_MODES}, got {mode!r}")
+    query: list[tuple[str, str]] = [
+        ("response_type", "code"),
+        ("client_id", settings.VEHICLE_CLIENT_ID),
+        ("approval_prompt", "force" if force_prompt else "auto"),
+        ("mode", mode),
+        ("redirect_uri", settings.VEHICLE_REDIRECT_URI),
+        ("scope", " ".join(scopes)),
+        ("state", state),
+    ]
+    if make:
+        query.append(("make", make))
+    return f"{settings.VEHICLE_CONNECT_ORIGIN.rstrip('/')}/oauth/authorize?{urlencode(query)}"
 
 
-def _is_consent_error(exc: errors.VehicleApiError) -> bool:
-    return isinstance(exc, errors.CONSENT_ERRORS) and not exc.retryable
+# --- vehicle calls --------------------------------------------------------------------------------
 
 
-# --- connect ----------------------------------------------------------------------------------------
+def call_vehicle(connection: VehicleConnection, call: Callable[[str], T]) -> T:
+    """Run `call(user_id)` for a vehicle of `connection` (the vehicle API user it acts for).
 
-
-def connection_create_from_code(*, user, code: str, client: VehicleApiClient | None = None) -> VehicleConnection:
-    """Finish Connect: exchange `code`, list the vehicles, read their attributes, capacity and
-    charge-limit capability, and store the connection (encrypted tokens) with its vehicles.
-
-    All reads happen before anything is stored, so a failure leaves nothing half-made (the driver
-    simply connects again). A vehicle this user already had on an older connection moves to the
-    new one (its history and sessions stay attached); an older connection left without vehicles is
-    marked disconnected and its tokens erased.
-    Raises errors.VehicleApiError (OAuthError for a refused/expired code); nothing is stored then."""
-    client = client or get_client()
-    pair = client.exchange_code(code)
-    fetched = _fetch_vehicles(client, pair.access_token)
+    A 403 PERMISSION answer (consent withdrawn, or a scope the driver did not grant for a command)
+    means only the driver can restore access: the connection is marked needs_consent and
+    ConsentRequired raised. So is a connection that is not active or has no vehicle API user id.
+    A 401 is about the application's token, never the driver's: the client renews it once and
+    any further failure is an ordinary VehicleApiError."""
+    if connection.status != Status.ACTIVE:
+        raise ConsentRequired(connection.pk, connection.status_reason or connection.status)
+    if not connection.external_user_id:
+        # Made before the vehicle API's user ids were stored, and never backfilled: only a new
+        # Connect can name the user.
+        connection_mark_needs_consent(connection_id=connection.pk, reason="no vehicle API user id; reconnect")
+        raise ConsentRequired(connection.pk, "no vehicle API user id")
     try:
-        external_user_id = client.user_id(pair.access_token).id
-    except errors.VehicleApiError as exc:
-        external_user_id = ""  # nice to have (support, webhooks); never worth failing a connect
-        logger.info("vehicle API user id unavailable: %r", exc)
-
-    now = timezone.now()
-    with transaction.atomic():
-        connection = VehicleConnection(
-            user=user, status=Status.ACTIVE, status_changed_at=now, external_user_id=external_user_id
-        )
-        _set_tokens(connection, pair)
-        connection.save()
-        _upsert_vehicles(connection, fetched)
-        subscriptions.vehicles_subscribe_later(connection.vehicles.filter(is_active=True).values_list("pk", flat=True))
-    logger.info("vehicle connection %s created with %d vehicle(s)", connection.pk, len(fetched))
-    return connection
-
-
-def connection_create_from_tokens(
-    *, user, access_token: str, refresh_token: str, expires_in_s: int, external_user_id: str = ""
-) -> VehicleConnection:
-    """Store a token pair obtained without the code exchange (the simulator's admin API: demo data,
-    benchmarks, tests), encrypted, with expiries counted as the official SDKs count them."""
-    connection = connection_from_tokens(
-        user=user,
-        access_token=access_token,
-        refresh_token=refresh_token,
-        expires_in_s=expires_in_s,
-        external_user_id=external_user_id,
-    )
-    connection.save()
-    return connection
-
-
-def connection_from_tokens(
-    *, user, access_token: str, refresh_token: str, expires_in_s: int, external_user_id: str = ""
-) -> VehicleConnection:
-    """`connection_create_from_tokens`'s row, not yet saved (a benchmark creates thousands in bulk)."""
-    now = clock.now()
-    connection = VehicleConnection(
-        user=user,
-        access_expires_at=now + timedelta(seconds=expires_in_s),
-        refresh_expires_at=now + REFRESH_TOKEN_LIFETIME,
-        external_user_id=external_user_id,
-    )
-    connection.access_token = access_token
-    connection.refresh_token = refresh_token
-    return connection
-
-
-def connection_sync_vehicles(*, connection_id: int, client: VehicleApiClient | None = None) -> list[Vehicle]:
-    """Re-read the connection's vehicle list and details: new vehicles are added, known ones
-    updated, vehicles no longer shared are deactivated. Returns the active vehicles.
-    Raises ConsentRequired, errors.VehicleApiError (nothing changed then)."""
-    client = client or get_client()
-    fetched = call_with_token(connection_id, client, lambda token: _fetch_vehicles(client, token))
-    with transaction.atomic():
-        connection = VehicleConnection.objects.select_for_update().get(pk=connection_id)
-        if connection.status != Status.ACTIVE:
-            raise ConsentRequired(connection_id, connection.status_reason or connection.status)
-        _upsert_vehicles(connection, fetched)
-        shared = [vehicle_id for vehicle_id, _fields in fetched]
-        gone = connection.vehicles.exclude(external_id__in=shared)
-        subscriptions.vehicles_unsubscribe_later(gone.filter(is_active=True).values_list("pk", flat=True))
-        gone.update(is_active=False, updated_at=timezone.now())
-        subscriptions.vehicles_subscribe_later(
-            connection.vehicles.filter(is_active=True)
-            .exclude(subscription_status="subscribed")
-            .values_list("pk", flat=True)
-        )
-    return list(connection.vehicles.filter(is_active=True))
-
-
-def _fetch_vehicles(client: VehicleApiClient, token: str) -> list[tuple[str, dict]]:
-    vehicle_ids = client.list_vehicles(token)
-    return [(vehicle_id, _read_vehicle_details(client, token, vehicle_id)) for vehicle_id in vehicle_ids]
-
-
-def _upsert_vehicles(connection: VehicleConnection, fetched: list[tuple[str, dict]]) -> None:
-    """Inside the caller's transaction: create or update the connection's vehicles."""
-    user = connection.user
-    superseded: set[int] = set()
-    for vehicle_id, fields in fetched:
-        # The same car on an older connection of this user (a reconnect): move that row here.
-        existing = (
-            Vehicle.objects.select_for_update()
-            .filter(owner=user, external_id=vehicle_id)
-            .order_by(models.Case(models.When(connection=connection, then=0), default=1), "-pk")
-            .first()
-        )
-        if existing is None:
-            Vehicle.objects.create(connection=connection, owner=user, external_id=vehicle_id, **fields)
-            continue
-        if existing.connection_id != connection.pk:
-            superseded.add(existing.connection_id)
-        for name, value in fields.items():
-            setattr(existing, name, value)
-        existing.connection = connection
-        existing.is_active = True
-        existing.save()
-    for old_id in superseded:
-        if not Vehicle.objects.filter(connection_id=old_id).exists():
-            _transition(old_id, Status.DISCONNECTED, reason="superseded by a new connection")
-            # Erase, do not revoke: DELETE /application would cut the NEW connection's access to
-            # the same vehicle too (access is per application and vehicle).
-            VehicleConnection.objects.filter(pk=old_id).update(access_token_ciphertext="", refresh_token_ciphertext="")
-
-
-def _read_vehicle_details(client: VehicleApiClient, token: str, vehicle_id: str) -> dict:
-    """Attributes (required) plus the best-effort facts: capacity and charge-limit capability."""
-    attributes = client.attributes(token, vehicle_id)
-    fields: dict = {"make": attributes.make, "model": attributes.model, "year": attributes.year}
-    try:
-        fields["capacity_wh"] = client.battery_capacity_wh(token, vehicle_id).capacity_wh
-    except errors.VehicleApiError as exc:
-        # Capacity only improves estimates; a connect must not fail for it.
-        logger.info("no battery capacity for vehicle %s: %r", vehicle_id, exc)
-    try:
-        fields["charge_limit_bp"] = client.charge_limit(token, vehicle_id).limit_bp
-        fields["charge_limit_readable"] = True
-    except errors.CompatibilityError:
-        fields["charge_limit_readable"] = False
-        fields["charge_limit_settable"] = False
-    except errors.VehicleApiError as exc:
-        # e.g. CHARGING_PLUG_NOT_CONNECTED on makes exposing the limit only while plugged: unknown.
-        logger.info("charge limit of vehicle %s not known yet: %r", vehicle_id, exc)
-    return fields
-
-
-def _set_tokens(connection: VehicleConnection, pair: TokenPair) -> None:
-    connection.access_token = pair.access_token
-    connection.refresh_token = pair.refresh_token
-    connection.access_expires_at = pair.expires_at
-    connection.refresh_expires_at = pair.refresh_expires_at
-
-
-# --- access token with refresh ------------------------------------------------------------------------
-
-
-def connection_access_token(
-    *,
-    connection_id: int,
-    client: VehicleApiClient | None = None,
-    rejected_token: str | None = None,
-    sleep: Callable[[float], None] = waiting.sleep,
-) -> str:
-    """A valid access token for the connection, refreshing it first when < 5 min are left, or when
-    it is still `rejected_token` (the API answered 401 to it: refresh even if not yet expired; if
-    another caller already replaced it, their fresh token is returned without a second refresh).
-
-    Raises ConsentRequired (connection not active, refresh token expired or refused: the
-    connection is marked needs_consent), errors.VehicleApiError for retryable refresh failures.
-
-    Concurrency: refresh tokens are single-use, so two workers refreshing with the same one would
-    lose a rotated pair. A refresh *lease* on the row serialises refreshes without holding a
-    transaction during the HTTP call:
-      1. short transaction, row locked (select_for_update): token fresh → return it; lease free or
-         expired → take it (lease id + expiry) and read the refresh token; lease held → wait;
-      2. no transaction: call the token endpoint;
-      3. short transaction: write the new pair, bump token_version and clear the lease, only if we
-         still hold the lease (compare-and-set on the lease id).
-    A caller that found the lease held polls the row until the holder has written the new pair
-    (token_version changes) and returns that token: exactly one refresh call, nobody loses it.
-    """
-    client_factory = (lambda: client) if client is not None else get_client
-    lease_id = uuid.uuid4().hex
-    while True:
-        # Token expiry follows the controller's clock (virtual in the fleet benchmark, like the
-        # simulator's); the refresh lease is about live processes, so it follows the wall clock.
-        now = clock.now()
-        wall = timezone.now()
-        with transaction.atomic():
-            connection = VehicleConnection.objects.select_for_update().get(pk=connection_id)
-            if connection.status != Status.ACTIVE:
-                raise ConsentRequired(connection_id, connection.status_reason or connection.status)
-            current = connection.access_token
-            if (
-                connection.access_expires_at
-                and connection.access_expires_at - now > REFRESH_MARGIN
-                and (rejected_token is None or current != rejected_token)
-            ):
-                return current
-            refresh_expired = connection.refresh_expires_at is not None and connection.refresh_expires_at <= now
-            if refresh_expired:
-                _transition(connection_id, Status.NEEDS_CONSENT, reason="refresh token expired")
-            elif connection.refresh_lease_until is None or connection.refresh_lease_until <= wall:
-                # Decrypt before taking the lease: a key problem must not leave a lease behind.
-                refresh_token = connection.refresh_token
-                VehicleConnection.objects.filter(pk=connection_id).update(
-                    refresh_lease_id=lease_id, refresh_lease_until=wall + _lease_duration()
-                )
-                break
-            seen_version = connection.token_version
-        # Raised outside the atomic block, or the status change would be rolled back with it.
-        if refresh_expired:
-            raise ConsentRequired(connection_id, "refresh token expired")
-        # Someone else is refreshing: wait for their result rather than spending the same
-        # single-use refresh token a second time.
-        _wait_for_refresh(connection_id, seen_version, sleep)
-
-    try:
-        pair = client_factory().refresh(refresh_token)
-    except errors.VehicleApiError as exc:
-        _release_lease(connection_id, lease_id, consent_lost=_is_consent_error(exc), reason=str(exc)[:255])
-        if _is_consent_error(exc):
-            raise ConsentRequired(connection_id, str(exc)) from exc
-        raise
-    except BaseException:
-        _release_lease(connection_id, lease_id, consent_lost=False)
-        raise
-
-    with transaction.atomic():
-        holder = VehicleConnection.objects.select_for_update().get(pk=connection_id)
-        if holder.refresh_lease_id != lease_id:
-            # Our lease expired and someone took over. Our pair is still valid for 2 h: use it,
-            # but do not overwrite theirs (the newest write is the one the others now rely on).
-            logger.warning("refresh lease of connection %s lost; not storing our pair", connection_id)
-            return pair.access_token
-        _set_tokens(holder, pair)
-        holder.token_version += 1
-        holder.refresh_lease_id = ""
-        holder.refresh_lease_until = None
-        holder.last_refreshed_at = timezone.now()
-        holder.save(
-            update_fields=[
-                "access_token_ciphertext",
-                "refresh_token_ciphertext",
-                "access_expires_at",
-                "refresh_expires_at",
-                "token_version",
-                "refresh_lease_id",
-                "refresh_lease_until",
-                "last_refreshed_at",
-                "updated_at",
-            ]
-        )
-    return pair.access_token
-
-
-def call_with_token(
-    connection_id: int,
-    client: VehicleApiClient,
-    call: Callable[[str], T],
-    *,
-    loaded: VehicleConnection | None = None,
-) -> T:
-    """Run `call(access_token)`; on a 401 refresh once (the token may have died early: clock skew,
-    server-side rotation) and retry. A 401 after that, a 403 (scope withdrawn) or a refused refresh
-    means only the driver can restore access: mark needs_consent and raise ConsentRequired.
-
-    `loaded`: the connection row the caller already holds (the controller loads it with the
-    session). Its access token is used without another query while it is well before expiry; an
-    access token stays valid until its own expiry even after someone else refreshed."""
-    token = _fresh_loaded_token(loaded) or connection_access_token(connection_id=connection_id, client=client)
-    try:
-        return call(token)
-    except errors.AuthenticationError:
-        if loaded is not None:
-            loaded.access_expires_at = None  # never reuse the rejected token from memory
-        token = connection_access_token(connection_id=connection_id, client=client, rejected_token=token)
+        return call(connection.external_user_id)
     except errors.PermissionDenied as exc:
-        connection_mark_needs_consent(connection_id=connection_id, reason=str(exc))
-        raise ConsentRequired(connection_id, str(exc)) from exc
-    try:
-        return call(token)
-    except (errors.AuthenticationError, errors.PermissionDenied) as exc:
-        connection_mark_needs_consent(connection_id=connection_id, reason=str(exc))
-        raise ConsentRequired(connection_id, str(exc)) from exc
-
-
-def _fresh_loaded_token(connection: VehicleConnection | None) -> str | None:
-    if connection is None or connection.status != Status.ACTIVE or connection.access_expires_at is None:
-        return None
-    if connection.access_expires_at - clock.now() <= REFRESH_MARGIN:
-        return None
-    return connection.access_token
-
-
-def _wait_for_refresh(connection_id: int, seen_version: int, sleep: Callable[[float], None]) -> None:
-    """Return once the token changed, the lease was released, or it expired (then the caller
-    loops and re-evaluates, possibly taking the lease over)."""
-    while True:
-        sleep(LEASE_POLL_S)
-        row = VehicleConnection.objects.filter(pk=connection_id).values(
-            "token_version", "refresh_lease_until", "status"
-        )[0]
-        lease_until = row["refresh_lease_until"]
-        if (
-            row["token_version"] != seen_version
-            or row["status"] != Status.ACTIVE
-            or lease_until is None
-            or lease_until <= timezone.now()
-        ):
-            return
-
-
-def _release_lease(connection_id: int, lease_id: str, *, consent_lost: bool, reason: str = "") -> None:
-    with transaction.atomic():
-        released = VehicleConnection.objects.filter(pk=connection_id, refresh_lease_id=lease_id).update(
-            refresh_lease_id="", refresh_lease_until=None
-        )
-        if released and consent_lost:
-            _transition(connection_id, Status.NEEDS_CONSENT, reason=reason)
+        if exc.retryable:
+            raise
+        connection_mark_needs_consent(connection_id=connection.pk, reason=str(exc))
+        raise ConsentRequired(connection.pk, str(exc)) from exc
 
 
 def _transition(connection_id: int, new: str, *, reason: str = "") -> bool:
@@ -437,41 +164,210 @@ def connection_mark_needs_consent(*, connection_id: int, reason: str) -> bool:
     return _transition(connection_id, Status.NEEDS_CONSENT, reason=reason)
 
 
+# --- connect ----------------------------------------------------------------------------------------
+
+
+def connection_create(*, user, external_user_id: str, client: VehicleApiV3Client | None = None) -> VehicleConnection:
+    """Finish Connect for the vehicle API user `external_user_id` (the `user_id` of Connect's
+    redirect): list the user's vehicles at the API, read their attributes and signals (capacity,
+    charge limit, what each car reports, its state), and store the connection with its vehicles.
+
+    All reads happen before anything is stored, so a failure leaves nothing half-made (the driver
+    simply connects again). A vehicle this user already had on an older connection moves to the
+    new one (its history and sessions stay attached); an older connection left without vehicles is
+    marked disconnected.
+    Raises ValueError for an empty user id, errors.VehicleApiError (nothing is stored then)."""
+    if not external_user_id or len(external_user_id) > 64:
+        raise ValueError("a vehicle API user id (1..64 characters) is required")
+    client = client or get_client()
+    fetched = _fetch_vehicles(client, external_user_id)
+    now = timezone.now()
+    with transaction.atomic():
+        connection = VehicleConnection.objects.create(
+            user=user, status=Status.ACTIVE, status_changed_at=now, external_user_id=external_user_id
+        )
+        _upsert_vehicles(connection, fetched)
+        subscriptions.vehicles_subscribe_later(connection.vehicles.filter(is_active=True).values_list("pk", flat=True))
+    logger.info("vehicle connection %s created with %d vehicle(s)", connection.pk, len(fetched))
+    return connection
+
+
+def connection_sync_vehicles(*, connection_id: int, client: VehicleApiV3Client | None = None) -> list[Vehicle]:
+    """Re-read the connection's vehicle list and details: new vehicles are added, known ones
+    updated, vehicles no longer shared are deactivated. Returns the active vehicles.
+    Raises ConsentRequired, errors.VehicleApiError (nothing changed then)."""
+    client = client or get_client()
+    connection = VehicleConnection.objects.get(pk=connection_id)
+    fetched = call_vehicle(connection, lambda user_id: _fetch_vehicles(client, user_id))
+    with transaction.atomic():
+        connection = VehicleConnection.objects.select_for_update().get(pk=connection_id)
+        if connection.status != Status.ACTIVE:
+            raise ConsentRequired(connection_id, connection.status_reason or connection.status)
+        _upsert_vehicles(connection, fetched)
+        shared = [vehicle_id for vehicle_id, _fields in fetched]
+        gone = connection.vehicles.exclude(external_id__in=shared)
+        subscriptions.vehicles_unsubscribe_later(gone.filter(is_active=True).values_list("pk", flat=True))
+        gone.update(is_active=False, updated_at=timezone.now())
+        subscriptions.vehicles_subscribe_later(
+            connection.vehicles.filter(is_active=True)
+            .exclude(subscription_status="subscribed")
+            .values_list("pk", flat=True)
+        )
+    return list(connection.vehicles.filter(is_active=True))
+
+
+def _fetch_vehicles(client: VehicleApiV3Client, user_id: str) -> list[tuple[str, dict]]:
+    """The user's vehicles (connections at the API are (user, vehicle) pairs) with their details."""
+    vehicle_ids: list[str] = []
+    for link in client.list_connections(user_id=user_id):
+        if link.vehicle_id and link.vehicle_id not in vehicle_ids and link.user_id in (None, user_id):
+            vehicle_ids.append(link.vehicle_id)
+    return [(vehicle_id, _read_vehicle_details(client, user_id, vehicle_id)) for vehicle_id in vehicle_ids]
+
+
+def _upsert_vehicles(connection: VehicleConnection, fetched: list[tuple[str, dict]]) -> None:
+    """Inside the caller's transaction: create or update the connection's vehicles."""
+    user = connection.user
+    superseded: set[int] = set()
+    for vehicle_id, fields in fetched:
+        # The same car on an older connection of this user (a reconnect): move that row here.
+        existing = (
+            Vehicle.objects.select_for_update()
+            .filter(owner=user, external_id=vehicle_id)
+            .order_by(models.Case(models.When(connection=connection, then=0), default=1), "-pk")
+            .first()
+        )
+        if existing is None:
+            Vehicle.objects.create(connection=connection, owner=user, external_id=vehicle_id, **fields)
+            continue
+        if existing.connection_id != connection.pk:
+            superseded.add(existing.connection_id)
+        for name, value in fields.items():
+            if name == "signal_capabilities":
+                value = {**existing.signal_capabilities, **value}
+            setattr(existing, name, value)
+        existing.connection = connection
+        existing.is_active = True
+        existing.save()
+    for old_id in superseded:
+        if not Vehicle.objects.filter(connection_id=old_id).exists():
+            # Nothing to revoke at the API: the new connection is the same (user, vehicle) there.
+            _transition(old_id, Status.DISCONNECTED, reason="superseded by a new connection")
+
+
+def _read_vehicle_details(client: VehicleApiV3Client, user_id: str, vehicle_id: str) -> dict:
+    """Attributes (required) plus what one signals read tells: capacity, the charge limit, what the
+    car reports (capabilities) and its state. The signals are best effort: a car whose store is
+    still empty (not subscribed yet) or asleep is connected all the same."""
+    info = client.get_vehicle(vehicle_id)
+    fields: dict = {"make": info.make or "", "model": info.model or "", "year": info.year}
+    try:
+        signals = client.get_signals(user_id, vehicle_id).signals
+    except errors.VehicleApiError as exc:
+        logger.info("no signals for vehicle %s at connect: %r", vehicle_id, exc)
+        return fields
+    fields.update(_capability_fields(signals, {}))
+    if signals.capacity_wh:
+        fields["capacity_wh"] = signals.capacity_wh
+    fields.update(_snapshot_fields(signals))
+    return fields
+
+
+# --- what signals tell about a vehicle ------------------------------------------------------------------
+
+#: Capabilities are facts (docs/reference/vehicle-api-v3.md §3): the car answered the signal, or
+#: COMPATIBILITY/PERMISSION said it never will. UNKNOWN (a transient error) teaches nothing.
+FACTS = (Capability.CAPABLE, Capability.NOT_CAPABLE, Capability.NOT_PERMITTED)
+
+
+def _capability_fields(signals: SignalSet, known: Mapping[str, str]) -> dict:
+    """The vehicle fields that change with what `signals` answered (empty when nothing new)."""
+    learned = {code: cap.value for code, cap in signals.capabilities().items() if cap in FACTS}
+    merged = {**known, **learned}
+    if merged == dict(known):
+        return {}
+    fields: dict = {"signal_capabilities": merged}
+    from sessions.vehicle_api.signals import CHARGE_LIMITS
+
+    limits = merged.get(CHARGE_LIMITS)
+    if limits == Capability.CAPABLE.value:
+        fields["charge_limit_readable"] = True
+    elif limits is not None:
+        # A limit we cannot read we cannot put back after a session: never set one.
+        fields["charge_limit_readable"] = False
+        fields["charge_limit_settable"] = False
+    return fields
+
+
+def _charge_state(signals: SignalSet) -> str | None:
+    """CHARGING | FULLY_CHARGED | NOT_CHARGING from the detailed status, else from IsCharging."""
+    status = signals.charging_status
+    if status in (Vehicle.ChargeState.CHARGING, Vehicle.ChargeState.FULLY_CHARGED, Vehicle.ChargeState.NOT_CHARGING):
+        return status
+    charging = signals.is_charging
+    if charging is None:
+        return None
+    return Vehicle.ChargeState.CHARGING if charging else Vehicle.ChargeState.NOT_CHARGING
+
+
+def charge_state(signals: SignalSet) -> str | None:
+    return _charge_state(signals)
+
+
+def _snapshot_fields(signals: SignalSet) -> dict:
+    """The vehicle's snapshot from one signals read. Its `data_age` is the oldest time of the
+    signals it uses: the state is only as fresh as its stalest part."""
+    from sessions.vehicle_api import signals as codes
+
+    used = [signals.get(code) for code in (codes.SOC, codes.IS_PLUGGED_IN, codes.CHARGING_STATUS, codes.IS_CHARGING)]
+    used = [s for s in used if s is not None and s.ok]
+    if not used:
+        return {}
+    fields: dict = {"snapshot_at": timezone.now()}
+    if signals.soc_bp is not None:
+        fields["soc_bp"] = signals.soc_bp
+    if signals.is_plugged_in is not None:
+        fields["is_plugged_in"] = signals.is_plugged_in
+    state = _charge_state(signals)
+    if state is not None:
+        fields["charge_state"] = state
+    if signals.charge_limit_bp is not None:
+        fields["charge_limit_bp"] = signals.charge_limit_bp
+    fields["data_age"] = _oldest(*(s.data_time for s in used))
+    fields["fetched_at"] = _oldest(*(s.retrieved_at for s in used))
+    return fields
+
+
+def vehicle_learn_capabilities(vehicle: Vehicle, signals: SignalSet) -> None:
+    """Store what `signals` taught about the vehicle's capabilities, if anything (one UPDATE)."""
+    fields = _capability_fields(signals, vehicle.signal_capabilities or {})
+    if not fields:
+        return
+    for name, value in fields.items():
+        setattr(vehicle, name, value)
+    Vehicle.objects.filter(pk=vehicle.pk).update(**fields, updated_at=timezone.now())
+
+
 # --- vehicle snapshot ---------------------------------------------------------------------------------
 
 
-def vehicle_refresh_snapshot(*, vehicle_id: int, client: VehicleApiClient | None = None) -> Vehicle:
-    """Read /charge and /battery and store them as the vehicle's snapshot (2 billed calls).
-
-    The snapshot's `data_age` is the older of the two readings' SC-Data-Age: the state is only as
-    fresh as its stalest part. A reading older than the stored one never overwrites it.
-    Raises ConsentRequired (token refused: connection marked needs_consent), errors.VehicleApiError."""
+def vehicle_refresh_snapshot(*, vehicle_id: int, client: VehicleApiV3Client | None = None) -> Vehicle:
+    """Read the vehicle's signals (one billed call) and store them as its snapshot, with what
+    they teach about its capabilities. A reading older than the stored one never overwrites it.
+    Raises ConsentRequired (access refused: connection marked needs_consent), errors.VehicleApiError."""
     client = client or get_client()
     vehicle = Vehicle.objects.select_related("connection").get(pk=vehicle_id)
     if not vehicle.is_active:
         raise ConsentRequired(vehicle.connection_id, "vehicle is no longer connected")
-    charge, battery = call_with_token(
-        vehicle.connection_id,
-        client,
-        lambda token: (client.charge_status(token, vehicle.external_id), client.battery(token, vehicle.external_id)),
-    )
-
-    data_age = _oldest(charge.meta.data_age, battery.meta.data_age)
-    fetched_at = _oldest(charge.meta.fetched_at, battery.meta.fetched_at)
-    fields = {
-        "soc_bp": battery.soc_bp,
-        "is_plugged_in": charge.is_plugged_in,
-        "charge_state": charge.state.value,
-        "data_age": data_age,
-        "fetched_at": fetched_at,
-        "snapshot_at": timezone.now(),
-        "updated_at": timezone.now(),
-    }
-    rows = Vehicle.objects.filter(pk=vehicle_id)
-    if data_age is not None:
-        # Two refreshes racing: keep the newer reading, whatever order they finish in.
-        rows = rows.filter(Q(data_age__isnull=True) | Q(data_age__lte=data_age))
-    rows.update(**fields)
+    signals = call_vehicle(vehicle.connection, lambda user_id: client.get_signals(user_id, vehicle.external_id)).signals
+    vehicle_learn_capabilities(vehicle, signals)
+    fields = _snapshot_fields(signals)
+    if fields:
+        rows = Vehicle.objects.filter(pk=vehicle_id)
+        if fields.get("data_age") is not None:
+            # Two refreshes racing: keep the newer reading, whatever order they finish in.
+            rows = rows.filter(Q(data_age__isnull=True) | Q(data_age__lte=fields["data_age"]))
+        rows.update(**fields, updated_at=timezone.now())
     vehicle.refresh_from_db()
     return vehicle
 
@@ -484,44 +380,76 @@ def _oldest(*values: datetime | None) -> datetime | None:
 # --- disconnect ------------------------------------------------------------------------------------------
 
 
-def connection_disconnect(*, connection_id: int, client: VehicleApiClient | None = None) -> VehicleConnection:
-    """Revoke access at the vehicle API for every vehicle of the connection, then mark it
-    disconnected, deactivate its vehicles and erase its tokens. Idempotent.
+def connection_disconnect(*, connection_id: int, client: VehicleApiV3Client | None = None) -> VehicleConnection:
+    """Remove the (user, vehicle) connections of every vehicle of the connection at the vehicle
+    API, then mark it disconnected and deactivate its vehicles. Idempotent.
 
-    Revocation is best effort: a dead token (consent lost) or a permanent refusal (401/403/404,
-    ...) does not stop the local disconnect. Raises errors.VehicleApiError only for retryable
-    failures (nothing erased locally; try again: it is idempotent)."""
+    Removal at the API is best effort: an answer that it is already gone (404) or a permanent
+    refusal does not stop the local disconnect. Raises errors.VehicleApiError only for retryable
+    failures (nothing changed locally; try again: it is idempotent)."""
     client = client or get_client()
     connection = VehicleConnection.objects.get(pk=connection_id)
-    if connection.status != Status.DISCONNECTED:
+    if connection.status != Status.DISCONNECTED and connection.external_user_id:
+        ours = set(connection.vehicles.filter(is_active=True).values_list("external_id", flat=True))
         try:
-            token = connection_access_token(connection_id=connection_id, client=client)
-        except ConsentRequired:
-            token = ""
-        if token:
-            for external_id in connection.vehicles.filter(is_active=True).values_list("external_id", flat=True):
-                try:
-                    client.disconnect(token, external_id)
-                except errors.VehicleApiError as exc:
-                    if exc.retryable:
-                        raise  # nothing erased yet: the driver (or a task) can simply retry
-                    # Already revoked (401/403/404) or refused for good: the driver's wish to
-                    # disconnect wins either way; we erase our tokens below.
-                    logger.info("revoking vehicle %s at the API failed for good: %r", external_id, exc)
+            # Connection ids only ever come from the API's own list (never built from ids).
+            links = client.list_connections(user_id=connection.external_user_id)
+        except errors.VehicleApiError as exc:
+            if exc.retryable:
+                raise
+            logger.info("listing connections of connection %s failed for good: %r", connection_id, exc)
+            links = []
+        for link in links:
+            if link.vehicle_id not in ours:
+                continue
+            try:
+                client.delete_connection(link.id)
+            except errors.VehicleApiError as exc:
+                if exc.retryable:
+                    raise  # nothing changed locally yet: the driver (or a task) can simply retry
+                # Refused for good: the driver's wish to disconnect wins either way.
+                logger.info("removing vehicle %s at the API failed for good: %r", link.vehicle_id, exc)
     with transaction.atomic():
         _transition(connection_id, Status.DISCONNECTED, reason="disconnected by the driver")
-        VehicleConnection.objects.filter(pk=connection_id).update(
-            access_token_ciphertext="",
-            refresh_token_ciphertext="",
-            refresh_lease_id="",
-            refresh_lease_until=None,
-        )
         subscriptions.vehicles_unsubscribe_later(
             Vehicle.objects.filter(connection_id=connection_id).values_list("pk", flat=True)
         )
         Vehicle.objects.filter(connection_id=connection_id).update(is_active=False, updated_at=timezone.now())
     connection.refresh_from_db()
     return connection
+
+
+# --- connections made before v3 ------------------------------------------------------------------------
+
+
+def connections_backfill_user_ids(*, client: VehicleApiV3Client | None = None) -> tuple[int, int]:
+    """Fill the vehicle API user id of active connections made before v3 stored one: the API's
+    connections of each of their vehicles name the user (`list_connections(vehicle_id=…)`). Only an
+    answer naming exactly one user for all of a connection's vehicles is taken; anything else is
+    left for the driver's reconnect (such a connection asks for consent on first use).
+    Returns (filled, left). Raises errors.VehicleApiError for a retryable failure (rerun it)."""
+    client = client or get_client()
+    filled = left = 0
+    pending = VehicleConnection.objects.filter(status=Status.ACTIVE, external_user_id="")
+    for connection in pending.iterator():
+        vehicle_ids = list(connection.vehicles.filter(is_active=True).values_list("external_id", flat=True))
+        users: set[str] = set()
+        for vehicle_id in vehicle_ids:
+            try:
+                links = client.list_connections(vehicle_id=vehicle_id)
+            except errors.VehicleApiError as exc:
+                if exc.retryable:
+                    raise
+                links = []
+            users |= {link.user_id for link in links if link.user_id and link.vehicle_id in (None, vehicle_id)}
+        if len(users) == 1 and vehicle_ids:
+            # Compare-and-set: a reconnect meanwhile made its own connection; this one stays as is.
+            filled += VehicleConnection.objects.filter(pk=connection.pk, external_user_id="").update(
+                external_user_id=users.pop()
+            )
+        else:
+            left += 1
+    return filled, left
 
 
 # --- reads (selector-style) ---------------------------------------------------------------------------
@@ -536,23 +464,22 @@ def vehicles_for_user(*, user) -> QuerySet[Vehicle]:
     )
 
 
-def connection_rotate_token_keys() -> tuple[int, int]:
-    """Re-encrypt every stored token under the newest TOKEN_ENCRYPTION_KEYS key.
+def token_keys_rotate() -> tuple[int, int]:
+    """Re-encrypt the stored application tokens under the newest TOKEN_ENCRYPTION_KEYS key.
 
-    Compare-and-set on the old ciphertext: a refresh writing a new pair meanwhile wins and is left
-    alone (it is already under the newest key). Returns (rotated, skipped)."""
+    Compare-and-set on the old ciphertext: a renewal writing a new token meanwhile wins and is
+    left alone (it is already under the newest key). Returns (rotated, skipped)."""
+    from sessions.models import ApplicationToken
+    from sessions.vehicles import crypto
+
     rotated = skipped = 0
-    for pk, access, refresh in VehicleConnection.objects.values_list(
-        "pk", "access_token_ciphertext", "refresh_token_ciphertext"
-    ).iterator():
-        if all(crypto.is_current(value) for value in (access, refresh) if value):
+    for pk, ciphertext in ApplicationToken.objects.values_list("pk", "token_ciphertext").iterator():
+        if not ciphertext or crypto.is_current(ciphertext):
             skipped += 1
             continue
-        new_access = crypto.rotate(access) if access else access
-        new_refresh = crypto.rotate(refresh) if refresh else refresh
-        updated = VehicleConnection.objects.filter(
-            pk=pk, access_token_ciphertext=access, refresh_token_ciphertext=refresh
-        ).update(access_token_ciphertext=new_access, refresh_token_ciphertext=new_refresh)
+        updated = ApplicationToken.objects.filter(pk=pk, token_ciphertext=ciphertext).update(
+            token_ciphertext=crypto.rotate(ciphertext)
+        )
         if updated:
             rotated += 1
         else:

@@ -30,7 +30,7 @@ from prepaid.jsonbody import problem
 from sessions import clock
 from sessions.controller import webhook_readings
 from sessions.models import Vehicle, VehicleConnection
-from sessions.models.charging import OPEN_STATUSES, ChargingSession, VehicleEvent
+from sessions.models.charging import OPEN_STATUSES, ChargingSession, SessionStatus, VehicleEvent
 from sessions.vehicle_api import webhooks_v3 as v4
 from sessions.vehicle_api.webhooks_v3 import MAX_BODY_BYTES
 
@@ -165,7 +165,10 @@ def _vehicle_state(delivery: v4.VehicleState) -> str:
         # The dashboard's test payloads carry made-up values: kept, never metered.
         return "stored"
     now = clock.now()
-    reading = webhook_readings.reading_from_signals(delivery.signals, received_at=now)
+    # Metered as the session's reads are: by the car's counter once the session counts on one (its
+    # first read decides; until then a counter the car sends is taken as one).
+    counter = session.energy_step_wh != 0 or session.status == SessionStatus.REQUESTED
+    reading = webhook_readings.reading_from_signals(delivery.signals, received_at=now, counter=counter)
     if reading is None:
         # Nothing to meter (no signal the controller reads): the step reads the car instead.
         ChargingSession.objects.filter(pk=session.pk).update(next_action_at=now)

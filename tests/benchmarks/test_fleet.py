@@ -59,9 +59,11 @@ def test_it_meters_a_soc_only_car_with_the_battery_read(tmp_path):
     figures = doc["policies"]["predictive"]
     assert figures["terminal"] == 2 and figures["billed_above_purchase"] == 0
     for session in doc["sessions"]["predictive"]:
-        # SoC-only cars are read with the /charge + /battery batch: two billed calls at the start.
-        assert session["calls_by_kind"]["read_initial"] == 2
-        assert session["calls_by_kind"]["read_limit"] == 1
+        # One signals read at the start answers the level, the plug, the charge state and the
+        # driver's limit: no second read for the limit.
+        assert session["calls_by_kind"]["read_initial"] == 1
+        assert "read_limit" not in session["calls_by_kind"]
+        assert session["calls_by_kind"]["limit_backstop"] == 1
 
 
 def test_the_realistic_world_is_measured_against_its_own_floor(tmp_path):

@@ -97,13 +97,14 @@ def test_a_stripe_event_logs_its_event_id(db, json_lines):
     assert "KeyError" in line["exception"]
 
 
-def test_no_secret_or_token_reaches_a_log_line(settings, json_lines, driver, connect):
+def test_no_secret_or_token_reaches_a_log_line(settings, json_lines, driver, connect, api):
     settings.STRIPE_SECRET_KEY = "sk_live_51HxYzSecretStripeKey"
     settings.VEHICLE_CLIENT_SECRET = "vehicle-client-secret-value"
     settings.EMAIL_HOST_PASSWORD = "smtp-password-123"
     logs._secret_values.cache_clear()
-    connection = connect(driver).vehicle.connection
-    access, refresh = connection.access_token, connection.refresh_token
+    connect(driver)
+    # The application's token (v3 has no driver token), as the client fetched it.
+    access = refresh = api.app_token()
     jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.c2lnbmF0dXJlLXZhbHVl"
     log = logging.getLogger("prepaid.test")
     log.warning("calling with Authorization: Bearer %s", access)

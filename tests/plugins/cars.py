@@ -18,9 +18,10 @@ from sessions import clock
 from sessions.controller import readings, runtime
 from sessions.models import ChargingSession, Vehicle
 from sessions.models.charging import TERMINAL_STATUSES
-from sessions.vehicle_api import VehicleApiClient
+from sessions.vehicle_api.v3 import VehicleApiV3Client
 from sessions.vehicles import services as vehicles
 from tests.plugins.wallet import paid_credit
+from vehicle_sim import v3
 from vehicle_sim.app import make_app
 from vehicle_sim.clock import VirtualClock
 from vehicle_sim.engine import Simulator
@@ -44,27 +45,29 @@ def sim():
 
 
 def simulator_transport(sim) -> httpx.WSGITransport:
-    """The simulator's WSGI app in process: no socket, no sleeping for its latencies."""
+    """The simulator's WSGI app in process: no socket, no sleeping for its latencies. Its signal
+    store answers a car without a webhook subscription by reading it live (one reading of the
+    reference's CONFLICT): these tests subscribe nothing."""
+    v3.platform(sim).config.update({"unsubscribed_signals": "live"})
     return httpx.WSGITransport(app=make_app(sim, sleep=lambda seconds: None))
 
 
-def simulator_client(transport: httpx.BaseTransport, **options) -> VehicleApiClient:
+def simulator_client(transport: httpx.BaseTransport, **options) -> VehicleApiV3Client:
     """Our vehicle API client pointed at a simulator behind `transport`, as the settings point it
-    at the real vehicle API."""
-    return VehicleApiClient(
+    at the real vehicle API (one origin stands for every v3 host)."""
+    return VehicleApiV3Client(
         api_origin=ORIGIN,
-        auth_url=f"{ORIGIN}/oauth/token",
-        connect_origin=ORIGIN,
+        management_origin=ORIGIN,
+        iam_url=f"{ORIGIN}/oauth2/token",
         client_id="sim-client-id",
         client_secret="sim-client-secret",
-        redirect_uri=REDIRECT_URI,
         transport=transport,
         **options,
     )
 
 
 @contextlib.contextmanager
-def client_in_use(sim, client: VehicleApiClient):
+def client_in_use(sim, client: VehicleApiV3Client):
     """The controller and the token service use `client`, on the simulator's clock; closed after."""
     vehicles.use_client(client)
     with clock.use(sim.clock.now, all_threads=True):
@@ -75,7 +78,7 @@ def client_in_use(sim, client: VehicleApiClient):
 
 def approve(transport: httpx.BaseTransport, authorize_url: str, vehicle_ids) -> dict:
     """What the driver does on the simulator's consent page: tick the cars, press Allow. Returns
-    the query of the redirect back to us (code and state)."""
+    the query of the redirect back to us (user_id and state; v3 never exchanges the code)."""
     query = {k: v[-1] for k, v in parse_qs(urlsplit(authorize_url).query).items()}
     form = {**query, "action": "approve", "vehicle": list(vehicle_ids)}
     with httpx.Client(transport=transport, base_url=ORIGIN) as consent:
@@ -101,7 +104,7 @@ class Car:
 
 @pytest.fixture
 def connect(sim, api, db):
-    """Connect a simulated car to `user` as Connect would: a token pair stored encrypted."""
+    """Connect a simulated car to `user` as Connect would: a (user, vehicle) connection at the API."""
 
     def _connect(user, profile="generic", **car):
         car.setdefault("plugged", True)

@@ -23,6 +23,7 @@ from sessions.models import ChargingSession, Vehicle, VehicleCommand, VehicleCon
 from sessions.models.charging import OPEN_STATUSES, TERMINAL_STATUSES, CommandKind
 from tests.plugins.wallet import credit_wallet
 from tests.system.scaleout.harness import Group, SharedClock, group_env
+from vehicle_sim import v3
 from vehicle_sim.engine import Simulator
 from vehicle_sim.server import SimulatorServer
 
@@ -102,12 +103,11 @@ class Fleet:
             self.credited[user.pk] = cars * energy_wh + 5_000
             for _ in range(cars):
                 parked = self.sim.create_vehicle(profile, plugged=True, soc=0.3)
-                tokens = self.sim.issue_tokens([parked.id])
-                now = self.clock.now()
-                conn = VehicleConnection(user=user, access_expires_at=now + timedelta(seconds=tokens["expires_in"]))
-                conn.access_token, conn.refresh_token = tokens["access_token"], tokens["refresh_token"]
-                conn.refresh_expires_at = now + timedelta(days=60)
-                conn.save()
+                platform = v3.platform(self.sim)
+                with self.sim.lock:
+                    platform.config.update({"unsubscribed_signals": "live"})
+                    linked = platform.connect(parked.id)
+                conn = VehicleConnection.objects.create(user=user, external_user_id=linked["user_id"])
                 truth = self.sim.true_state(parked.id)
                 vehicle = Vehicle.objects.create(
                     connection=conn,

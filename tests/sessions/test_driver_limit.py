@@ -129,3 +129,19 @@ def test_a_limit_the_driver_changed_after_the_restore_is_theirs(sim, connect, cr
     second = drive(start(driver, car, energy_wh=3_000))
     assert second.driver_limit_bp == 9000
     assert limits.product_limits(first) and 9000 not in limits.product_limits(first)
+
+
+def test_a_step_that_has_not_read_the_car_reads_its_signals_for_the_drivers_limit(sim, connect, credit, driver):
+    # A step whose read a webhook answered (no call) knows no limit: v3 shows it in the signals.
+    from sessions.controller.machine import _session_for_step
+    from sessions.controller.step import _Step
+
+    car = connect(driver, soc=0.3, limit=DRIVER_LIMIT)
+    credit(driver, energy_wh=30_000)
+    step = _Step(_session_for_step(start(driver, car).pk))
+    assert limits.driver_limit(step) == (8000, {"driver_limit_bp": 8000})
+    assert [(r.kind, r.detail) for r in step.records] == [(CommandKind.READ, "signals")]
+    # Once the step has read the car, the read's own limit is used: no second call.
+    step.reported_limit_bp = 7000
+    assert limits.driver_limit(step) == (7000, {"driver_limit_bp": 7000})
+    assert len(step.records) == 1

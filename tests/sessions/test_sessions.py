@@ -12,6 +12,7 @@ from sessions.controller import machine, readings, runtime, stopping
 from sessions.models import SessionStatus, VehicleCommand
 from sessions.models.charging import CommandKind
 from tests.plugins.cars import delivered_wh
+from vehicle_sim import v3
 
 S = SessionStatus
 
@@ -117,14 +118,14 @@ def test_an_unplugged_car_fails_at_start_and_releases_the_hold(connect, credit, 
     ledger_clean()
 
 
-def test_an_expired_token_is_refreshed_mid_session(sim, connect, credit, drive, driver, ledger_clean):
-    # 30 kWh at 11 kW take ~2.8 h: longer than the 2 h access token.
+def test_the_application_token_is_renewed_mid_session(sim, api, connect, credit, drive, driver, ledger_clean):
+    # 30 kWh at 11 kW take ~2.8 h: longer than the 1 h application token, renewed before expiry.
     car = connect(driver, soc=0.2)
     credit(driver, energy_wh=40_000)
     session = drive(start(driver, car, energy_wh=30_000))
     assert session.status == S.COMPLETED, session.reason
-    car.vehicle.connection.refresh_from_db()
-    assert car.vehicle.connection.token_version >= 1
+    assert api.tokens.renewals >= 3
+    assert sim.calls["POST /oauth2/token"] == api.tokens.renewals
     ledger_clean()
 
 
@@ -133,9 +134,9 @@ def test_revoked_consent_ends_the_session_and_flags_it(sim, connect, credit, dri
     credit(driver, energy_wh=30_000)
     session = drive(start(driver, car, energy_wh=20_000), until=lambda s: s.delivered_wh > 2_000)
     connection = car.vehicle.connection
-    connection.refresh_from_db()
-    sim.tokens.revoke(connection.access_token)
-    sim.tokens.revoke(connection.refresh_token)
+    # The driver removes the car from the application at the vehicle API: a 403 from now on.
+    platform = v3.platform(sim)
+    platform.delete_connection(platform.connection_id(connection.external_user_id, car.sim_id))
 
     session = drive(session)
 

@@ -55,9 +55,10 @@ def test_an_energy_counter_session_reads_sparsely_early_and_close_to_the_stop(si
     assert (stop.sent_at - reads[-1].sent_at).total_seconds() <= 800
     gaps = [(b.sent_at - a.sent_at).total_seconds() for a, b in itertools.pairwise(reads)]
     assert gaps == sorted(gaps, reverse=True)
-    # 8 fixed calls (2 reads before START, backstop, START, confirm, STOP, verification,
-    # restore) and the metering reads; counted as the simulator counted them.
-    assert session.api_calls == 8 + len(reads)
+    # 7 fixed calls (the read before START — its signals carry the driver's limit too —,
+    # backstop, START, confirm, STOP, verification, restore) and the metering reads; counted as
+    # the simulator counted them.
+    assert session.api_calls == 7 + len(reads)
     assert session.api_calls == billed_sim_calls(sim, car, before["calls"])
 
 

@@ -131,8 +131,9 @@ def test_a_stop_the_car_refuses_tells_the_driver_and_the_operator_at_once(
     # The operator's retry says what the car's service answered: refused, not "retried".
     messages = _retry_from_the_admin(operator, session)
     assert messages == [f"Session {session.pk}: STOP refused (UPSTREAM:RATE_LIMIT); tried again at every check."]
-    # The STOP keeps being tried; the driver unplugs, which ends it.
-    session = drive(session, until=lambda s: s.stop_attempts >= 4)
+    # The STOP keeps being tried while the car charges on past the purchase (the STOP is sent
+    # ahead of it, so the first attempts may all come before); the driver unplugs, which ends it.
+    session = drive(session, until=lambda s: s.stop_attempts >= 4 and delivered_wh(sim, car, before) >= 3_000)
     sim.set_vehicle(car.sim_id, plugged=False)
     session = drive(session)
     assert session.status in (S.COMPLETED, S.INTERRUPTED)

@@ -87,14 +87,16 @@ def test_start_and_stop_latencies_are_learned_per_make(sim, connect, credit, dri
             "kind", "effect_latency_max_ms"
         )
     )
-    # The energy counter times the STOP exactly; the START is bounded by the snapshots either
-    # side of the charge-state flip.
+    # The API times both commands itself (a 200 SUCCESS's completedAt − executedAt): exact, not
+    # bounded by the snapshots either side of the charge-state flip.
     assert learned[CommandKind.STOP] is None
-    assert learned[CommandKind.START] is not None
+    assert learned[CommandKind.START] is None
+    commands = VehicleCommand.objects.filter(session=session, kind__in=(CommandKind.START, CommandKind.STOP))
+    assert all(c.effect_latency_ms > 0 for c in commands)
     readings._latency_models_cached.cache_clear()
     start_model = readings.latency_model("TESLA", CommandKind.START)
     stop_model = readings.latency_model("TESLA", CommandKind.STOP)
-    assert start_model.intervals and not start_model.samples
+    assert start_model.samples and not start_model.intervals
     assert stop_model.samples and not stop_model.intervals
     assert (start_model.prior_min_s, start_model.prior_max_s) == makes.traits_for("TESLA").command_latency_s
 

@@ -7,6 +7,7 @@ import httpx
 import pytest
 
 from sessions.models import Vehicle
+from vehicle_sim import v3
 from vehicle_sim.clock import VirtualClock
 from vehicle_sim.engine import Simulator
 from vehicle_sim.server import SimulatorServer
@@ -21,8 +22,11 @@ def simulator(settings):
 
     sim = Simulator(VirtualClock(datetime(2026, 6, 1, 9, 0, tzinfo=UTC)), seed=3)
     server = SimulatorServer(sim).start()
-    settings.VEHICLE_API_ORIGIN = server.url
-    settings.VEHICLE_AUTH_URL = f"{server.url}/oauth/token"
+    # The product's v3 client at the simulator; the store answers unsubscribed cars live.
+    v3.platform(sim).config.update({"unsubscribed_signals": "live"})
+    settings.VEHICLE_API_V3_ORIGIN = settings.VEHICLE_MANAGEMENT_ORIGIN = server.url
+    settings.VEHICLE_CONNECT_ORIGIN = server.url
+    settings.VEHICLE_IAM_URL = f"{server.url}/oauth2/token"
     yield sim, server
     server.stop()
 
@@ -63,7 +67,7 @@ def test_without_the_demo_no_car_is_made(client, settings, simulator):
 
 def test_a_simulator_that_is_down_does_not_stop_a_sign_up(client, settings):
     settings.DEMO_CARS = True
-    settings.VEHICLE_API_ORIGIN = "http://127.0.0.1:9"  # nothing listens
+    settings.VEHICLE_API_V3_ORIGIN = "http://127.0.0.1:9"  # nothing listens
     assert _sign_up(client, "dave").status_code == 302
 
 

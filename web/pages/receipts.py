@@ -27,6 +27,7 @@ MEASURED_BY = {
     "energy_added": gettext_lazy("the car's energy counter"),
     "meter": gettext_lazy("the charger's meter"),
     "soc": gettext_lazy("the car's battery level, times the battery's capacity"),
+    "power": gettext_lazy("the car's charging power and battery level"),
     "none": gettext_lazy("the charging power and the time it charged (the car sent no energy figure)"),
 }
 

@@ -17,11 +17,11 @@ import httpx
 import pytest
 
 from sessions.controller import inflight, ratelimit
-from sessions.models import VehicleConnection
+from sessions.models import ApplicationToken
 from sessions.vehicle_api import waiting
 from sessions.vehicle_api.app_token import MemoryTokenCache
 from sessions.vehicle_api.v3_types import AppToken
-from sessions.vehicles import services
+from sessions.vehicles.app_token import DatabaseTokenSource
 
 NOW = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 
@@ -102,44 +102,42 @@ def test_a_step_waiting_for_another_steps_token_renewal_leaves_the_hub_running()
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_step_waiting_for_another_workers_token_refresh_leaves_the_hub_running(fake_api, api_client, driver):
-    connection = services.connection_create_from_code(
-        user=driver, code=fake_api.issue_code(fake_api.add_vehicle()), client=api_client
+def test_a_step_waiting_for_another_processs_token_renewal_leaves_the_hub_running():
+    # Another process holds the renewal lease of the application token's row (for 20 s).
+    ApplicationToken.objects.create(
+        client_id="client_hub", lease_id="other-process", lease_until=datetime.now(UTC) + timedelta(seconds=20)
     )
-    # The access token is spent and another worker holds the refresh lease (for 20 s).
-    VehicleConnection.objects.filter(pk=connection.pk).update(
-        access_expires_at=datetime.now(UTC) - timedelta(minutes=1),
-        refresh_lease_id="other-worker",
-        refresh_lease_until=datetime.now(UTC) + timedelta(seconds=20),
-    )
+    source = DatabaseTokenSource("client_hub", now=lambda: NOW)
     done: list = []
+
+    def renewed_here() -> AppToken:
+        raise AssertionError("a renewal of our own while the other process's is in flight")
 
     def step(session_id: int, _token) -> None:
         if session_id == 2:
             waiting.sleep(0.01)
             done.append("other step")
             return
-        done.append(services.connection_access_token(connection_id=connection.pk, client=api_client))
+        done.append(source.get(renewed_here))
 
     worker = inflight.InFlightWorker(step=step)
     started = time.monotonic()
-    worker.start(1, uuid.uuid4())  # waits for the other worker's refresh
+    worker.start(1, uuid.uuid4())  # waits for the other process's renewal
     worker.start(2, uuid.uuid4())
     worker._resume_until(time.monotonic() + 0.3)
 
     assert done == ["other step"]
     assert time.monotonic() - started < 5
 
-    # The other worker stores its new pair; the waiting step takes it, without a refresh of its own.
-    row = VehicleConnection.objects.get(pk=connection.pk)
-    row.access_token = "fresh-from-other"
-    row.access_expires_at = datetime.now(UTC) + timedelta(hours=2)
-    row.token_version += 1
-    row.refresh_lease_id, row.refresh_lease_until = "", None
+    # The other process stores its token; the waiting step takes it, without a renewal of its own.
+    row = ApplicationToken.objects.get(client_id="client_hub")
+    row.token = "from-the-other-process"
+    row.expires_at = NOW + timedelta(hours=1)
+    row.version += 1
+    row.lease_id, row.lease_until = "", None
     row.save()
     deadline = time.monotonic() + 5
     while worker.active and time.monotonic() < deadline:
         worker._resume_until(time.monotonic() + 0.1)
 
-    assert done == ["other step", "fresh-from-other"]
-    assert fake_api.refresh_calls == 0
+    assert done == ["other step", "from-the-other-process"]

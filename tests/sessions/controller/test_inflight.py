@@ -62,8 +62,12 @@ def world(sim, connect, credit, django_user_model):
 
     def _world(n: int, *, limiter=None, gate=True):
         bridge = inflight.CallBridge(AsyncSimulatorTransport(sim), limiter=limiter)
+        client = simulator_client(inflight.BridgeTransport(bridge), clock=sim.clock.now)
         transport = bridge.transport
         if gate:
+            # The application token first (one IAM call, cached): what the gate holds are the
+            # steps' own calls to the car.
+            client.tokens.get(client.request_app_token)
             transport = bridge.transport = Gate(bridge.transport, connection)
         sessions = []
         for i in range(n):
@@ -71,7 +75,6 @@ def world(sim, connect, credit, django_user_model):
             car = connect(driver, soc=0.3)
             credit(driver, energy_wh=20_000)
             sessions.append(services.session_request(user=driver, vehicle_id=car.vehicle.pk, energy_wh=5_000))
-        client = simulator_client(inflight.BridgeTransport(bridge), clock=sim.clock.now)
         vehicles.use_client(client)
         made.append((bridge, client))
         return bridge, transport, sessions
@@ -127,6 +130,23 @@ def test_many_steps_have_their_calls_in_flight_at_once_from_one_thread(world):
     assert bridge.in_flight == 0 and bridge.in_flight_max == n
 
 
+def test_steps_of_one_thread_that_all_need_a_new_application_token_share_one_renewal(world):
+    # The first step renews the token through the bridge and parks; the others wait for that
+    # renewal without blocking the hub's thread (a thread lock here deadlocked the hub).
+    n = 12
+    *_, sessions = world(n, gate=False)
+    client = vehicles.get_client()
+    worker = inflight.InFlightWorker(max_in_flight=100)
+
+    assert worker.tick() == n
+    run_until_idle(worker)
+
+    assert worker.errors == 0
+    statuses = set(ChargingSession.objects.filter(pk__in=[s.pk for s in sessions]).values_list("status", flat=True))
+    assert statuses == {S.STARTING}
+    assert client.tokens.renewals == 1
+
+
 def test_the_worker_claims_no_more_than_its_capacity(world):
     bridge, gate, _sessions = world(6)
     worker = inflight.InFlightWorker(max_in_flight=4)
@@ -171,7 +191,7 @@ def test_a_vehicle_call_inside_a_transaction_is_refused(world, sim):
     def step():
         with transaction.atomic():
             try:
-                client.list_vehicles("any-token")
+                client.list_connections(user_id="any-user")
             except inflight.VehicleCallInTransaction as exc:
                 seen.append(exc)
 
@@ -183,9 +203,10 @@ def test_a_vehicle_call_inside_a_transaction_is_refused(world, sim):
 def test_a_call_outside_a_step_simply_waits_in_its_thread(world, sim):
     *_, sessions = world(1, gate=False)
     car = sessions[0].vehicle
-    token = car.connection.access_token
+    user_id = car.connection.external_user_id
     # A web request (no worker, no greenlet) uses the same client and gets its answer.
-    assert car.external_id in vehicles.get_client().list_vehicles(token)
+    found = vehicles.get_client().list_connections(user_id=user_id)
+    assert car.external_id in {c.vehicle_id for c in found}
 
 
 def test_a_429_delays_only_that_vehicle(world, sim):

@@ -13,11 +13,11 @@ def test_an_unexpected_error_in_a_call_is_raised_as_itself_and_recorded_as_faile
     user = django_user_model.objects.create_user("driver", password="x")
     vehicle = make_vehicle(user)
     monkeypatch.setattr(step_module, "get_client", lambda: object())
-    # The token plumbing is not what is tested here: hand the call a token at once.
-    monkeypatch.setattr(step_module, "call_with_token", lambda _id, _client, fn, loaded=None: fn("token"))
+    # The connection's plumbing is not what is tested here: hand the call its vehicle API user at once.
+    monkeypatch.setattr(step_module, "call_vehicle", lambda _connection, fn: fn("user-1"))
     step = step_module._Step(ChargingSession(vehicle=vehicle, user=user))
 
-    def broken(client, token):
+    def broken(client, user_id):
         raise RuntimeError("a bug in the call")
 
     with pytest.raises(RuntimeError, match="a bug in the call"):

@@ -194,3 +194,21 @@ def test_a_read_waits_for_the_next_webhook_until_it_is_overdue():
     assert wait_for_webhook_until(webhook_at=at, now=at + timedelta(seconds=100), refresh_s=300) == due
     assert wait_for_webhook_until(webhook_at=at, now=due, refresh_s=300) is None
     assert wait_for_webhook_until(webhook_at=None, now=at, refresh_s=300) is None  # no webhooks: poll
+
+
+def test_a_car_without_a_counter_that_reports_its_power_gives_a_power_reading_timed_by_its_level():
+    # The same function builds polled and webhook readings: a session that does not count on the
+    # car's counter is metered by its charging power with the level, at the level's own time.
+    got = reading_from_signals(
+        signals(
+            item("charge-energyadded", {"value": 4.2, "unit": "kWh"}, at_ms=MS - 5_000),
+            item("tractionbattery-stateofcharge", {"value": 55, "unit": "percent"}, at_ms=MS - 90_000),
+            item("charge-wattage", {"value": 7200, "unit": "watts"}, at_ms=MS - 20_000),
+            item("charge-ischarging", {"value": True}),
+        ),
+        received_at=T0,
+        counter=False,
+    )
+    assert got.source == metering.SOURCE_POWER
+    assert (got.energy_added_wh, got.soc_bp, got.power_w) == (None, 5500, 7200)
+    assert got.taken_at == T0 - timedelta(seconds=90)

@@ -1,5 +1,5 @@
-"""The client, services and pages against the bundled simulator (vehicle_sim's WSGI app): the
-real wire protocol end to end through httpx.WSGITransport (no network, no fixed port)."""
+"""The services and pages against the bundled simulator (vehicle_sim's WSGI app): the real v3
+wire protocol end to end through httpx.WSGITransport (no network, no fixed port)."""
 
 from datetime import UTC, datetime
 
@@ -7,9 +7,11 @@ import pytest
 from django.urls import reverse
 
 from sessions.models import VehicleConnection
-from sessions.vehicle_api import ChargeState, errors
+from sessions.vehicle_api import errors
+from sessions.vehicle_api.v3_types import ChargeState
 from sessions.vehicles import services
-from tests.plugins.cars import approve, simulator_client, simulator_transport
+from tests.plugins.cars import ORIGIN, REDIRECT_URI, approve, simulator_client, simulator_transport
+from vehicle_sim import v3
 from vehicle_sim.clock import VirtualClock
 from vehicle_sim.engine import Simulator
 
@@ -20,7 +22,10 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def sim():
-    return Simulator(VirtualClock(START), seed=11, command_latency_s=(0, 0))
+    simulator = Simulator(VirtualClock(START), seed=11, command_latency_s=(0, 0))
+    # No webhook subscription here: the store answers unsubscribed cars live (a CONFLICT reading).
+    v3.platform(simulator).config.update({"unsubscribed_signals": "live"})
+    return simulator
 
 
 @pytest.fixture
@@ -29,47 +34,56 @@ def sim_transport(sim):
 
 
 @pytest.fixture
-def sim_client(sim_transport):
-    client = simulator_client(sim_transport, connect_mode="simulated")
+def sim_client(sim_transport, sim):
+    client = simulator_client(sim_transport, clock=sim.clock.now)
     yield client
     client.close()
 
 
-def test_the_client_speaks_the_simulators_protocol(sim, sim_transport, sim_client):
+@pytest.fixture
+def connect_settings(settings):
+    """Connect on the simulator's consent page, as the development settings point it there."""
+    settings.VEHICLE_CONNECT_ORIGIN = ORIGIN
+    settings.VEHICLE_CLIENT_ID = "sim-client-id"
+    settings.VEHICLE_REDIRECT_URI = REDIRECT_URI
+    settings.VEHICLE_CONNECT_MODE = "simulated"
+    return settings
+
+
+def test_the_services_speak_the_simulators_protocol(sim, sim_transport, sim_client, connect_settings, driver):
     car = sim.create_vehicle("generic", make="TESLA", model="Model 3", capacity_kwh=57.5, soc=0.4, plugged=True)
-    answer = approve(sim_transport, sim_client.authorize_url(state="xyz"), [car.id])
-    assert answer["state"] == "xyz"
-    pair = sim_client.exchange_code(answer["code"])
+    answer = approve(sim_transport, services.authorize_url(state="xyz"), [car.id])
+    assert answer["state"] == "xyz" and answer["user_id"]
 
-    assert sim_client.list_vehicles(pair.access_token) == [car.id]
-    attributes = sim_client.attributes(pair.access_token, car.id)
-    assert (attributes.make, attributes.model) == ("TESLA", "Model 3")
-    assert sim_client.battery_capacity_wh(pair.access_token, car.id).capacity_wh == 57500
-    battery = sim_client.battery(pair.access_token, car.id)
-    assert battery.soc_bp == 4000
-    assert battery.meta.data_age is not None and battery.meta.request_id
-    assert sim_client.charge_status(pair.access_token, car.id).is_plugged_in is True
+    connection = services.connection_create(user=driver, external_user_id=answer["user_id"], client=sim_client)
+    vehicle = connection.vehicles.get()
+    assert (vehicle.external_id, vehicle.make, vehicle.model, vehicle.capacity_wh) == (
+        car.id,
+        "TESLA",
+        "Model 3",
+        57500,
+    )
+    assert (vehicle.soc_bp, vehicle.is_plugged_in) == (4000, True)
+    assert vehicle.signal_capabilities["charge-energyadded"] == "capable"
 
-    assert sim_client.start_charge(pair.access_token, car.id).status == "success"
+    user_id = connection.external_user_id
+    started = services.call_vehicle(connection, lambda u: sim_client.start_charge(u, car.id))
+    assert started.done and started.completed_at >= started.executed_at
     sim.advance_clock(60)
-    assert sim_client.charge_status(pair.access_token, car.id).state is ChargeState.CHARGING
+    vehicle = services.vehicle_refresh_snapshot(vehicle_id=vehicle.pk, client=sim_client)
+    assert vehicle.charge_state == ChargeState.CHARGING
     with pytest.raises(errors.VehicleStateError) as caught:
-        sim_client.start_charge(pair.access_token, car.id)
+        sim_client.start_charge(user_id, car.id)
     assert caught.value.code == "CHARGING_IN_PROGRESS"
 
-    results = sim_client.batch(pair.access_token, car.id, ["/charge", "/battery", "/nope"])
-    assert results["/charge"].state is ChargeState.CHARGING
-    assert 4000 <= results["/battery"].soc_bp <= 10000
-    assert isinstance(results["/nope"], errors.VehicleApiError)
-
-    rotated = sim_client.refresh(pair.refresh_token)
-    assert rotated.refresh_token != pair.refresh_token
-    assert sim_client.disconnect(rotated.access_token, car.id).status == "success"
-    with pytest.raises(errors.VehicleApiError):
-        sim_client.battery(rotated.access_token, car.id)
+    services.connection_disconnect(connection_id=connection.pk, client=sim_client)
+    with pytest.raises(errors.PermissionDenied):
+        sim_client.get_signals(user_id, car.id)
 
 
-def test_the_connect_pages_work_end_to_end(client, driver, sim, sim_transport, sim_client, monkeypatch):
+def test_the_connect_pages_work_end_to_end(
+    client, driver, sim, sim_transport, sim_client, connect_settings, monkeypatch
+):
     monkeypatch.setattr(services, "get_client", lambda: sim_client)
     car = sim.create_vehicle("generic", make="VOLKSWAGEN", model="ID.4", soc=0.66, plugged=True)
     client.force_login(driver)
@@ -84,7 +98,10 @@ def test_the_connect_pages_work_end_to_end(client, driver, sim, sim_transport, s
     assert (vehicle.external_id, vehicle.make, vehicle.model) == (car.id, "VOLKSWAGEN", "ID.4")
     vehicle = services.vehicle_refresh_snapshot(vehicle_id=vehicle.pk, client=sim_client)
     assert vehicle.soc_bp == 6600 and vehicle.is_plugged_in is True
+    # VW reports no energy counter (docs/reference/vehicle-api-v3.md §3.2): a fact learned.
+    assert vehicle.signal_capabilities["charge-energyadded"] == "not_capable"
 
     services.connection_disconnect(connection_id=connection.pk, client=sim_client)
     connection.refresh_from_db()
     assert connection.status == VehicleConnection.Status.DISCONNECTED
+    assert v3.platform(sim).connections() == []

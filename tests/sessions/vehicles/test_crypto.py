@@ -2,7 +2,7 @@ import pytest
 from cryptography.fernet import Fernet
 from django.core.management import call_command
 
-from sessions.models import VehicleConnection
+from sessions.models import ApplicationToken
 from sessions.vehicles import crypto
 
 OLD = Fernet.generate_key().decode()
@@ -47,16 +47,17 @@ def test_it_refuses_tampered_or_foreign_ciphertext(settings):
 
 
 @pytest.mark.django_db
-def test_the_command_rotates_every_connection(settings, driver):
+def test_the_command_rotates_the_application_tokens(settings):
     settings.TOKEN_ENCRYPTION_KEYS = [OLD]
-    first = VehicleConnection(user=driver)
-    first.access_token, first.refresh_token = "a1", "r1"
+    first = ApplicationToken(client_id="first")
+    first.token = "t1"
     first.save()
-    empty = VehicleConnection.objects.create(user=driver)  # disconnected: no tokens left
+    empty = ApplicationToken.objects.create(client_id="empty")  # never renewed: no token
     settings.TOKEN_ENCRYPTION_KEYS = [NEW, OLD]
-    already = VehicleConnection(user=driver)
-    already.access_token, already.refresh_token = "a2", "r2"
+    already = ApplicationToken(client_id="already")
+    already.token = "t2"
     already.save()
+    current = already.token_ciphertext
 
     call_command("rotate_token_keys")
 
@@ -64,6 +65,6 @@ def test_the_command_rotates_every_connection(settings, driver):
     first.refresh_from_db()
     already.refresh_from_db()
     empty.refresh_from_db()
-    assert (first.access_token, first.refresh_token) == ("a1", "r1")
-    assert (already.access_token, already.refresh_token) == ("a2", "r2")
-    assert empty.access_token_ciphertext == ""
+    assert (first.token, already.token) == ("t1", "t2")
+    assert already.token_ciphertext == current  # already under the newest key: left alone
+    assert empty.token_ciphertext == ""

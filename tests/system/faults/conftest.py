@@ -27,6 +27,7 @@ from sessions.models import ChargingSession
 from sessions.models.charging import OPEN_STATUSES, TERMINAL_STATUSES, CommandKind
 from tests.plugins.cars import START, Car, client_in_use, simulator_client, simulator_transport
 from vehicle_sim.errors import ApiError
+from vehicle_sim.v3_app import error_body
 
 # The controller's retry policy, as bounds a test can check (sessions/services.py, policy.py):
 # STOP: one send, up to two resends while none was accepted, then one at each check that finds
@@ -41,7 +42,8 @@ FAULT_KINDS = ("rate_limited", "upstream", "unknown_state", "timeout")
 
 
 class FlakyTransport(httpx.BaseTransport):
-    """Fails `rate` of the vehicle calls (not the OAuth ones) from a seeded random stream."""
+    """Fails `rate` of the vehicle calls (not the IAM ones) from a seeded random stream, with v3
+    `errors[]` bodies."""
 
     def __init__(self, inner: httpx.BaseTransport, *, rate: float, seed: int) -> None:
         self.inner = inner
@@ -51,7 +53,7 @@ class FlakyTransport(httpx.BaseTransport):
         self.enabled = True
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        if not self.enabled or not request.url.path.startswith("/v2.0/vehicles/") or self.rng.random() >= self.rate:
+        if not self.enabled or not request.url.path.startswith("/v3/vehicles/") or self.rng.random() >= self.rate:
             return self.inner.handle_request(request)
         kind = self.rng.choice(FAULT_KINDS)
         self.injected[kind] += 1
@@ -67,7 +69,7 @@ class FlakyTransport(httpx.BaseTransport):
             error = ApiError("UPSTREAM", "UNKNOWN_ISSUE")
         else:
             error = ApiError("VEHICLE_STATE", "UNKNOWN")
-        body = json.dumps(error.to_body(headers["sc-request-id"])).encode()
+        body = json.dumps(error_body(error)).encode()
         return httpx.Response(error.status, headers=headers, content=body, request=request)
 
 

@@ -6,6 +6,7 @@ from sessions import services
 from sessions.models import ChargingSession, SessionStatus, VehicleConnection
 from sessions.models.charging import CommandKind
 from tests.system.faults.conftest import assert_money_safe, run_fleet
+from vehicle_sim import v3
 
 pytestmark = [pytest.mark.faults, pytest.mark.django_db]
 
@@ -60,8 +61,12 @@ def test_it_bills_at_most_the_purchase_when_the_car_ignores_stop(sim, flaky, api
         session.refresh_from_db()
         # The car kept charging past the purchase; the driver pays the purchase and no more.
         assert session.billed_wh <= session.purchased_wh
-        assert session.stop_not_carried_out or session.stop_escalated, (session.pk, session.reason)
-        assert session.commands.filter(kind=CommandKind.STOP).count() >= 2
+        # Stopped by the charge limit the car takes (the backstop set at START, or the escalation's),
+        # or flagged for the operator.
+        stopped_by_limit = session.backstop_limit_bp is not None or session.stop_escalated
+        assert session.stop_not_carried_out or stopped_by_limit, (session.pk, session.reason)
+        # A STOP again while the car charged on, unless its backstop stopped it before a retry.
+        assert session.commands.filter(kind=CommandKind.STOP).count() >= (1 if session.backstop_limit_bp else 2)
 
 
 def test_it_settles_what_was_delivered_when_consent_is_revoked_mid_session(
@@ -78,9 +83,12 @@ def test_it_settles_what_was_delivered_when_consent_is_revoked_mid_session(
             if session.pk in revoked or session.status != S.CHARGING or session.delivered_wh < 2_000:
                 continue
             connection = VehicleConnection.objects.get(pk=session.vehicle.connection_id)
+            platform = v3.platform(sim)
             with sim.lock:
-                for token in (connection.access_token, connection.refresh_token):
-                    sim.tokens.revoke(token)
+                # The driver removes the car from the application at the vehicle API.
+                platform.delete_connection(
+                    platform.connection_id(connection.external_user_id, session.vehicle.external_id)
+                )
             revoked.add(session.pk)
 
     run_fleet(sim, each_tick=revoke_some)

@@ -18,22 +18,22 @@ def test_an_event_declared_during_a_step_pauses_the_session_at_the_next_tick(sim
     sim.clock.set(session.next_action_at)
     [(session_id, token)] = runtime.sessions_claim_due()
     declared = []
-    read = api.tesla_charge
+    read = api.get_signals
 
-    def read_while_the_grid_declares(token, vehicle_id):
+    def read_while_the_grid_declares(user_id, vehicle_id):
         # The step is between its session load and its compare-and-set commit.
         now = clock.now()
         event, _ = grid.grid_event_declare(
             source="operator", external_id="ev-race", starts_at=now, ends_at=now + 30 * M, region="DE"
         )
         declared.append((event, now))
-        return read(token, vehicle_id)
+        return read(user_id, vehicle_id)
 
-    api.tesla_charge = read_while_the_grid_declares
+    api.get_signals = read_while_the_grid_declares
     try:
         machine.session_step(session_id=session_id, lease_token=token)
     finally:
-        api.tesla_charge = read
+        api.get_signals = read
     [(event, declared_at)] = declared
     session.refresh_from_db()
     assert session.status == S.CHARGING and event.participations.filter(session=session).exists()

@@ -25,14 +25,7 @@ THREE_D_SECURE = "4000002500003155"
 
 
 def _vehicles(user, n):
-    from datetime import timedelta
-
-    from django.utils import timezone
-
-    connection = VehicleConnection(user=user, access_expires_at=timezone.now() + timedelta(hours=2))
-    connection.access_token, connection.refresh_token = "a", "r"
-    connection.refresh_expires_at = timezone.now() + timedelta(days=60)
-    connection.save()
+    connection = VehicleConnection.objects.create(user=user, external_user_id=str(uuid.uuid4()))
     return [
         Vehicle.objects.create(connection=connection, owner=user, external_id=str(uuid.uuid4()), make="TESLA")
         for _ in range(n)

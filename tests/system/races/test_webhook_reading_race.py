@@ -23,19 +23,19 @@ def test_a_delivery_during_a_step_is_kept_and_acted_on_at_once(sim, api, connect
     sim.clock.set(session.next_action_at)
     [(session_id, token)] = runtime.sessions_claim_due()
     delivered = []
-    read = api.tesla_charge
+    read = api.get_signals
 
-    def read_while_a_webhook_arrives(token, vehicle_id):
+    def read_while_a_webhook_arrives(user_id, vehicle_id):
         # The step is between its session load and its compare-and-set commit.
         event = state_event(car, "e-race", at=clock.now() - timedelta(seconds=1), soc=40, charging=False)
         delivered.append((post(Client(), event).json(), clock.now()))
-        return read(token, vehicle_id)
+        return read(user_id, vehicle_id)
 
-    api.tesla_charge = read_while_a_webhook_arrives
+    api.get_signals = read_while_a_webhook_arrives
     try:
         machine.session_step(session_id=session_id, lease_token=token)
     finally:
-        api.tesla_charge = read
+        api.get_signals = read
     [(answer, at)] = delivered
     assert answer == {"status": "stored"}
     session.refresh_from_db()

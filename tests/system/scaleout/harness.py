@@ -73,10 +73,16 @@ def group_env(*, database_url: str, redis_url: str, sim_url: str, clock: SharedC
         DATABASE_URL=f"{database_url}?application_name={WORKER_APPLICATION_NAME}",
         REDIS_URL=redis_url,
         Q_SYNC="0",
-        Q_WORKERS="4",
+        # v3 commands are synchronous: a START or STOP holds its worker for the command's latency
+        # (tens of simulated seconds; vehicle_sim/v3.py). Workers busy at once ≈ commands per
+        # second × latency (Little's law): 500 arrivals in 15 minutes with 3–45 s commands need
+        # about 14, and either group must carry the fleet alone once the other is killed. Fewer,
+        # and steps wait in the queue past their lease (the loop then hands the session out again).
+        Q_WORKERS=os.environ.get("SCALEOUT_WORKERS", "16"),
         Q_CLUSTER_NAME=queue,
-        VEHICLE_API_ORIGIN=sim_url,
-        VEHICLE_AUTH_URL=f"{sim_url}/oauth/token",
+        VEHICLE_API_V3_ORIGIN=sim_url,
+        VEHICLE_MANAGEMENT_ORIGIN=sim_url,
+        VEHICLE_IAM_URL=f"{sim_url}/oauth2/token",
         VEHICLE_CONNECT_ORIGIN=sim_url,
         VEHICLE_API_TIMEOUT_S="20",
         LOG_LEVEL="WARNING",

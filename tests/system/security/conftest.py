@@ -169,11 +169,7 @@ def victim(django_user_model, db):
     credit_wallet(user)
     pkg = EnergyPackage.objects.create(name="10 kWh", energy_wh=10_000, price_minor=450, currency="eur")
     purchase = purchase_create(user=user, package=pkg)
-    connection = VehicleConnection(user=user, access_expires_at=timezone.now() + timedelta(hours=2))
-    connection.access_token = "victim-access-token"
-    connection.refresh_token = "victim-refresh-token"
-    connection.refresh_expires_at = timezone.now() + timedelta(days=60)
-    connection.save()
+    connection = VehicleConnection.objects.create(user=user, external_user_id="victim-vehicle-api-user")
     vehicle = Vehicle.objects.create(
         connection=connection, owner=user, external_id=str(uuid.uuid4()), make="TESLA", model="3", year=2022
     )

@@ -1,5 +1,6 @@
-"""OAuth `state`, tokens encrypted at rest with key rotation, and no secret in the logs, end to end:
-the Connect pages against the simulator, a charging session, a card payment, a Stripe webhook."""
+"""OAuth `state`, the application token encrypted at rest with key rotation, and no secret in the
+logs, end to end: the Connect pages against the simulator, a charging session, a card payment, a
+Stripe webhook."""
 
 import json
 import logging
@@ -13,9 +14,10 @@ from django.urls import reverse
 
 from sessions import services
 from sessions.controller import runtime
-from sessions.models import ChargingSession, VehicleConnection
+from sessions.models import ApplicationToken, ChargingSession, VehicleConnection
 from sessions.models.charging import TERMINAL_STATUSES
-from tests.plugins.cars import START, approve, client_in_use, simulator_client, simulator_transport
+from sessions.vehicles.app_token import application_token_source
+from tests.plugins.cars import REDIRECT_URI, START, approve, client_in_use, simulator_client, simulator_transport
 from tests.plugins.stripe import WEBHOOK_URL, sign
 from tests.plugins.wallet import credit_wallet
 from vehicle_sim.clock import VirtualClock
@@ -29,6 +31,12 @@ def sim():
     return Simulator(VirtualClock(START), seed=5)
 
 
+@pytest.fixture(autouse=True)
+def _connect_here(settings):
+    """Connect's redirect comes back to the test client's host."""
+    settings.VEHICLE_REDIRECT_URI = REDIRECT_URI
+
+
 @pytest.fixture
 def sim_transport(sim):
     return simulator_transport(sim)
@@ -36,7 +44,8 @@ def sim_transport(sim):
 
 @pytest.fixture
 def sim_client(sim, sim_transport):
-    client = simulator_client(sim_transport, connect_mode="simulated", clock=sim.clock.now)
+    # The product's own token source: the application token shared through the database.
+    client = simulator_client(sim_transport, token_source=application_token_source(), clock=sim.clock.now)
     with client_in_use(sim, client):
         yield client
 
@@ -70,17 +79,17 @@ def test_the_callback_refuses_a_missing_forged_or_replayed_state(client, driver,
     assert not VehicleConnection.objects.exists()
 
 
-def test_tokens_are_encrypted_at_rest_and_survive_a_key_rotation(
+def test_the_application_token_is_encrypted_at_rest_and_survives_a_key_rotation(
     client, driver, sim, sim_transport, sim_client, settings
 ):
     _connect(client, sim, sim_transport, driver)
-    connection = VehicleConnection.objects.get(user=driver)
-    access, refresh = connection.access_token, connection.refresh_token
-    assert access and refresh
+    row = ApplicationToken.objects.get(client_id=settings.VEHICLE_M2M_CLIENT_ID)
+    token = row.token
+    assert token
     with db.cursor() as cursor:
-        cursor.execute("SELECT * FROM " + VehicleConnection._meta.db_table)  # noqa: S608 - our table name
+        cursor.execute("SELECT * FROM " + ApplicationToken._meta.db_table)  # noqa: S608 - our table name
         raw = json.dumps([list(map(str, row)) for row in cursor.fetchall()])
-    assert access not in raw and refresh not in raw
+    assert token not in raw
 
     old_key = settings.TOKEN_ENCRYPTION_KEYS[0]
     new_key = Fernet.generate_key().decode()
@@ -88,11 +97,10 @@ def test_tokens_are_encrypted_at_rest_and_survive_a_key_rotation(
     call_command("rotate_token_keys")
     settings.TOKEN_ENCRYPTION_KEYS = [new_key]  # the old key is gone for good
 
-    connection = VehicleConnection.objects.get(pk=connection.pk)
-    assert (connection.access_token, connection.refresh_token) == (access, refresh)
-    # The controller still reaches the car with the rotated tokens.
+    assert ApplicationToken.objects.get(pk=row.pk).token == token
+    # The controller still reaches the car with the rotated token.
     credit_wallet(driver)
-    vehicle = connection.vehicles.get()
+    vehicle = VehicleConnection.objects.get(user=driver).vehicles.get()
     session = services.session_request(user=driver, vehicle_id=vehicle.pk, energy_wh=2_000)
     runtime.tick()
     session.refresh_from_db()
@@ -100,14 +108,14 @@ def test_tokens_are_encrypted_at_rest_and_survive_a_key_rotation(
 
     settings.TOKEN_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
     with pytest.raises(Exception, match="decrypt"):
-        VehicleConnection.objects.get(pk=connection.pk).access_token  # noqa: B018
+        ApplicationToken.objects.get(pk=row.pk).token  # noqa: B018
 
 
 def test_no_token_or_secret_reaches_the_logs(client, driver, sim, sim_transport, sim_client, caplog, settings):
     caplog.set_level(logging.DEBUG)
     _parked, answer = _connect(client, sim, sim_transport, driver)
     connection = VehicleConnection.objects.get(user=driver)
-    secrets_seen = {connection.access_token, connection.refresh_token, answer["code"]}
+    secrets_seen = {sim_client.app_token(), answer["code"]}
 
     credit_wallet(driver)
     session = services.session_request(user=driver, vehicle_id=connection.vehicles.get().pk, energy_wh=3_000)
@@ -118,9 +126,8 @@ def test_no_token_or_secret_reaches_the_logs(client, driver, sim, sim_transport,
         if session.next_action_at > sim.clock.now():
             sim.clock.set(session.next_action_at)
         runtime.tick()
-        # Tokens rotate on refresh during a long session: every one of them must stay out.
-        connection.refresh_from_db()
-        secrets_seen |= {connection.access_token, connection.refresh_token}
+        # The application token is renewed hourly during a long session: every one stays out.
+        secrets_seen.add(sim_client.app_token())
     assert ChargingSession.objects.get(pk=session.pk).status in TERMINAL_STATUSES
 
     # A vehicle webhook with a bad signature, and one Stripe webhook with a wrong secret.

@@ -22,8 +22,9 @@ import pytest
 from sessions import clock
 from sessions.controller import readings, runtime
 from sessions.models.charging import TERMINAL_STATUSES
-from sessions.vehicle_api import VehicleApiClient
+from sessions.vehicle_api.v3 import VehicleApiV3Client
 from sessions.vehicles import services as vehicles
+from vehicle_sim import v3
 from vehicle_sim.clock import RealClock
 from vehicle_sim.engine import Simulator
 from vehicle_sim.server import SimulatorServer
@@ -62,17 +63,19 @@ def simulator(settings, live_server):
     readings._latency_models_cached.cache_clear()
     sim = Simulator(RealClock(speed=SPEED), seed=11)
     server = SimulatorServer(sim).start()
-    settings.VEHICLE_API_ORIGIN = server.url
-    settings.VEHICLE_AUTH_URL = f"{server.url}/oauth/token"
+    # No webhook subscription here: the store answers unsubscribed cars live (a CONFLICT reading).
+    v3.platform(sim).config.update({"unsubscribed_signals": "live"})
+    settings.VEHICLE_API_V3_ORIGIN = server.url
+    settings.VEHICLE_MANAGEMENT_ORIGIN = server.url
+    settings.VEHICLE_IAM_URL = f"{server.url}/oauth2/token"
     settings.VEHICLE_CONNECT_ORIGIN = server.url
     settings.VEHICLE_REDIRECT_URI = f"{live_server.url}/vehicles/connect/callback/"
-    client = VehicleApiClient(
+    client = VehicleApiV3Client(
         api_origin=server.url,
-        auth_url=settings.VEHICLE_AUTH_URL,
-        connect_origin=server.url,
-        client_id=settings.VEHICLE_CLIENT_ID,
-        client_secret=settings.VEHICLE_CLIENT_SECRET,
-        redirect_uri=settings.VEHICLE_REDIRECT_URI,
+        management_origin=server.url,
+        iam_url=settings.VEHICLE_IAM_URL,
+        client_id=settings.VEHICLE_M2M_CLIENT_ID,
+        client_secret=settings.VEHICLE_M2M_CLIENT_SECRET,
         timeout_s=20,
         connect_timeout_s=5,
         clock=sim.clock.now,

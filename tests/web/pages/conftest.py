@@ -1,7 +1,4 @@
-from datetime import timedelta
-
 import pytest
-from django.utils import timezone
 
 from sessions.models import Vehicle, VehicleConnection
 
@@ -13,14 +10,10 @@ def other(django_user_model):
 
 @pytest.fixture
 def car(db):
-    """A connected car of `user` (tokens stored as Connect would store them; no API call made)."""
+    """A connected car of `user` (its vehicle API user id stored as Connect would; no API call made)."""
 
     def _car(user, external_id="sim-car-1"):
-        connection = VehicleConnection(user=user, access_expires_at=timezone.now() + timedelta(hours=2))
-        connection.access_token = "access-token"
-        connection.refresh_token = "refresh-token"
-        connection.refresh_expires_at = timezone.now() + timedelta(days=60)
-        connection.save()
+        connection = VehicleConnection.objects.create(user=user, external_user_id=f"user-of-{external_id}")
         return Vehicle.objects.create(
             connection=connection,
             owner=user,

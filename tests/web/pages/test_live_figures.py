@@ -148,13 +148,14 @@ def test_the_receipt_the_api_and_the_email_give_the_same_numbers(
         figures.net_minor,
     )
     assert api["amount_minor"] == sum(line["amount_minor"] for line in api["lines"])
-    assert api["measured_by"] == "soc"
+    # A VW reports its charging power with its level (v3 `charge-wattage`): measured by both.
+    assert api["measured_by"] == "power"
     assert figures.why in api["explanation"] and figures.range_words in api["explanation"]
 
     client.force_login(driver)
     page = client.get(f"/charge/{session.public_id}/receipt/").content.decode()
     assert f"{figures.billed_wh / 1000:.2f} kWh" in page
-    for text in (figures.amount, figures.vat, figures.net, "the car&#x27;s battery level"):
+    for text in (figures.amount, figures.vat, figures.net, "the car&#x27;s charging power and battery level"):
         assert text in page
     assert "Overshoot" not in page and "overshoot" not in page
 

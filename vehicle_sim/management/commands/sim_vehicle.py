@@ -29,7 +29,7 @@ class Command(BaseCommand):
     help = "Create, list and change vehicles of a running vehicle simulator."
 
     def add_arguments(self, parser):
-        parser.add_argument("--url", default=settings.VEHICLE_API_ORIGIN, help="the simulator's origin")
+        parser.add_argument("--url", default=settings.VEHICLE_API_V3_ORIGIN, help="the simulator's origin")
         sub = parser.add_subparsers(dest="action", required=True)
 
         create = sub.add_parser("create", help="create a vehicle and print its id and a token pair")

@@ -42,10 +42,13 @@ class Command(BaseCommand):
             ("worker", [*manage, "qcluster"]),
             ("controller", [*manage, "run_controller"]),
         ]
-        simulated = f"http://127.0.0.1:{settings.SIMULATOR_PORT}" == settings.VEHICLE_API_ORIGIN
+        simulated = f"http://127.0.0.1:{settings.SIMULATOR_PORT}" == settings.VEHICLE_API_V3_ORIGIN
         if simulated:
-            webhook = settings.SIMULATOR_WEBHOOK_URL or f"http://127.0.0.1:{port}/vehicles/webhook/"
-            simulator = [*manage, "run_simulator", "--port", str(settings.SIMULATOR_PORT), "--webhook-url", webhook]
+            webhook_url = settings.SIMULATOR_WEBHOOK_URL or f"http://127.0.0.1:{port}/vehicles/webhook/"
+            # Readings come by webhook as they would from Smartcar: every process subscribes the
+            # cars to this webhook, which the simulator creates and verifies below.
+            settings.VEHICLE_WEBHOOK_ID = env["VEHICLE_WEBHOOK_ID"] = settings.VEHICLE_WEBHOOK_ID or SIM_WEBHOOK_ID
+            simulator = [*manage, "run_simulator", "--port", str(settings.SIMULATOR_PORT)]
             services.append(("simulator", [*simulator, "--speed", str(settings.SIM_SPEED)]))
             env["DEMO_CARS"] = "1"  # each new account finds its own car on the consent page
             origin = shared_clock_origin(settings.SIMULATOR_STATE_FILE, speed=settings.SIM_SPEED)
@@ -65,7 +68,8 @@ class Command(BaseCommand):
                 procs.append((name, subprocess.Popen(cmd, cwd=settings.BASE_DIR, env=env)))
             self._wait_for(f"http://127.0.0.1:{port}/healthz/", "web server")
             if simulated:
-                self._wait_for(f"{settings.VEHICLE_API_ORIGIN}/_sim/health", "vehicle simulator")
+                self._wait_for(f"{settings.VEHICLE_API_V3_ORIGIN}/_sim/health", "vehicle simulator")
+                self._verified_webhook(settings.VEHICLE_WEBHOOK_ID, webhook_url)
                 driver = get_user_model().objects.get(username=DEMO_DRIVER[0])
                 cars = ensure_demo_vehicles(user=driver)
                 self.stdout.write(f"Demo vehicle(s) of {driver.username}: " + ", ".join(str(c) for c in cars))
@@ -101,6 +105,21 @@ class Command(BaseCommand):
                 except subprocess.TimeoutExpired:
                     proc.kill()
 
+    def _verified_webhook(self, webhook_id: str, url: str) -> None:
+        """The simulator's webhook that the cars are subscribed to (in Smartcar's dashboard in
+        production), verified by our receiver's answer to VERIFY: only then does data flow."""
+        sim = f"{settings.VEHICLE_API_V3_ORIGIN}/_sim/v3"
+        # An unsubscribed car answers no signals, as a real one may (a state file kept from an
+        # earlier run may say otherwise): the readings must come through the subscription.
+        httpx.post(f"{sim}/config", json={"unsubscribed_signals": "empty"}, timeout=10).raise_for_status()
+        admin = f"{sim}/webhooks"
+        hooks = httpx.get(admin, timeout=10).raise_for_status().json()["webhooks"]
+        if not any(h["id"] == webhook_id and h["callbackUri"] == url for h in hooks):
+            httpx.post(admin, json={"id": webhook_id, "callbackUri": url}, timeout=10).raise_for_status()
+        if not httpx.post(f"{admin}/{webhook_id}/verify", timeout=30).raise_for_status().json()["ok"]:
+            raise CommandError(f"the webhook at {url} did not answer the simulator's VERIFY (VEHICLE_WEBHOOK_AMT?)")
+        self.stdout.write(f"Vehicle webhook {webhook_id} verified at {url}")
+
     def _wait_for(self, url: str, what: str, ok_codes=(200,), timeout_s: float = 30) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -120,7 +139,7 @@ class Command(BaseCommand):
             + f"  Driver site      {site}/            (login: driver / drive-safely-42)\n"
             + f"  Operator admin   {site}/admin/      (login: operator / operate-safely-42)\n"
             + f"  Dashboard        {site}/dashboard/\n"
-            + f"  Vehicle API sim  {settings.VEHICLE_API_ORIGIN}{speed}\n"
+            + f"  Vehicle API sim  {settings.VEHICLE_API_V3_ORIGIN} (v3){speed}\n"
             + f"  localstripe      {settings.STRIPE_API_BASE}\n"
             + f"  Day-ahead prices {settings.SMART_DEFAULT_REGION}: {prices} demo hour(s) added\n"
             + "Simulated cars: python manage.py sim_vehicle list | show ID | plug ID | unplug ID | drive ID\n"
@@ -128,6 +147,9 @@ class Command(BaseCommand):
             + "Emails are printed by the worker. Ctrl-C stops everything.\n"
         )
 
+
+# The simulated webhook's id when VEHICLE_WEBHOOK_ID names none.
+SIM_WEBHOOK_ID = "sim-webhook"
 
 # Seconds between two top-ups of the demo prices.
 PRICES_EVERY_S = 60

@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 
 SESSION_STATE_KEY = "vehicle_connect_state"
 
-# Connect redirect errors (docs/reference/vehicle-api.md §3.4) in words a driver understands.
+# Connect redirect errors (docs/reference/vehicle-api-v3.md §2, as v2's) in words a driver understands.
 CONNECT_ERROR_MESSAGES = {
     "access_denied": gettext_lazy("You cancelled the connection or did not grant access. No vehicle was connected."),
     "invalid_subscription": gettext_lazy(
@@ -58,14 +58,14 @@ def connect_start(request: HttpRequest) -> HttpResponse:
     # Brand bypass (e.g. TESLA); anything else is ignored rather than forwarded.
     make = request.GET.get("make", "").strip().upper()
     make = make if make and len(make) <= 32 and make.replace("_", "").replace("-", "").isalnum() else None
-    url = vehicle_services.get_client().authorize_url(state=state, make=make)
+    url = vehicle_services.authorize_url(state=state, make=make)
     return redirect(url)
 
 
 @login_required
 @require_GET
 def connect_callback(request: HttpRequest) -> HttpResponse:
-    """Connect's redirect back: check `state` first (CSRF), then the error or the code."""
+    """Connect's redirect back: check `state` first (CSRF), then the error or the user id."""
     expected = request.session.pop(SESSION_STATE_KEY, None)
     received = request.GET.get("state", "")
     if not expected or not received or not secrets.compare_digest(expected, received):
@@ -89,30 +89,25 @@ def connect_callback(request: HttpRequest) -> HttpResponse:
         messages.warning(request, message)
         return redirect("vehicles:list")
 
-    code = request.GET.get("code")
-    if not code:
+    # v3: the consenting user's id at the vehicle API; a `code` may come too and is never
+    # exchanged (docs/reference/vehicle-api-v3.md §2). The state check above ties the redirect to
+    # this driver's own Connect visit; the vehicles come from the API's list for that user.
+    user_id = request.GET.get("user_id", "").strip()
+    if not user_id or len(user_id) > 64:
         return render(
             request,
             "vehicles/connect_error.html",
-            {"message": _("The vehicle service did not send an authorization code. Please try again.")},
+            {"message": _("The vehicle service did not say which account was connected. Please try again.")},
             status=400,
         )
     try:
-        connection = vehicle_services.connection_create_from_code(user=request.user, code=code)
-    except errors.OAuthError:
-        messages.error(request, _("The authorization expired or was already used. Please connect again."))
-        return redirect("vehicles:list")
+        connection = vehicle_services.connection_create(user=request.user, external_user_id=user_id)
     except errors.VehicleApiError as exc:
         logger.warning("connect failed: %r", exc)
         messages.error(request, _("The vehicle service is not answering right now. Please try again later."))
         return redirect("vehicles:list")
+    # The connect read each car's signals too: battery and plug show at once where it answered.
     count = connection.vehicles.count()
-    for vehicle in connection.vehicles.filter(is_active=True):
-        # Show battery and plug at once; a car that does not answer now is read on the next refresh.
-        try:
-            vehicle_services.vehicle_refresh_snapshot(vehicle_id=vehicle.pk)
-        except (errors.VehicleApiError, vehicle_services.ConsentRequired) as exc:
-            logger.info("first read of vehicle %s failed: %r", vehicle.pk, exc)
     if count:
         messages.success(
             request, ngettext("Connected %(count)s vehicle.", "Connected %(count)s vehicles.", count) % {"count": count}
