@@ -330,9 +330,10 @@ class InFlightWorker:
         if not due:
             return 0
         try:
-            renewed = ChargingSession.objects.filter(lease_token__in=[g.lease_token for g in due]).update(
-                lease_until=now + runtime.LEASE
-            )
+            # By primary key (the token has no index); a token is its own claim's, never another row's.
+            renewed = ChargingSession.objects.filter(
+                pk__in=[g.session_id for g in due], lease_token__in=[g.lease_token for g in due]
+            ).update(lease_until=now + runtime.LEASE)
         except Exception:
             logger.exception("controller lease renewal failed")
             close_old_connections()
