@@ -302,6 +302,19 @@ def test_the_limits_hold_across_workers_through_redis(redis_url):
     asyncio.run(scenario())
 
 
+def test_hundreds_of_requests_leaving_at_once_wait_for_a_redis_connection_instead_of_failing(redis_url):
+    limiter = ratelimit.RedisLimiter(redis_url, ratelimit.Limits(app=(10_000, 60_000.0)), prefix=uuid.uuid4().hex)
+
+    async def burst():
+        try:
+            await asyncio.gather(*(limiter.acquire(f"car-{i}") for i in range(4 * ratelimit.REDIS_CONNECTIONS + 300)))
+        finally:
+            await limiter.aclose()
+
+    asyncio.run(burst())  # more at once than the pool holds: they queue for a connection
+    assert limiter.waits == 0
+
+
 def test_the_worker_command_steps_due_sessions_until_told_to_stop(world, sim):
     *_, sessions = world(3, gate=False)
     ids = [s.pk for s in sessions]
