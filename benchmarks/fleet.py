@@ -43,7 +43,7 @@ from sessions.models import ChargingSession, Vehicle
 from sessions.models.charging import OPEN_STATUSES, TERMINAL_STATUSES, CommandKind, SessionTransition, VehicleCommand
 from sessions.vehicle_api.v3 import VehicleApiV3Client
 from sessions.vehicles import services as vehicles
-from vehicle_sim import v3, v3_makes
+from vehicle_sim import profiles, v3
 from vehicle_sim.app import make_app
 from vehicle_sim.clock import SteppedClock
 from vehicle_sim.engine import Simulator
@@ -95,7 +95,7 @@ class FleetConfig:
     max_hours: float = 48.0
     # Cars subscribed to a (verified) webhook of the simulator's v3 platform: its VEHICLE_STATE
     # deliveries reach our receiver in process, as late, duplicated and lost as the make's traits
-    # make them (vehicle_sim/v3_makes.py), and readings come from them where they are in time.
+    # make them (vehicle_sim/profiles.py), and readings come from them where they are in time.
     webhooks: bool = False
 
     def resolved(self) -> FleetConfig:
@@ -301,7 +301,7 @@ def _sim_car(sim: Simulator, config: FleetConfig, spec: CarSpec):
         v3_platform = v3.platform(sim)
         with sim.lock:
             reported = v3_platform.traits_of(sim.vehicles[car.id]).signals
-            v3_platform.set_traits(car.id, {"signals": sorted(reported - {v3_makes.ENERGY_ADDED} - v3_makes.POWER)})
+            v3_platform.set_traits(car.id, {"signals": sorted(reported - {profiles.ENERGY_ADDED} - profiles.POWER)})
     return car
 
 
@@ -487,7 +487,7 @@ def _setup(sim: Simulator, config: FleetConfig, policy_spec: str, *, overrides_t
             "nominal_power_w": round(config.power_kw * 1000),
             "telemetry_refresh_s": round(config.telemetry_age_s),
         }
-        if v3_makes.ENERGY_ADDED not in v3_makes.traits_for(make).signals and traits["energy_step_wh"]:
+        if profiles.ENERGY_ADDED not in profiles.traits_for(make).signals and traits["energy_step_wh"]:
             raise ValueError(f"profile {config.profile}: the make has no energy counter; use --energy-step-kwh 0")
     for spec in specs:
         user = user_model.objects.create(username=f"bench-{spec.index}-{uuid.uuid4().hex[:8]}")

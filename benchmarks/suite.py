@@ -56,10 +56,12 @@ def suite_profiles() -> dict[str, tuple[str, list[str]]]:
     return {**README_PROFILES, **SCENARIOS, **{name: (name, []) for name in OEM_PROFILES}}
 
 
-def _command(part: Part, *, world: str, out: Path) -> list[str]:
+def _command(part: Part, *, world: str, out: Path, webhooks: bool = False) -> list[str]:
     profile, extra = suite_profiles()[part.name]
     args = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), "fleet_benchmark"]
     args += ["--profile", profile, "--seed", str(part.seed), "--sessions", str(part.sessions), "--world", world]
+    if webhooks:
+        args.append("--webhooks")
     for spec in part.policies:
         args += ["--policy", spec]
     return [*args, *extra, "--keep-sessions", "--tables-from-models", "--json", str(out)]
@@ -73,6 +75,7 @@ def run_suite(
     profiles: list[str] | None = None,
     policies: list[str] | None = None,
     world: str = "realistic",
+    webhooks: bool = False,
     jobs: int = 2,
     log=print,
     parts_dir: Path | None = None,
@@ -84,6 +87,8 @@ def run_suite(
     as it finishes, so a long run's sessions can be studied, and are not lost if a later part fails.
     `kept_only`: measure nothing, build the table from the parts kept in `parts_dir`; a seed with
     no kept part is left out of its profile's pooling and listed under `missing`.
+    `webhooks`: the cars send their readings by webhook (`fleet_benchmark --webhooks`); the table
+    then counts billed reads and webhook readings apart.
     """
     if kept_only and parts_dir is None:
         raise ValueError("kept_only needs parts_dir")
@@ -108,7 +113,7 @@ def run_suite(
             label = f"{part.name}-{part.seed}-{'+'.join(part.policies).replace(':', '')}"
             out = Path(tmp) / f"{label}.json"
             t0 = time.monotonic()
-            kept = _kept_part(parts_dir, label, part, world) if parts_dir is not None else None
+            kept = _kept_part(parts_dir, label, part, world, webhooks) if parts_dir is not None else None
             if kept is not None:
                 # A part an interrupted run already measured with the same arguments: reused.
                 out.write_text(kept)
@@ -117,7 +122,10 @@ def run_suite(
                 return
             else:
                 done = subprocess.run(  # noqa: S603 - our own command
-                    _command(part, world=world, out=out), capture_output=True, text=True, check=False
+                    _command(part, world=world, out=out, webhooks=webhooks),
+                    capture_output=True,
+                    text=True,
+                    check=False,
                 )
                 if done.returncode != 0:
                     raise RuntimeError(f"{part}: fleet_benchmark failed:\n{done.stderr[-2000:]}")
@@ -135,6 +143,7 @@ def run_suite(
     return {
         "config": {
             "world": world,
+            "webhooks": webhooks,
             "sessions_per_seed": sessions,
             "baseline_sessions_per_seed": baseline_sessions,
             "seeds": list(seeds),
@@ -152,8 +161,9 @@ def run_suite(
     }
 
 
-def _kept_part(parts_dir: Path, label: str, part: Part, world: str) -> str | None:
-    """The kept JSON of this part if one exists for the same profile, seed, sessions, policies and world."""
+def _kept_part(parts_dir: Path, label: str, part: Part, world: str, webhooks: bool = False) -> str | None:
+    """The kept JSON of this part if one exists for the same profile, seed, sessions, policies,
+    world and source of readings."""
     path = parts_dir / f"{label}.json"
     if not path.exists():
         return None
@@ -165,6 +175,7 @@ def _kept_part(parts_dir: Path, label: str, part: Part, world: str) -> str | Non
             config["seed"] == part.seed
             and config["sessions"] == part.sessions
             and config["world"] == world
+            and bool(config.get("webhooks")) == webhooks
             and set(doc["sessions"]) == set(part.policies)
         )
     except (ValueError, KeyError, TypeError):
@@ -229,17 +240,25 @@ def _fmt(value) -> str:
     return "–" if value is None else f"{value:g}"
 
 
+WEBHOOK_COLUMNS = " Reads = billed signal reads per session (p50); webhook = readings that came by webhook (p50)."
+
+
 def markdown(doc: dict, *, command: str = "") -> str:
     cfg = doc["config"]
     seeds = len(cfg["seeds"])
     baseline = cfg.get("baseline_sessions_per_seed", cfg["sessions_per_seed"])
+    webhooks = cfg.get("webhooks", False)
     lines = [
-        f"# Fleet suite — world `{cfg['world']}`",
+        f"# Fleet suite — world `{cfg['world']}`" + (", readings by webhook" if webhooks else ""),
         "",
         f"Seeds {', '.join(map(str, cfg['seeds']))}, pooled: the predictive policy on {cfg['sessions_per_seed']} "
-        f"sessions per profile and seed ({cfg['sessions_per_seed'] * seeds} per profile), the baselines on the "
-        f"first {baseline} of the same cars ({baseline * seeds} per profile); "
-        f"{cfg['wall_s']:.0f} s wall time with {cfg['jobs']} processes.",
+        f"sessions per profile and seed ({cfg['sessions_per_seed'] * seeds} per profile)"
+        + (
+            f", the baselines on the first {baseline} of the same cars ({baseline * seeds} per profile)"
+            if any(p != "predictive" for p in cfg.get("policies", ["naive"]))
+            else " (no baselines)"
+        )
+        + f"; {cfg['wall_s']:.0f} s wall time with {cfg['jobs']} processes.",
     ]
     if command:
         lines += ["", "```sh", command, "```"]
@@ -250,19 +269,23 @@ def markdown(doc: dict, *, command: str = "") -> str:
         "(`benchmarks/floor.py`); blind floor = the same oracle without the usable capacity "
         "(what an SoC-only car cannot tell). Calls = billed vehicle API calls per session. "
         '"billed > delivered" counts sessions billed above the true delivery (max in % of the purchase); '
-        "unbilled = delivered energy up to the purchase that was not billed, % of all delivered.",
+        "unbilled = delivered energy up to the purchase that was not billed, % of all delivered."
+        + (WEBHOOK_COLUMNS if webhooks else ""),
         "",
         "| profile | policy | charged | error % p50 | p95 | floor p95 | ×floor | blind floor | calls p50 | p95 "
-        "| under | backstop | billed > delivered (max %) | unbilled % | billed > purchase | terminal | drift |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        + ("| reads p50 | webhook p50 " if webhooks else "")
+        + "| under | backstop | billed > delivered (max %) | unbilled % | billed > purchase | terminal | drift |",
+        "|---|---|---|---|---|---|---|---|---|---|" + ("---|---|" if webhooks else "") + "---|---|---|---|---|---|---|",
     ]
     for name, profile in doc["profiles"].items():
         for spec, p in profile["pooled"].items():
+            reads = f"| {_fmt(p.get('billed_reads_p50'))} | {_fmt(p.get('webhook_readings_p50'))} " if webhooks else ""
             lines.append(
                 f"| {name} | `{spec}` | {p['charged']}/{p['sessions']} | {_fmt(p['error_pct_p50'])} "
                 f"| {_fmt(p['error_pct_p95'])} | {_fmt(p['floor_pct_p95'])} | {_fmt(p['ratio_to_floor'])} "
                 f"| {_fmt(p['floor_blind_pct_p95'])} | {_fmt(p['calls_p50'])} | {_fmt(p['calls_p95'])} "
-                f"| {p['under_delivered']} | {p['backstop_stopped']} | {p['billed_above_delivered']} "
+                + reads
+                + f"| {p['under_delivered']} | {p['backstop_stopped']} | {p['billed_above_delivered']} "
                 f"({_fmt(p['billed_above_delivered_max_pct'])}) | {_fmt(p['unbilled_delivered_pct'])} "
                 f"| {p['billed_above_purchase']} | {p['terminal']}/{p['sessions']} | {p['ledger_drift']} |"
             )

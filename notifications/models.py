@@ -2,6 +2,7 @@
 
 from django.conf import settings
 from django.db import models
+from django.utils.translation import gettext_lazy
 
 
 class EmailPreferences(models.Model):
@@ -27,29 +28,35 @@ class Notification(models.Model):
     started, a refund made), sent afterwards by the task queue. `key` makes it once per event."""
 
     class Status(models.TextChoices):
-        PENDING = "pending", "Pending"
-        SENT = "sent", "Sent"
-        SKIPPED = "skipped", "Skipped"
-        FAILED = "failed", "Failed"
+        PENDING = "pending", gettext_lazy("Pending")
+        SENT = "sent", gettext_lazy("Sent")
+        SKIPPED = "skipped", gettext_lazy("Skipped")
+        FAILED = "failed", gettext_lazy("Failed")
 
-    key = models.CharField(max_length=200, unique=True)
-    kind = models.CharField(max_length=32)
+    key = models.CharField(max_length=200, unique=True, verbose_name=gettext_lazy("key"))
+    kind = models.CharField(max_length=32, verbose_name=gettext_lazy("email kind"))
     # A driver's email goes to the user's address as it is when sent; an operator's to `to_email`.
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE)
-    to_email = models.EmailField(blank=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, verbose_name=gettext_lazy("driver")
+    )
+    to_email = models.EmailField(blank=True, verbose_name=gettext_lazy("to (email)"))
     # What the renderer needs to find its subject (ids), or the content itself (operator alerts).
-    params = models.JSONField(default=dict, blank=True)
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
-    attempts = models.PositiveSmallIntegerField(default=0)
-    last_error = models.CharField(max_length=300, blank=True)
-    subject = models.CharField(max_length=200, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
+    params = models.JSONField(default=dict, blank=True, verbose_name=gettext_lazy("parameters"))
+    status = models.CharField(
+        max_length=10, choices=Status.choices, default=Status.PENDING, verbose_name=gettext_lazy("status")
+    )
+    attempts = models.PositiveSmallIntegerField(default=0, verbose_name=gettext_lazy("attempts"))
+    last_error = models.CharField(max_length=300, blank=True, verbose_name=gettext_lazy("last error"))
+    subject = models.CharField(max_length=200, blank=True, verbose_name=gettext_lazy("subject"))
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=gettext_lazy("created at"))
     # A sender owns the row until then (the task and the sweeper never send it twice at once).
-    claimed_until = models.DateTimeField(null=True, blank=True)
-    next_attempt_at = models.DateTimeField(null=True, blank=True)
-    sent_at = models.DateTimeField(null=True, blank=True)
+    claimed_until = models.DateTimeField(null=True, blank=True, verbose_name=gettext_lazy("claimed until"))
+    next_attempt_at = models.DateTimeField(null=True, blank=True, verbose_name=gettext_lazy("next attempt at"))
+    sent_at = models.DateTimeField(null=True, blank=True, verbose_name=gettext_lazy("sent at"))
 
     class Meta:
+        verbose_name = gettext_lazy("email")
+        verbose_name_plural = gettext_lazy("emails")
         ordering = ["-id"]
         indexes = [models.Index(fields=["status", "next_attempt_at"], name="notification_due_idx")]
 

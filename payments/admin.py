@@ -22,13 +22,13 @@ from payments.operator import stripe_events_replay
 from payments.services import refund_request
 from prepaid.admin import ReadOnlyAdmin
 from prepaid.admin import WalletAdmin as PrepaidWalletAdmin
-from prepaid.admin_units import readable
+from prepaid.admin_units import UnitsTabularInline
 from prepaid.errors import WalletError
 from prepaid.formats import format_kwh, format_money
 from prepaid.models import Wallet
 
 
-class ReadOnlyInline(admin.TabularInline):
+class ReadOnlyInline(UnitsTabularInline):
     extra = 0
     can_delete = False
 
@@ -53,9 +53,7 @@ class PaymentAttemptInline(ReadOnlyInline):
 
 @admin.register(Purchase)
 class PurchaseAdmin(ReadOnlyAdmin):
-    list_display = readable(
-        "public_id", "user", "status", "energy_wh", "amount_minor", "currency", "created_at", "paid_at"
-    )
+    list_display = ("public_id", "user", "status", "energy_wh", "amount_minor", "currency", "created_at", "paid_at")
     list_filter = ("status", "checkout_mode", "currency", "created_at")
     search_fields = (
         "public_id",
@@ -104,7 +102,7 @@ class RefundPartInline(ReadOnlyInline):
 
 @admin.register(Refund)
 class RefundAdmin(ReadOnlyAdmin):
-    list_display = readable(
+    list_display = (
         "public_id",
         "wallet",
         "requested_by",
@@ -121,18 +119,14 @@ class RefundAdmin(ReadOnlyAdmin):
 
 @admin.register(RefundPart)
 class RefundPartAdmin(ReadOnlyAdmin):
-    list_display = readable(
-        "idempotency_key", "refund", "purchase", "energy_wh", "amount_minor", "status", "updated_at"
-    )
+    list_display = ("idempotency_key", "refund", "purchase", "energy_wh", "amount_minor", "status", "updated_at")
     list_filter = ("status",)
     search_fields = ("idempotency_key", "stripe_refund_id", "purchase__public_id")
 
 
 @admin.register(Dispute)
 class DisputeAdmin(ReadOnlyAdmin):
-    list_display = readable(
-        "stripe_dispute_id", "purchase", "amount_minor", "currency", "reason", "status", "created_at"
-    )
+    list_display = ("stripe_dispute_id", "purchase", "amount_minor", "currency", "reason", "status", "created_at")
     list_filter = ("status", "reason")
     search_fields = (
         "stripe_dispute_id",
@@ -181,7 +175,7 @@ class WalletAdmin(PrepaidWalletAdmin):
 class PaymentDiscrepancyAdmin(ReadOnlyAdmin):
     """What `payments_reconcile` and the webhooks found at Stripe that our books do not explain."""
 
-    list_display = readable("created_at", "kind", "status", "stripe_object_id", "purchase", "amount_minor", "action")
+    list_display = ("created_at", "kind", "status", "stripe_object_id", "purchase", "amount_minor", "action")
     list_filter = ("status", "kind")
     search_fields = ("stripe_object_id", "stripe_refund_id", "purchase__public_id", "detail")
     date_hierarchy = "created_at"

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import transaction
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.translation import gettext
 
 from payments.models import Invoice, InvoiceSequence, Purchase
+from prepaid import formats
+from prepaid.selectors import language_for
 
 
 def _next_number(series: str) -> int:
@@ -26,8 +29,11 @@ def _next_number(series: str) -> int:
 
 
 def description(purchase: Purchase) -> str:
-    kwh = f"{purchase.energy_wh / 1000:g}"
-    return f"Charging credit: {kwh} kWh of electricity for an electric vehicle (prepaid)"
+    """What was supplied, in the buyer's language (an invoice never changes: written once, at issue)."""
+    with translation.override(language_for(user=purchase.user) or settings.LANGUAGE_CODE):
+        return gettext("Charging credit: %(kwh)s of electricity for an electric vehicle (prepaid)") % {
+            "kwh": formats.format_kwh(purchase.energy_wh / 1000, 3, trim=True)
+        }
 
 
 def invoice_issue(*, purchase_id: int) -> Invoice:

@@ -15,9 +15,18 @@ from django.utils.translation import gettext_lazy
 class StripeCustomer(models.Model):
     """The driver's Stripe customer: SetupIntents save the card on it for later top-ups."""
 
-    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="stripe_customer")
-    customer_id = models.CharField(max_length=100, unique=True)
-    created_at = models.DateTimeField(auto_now_add=True)
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="stripe_customer",
+        verbose_name=gettext_lazy("driver"),
+    )
+    customer_id = models.CharField(max_length=100, unique=True, verbose_name=gettext_lazy("Stripe customer ID"))
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=gettext_lazy("created at"))
+
+    class Meta:
+        verbose_name = gettext_lazy("Stripe customer")
+        verbose_name_plural = gettext_lazy("Stripe customers")
 
     def __str__(self) -> str:
         return self.customer_id
@@ -40,42 +49,74 @@ class Purchase(models.Model):
         Status.CANCELED: set(),
     }
 
-    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="purchases")
-    package = models.ForeignKey("prepaid.EnergyPackage", null=True, blank=True, on_delete=models.PROTECT)
-    energy_wh = models.BigIntegerField()
-    amount_minor = models.BigIntegerField()
-    currency = models.CharField(max_length=3)
-    vat_minor = models.BigIntegerField()
-    vat_rate = models.DecimalField(max_digits=6, decimal_places=4)
-    status = models.CharField(max_length=20, choices=Status.choices, default=Status.CREATED)
-    checkout_mode = models.CharField(max_length=10, default="elements")
+    public_id = models.UUIDField(
+        default=uuid.uuid4, unique=True, editable=False, verbose_name=gettext_lazy("public ID")
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="purchases",
+        verbose_name=gettext_lazy("driver"),
+    )
+    package = models.ForeignKey(
+        "prepaid.EnergyPackage", null=True, blank=True, on_delete=models.PROTECT, verbose_name=gettext_lazy("package")
+    )
+    energy_wh = models.BigIntegerField(verbose_name=gettext_lazy("energy"))
+    amount_minor = models.BigIntegerField(verbose_name=gettext_lazy("amount"))
+    currency = models.CharField(max_length=3, verbose_name=gettext_lazy("currency"))
+    vat_minor = models.BigIntegerField(verbose_name=gettext_lazy("VAT"))
+    vat_rate = models.DecimalField(max_digits=6, decimal_places=4, verbose_name=gettext_lazy("VAT rate"))
+    status = models.CharField(
+        max_length=20, choices=Status.choices, default=Status.CREATED, verbose_name=gettext_lazy("status")
+    )
+    checkout_mode = models.CharField(max_length=10, default="elements", verbose_name=gettext_lazy("checkout mode"))
     # Each card attempt gets its own PaymentIntent (PaymentAttempt), created only once every earlier
     # one is canceled at Stripe, so at most one of them can ever succeed (services.purchase_pay_with_card).
-    attempts = models.PositiveIntegerField(default=0)
+    attempts = models.PositiveIntegerField(default=0, verbose_name=gettext_lazy("attempts"))
     # While set and ahead, one request owns the payment step (a double click waits for it); a worker
     # killed mid-payment leaves it to expire (STRIPE_PAYMENT_CLAIM_S).
-    payment_claimed_until = models.DateTimeField(null=True, blank=True)
-    stripe_payment_intent_id = models.CharField(max_length=100, null=True, blank=True, unique=True)
+    payment_claimed_until = models.DateTimeField(
+        null=True, blank=True, verbose_name=gettext_lazy("payment claimed until")
+    )
+    stripe_payment_intent_id = models.CharField(
+        max_length=100, null=True, blank=True, unique=True, verbose_name=gettext_lazy("Stripe PaymentIntent ID")
+    )
     # The SetupIntent the pay page hands the browser; reused until it is used (no new object per visit).
-    stripe_setup_intent_id = models.CharField(max_length=100, blank=True)
-    stripe_checkout_session_id = models.CharField(max_length=100, null=True, blank=True, unique=True)
-    stripe_charge_id = models.CharField(max_length=100, blank=True)
-    last_error = models.CharField(max_length=300, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
-    paid_at = models.DateTimeField(null=True, blank=True)
+    stripe_setup_intent_id = models.CharField(
+        max_length=100, blank=True, verbose_name=gettext_lazy("Stripe SetupIntent ID")
+    )
+    stripe_checkout_session_id = models.CharField(
+        max_length=100, null=True, blank=True, unique=True, verbose_name=gettext_lazy("Stripe Checkout session ID")
+    )
+    stripe_charge_id = models.CharField(max_length=100, blank=True, verbose_name=gettext_lazy("Stripe charge ID"))
+    last_error = models.CharField(max_length=300, blank=True, verbose_name=gettext_lazy("last error"))
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=gettext_lazy("created at"))
+    updated_at = models.DateTimeField(auto_now=True, verbose_name=gettext_lazy("updated at"))
+    paid_at = models.DateTimeField(null=True, blank=True, verbose_name=gettext_lazy("paid at"))
     # "Buy and charge": the car to start charging on once this purchase is paid (the hook at the
     # end of services.purchase_fulfil), the session it started, or why it could not.
-    charge_vehicle = models.ForeignKey("charging.Vehicle", null=True, blank=True, on_delete=models.SET_NULL)
-    charge_session = models.OneToOneField(
-        "charging.ChargingSession", null=True, blank=True, on_delete=models.SET_NULL, related_name="purchase"
+    charge_vehicle = models.ForeignKey(
+        "charging.Vehicle",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        verbose_name=gettext_lazy("vehicle to charge"),
     )
-    charge_error = models.CharField(max_length=255, blank=True)
+    charge_session = models.OneToOneField(
+        "charging.ChargingSession",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="purchase",
+        verbose_name=gettext_lazy("charging session started"),
+    )
+    charge_error = models.CharField(max_length=255, blank=True, verbose_name=gettext_lazy("charge error"))
     # "Buy and charge" in the cheapest hours: the session gets this deadline (empty: charge now).
-    charge_deadline = models.DateTimeField(null=True, blank=True)
+    charge_deadline = models.DateTimeField(null=True, blank=True, verbose_name=gettext_lazy("ready by"))
 
     class Meta:
+        verbose_name = gettext_lazy("purchase")
+        verbose_name_plural = gettext_lazy("purchases")
         ordering = ["-created_at", "-id"]
         constraints = [
             models.CheckConstraint(condition=Q(energy_wh__gt=0), name="purchase_energy_positive"),
@@ -102,26 +143,36 @@ class PaymentAttempt(models.Model):
     """
 
     class Status(models.TextChoices):
-        STARTED = "started"  # claimed; its PaymentIntent not created yet (or the answer was lost)
-        CREATED = "created"  # created unconfirmed: cannot charge until we confirm it
-        REQUIRES_ACTION = "requires_action"  # 3-D Secure in the driver's browser
-        PROCESSING = "processing"
-        FAILED = "failed"  # declined or authentication failed (confirmable again until canceled)
-        SUCCEEDED = "succeeded"
-        CANCELED = "canceled"  # canceled at Stripe: can never charge
-        SUPERSEDED = "superseded"  # a later attempt took over before this one was confirmed
+        # claimed; its PaymentIntent not created yet (or the answer was lost)
+        STARTED = "started", gettext_lazy("Started")
+        CREATED = "created", gettext_lazy("Created")  # created unconfirmed: cannot charge until we confirm it
+        REQUIRES_ACTION = "requires_action", gettext_lazy("Requires Action")  # 3-D Secure in the driver's browser
+        PROCESSING = "processing", gettext_lazy("Processing")
+        # declined or authentication failed (confirmable again until canceled)
+        FAILED = "failed", gettext_lazy("Failed")
+        SUCCEEDED = "succeeded", gettext_lazy("Succeeded")
+        CANCELED = "canceled", gettext_lazy("Canceled")  # canceled at Stripe: can never charge
+        SUPERSEDED = "superseded", gettext_lazy("Superseded")  # a later attempt took over before this one was confirmed
 
-    purchase = models.ForeignKey(Purchase, on_delete=models.PROTECT, related_name="payment_attempts")
-    number = models.PositiveIntegerField()
-    payment_intent_id = models.CharField(max_length=100, null=True, blank=True, unique=True)
-    status = models.CharField(max_length=20, choices=Status.choices, default=Status.STARTED)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    purchase = models.ForeignKey(
+        Purchase, on_delete=models.PROTECT, related_name="payment_attempts", verbose_name=gettext_lazy("purchase")
+    )
+    number = models.PositiveIntegerField(verbose_name=gettext_lazy("attempt"))
+    payment_intent_id = models.CharField(
+        max_length=100, null=True, blank=True, unique=True, verbose_name=gettext_lazy("PaymentIntent ID")
+    )
+    status = models.CharField(
+        max_length=20, choices=Status.choices, default=Status.STARTED, verbose_name=gettext_lazy("status")
+    )
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=gettext_lazy("created at"))
+    updated_at = models.DateTimeField(auto_now=True, verbose_name=gettext_lazy("updated at"))
 
     # Attempts whose PaymentIntent may still be charged (until canceled at Stripe).
     LIVE = (Status.CREATED, Status.REQUIRES_ACTION, Status.PROCESSING, Status.FAILED, Status.SUPERSEDED)
 
     class Meta:
+        verbose_name = gettext_lazy("payment attempt")
+        verbose_name_plural = gettext_lazy("payment attempts")
         ordering = ["purchase", "number"]
         constraints = [models.UniqueConstraint(fields=["purchase", "number"], name="payment_attempt_number_unique")]
 
@@ -132,13 +183,17 @@ class PaymentAttempt(models.Model):
 class PurchaseTransition(models.Model):
     """The log of every status flip of a purchase (compare-and-set, see services)."""
 
-    purchase = models.ForeignKey(Purchase, on_delete=models.CASCADE, related_name="transitions")
-    from_status = models.CharField(max_length=20)
-    to_status = models.CharField(max_length=20)
-    reason = models.CharField(max_length=200, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
+    purchase = models.ForeignKey(
+        Purchase, on_delete=models.CASCADE, related_name="transitions", verbose_name=gettext_lazy("purchase")
+    )
+    from_status = models.CharField(max_length=20, verbose_name=gettext_lazy("from status"))
+    to_status = models.CharField(max_length=20, verbose_name=gettext_lazy("to status"))
+    reason = models.CharField(max_length=200, blank=True, verbose_name=gettext_lazy("reason"))
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=gettext_lazy("created at"))
 
     class Meta:
+        verbose_name = gettext_lazy("purchase transition")
+        verbose_name_plural = gettext_lazy("purchase transitions")
         ordering = ["created_at", "id"]
 
     def __str__(self) -> str:
@@ -149,24 +204,28 @@ class StripeEvent(models.Model):
     """The webhook inbox: every verified event is stored before anything else happens."""
 
     class Status(models.TextChoices):
-        PENDING = "pending"
-        PROCESSED = "processed"
-        FAILED = "failed"
-        IGNORED = "ignored"
+        PENDING = "pending", gettext_lazy("Pending")
+        PROCESSED = "processed", gettext_lazy("Processed")
+        FAILED = "failed", gettext_lazy("Failed")
+        IGNORED = "ignored", gettext_lazy("Ignored")
 
-    event_id = models.CharField(max_length=100, unique=True)
-    type = models.CharField(max_length=100)
-    payload = models.JSONField()
-    livemode = models.BooleanField(default=False)
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
-    attempts = models.PositiveIntegerField(default=0)
-    last_error = models.TextField(blank=True)
-    received_at = models.DateTimeField(auto_now_add=True)
-    processed_at = models.DateTimeField(null=True, blank=True)
+    event_id = models.CharField(max_length=100, unique=True, verbose_name=gettext_lazy("event ID"))
+    type = models.CharField(max_length=100, verbose_name=gettext_lazy("event type"))
+    payload = models.JSONField(verbose_name=gettext_lazy("payload"))
+    livemode = models.BooleanField(default=False, verbose_name=gettext_lazy("live mode"))
+    status = models.CharField(
+        max_length=10, choices=Status.choices, default=Status.PENDING, verbose_name=gettext_lazy("status")
+    )
+    attempts = models.PositiveIntegerField(default=0, verbose_name=gettext_lazy("attempts"))
+    last_error = models.TextField(blank=True, verbose_name=gettext_lazy("last error"))
+    received_at = models.DateTimeField(auto_now_add=True, verbose_name=gettext_lazy("received at"))
+    processed_at = models.DateTimeField(null=True, blank=True, verbose_name=gettext_lazy("processed at"))
     # When processing was last enqueued; the sweeper re-enqueues events stuck past it.
-    enqueued_at = models.DateTimeField(null=True, blank=True)
+    enqueued_at = models.DateTimeField(null=True, blank=True, verbose_name=gettext_lazy("enqueued at"))
 
     class Meta:
+        verbose_name = gettext_lazy("Stripe webhook event")
+        verbose_name_plural = gettext_lazy("Stripe webhook events")
         ordering = ["received_at", "id"]
         indexes = [models.Index(fields=["status", "received_at"])]
 
@@ -183,17 +242,31 @@ class Refund(models.Model):
         PARTIALLY_FAILED = "partially_failed", gettext_lazy("Partially Failed")
         FAILED = "failed", gettext_lazy("Failed")
 
-    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    wallet = models.ForeignKey("prepaid.Wallet", on_delete=models.PROTECT, related_name="refunds")
-    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
-    energy_wh = models.BigIntegerField()
-    amount_minor = models.BigIntegerField()
-    currency = models.CharField(max_length=3)
-    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
-    idempotency_key = models.CharField(max_length=200, unique=True)
-    created_at = models.DateTimeField(auto_now_add=True)
+    public_id = models.UUIDField(
+        default=uuid.uuid4, unique=True, editable=False, verbose_name=gettext_lazy("public ID")
+    )
+    wallet = models.ForeignKey(
+        "prepaid.Wallet", on_delete=models.PROTECT, related_name="refunds", verbose_name=gettext_lazy("wallet")
+    )
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        verbose_name=gettext_lazy("requested by"),
+    )
+    energy_wh = models.BigIntegerField(verbose_name=gettext_lazy("energy"))
+    amount_minor = models.BigIntegerField(verbose_name=gettext_lazy("amount"))
+    currency = models.CharField(max_length=3, verbose_name=gettext_lazy("currency"))
+    status = models.CharField(
+        max_length=20, choices=Status.choices, default=Status.PENDING, verbose_name=gettext_lazy("status")
+    )
+    idempotency_key = models.CharField(max_length=200, unique=True, verbose_name=gettext_lazy("idempotency key"))
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=gettext_lazy("created at"))
 
     class Meta:
+        verbose_name = gettext_lazy("refund")
+        verbose_name_plural = gettext_lazy("refunds")
         ordering = ["-created_at", "-id"]
         # Energy 0: a refund made at Stripe for energy already used (payments.ledger.wallet_external_refund).
         constraints = [models.CheckConstraint(condition=Q(energy_wh__gte=0), name="refund_energy_nonneg")]
@@ -206,25 +279,41 @@ class RefundPart(models.Model):
     """The share of a refund that goes back to one original payment (never more than it)."""
 
     class Status(models.TextChoices):
-        PENDING = "pending"  # debited from the wallet, not yet (or not finally) answered by Stripe
-        SUCCEEDED = "succeeded"
-        FAILED = "failed"  # the energy was credited back to the wallet
+        # debited from the wallet, not yet (or not finally) answered by Stripe
+        PENDING = "pending", gettext_lazy("Pending")
+        SUCCEEDED = "succeeded", gettext_lazy("Succeeded")
+        FAILED = "failed", gettext_lazy("Failed")  # the energy was credited back to the wallet
 
-    refund = models.ForeignKey(Refund, on_delete=models.PROTECT, related_name="parts")
-    number = models.PositiveIntegerField()
-    purchase = models.ForeignKey(Purchase, on_delete=models.PROTECT, related_name="refund_parts")
-    lot = models.ForeignKey("prepaid.CreditLot", on_delete=models.PROTECT, related_name="refund_parts")
-    energy_wh = models.BigIntegerField()
-    amount_minor = models.BigIntegerField()
-    currency = models.CharField(max_length=3)
-    idempotency_key = models.CharField(max_length=200, unique=True)
-    stripe_refund_id = models.CharField(max_length=100, null=True, blank=True, unique=True)
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
-    failure_reason = models.CharField(max_length=200, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    refund = models.ForeignKey(
+        Refund, on_delete=models.PROTECT, related_name="parts", verbose_name=gettext_lazy("refund")
+    )
+    number = models.PositiveIntegerField(verbose_name=gettext_lazy("part"))
+    purchase = models.ForeignKey(
+        Purchase, on_delete=models.PROTECT, related_name="refund_parts", verbose_name=gettext_lazy("purchase")
+    )
+    lot = models.ForeignKey(
+        "prepaid.CreditLot",
+        on_delete=models.PROTECT,
+        related_name="refund_parts",
+        verbose_name=gettext_lazy("credit lot"),
+    )
+    energy_wh = models.BigIntegerField(verbose_name=gettext_lazy("energy"))
+    amount_minor = models.BigIntegerField(verbose_name=gettext_lazy("amount"))
+    currency = models.CharField(max_length=3, verbose_name=gettext_lazy("currency"))
+    idempotency_key = models.CharField(max_length=200, unique=True, verbose_name=gettext_lazy("idempotency key"))
+    stripe_refund_id = models.CharField(
+        max_length=100, null=True, blank=True, unique=True, verbose_name=gettext_lazy("Stripe refund ID")
+    )
+    status = models.CharField(
+        max_length=10, choices=Status.choices, default=Status.PENDING, verbose_name=gettext_lazy("status")
+    )
+    failure_reason = models.CharField(max_length=200, blank=True, verbose_name=gettext_lazy("failure reason"))
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=gettext_lazy("created at"))
+    updated_at = models.DateTimeField(auto_now=True, verbose_name=gettext_lazy("updated at"))
 
     class Meta:
+        verbose_name = gettext_lazy("refund part")
+        verbose_name_plural = gettext_lazy("refund parts")
         ordering = ["refund", "number"]
         constraints = [
             models.UniqueConstraint(fields=["refund", "number"], name="refund_part_number_unique"),
@@ -240,23 +329,38 @@ class RefundPart(models.Model):
 
 class Dispute(models.Model):
     class Status(models.TextChoices):
-        OPEN = "open"
-        WON = "won"
-        LOST = "lost"
+        OPEN = "open", gettext_lazy("Open")
+        WON = "won", gettext_lazy("Won")
+        LOST = "lost", gettext_lazy("Lost")
 
-    stripe_dispute_id = models.CharField(max_length=100, unique=True)
+    stripe_dispute_id = models.CharField(max_length=100, unique=True, verbose_name=gettext_lazy("Stripe dispute ID"))
     # Empty while the disputed payment is not (yet) one of our credited purchases: stored anyway,
     # linked and clawed back the moment that payment is credited (services.purchase_fulfil).
-    purchase = models.ForeignKey(Purchase, null=True, blank=True, on_delete=models.PROTECT, related_name="disputes")
-    payment_intent_id = models.CharField(max_length=100, blank=True, db_index=True)
-    charge_id = models.CharField(max_length=100, blank=True, db_index=True)
-    amount_minor = models.BigIntegerField()
-    currency = models.CharField(max_length=3)
-    reason = models.CharField(max_length=100, blank=True)
-    stripe_status = models.CharField(max_length=50, blank=True)
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
-    created_at = models.DateTimeField(auto_now_add=True)
-    closed_at = models.DateTimeField(null=True, blank=True)
+    purchase = models.ForeignKey(
+        Purchase,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="disputes",
+        verbose_name=gettext_lazy("purchase"),
+    )
+    payment_intent_id = models.CharField(
+        max_length=100, blank=True, db_index=True, verbose_name=gettext_lazy("PaymentIntent ID")
+    )
+    charge_id = models.CharField(max_length=100, blank=True, db_index=True, verbose_name=gettext_lazy("charge ID"))
+    amount_minor = models.BigIntegerField(verbose_name=gettext_lazy("amount"))
+    currency = models.CharField(max_length=3, verbose_name=gettext_lazy("currency"))
+    reason = models.CharField(max_length=100, blank=True, verbose_name=gettext_lazy("reason"))
+    stripe_status = models.CharField(max_length=50, blank=True, verbose_name=gettext_lazy("Stripe status"))
+    status = models.CharField(
+        max_length=10, choices=Status.choices, default=Status.OPEN, verbose_name=gettext_lazy("status")
+    )
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=gettext_lazy("created at"))
+    closed_at = models.DateTimeField(null=True, blank=True, verbose_name=gettext_lazy("closed at"))
+
+    class Meta:
+        verbose_name = gettext_lazy("dispute")
+        verbose_name_plural = gettext_lazy("disputes")
 
     def __str__(self) -> str:
         return f"{self.stripe_dispute_id} ({self.status})"
@@ -270,40 +374,55 @@ class PaymentDiscrepancy(models.Model):
     """
 
     class Kind(models.TextChoices):
-        SURPLUS_CHARGE = "surplus_charge", "second charge for one purchase (refunded)"
-        UNMATCHED_CHARGE = "unmatched_charge", "charge without a purchase"
-        AMOUNT_MISMATCH = "amount_mismatch", "amount differs from our books"
-        MISSING_AT_STRIPE = "missing_at_stripe", "in our books, not at Stripe"
-        EXTERNAL_REFUND = "external_refund", "refund not made by us"
-        UNMATCHED_REFUND = "unmatched_refund", "refund of a charge without a purchase"
-        UNMATCHED_DISPUTE = "unmatched_dispute", "dispute of a charge without a purchase"
+        SURPLUS_CHARGE = "surplus_charge", gettext_lazy("second charge for one purchase (refunded)")
+        UNMATCHED_CHARGE = "unmatched_charge", gettext_lazy("charge without a purchase")
+        AMOUNT_MISMATCH = "amount_mismatch", gettext_lazy("amount differs from our books")
+        MISSING_AT_STRIPE = "missing_at_stripe", gettext_lazy("in our books, not at Stripe")
+        EXTERNAL_REFUND = "external_refund", gettext_lazy("refund not made by us")
+        UNMATCHED_REFUND = "unmatched_refund", gettext_lazy("refund of a charge without a purchase")
+        UNMATCHED_DISPUTE = "unmatched_dispute", gettext_lazy("dispute of a charge without a purchase")
 
     class Status(models.TextChoices):
-        OPEN = "open"  # needs the operator
-        FIXED = "fixed"  # fixed automatically (e.g. the surplus refunded); shown until acknowledged
-        RESOLVED = "resolved"  # acknowledged by an operator
+        OPEN = "open", gettext_lazy("Open")  # needs the operator
+        # fixed automatically (e.g. the surplus refunded); shown until acknowledged
+        FIXED = "fixed", gettext_lazy("Fixed")
+        RESOLVED = "resolved", gettext_lazy("Resolved")  # acknowledged by an operator
 
-    kind = models.CharField(max_length=30, choices=Kind.choices)
-    stripe_object_id = models.CharField(max_length=100)
+    kind = models.CharField(max_length=30, choices=Kind.choices, verbose_name=gettext_lazy("kind"))
+    stripe_object_id = models.CharField(max_length=100, verbose_name=gettext_lazy("Stripe object ID"))
     purchase = models.ForeignKey(
-        Purchase, null=True, blank=True, on_delete=models.PROTECT, related_name="discrepancies"
+        Purchase,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="discrepancies",
+        verbose_name=gettext_lazy("purchase"),
     )
-    amount_minor = models.BigIntegerField(default=0)
-    currency = models.CharField(max_length=3, blank=True)
-    detail = models.CharField(max_length=500)
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
+    amount_minor = models.BigIntegerField(default=0, verbose_name=gettext_lazy("amount"))
+    currency = models.CharField(max_length=3, blank=True, verbose_name=gettext_lazy("currency"))
+    detail = models.CharField(max_length=500, verbose_name=gettext_lazy("detail"))
+    status = models.CharField(
+        max_length=10, choices=Status.choices, default=Status.OPEN, verbose_name=gettext_lazy("status")
+    )
     # A surplus charge's refund: our idempotency key, then Stripe's id once it answered.
-    refund_key = models.CharField(max_length=200, blank=True)
-    stripe_refund_id = models.CharField(max_length=100, blank=True)
-    action = models.CharField(max_length=300, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
-    resolved_at = models.DateTimeField(null=True, blank=True)
-    resolved_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    refund_key = models.CharField(max_length=200, blank=True, verbose_name=gettext_lazy("refund key"))
+    stripe_refund_id = models.CharField(max_length=100, blank=True, verbose_name=gettext_lazy("Stripe refund ID"))
+    action = models.CharField(max_length=300, blank=True, verbose_name=gettext_lazy("action taken"))
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=gettext_lazy("created at"))
+    updated_at = models.DateTimeField(auto_now=True, verbose_name=gettext_lazy("updated at"))
+    resolved_at = models.DateTimeField(null=True, blank=True, verbose_name=gettext_lazy("resolved at"))
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        verbose_name=gettext_lazy("resolved by"),
+    )
 
     class Meta:
+        verbose_name = gettext_lazy("payment discrepancy")
         ordering = ["-created_at", "-id"]
-        verbose_name_plural = "payment discrepancies"
+        verbose_name_plural = gettext_lazy("payment discrepancies")
         constraints = [
             models.UniqueConstraint(fields=["kind", "stripe_object_id"], name="discrepancy_kind_object_unique")
         ]

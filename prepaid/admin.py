@@ -4,7 +4,7 @@ from django import forms
 from django.contrib import admin
 from django.utils.translation import gettext_lazy
 
-from prepaid.admin_units import readable
+from prepaid.admin_units import UnitsAdmin
 from prepaid.models import CreditLot, EnergyPackage, Hold, LedgerEntry, LotConsumption, Wallet
 from prepaid.pricing import minor_per_major, to_minor
 
@@ -35,15 +35,15 @@ class EnergyPackageForm(forms.ModelForm):
 
 
 @admin.register(EnergyPackage)
-class EnergyPackageAdmin(admin.ModelAdmin):
+class EnergyPackageAdmin(UnitsAdmin):
     form = EnergyPackageForm
-    list_display = readable("name", "energy_wh", "price_minor", "currency", "active", "order")
+    list_display = ("name", "energy_wh", "price_minor", "currency", "active", "order")
     list_editable = ("active", "order")
     list_filter = ("active", "currency")
     search_fields = ("name",)
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(UnitsAdmin):
     """Money and energy records change only through services; the admin shows them."""
 
     def has_add_permission(self, request):
@@ -58,14 +58,14 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 @admin.register(Wallet)
 class WalletAdmin(ReadOnlyAdmin):
-    list_display = readable("user", "balance_wh", "held_wh", "blocked", "blocked_reason", "updated_at")
+    list_display = ("user", "balance_wh", "held_wh", "blocked", "blocked_reason", "updated_at")
     list_filter = ("blocked",)
     search_fields = ("user__username", "user__email")
 
 
 @admin.register(LedgerEntry)
 class LedgerEntryAdmin(ReadOnlyAdmin):
-    list_display = readable("created_at", "wallet", "kind", "delta_wh", "held_delta_wh", "idempotency_key")
+    list_display = ("created_at", "wallet", "kind", "delta_wh", "held_delta_wh", "idempotency_key")
     list_filter = ("kind", "created_at")
     search_fields = ("idempotency_key", "wallet__user__username", "wallet__user__email", "note")
     date_hierarchy = "created_at"
@@ -73,7 +73,7 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
 
 @admin.register(CreditLot)
 class CreditLotAdmin(ReadOnlyAdmin):
-    list_display = readable(
+    list_display = (
         "id",
         "wallet",
         "kind",
@@ -105,15 +105,13 @@ class CreditLotAdmin(ReadOnlyAdmin):
 
 @admin.register(Hold)
 class HoldAdmin(ReadOnlyAdmin):
-    list_display = readable(
-        "idempotency_key", "wallet", "energy_wh", "consumed_wh", "released_wh", "status", "created_at"
-    )
+    list_display = ("idempotency_key", "wallet", "energy_wh", "consumed_wh", "released_wh", "status", "created_at")
     list_filter = ("status", "created_at")
     search_fields = ("idempotency_key", "wallet__user__username", "wallet__user__email")
 
 
 @admin.register(LotConsumption)
 class LotConsumptionAdmin(ReadOnlyAdmin):
-    list_display = readable("hold", "lot", "energy_wh", "from_disputed")
+    list_display = ("hold", "lot", "energy_wh", "from_disputed")
     list_filter = ("from_disputed",)
     search_fields = ("hold__idempotency_key", "lot__purchase__public_id")

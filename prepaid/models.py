@@ -30,14 +30,16 @@ from django.utils.translation import gettext_lazy
 class EnergyPackage(models.Model):
     """A fixed bundle sold on the buy page; the price includes VAT."""
 
-    name = models.CharField(max_length=100)
-    energy_wh = models.PositiveIntegerField()
-    price_minor = models.PositiveIntegerField()
-    currency = models.CharField(max_length=3, default="eur")
-    active = models.BooleanField(default=True)
-    order = models.PositiveIntegerField(default=0)
+    name = models.CharField(max_length=100, verbose_name=gettext_lazy("name"))
+    energy_wh = models.PositiveIntegerField(verbose_name=gettext_lazy("energy"))
+    price_minor = models.PositiveIntegerField(verbose_name=gettext_lazy("price"))
+    currency = models.CharField(max_length=3, default="eur", verbose_name=gettext_lazy("currency"))
+    active = models.BooleanField(default=True, verbose_name=gettext_lazy("active"))
+    order = models.PositiveIntegerField(default=0, verbose_name=gettext_lazy("order"))
 
     class Meta:
+        verbose_name = gettext_lazy("energy package")
+        verbose_name_plural = gettext_lazy("energy packages")
         ordering = ["order", "energy_wh"]
         constraints = [
             models.CheckConstraint(condition=Q(energy_wh__gt=0), name="package_energy_positive"),
@@ -49,15 +51,19 @@ class EnergyPackage(models.Model):
 
 
 class Wallet(models.Model):
-    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="wallet")
-    balance_wh = models.BigIntegerField(default=0)
-    held_wh = models.BigIntegerField(default=0)
-    blocked = models.BooleanField(default=False)
-    blocked_reason = models.CharField(max_length=200, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="wallet", verbose_name=gettext_lazy("driver")
+    )
+    balance_wh = models.BigIntegerField(default=0, verbose_name=gettext_lazy("balance"))
+    held_wh = models.BigIntegerField(default=0, verbose_name=gettext_lazy("reserved energy"))
+    blocked = models.BooleanField(default=False, verbose_name=gettext_lazy("blocked"))
+    blocked_reason = models.CharField(max_length=200, blank=True, verbose_name=gettext_lazy("reason for the block"))
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=gettext_lazy("created at"))
+    updated_at = models.DateTimeField(auto_now=True, verbose_name=gettext_lazy("updated at"))
 
     class Meta:
+        verbose_name = gettext_lazy("wallet")
+        verbose_name_plural = gettext_lazy("wallets")
         constraints = [
             # Negative only through a dispute claw-back, which always blocks the wallet.
             models.CheckConstraint(condition=Q(balance_wh__gte=0) | Q(blocked=True), name="wallet_balance_nonneg"),
@@ -88,31 +94,42 @@ class CreditLot(models.Model):
     Consumption draws from lots in `CreditLotQuerySet.consumption_order`; refunds only from paid lots."""
 
     class Kind(models.TextChoices):
-        PURCHASE = "purchase", "Paid purchase"
-        BONUS = "bonus", "Bonus (no payment, not refundable)"
+        PURCHASE = "purchase", gettext_lazy("Paid purchase")
+        BONUS = "bonus", gettext_lazy("Bonus (no payment, not refundable)")
 
-    wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="lots")
-    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.PURCHASE)
+    wallet = models.ForeignKey(
+        Wallet, on_delete=models.PROTECT, related_name="lots", verbose_name=gettext_lazy("wallet")
+    )
+    kind = models.CharField(
+        max_length=10, choices=Kind.choices, default=Kind.PURCHASE, verbose_name=gettext_lazy("kind")
+    )
     # The payment behind a paid lot; empty for a bonus lot (its grant points at the lot).
     purchase = models.OneToOneField(
-        "payments.Purchase", null=True, blank=True, on_delete=models.PROTECT, related_name="lot"
+        "payments.Purchase",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="lot",
+        verbose_name=gettext_lazy("purchase"),
     )
-    energy_wh = models.BigIntegerField()
-    amount_minor = models.BigIntegerField()
-    currency = models.CharField(max_length=3)
-    remaining_wh = models.BigIntegerField()
-    consumed_wh = models.BigIntegerField(default=0)
-    refunded_wh = models.BigIntegerField(default=0)
-    refunded_minor = models.BigIntegerField(default=0)
+    energy_wh = models.BigIntegerField(verbose_name=gettext_lazy("energy"))
+    amount_minor = models.BigIntegerField(verbose_name=gettext_lazy("amount"))
+    currency = models.CharField(max_length=3, verbose_name=gettext_lazy("currency"))
+    remaining_wh = models.BigIntegerField(verbose_name=gettext_lazy("remaining energy"))
+    consumed_wh = models.BigIntegerField(default=0, verbose_name=gettext_lazy("consumed energy"))
+    refunded_wh = models.BigIntegerField(default=0, verbose_name=gettext_lazy("refunded energy"))
+    refunded_minor = models.BigIntegerField(default=0, verbose_name=gettext_lazy("refunded amount"))
     # Energy clawed back from the balance by an open dispute (energy − refunded at the time) and
     # the part of it that was taken out of `remaining_wh`; the difference is claw-back debt.
-    disputed_wh = models.BigIntegerField(default=0)
-    dispute_removed_wh = models.BigIntegerField(default=0)
-    created_at = models.DateTimeField(auto_now_add=True)
+    disputed_wh = models.BigIntegerField(default=0, verbose_name=gettext_lazy("disputed energy"))
+    dispute_removed_wh = models.BigIntegerField(default=0, verbose_name=gettext_lazy("energy removed by the dispute"))
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=gettext_lazy("created at"))
 
     objects = CreditLotQuerySet.as_manager()
 
     class Meta:
+        verbose_name = gettext_lazy("credit lot")
+        verbose_name_plural = gettext_lazy("credit lots")
         ordering = ["created_at", "id"]
         constraints = [
             # A paid lot names its payment; a bonus lot has none, carries no money and so can
@@ -160,22 +177,28 @@ class Hold(models.Model):
     """Energy reserved for one charging session, settled (consumed + released) exactly once."""
 
     class Status(models.TextChoices):
-        ACTIVE = "active"
-        SETTLED = "settled"
-        RELEASED = "released"
+        ACTIVE = "active", gettext_lazy("Active")
+        SETTLED = "settled", gettext_lazy("Settled")
+        RELEASED = "released", gettext_lazy("Released")
 
-    wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="holds")
-    energy_wh = models.BigIntegerField()
-    consumed_wh = models.BigIntegerField(default=0)
-    released_wh = models.BigIntegerField(default=0)
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
-    idempotency_key = models.CharField(max_length=200, unique=True)
+    wallet = models.ForeignKey(
+        Wallet, on_delete=models.PROTECT, related_name="holds", verbose_name=gettext_lazy("wallet")
+    )
+    energy_wh = models.BigIntegerField(verbose_name=gettext_lazy("energy"))
+    consumed_wh = models.BigIntegerField(default=0, verbose_name=gettext_lazy("consumed energy"))
+    released_wh = models.BigIntegerField(default=0, verbose_name=gettext_lazy("released energy"))
+    status = models.CharField(
+        max_length=10, choices=Status.choices, default=Status.ACTIVE, verbose_name=gettext_lazy("status")
+    )
+    idempotency_key = models.CharField(max_length=200, unique=True, verbose_name=gettext_lazy("idempotency key"))
     # The key of the settle/release call that closed the hold: a repeat with it is a no-op.
-    closed_by_key = models.CharField(max_length=200, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    closed_at = models.DateTimeField(null=True, blank=True)
+    closed_by_key = models.CharField(max_length=200, blank=True, verbose_name=gettext_lazy("closed by key"))
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=gettext_lazy("created at"))
+    closed_at = models.DateTimeField(null=True, blank=True, verbose_name=gettext_lazy("closed at"))
 
     class Meta:
+        verbose_name = gettext_lazy("hold")
+        verbose_name_plural = gettext_lazy("holds")
         ordering = ["created_at", "id"]
         constraints = [
             models.CheckConstraint(condition=Q(energy_wh__gt=0), name="hold_energy_positive"),
@@ -217,34 +240,43 @@ class LedgerEntry(models.Model):
         RELEASE = "release", gettext_lazy("Release")
         CONSUME = "consume", gettext_lazy("Consume")
         REFUND = "refund", gettext_lazy("Refund")
-        REFUND_REVERSAL = (
-            "refund_reversal",
-            gettext_lazy("Refund Reversal"),
-        )  # Stripe reported a refund failed: credit back
+        # Stripe reported a refund failed: credit back
+        REFUND_REVERSAL = "refund_reversal", gettext_lazy("Refund Reversal")
         DISPUTE = "dispute", gettext_lazy("Dispute")
         DISPUTE_WON = "dispute_won", gettext_lazy("Dispute Won")
         ADJUSTMENT = "adjustment", gettext_lazy("Adjustment")
 
-    wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="entries")
-    kind = models.CharField(max_length=20, choices=Kind.choices)
+    wallet = models.ForeignKey(
+        Wallet, on_delete=models.PROTECT, related_name="entries", verbose_name=gettext_lazy("wallet")
+    )
+    kind = models.CharField(max_length=20, choices=Kind.choices, verbose_name=gettext_lazy("kind"))
     # Change of the available balance and of the held energy; a hold moves energy from one to
     # the other (−E, +E), a consume only reduces held energy (0, −C).
-    delta_wh = models.BigIntegerField()
-    held_delta_wh = models.BigIntegerField(default=0)
-    idempotency_key = models.CharField(max_length=200, unique=True)
-    purchase = models.ForeignKey("payments.Purchase", null=True, blank=True, on_delete=models.PROTECT)
-    lot = models.ForeignKey(CreditLot, null=True, blank=True, on_delete=models.PROTECT)
-    hold = models.ForeignKey(Hold, null=True, blank=True, on_delete=models.PROTECT)
-    refund_part = models.ForeignKey("payments.RefundPart", null=True, blank=True, on_delete=models.PROTECT)
-    dispute = models.ForeignKey("payments.Dispute", null=True, blank=True, on_delete=models.PROTECT)
-    note = models.CharField(max_length=200, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
+    delta_wh = models.BigIntegerField(verbose_name=gettext_lazy("balance change"))
+    held_delta_wh = models.BigIntegerField(default=0, verbose_name=gettext_lazy("reserved energy change"))
+    idempotency_key = models.CharField(max_length=200, unique=True, verbose_name=gettext_lazy("idempotency key"))
+    purchase = models.ForeignKey(
+        "payments.Purchase", null=True, blank=True, on_delete=models.PROTECT, verbose_name=gettext_lazy("purchase")
+    )
+    lot = models.ForeignKey(
+        CreditLot, null=True, blank=True, on_delete=models.PROTECT, verbose_name=gettext_lazy("credit lot")
+    )
+    hold = models.ForeignKey(Hold, null=True, blank=True, on_delete=models.PROTECT, verbose_name=gettext_lazy("hold"))
+    refund_part = models.ForeignKey(
+        "payments.RefundPart", null=True, blank=True, on_delete=models.PROTECT, verbose_name=gettext_lazy("refund part")
+    )
+    dispute = models.ForeignKey(
+        "payments.Dispute", null=True, blank=True, on_delete=models.PROTECT, verbose_name=gettext_lazy("dispute")
+    )
+    note = models.CharField(max_length=200, blank=True, verbose_name=gettext_lazy("note"))
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=gettext_lazy("created at"))
 
     objects = LedgerQuerySet.as_manager()
 
     class Meta:
+        verbose_name = gettext_lazy("ledger entry")
         ordering = ["created_at", "id"]
-        verbose_name_plural = "ledger entries"
+        verbose_name_plural = gettext_lazy("ledger entries")
         constraints = [
             # A bonus line credits exactly the lot it created (ledger_check: one line per bonus lot).
             models.CheckConstraint(
@@ -268,14 +300,22 @@ class LedgerEntry(models.Model):
 class LotConsumption(models.Model):
     """How much of a hold's consumed energy came from which lot (FIFO), for traceability."""
 
-    hold = models.ForeignKey(Hold, on_delete=models.PROTECT, related_name="consumptions")
-    lot = models.ForeignKey(CreditLot, on_delete=models.PROTECT, related_name="consumptions")
-    ledger_entry = models.ForeignKey(LedgerEntry, on_delete=models.PROTECT, related_name="consumptions")
-    energy_wh = models.BigIntegerField()
+    hold = models.ForeignKey(
+        Hold, on_delete=models.PROTECT, related_name="consumptions", verbose_name=gettext_lazy("hold")
+    )
+    lot = models.ForeignKey(
+        CreditLot, on_delete=models.PROTECT, related_name="consumptions", verbose_name=gettext_lazy("credit lot")
+    )
+    ledger_entry = models.ForeignKey(
+        LedgerEntry, on_delete=models.PROTECT, related_name="consumptions", verbose_name=gettext_lazy("ledger entry")
+    )
+    energy_wh = models.BigIntegerField(verbose_name=gettext_lazy("energy"))
     # Drawn from energy a dispute had taken out of the lot while it was held (see services).
-    from_disputed = models.BooleanField(default=False)
+    from_disputed = models.BooleanField(default=False, verbose_name=gettext_lazy("from disputed energy"))
 
     class Meta:
+        verbose_name = gettext_lazy("lot consumption")
+        verbose_name_plural = gettext_lazy("lot consumptions")
         constraints = [
             models.CheckConstraint(condition=Q(energy_wh__gt=0), name="consumption_energy_positive"),
             models.UniqueConstraint(fields=["hold", "lot", "from_disputed"], name="consumption_unique_per_lot"),

@@ -18,7 +18,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
-from prepaid.admin_units import readable
+from prepaid.admin_units import UnitsAdmin, UnitsTabularInline
 from prepaid.formats import format_money
 from sessions import clock, operator
 from sessions import services as session_services
@@ -44,7 +44,7 @@ from sessions.models.grid import (
 from sessions.vehicles import subscriptions
 
 
-class VehicleInline(admin.TabularInline):
+class VehicleInline(UnitsTabularInline):
     model = Vehicle
     fields = ("external_id", "make", "model", "year", "is_active", "soc_bp", "charge_state", "data_age")
     readonly_fields = fields
@@ -54,7 +54,7 @@ class VehicleInline(admin.TabularInline):
 
 
 @admin.register(VehicleConnection)
-class VehicleConnectionAdmin(admin.ModelAdmin):
+class VehicleConnectionAdmin(UnitsAdmin):
     list_display = ("id", "user", "status", "status_reason", "external_user_id", "api_error", "created_at")
     list_filter = ("status",)
     search_fields = ("user__username", "user__email", "external_user_id")
@@ -106,8 +106,8 @@ class SharedCarFilter(admin.SimpleListFilter):
 
 
 @admin.register(Vehicle)
-class VehicleAdmin(admin.ModelAdmin):
-    list_display = readable(
+class VehicleAdmin(UnitsAdmin):
+    list_display = (
         "id",
         "__str__",
         "owner",
@@ -125,7 +125,12 @@ class VehicleAdmin(admin.ModelAdmin):
         "connection",
         "owner",
         "external_id",
+        # What the car reports, and the battery window the driver sets on the battery page.
+        "capacity_wh",
         "signal_capabilities",
+        "charge_limit_bp",
+        "max_soc_bp",
+        "min_soc_bp",
         "soc_bp",
         "is_plugged_in",
         "charge_state",
@@ -184,7 +189,7 @@ def _ask_reconnect(model_admin, request, connection_ids) -> None:
     )
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(UnitsAdmin):
     """Facts recorded by the controller: shown, never edited."""
 
     def has_add_permission(self, request, obj=None):
@@ -197,7 +202,7 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
-class ReadOnlyInline(admin.TabularInline):
+class ReadOnlyInline(UnitsTabularInline):
     extra = 0
     can_delete = False
     show_change_link = True
@@ -224,7 +229,7 @@ class CommandInline(ReadOnlyInline):
 
 @admin.register(ChargingSession)
 class ChargingSessionAdmin(ReadOnlyAdmin):
-    list_display = readable(
+    list_display = (
         "id",
         "user",
         "vehicle",
@@ -290,7 +295,7 @@ class SessionTransitionAdmin(ReadOnlyAdmin):
 
 @admin.register(MeterReading)
 class MeterReadingAdmin(ReadOnlyAdmin):
-    list_display = readable(
+    list_display = (
         "session",
         "source",
         "via",
@@ -307,7 +312,7 @@ class MeterReadingAdmin(ReadOnlyAdmin):
 
 @admin.register(VehicleCommand)
 class VehicleCommandAdmin(ReadOnlyAdmin):
-    list_display = readable(
+    list_display = (
         "sent_at",
         "session",
         "make",
@@ -354,7 +359,7 @@ class PriceImportForm(forms.Form):
 
 
 @admin.register(PricePoint)
-class PricePointAdmin(admin.ModelAdmin):
+class PricePointAdmin(UnitsAdmin):
     list_display = ("region", "starts_at", "ends_at", "price_ct_per_kwh", "currency", "source", "imported_at")
     list_filter = ("region", "starts_at", "source")
     search_fields = ("region", "source")
@@ -420,7 +425,7 @@ class PricePointAdmin(admin.ModelAdmin):
 
 
 @admin.register(DemandResponseEnrollment)
-class DemandResponseEnrollmentAdmin(admin.ModelAdmin):
+class DemandResponseEnrollmentAdmin(UnitsAdmin):
     list_display = ("vehicle", "owner", "region", "active", "enrolled_at")
     list_filter = ("active", "region")
     search_fields = ("vehicle__external_id", "vehicle__vin", "vehicle__owner__username", "region")
@@ -476,7 +481,7 @@ class ParticipationInline(ReadOnlyInline):
 
 
 @admin.register(DemandResponseEvent)
-class DemandResponseEventAdmin(admin.ModelAdmin):
+class DemandResponseEventAdmin(UnitsAdmin):
     form = GridEventForm
     list_display = ("external_id", "source", "region", "starts_at", "ends_at", "state", "participants", "report")
     list_filter = ("source", "region", "starts_at")

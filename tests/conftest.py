@@ -36,6 +36,16 @@ def _private_cache(settings):
     }
 
 
+@pytest.fixture(autouse=True)
+def _default_language():
+    """Each test starts in the default language: a request in German (the middleware activates a
+    German account's language for its thread) leaves it active after the response."""
+    from django.utils import translation
+
+    yield
+    translation.deactivate()
+
+
 @pytest.fixture
 def driver(django_user_model):
     return django_user_model.objects.create_user("driver", "driver@example.com", "drive-safely-42")

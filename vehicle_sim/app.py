@@ -1,8 +1,10 @@
 """The simulator's wire protocol: a plain WSGI callable over `engine.Simulator`.
 
 No Django: it runs in-process through `httpx.WSGITransport` and in a threaded `wsgiref` server
-(`server.SimulatorServer`). Paths are accepted with and without a trailing slash, because the
-official SDKs use both forms (docs/reference/vehicle-api.md §1.4).
+(`server.SimulatorServer`). It serves Smartcar's v3 (`v3_app`: the IAM token, `/v3/…`,
+`/_sim/v3/…`), the Connect consent page `/oauth/authorize` that v3 still uses for `user_id`, and
+the loopback admin API `/_sim/…`. Paths are accepted with and without a trailing slash, because
+the official SDKs use both forms.
 """
 
 from __future__ import annotations
@@ -19,16 +21,15 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
-from . import webhooks
 from .auth import ALL_SCOPES
 from .clock import UTC, VirtualClock, iso_ms
-from .engine import Reply, Simulator
-from .errors import ApiError, OAuthError
+from .engine import Simulator
+from .errors import ApiError
+from .v3 import GenericError, platform
 from .world import world_named
 
 log = logging.getLogger(__name__)
 
-API_VERSION = "2.0"
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 STATUS_TEXT = {
     200: "OK",
@@ -54,7 +55,7 @@ class Request:
         self.environ = environ
         self.method = environ.get("REQUEST_METHOD", "GET").upper()
         path = environ.get("PATH_INFO", "") or "/"
-        # Both forms are valid: `/v2.0/vehicles/{id}/` (Python SDK) and `/v2.0/vehicles/{id}`.
+        # Both forms are valid: `/v3/vehicles/{id}/` and `/v3/vehicles/{id}`.
         self.path = path.rstrip("/") or "/"
         self.query = {k: v[-1] for k, v in parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True).items()}
         self.remote_addr = environ.get("REMOTE_ADDR", "")
@@ -98,9 +99,30 @@ def json_response(status: int, payload: Any, headers: dict[str, str] | None = No
     return Response(status, json.dumps(payload).encode(), out)
 
 
-def error_response(error: ApiError, request_id: str | None = None) -> Response:
-    request_id = request_id or str(uuid.uuid4())
-    return json_response(error.status, error.to_body(request_id), error.headers(), request_id)
+def error_body(error: ApiError) -> dict:
+    """The v2 error as a v3 `errors[]` item: statusCode → status (string), description → detail
+    (+ title), docURL → links.about (§5 "v2→v3 field map")."""
+    v2 = error.to_body("")
+    item = {
+        "status": str(error.status),
+        "type": error.type,
+        "code": error.code,
+        "title": STATUS_TEXT.get(error.status, "Error"),
+        "detail": error.description,
+        "links": {"about": v2["docURL"]},
+        "resolution": v2["resolution"],
+        "suggestedUserMessage": v2["suggestedUserMessage"],
+    }
+    return {"errors": [item]}
+
+
+def error_response(error: ApiError | GenericError) -> Response:
+    if isinstance(error, GenericError):
+        body = {
+            "errors": [{"status": str(error.status), "code": error.code, "title": error.title, "detail": error.detail}]
+        }
+        return json_response(error.status, body)
+    return json_response(error.status, error_body(error), error.headers())
 
 
 class SimulatorApp:
@@ -140,61 +162,18 @@ class SimulatorApp:
 
     # --- routing ----------------------------------------------------------------------------
     def dispatch(self, request: Request) -> Response:
-        path = request.path
-        # v3 (IAM token, /v3/…, /_sim/v3/…) lives in its own modules; everything else is v2.
-        from .v3_app import dispatch_v3
+        from .v3_app import dispatch_v3  # v3_app builds on this module's Request and Response
 
         v3_response = dispatch_v3(self, request)
         if v3_response is not None:
             return v3_response
-        if path.startswith("/_sim"):
+        if request.path.startswith("/_sim"):
             return self.admin(request)
-        if path == "/oauth/authorize":
+        if request.path == "/oauth/authorize":
             return self.authorize(request)
-        if path == "/oauth/token":
-            return self.token(request)
-        parts = path.strip("/").split("/")
-        if not parts[0].startswith("v") or len(parts) < 2:
-            raise ApiError("RESOURCE_NOT_FOUND", "PATH", f"Path {path} does not exist.")
-        if parts[0] != f"v{API_VERSION}":
-            raise ApiError("RESOURCE_NOT_FOUND", "VERSION", f"API version {parts[0]} is not supported.")
-        if parts[1:] == ["user"] and request.method == "GET":
-            return self.reply(self.sim.get_user(request.bearer()))
-        if parts[1:] == ["vehicles"] and request.method == "GET":
-            reply = self.sim.list_vehicles(request.bearer(), request.query.get("limit"), request.query.get("offset"))
-            return self.reply(reply)
-        if parts[1] == "vehicles" and len(parts) >= 3:
-            return self.vehicle(request, parts[2], "/".join(parts[3:]))
-        raise ApiError("RESOURCE_NOT_FOUND", "PATH", f"Path {path} does not exist.")
+        raise ApiError("RESOURCE_NOT_FOUND", "PATH", f"Path {request.path} does not exist.")
 
-    def vehicle(self, request: Request, vehicle_id: str, subpath: str) -> Response:
-        body = None
-        if request.method in {"POST", "PUT", "PATCH"}:
-            try:
-                body = request.json()
-            except (ValueError, UnicodeDecodeError):
-                raise ApiError("VALIDATION", None, "The request body is not valid JSON.") from None
-        unit = (request.header("SC-Unit-System") or "metric").lower()
-        unit = "imperial" if unit == "imperial" else "metric"
-        reply = self.sim.vehicle_request(
-            request.bearer(), request.method, vehicle_id, subpath, body, unit, request.query
-        )
-        return self.reply(reply)
-
-    def reply(self, reply: Reply) -> Response:
-        request_id = str(uuid.uuid4())
-        if isinstance(reply.body, ApiError):
-            response = error_response(reply.body, request_id)
-        else:
-            if isinstance(reply.body, dict) and "responses" in reply.body:
-                for sub in reply.body["responses"]:
-                    if isinstance(sub.get("body"), dict) and "requestId" in sub["body"]:
-                        sub["body"]["requestId"] = request_id
-            response = json_response(reply.status, reply.body, reply.headers, request_id)
-        response.delay_s = reply.delay_s
-        return response
-
-    # --- OAuth: Connect consent page and token endpoint --------------------------------------
+    # --- Connect: the consent page ---------------------------------------------------------------
     def authorize(self, request: Request) -> Response:
         if request.method == "GET":
             params = request.query
@@ -205,7 +184,7 @@ class SimulatorApp:
             return self.html(405, "<p>Method not allowed.</p>")
         client_id = params.get("client_id")
         redirect_uri = params.get("redirect_uri") or ""
-        if client_id != self.sim.tokens.client_id:
+        if client_id != self.sim.grants.client_id:
             return self.html(400, "<h1>Unknown application</h1><p>The client_id is not registered.</p>")
         if not redirect_uri.startswith(("http://", "https://")):
             return self.html(400, "<h1>Invalid redirect_uri</h1>")
@@ -225,9 +204,10 @@ class SimulatorApp:
                 redirect_uri,
                 {"error": "no_vehicles", "error_description": "No vehicle was selected.", "state": state},
             )
-        code = self.sim.create_auth_code(chosen, scopes, redirect_uri)
-        # v3 Connect answers with the consenting user's id (`user_id`); the code stays for v2.
-        user_id = self.sim.tokens.codes[code]["user_id"]
+        user_id = self.sim.connect(chosen, scopes)
+        # v3 uses the consenting user's id; a `code` still comes along but is never exchanged
+        # (docs/reference/vehicle-api-v3.md §1.2), so it is not kept.
+        code = str(uuid.uuid4())
         return self.redirect(redirect_uri, {"code": code, "user_id": user_id, "state": state})
 
     def consent_page(self, params: dict, scopes: list[str]) -> Response:
@@ -262,29 +242,6 @@ li{{margin:.3rem 0}} button{{padding:.5rem 1rem;margin-right:.5rem}}</style></he
 <button type="submit" name="action" value="deny">Deny</button>
 </form></body></html>"""
         return self.html(200, body)
-
-    def token(self, request: Request) -> Response:
-        if request.method != "POST":
-            return json_response(405, {"error": "invalid_request", "error_description": "Use POST."})
-        form = {k: v[-1] for k, v in request.form().items()}
-        client_id, client_secret = self._basic_auth(request)
-        if client_id is None:
-            client_id, client_secret = form.get("client_id"), form.get("client_secret")
-        try:
-            with self.sim.lock:
-                self.sim.tokens.check_client(client_id, client_secret)
-                now = self.sim.now()
-                grant_type = form.get("grant_type")
-                if grant_type == "authorization_code":
-                    payload = self.sim.tokens.exchange_code(form.get("code"), form.get("redirect_uri"), now)
-                elif grant_type == "refresh_token":
-                    payload = self.sim.tokens.exchange_refresh(form.get("refresh_token"), now)
-                else:
-                    raise OAuthError("unsupported_grant_type", "Use authorization_code or refresh_token.")
-                self.sim.dirty = True
-        except OAuthError as error:
-            return json_response(error.status, error.to_body())
-        return json_response(200, payload)
 
     @staticmethod
     def _basic_auth(request: Request) -> tuple[str | None, str | None]:
@@ -338,12 +295,13 @@ li{{margin:.3rem 0}} button{{padding:.5rem 1rem;margin-right:.5rem}}</style></he
             return {"vehicles": [sim.true_state(vid) for vid in list(sim.vehicles)]}
         if parts == ["vehicles"] and method == "POST":
             body = dict(body)
-            want_token = body.pop("token", True)
+            connect = body.pop("connect", True)
             scopes = body.pop("scopes", None)
             vehicle = sim.create_vehicle(**body)
             result = sim.true_state(vehicle.id)
-            if want_token:
-                result.update(sim.issue_tokens([vehicle.id], scopes))
+            if connect:
+                with sim.lock:
+                    result.update(platform(sim).connect(vehicle.id, scopes))
             return result
         if len(parts) == 2 and parts[0] == "vehicles":
             if method == "GET":
@@ -360,9 +318,6 @@ li{{margin:.3rem 0}} button{{padding:.5rem 1rem;margin-right:.5rem}}</style></he
             if action == "refresh":
                 sim.refresh_snapshot(vid)
                 return sim.true_state(vid)
-            if action == "tokens":
-                sim.vehicle(vid)  # KeyError → 404
-                return sim.issue_tokens([vid], body.get("scopes"))
         if parts == ["clock"] and method == "GET":
             return {"now": iso_ms(sim.now()), "virtual": isinstance(sim.clock, VirtualClock)}
         if parts == ["clock", "advance"] and method == "POST":
@@ -373,20 +328,8 @@ li{{margin:.3rem 0}} button{{padding:.5rem 1rem;margin-right:.5rem}}</style></he
             target = datetime.fromisoformat(str(body["now"]).replace("Z", "+00:00")).astimezone(UTC)
             return {"now": iso_ms(sim.clock.set(target).timestamp())}
         if parts == ["reset"] and method == "POST":
-            from .v3 import platform
-
             sim.reset()
             platform(sim).reset()
-            return {"ok": True}
-        if len(parts) == 2 and parts[0] == "tokens" and parts[1] in {"expire", "revoke"} and method == "POST":
-            with sim.lock:
-                if parts[1] == "expire":
-                    found = sim.tokens.expire(body["token"], sim.now())
-                else:
-                    found = sim.tokens.revoke(body["token"])
-                sim.dirty = True
-            if not found:
-                raise KeyError("token")
             return {"ok": True}
         if parts == ["faults"]:
             if method == "POST":
@@ -404,8 +347,6 @@ li{{margin:.3rem 0}} button{{padding:.5rem 1rem;margin-right:.5rem}}</style></he
                         setattr(sim, name, tuple(body[name]) if body[name] is not None else None)
                 if "billing_limit_per_month" in body:
                     sim.billing_limit_per_month = body["billing_limit_per_month"]
-                if "webhook_url" in body:
-                    sim.webhook_url = body["webhook_url"] or None
                 if "world" in body:
                     # Cars created from now on draw from it; answers, limits and its throttle apply at once.
                     sim.world = world_named(body["world"])
@@ -413,13 +354,6 @@ li{{margin:.3rem 0}} button{{padding:.5rem 1rem;margin-right:.5rem}}</style></he
                         sim.vehicle_rate_limit = sim.world.vehicle_throttle
                 sim.dirty = True
             return {"ok": True}
-        if parts == ["webhooks", "deliver"] and method == "POST":
-            return {"sent": webhooks.deliver_pending(sim)}
-        if parts == ["webhooks", "verify"] and method == "POST":
-            return {"ok": webhooks.send_verify(sim, url=body.get("url"))}
-        if parts == ["webhooks"] and method == "GET":
-            with sim.lock:
-                return {"pending": len(sim.webhook_outbox), "log": list(sim.webhook_log)}
         return None
 
 

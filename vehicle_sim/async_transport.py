@@ -2,7 +2,7 @@
 
 The app runs at once for each request (under the simulator's lock, as when served), so the car
 acts when the request arrives; the answer is then held for the time the app says (a read's answer
-latency, a command's acknowledgement, v3's 202 limit; `Response.delay_s`, wall seconds on a
+latency, a v3 command's completion or its 202 limit; `Response.delay_s`, wall seconds on a
 sped-up clock) with `asyncio.sleep`, so thousands of answers can be awaited at once on one event
 loop. A benchmark's controller sees the vehicle API as slow as it really is, while the
 simulator's own CPU stays a few milliseconds per request.

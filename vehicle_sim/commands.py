@@ -63,7 +63,6 @@ class Commands:
                 v.charge_started_at = t
                 v.stop_reason = None
                 v.charge_start_state = {"at": t, "soc": v.soc, "charging_s": v.charging_s}
-                self._emit_state(v, t)
         elif action == "STOP":
             if v.charging:
                 self._stop_charging(v, t, "STOP_COMMAND")

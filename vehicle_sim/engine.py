@@ -1,4 +1,4 @@
-"""The simulator core: cars, their lazy physics, routing of the vehicle API, tokens, persistence.
+"""The simulator core: cars, their lazy physics, commands, Connect's consents, persistence.
 
 One `threading.RLock` guards everything; HTTP handlers call the public methods from any thread.
 Physics are lazy: every access first advances the touched vehicle to `clock.now()`, applying
@@ -7,8 +7,8 @@ the commands that became effective on the way, so no background thread is needed
 
 The parts: `physics.py` (pack and charger, pure), `world.py` (how hard the world is, each car's
 draws), `state.py` (the car's records), `telemetry.py` (snapshots and the reported level),
-`commands.py` (START/STOP/limit and their latency), `gates.py` (faults, quotas, throttles) and
-`endpoints.py` (the answers). This module ties them together.
+`commands.py` (START/STOP/limit and their latency) and `gates.py` (faults, quotas, throttles).
+This module ties them together; `v3.py` answers the vehicle API from it.
 
 Times inside are float epoch seconds of the simulator clock; energies are float Wh (the car's
 own view is quantized only when reported).
@@ -26,43 +26,28 @@ from datetime import datetime
 from typing import Any
 
 from . import physics
-from .auth import ALL_SCOPES, TokenStore
+from .auth import ALL_SCOPES, Grants
 from .clock import Clock, RealClock, VirtualClock, iso_ms
 from .commands import Commands
-from .endpoints import Endpoints
 from .errors import ApiError
 from .gates import Gates
 from .profiles import PROFILES, Profile
-from .state import Faults, Reply, Vehicle
+from .state import Faults, Vehicle
 from .telemetry import Telemetry
-from .webhooks import vehicle_state_event
 from .world import WORLDS, World, draw_car
 
 EPS = 1e-9
 # Opt-in Tesla Fleet "Discovery plan" quotas (docs/reference/makes.md §4 tesla_fleet, strict mode).
 TESLA_STRICT_QUOTAS = {"data": 200, "commands": 50, "charge_commands": 5}
 
-# Vehicle endpoints: (method, sub-path) → (handler name, scope, kind). "static" answers come from
-# the platform's records (no car contact), "data" reads the car's reported view, "command" acts.
+# The charge commands: (method, sub-path) → (handler name, scope, kind); v3's commands run them.
 ROUTES: dict[tuple[str, str], tuple[str, str | None, str]] = {
-    ("GET", ""): ("_get_attributes", "read_vehicle_info", "static"),
-    ("GET", "vin"): ("_get_vin", "read_vin", "static"),
-    ("GET", "permissions"): ("_get_permissions", None, "meta"),
-    ("DELETE", "application"): ("_disconnect", None, "meta"),
-    ("GET", "charge"): ("_get_charge", "read_charge", "data"),
     ("POST", "charge"): ("_post_charge", "control_charge", "command"),
-    ("GET", "battery"): ("_get_battery", "read_battery", "data"),
-    ("GET", "battery/capacity"): ("_get_capacity", "read_battery", "static"),
-    ("GET", "battery/nominal_capacity"): ("_get_nominal_capacity", "read_battery", "static"),
-    ("GET", "charge/limit"): ("_get_limit", "read_charge", "data"),
     ("POST", "charge/limit"): ("_post_limit", "control_charge", "command"),
-    ("GET", "tesla/charge"): ("_get_tesla_charge", "read_charge", "data"),
-    ("GET", "tesla/charge/wattmeter"): ("_get_tesla_wattmeter", "read_charge", "data"),
 }
-MAKE_PATHS = {"tesla/charge", "tesla/charge/wattmeter"}
 
 
-class Simulator(Endpoints, Commands, Telemetry, Gates):
+class Simulator(Commands, Telemetry, Gates):
     def __init__(
         self,
         clock: Clock | None = None,
@@ -71,7 +56,6 @@ class Simulator(Endpoints, Commands, Telemetry, Gates):
         client_id: str = "sim-client-id",
         client_secret: str = "sim-client-secret",  # noqa: S107 (a development default)
         amt: str = "sim-application-management-token",
-        webhook_url: str | None = None,
         app_rate_limit: tuple[int, float] | None = None,
         vehicle_rate_limit: tuple[int, float] | None = None,
         billing_limit_per_month: int | None = None,
@@ -83,7 +67,7 @@ class Simulator(Endpoints, Commands, Telemetry, Gates):
         self.lock = threading.RLock()
         self.seed = seed
         self.rng = random.Random(seed)
-        self.tokens = TokenStore(client_id, client_secret)
+        self.grants = Grants(client_id, client_secret)
         self.vehicles: dict[str, Vehicle] = {}
         self.users: list[str] = []
         self.global_faults = Faults()
@@ -96,9 +80,6 @@ class Simulator(Endpoints, Commands, Telemetry, Gates):
         self.app_bucket: dict = {}
         self.calls: Counter = Counter()
         self.amt = amt
-        self.webhook_url = webhook_url
-        self.webhook_outbox: list[dict] = []
-        self.webhook_log: list[dict] = []
         self.dirty = False
         self._event_seq = 0
         # Seconds the answer to the request being handled is held (a command's acknowledgement).
@@ -203,17 +184,16 @@ class Simulator(Endpoints, Commands, Telemetry, Gates):
         alphabet = "ABCDEFGHJKLMNPRSTUVWXYZ0123456789"  # VINs never use I, O or Q
         return "5YJ" + "".join(self.rng.choice(alphabet) for _ in range(14))
 
-    def issue_tokens(self, vehicle_ids: list[str], scopes: list[str] | None = None, user_id: str | None = None) -> dict:
-        """A fresh token pair for these vehicles (what Connect would have produced)."""
+    def connect(self, vehicle_ids: list[str], scopes: list[str] | None = None, user_id: str | None = None) -> str:
+        """What Connect does when the user approves: a consent for these cars; returns the user id."""
         with self.lock:
             user_id = user_id or self._owner_for(vehicle_ids)
             for vid in vehicle_ids:
                 self.vehicles[vid].owner_user_id = self.vehicles[vid].owner_user_id or user_id
             self.dirty = True
-            pair = self.tokens.issue(
-                user_id=user_id, vehicle_ids=vehicle_ids, scopes=scopes or list(ALL_SCOPES), now=self.now()
-            )
-            return {**pair, "user_id": user_id}
+            scopes = scopes or list(ALL_SCOPES)
+            self.grants.grant(user_id=user_id, vehicle_ids=vehicle_ids, scopes=scopes, now=self.now())
+            return user_id
 
     def _owner_for(self, vehicle_ids: list[str]) -> str:
         """The user a grant belongs to: the cars' owner when they have one, else a new user.
@@ -243,17 +223,6 @@ class Simulator(Endpoints, Commands, Telemetry, Gates):
             now = self.now()
             for v in self.vehicles.values():
                 self._advance(v, now)
-
-    def create_auth_code(self, vehicle_ids: list[str], scopes: list[str], redirect_uri: str) -> str:
-        """What Connect does when the user approves: claim the cars, return a one-time code."""
-        with self.lock:
-            user_id = self._owner_for(vehicle_ids)
-            for vid in vehicle_ids:
-                self.vehicles[vid].owner_user_id = self.vehicles[vid].owner_user_id or user_id
-            self.dirty = True
-            return self.tokens.create_code(
-                user_id=user_id, vehicle_ids=vehicle_ids, scopes=scopes, redirect_uri=redirect_uri, now=self.now()
-            )
 
     def connectable_vehicles(self) -> list[Vehicle]:
         """Vehicles the consent page offers: not claimed by anyone yet, or marked demo."""
@@ -365,11 +334,8 @@ class Simulator(Endpoints, Commands, Telemetry, Gates):
             # so do the charging seconds the power steps are keyed on.
             v.session_battery_wh = 0.0
             v.charging_s = 0.0
-            self._emit_state(v, now)
         elif v.charging:
             self._stop_charging(v, now, "UNPLUGGED")
-        else:
-            self._emit_state(v, now)
         if v.profile.telemetry_mode == "event":
             self._take_snapshot(v, now)
 
@@ -443,204 +409,42 @@ class Simulator(Endpoints, Commands, Telemetry, Gates):
         v.charge_ended_at = t
         v.stop_reason = reason
         v.last_active_at = t
-        self._emit_state(v, t)
         if v.profile.telemetry_mode == "event":
             self._take_snapshot(v, t)
 
-    # --- the vehicle API --------------------------------------------------------------------
-    def vehicle_request(
-        self,
-        token: str | None,
-        method: str,
-        vehicle_id: str,
-        subpath: str,
-        body: Any = None,
-        unit_system: str = "metric",
-        query: dict | None = None,
-    ) -> Reply:
-        """One `/v2.0/vehicles/{id}/{subpath}` call, fully answered (errors included)."""
-        with self.lock:
-            delay = 0.0
-            self._answer_delay_s = 0.0
-            try:
-                grant = self._authenticate(token)
-                self._take_app_token()
-                v = self._vehicle_for(grant, vehicle_id)
-                delay = self._faults(v)["response_delay_s"]
-                if method == "POST" and subpath == "batch":
-                    self._count(v, "POST /batch")
-                    responses = self._batch(grant, v, body, unit_system)
-                    return Reply(200, {"responses": responses}, delay_s=delay + self._wall_s(self._read_answer_s(v)))
-                body_out, data_at = self._call(grant, v, method, subpath, body, unit_system, query)
-                # A read waits for the OEM's answer; a command for the car's acknowledgement.
-                delay += self._wall_s(self._read_answer_s(v) if method == "GET" else self._answer_delay_s)
-                return Reply(200, body_out, self._data_headers(data_at, unit_system), delay_s=delay)
-            except ApiError as error:
-                return Reply(error.status, error, error.headers(), delay_s=delay)
-
-    def _wall_s(self, sim_seconds: float) -> float:
-        """An answer's wait as the app sleeps it: wall seconds on a real (sped-up) clock, as v3's
-        `real_seconds`; on a virtual clock the simulated seconds themselves (a SteppedClock's
-        actor holds them in its own time)."""
-        if isinstance(self.clock, VirtualClock):
-            return sim_seconds
-        return sim_seconds / float(getattr(self.clock, "speed", 1.0) or 1.0)
-
+    # --- the vehicle API's engine side ------------------------------------------------------------
     def _read_answer_s(self, v: Vehicle) -> float:
         low, high = self.world.answer_latency_s
         if high <= 0:
             return 0.0
         return self._car_stream(v, "answer").uniform(low, high) if high > low else low
 
-    def _authenticate(self, token: str | None) -> dict:
-        return self.tokens.authenticate(token, self.now())
-
-    def _vehicle_for(self, grant: dict, vehicle_id: str) -> Vehicle:
-        v = self.vehicles.get(vehicle_id)
-        if v is None or vehicle_id not in grant["vehicle_ids"]:
-            raise ApiError("PERMISSION", None, "This access token does not grant access to this vehicle.")
-        self._advance(v, self.now())
-        return v
-
     def _count(self, v: Vehicle, endpoint: str) -> None:
         v.calls[endpoint] += 1
         self.calls[endpoint] += 1
 
-    def _call(
-        self,
-        grant: dict,
-        v: Vehicle,
-        method: str,
-        subpath: str,
-        body: Any,
-        unit: str,
-        query: dict | None = None,
-        now: float | None = None,
-        batch_index: int | None = None,
-    ):
-        """Route one call; returns (body, data time or None). Raises ApiError."""
-        now = self.now() if now is None else now
-        subpath = subpath.strip("/")
-        endpoint = f"{method} /{subpath}"
+    def run_command(self, grant: dict, v: Vehicle, subpath: str, body: Any, now: float) -> None:
+        """One charge command (v3's start, stop, set-limit): scope, capability, gates, then the
+        car. Raises ApiError."""
+        endpoint = f"POST /{subpath}"
         self._count(v, endpoint)
-        route = ROUTES.get((method, subpath))
-        if route is None:
-            self._check_make_path(v, method, subpath)
-            raise ApiError("RESOURCE_NOT_FOUND", "PATH", f"Path /{subpath} does not exist for {method}.")
-        handler, scope, kind = route
-        if scope and scope not in grant["scopes"]:
-            raise ApiError("PERMISSION", None, f"This access token lacks the {scope} permission.")
-        if subpath in MAKE_PATHS and v.make.lower() != subpath.split("/", 1)[0]:
-            raise ApiError("COMPATIBILITY", "MAKE_NOT_COMPATIBLE", "This endpoint is not available for this make.")
+        handler, scope, kind = ROUTES[("POST", subpath)]
+        if scope not in grant["scopes"]:
+            raise ApiError("PERMISSION", None, f"This connection lacks the {scope} permission.")
         self._check_capability(v, handler, body)
-        self._gate(v, kind, endpoint, now, batch_index)
-        if handler == "_disconnect":
-            return self._disconnect(grant, v), None
-        if handler == "_get_permissions":
-            return self._get_permissions(query or {}), now
-        result = getattr(self, handler)(v, body, unit, now)
-        self.dirty = self.dirty or kind in {"command", "meta"}
-        if kind == "data":
-            return result, v.snapshot["at"]
-        if kind == "static":
-            return result, now
-        return result, None
+        self._gate(v, kind, endpoint, now)
+        getattr(self, handler)(v, body, "metric", now)
+        self.dirty = True
 
     @staticmethod
     def _check_capability(v: Vehicle, handler: str, body: Any) -> None:
         """What the platform knows a car cannot do is refused without asking the car."""
         p = v.profile
         action = body.get("action") if isinstance(body, dict) else None
-        if handler == "_get_limit" and not p.limit_readable:
-            raise ApiError("COMPATIBILITY", "VEHICLE_NOT_CAPABLE", "This vehicle does not report a charge limit.")
         if handler == "_post_charge" and action == "STOP" and not p.can_stop:
             raise ApiError("COMPATIBILITY", "VEHICLE_NOT_CAPABLE", "This vehicle cannot stop charging remotely.")
         if handler == "_post_charge" and action == "START" and not p.can_start:
             raise ApiError("COMPATIBILITY", "VEHICLE_NOT_CAPABLE", "This vehicle cannot start charging remotely.")
-
-    @staticmethod
-    def _check_make_path(v: Vehicle, method: str, subpath: str) -> None:
-        # Make-specific paths are lower-case; an upper-case make is a PERMISSION error.
-        head, _, rest = subpath.partition("/")
-        if head and head.isupper() and (method, f"{head.lower()}/{rest}") in ROUTES:
-            raise ApiError("PERMISSION", None, "Make-specific endpoints use the lower-case make.")
-
-    def _batch(self, grant: dict, v: Vehicle, body: Any, unit: str) -> list[dict]:
-        requests = body.get("requests") if isinstance(body, dict) else None
-        if not isinstance(requests, list) or not requests or not all(isinstance(r, dict) for r in requests):
-            raise ApiError("VALIDATION", "PARAMETER", '"requests" must be a non-empty list of {"path": …}.')
-        responses = []
-        now = self.now()  # one instant for the whole batch: it reaches the car once
-        for index, item in enumerate(requests):
-            path = str(item.get("path", ""))
-            try:
-                # Only GET endpoints can be batched; a sub-request failure never fails the batch.
-                result, data_at = self._call(grant, v, "GET", path, None, unit, None, now, index)
-                headers = self._data_headers(data_at, unit, lower=True)
-                responses.append({"path": path, "code": 200, "headers": headers, "body": result})
-            except ApiError as error:
-                responses.append(
-                    {"path": path, "code": error.status, "headers": error.headers(), "body": error.to_body("")}
-                )
-        return responses
-
-    def _data_headers(self, data_at: float | None, unit: str, lower: bool = False) -> dict[str, str]:
-        if data_at is None:
-            return {}
-        headers = {
-            "SC-Data-Age": iso_ms(data_at),
-            "SC-Fetched-At": iso_ms(self.now()),
-            "SC-Unit-System": unit,
-        }
-        return {k.lower(): val for k, val in headers.items()} if lower else headers
-
-    def list_vehicles(self, token: str | None, limit: Any = None, offset: Any = None) -> Reply:
-        with self.lock:
-            try:
-                grant = self._authenticate(token)
-                self._take_app_token()
-                limit_n = self._int_param("limit", limit, 10, 1, 50)
-                offset_n = self._int_param("offset", offset, 0, 0, 10**9)
-                ids = list(grant["vehicle_ids"])
-                self.calls["GET /vehicles"] += 1
-                page = ids[offset_n : offset_n + limit_n]
-                return Reply(200, {"vehicles": page, "paging": {"count": len(ids), "offset": offset_n}})
-            except ApiError as error:
-                return Reply(error.status, error, error.headers())
-
-    def get_user(self, token: str | None) -> Reply:
-        with self.lock:
-            try:
-                grant = self._authenticate(token)
-                self._take_app_token()
-                self.calls["GET /user"] += 1
-                return Reply(200, {"id": grant["user_id"]})
-            except ApiError as error:
-                return Reply(error.status, error, error.headers())
-
-    @staticmethod
-    def _int_param(name: str, raw: Any, default: int, low: int, high: int) -> int:
-        if raw in (None, ""):
-            return default
-        try:
-            value = int(raw)
-        except (TypeError, ValueError):
-            value = None
-        if value is None or not low <= value <= high:
-            raise ApiError("VALIDATION", "PARAMETER", f'"{name}" must be an integer between {low} and {high}.')
-        return value
-
-    # --- webhooks ---------------------------------------------------------------------------
-    def _emit_state(self, v: Vehicle, t: float) -> None:
-        """Queue a VEHICLE_STATE event for the charge-state change; sent off the request path."""
-        if not self.webhook_url:
-            return
-        event = vehicle_state_event(v, t, self.rng)
-        delay = 0.0
-        if self.world.webhook_delays and v.profile.webhook_delay_s:
-            # The OEM notices the change late (docs/reference/makes.md §1: its detection latency dominates).
-            delay = self._car_stream(v, "webhook").uniform(*v.profile.webhook_delay_s)
-        self.webhook_outbox.append({"event": event, "attempt": 0, "due": t + delay})
 
     # --- persistence ------------------------------------------------------------------------
     def to_state(self) -> dict:
@@ -652,12 +456,10 @@ class Simulator(Endpoints, Commands, Telemetry, Gates):
                 "rng": _rng_state_to_json(self.rng.getstate()),
                 "vehicles": [v.to_dict() for v in self.vehicles.values()],
                 "users": self.users,
-                "tokens": self.tokens.to_dict(),
+                "grants": self.grants.to_dict(),
                 "global_faults": asdict(self.global_faults),
                 "calls": dict(self.calls),
                 "app_bucket": self.app_bucket,
-                "webhook_url": self.webhook_url,
-                "webhook_outbox": self.webhook_outbox,
                 "event_seq": self._event_seq,
                 "world": self.world.to_dict(),
             }
@@ -666,12 +468,10 @@ class Simulator(Endpoints, Commands, Telemetry, Gates):
         with self.lock:
             self.vehicles = {v["id"]: Vehicle.from_dict(v) for v in data.get("vehicles", [])}
             self.users = list(data.get("users", []))
-            self.tokens.load(data.get("tokens", {}))
+            self.grants.load(data.get("grants") or _grants_of_v2_tokens(data.get("tokens", {})))
             self.global_faults = Faults.from_dict(data.get("global_faults"))
             self.calls = Counter(data.get("calls", {}))
             self.app_bucket = data.get("app_bucket", {})
-            self.webhook_url = data.get("webhook_url") or self.webhook_url
-            self.webhook_outbox = list(data.get("webhook_outbox", []))
             self._event_seq = data.get("event_seq", 0)
             if data.get("world"):
                 self.world = World.from_dict(data["world"])
@@ -682,14 +482,30 @@ class Simulator(Endpoints, Commands, Telemetry, Gates):
         with self.lock:
             self.vehicles.clear()
             self.users.clear()
-            self.tokens.load({})
+            self.grants.load({})
             self.global_faults = Faults()
             self.calls.clear()
             self.app_bucket = {}
-            self.webhook_outbox.clear()
-            self.webhook_log.clear()
             self.rng = random.Random(self.seed)
             self.dirty = True
+
+
+def _grants_of_v2_tokens(tokens: dict) -> dict:
+    """The consents of a state file saved while the simulator still issued v2 tokens: every code,
+    access and refresh token carried one, so connected cars stay connected after the upgrade."""
+    entries = [
+        {
+            "user_id": entry["user_id"],
+            "vehicle_ids": list(entry["vehicle_ids"]),
+            "scopes": list(entry["scopes"]),
+            "created_at": entry["expires_at"] - ttl_s,
+            "revoked": bool(entry.get("revoked")),
+        }
+        # Their lifetimes then: a code 10 min, an access token 2 h, a refresh token 60 days.
+        for store, ttl_s in (("codes", 600), ("access", 7200), ("refresh", 60 * 24 * 3600))
+        for entry in tokens.get(store, {}).values()
+    ]
+    return {"entries": entries}
 
 
 def _rng_state_to_json(state: tuple) -> list:

@@ -1,4 +1,5 @@
-"""v2.0 error bodies, exactly as the official SDKs parse them (docs/reference/vehicle-api.md §3)."""
+"""The API's error types, codes, statuses and texts (docs/reference/vehicle-api.md §3, which v3 keeps:
+docs/reference/vehicle-api-v3.md §5). `app.error_body` answers them as v3 `errors[]` items."""
 
 from __future__ import annotations
 
@@ -94,7 +95,8 @@ STATE_DESCRIPTIONS = {
 
 
 class ApiError(Exception):
-    """An error the simulated API answers with; `to_body` gives the v2.0 JSON body."""
+    """An error the simulated API answers with; `to_body` gives its fields in the v2.0 layout, which
+    v3's `errors[]` item is mapped from (`app.error_body`)."""
 
     def __init__(
         self,

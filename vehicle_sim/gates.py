@@ -111,7 +111,7 @@ class Gates:
             retry_after = DEFAULT_RETRY_AFTER_S
         return ApiError(type_, code, spec.get("description"), retry_after=retry_after)
 
-    def _gate(self, v: Vehicle, kind: str, endpoint: str, now: float, batch_index: int | None = None) -> None:
+    def _gate(self, v: Vehicle, kind: str, endpoint: str, now: float) -> None:
         """Every failure that can stand between a request and the car, in a fixed order."""
         injected = self._consume_injected(v, endpoint)
         if injected:
@@ -141,15 +141,8 @@ class Gates:
             raise ApiError("UPSTREAM", "UNKNOWN_ISSUE")
         if kind == "data":
             # GM: polls closer than the interval are refused by the OEM; commands are not polls.
-            # The sub-requests of one batch count as one request to the car.
             interval = v.profile.min_request_interval_s
-            repeat_in_batch = bool(batch_index) and v.last_request_at == now
-            if (
-                interval
-                and v.last_request_at is not None
-                and not repeat_in_batch
-                and now - v.last_request_at < interval
-            ):
+            if interval and v.last_request_at is not None and now - v.last_request_at < interval:
                 raise ApiError("UPSTREAM", "RATE_LIMIT", "The manufacturer limits how often this car may be polled.")
             self._take_quota(v, "data", now)
             v.last_request_at = now

@@ -11,7 +11,7 @@ from pathlib import Path
 from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from . import v3, v3_webhooks, webhooks
+from . import v3, v3_webhooks
 from .app import make_app
 from .engine import Simulator
 
@@ -30,7 +30,7 @@ class QuietHandler(WSGIRequestHandler):
 
 
 def save_state(sim: Simulator, path: str | os.PathLike) -> None:
-    """Write atomically: a crash mid-write must not lose the tokens of every connected car."""
+    """Write atomically: a crash mid-write must not lose the connections of every car."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = sim.to_state()
@@ -97,8 +97,6 @@ class SimulatorServer:
     def _send_webhooks(self) -> None:
         while not self._stop.wait(self.webhook_interval_s):
             try:
-                if self.sim.webhook_url:
-                    webhooks.deliver_pending(self.sim)
                 v3_webhooks.deliver_due(self.sim)
             except Exception:  # the sender must outlive a bad receiver
                 log.exception("webhook delivery failed")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
 
 from .errors import CODES_BY_TYPE
 from .physics import Charger, Pack
@@ -154,13 +153,3 @@ class Vehicle:
         data["faults"] = Faults.from_dict(data["faults"])
         data["calls"] = Counter(data["calls"])
         return cls(**data)
-
-
-@dataclass
-class Reply:
-    """A framework-free HTTP answer: the WSGI layer adds SC-Request-Id and Content-Type."""
-
-    status: int
-    body: Any
-    headers: dict[str, str] = field(default_factory=dict)
-    delay_s: float = 0.0  # hold the answer this long before sending (outside the lock)

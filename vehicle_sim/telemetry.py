@@ -118,6 +118,15 @@ class Telemetry:
             self._take_snapshot(v, t)
 
     @staticmethod
+    def _charge_state(plugged: bool, charging: bool, soc: float, limit: float) -> str:
+        if charging:
+            return "CHARGING"
+        # A car reports FULLY_CHARGED at its limit even when the limit is under 100 %.
+        if plugged and soc >= limit - 1e-9:
+            return "FULLY_CHARGED"
+        return "NOT_CHARGING"
+
+    @staticmethod
     def _quantize(value: float, step: float) -> float:
         if step <= 0:
             return value

@@ -8,9 +8,8 @@ Where the reference marks a fact CONFLICT or UNKNOWN, `V3Config` holds a knob pe
 clients can be tested against each: the signal store without a subscription (`unsubscribed_signals`:
 "empty" per 3P, or "live"), timestamp encoding (`timestamps`: ms, s, iso), subscription routes
 (`subscription_routes`: spec, blog, both), connection ids (`connection_ids`: distinct, vehicle),
-the vehicle answer (`vehicle_wrapped`), per-user v2 tokens on v3 (`accept_v2_tokens`), VERIFY
-signing (`sign_verify`), the `triggers[]` shape (`trigger_shape`) and VEHICLE_ERROR signal
-entries (`error_signals_as_strings`).
+the vehicle answer (`vehicle_wrapped`), VERIFY signing (`sign_verify`), the `triggers[]` shape
+(`trigger_shape`) and VEHICLE_ERROR signal entries (`error_signals_as_strings`).
 
 The signal store: a subscribed car's signals are what its make's cloud last showed (the engine's
 reported snapshot), visible once Smartcar noticed it (`detection_delay_s` of the make); each
@@ -30,11 +29,10 @@ import uuid
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from . import v3_makes, v3_webhooks
-from .auth import ACCESS_TTL_S, CODE_TTL_S, REFRESH_TTL_S
+from . import profiles, v3_webhooks
 from .clock import VirtualClock, iso_ms
 from .errors import ApiError
-from .v3_makes import CATALOGUE, MakeTraits
+from .profiles import CATALOGUE, MakeTraits
 
 APP_TOKEN_TTL_S = 3600
 SYNC_COMMAND_LIMIT_S = 175.0  # 3P: longer commands answer 202 (§4 "202 mechanics")
@@ -48,7 +46,6 @@ class V3Config:
     subscription_routes: str = "spec"
     connection_ids: str = "distinct"
     vehicle_wrapped: bool = True
-    accept_v2_tokens: bool = False
     sign_verify: bool = False
     trigger_shape: str = "signal_object"
     error_signals_as_strings: bool = False
@@ -146,7 +143,7 @@ class EngineView:
         """Run a charge command through the engine (validation, gates, quotas, scheduling) and
         return its latency in seconds (0 when the car acts at once or ignores it)."""
         before = self.sim._event_seq
-        self.sim._call(grant, v, "POST", subpath, body, "metric", None, now)
+        self.sim.run_command(grant, v, subpath, body, now)
         scheduled = [c for c in v.pending if c["id"] > before]
         return max(0.0, scheduled[-1]["at"] - now) if scheduled else 0.0
 
@@ -176,23 +173,19 @@ class EngineView:
 
     # --- grants: Connect's consents, which v3 calls connections ---------------------------------------
     def grants(self):
-        """(grant, its creation time): codes, access and refresh tokens all carry a consent."""
-        tokens = self.sim.tokens
-        for store, ttl in ((tokens.codes, CODE_TTL_S), (tokens.access, ACCESS_TTL_S), (tokens.refresh, REFRESH_TTL_S)):
-            for entry in store.values():
-                yield entry, entry["expires_at"] - ttl
-
-    def authenticate_v2(self, token: str | None) -> dict:
-        return self.sim.tokens.authenticate(token, self.now())
+        """(grant, its creation time) of every consent Connect recorded."""
+        for entry in self.sim.grants.entries:
+            yield entry, entry["created_at"]
 
     def check_client(self, client_id: str | None, client_secret: str | None) -> None:
-        self.sim.tokens.check_client(client_id, client_secret)
+        self.sim.grants.check_client(client_id, client_secret)
 
-    def issue_grant(self, vehicle_id: str, scopes: list[str] | None, user_id: str | None) -> dict:
-        return self.sim.issue_tokens([vehicle_id], scopes, user_id)
+    def issue_grant(self, vehicle_id: str, scopes: list[str] | None, user_id: str | None) -> str:
+        """A consent of the user (a new one unless given) for the car; returns the user id."""
+        return self.sim.connect([vehicle_id], scopes, user_id)
 
     def disconnect(self, user_id: str, vehicle_id: str) -> None:
-        self.sim.tokens.disconnect(user_id, vehicle_id)
+        self.sim.grants.disconnect(user_id, vehicle_id)
         v = self.sim.vehicles.get(vehicle_id)
         if v is not None and v.owner_user_id == user_id:
             v.owner_user_id = None
@@ -256,13 +249,13 @@ class V3Platform:
         return prefix + str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
 
     def traits_of(self, v) -> MakeTraits:
-        return v3_makes.traits_for(v.make, self.traits.get(v.id))
+        return profiles.traits_for(v.make, self.traits.get(v.id))
 
     def available(self, v) -> list[str]:
         """The signal codes this car reports, in catalogue order."""
         codes = self.traits_of(v).signals
         if not v.profile.limit_readable:
-            codes = codes - {v3_makes.CHARGE_LIMITS}
+            codes = codes - {profiles.CHARGE_LIMITS}
         return [code for code in CATALOGUE if code in codes]
 
     # --- app tokens ----------------------------------------------------------------------------------
@@ -277,15 +270,11 @@ class V3Platform:
         self.sim.dirty = True
         return {"access_token": token, "token_type": "Bearer", "expires_in": APP_TOKEN_TTL_S}
 
-    def caller(self, token: str | None) -> dict:
-        """Who calls: the application (app token), or — under `accept_v2_tokens` — a user's v2
-        token, which then also names the user. Raises ApiError AUTHENTICATION (401)."""
+    def authenticate(self, token: str | None) -> None:
+        """Every v3 call is the application's, by its app token. Raises ApiError AUTHENTICATION (401)."""
         expires = self.app_tokens.get(token or "")
         if expires is not None and expires > self.now():
-            return {"kind": "app"}
-        if self.config.accept_v2_tokens:
-            grant = self.engine.authenticate_v2(token)
-            return {"kind": "user", "user_id": grant["user_id"]}
+            return
         raise ApiError("AUTHENTICATION", None, "The Authorization token is missing or invalid.")
 
     # --- connections ------------------------------------------------------------------------------------
@@ -350,8 +339,8 @@ class V3Platform:
         """What Connect does (admin API): link the car to a user (new unless given)."""
         if vehicle_id not in self.sim.vehicles:
             raise KeyError(vehicle_id)
-        grant = self.engine.issue_grant(vehicle_id, scopes, user_id)
-        return {"user_id": grant["user_id"], "connection_id": self.connection_id(grant["user_id"], vehicle_id)}
+        user_id = self.engine.issue_grant(vehicle_id, scopes, user_id)
+        return {"user_id": user_id, "connection_id": self.connection_id(user_id, vehicle_id)}
 
     def find_connection(self, connection_id: str) -> dict:
         found = next((c for c in self.connections() if c["id"] == connection_id), None)
@@ -372,14 +361,12 @@ class V3Platform:
         self._drop_subscriptions(user_id=user_id)
         self.sim.dirty = True
 
-    def user_for(self, caller: dict, header_user: str | None, vehicle_id: str) -> tuple[str, dict, Any]:
+    def user_for(self, header_user: str | None, vehicle_id: str) -> tuple[str, dict, Any]:
         """The (user, grant, vehicle) a signals/command request acts for: `sc-user-id` is required
         (400 "missing userId"), and the user must have connected the car (403)."""
-        user_id = header_user or caller.get("user_id")
+        user_id = header_user
         if not user_id:
             raise ApiError("VALIDATION", "MISSING_PARAMETER", "missing userId")
-        if caller.get("user_id") and caller["user_id"] != user_id:
-            raise ApiError("PERMISSION", None, "This token belongs to another user.")
         scopes = self.scopes_of(user_id, vehicle_id)
         if scopes is None:
             raise ApiError("PERMISSION", None, "This user has not connected this vehicle.")
@@ -436,32 +423,32 @@ class V3Platform:
             minutes = math.ceil(remaining_wh / (power_w * v.efficiency) * 60)
         nominal = num(v.nominal_capacity_kwh or v.capacity_wh / 1000, 1)
         all_bodies = {
-            v3_makes.SOC: {"value": num(soc * 100), "unit": "percent"},
-            v3_makes.RANGE: {
+            profiles.SOC: {"value": num(soc * 100), "unit": "percent"},
+            profiles.RANGE: {
                 "value": num(range_km * MILES_PER_KM if imperial else range_km, 1),
                 "unit": "miles" if imperial else "km",
             },
-            v3_makes.NOMINAL_CAPACITY: {
+            profiles.NOMINAL_CAPACITY: {
                 "capacity": nominal,
                 "source": "SMARTCAR",
                 "availableCapacities": [{"capacity": nominal, "description": None}],
                 "unit": "kWh",
             },
-            v3_makes.IS_CHARGING: {"value": bool(snap["charging"])},
-            v3_makes.IS_PLUGGED_IN: {"value": bool(snap["plugged"])},
-            v3_makes.CHARGING_STATUS: {"value": self.engine.charge_state(snap)},
-            v3_makes.CHARGE_LIMITS: {
+            profiles.IS_CHARGING: {"value": bool(snap["charging"])},
+            profiles.IS_PLUGGED_IN: {"value": bool(snap["plugged"])},
+            profiles.CHARGING_STATUS: {"value": self.engine.charge_state(snap)},
+            profiles.CHARGE_LIMITS: {
                 "values": [{"type": "GLOBAL", "limit": limit_pct, "condition": None}],
                 # null while unplugged (§3.1)
                 "activeLimit": limit_pct if snap["plugged"] else None,
                 "unit": "percent",
             },
-            v3_makes.ENERGY_ADDED: {"value": num(energy_kwh, 3), "unit": "kWh"},
-            v3_makes.WATTAGE: {"value": num(power_w), "unit": "watts"},
-            v3_makes.VOLTAGE: {"value": volts, "unit": "volts"},
-            v3_makes.AMPERAGE: {"value": num(power_w / volts) if volts and power_w else 0, "unit": "ampere"},
-            v3_makes.TIME_TO_COMPLETE: {"value": minutes},  # no unit key in real payloads
-            v3_makes.CHARGE_RATE: {
+            profiles.ENERGY_ADDED: {"value": num(energy_kwh, 3), "unit": "kWh"},
+            profiles.WATTAGE: {"value": num(power_w), "unit": "watts"},
+            profiles.VOLTAGE: {"value": volts, "unit": "volts"},
+            profiles.AMPERAGE: {"value": num(power_w / volts) if volts and power_w else 0, "unit": "ampere"},
+            profiles.TIME_TO_COMPLETE: {"value": minutes},  # no unit key in real payloads
+            profiles.CHARGE_RATE: {
                 "value": num(rate_kmh * MILES_PER_KM if imperial else rate_kmh, 1),
                 "unit": "mi/h" if imperial else "km/h",
             },
@@ -504,11 +491,11 @@ class V3Platform:
         """A signals read answers after the car's fault delay plus the world's answer latency."""
         return self.engine.response_delay(v) + self.engine.read_answer_s(v)
 
-    def read_signals(self, caller: dict, header_user: str | None, vehicle_id: str, unit: str) -> tuple[dict, Any]:
+    def read_signals(self, header_user: str | None, vehicle_id: str, unit: str) -> tuple[dict, Any]:
         """`GET /v3/vehicles/{id}/signals` → (body, vehicle). A subscribed car answers from the
         store without reaching the car (billed, but no OEM poll); an unsubscribed one answers
         `data: []` (3P) or, under `unsubscribed_signals="live"`, reads the car like v2 did."""
-        _user, grant, v = self.user_for(caller, header_user, vehicle_id)
+        _user, grant, v = self.user_for(header_user, vehicle_id)
         now = self.now()
         items: list[dict] = []
         if self.subscribed(vehicle_id):
@@ -615,9 +602,9 @@ class V3Platform:
                 self.sync(v, now)
 
     # --- commands --------------------------------------------------------------------------------------
-    def command(self, caller: dict, header_user: str | None, vehicle_id: str, name: str, body: Any):
+    def command(self, header_user: str | None, vehicle_id: str, name: str, body: Any):
         """`POST /v3/vehicles/{id}/commands/charge/{start|stop|set-limit}` → (status, body, delay_s)."""
-        _user, grant, v = self.user_for(caller, header_user, vehicle_id)
+        _user, grant, v = self.user_for(header_user, vehicle_id)
         now = self.now()
         parameters: dict = {}
         if name == "set-limit":
@@ -790,7 +777,7 @@ class V3Platform:
     def set_traits(self, vehicle_id: str, overrides: dict) -> dict:
         v = self.sim.vehicles[vehicle_id]
         merged = {**self.traits.get(vehicle_id, {}), **overrides}
-        traits = v3_makes.traits_for(v.make, merged)  # validates
+        traits = profiles.traits_for(v.make, merged)  # validates
         self.traits[vehicle_id] = merged
         self.sim.dirty = True
         return traits.to_dict()

@@ -1,4 +1,4 @@
-"""The simulator's v3 routes, served by the same WSGI app as v2 (`app.SimulatorApp.dispatch`).
+"""The simulator's v3 routes, served by the WSGI app `app.SimulatorApp` (its `dispatch`).
 
 One origin stands for every v3 host (docs/reference/vehicle-api-v3.md §1.1): the IAM endpoint
 `POST /oauth2/token`, the vehicle API `/v3/connections|users|vehicles/…` and the management API
@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import v3_webhooks
-from .app import LOOPBACK, STATUS_TEXT, Request, Response, json_response
+from .app import LOOPBACK, Request, Response, error_response, json_response
 from .errors import ApiError, OAuthError
 from .v3 import GenericError, V3Platform, platform
 
@@ -28,35 +28,6 @@ def dispatch_v3(app, request: Request) -> Response | None:
     if path == "/v3" or path.startswith("/v3/"):
         return api(app, request)
     return None
-
-
-# --- errors -----------------------------------------------------------------------------------------
-
-
-def error_body(error: ApiError) -> dict:
-    """The v2 error as a v3 `errors[]` item: statusCode → status (string), description → detail
-    (+ title), docURL → links.about (§5 "v2→v3 field map")."""
-    v2 = error.to_body("")
-    item = {
-        "status": str(error.status),
-        "type": error.type,
-        "code": error.code,
-        "title": STATUS_TEXT.get(error.status, "Error"),
-        "detail": error.description,
-        "links": {"about": v2["docURL"]},
-        "resolution": v2["resolution"],
-        "suggestedUserMessage": v2["suggestedUserMessage"],
-    }
-    return {"errors": [item]}
-
-
-def error_response(error: ApiError | GenericError) -> Response:
-    if isinstance(error, GenericError):
-        body = {
-            "errors": [{"status": str(error.status), "code": error.code, "title": error.title, "detail": error.detail}]
-        }
-        return json_response(error.status, body)
-    return json_response(error.status, error_body(error), error.headers())
 
 
 # --- IAM ----------------------------------------------------------------------------------------------
@@ -130,9 +101,9 @@ def api(app, request: Request) -> Response:
     try:
         with sim.lock:
             plat = platform(sim)
-            caller = plat.caller(request.bearer())
+            plat.authenticate(request.bearer())
             plat.engine.take_app_token()
-            status, body, delay = _route(plat, caller, request)
+            status, body, delay = _route(plat, request)
     except (ApiError, GenericError) as error:
         return error_response(error)
     response = Response(204, b"", {}) if status == 204 else json_response(status, body)
@@ -140,7 +111,7 @@ def api(app, request: Request) -> Response:
     return response
 
 
-def _route(plat: V3Platform, caller: dict, request: Request) -> tuple[int, Any, float]:
+def _route(plat: V3Platform, request: Request) -> tuple[int, Any, float]:
     parts = request.path.strip("/").split("/")[1:]
     method = request.method
     query = request.query
@@ -148,23 +119,21 @@ def _route(plat: V3Platform, caller: dict, request: Request) -> tuple[int, Any, 
     user_header = request.header("sc-user-id")
     head = parts[0] if parts else ""
 
-    if head in {"webhooks", "subscriptions", "connections", "users"} and caller["kind"] != "app":
-        raise ApiError("PERMISSION", None, "The management of connections and webhooks needs the application token.")
     if head == "vehicles" and len(parts) >= 2:
         vid = parts[1]
         if len(parts) == 2 and method == "GET":
             return 200, plat.vehicle_body(vid), 0.0
         if len(parts) == 3 and parts[2] == "signals" and method == "GET":
-            body, v = plat.read_signals(caller, user_header, vid, unit)
+            body, v = plat.read_signals(user_header, vid, unit)
             return 200, body, plat.read_delay(v)
         if len(parts) == 4 and parts[2] == "signals" and method == "GET":
-            body, v = plat.read_signals(caller, user_header, vid, unit)
+            body, v = plat.read_signals(user_header, vid, unit)
             item = next((i for i in body["data"] if i["id"] == parts[3].lower()), None)
             if item is None:
                 raise ApiError("RESOURCE_NOT_FOUND", None, f"No signal {parts[3]} for this vehicle.")
             return 200, item, plat.read_delay(v)
         if len(parts) == 5 and parts[2:4] == ["commands", "charge"] and parts[4] in COMMANDS and method == "POST":
-            return plat.command(caller, user_header, vid, parts[4], _json_body(request))
+            return plat.command(user_header, vid, parts[4], _json_body(request))
     if head == "connections":
         if len(parts) == 1 and method == "GET":
             items = plat.connections()

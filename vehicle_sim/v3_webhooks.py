@@ -10,11 +10,13 @@ VERIFY is sent unsigned (3P) unless `V3Config.sign_verify`.
 Delivery rules: any 2xx within 15 s is success; otherwise retried at +25, +50, +100 s (4 attempts),
 then dropped; at-least-once and unordered — per make, some events are duplicated, some lost
 upstream, and `jitter_s` shifts send times so a later event may overtake an earlier one
-(`v3_makes.MakeTraits`).
+(`profiles.MakeTraits`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
 import secrets
@@ -24,8 +26,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from .clock import iso_ms
-from .v3_makes import CATALOGUE, CHARGE_LIMITS, CHARGING_STATUS, ENERGY_ADDED, IS_CHARGING, IS_PLUGGED_IN, SOC
-from .webhooks import hash_challenge, sign
+from .profiles import CATALOGUE, CHARGE_LIMITS, CHARGING_STATUS, ENERGY_ADDED, IS_CHARGING, IS_PLUGGED_IN, SOC
 
 if TYPE_CHECKING:
     from .v3 import V3Platform
@@ -37,6 +38,16 @@ DELIVERY_TIMEOUT_S = 15.0
 USER_AGENT = "Smartcar/4.0 (simulator)"
 DEFAULT_TRIGGERS = [IS_CHARGING, IS_PLUGGED_IN, CHARGING_STATUS, SOC, ENERGY_ADDED, CHARGE_LIMITS]
 LOG_LIMIT = 5000
+
+
+def sign(amt: str, body: bytes) -> str:
+    """`SC-Signature`: hex HMAC-SHA256 of the raw body, keyed with the Application Management Token."""
+    return hmac.new(amt.encode(), body, hashlib.sha256).hexdigest()
+
+
+def hash_challenge(amt: str, challenge: str) -> str:
+    """The answer a receiver must give to a VERIFY challenge."""
+    return hmac.new(amt.encode(), challenge.encode(), hashlib.sha256).hexdigest()
 
 
 def compact(payload: dict) -> bytes:

@@ -15,7 +15,7 @@ replay a session's true charge (see `physics.trajectory`).
 from __future__ import annotations
 
 import random
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 
 SOC_ROUNDING = ("floor", "round", "noisy")
 
@@ -64,10 +64,8 @@ class World:
     # snapshot interval varies by ±refresh_jitter of it.
     refresh_from_make_range: bool = False
     refresh_jitter: float = 0.0
-    # Webhooks leave after the make's detection delay (docs/reference/makes.md freshness) instead of at once.
-    webhook_delays: bool = False
     # The v3 platform sees a car whose profile reports live data through its make's cloud, which
-    # refreshes every `data_refresh_s` of the make (vehicle_sim/v3_makes.py) instead of at once.
+    # refreshes every `data_refresh_s` of the make (`MAKE_TRAITS`, vehicle_sim/profiles.py) instead of at once.
     v3_make_refresh: bool = False
 
     def __post_init__(self) -> None:
@@ -84,7 +82,9 @@ class World:
 
     @classmethod
     def from_dict(cls, data: dict) -> World:
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+        # A state file of an older simulator may carry retired fields (webhook_delays).
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in known})
 
 
 # The pack warms this fast while charging; below HEAT_BELOW_C it is heated before it takes full power.
@@ -118,7 +118,6 @@ WORLDS: dict[str, World] = {
         vehicle_throttle=(6, 3.0),  # makes.md §1: per-vehicle throttle, value undisclosed (chosen)
         refresh_from_make_range=True,
         refresh_jitter=0.25,
-        webhook_delays=True,
         v3_make_refresh=True,
     ),
 }

@@ -56,7 +56,7 @@ def ensure_demo_vehicles(*, user, simulator_origin: str | None = None) -> list[V
     origin = (simulator_origin or settings.VEHICLE_API_V3_ORIGIN).rstrip("/")
     created = httpx.post(
         f"{origin}/_sim/vehicles",
-        json={"profile": "generic", "model": "Model 3", "soc": 0.35, "limit": 0.8, "plugged": True, "token": False},
+        json={"profile": "generic", "model": "Model 3", "soc": 0.35, "limit": 0.8, "plugged": True, "connect": False},
         timeout=10,
     )
     created.raise_for_status()
@@ -81,7 +81,7 @@ def consent_car_for(user, *, simulator_origin: str | None = None) -> str:
     profile = CONSENT_CAR_PROFILES[user.pk % len(CONSENT_CAR_PROFILES)]
     response = httpx.post(
         f"{origin}/_sim/vehicles",
-        json={"profile": profile, "soc": 0.4, "plugged": True, "token": False, "label": f"demo car of {user}"},
+        json={"profile": profile, "soc": 0.4, "plugged": True, "connect": False, "label": f"demo car of {user}"},
         timeout=10,
     )
     response.raise_for_status()

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
@@ -81,6 +81,11 @@ class MeterContext:
     # `usable_low_fraction` allows (the low bound: what may be billed). 1.0 = the capacity is exact.
     usable_fraction: float = 1.0
     usable_low_fraction: float = 1.0
+    # A percent of level does not hold the same energy everywhere: a lithium-ion pack's voltage
+    # climbs from empty to full, so a level near empty holds less than capacity / 100. At level s
+    # a percent holds (1 + level_energy_rise x (s − ½)) of the average; what levels prove below
+    # half full is scaled down by it (0 = every percent alike).
+    level_energy_rise: float = 0.0
     # When charging really began (START sent + latency, narrowed by readings) and its half-width.
     charging_started_at: datetime | None = None
     charging_started_uncertainty_s: float = 0.0
@@ -421,7 +426,19 @@ def _recent_segment(
     window.reverse()
     if len(window) < 2:
         return window, True
-    segment = _latest_segment(window, step)
+
+    def ranges(first: int) -> tuple[tuple[float, float], tuple[float, float]]:
+        # A counter stretch's slope is known to ±3 steps at each end (its quantisation, 3 sigma):
+        # the stretch before the segment is its newest pair, the segment is timed end to end.
+        (t0, e0, _), (t1, e1, _), (tl, el, _) = window[first - 1], window[first], window[-1]
+        span_new, span_seg = (t1 - t0).total_seconds(), (tl - t1).total_seconds()
+        new, new_noise = (e1 - e0) / span_new, 3 * step / span_new
+        if span_seg <= 0:
+            return (new - new_noise, new + new_noise), (-math.inf, math.inf)
+        seg, seg_noise = (el - e1) / span_seg, 3 * step / span_seg
+        return (new - new_noise, new + new_noise), (seg - seg_noise, seg + seg_noise)
+
+    segment = window[_latest_segment(window, ranges) :]
     return segment, len(segment) == len(window) or len(segment) > 2
 
 
@@ -461,41 +478,42 @@ def _theil_sen(
     return max(0.0, median), max(sigma, 1.0)
 
 
-# Two stretches of counter readings are one power if their slopes agree within this fraction
-# (beyond the counter's quantisation); a car's power wanders ~1 %, a drop or a heater is 10 %+.
+# Two stretches of readings are one power if their slopes agree within this fraction (beyond the
+# quantisation of the counter or the levels); a car's power wanders ~1 %, a drop or a heater is 10 %+.
 SEGMENT_TOLERANCE = 0.04
 # A reported wattage this far from the latest one marks a different power (charger side).
 REPORTED_CHANGE = 0.05
 
 
 def _latest_segment(
-    window: list[tuple[datetime, float, int | None]], step: int
-) -> list[tuple[datetime, float, int | None]]:
-    """The newest points that share one power: walk back while each earlier stretch agrees.
+    points: Sequence[tuple[datetime, float, int | None]],
+    ranges: Callable[[int], tuple[tuple[float, float], tuple[float, float]]],
+) -> int:
+    """Where the newest stretch of one power begins in `points` ((time, value, reported W), oldest
+    first): the counter's and the battery level's change point alike.
 
-    A stretch agrees when its slope matches the segment's within the counter's quantisation
-    (±1 step at each end, 3 sigma) plus SEGMENT_TOLERANCE, and the car's reported wattage (where
-    it reports one) has not moved by more than REPORTED_CHANGE.
+    Walks back from the newest point while the stretch before agrees with the segment so far: the
+    car's reported wattage (where it reports one) has not moved by more than REPORTED_CHANGE, and
+    the slopes the two allow overlap within SEGMENT_TOLERANCE of the segment's. `ranges(first)`
+    gives those slope ranges, (before, segment from points[first]), each within its source's
+    quantisation: a counter's step, or the level steps a line must pass through.
     """
-    first = len(window) - 1
-    latest_t, latest_e, latest_reported = window[-1]
+    first = len(points) - 1
+    latest_reported = points[-1][2]
     while first > 0:
-        t0, e0, r0 = window[first - 1]
-        if latest_reported and r0 and abs(r0 - latest_reported) > REPORTED_CHANGE * latest_reported:
+        earlier_reported = points[first - 1][2]
+        if (
+            latest_reported
+            and earlier_reported
+            and abs(earlier_reported - latest_reported) > REPORTED_CHANGE * latest_reported
+        ):
             break
-        t1, e1, _ = window[first]
-        span_new = (t1 - t0).total_seconds()
-        span_seg = (latest_t - t1).total_seconds()
-        if span_new <= 0:
+        (a, b), (c, d) = ranges(first)
+        # A segment of one point has no slope of its own yet: anything agrees with it.
+        if math.isfinite(c) and math.isfinite(d) and max(a - d, c - b) > SEGMENT_TOLERANCE * abs(c + d) / 2:
             break
-        if span_seg > 0:  # the segment so far has a slope to compare the earlier stretch with
-            seg_slope = (latest_e - e1) / span_seg
-            new_slope = (e1 - e0) / span_new
-            noise = 3 * step * (1 / span_seg + 1 / span_new)
-            if abs(new_slope - seg_slope) > noise + SEGMENT_TOLERANCE * abs(seg_slope):
-                break
         first -= 1
-    return window[first:]
+    return first
 
 
 # --- the SoC track ----------------------------------------------------------------------------
@@ -509,7 +527,9 @@ class _SocTrack:
     last_t: datetime | None = None
     points: list[tuple[datetime, int, bool]] = field(default_factory=list)
     level_ends: list[tuple[datetime, int]] = field(default_factory=list)
-    # start point -> (head length, points seen, head line, bend time) for the tapered fit.
+    # The wattage the car reported with each of level_ends (None where it reports none).
+    level_reported: list[int | None] = field(default_factory=list)
+    # (start point, end of the head) -> (head length, points seen, head line, bend time) for the two-line fit.
     head_cache: dict = field(default_factory=dict)
     # Running bounds of the line's slope in bp/s over all charging readings so far.
     slope_lo: float = -math.inf
@@ -520,7 +540,7 @@ class _SocTrack:
         assert soc is not None
         if self.last_bp is None:
             self.start_bp = self.ctx.start_soc_bp if self.ctx.start_soc_bp is not None else soc
-            self._accept(soc, t, charging)
+            self._accept(soc, t, charging, c.power_w)
             return True
         assert self.last_t is not None
         if soc < self.last_bp:
@@ -531,10 +551,10 @@ class _SocTrack:
         if soc - self.last_bp > max_gain_bp + self.ctx.soc_step_bp:
             rejections.append(Rejection(c.index, t, RULE_IMPLAUSIBLE_JUMP, f"SoC rose {self.last_bp} -> {soc} bp"))
             return False
-        self._accept(soc, t, charging)
+        self._accept(soc, t, charging, c.power_w)
         return True
 
-    def _accept(self, soc: int, t: datetime, charging: bool) -> None:
+    def _accept(self, soc: int, t: datetime, charging: bool, power_w: int | None = None) -> None:
         self.last_bp, self.last_t = soc, t
         self.points.append((t, soc, charging))
         if charging:
@@ -545,8 +565,37 @@ class _SocTrack:
             # Only the first and last reading of each level can bind a later pair.
             if len(kept) >= 2 and kept[-1][1] == soc and kept[-2][1] == soc:
                 kept[-1] = (t, soc)
+                self.level_reported[-1] = power_w
             else:
                 kept.append((t, soc))
+                self.level_reported.append(power_w)
+
+    def segment(self, points: list[tuple[datetime, int]]) -> list[tuple[datetime, int]]:
+        """The newest of `points` (level ends, the start's level first where known) of one power.
+
+        A line through the level steps fits a power that moved for as long as the steps hide the
+        bend; its slope then mixes the old power with the new and its bounds hold for neither. The
+        stretch is the newest run one line fits, cut where the run one line fits up to a point and
+        the segment from it allow slopes that do not overlap (`_latest_segment`, as the counter's).
+        """
+        if not points:
+            return []
+        step = self.ctx.soc_step_bp
+        tail = points[-SOC_SEGMENT_POINTS:]
+        run = tail[len(tail) - _feasible_run(tail, step, from_end=True) :]
+        offset = len(points) - len(run)
+        reported = dict(zip(self.level_ends, self.level_reported, strict=True))
+        walk = [(t, level, reported.get((t, level))) for t, level in run]
+        seg = [-math.inf, math.inf, len(run) - 1]  # slope bounds of run[seg[2]:]
+
+        def ranges(first: int) -> tuple[tuple[float, float], tuple[float, float]]:
+            while seg[2] > first:  # the segment grows one point at a time as the walk goes back
+                seg[2] -= 1
+                a, b = _pair_bounds_reverse(*run[seg[2]], run[seg[2] + 1 :], step)
+                seg[0], seg[1] = max(seg[0], a), min(seg[1], b)
+            return _run_bounds(points, offset + first, step), (seg[0], seg[1])
+
+        return run[_latest_segment(walk, ranges) :]
 
     @property
     def step_wh(self) -> float:
@@ -564,6 +613,22 @@ class _SocTrack:
         if lo == -math.inf or hi == math.inf or lo > hi:
             return None
         return self.to_watts(lo), self.to_watts(hi)
+
+
+# Level ends a stretch of one power is looked for among (and the run before it is compared over):
+# a 30-s poller's last dozen levels, few enough for an estimate on every step.
+SOC_SEGMENT_POINTS = 24
+
+
+def _run_bounds(points: list[tuple[datetime, int]], end: int, step: int) -> tuple[float, float]:
+    """Slope bounds (bp/s) of the longest run of points ending at points[end] that one line fits."""
+    lo, hi = -math.inf, math.inf
+    for i in range(end - 1, max(-1, end - SOC_SEGMENT_POINTS), -1):
+        a, b = _pair_bounds_reverse(*points[i], points[i + 1 : end + 1], step)
+        if max(lo, a) > min(hi, b):
+            break
+        lo, hi = max(lo, a), min(hi, b)
+    return lo, hi
 
 
 def _pair_bounds(t: datetime, level: int, earlier: list[tuple[datetime, int]], step: int) -> tuple[float, float]:
@@ -702,8 +767,12 @@ class Meter:
             source = SOURCE_POWER if latest.reading.source == SOURCE_POWER else SOURCE_SOC
             fit = _soc_estimate(soc, _usable(ctx), prior, prior_sigma)
             delivered, low, high, power, power_sigma = fit.delivered, fit.low, fit.high, fit.power, fit.power_sigma
-            # Planned on the usable capacity's typical fraction; proven only down to its lowest.
-            low *= ctx.usable_low_fraction / ctx.usable_fraction
+            # Planned on the usable capacity's typical fraction; proven only down to its lowest,
+            # at the energy a percent holds at the levels the session charged through.
+            assert soc.start_bp is not None
+            middle = (soc.start_bp + soc.last_bp) / 2 / SOC_FULL_BP
+            per_level = min(1.0, 1.0 + ctx.level_energy_rise * (middle - 0.5))
+            low *= ctx.usable_low_fraction / ctx.usable_fraction * per_level
             high /= ctx.usable_fraction
             if fit.from_readings:
                 power_source = "readings"
@@ -851,8 +920,12 @@ def _soc_estimate(soc: _SocTrack, ctx: MeterContext, prior: float, prior_sigma: 
             start_band = (ts, start_level - extra, start_level + step)
         else:
             ts = None  # the start time does not fit the line: do without it
-    if lo > hi:
-        return _tapered(soc, ctx, prior, prior_sigma, steps_only, start)
+    # One line from the start only while the power has not moved; else the latest stretch of one
+    # power gives the level now, and the stretch before it the energy up to where it began.
+    timed = [start, *[p for p in soc.level_ends if p[0] > start[0]]] if start is not None else soc.level_ends
+    segment = soc.segment(timed)
+    if lo > hi or len(segment) < len(timed):
+        return _tapered(soc, ctx, prior, prior_sigma, steps_only, start, segment)
     if not (math.isfinite(lo) and math.isfinite(hi)):
         return steps_only
 
@@ -966,44 +1039,50 @@ def _tapered(
     prior_sigma: float,
     steps_only: _SocResult,
     start: tuple[datetime, int] | None,
+    recent: list[tuple[datetime, int]],
 ) -> _SocResult:
-    """No single line fits (the power tapered above ~80 %): fit two, before and at the end.
+    """The power moved (a drop, a heater switching off, the taper above ~80 %): fit two lines.
 
-    The straight part from the start still gives energy = power x time up to where it bends; the
-    recent straight part gives the level now; the difference of levels adds the energy in between.
+    The latest stretch of one power (`recent`) gives the level now; the straight part from the start
+    up to where that stretch begins gives energy = power x time up to where it bends; the difference
+    of levels adds the energy in between.
     """
     assert soc.last_t is not None and soc.last_bp is not None
     step, to_wh = ctx.soc_step_bp, ctx.capacity_wh / SOC_FULL_BP
     ends = soc.level_ends
-    tail = ends[-24:]  # the recent straight part; a cap keeps a 30 s poller cheap
-    recent = tail[len(tail) - _feasible_run(tail, step, from_end=True) :]
     now_line = _line(soc, recent, prior, prior_sigma, soc.last_t)
     result = replace(steps_only)
     if now_line is not None:
-        power, power_sigma, *_rest, a_lo, a_hi = now_line
+        power, power_sigma, power_lo, power_hi, a_lo, a_hi = now_line
         result.power, result.power_sigma, result.from_readings = power, power_sigma, True
         slope = power / (to_wh * 3600.0)
         if slope > 0:
             result.phase_mid_at = soc.last_t + timedelta(seconds=(soc.last_bp + step - (a_lo + a_hi) / 2) / slope)
             result.phase_width_s = (a_hi - a_lo) / slope
             result.step_s = step / slope
-        level_now, level_now_half = (a_lo + a_hi) / 2, (a_hi - a_lo) / 2
+        level_now = (a_lo + a_hi) / 2
+        # What the stretch proves of the level now is what every slope it allows says, not only the
+        # fitted one (a short stretch's slope is loose). Each bound rises with the slope (the points
+        # lie before now): the lowest level is that of the lowest slope, the highest of the highest.
+        level_lo = _intercepts(recent, soc.last_t, power_lo / (to_wh * 3600.0), step)[0]
+        level_hi = _intercepts(recent, soc.last_t, power_hi / (to_wh * 3600.0), step)[1]
     else:
-        level_now, level_now_half = soc.last_bp + step / 2, step / 2
+        level_now, level_lo, level_hi = soc.last_bp + step / 2, float(soc.last_bp), float(soc.last_bp + step)
     if start is None:
         return result
     # The straight part from the start stops changing once the line has bent: cache it.
-    cached = soc.head_cache.get(start)
+    key = (start, recent[0][0])
+    cached = soc.head_cache.get(key)
     if cached is not None and cached[0] < cached[1]:  # bent before the points it was computed on
         head_line, bend_at = cached[2], cached[3]
     else:
-        points = [start, *[(t, level) for t, level in ends if t > start[0]]]
+        points = [start, *[(t, level) for t, level in ends if start[0] < t <= recent[0][0]]]
         head = points[: _feasible_run(points, step, from_end=False)]
         if len(head) < 2:
             return result
         bend_at = head[-1][0]
         head_line = _line(soc, head, prior, prior_sigma, bend_at)
-        soc.head_cache[start] = (len(head), len(points), head_line, bend_at)
+        soc.head_cache[key] = (len(head), len(points), head_line, bend_at)
     if head_line is None:
         return result
     power_b, _, lo_b, hi_b, b_lo, b_hi = head_line
@@ -1011,9 +1090,9 @@ def _tapered(
     start_wh = power_b * ctx.charging_started_uncertainty_s / 3600.0
     start_wh += ctx.power_model_margin * power_b * elapsed_h
     delivered = power_b * elapsed_h + (level_now - (b_lo + b_hi) / 2) * to_wh
-    spread = ((b_hi - b_lo) / 2 + level_now_half) * to_wh
-    low = max(steps_only.low, lo_b * elapsed_h - start_wh + (level_now - level_now_half - b_hi) * to_wh)
-    high = min(steps_only.high, hi_b * elapsed_h + start_wh + (level_now + level_now_half - b_lo) * to_wh)
+    spread = ((b_hi - b_lo) + (level_hi - level_lo)) / 2 * to_wh
+    low = max(steps_only.low, lo_b * elapsed_h - start_wh + (level_lo - b_hi) * to_wh)
+    high = min(steps_only.high, hi_b * elapsed_h + start_wh + (level_hi - b_lo) * to_wh)
     if low <= high and spread < steps_only.high - steps_only.low:
         result.delivered = min(max(delivered, low), high)
         result.low, result.high = low, high

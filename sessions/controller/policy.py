@@ -252,6 +252,10 @@ class PredictiveConfig:
     max_read_interval_s: float = 3600.0
     # Once STOP is due within this many seconds, another read would not change it: commit.
     commit_horizon_s: float = 240.0
+    # ...unless the power may still rise (see _recheck_read) enough to move the end by more than
+    # this fraction of the purchase: then the snapshot fetched this long before the STOP is read.
+    recheck_tolerance: float = 0.005
+    recheck_lead_s: float = 90.0
     # Reads always kept for verifying the STOP (besides the STOP itself), whatever a read costs.
     reserve_reads: int = 2
     # After the measured power moved, the next read comes once the counter's data has run this
@@ -348,6 +352,9 @@ class PredictivePolicy:
             if read_at < pred.send_at:
                 return Decision(READ, read_at, "power changed: measure it again before planning the STOP")
         if remaining_s <= cfg.commit_horizon_s or reads_left < 1:
+            recheck = self._recheck_read(state, pred, reads_left, earliest)
+            if recheck is not None:
+                return recheck
             why = "STOP due soon" if reads_left >= 1 else "call budget reserved for STOP and verification"
             return Decision(STOP, _at_or_after(pred.send_at, state), why)
 
@@ -372,6 +379,30 @@ class PredictivePolicy:
         if read_at >= pred.send_at:
             return Decision(STOP, _at_or_after(pred.send_at, state), "no read fits before STOP")
         return Decision(READ, read_at, f"{remaining_s:.0f} s to STOP; read after {interval:.0f} s")
+
+    def _recheck_read(
+        self, state: PolicyState, pred: Prediction, reads_left: float, earliest: datetime
+    ) -> Decision | None:
+        """One more read just before a committed STOP while the power may still rise.
+
+        A car whose counter measures less than the power it reported (a drop that may recover, a
+        cold pack's heater taking part of the charger's power until the pack is warm) can take the
+        rest of its purchase faster at any moment, and the STOP is committed minutes ahead. Where
+        the power rising to the highest the car reported would put more than `recheck_tolerance`
+        of the purchase in before the STOP, the snapshot fetched `recheck_lead_s` before it is read:
+        the plan is made again on how the power ran since the last read.
+        """
+        cfg, est = self.config, state.estimate
+        if reads_left < 1 or not est.peak_power_w or est.power_w <= 0 or est.as_of is None:
+            return None
+        excess_wh = max(0.0, state.target_wh - est.delivered_wh) * (est.peak_power_w / est.power_w - 1.0)
+        if excess_wh <= cfg.recheck_tolerance * state.target_wh:
+            return None
+        data_at = pred.send_at - timedelta(seconds=cfg.recheck_lead_s + state.telemetry_age_s)
+        read_at = _at_or_after(_fetch_for(data_at, state, "floor"), state)
+        if read_at < earliest or read_at >= pred.send_at:
+            return None
+        return Decision(READ, read_at, f"power may rise by {est.peak_power_w - est.power_w} W: read before the STOP")
 
     def _soc_phase_read(
         self, state: PolicyState, pred: Prediction, reads_left: float, remaining_s: float, floor_s: float

@@ -174,6 +174,7 @@ def _estimate(session: ChargingSession, readings: list[metering.Reading]) -> met
         nominal_power_uncertainty=makes.NOMINAL_POWER_UNCERTAINTY,
         usable_fraction=makes.USABLE_FRACTION,
         usable_low_fraction=makes.USABLE_LOW_FRACTION,
+        level_energy_rise=makes.LEVEL_ENERGY_RISE,
         charging_started_at=started_at,
         charging_started_uncertainty_s=half_width,
     )

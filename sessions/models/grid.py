@@ -12,6 +12,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
+from django.utils.translation import gettext_lazy
 
 from prepaid.pricing import minor_per_major
 
@@ -19,16 +20,18 @@ from prepaid.pricing import minor_per_major
 class PricePoint(models.Model):
     """One time-of-use price of a region on [starts_at, ends_at) (hourly or 15-minute)."""
 
-    region = models.CharField(max_length=32)
-    starts_at = models.DateTimeField()
-    ends_at = models.DateTimeField()
+    region = models.CharField(max_length=32, verbose_name=gettext_lazy("region"))
+    starts_at = models.DateTimeField(verbose_name=gettext_lazy("starts at"))
+    ends_at = models.DateTimeField(verbose_name=gettext_lazy("ends at"))
     # Milli-minor units per kWh: 25.37 ct/kWh is 25370 (see sessions.grid.smart).
-    price_millis = models.IntegerField()
-    currency = models.CharField(max_length=3, default="eur")
-    source = models.CharField(max_length=64, blank=True)
-    imported_at = models.DateTimeField(auto_now=True)
+    price_millis = models.IntegerField(verbose_name=gettext_lazy("price (thousandths of a cent per kWh)"))
+    currency = models.CharField(max_length=3, default="eur", verbose_name=gettext_lazy("currency"))
+    source = models.CharField(max_length=64, blank=True, verbose_name=gettext_lazy("source file"))
+    imported_at = models.DateTimeField(auto_now=True, verbose_name=gettext_lazy("imported at"))
 
     class Meta:
+        verbose_name = gettext_lazy("price")
+        verbose_name_plural = gettext_lazy("prices")
         ordering = ["region", "starts_at"]
         constraints = [
             models.UniqueConstraint(fields=["region", "starts_at"], name="grid_price_unique_start"),
@@ -43,8 +46,8 @@ class SmartPlan(models.Model):
     """The plan a session follows, and its pause state (a flag with its own deadline)."""
 
     class PauseReason(models.TextChoices):
-        PLAN = "plan", "Outside a planned window"
-        GRID = "grid", "Grid event"
+        PLAN = "plan", gettext_lazy("Outside a planned window")
+        GRID = "grid", gettext_lazy("Grid event")
 
     session = models.OneToOneField("charging.ChargingSession", on_delete=models.CASCADE, related_name="smart_plan")
     region = models.CharField(max_length=32, blank=True)
@@ -88,10 +91,16 @@ class SmartPlan(models.Model):
 class DemandResponseEnrollment(models.Model):
     """A driver's consent that a vehicle's sessions pause for grid events in a region."""
 
-    vehicle = models.OneToOneField("charging.Vehicle", on_delete=models.CASCADE, related_name="dr_enrollment")
-    region = models.CharField(max_length=32)
-    active = models.BooleanField(default=True)
-    enrolled_at = models.DateTimeField()
+    vehicle = models.OneToOneField(
+        "charging.Vehicle", on_delete=models.CASCADE, related_name="dr_enrollment", verbose_name=gettext_lazy("vehicle")
+    )
+    region = models.CharField(max_length=32, verbose_name=gettext_lazy("region"))
+    active = models.BooleanField(default=True, verbose_name=gettext_lazy("active"))
+    enrolled_at = models.DateTimeField(verbose_name=gettext_lazy("enrolled at"))
+
+    class Meta:
+        verbose_name = gettext_lazy("demand response enrollment")
+        verbose_name_plural = gettext_lazy("demand response enrollments")
 
     def __str__(self) -> str:
         return f"{self.vehicle_id} in {self.region}"
@@ -101,22 +110,34 @@ class DemandResponseEvent(models.Model):
     """A window in which enrolled vehicles (of a region, or listed) must not charge."""
 
     class Source(models.TextChoices):
-        OPERATOR = "operator", "Operator"
-        UTILITY = "utility", "Utility"
+        OPERATOR = "operator", gettext_lazy("Operator")
+        UTILITY = "utility", gettext_lazy("Utility")
 
-    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    source = models.CharField(max_length=16, choices=Source.choices)
+    public_id = models.UUIDField(
+        default=uuid.uuid4, unique=True, editable=False, verbose_name=gettext_lazy("public ID")
+    )
+    source = models.CharField(max_length=16, choices=Source.choices, verbose_name=gettext_lazy("declared by (source)"))
     # The utility's own id: a repeated POST of the same event creates nothing new.
-    external_id = models.CharField(max_length=100)
-    region = models.CharField(max_length=32, blank=True)
-    vehicles = models.ManyToManyField("charging.Vehicle", blank=True, related_name="dr_events")
-    starts_at = models.DateTimeField()
-    ends_at = models.DateTimeField()
-    bonus_minor_per_kwh = models.PositiveIntegerField(default=10)
-    declared_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
-    created_at = models.DateTimeField()
+    external_id = models.CharField(max_length=100, verbose_name=gettext_lazy("external ID"))
+    region = models.CharField(max_length=32, blank=True, verbose_name=gettext_lazy("region"))
+    vehicles = models.ManyToManyField(
+        "charging.Vehicle", blank=True, related_name="dr_events", verbose_name=gettext_lazy("vehicles")
+    )
+    starts_at = models.DateTimeField(verbose_name=gettext_lazy("starts at"))
+    ends_at = models.DateTimeField(verbose_name=gettext_lazy("ends at"))
+    bonus_minor_per_kwh = models.PositiveIntegerField(default=10, verbose_name=gettext_lazy("bonus (cents per kWh)"))
+    declared_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        verbose_name=gettext_lazy("declared by"),
+    )
+    created_at = models.DateTimeField(verbose_name=gettext_lazy("created at"))
 
     class Meta:
+        verbose_name = gettext_lazy("grid event")
+        verbose_name_plural = gettext_lazy("grid events")
         ordering = ["-starts_at"]
         constraints = [
             models.UniqueConstraint(fields=["source", "external_id"], name="grid_event_unique_external"),
@@ -130,20 +151,41 @@ class DemandResponseEvent(models.Model):
 class DemandResponseParticipation(models.Model):
     """One session's part in one event: paused when, verified stopped by a reading, energy shifted."""
 
-    event = models.ForeignKey(DemandResponseEvent, on_delete=models.PROTECT, related_name="participations")
-    session = models.ForeignKey("charging.ChargingSession", on_delete=models.PROTECT, related_name="dr_participations")
-    vehicle = models.ForeignKey("charging.Vehicle", on_delete=models.PROTECT, related_name="+")
+    event = models.ForeignKey(
+        DemandResponseEvent,
+        on_delete=models.PROTECT,
+        related_name="participations",
+        verbose_name=gettext_lazy("grid event"),
+    )
+    session = models.ForeignKey(
+        "charging.ChargingSession",
+        on_delete=models.PROTECT,
+        related_name="dr_participations",
+        verbose_name=gettext_lazy("charging session"),
+    )
+    vehicle = models.ForeignKey(
+        "charging.Vehicle", on_delete=models.PROTECT, related_name="+", verbose_name=gettext_lazy("vehicle")
+    )
     # The energy the session's plan had inside the event window when the event arrived.
-    planned_in_window_wh = models.PositiveIntegerField(default=0)
-    pause_sent_at = models.DateTimeField(null=True, blank=True)
+    planned_in_window_wh = models.PositiveIntegerField(
+        default=0, verbose_name=gettext_lazy("planned energy in the window")
+    )
+    pause_sent_at = models.DateTimeField(null=True, blank=True, verbose_name=gettext_lazy("pause sent at"))
     # Set only from a reading that showed the car not charging during the event.
-    verified_stopped_at = models.DateTimeField(null=True, blank=True)
-    charging_seen_at = models.DateTimeField(null=True, blank=True, help_text="A reading in the window showed charging.")
-    energy_shifted_wh = models.PositiveIntegerField(default=0)
-    resumed_at = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField()
+    verified_stopped_at = models.DateTimeField(null=True, blank=True, verbose_name=gettext_lazy("stop verified at"))
+    charging_seen_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="A reading in the window showed charging.",
+        verbose_name=gettext_lazy("charging seen at"),
+    )
+    energy_shifted_wh = models.PositiveIntegerField(default=0, verbose_name=gettext_lazy("energy shifted"))
+    resumed_at = models.DateTimeField(null=True, blank=True, verbose_name=gettext_lazy("resumed at"))
+    created_at = models.DateTimeField(verbose_name=gettext_lazy("created at"))
 
     class Meta:
+        verbose_name = gettext_lazy("grid event participation")
+        verbose_name_plural = gettext_lazy("grid event participations")
         constraints = [models.UniqueConstraint(fields=["event", "session"], name="grid_participation_once")]
 
     def __str__(self) -> str:

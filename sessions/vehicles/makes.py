@@ -17,6 +17,11 @@ from dataclasses import dataclass
 # holds less again, so proofs assume as little as 85 %.
 USABLE_FRACTION = 0.945
 USABLE_LOW_FRACTION = 0.85
+# The energy a percent of level holds grows with the level: an NMC cell's open-circuit voltage
+# climbs ~15 % from empty to full (~3.55 V at 10 % to ~4.1 V at 95 %), so a proof from levels
+# below half full counts a percent at (1 + 0.15 x (level − ½)) of the pack's average. LFP packs
+# are flatter; the proof takes the steeper curve.
+LEVEL_ENERGY_RISE = 0.15
 # A car's nominal AC power is what its on-board charger could take; a session gets what the
 # wallbox and the building's load management give (3.7, 7.4 or 11 kW): plan on this share of it,
 # with a wide spread, until readings measure it.

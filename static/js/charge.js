@@ -46,10 +46,24 @@
   if (preview) { preview.focus(); }
 })();
 
-// The custom amount's price as the driver types it (buy page), and on the charge page the
-// duration and the battery level it ends at for the chosen car (facts from the server).
+// The price, the duration and the battery level it ends at for the chosen car, said again as the
+// amount, the package or the car changes (the charge form and the buy page; the server says the
+// same on load: web/pages/decide.py `outlook`), and the custom amount's price as it is typed. The
+// words come from the page in its language (#outlook-words), the facts of each car from the
+// server (#vehicle-facts); numbers are written in the page's language.
 (function () {
   "use strict";
+  const lang = document.documentElement.lang || "en";
+  const wordsNode = document.getElementById("outlook-words");
+  const words = wordsNode ? JSON.parse(wordsNode.textContent) : {};
+  const fill = function (template, values) {
+    return template.replace(/%\((\w+)\)[sd]|%%/g, function (all, name) { return name ? String(values[name]) : "%"; });
+  };
+  const number = function (value, places) {
+    return Number(value).toLocaleString(lang, { minimumFractionDigits: places, maximumFractionDigits: places });
+  };
+  const money = function (major) { return number(Math.round(major * 100) / 100, 2) + " " + words.currency; };
+
   const input = document.getElementById("id_energy_kwh");
   const price = document.getElementById("custom-price");
   if (input && price && input.dataset.pricePerKwh) {
@@ -58,7 +72,7 @@
     const show = function () {
       const kwh = Number(input.value);
       const ok = input.value !== "" && kwh >= Number(input.min) && kwh <= Number(input.max);
-      price.textContent = ok ? "Costs " + (Math.round(kwh * perKwh * 100) / 100).toFixed(2) + " " + input.dataset.currency : fallback;
+      price.textContent = ok ? fill(words.costs, { custom_price: money(kwh * perKwh) }) : fallback;
     };
     input.addEventListener("input", show);
     show();
@@ -68,22 +82,32 @@
   const vehicle = document.getElementById("id_vehicle");
   if (!outlook || !factsNode || !input || !vehicle) { return; }
   const facts = JSON.parse(factsNode.textContent);
+  // What is chosen: a package (buy page) at its price, or the amount typed at the price per kWh
+  // (the buy page's tariff; on the charge form what the wallet's credit cost).
+  const chosen = function () {
+    const pkg = document.querySelector("input[name=package]:checked");
+    if (pkg && pkg.value) { return { kwh: Number(pkg.dataset.kwh), price: Number(pkg.dataset.price) }; }
+    const kwh = Number(input.value);
+    const perKwh = Number(input.dataset.pricePerKwh || outlook.dataset.pricePerKwh);
+    return { kwh: kwh, price: perKwh > 0 ? kwh * perKwh : null };
+  };
   const update = function () {
     const car = facts[vehicle.value];
-    const kwh = Number(input.value);
-    if (!car || !(kwh > 0)) { outlook.textContent = ""; return; }
+    const choice = chosen();
+    if (!car || !(choice.kwh > 0)) { outlook.textContent = ""; return; }
     const parts = [];
-    const perKwh = Number(outlook.dataset.pricePerKwh);
-    if (perKwh > 0) { parts.push("About " + (kwh * perKwh).toFixed(2) + " " + outlook.dataset.currency); }
-    const minutes = Math.max(1, Math.round(kwh / car.power_kw * 60));
-    parts.push((parts.length ? "about " : "About ") + minutes + " minutes at about " + car.power_kw.toFixed(1) + " kW");
+    if (choice.price !== null) { parts.push(fill(words.price, { price: money(choice.price) })); }
+    const minutes = Math.max(1, Math.round(choice.kwh / car.power_kw * 60));
+    const duration = fill(minutes === 1 ? words.minute_one : words.minute_other, { n: minutes });
+    parts.push(fill(words.duration, { duration: duration, kw: number(car.power_kw, 1) }));
     if (car.soc !== null && car.usable_kwh) {
-      const end = Math.min(100, car.soc + kwh / car.usable_kwh * 100);
-      let text = "the battery goes from " + Math.round(car.soc) + " % to " + Math.round(Math.min(end, car.max_soc)) + " %";
-      if (end > car.max_soc) { text += " (its maximum: the rest stays in your wallet)"; }
+      const end = Math.min(100, car.soc + choice.kwh / car.usable_kwh * 100);
+      let text = fill(words.battery, { start: Math.round(car.soc), end: Math.round(Math.min(end, car.max_soc)) });
+      if (end > car.max_soc) { text += " " + words.capped; }
       parts.push(text);
     }
-    outlook.textContent = parts.join("; ") + ".";
+    const said = parts.join("; ") + ".";
+    outlook.textContent = said.charAt(0).toUpperCase() + said.slice(1);
   };
   // Start only a car known to be plugged in (the server refuses the others with the same words).
   const blocker = document.getElementById("start-blocker");
@@ -91,8 +115,7 @@
   const check = document.getElementById("check-car");
   const blockerText = function (plugged) {
     if (plugged === true) { return ""; }
-    if (plugged === false) { return "Your car is not plugged in. Plug the cable in, then check the car again."; }
-    return "We do not know yet whether your car is plugged in. Check the car to read it.";
+    return plugged === false ? words.not_plugged : words.plug_unknown;
   };
   const gate = function () {
     const car = facts[vehicle.value];
@@ -108,6 +131,7 @@
     }
   };
   input.addEventListener("input", update);
+  document.querySelectorAll("input[name=package]").forEach(function (radio) { radio.addEventListener("change", update); });
   vehicle.addEventListener("change", function () { update(); gate(); });
   document.querySelectorAll("input[name=when]").forEach(function (radio) { radio.addEventListener("change", gate); });
   update();

@@ -133,3 +133,24 @@ def test_kept_only_builds_the_table_from_kept_parts_and_lists_what_is_missing(tm
     assert out["profiles"]["A"]["pooled"]["predictive"]["sessions"] == 4
     assert out["missing"] == ["A-3-predictive", "B-1-predictive", "B-2-predictive", "B-3-predictive"]
     assert "Not measured" in markdown(out) and "B-3-predictive" in markdown(out)
+
+
+def test_with_webhooks_the_parts_get_their_readings_by_webhook_and_the_table_counts_reads_apart(tmp_path):
+    from benchmarks.suite import _kept_part
+
+    part = Part("A", 1, ("predictive",), 2)
+    cmd = _command(part, world="realistic", out=tmp_path / "x.json", webhooks=True)
+    assert "--webhooks" in cmd and "--webhooks" not in _command(part, world="realistic", out=tmp_path / "x.json")
+    # A part measured with polled readings is not reused for a webhook suite (nor the other way).
+    doc = {"config": {"seed": 1, "sessions": 2, "world": "realistic"}, "sessions": {"predictive": []}}
+    (tmp_path / "A-1-predictive.json").write_text(json.dumps(doc))
+    assert _kept_part(tmp_path, "A-1-predictive", part, "realistic", webhooks=True) is None
+    assert _kept_part(tmp_path, "A-1-predictive", part, "realistic") is not None
+
+    results = [{**_result(10_000, 10_050, calls=6), "index": 0, "billed_reads": 2, "webhook_readings": 40}]
+    docs = [{"config": {"seed": 1, "sessions": 1, "profile": "generic"}, "sessions": {"predictive": results}}]
+    profile = _pooled("A", docs, ["predictive"])
+    text = markdown({"config": {"world": "realistic", "webhooks": True, "sessions_per_seed": 1, "seeds": [1],
+                                "jobs": 1, "wall_s": 1.0}, "profiles": {"A": profile}})  # fmt: skip
+    assert "readings by webhook" in text and "| reads p50 | webhook p50 |" in text
+    assert "| 6 | 6 | 2 | 40 |" in text

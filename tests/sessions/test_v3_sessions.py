@@ -11,7 +11,7 @@ from sessions.controller.step import limit_percent
 from sessions.models import MeterReading, SessionStatus, Vehicle, VehicleCommand
 from sessions.models.charging import CommandKind
 from tests.plugins.cars import delivered_wh
-from vehicle_sim import v3, v3_makes
+from vehicle_sim import profiles, v3
 
 S = SessionStatus
 
@@ -59,14 +59,14 @@ def test_a_counter_the_request_did_not_know_of_is_learned_at_the_first_read(sim,
     assert session.status == S.COMPLETED, session.reason
     assert session.energy_step_wh > 0 and session.data_source == metering.SOURCE_ENERGY_ADDED
     vehicle = Vehicle.objects.get(pk=car.vehicle.pk)
-    assert vehicle.signal_capabilities[v3_makes.ENERGY_ADDED] == "capable"
+    assert vehicle.signal_capabilities[profiles.ENERGY_ADDED] == "capable"
 
 
 def test_a_car_that_says_it_has_no_counter_is_metered_without_one(sim, api, credit, drive, driver):
     parked = sim.create_vehicle("generic", plugged=True, soc=0.3, limit=0.9)
-    v3.platform(sim).set_traits(parked.id, {"signals": sorted(v3_makes.CORE)})  # a Tesla-made car without it
+    v3.platform(sim).set_traits(parked.id, {"signals": sorted(profiles.CORE)})  # a Tesla-made car without it
     vehicle = vehicle_connect_simulated(user=driver, sim=sim, sim_vehicle_id=parked.id)
-    assert vehicle.signal_capabilities[v3_makes.ENERGY_ADDED] == "not_capable"
+    assert vehicle.signal_capabilities[profiles.ENERGY_ADDED] == "not_capable"
     credit(driver, energy_wh=40_000)
     session = drive(services.session_request(user=driver, vehicle_id=vehicle.pk, energy_wh=8_000))
     assert session.status == S.COMPLETED, session.reason

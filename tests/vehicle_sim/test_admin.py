@@ -1,7 +1,12 @@
 """The loopback admin API tools and benchmarks use, and the in-process client."""
 
-from vehicle_sim.app import in_process_client
+import httpx
+import pytest
+
+from vehicle_sim.app import in_process_client, make_app
 from vehicle_sim.engine import Simulator
+
+from .conftest import Car, live_reads
 
 
 def test_the_virtual_clock_is_advanced_and_set_through_the_admin_api(client, clock):
@@ -37,7 +42,7 @@ def test_an_unknown_profile_is_refused(client):
 def test_reset_forgets_everything(client, car):
     assert client.post("/_sim/reset").json() == {"ok": True}
     assert client.get("/_sim/vehicles").json() == {"vehicles": []}
-    assert car.get("battery").status_code == 401
+    assert car.read().status_code == 401  # app tokens and connections are gone too
 
 
 def test_config_switches_rate_limits_and_latency(client, sim):
@@ -50,37 +55,32 @@ def test_config_switches_rate_limits_and_latency(client, sim):
 
 def test_the_in_process_client_skips_response_delays(sim):
     v = sim.create_vehicle(soc=0.3, plugged=True, faults={"response_delay_s": 3600})
-    token = sim.issue_tokens([v.id])["access_token"]
     with in_process_client(sim) as c:
-        response = c.get(f"/v2.0/vehicles/{v.id}/battery", headers={"Authorization": f"Bearer {token}"})
+        response = Car(c, {"id": v.id, "user_id": sim.connect([v.id])}).read()
     assert response.status_code == 200
 
 
 def test_state_survives_a_round_trip(sim, clock):
     v = sim.create_vehicle(profile="hk_event_gen2", soc=0.3, plugged=True)
-    pair = sim.issue_tokens([v.id])
+    user_id = sim.connect([v.id])
     v.charging = True
     clock.advance(1800)
-    again = Simulator(clock)
+    again = live_reads(Simulator(clock))
     again.load_state(sim.to_state())
     clock.advance(1800)
     assert again.true_state(v.id)["soc"] == sim.true_state(v.id)["soc"]
-    assert again.vehicle_request(pair["access_token"], "GET", v.id, "battery").status == 200
+    # The connection survived: the same user still reads the car.
+    with httpx.Client(transport=httpx.WSGITransport(app=make_app(again)), base_url="http://sim") as c:
+        assert Car(c, {"id": v.id, "user_id": user_id}).read().status_code == 200
 
 
 def test_the_in_process_client_can_simulate_a_read_timeout(sim, clock):
-    import httpx
-    import pytest
-
     v = sim.create_vehicle(soc=0.3, plugged=True, faults={"response_delay_s": 400})
-    token = sim.issue_tokens([v.id])["access_token"]
     sim.command_latency_s = (10, 10)
-    with in_process_client(sim, read_timeout_s=310) as c, pytest.raises(httpx.ReadTimeout):
-        c.post(
-            f"/v2.0/vehicles/{v.id}/charge",
-            json={"action": "START"},
-            headers={"Authorization": f"Bearer {token}"},
-        )
+    with in_process_client(sim, read_timeout_s=310) as c:
+        car = Car(c, {"id": v.id, "user_id": sim.connect([v.id])})
+        with pytest.raises(httpx.ReadTimeout):
+            car.start()
     clock.advance(10)
     # The command reached the car although the client gave up waiting.
     assert sim.true_state(v.id)["charging"] is True

@@ -4,6 +4,10 @@ import pytest
 
 from vehicle_sim.engine import Simulator
 
+from .conftest import SOC, WATTAGE, at_ms
+
+STATUS = "charge-detailedchargingstatus"
+
 
 def test_it_charges_at_charger_power_with_losses(sim, clock):
     v = sim.create_vehicle(soc=0.2, limit=0.9, plugged=True, capacity_kwh=75, charger_kw=11, efficiency=0.9)
@@ -56,13 +60,15 @@ def test_it_stops_when_unplugged(sim, clock):
 
 
 def test_it_applies_start_and_stop_after_the_command_latency(car, clock):
-    assert car.start().json() == {"status": "success", "message": "Successfully sent request to vehicle"}
+    done = car.start().json()["data"]
+    # Over a virtual clock the 200 comes at once, naming when the car will have acted.
+    assert done["meta"]["completedAt"] == "2026-03-02T08:00:10.000Z"
     clock.advance(9)
     assert car.truth()["charging"] is False
-    assert car.get("charge").json()["state"] == "NOT_CHARGING"
+    assert car.value(STATUS) == "NOT_CHARGING"
     clock.advance(1)
     assert car.truth()["charging"] is True
-    assert car.get("charge").json()["state"] == "CHARGING"
+    assert car.value(STATUS) == "CHARGING"
     clock.advance(600)
     assert car.stop().status_code == 200
     clock.advance(5)
@@ -95,32 +101,33 @@ def test_it_reports_a_snapshot_with_its_data_age(make_car, clock):
     car.set(soc=0.3)
     assert car.start().status_code == 200
     clock.advance(100)  # started at +10 s (fixed test latency), snapshot due at +180 s
-    response = car.get("battery")
-    assert response.json()["percentRemaining"] == 0.3
-    assert response.headers["SC-Data-Age"] == "2026-03-02T08:00:00.000Z"
-    assert response.headers["SC-Fetched-At"] == "2026-03-02T08:01:40.000Z"
+    soc = car.signals()[SOC]
+    assert soc["body"]["value"] == 30
+    assert soc["meta"]["oemUpdatedAt"] == at_ms("2026-03-02T08:00:00Z")
+    assert soc["meta"]["retrievedAt"] == at_ms("2026-03-02T08:01:40Z")
     clock.advance(100)  # +200 s: the +180 s snapshot is the newest
-    response = car.get("battery")
-    assert response.headers["SC-Data-Age"] == "2026-03-02T08:03:00.000Z"
+    soc = car.signals()[SOC]
+    assert soc["meta"]["oemUpdatedAt"] == at_ms("2026-03-02T08:03:00Z")
     truth_at_180 = 0.3 + 11000 * 0.92 * 170 / 3600 / 75000
-    assert response.json()["percentRemaining"] == pytest.approx(int(truth_at_180 * 100) / 100)
+    assert soc["body"]["value"] == int(truth_at_180 * 100)
     assert car.truth()["soc"] > truth_at_180
 
 
 def test_it_reports_soc_in_steps(make_car, clock):
     car = make_car(profile="hk_event_gen2", soc=0.34, limit=0.9)
-    assert car.get("battery").json()["percentRemaining"] == 0.3
+    assert car.level() == 0.3
 
 
 def test_it_reports_energy_added_at_its_step(car, clock):
     car.start()
     clock.advance(10 + 60)
-    body = car.get("tesla/charge").json()
+    signals = car.signals()
+    energy = signals["charge-energyadded"]["body"]["value"]
     truth_kwh = car.truth()["session_battery_wh"] / 1000
-    assert body["energyAdded"] == pytest.approx(int(truth_kwh * 100) / 100)
-    assert body["energyAdded"] != truth_kwh
-    assert body["wattage"] == pytest.approx(11.0)
-    assert body["state"] == "CHARGING"
+    assert energy == pytest.approx(int(truth_kwh * 100) / 100)
+    assert energy != truth_kwh
+    assert signals[WATTAGE]["body"]["value"] == pytest.approx(11_000)
+    assert signals[STATUS]["body"]["value"] == "CHARGING"
 
 
 def test_energy_added_restarts_at_each_plug_in(car, clock):
@@ -138,15 +145,18 @@ def test_it_reports_fully_charged_at_a_limit_below_100(make_car, clock):
     car = make_car(soc=0.79, limit=0.8)
     car.start()
     clock.advance(3600)
-    assert car.get("charge").json() == {"isPluggedIn": True, "state": "FULLY_CHARGED"}
-    assert car.get("battery").json()["percentRemaining"] == 0.8
+    car.renew()
+    signals = car.signals()
+    assert signals["charge-ischargingcableconnected"]["body"]["value"] is True
+    assert signals[STATUS]["body"]["value"] == "FULLY_CHARGED"
+    assert signals[SOC]["body"]["value"] == 80
 
 
 def test_a_lower_limit_stops_a_running_charge(car, clock):
     car.set(soc=0.7)
     car.start()
     clock.advance(20)
-    assert car.post("charge/limit", {"limit": 0.6}).status_code == 200
+    assert car.set_limit(60).status_code == 200
     clock.advance(10)
     truth = car.truth()
     assert truth["limit"] == 0.6
@@ -179,12 +189,13 @@ def test_the_telemetry_interval_can_change_on_a_live_car(car, clock):
     car.set(telemetry_refresh_s=300)
     car.start()
     clock.advance(200)
-    assert car.get("charge").json()["state"] == "NOT_CHARGING"  # the snapshot is from before START
+    assert car.value(STATUS) == "NOT_CHARGING"  # the snapshot is from before START
     clock.advance(100)
-    assert car.get("charge").json()["state"] == "CHARGING"
+    assert car.value(STATUS) == "CHARGING"
     car.set(telemetry_refresh_s=0)
     clock.advance(1)
-    assert car.get("battery").headers["SC-Data-Age"] == car.get("battery").headers["SC-Fetched-At"]
+    meta = car.signals()[SOC]["meta"]
+    assert meta["oemUpdatedAt"] == meta["retrievedAt"]
 
 
 def test_a_charge_that_reaches_the_taper_at_an_ulp_below_it_goes_on_into_the_taper():

@@ -3,7 +3,7 @@
 import itertools
 import random
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import httpx
 import pytest
@@ -16,7 +16,7 @@ from vehicle_sim.profiles import PROFILES
 from vehicle_sim.telemetry import report_level
 from vehicle_sim.world import WORLDS, World, draw_car
 
-from .conftest import START, Car
+from .conftest import LIMITS, START, WATTAGE, Car, live_reads
 
 REALISTIC = WORLDS["realistic"]
 
@@ -116,7 +116,7 @@ def test_realistic_draws_stay_in_their_ranges_and_repeat_with_the_seed():
 def world_sim():
     def make(world: World, **kwargs):
         clock = SteppedClock(START)
-        sim = Simulator(clock, seed=3, world=world, **kwargs)
+        sim = live_reads(Simulator(clock, seed=3, world=world, **kwargs))
         slept: list[float] = []
         client = httpx.Client(transport=httpx.WSGITransport(app=make_app(sim, sleep=slept.append)), base_url="http://t")
         return sim, clock, client, slept
@@ -126,7 +126,7 @@ def world_sim():
 
 def _car(sim, client, profile="generic", **fields):
     v = sim.create_vehicle(profile, soc=fields.pop("soc", 0.3), limit=0.9, plugged=True, **fields)
-    data = {**sim.true_state(v.id), **sim.issue_tokens([v.id])}
+    data = {**sim.true_state(v.id), "user_id": sim.connect([v.id])}
     return Car(client, data)
 
 
@@ -135,15 +135,7 @@ def test_the_api_reports_the_nominal_capacity_not_the_usable_one(world_sim):
     car = _car(sim, client)
     truth = sim.true_state(car.id)
     assert truth["capacity_wh"] < truth["nominal_capacity_wh"] == 75_000
-    assert car.get("battery/capacity").json() == {"capacity": 75.0}
-
-
-def test_a_car_rounds_the_limit_it_is_sent_to_whole_percent(world_sim):
-    sim, clock, client, _ = world_sim(replace(REALISTIC, vehicle_throttle=None), command_latency_s=(1, 1))
-    car = _car(sim, client)
-    assert car.post("charge/limit", {"limit": 0.8049}).status_code == 200
-    clock.advance(2)
-    assert sim.true_state(car.id)["limit"] == 0.8
+    assert car.signals()["tractionbattery-nominalcapacity"]["body"]["capacity"] == 75.0
 
 
 def test_start_and_stop_take_their_own_latency(world_sim):
@@ -161,27 +153,11 @@ def test_start_and_stop_take_their_own_latency(world_sim):
     assert not truth["charging"] and truth["latencies"] == {"START": [100.0], "STOP": [5.0]}
 
 
-def test_answers_take_time_and_a_command_answers_after_the_cars_acknowledgement(world_sim):
-    world = replace(
-        WORLDS["ideal"], answer_latency_s=(4, 4), command_ack_fraction=(0.5, 0.5), separate_latencies=True,
-        start_latency_s=(60, 60),
-    )  # fmt: skip
-    sim, _clock, client, slept = world_sim(world)
-    car = _car(sim, client)
-    car.get("charge")
-    car.post("batch", {"requests": [{"path": "/charge"}, {"path": "/battery"}]})
-    car.start()
-    assert slept == [4.0, 4.0, 30.0]
-
-
-def test_a_stepped_clock_makes_one_actor_wait_for_its_own_answers(world_sim):
-    world = replace(WORLDS["ideal"], answer_latency_s=(10, 10))
-    sim, clock, client, _ = world_sim(world)
-    client = httpx.Client(transport=httpx.WSGITransport(app=make_app(sim, sleep=clock.hold)), base_url="http://t")
-    car = _car(sim, client)
+def test_a_stepped_clock_makes_one_actor_wait_for_its_own_answers():
+    clock = SteppedClock(START)
     with clock.actor():
-        car.get("charge")
-        car.get("charge")
+        clock.hold(10)  # what the app does with an answer's delay (`make_app(sleep=clock.hold)`)
+        clock.hold(10)
         assert (clock.now() - START).total_seconds() == 20
     assert clock.now() == START  # the others did not wait
     with clock.actor(ahead_s=5):
@@ -191,9 +167,9 @@ def test_a_stepped_clock_makes_one_actor_wait_for_its_own_answers(world_sim):
 def test_the_vehicle_throttle_is_on_in_the_realistic_world(world_sim):
     sim, _clock, client, _ = world_sim(REALISTIC)
     car = _car(sim, client)
-    codes = [car.get("charge").status_code for _ in range(7)]
+    codes = [car.read().status_code for _ in range(7)]
     assert codes == [200] * 6 + [429]
-    response = car.get("charge")
+    response = car.read()
     assert int(response.headers["Retry-After"]) == 20  # one token refills in 60/3 s
 
 
@@ -214,9 +190,9 @@ def test_a_recalibration_moves_the_reported_level_and_where_the_car_stops(world_
     sim.set_vehicle(car.id, limit=0.6)
     car.start()
     clock.advance(599)
-    before = car.get("battery").json()["percentRemaining"]
+    before = car.level()
     clock.advance(2)
-    after = car.get("battery").json()["percentRemaining"]
+    after = car.level()
     assert round(after - before, 2) == 0.01
     clock.advance(3 * 3600)
     truth = sim.true_state(car.id)
@@ -231,8 +207,8 @@ def test_snapshot_intervals_vary_in_a_world_with_refresh_jitter(world_sim):
     ages = set()
     for _ in range(40):
         clock.advance(50)
-        ages.add(car.get("charge").headers["SC-Data-Age"])
-    stamps = [datetime.fromisoformat(t.replace("Z", "+00:00")).timestamp() for t in sorted(ages)]
+        ages.add(car.signals()[LIMITS]["meta"]["oemUpdatedAt"])
+    stamps = [ms / 1000 for ms in sorted(ages)]
     gaps = [b - a for a, b in itertools.pairwise(stamps)]
     assert all(300 - 1e-3 <= g <= 500 + 1e-3 for g in gaps)
     assert len({round(g) for g in gaps}) > 1
@@ -244,22 +220,11 @@ def test_a_power_drop_shows_in_the_reported_wattage(world_sim):
     sim.vehicles[car.id].power_steps = [[1200.0, 0.5]]
     car.start()
     clock.advance(600)
-    assert car.get("tesla/charge").json()["wattage"] == pytest.approx(11.0)
+    assert car.value(WATTAGE) == pytest.approx(11_000)
     clock.advance(1200)
-    assert car.get("tesla/charge").json()["wattage"] == pytest.approx(5.5)
+    assert car.value(WATTAGE) == pytest.approx(5_500)
     truth = sim.true_state(car.id)
     assert truth["delivered_battery_wh"] == pytest.approx((11_000 * 1200 + 5_500 * 600) * 0.92 / 3600)
-
-
-def test_webhooks_leave_after_the_makes_detection_delay(world_sim):
-    sim, clock, client, _ = world_sim(replace(WORLDS["ideal"], webhook_delays=True), command_latency_s=(0, 0))
-    sim.webhook_url = "http://receiver.invalid/hook"
-    car = _car(sim, client, profile="vw_group")
-    car.start()
-    clock.advance(1)
-    sim.vehicle(car.id)
-    due = [item["due"] - START.timestamp() for item in sim.webhook_outbox]
-    assert due and all(300 <= d <= 601 for d in due)
 
 
 def test_a_realistic_car_survives_a_state_round_trip(world_sim):

@@ -9,6 +9,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from prepaid import formats
 from sessions.vehicles import makes
@@ -50,7 +51,10 @@ def vehicle_facts(vehicles) -> dict[str, dict]:
 
 
 def outlook(vehicle, energy_wh: int, *, price_minor: int | None = None, currency: str | None = None) -> str:
-    """ "About 4.50 EUR; about 60 minutes at about 9.4 kW; the battery goes from 30 % to 43 %." """
+    """ "About 4.50 EUR; about 60 minutes at about 9.4 kW; the battery goes from 30 % to 43 %."
+
+    The charge form and the buy page say it; their script (static/js/charge.js) says it again as
+    the amount, the package or the car changes, with these words (`outlook_words`)."""
     parts = []
     if price_minor is not None:
         parts.append(_("About %(price)s") % {"price": formats.format_money(price_minor, currency or settings.CURRENCY)})
@@ -58,7 +62,7 @@ def outlook(vehicle, energy_wh: int, *, price_minor: int | None = None, currency
         power = planned_power_w(vehicle)
         parts.append(
             _("%(duration)s at about %(kw)s kW")
-            % {"duration": minutes_words(energy_wh / power * 3600), "kw": f"{power / 1000:.1f}"}
+            % {"duration": minutes_words(energy_wh / power * 3600), "kw": formats.format_number(power / 1000, 1)}
         )
         if vehicle.soc_bp is not None and vehicle.capacity_wh:
             end = min(100.0, vehicle.soc_bp / 100 + energy_wh / (vehicle.capacity_wh * makes.USABLE_FRACTION) * 100)
@@ -77,11 +81,36 @@ def outlook(vehicle, energy_wh: int, *, price_minor: int | None = None, currency
     return text[0].upper() + text[1:]
 
 
+def _not_plugged() -> str:
+    return _("Your car is not plugged in. Plug the cable in, then check the car again.")
+
+
+def _plug_unknown() -> str:
+    return _("We do not know yet whether your car is plugged in. Check the car to read it.")
+
+
 def start_blocker(vehicle) -> str:
     """Why this car cannot start now, in the driver's words ("" when it can): the plug state must
     be known and plugged."""
     if vehicle.is_plugged_in is True:
         return ""
     if vehicle.is_plugged_in is False:
-        return _("Your car is not plugged in. Plug the cable in, then check the car again.")
-    return _("We do not know yet whether your car is plugged in. Check the car to read it.")
+        return _not_plugged()
+    return _plug_unknown()
+
+
+def outlook_words(currency: str | None = None) -> dict[str, str]:
+    """The words of `outlook`, `start_blocker` and the custom amount's price in the page's language,
+    for the page's script (`json_script`): it fills their %(name)s placeholders itself."""
+    return {
+        "price": _("About %(price)s"),
+        "duration": _("%(duration)s at about %(kw)s kW"),
+        "minute_one": ngettext("about %(n)d minute", "about %(n)d minutes", 1),
+        "minute_other": ngettext("about %(n)d minute", "about %(n)d minutes", 2),
+        "battery": _("the battery goes from %(start)d %% to %(end)d %%"),
+        "capped": _("(its maximum: the rest stays in your wallet)"),
+        "costs": _("Costs %(custom_price)s"),
+        "currency": formats.currency_label(currency or settings.CURRENCY),
+        "not_plugged": _not_plugged(),
+        "plug_unknown": _plug_unknown(),
+    }

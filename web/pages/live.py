@@ -199,6 +199,34 @@ def reading_points(session: ChargingSession) -> list[ChartPoint]:
     return points
 
 
+LEGEND_FONT = 12  # px: the chart is drawn at a phone's width, so its text is read at this size
+LEGEND_LINE = 16
+
+# Advance widths (em) of DejaVu Sans, the sans-serif of Debian and many Linux desktops and among
+# the widest of the usual ones: a legend laid out with them fits where the font is narrower.
+_NARROW = set("fijlrtI.,:;'!|()[]- ")
+_WIDE = set("mwMW%")
+
+
+def text_width(text: str, size: float) -> float:
+    """The width a line of text takes at `size` px, erring wide."""
+    em = sum(0.42 if c in _NARROW else 1.0 if c in _WIDE else 0.76 if c.isupper() else 0.64 for c in text)
+    return em * size
+
+
+def _legend_layout(items, *, left: float, width: float) -> list[tuple[float, int, str, str]]:
+    """(x, line, shape, label) of each legend entry: side by side, on the next line when an entry
+    would reach past `width` (German labels are longer than English ones)."""
+    placed, x, line = [], left, 0
+    for shape, label in items:
+        entry = 16 + text_width(str(label), LEGEND_FONT)
+        if x > left and x + entry > width:
+            x, line = left, line + 1
+        placed.append((round(x, 1), line, shape, label))
+        x += entry + 12
+    return placed
+
+
 def energy_chart(
     session: ChargingSession, estimate: LiveEstimate, *, now: datetime | None = None, width: int = 360
 ) -> SafeString:
@@ -206,8 +234,19 @@ def energy_chart(
     with its band, the purchase (and the battery's maximum, if lower) as a horizontal line.
     360 units wide so its text is its own size on a phone (the page scales it to the column)."""
     now = now or clock.now()
-    height, left, right, top, bottom = 200, 40, 10, 14, 34
-    plot_w, plot_h = width - left - right, height - top - bottom
+    left, right, top, bottom = 40, 10, 14, 34
+    plot_w, plot_h = width - left - right, 200 - top - bottom
+    legend = _legend_layout(
+        [
+            ('<circle cx="{}" cy="{}" r="4" fill="#0b5cad"/>', _("car's readings")),
+            ('<line x1="{}" y1="{}" x2="{}" y2="{}" stroke="#2b7a4b" stroke-width="2"/>', _("estimate")),
+            ('<line x1="{}" y1="{}" x2="{}" y2="{}" stroke="#b35900" stroke-width="1.5"/>', _("purchase")),
+        ],
+        left=left,
+        width=width - right,
+    )
+    # A legend that needs more than one line makes the chart taller; the plot keeps its size.
+    height = top + plot_h + bottom + LEGEND_LINE * max(row for _x, row, _s, _l in legend)
     start = session.charging_at or session.start_sent_at or session.created_at
     end = session.ended_at or now
     if estimate.as_of and estimate.as_of > end:
@@ -320,18 +359,13 @@ def energy_chart(
                 timezone.localtime(at).strftime("%H:%M"),
             )
         )
-    legend = [
-        ('<circle cx="{}" cy="{}" r="4" fill="#0b5cad"/>', _("car's readings")),
-        ('<line x1="{}" y1="{}" x2="{}" y2="{}" stroke="#2b7a4b" stroke-width="2"/>', _("estimate")),
-        ('<line x1="{}" y1="{}" x2="{}" y2="{}" stroke="#b35900" stroke-width="1.5"/>', _("purchase")),
-    ]
-    lx, ly = left, height - 6
-    for shape, label in legend:
+    parts.append('<g class="legend">')
+    for lx, row, shape, label in legend:
+        ly = top + plot_h + bottom - 6 + LEGEND_LINE * row
         if shape.startswith("<circle"):
             parts.append(format_html(shape, lx + 4, ly - 4))
         else:
             parts.append(format_html(shape, lx, ly - 4, lx + 12, ly - 4))
-        parts.append(format_html('<text x="{}" y="{}" font-size="12">{}</text>', lx + 16, ly, label))
-        lx += 16 + 7 * len(label) + 12
-    parts.append("</svg>")
+        parts.append(format_html('<text x="{}" y="{}" font-size="{}">{}</text>', lx + 16, ly, LEGEND_FONT, label))
+    parts.append("</g></svg>")
     return mark_safe("".join(str(p) for p in parts))  # noqa: S308 - every part was escaped above

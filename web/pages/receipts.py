@@ -22,7 +22,16 @@ from sessions.models import ChargingSession
 from sessions.models.charging import OPEN_STATUSES
 from web.pages.live import kwh
 
-# How the energy was measured, by the estimate's source (sessions/controller/metering.py).
+# How the energy was measured, by the estimate's source (sessions/controller/metering.py): said
+# alone (the receipt's "How it was measured" cell, the PDF, the API's `data_source`), and inside
+# a sentence after "measured by", where German needs another case ("den Energiezähler").
+MEASURED_BY_LABEL = {
+    "energy_added": gettext_lazy("The car's energy counter"),
+    "meter": gettext_lazy("The charger's meter"),
+    "soc": gettext_lazy("The car's battery level, times the battery's capacity"),
+    "power": gettext_lazy("The car's charging power and battery level"),
+    "none": gettext_lazy("The charging power and the time it charged (the car sent no energy figure)"),
+}
 MEASURED_BY = {
     "energy_added": gettext_lazy("the car's energy counter"),
     "meter": gettext_lazy("the charger's meter"),
@@ -70,7 +79,13 @@ class ReceiptFigures:
         return self.vat_rate * 100
 
     @property
+    def measured_by_label(self) -> str:
+        """How the energy was measured, said alone."""
+        return str(MEASURED_BY_LABEL.get(self.measured_by, MEASURED_BY_LABEL["none"]))
+
+    @property
     def measured_by_words(self) -> str:
+        """How the energy was measured, as the end of "measured by …"."""
         return str(MEASURED_BY.get(self.measured_by, MEASURED_BY["none"]))
 
     @property
@@ -86,7 +101,7 @@ class ReceiptFigures:
                 "how": self.measured_by_words,
             }
         else:
-            text = _("You pay for %(billed)s kWh: what %(how)s proves the car took.") % {
+            text = _("You pay for %(billed)s kWh: what the car took as measured by %(how)s.") % {
                 "billed": kwh(self.billed_wh),
                 "how": self.measured_by_words,
             }

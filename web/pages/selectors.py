@@ -265,7 +265,7 @@ def session_view(session: ChargingSession, *, now: datetime | None = None) -> Se
         returned_kwh=receipt.returned_wh / 1000 if receipt.returned_wh is not None else None,
         vat=formats.format_money(pricing.vat_share_minor(cost, vat_rate=settings.VAT_RATE), currency),
         vat_percent=settings.VAT_RATE * 100,
-        data_source=receipt.measured_by_words,
+        data_source=receipt.measured_by_label,
         receipt=receipt,
         estimate=estimate,
         now=now,

@@ -34,6 +34,12 @@ class Command(BaseCommand):
         )
         parser.add_argument("--policy", action="append", dest="policies", help=f"default: {', '.join(POLICIES)}")
         parser.add_argument("--world", default="realistic", choices=sorted(WORLDS))
+        parser.add_argument(
+            "--webhooks",
+            action="store_true",
+            help="the cars send their readings by webhook (fleet_benchmark --webhooks); billed reads and "
+            "webhook readings are counted apart",
+        )
         parser.add_argument("--jobs", type=int, default=2, help="fleet_benchmark processes at a time")
         parser.add_argument("--out-dir", default="docs/benchmarks/suite")
         parser.add_argument(
@@ -65,6 +71,7 @@ class Command(BaseCommand):
                 profiles=opts["profiles"],
                 policies=opts["policies"],
                 world=opts["world"],
+                webhooks=opts["webhooks"],
                 jobs=opts["jobs"],
                 log=lambda line: self.stdout.write(line),
                 parts_dir=Path(opts["out_dir"]) / "parts" if opts["keep_parts"] or opts["kept_only"] else None,

@@ -501,3 +501,93 @@ def test_a_reported_wattage_that_moved_ends_the_stretch_at_once(ctx):
     assert not est.power_settled
     # No stretch of the new power to time yet: the car's own wattage (battery side) is the figure.
     assert est.power_w == pytest.approx(5_000 * ctx.charger_efficiency, rel=0.01)
+
+
+def two_power_soc_readings(seconds, *, drop_at: float, before_w: float, after_w: float, wattage: bool = False):
+    """1 % levels (floored) of a car at 50.3 % charging at `before_w`, then at `after_w` from `drop_at`."""
+
+    def delivered(t: float) -> float:
+        return (before_w * min(t, drop_at) + after_w * max(0.0, t - drop_at)) / 3600
+
+    out = []
+    for t in seconds:
+        reading = soc_reading(t, math.floor((5030 + delivered(t) / 75_000 * 10_000) / 100) * 100)
+        out.append(replace(reading, power_w=round(before_w if t < drop_at else after_w)) if wattage else reading)
+    return out, delivered
+
+
+def test_an_soc_estimate_after_a_power_drop_does_not_prove_the_old_power():
+    # 8 kW for an hour, then 4 kW, read every 5 minutes. The 1 % steps hide the bend: the newest
+    # run of readings one line still fits reaches back across the drop, and the level that line
+    # pins now lies above the true one, proving more energy than went in. Only the latest stretch
+    # of one power may say where the level is now, and only as far as all its slopes agree.
+    ctx = MeterContext(
+        capacity_wh=75_000, soc_step_bp=100, energy_step_wh=0, nominal_power_w=11_000, charger_efficiency=1.0
+    )
+    readings, delivered = two_power_soc_readings(range(0, 6001, 300), drop_at=3600, before_w=8_000, after_w=4_000)
+    meter = Meter(ctx)
+    for r in readings:
+        meter.add(r)
+    est = meter.estimate(charging_started_at=T0, charging_started_uncertainty_s=0)
+    assert est.delivered_low_wh <= delivered(6000) <= est.delivered_high_wh
+    # Still tighter than the bare steps (±1 step, 750 Wh, at each end).
+    steps_only = estimate(readings, ctx)
+    assert est.delivered_high_wh - est.delivered_low_wh < steps_only.delivered_high_wh - steps_only.delivered_low_wh
+
+
+def test_an_soc_car_reporting_its_wattage_ends_the_stretch_where_the_wattage_moved():
+    ctx = MeterContext(
+        capacity_wh=75_000, soc_step_bp=100, energy_step_wh=0, nominal_power_w=11_000, charger_efficiency=1.0
+    )
+    readings, delivered = two_power_soc_readings(
+        range(0, 4501, 300), drop_at=3600, before_w=8_000, after_w=4_000, wattage=True
+    )
+    meter = Meter(ctx)
+    for r in readings:
+        meter.add(r)
+    est = meter.estimate(charging_started_at=T0, charging_started_uncertainty_s=0)
+    # 15 minutes after the drop the level moved one step at the new power: the power is the new
+    # one, not the line of the hour before, and the energy proven is no more than went in.
+    assert est.power_w == pytest.approx(4_000, rel=0.05)
+    assert est.delivered_low_wh <= delivered(4500) <= est.delivered_high_wh
+
+
+def test_levels_low_in_the_pack_prove_the_energy_a_percent_holds_there():
+    # A pack at 85 % of its nominal 75 kWh whose voltage climbs 15 % from empty to full holds
+    # 85 % x 75 kWh x (1 + 0.15 (s − ½)) per unit of level at level s: from 12 to 41 %, ~4 % less
+    # than an average percent. What the levels prove must hold for that pack too.
+    ctx = MeterContext(
+        capacity_wh=75_000,
+        soc_step_bp=100,
+        energy_step_wh=0,
+        nominal_power_w=11_000,
+        usable_fraction=0.945,
+        usable_low_fraction=0.85,
+        level_energy_rise=0.15,
+    )
+    pack_wh, rise = 0.85 * 75_000, 0.15
+
+    def stored(level: float) -> float:
+        return pack_wh * (level + rise * (level * level - level) / 2)
+
+    power_w, start = 6_000.0, 0.1201
+    readings = []
+    for t in range(0, 3 * 3600 + 1, 300):
+        energy = stored(start) + power_w * t / 3600
+        lo, hi = start, 1.0  # the level that holds this energy
+        for _ in range(60):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if stored(mid) < energy else (lo, mid)
+        readings.append(soc_reading(t, math.floor(lo * 100) * 100))
+    meter = Meter(ctx)
+    for r in readings:
+        meter.add(r)
+    est = meter.estimate(charging_started_at=T0, charging_started_uncertainty_s=0)
+    assert readings[-1].soc_bp == 4100
+    assert est.delivered_low_wh <= power_w * 3 <= est.delivered_high_wh
+    # Counting every percent alike, the levels prove more than went in.
+    meter = Meter(replace(ctx, level_energy_rise=0.0))
+    for r in readings:
+        meter.add(r)
+    alike = meter.estimate(charging_started_at=T0, charging_started_uncertainty_s=0)
+    assert alike.delivered_low_wh > power_w * 3

@@ -613,3 +613,30 @@ def test_a_car_that_reports_its_power_is_expected_back_at_most_at_its_peak():
     ahead = policy.decide(state(3060, est, target_wh=12_000, nominal_power_w=22_000)).at
     calm = policy.decide(state(3060, slow, target_wh=12_000, nominal_power_w=22_000)).at
     assert ahead < calm
+
+
+def heated_pack_estimate(reported_w: int):
+    """A counter at 5.83 kW every 5 minutes, the car reporting `reported_w` all along."""
+    return estimate([energy_reading(t, round(5_830 * t / 3600), power_w=reported_w) for t in range(0, 3001, 300)], CTX)
+
+
+def test_it_reads_once_more_before_a_committed_stop_while_the_power_may_still_rise():
+    # The car reports 7.33 kW but its counter runs at 5.83: a cold pack's heater takes the rest,
+    # and switches off once the pack is warm. The STOP is due in under the commit horizon; were
+    # the heater to stop now, 1.5 kW more would go in until then: read the snapshot fetched a
+    # little before the STOP, and plan again on what it shows.
+    heated = heated_pack_estimate(7_330)
+    assert heated.peak_power_w == 7_330 and heated.power_w == pytest.approx(5_830, rel=0.01)
+    policy = PredictivePolicy()
+    now = state(3060, heated, target_wh=5_300)
+    send_at = predict(now).send_at
+    assert (send_at - now.now).total_seconds() < policy.config.commit_horizon_s
+    decision = policy.decide(now)
+    assert decision.kind == READ
+    assert send_at - timedelta(seconds=policy.config.recheck_lead_s + 61) <= decision.at < send_at
+    # Read there, the same power again: no second look, the STOP goes out as planned.
+    after = state((decision.at - T0).total_seconds(), heated, target_wh=5_300)
+    assert policy.decide(after).kind == STOP
+    # A car whose counter runs at the power it reports has nothing to rise to: commit at once.
+    steady = heated_pack_estimate(5_830)
+    assert policy.decide(state(3060, steady, target_wh=5_300)).kind == STOP

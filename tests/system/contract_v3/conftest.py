@@ -27,7 +27,7 @@ class Env:
         """A car connected to a new user: (vehicle id, user id)."""
         fields.setdefault("soc", 0.3)
         fields.setdefault("plugged", True)
-        vehicle_id = self.admin.post("/_sim/vehicles", json={**fields, "token": False}).json()["id"]
+        vehicle_id = self.admin.post("/_sim/vehicles", json={**fields, "connect": False}).json()["id"]
         user_id = self.admin.post("/_sim/v3/connections", json={"vehicle_id": vehicle_id}).json()["user_id"]
         # Deterministic deliveries for contract tests: no loss, no duplicates, no jitter.
         self.admin.post(

@@ -198,7 +198,7 @@ def test_workers_with_their_own_clients_share_one_renewal_through_the_database(s
 
     def worker():
         try:
-            source = DatabaseTokenSource(server_env.sim.tokens.client_id, now=server_env.clock.now)
+            source = DatabaseTokenSource(server_env.sim.grants.client_id, now=server_env.clock.now)
             with VehicleApiV3Client(token_source=source, **server_env.client_options()) as api:
                 start.wait(timeout=10)
                 for _ in range(5):

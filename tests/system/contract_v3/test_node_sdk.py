@@ -6,8 +6,9 @@ no client-credentials call and no v3 management API: the app token is fetched he
 
 `getSignals` / `getSignal` send the given token and no `sc-user-id`
 (docs/reference/vehicle-api-v3.md §1.2): with an app token they cannot work against the real v3
-either, and are expected to fail with 400; with a per-user v2 token they work only under the
-other reading of the CONFLICT (`accept_v2_tokens`), which is run too. `verifyPayload` hashes
+either, and are expected to fail with 400. They would work only with a per-user v2 token (the
+other reading of the CONFLICT), which the simulator no longer issues: it speaks v3 only, as the
+product does, so their success path is not run. `verifyPayload` hashes
 `JSON.stringify` of the parsed body, so it passes only if the simulator signs bytes that
 JavaScript re-serialises identically.
 
@@ -59,7 +60,6 @@ def run_node(node, env, spec) -> dict:
 
 def test_the_node_sdk_v3_calls_against_the_simulator(node, server_env):
     env = server_env
-    env.configure(accept_v2_tokens=True)
     received = []
 
     def receive(request):
@@ -76,7 +76,6 @@ def test_the_node_sdk_v3_calls_against_the_simulator(node, server_env):
     httpx.post(f"{env.url}/v3/subscriptions", json=subscription, headers={"Authorization": f"Bearer {token}"})
     v3_webhooks.deliver_due(env.sim, client=httpx.Client(transport=httpx.MockTransport(receive)))
     signature, body = received[-1]
-    v2_token = env.admin.post(f"/_sim/vehicles/{vehicle_id}/tokens").json()["access_token"]
 
     results = run_node(
         node,
@@ -85,7 +84,6 @@ def test_the_node_sdk_v3_calls_against_the_simulator(node, server_env):
             "vehicleId": vehicle_id,
             "userId": user_id,
             "appToken": token,
-            "v2Token": v2_token,
             "amt": AMT,
             "challenge": "a1b2c3d4e5f6",
             "webhook": {"signature": signature, "body": body},
@@ -97,9 +95,6 @@ def test_the_node_sdk_v3_calls_against_the_simulator(node, server_env):
     # No sc-user-id: refused like on the real v3; the SDK does not parse v3 error bodies (SDK_ERROR).
     failed = results["getSignalsAppToken"]
     assert (failed["ok"], failed["error"]["statusCode"], failed["error"]["type"]) == (False, 400, "SDK_ERROR")
-    # The other reading: a per-user token opens v3 and names the user.
-    assert SignalSet.from_items(results["getSignalsV2Token"]["value"]["data"]).soc_bp == 4000
-    assert results["getSignalV2Token"]["value"]["attributes"]["body"] == {"value": 40, "unit": "percent"}
     # The generic request with the app token and sc-user-id: what a v3 integration needs.
     assert SignalSet.from_items(results["requestSignals"]["value"]["data"]).is_plugged_in is True
     for name, command_type in (("start", "charge-start"), ("setLimit", "charge-set-limit"), ("stop", "charge-stop")):

@@ -122,8 +122,8 @@ def app_headers(env, user_id=None):
         "/oauth2/token",
         data={
             "grant_type": "client_credentials",
-            "client_id": env.sim.tokens.client_id,
-            "client_secret": env.sim.tokens.client_secret,
+            "client_id": env.sim.grants.client_id,
+            "client_secret": env.sim.grants.client_secret,
         },
     ).json()["access_token"]
     headers = {"Authorization": f"Bearer {token}"}
@@ -135,8 +135,8 @@ def app_headers(env, user_id=None):
 def test_the_simulator_token_answer_has_the_reference_shape(env):
     credentials = {
         "grant_type": "client_credentials",
-        "client_id": env.sim.tokens.client_id,
-        "client_secret": env.sim.tokens.client_secret,
+        "client_id": env.sim.grants.client_id,
+        "client_secret": env.sim.grants.client_secret,
     }
     response = env.admin.post("/oauth2/token", data=credentials)
     assert response.status_code == REFERENCE["token"]["status"]

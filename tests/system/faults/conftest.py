@@ -26,8 +26,8 @@ from sessions.controller.step import STOPPING_DEADLINE
 from sessions.models import ChargingSession
 from sessions.models.charging import OPEN_STATUSES, TERMINAL_STATUSES, CommandKind
 from tests.plugins.cars import START, Car, client_in_use, simulator_client, simulator_transport
+from vehicle_sim.app import error_body
 from vehicle_sim.errors import ApiError
-from vehicle_sim.v3_app import error_body
 
 # The controller's retry policy, as bounds a test can check (sessions/services.py, policy.py):
 # STOP: one send, up to two resends while none was accepted, then one at each check that finds

@@ -86,7 +86,7 @@ def make_car(client, app_token):
     def make(scopes=None, **fields):
         fields.setdefault("soc", 0.3)
         fields.setdefault("plugged", True)
-        fields["token"] = False
+        fields["connect"] = False
         created = client.post("/_sim/vehicles", json=fields)
         assert created.status_code == 200, created.text
         vehicle_id = created.json()["id"]

@@ -2,7 +2,11 @@
 
 from urllib.parse import parse_qs, urlsplit
 
+import httpx
 import pytest
+
+from vehicle_sim.app import make_app
+from vehicle_sim.engine import Simulator
 
 from .conftest import CLIENT_ID, CLIENT_SECRET, START
 
@@ -52,27 +56,20 @@ def test_an_app_token_dies_after_an_hour(client, clock, make_car):
     assert (error["status"], error["type"]) == ("401", "AUTHENTICATION")
 
 
-def test_no_or_a_v2_token_is_refused_unless_v2_tokens_are_accepted(client, make_car):
+def test_no_token_or_an_unknown_one_is_refused(client, make_car):
     car = make_car()
-    v2 = client.post(f"/_sim/vehicles/{car.id}/tokens").json()
     assert client.get(f"/v3/vehicles/{car.id}/signals").status_code == 401
-    as_v2 = {"Authorization": f"Bearer {v2['access_token']}"}
-    assert client.get(f"/v3/vehicles/{car.id}/signals", headers=as_v2).status_code == 401
-    # The other reading of the CONFLICT ("opaque tokens continue to work"): the v2 token names
-    # its user, so no sc-user-id is needed — the call the SDKs make.
-    client.post("/_sim/v3/config", json={"accept_v2_tokens": True, "unsubscribed_signals": "live"})
-    response = client.get(f"/v3/vehicles/{car.id}/signals", headers=as_v2)
-    assert response.status_code == 200
-    assert len(response.json()["data"]) == 13
-    # A v2 token never manages webhooks or connections.
-    assert client.get("/v3/connections", headers=as_v2).status_code == 403
+    forged = {"Authorization": "Bearer not-a-token", "sc-user-id": car.user_id}
+    response = client.get(f"/v3/vehicles/{car.id}/signals", headers=forged)
+    assert response.status_code == 401
+    assert response.json()["errors"][0]["type"] == "AUTHENTICATION"
 
 
 # --- Connect and connections ---------------------------------------------------------------------------------
 
 
 def test_connect_redirects_with_the_user_id(client):
-    vehicle_id = client.post("/_sim/vehicles", json={"token": False}).json()["id"]
+    vehicle_id = client.post("/_sim/vehicles", json={"connect": False}).json()["id"]
     form = {
         "client_id": CLIENT_ID,
         "redirect_uri": "http://127.0.0.1:8000/vehicles/connect/callback/",
@@ -113,12 +110,26 @@ def test_connections_list_pages_and_filters(client, app_token, make_car):
     assert one["id"] == item["id"]
 
 
-def test_v2_connections_are_listed_too_so_user_ids_can_be_backfilled(client, app_token):
-    v2 = client.post("/_sim/vehicles", json={}).json()  # connected through v2 (a token pair)
-    body = client.get("/v3/connections", headers={"Authorization": f"Bearer {app_token}"}).json()
-    [item] = body["data"]
-    assert item["relationships"]["vehicle"]["data"]["id"] == v2["id"]
-    assert item["relationships"]["user"]["data"]["id"] == v2["user_id"]
+def test_the_connections_of_a_state_saved_with_v2_tokens_survive_the_upgrade(clock):
+    # Until v3 only, every code, access and refresh token carried the consent it came from.
+    old = Simulator(clock, seed=1)
+    vehicle = old.create_vehicle("generic", plugged=True)
+    state = old.to_state()
+    del state["grants"]
+    consent = {"user_id": "user-1", "vehicle_ids": [vehicle.id], "scopes": ["read_battery"], "revoked": False}
+    expires_at = START.timestamp() + 7200
+    state["tokens"] = {"access": {"a": {**consent, "expires_at": expires_at}}, "refresh": {}, "codes": {}}
+    again = Simulator(clock, seed=1)
+    again.load_state(state)
+    client = httpx.Client(transport=httpx.WSGITransport(app=make_app(again)), base_url="http://sim.test")
+    token = client.post(
+        "/oauth2/token",
+        data={"grant_type": "client_credentials", "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET},
+    ).json()["access_token"]
+    [item] = client.get("/v3/connections", headers={"Authorization": f"Bearer {token}"}).json()["data"]
+    assert item["relationships"]["user"]["data"]["id"] == "user-1"
+    assert item["attributes"]["permissions"] == ["read_battery"]
+    assert item["meta"]["createdAt"] == "2026-03-02T08:00:00.000Z"
 
 
 def test_deleting_a_connection_cuts_that_user_off_and_deleting_a_user_purges_them(client, app_token, make_car, webhook):
@@ -430,7 +441,7 @@ def test_over_a_real_clock_the_200_is_held_until_the_command_completed():
     sim = Simulator(RealClock(speed=10), seed=3, command_latency_s=(20, 20))
     slept = []
     with httpx.Client(transport=httpx.WSGITransport(app=make_app(sim, sleep=slept.append)), base_url="http://sim") as c:
-        vehicle_id = c.post("/_sim/vehicles", json={"soc": 0.3, "plugged": True, "token": False}).json()["id"]
+        vehicle_id = c.post("/_sim/vehicles", json={"soc": 0.3, "plugged": True, "connect": False}).json()["id"]
         user_id = c.post("/_sim/v3/connections", json={"vehicle_id": vehicle_id}).json()["user_id"]
         form = {"grant_type": "client_credentials", "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET}
         token = c.post("/oauth2/token", data=form).json()["access_token"]

@@ -10,7 +10,7 @@ from sessions.vehicle_api.webhooks_v3 import VehicleError, VehicleState, Verify,
 from vehicle_sim import v3_webhooks
 from vehicle_sim.server import load_state, save_state
 from vehicle_sim.v3 import platform
-from vehicle_sim.webhooks import hash_challenge, sign
+from vehicle_sim.v3_webhooks import hash_challenge, sign
 
 AMT = "sim-application-management-token"
 
@@ -404,7 +404,7 @@ def _paced_run(world: str, make: str, minutes: int = 40):
     receiver = Receiver()
     http = httpx.Client(transport=httpx.MockTransport(receiver))
     with sim.lock:
-        v3.command({"kind": "app"}, user, car.id, "start", None)
+        v3.command(user, car.id, "start", None)
     for _ in range(minutes * 6):
         clock.advance(10)
         v3_webhooks.deliver_due(sim, client=http)
@@ -442,3 +442,12 @@ def test_the_make_refresh_is_a_validated_knob(client, make_car):
     assert ok.status_code == 200 and ok.json()["data_refresh_s"] == [60.0, 120.0]
     bad = client.post(f"/_sim/v3/vehicles/{car.id}/traits", json={"data_refresh_s": [120, 60]})
     assert bad.status_code == 400
+
+
+def test_sign_is_hex_hmac_sha256_of_the_raw_body():
+    import hashlib
+    import hmac
+
+    body = b'{"a":1}'
+    assert sign("key", body) == hmac.new(b"key", body, hashlib.sha256).hexdigest()
+    assert len(sign("key", body)) == 64

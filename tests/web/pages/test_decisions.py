@@ -2,6 +2,9 @@
 level where the driver decides; package names that do not repeat themselves; errors in the
 driver's words matching the label; Start only for a car known to be plugged in."""
 
+import json
+import re
+
 import pytest
 
 from prepaid.models import EnergyPackage
@@ -55,9 +58,9 @@ def test_the_charge_form_says_the_duration_and_the_battery_level_it_ends_at(logg
     vehicle = car(driver)
     Vehicle.objects.filter(pk=vehicle.pk).update(soc_bp=3000, capacity_wh=75_000, max_soc_bp=8000)
     page = logged_in.get("/charge/").content.decode()
-    # The wallet's 20 kWh cost 4.50; at the make's planned 9.35 kW (11 kW x 0.85) about 128 minutes;
+    # The wallet's 20 kWh cost 4.50; at the make's planned 9.35 kW (11 kW x 0.85, read "9.4") about 128 minutes;
     # 30 % + 20 kWh of the 70.9 usable → 58 %.
-    assert "About 4.50 EUR; about 128 minutes at about 9.3 kW; the battery goes from 30 % to 58 %." in page
+    assert "About 4.50 EUR; about 128 minutes at about 9.4 kW; the battery goes from 30 % to 58 %." in page
     assert 'id="vehicle-facts"' in page
 
 
@@ -113,3 +116,39 @@ def test_the_wallet_speaks_kwh_and_plain_words(logged_in, driver, car, credit):
     assert "2.500 kWh reserved by a running session" in page
     for word in ("Credit lots", "(Wh)", " Wh", "hold", "consume", "Consume", "Hold"):
         assert word not in page, word
+
+
+def test_the_buy_page_says_price_duration_and_battery_level_for_the_car_it_would_charge(logged_in, driver, car):
+    package = EnergyPackage.objects.create(name="20 kWh", energy_wh=20_000, price_minor=850, currency="eur")
+    vehicle = car(driver)
+    Vehicle.objects.filter(pk=vehicle.pk).update(soc_bp=3000, capacity_wh=75_000, max_soc_bp=8000)
+    # The page comes back (no deadline given for "cheapest") with what the choice means for the car:
+    # the package's price; at the make's planned 9.35 kW about 128 minutes; 30 % → 58 %.
+    page = logged_in.post(
+        "/payments/buy/", {"package": package.pk, "vehicle": vehicle.pk, "when": "cheapest"}
+    ).content.decode()
+    assert (
+        '<p id="charge-outlook" aria-live="polite">About 8.50 EUR; about 128 minutes at about 9.4 kW; '
+        "the battery goes from 30 % to 58 %.</p>"
+    ) in page
+    # A custom amount at the tariff, past the battery's maximum: the rest stays in the wallet.
+    page = logged_in.post(
+        "/payments/buy/", {"package": "", "energy_kwh": "40", "vehicle": vehicle.pk, "when": "cheapest"}
+    ).content.decode()
+    assert "About 18.00 EUR; about 257 minutes at about 9.4 kW; the battery goes from 30 % to 80 % (its maximum" in page
+    # The page's script says it again as the choice changes, with the facts and words it is given.
+    assert 'id="vehicle-facts"' in page and 'id="outlook-words"' in page
+    assert 'data-kwh="20.0" data-price="8.5"' in page
+    # No car chosen yet (only buying credit): nothing to say about a car.
+    assert '<p id="charge-outlook" aria-live="polite"></p>' in logged_in.get("/payments/buy/").content.decode()
+
+
+def test_the_outlook_is_in_german_for_a_german_page(logged_in, driver, car, credit):
+    credit(driver, energy_wh=20_000)
+    vehicle = car(driver)
+    Vehicle.objects.filter(pk=vehicle.pk).update(soc_bp=3000, capacity_wh=75_000, max_soc_bp=8000)
+    page = logged_in.get("/charge/", HTTP_ACCEPT_LANGUAGE="de").content.decode()
+    assert "Etwa 4,50 €; etwa 128 Minuten bei etwa 9,4 kW; der Akku geht von 30 % auf 58 %." in page
+    words = json.loads(re.search(r'<script id="outlook-words" type="application/json">(.*?)</script>', page)[1])
+    assert words["currency"] == "€" and words["minute_other"] == "etwa %(n)d Minuten"
+    assert words["not_plugged"].startswith("Ihr Fahrzeug ist nicht eingesteckt")

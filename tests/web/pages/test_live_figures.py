@@ -190,7 +190,7 @@ def test_the_receipt_says_in_words_what_is_billed_and_the_range():
         final=True,
     )
     assert figures.why == (
-        "You pay for 1.01 kWh: what the car's battery level, times the battery's capacity proves the car took. "
+        "You pay for 1.01 kWh: what the car took as measured by the car's battery level, times the battery's capacity. "
         "We do not charge for the other 0.99 kWh of our estimate."
     )
     assert figures.range_words == "The car took between 1.01 and 2.31 kWh, most likely 2.00 kWh."

@@ -1,6 +1,6 @@
-"""Run the vehicle API simulator (Smartcar v2.0 wire protocol) on a loopback port.
+"""Run the vehicle API simulator (Smartcar v3 wire protocol) on a loopback port.
 
-State (vehicles, tokens) is saved to --state-file after every change and reloaded at start, so
+State (vehicles, connections, webhooks) is saved to --state-file after every change and reloaded at start, so
 connected cars keep working across restarts; a car that was charging has kept charging.
 """
 
@@ -42,11 +42,6 @@ class Command(BaseCommand):
         )
         parser.add_argument("--state-file", default=settings.SIMULATOR_STATE_FILE)
         parser.add_argument("--seed", type=int, default=0)
-        parser.add_argument(
-            "--webhook-url",
-            default=getattr(settings, "SIMULATOR_WEBHOOK_URL", ""),
-            help="send VEHICLE_STATE webhooks here (empty: none)",
-        )
         parser.add_argument(
             "--virtual",
             action="store_true",
@@ -95,7 +90,6 @@ class Command(BaseCommand):
             client_id=settings.VEHICLE_CLIENT_ID,
             client_secret=settings.VEHICLE_CLIENT_SECRET,
             amt=settings.VEHICLE_WEBHOOK_AMT,
-            webhook_url=options["webhook_url"] or None,
             command_latency_s=latency,
             world=options["world"],
         )

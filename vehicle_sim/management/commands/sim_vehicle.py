@@ -32,7 +32,7 @@ class Command(BaseCommand):
         parser.add_argument("--url", default=settings.VEHICLE_API_V3_ORIGIN, help="the simulator's origin")
         sub = parser.add_subparsers(dest="action", required=True)
 
-        create = sub.add_parser("create", help="create a vehicle and print its id and a token pair")
+        create = sub.add_parser("create", help="create a vehicle connected to a new user; print its id and user id")
         create.add_argument("--profile", choices=sorted(PROFILES), default="generic")
         create.add_argument("--make")
         create.add_argument("--model")
@@ -43,7 +43,7 @@ class Command(BaseCommand):
         create.add_argument("--limit", type=float, default=0.8)
         create.add_argument("--plugged", action="store_true")
         create.add_argument("--demo", action="store_true", help="always offered on the consent page")
-        create.add_argument("--no-token", action="store_true", help="leave it unclaimed for the consent page")
+        create.add_argument("--no-connect", action="store_true", help="leave it unclaimed for the consent page")
         create.add_argument("--strict-quotas", action="store_true", help="Tesla Fleet daily quotas")
         create.add_argument(
             "--option",
@@ -73,7 +73,7 @@ class Command(BaseCommand):
             payload = {"profile": options["profile"], "soc": options["soc"], "limit": options["limit"]}
             payload["plugged"] = options["plugged"]
             payload["demo"] = options["demo"]
-            payload["token"] = not options["no_token"]
+            payload["connect"] = not options["no_connect"]
             payload["strict_quotas"] = options["strict_quotas"]
             payload.update(self._pairs(options["option"], "--option"))
             for key in ("make", "model", "year", "capacity_kwh", "charger_kw"):

@@ -1,22 +1,28 @@
 """A charging session's receipt as a PDF (web/pdf.py), with the figures of the receipt page
-(web.pages.receipts.receipt_figures). The energy was paid for, and its VAT invoiced, when the
-credit was bought: the receipt names those invoices rather than being another one."""
+(web.pages.receipts.receipt_figures), in the account's language and its number and date formats.
+The energy was paid for, and its VAT invoiced, when the credit was bought: the receipt names those
+invoices rather than being another one."""
 
 from __future__ import annotations
 
 from django.conf import settings
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from payments.models import Invoice
-from prepaid.selectors import hold_draws
+from prepaid import formats
+from prepaid.selectors import hold_draws, language_for
+from web.pages import selectors
 from web.pages.selectors import SessionView
 from web.pdf import A4, Page
 
 
 def _when(value) -> str:
-    local = timezone.localtime(value)
-    return f"{local:%d.%m.%Y %H:%M} {local.tzname()}"
+    return f"{formats.format_when(value)} {timezone.localtime(value).tzname()}"
+
+
+def _kwh(wh: int) -> str:
+    return formats.format_kwh(wh / 1000, 2)
 
 
 def _wrap(text: str, width: int = 95) -> list[str]:
@@ -38,7 +44,13 @@ def invoices_of(session) -> list[str]:
     return list(Invoice.objects.filter(purchase_id__in=purchases).order_by("sequence").values_list("number", flat=True))
 
 
-def receipt_pdf(view: SessionView) -> bytes:
+def receipt_pdf(session) -> bytes:
+    """The receipt in the account's language (the page's language when the account chose none)."""
+    with translation.override(language_for(user=session.user) or translation.get_language()):
+        return _receipt_pdf(selectors.session_view(session))
+
+
+def _receipt_pdf(view: SessionView) -> bytes:
     session, figures = view.session, view.receipt
     page = Page()
     right = A4[0] - page.margin
@@ -57,12 +69,12 @@ def receipt_pdf(view: SessionView) -> bytes:
         (_("Started"), _when(session.created_at)),
         (_("Ended"), _when(session.ended_at) if session.ended_at else "–"),
         (_("Status"), view.status_label),
-        (_("Bought for this charge"), f"{figures.purchased_wh / 1000:.2f} kWh"),
-        (_("Billed"), f"{figures.billed_wh / 1000:.2f} kWh"),
-        (_("How it was measured"), figures.measured_by_words),
+        (_("Bought for this charge"), _kwh(figures.purchased_wh)),
+        (_("Billed"), _kwh(figures.billed_wh)),
+        (_("How it was measured"), figures.measured_by_label),
     ]
     if figures.returned_wh is not None:
-        rows.append((_("Back in your wallet"), f"{figures.returned_wh / 1000:.2f} kWh"))
+        rows.append((_("Back in your wallet"), _kwh(figures.returned_wh)))
     for label, value in rows:
         page.text(label)
         page.text(value, x=230)
@@ -73,7 +85,7 @@ def receipt_pdf(view: SessionView) -> bytes:
         page.line_break(9)
     page.line_break(10, 1)
     page.rule()
-    rate = f"{figures.vat_percent:.2f}".rstrip("0").rstrip(".")
+    rate = formats.format_trimmed(figures.vat_percent)
     for label, value, bold in (
         (_("Price without VAT"), figures.net, False),
         (_("VAT %(rate)s %%") % {"rate": rate}, figures.vat, False),

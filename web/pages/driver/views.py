@@ -105,6 +105,7 @@ def charge_start(request: HttpRequest) -> HttpResponse:
             "price_per_kwh": _wallet_price_per_kwh(wallet),
             "currency": settings.CURRENCY.upper(),
             "vehicle_facts": decide.vehicle_facts(vehicles),
+            "outlook_words": decide.outlook_words(),
             "preview": preview,
             "balance_kwh": wallet.balance_wh / 1000,
             "sessions": selectors.sessions_for_user(user=request.user),
@@ -210,7 +211,7 @@ def session_receipt(request: HttpRequest, public_id) -> HttpResponse:
 @require_GET
 def session_receipt_pdf(request: HttpRequest, public_id) -> HttpResponse:
     session = selectors.session_for_user(user=request.user, public_id=public_id)
-    response = HttpResponse(receipt_pdf(selectors.session_view(session)), content_type="application/pdf")
+    response = HttpResponse(receipt_pdf(session), content_type="application/pdf")
     response["Content-Disposition"] = f'attachment; filename="receipt-{session.public_id}.pdf"'
     return response
 

@@ -32,25 +32,48 @@ logger = logging.getLogger(__name__)
 def _price_context():
     return {
         "price_per_kwh": formats.format_price(settings.PRICE_PER_KWH, settings.CURRENCY),
+        # The same for the page's script, which prices the custom amount as it is typed.
+        "price_per_kwh_number": str(settings.PRICE_PER_KWH),
         "vat_percent": settings.VAT_RATE * 100,
         "kwh_min": settings.CUSTOM_KWH_MIN,
         "kwh_max": settings.CUSTOM_KWH_MAX,
     }
 
 
-def _custom_price(form) -> str:
-    """The price of the custom amount as typed (the page's script updates it as the driver types)."""
-    value = form["energy_kwh"].value()
+def _custom_wh(form) -> int | None:
+    """The custom amount as typed, in Wh (None unless it is a number within the bounds)."""
     try:
-        kwh = Decimal(str(value))
+        kwh = Decimal(str(form["energy_kwh"].value()))
     except (ArithmeticError, ValueError, TypeError):
-        return ""
+        return None
     if not kwh.is_finite() or not settings.CUSTOM_KWH_MIN <= kwh <= settings.CUSTOM_KWH_MAX:
+        return None
+    return pricing.kwh_to_wh(kwh)
+
+
+def _custom_price_minor(energy_wh: int) -> int:
+    return pricing.price_minor_for(energy_wh, price_per_kwh=settings.PRICE_PER_KWH, currency=settings.CURRENCY)
+
+
+def _chosen(form, field: str):
+    """The choice of a ModelChoiceField as the form shows it (bound or initial), or None."""
+    value = str(form[field].value() or "")
+    return next((item for item in form.fields[field].queryset if str(item.pk) == value), None)
+
+
+def _outlook(form) -> str:
+    """Price, duration and end battery level of what the buy page has chosen, for the car it would
+    charge (the charge form's words, web.pages.decide.outlook); "" without a car or an amount."""
+    vehicle = _chosen(form, "vehicle")
+    if vehicle is None:
         return ""
-    minor = pricing.price_minor_for(
-        pricing.kwh_to_wh(kwh), price_per_kwh=settings.PRICE_PER_KWH, currency=settings.CURRENCY
-    )
-    return formats.format_money(minor, settings.CURRENCY)
+    package = _chosen(form, "package")
+    if package is not None:
+        return decide.outlook(vehicle, package.energy_wh, price_minor=package.price_minor, currency=package.currency)
+    energy_wh = _custom_wh(form)
+    if energy_wh is None:
+        return ""
+    return decide.outlook(vehicle, energy_wh, price_minor=_custom_price_minor(energy_wh))
 
 
 @login_required
@@ -84,10 +107,12 @@ def buy(request: HttpRequest) -> HttpResponse:
             "package": p,
             "price": formats.format_money(p.price_minor, p.currency),
             "kwh": p.energy_wh / 1000,
+            "price_number": str(Decimal(p.price_minor) / pricing.minor_per_major(p.currency)),
             "label": decide.package_label(p),
         }
         for p in form.fields["package"].queryset
     ]
+    custom_wh = _custom_wh(form)
     return render(
         request,
         "payments/buy.html",
@@ -97,7 +122,11 @@ def buy(request: HttpRequest) -> HttpResponse:
             "vehicles": form.fields["vehicle"].queryset,
             "preview": preview,
             "fits": driver_selectors.package_fit(vehicles=form.fields["vehicle"].queryset),
-            "custom_price": _custom_price(form),
+            "custom_price": formats.format_money(_custom_price_minor(custom_wh), settings.CURRENCY)
+            if custom_wh is not None
+            else "",
+            "outlook": _outlook(form),
+            "outlook_words": decide.outlook_words(),
             "vehicle_facts": decide.vehicle_facts(form.fields["vehicle"].queryset),
             **_price_context(),
         },

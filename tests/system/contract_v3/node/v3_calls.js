@@ -29,13 +29,6 @@ async function main() {
   results.getVehicle = await outcome(async() => (await smartcar.getVehicle(spec.appToken, spec.vehicleId)).body);
   // No sc-user-id is sent by these two helpers: with an app token they cannot work on v3.
   results.getSignalsAppToken = await outcome(async() => (await asApp.getSignals()).body);
-  if (spec.v2Token) {
-    const asUser = new smartcar.Vehicle(spec.vehicleId, spec.v2Token);
-    results.getSignalsV2Token = await outcome(async() => (await asUser.getSignals()).body);
-    results.getSignalV2Token = await outcome(
-      async() => (await asUser.getSignal('tractionbattery-stateofcharge')).body,
-    );
-  }
   results.requestSignals = await outcome(
     async() => (await asApp.request('get', 'signals', null, userHeader, '3')).body,
   );
