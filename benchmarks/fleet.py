@@ -31,7 +31,7 @@ from django.core.management import call_command
 from django.db.models import Min
 
 from benchmarks import floor, stats
-from benchmarks.cars import vehicle_connect_simulated
+from benchmarks.cars import vehicles_connect_simulated
 from payments.models import Purchase
 from payments.selectors import ledger_drift
 from payments.services import purchase_create, purchase_transition
@@ -252,6 +252,29 @@ def _credit(user, energy_wh: int, package: EnergyPackage) -> None:
 
 
 def _connect(sim: Simulator, config: FleetConfig, spec: CarSpec, user) -> Car:
+    (car,) = _connect_many(sim, config, [(spec, user)])
+    return car
+
+
+def _connect_many(
+    sim: Simulator, config: FleetConfig, cars: list[tuple[CarSpec, object]], *, save: bool = True
+) -> list[Car]:
+    """The simulator's cars for `(spec, user)` pairs, connected to their users (rows in bulk;
+    `save=False`: made, for `cars.save_connected`)."""
+    simulated = [_sim_car(sim, config, spec) for spec, _user in cars]
+    # The driver's battery maximum is the car's own limit: the purchases fit below it (the policy,
+    # not the battery-health cap, must stop them; the product's default maximum is 80 %).
+    fields = {"max_soc_bp": round(DRIVER_LIMIT * 10_000)}
+    vehicles = vehicles_connect_simulated(
+        sim, [(user, car.id, fields) for car, (_spec, user) in zip(simulated, cars, strict=True)], save=save
+    )
+    return [
+        Car(spec=spec, sim_id=car.id, vehicle=vehicle)
+        for car, vehicle, (spec, _user) in zip(simulated, vehicles, cars, strict=True)
+    ]
+
+
+def _sim_car(sim: Simulator, config: FleetConfig, spec: CarSpec):
     overrides: dict = {
         "command_latency_s": config.latency_s,
         "soc_step": config.soc_step_pct / 100,
@@ -279,12 +302,7 @@ def _connect(sim: Simulator, config: FleetConfig, spec: CarSpec, user) -> Car:
         with sim.lock:
             reported = v3_platform.traits_of(sim.vehicles[car.id]).signals
             v3_platform.set_traits(car.id, {"signals": sorted(reported - {profiles.ENERGY_ADDED} - profiles.POWER)})
-    vehicle = vehicle_connect_simulated(user=user, sim=sim, sim_vehicle_id=car.id)
-    # The driver's battery maximum is the car's own limit: the purchases fit below it (the policy,
-    # not the battery-health cap, must stop them; the product's default maximum is 80 %).
-    vehicle.max_soc_bp = round(DRIVER_LIMIT * 10_000)
-    vehicle.save(update_fields=["max_soc_bp"])
-    return Car(spec=spec, sim_id=car.id, vehicle=vehicle)
+    return car
 
 
 def _billed_sim_calls(calls: dict) -> int:

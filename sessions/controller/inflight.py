@@ -19,6 +19,10 @@ where it waits:
   (`sessions.controller.ratelimit`) before a request leaves, and turns a 429's `retry-after` into
   a wait for that vehicle only.
 
+- nothing else in a step may block the hub's thread: waits go through `waiting`
+  (sessions/vehicle_api/waiting.py: a step's `cooperative_sleep` parks it on the hub's heap);
+- the hub renews the lease of its running steps (`renew_leases`), however long their cars take.
+
 `InFlightWorker` is the loop of one worker process: it claims due sessions (the same
 `runtime.sessions_claim_due`, SKIP LOCKED and a lease, so workers run side by side) up to its
 free capacity, starts each step, and resumes steps as their answers arrive (`run_controller
@@ -44,7 +48,9 @@ import greenlet
 import httpx
 from django.db import close_old_connections, connection
 
+from sessions import clock
 from sessions.controller import ratelimit, runtime
+from sessions.models.charging import ChargingSession
 
 logger = logging.getLogger(__name__)
 
@@ -56,12 +62,25 @@ class VehicleCallInTransaction(RuntimeError):
 class StepGreenlet(greenlet.greenlet):
     """One step's greenlet; `record` is whatever the worker's hooks keep about it."""
 
-    def __init__(self, run, parent, *, session_id: int, ready: queue.SimpleQueue, sleepers: list | None = None) -> None:
+    def __init__(
+        self,
+        run,
+        parent,
+        *,
+        session_id: int,
+        ready: queue.SimpleQueue,
+        sleepers: list | None = None,
+        lease_token: uuid.UUID | None = None,
+    ) -> None:
         super().__init__(run, parent)
         self.session_id = session_id
         self.ready = ready
         self.sleepers = sleepers
+        self.lease_token = lease_token
+        # When the worker renews this step's lease next (product clock): half a lease after the claim.
+        self.renew_at = clock.now() + runtime.LEASE / 2
         self.record: Any = None
+        self.result: Any = None  # what the step function returned
         self.cpu_s = 0.0
 
     def cooperative_sleep(self, seconds: float) -> None:
@@ -202,7 +221,7 @@ class InFlightWorker:
         max_in_flight: int = 500,
         interval_s: float = 1.0,
         claim_limit: int = 1000,
-        step: Callable[[int, uuid.UUID], None] | None = None,
+        step: Callable[[int, uuid.UUID], Any] | None = None,
         on_step_start: Callable[[StepGreenlet], None] | None = None,
         on_step_end: Callable[[StepGreenlet, BaseException | None], None] | None = None,
         on_tick: Callable[[], None] | None = None,
@@ -220,8 +239,11 @@ class InFlightWorker:
         # (wake at, tie-break, greenlet): steps in a cooperative sleep, earliest first.
         self.sleepers: list[tuple[float, int, StepGreenlet]] = []
         self.active: set[StepGreenlet] = set()
+        # (wake at, tie-break, greenlet): steps in a cooperative sleep, earliest first.
+        self.sleepers: list[tuple[float, int, StepGreenlet]] = []
         self.claimed = 0
         self.errors = 0
+        self.renewed = 0
 
     def run(self, *, stop: Callable[[], bool] = lambda: False, drain_s: float = 660.0) -> None:
         """Tick until `stop()`; then claim no more and let the running steps finish (≤ `drain_s`)."""
@@ -232,12 +254,14 @@ class InFlightWorker:
                 self._resume_until(started + self.interval_s)
             deadline = time.monotonic() + drain_s
             while self.active and time.monotonic() < deadline:
+                self.renew_leases()
                 self._resume_until(min(deadline, time.monotonic() + self.interval_s))
 
     def tick(self) -> int:
         """Claim what is due, up to the free capacity, and start those steps. Returns how many."""
         if self.on_tick is not None:
             self.on_tick()
+        self.renew_leases()
         free = self.max_in_flight - len(self.active)
         if free <= 0:
             return 0
@@ -263,6 +287,7 @@ class InFlightWorker:
             session_id=session_id,
             ready=self.ready,
             sleepers=self.sleepers,
+            lease_token=token,
         )
         # Each step gets its own context (log ids), starting from the hub's.
         g.gr_context = contextvars.copy_context()
@@ -275,7 +300,7 @@ class InFlightWorker:
     def _run_step(self, g: StepGreenlet, session_id: int, token: uuid.UUID) -> None:
         error: BaseException | None = None
         try:
-            self.step(session_id, token)
+            g.result = self.step(session_id, token)
         except Exception as exc:  # a failing step is logged; its lease lets a later tick retry it
             error = exc
             self.errors += 1
@@ -291,6 +316,32 @@ class InFlightWorker:
             g.switch()
         finally:
             g.cpu_s += time.thread_time() - t0
+
+    def renew_leases(self) -> int:
+        """Extend the lease of every running step whose lease is half spent, in one UPDATE.
+
+        A step is a sequence of calls, each bounded by the client's timeouts, but a step of several
+        slow calls (three 310-s timeouts) outlives any fixed lease; while this worker is alive its
+        steps keep their sessions, and a dead worker's sessions are free one lease after its last
+        renewal. A lease already taken over (its token changed) is not renewed: that step's commit
+        is discarded by the compare-and-set, as before."""
+        now = clock.now()
+        due = [g for g in self.active if g.lease_token is not None and g.renew_at <= now]
+        if not due:
+            return 0
+        try:
+            # By primary key (the token has no index); a token is its own claim's, never another row's.
+            renewed = ChargingSession.objects.filter(
+                pk__in=[g.session_id for g in due], lease_token__in=[g.lease_token for g in due]
+            ).update(lease_until=now + runtime.LEASE)
+        except Exception:
+            logger.exception("controller lease renewal failed")
+            close_old_connections()
+            return 0
+        for g in due:
+            g.renew_at = now + runtime.LEASE / 2
+        self.renewed += renewed
+        return renewed
 
     def _resume_until(self, deadline: float) -> None:
         """Resume steps whose answers arrived or whose sleep is over, until `deadline` (monotonic)."""
@@ -363,10 +414,10 @@ def run_worker_until_signalled(run: Callable[[Callable[[], bool]], None]) -> Non
         signal.signal(signal.SIGTERM, previous)
 
 
-def _session_step(session_id: int, token: uuid.UUID) -> None:
+def _session_step(session_id: int, token: uuid.UUID):
     from sessions.controller import machine
 
-    machine.session_step(session_id=session_id, lease_token=token)
+    return machine.session_step(session_id=session_id, lease_token=token)
 
 
 def run_worker(

@@ -14,6 +14,7 @@ stopping; finish ends a session from any of them.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
 
@@ -66,10 +67,12 @@ def _session_for_step(session_id: int) -> ChargingSession | None:
     )
 
 
-def session_step(*, session_id: int, lease_token: uuid.UUID) -> None:
-    """Advance one session by one step. Safe to run twice: a stale lease writes nothing."""
+def session_step(*, session_id: int, lease_token: uuid.UUID) -> telemetry.StepRecord:
+    """Advance one session by one step. Safe to run twice: a stale lease writes nothing.
+    Returns what the step did (its state, due time, the state it committed)."""
     with log_context(session_id=session_id), telemetry.step_measured() as measured:
         _session_step(session_id, lease_token, measured)
+    return measured
 
 
 def _session_step(session_id: int, lease_token: uuid.UUID, measured: telemetry.StepRecord) -> None:
@@ -77,7 +80,7 @@ def _session_step(session_id: int, lease_token: uuid.UUID, measured: telemetry.S
     if session is None or session.lease_token != lease_token or session.status in TERMINAL_STATUSES:
         return
     log_context_add(vehicle_id=session.vehicle_id)
-    measured.state = session.status
+    measured.state, measured.due = session.status, session.next_action_at
     if session.lease_until is not None and session.lease_until <= clock.now():
         # Dequeued after its lease ran out (a backlog in the queue): the controller may already
         # have handed the session to another worker, and two workers would both send the STOP.
@@ -108,6 +111,8 @@ def _session_step(session_id: int, lease_token: uuid.UUID, measured: telemetry.S
         telemetry.calls_made(step.records)
     committed = _commit(step, outcome, lease_token)
     measured.outcome = ("moved" if outcome.to_status else "stayed") if committed else "lost_lease"
+    if committed:
+        measured.to_state = outcome.to_status or session.status
 
 
 def _commit(step: _Step, outcome: Outcome, lease_token: uuid.UUID) -> bool:
@@ -148,7 +153,14 @@ def _commit(step: _Step, outcome: Outcome, lease_token: uuid.UUID) -> bool:
             if limits.owes_restore(session, changes) and "limit_restore_due_at" not in changes:
                 # Ended without talking to the car (closed by the operator): the sweep puts it back.
                 changes["limit_restore_due_at"] = step.now
-    with transaction.atomic():
+    plan = _plan_of(session)
+    outcome.plan_changes = {**step.plan_changes, **outcome.plan_changes}
+    outcome.after = step.after + outcome.after
+    # A step that stays in its state and touches nothing else writes one row: its UPDATE is
+    # atomic by itself, and a transaction around it would cost two more round trips (BEGIN,
+    # COMMIT) on the worker's connection for most steps of a charging session.
+    alone = not (outcome.to_status or outcome.settle or outcome.after or (plan is not None and outcome.plan_changes))
+    with contextlib.nullcontext() if alone else transaction.atomic():
         if outcome.settle or outcome.to_status == S.FAILED:
             _close_hold(session, changes, failed=outcome.to_status == S.FAILED)
         updated = ChargingSession.objects.filter(
@@ -156,12 +168,10 @@ def _commit(step: _Step, outcome: Outcome, lease_token: uuid.UUID) -> bool:
         ).update(**changes, version=F("version") + 1, lease_token=None, lease_until=None)
         if not updated:
             # Someone else moved the session (our lease ran out): roll back our settlement too.
-            transaction.set_rollback(True)
+            if not alone:
+                transaction.set_rollback(True)
             logger.warning("session %s: step lost its lease; result discarded", session.pk)
             return False
-        plan = _plan_of(session)
-        outcome.plan_changes = {**step.plan_changes, **outcome.plan_changes}
-        outcome.after = step.after + outcome.after
         if plan is not None and outcome.plan_changes:
             if outcome.to_status in TERMINAL_STATUSES:
                 outcome.plan_changes.update(paused=False, resume_at=None)

@@ -28,6 +28,8 @@ _VEHICLE = re.compile(r"/vehicles/([^/]+)")
 # A 429 without a usable retry-after: wait this long before the next try (exponential would
 # need state per caller; the session's own backoff already spreads its retries).
 DEFAULT_RETRY_AFTER_S = 30.0
+# Connections to Redis per limiter (per worker process); more concurrent requests wait for one.
+REDIS_CONNECTIONS = 32
 # Buckets unused this long are forgotten (Redis keys expire).
 IDLE_TTL_S = 24 * 3600
 
@@ -192,7 +194,13 @@ class RedisLimiter(Limiter):
         if self._redis is None:
             import redis.asyncio
 
-            self._redis = redis.asyncio.Redis.from_url(self.url)
+            # A blocking pool: with hundreds of requests leaving at once the default pool (100
+            # connections) raises MaxConnectionsError instead of waiting, which failed the steps;
+            # a token script takes well under a millisecond, so a few dozen connections suffice.
+            pool = redis.asyncio.BlockingConnectionPool.from_url(
+                self.url, max_connections=REDIS_CONNECTIONS, timeout=None
+            )
+            self._redis = redis.asyncio.Redis(connection_pool=pool)
             self._script = self._redis.register_script(_SCRIPT)
         return self._redis
 

@@ -23,8 +23,12 @@ from sessions.models.charging import OPEN_STATUSES, ChargingSession
 
 logger = logging.getLogger(__name__)
 
-# A step makes at most a few vehicle API calls, each bounded by the client's timeouts; the lease
-# must outlast the slowest step or a second worker would run the same session concurrently.
+# How long a claimed session stays invisible to other loops. A step is a few vehicle API calls,
+# each bounded by the client's timeouts (310 s), but several slow ones in a row can outlast any
+# fixed lease: the in-flight worker renews the lease of each step it runs every half lease
+# (`inflight.InFlightWorker.renew_leases`), and a django-q2 task is ended by its own timeout
+# (Q_CLUSTER "timeout") long before the lease runs out. Two 310-s calls fit in one lease, so a
+# dead worker's sessions are free again after at most this long.
 LEASE = timedelta(seconds=660)
 
 

@@ -109,6 +109,9 @@ class _Step:
     def __init__(self, session: ChargingSession) -> None:
         self.session = session
         self.vehicle = session.vehicle
+        # The moment the step decides at: its start, then each answer's arrival (`call`). A car
+        # may take minutes to answer; what the step plans after an answer counts from then, or a
+        # step that waited 20 s would plan its next action 20 s in the past (due at once).
         self.now = clock.now()
         self.calls = 0
         # Command records, written in one INSERT when the step ends (whatever way it ends).
@@ -159,7 +162,9 @@ class _Step:
             record.error_type = type(exc).__name__[:48]
             raise
         finally:
-            record.latency_ms = max(0, int((clock.now() - sent_at).total_seconds() * 1000))
+            answered = clock.now()
+            self.now = max(self.now, answered)
+            record.latency_ms = max(0, int((answered - sent_at).total_seconds() * 1000))
             if record.ok is None:
                 record.ok = True
                 meta = getattr(result, "meta", None)

@@ -13,10 +13,12 @@ from monitoring import metrics
 
 
 class StepRecord:
-    """Filled in by the step: the state it ran in and how it ended."""
+    """Filled in by the step: the state it ran in, when it was due, and how it ended."""
 
     state = "none"
     outcome = "skipped"  # moved | stayed | lost_lease | skipped | error
+    due: datetime | None = None
+    to_state = ""  # the state it committed (its own when it stayed)
 
 
 @contextlib.contextmanager

@@ -134,3 +134,37 @@ def test_a_copy_missing_a_stored_reading_is_rebuilt_from_the_table(sim, connect,
     assert loaded.readings_stored == loaded.readings_cached + 1
     assert readings._readings(loaded) == table_readings(loaded)
     assert loaded.readings_dirty and loaded.readings_cached == loaded.readings_stored
+
+
+def test_a_step_that_stays_in_its_state_commits_without_a_transaction_around_its_update(sim, connect, credit, driver):
+    """Its one UPDATE is atomic by itself: BEGIN and COMMIT would be two more round trips on the
+    worker's connection, for most steps of a charging session. A step that moves keeps its
+    transaction (the transition log, the driver's notice, the settlement commit with it)."""
+    car = connect(driver, soc=0.3)
+    credit(driver, energy_wh=30_000)
+    session = services.session_request(user=driver, vehicle_id=car.vehicle.pk, energy_wh=8_000)
+    outside = len(connection.atomic_blocks)  # the test's own transaction
+    depth_at_commit: dict[str, set[int]] = defaultdict(set)
+    seen: list[int] = []
+
+    def note(execute, sql, params, many, context):
+        if sql.startswith('UPDATE "charging_chargingsession"') and '"version" = (' in sql:
+            seen.append(len(connection.atomic_blocks) - outside)
+        return execute(sql, params, many, context)
+
+    for _ in range(200):
+        session.refresh_from_db()
+        if not session.is_open:
+            break
+        sim.clock.set(max(sim.clock.now(), session.next_action_at))
+        [(session_id, token)] = runtime.sessions_claim_due()
+        before, seen[:] = session.status, []
+        with connection.execute_wrapper(note):
+            machine.session_step(session_id=session_id, lease_token=token)
+        session.refresh_from_db()
+        depth_at_commit[f"{before}→{session.status}"].update(seen)
+
+    assert session.status == S.COMPLETED
+    assert depth_at_commit["charging→charging"] == {0}
+    for kind in ("requested→starting", "starting→charging", "charging→stopping", "stopping→completed"):
+        assert depth_at_commit[kind] == {1}, kind

@@ -17,7 +17,7 @@ import pytest
 from django.db import connection, transaction
 
 from sessions import clock, services
-from sessions.controller import inflight, ratelimit
+from sessions.controller import inflight, ratelimit, runtime
 from sessions.models import ChargingSession, SessionStatus
 from sessions.vehicles import services as vehicles
 from tests.plugins.cars import simulator_client
@@ -161,6 +161,28 @@ def test_the_worker_claims_no_more_than_its_capacity(world):
     assert worker.tick() == 2
 
 
+def test_a_running_step_keeps_its_lease_however_long_the_car_takes_to_answer(world, sim):
+    bridge, gate, (session,) = world(1)
+    worker = inflight.InFlightWorker(max_in_flight=10)
+    assert worker.tick() == 1
+    wait_for(lambda: gate.waiting == 1)
+
+    # The car answers later than a lease lasts (three calls running into the client's 310-s
+    # timeout would): while the worker lives, its ticks renew the lease and no one takes it over.
+    for _ in range(3):
+        sim.clock.advance(runtime.LEASE.total_seconds() * 0.6)
+        assert worker.tick() == 0
+        assert runtime.sessions_claim_due() == []
+    assert worker.renewed == 3
+
+    bridge.loop.call_soon_threadsafe(gate.open)
+    run_until_idle(worker)
+    session.refresh_from_db()
+    assert worker.errors == 0
+    assert session.status == S.STARTING  # the step's result was committed, not discarded
+    assert session.lease_token is None
+
+
 def test_a_vehicle_call_inside_a_transaction_is_refused(world, sim):
     world(1, gate=False)
     client = vehicles.get_client()
@@ -278,6 +300,19 @@ def test_the_limits_hold_across_workers_through_redis(redis_url):
             await second.aclose()
 
     asyncio.run(scenario())
+
+
+def test_hundreds_of_requests_leaving_at_once_wait_for_a_redis_connection_instead_of_failing(redis_url):
+    limiter = ratelimit.RedisLimiter(redis_url, ratelimit.Limits(app=(10_000, 60_000.0)), prefix=uuid.uuid4().hex)
+
+    async def burst():
+        try:
+            await asyncio.gather(*(limiter.acquire(f"car-{i}") for i in range(4 * ratelimit.REDIS_CONNECTIONS + 300)))
+        finally:
+            await limiter.aclose()
+
+    asyncio.run(burst())  # more at once than the pool holds: they queue for a connection
+    assert limiter.waits == 0
 
 
 def test_the_worker_command_steps_due_sessions_until_told_to_stop(world, sim):
