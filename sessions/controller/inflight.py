@@ -239,8 +239,6 @@ class InFlightWorker:
         # (wake at, tie-break, greenlet): steps in a cooperative sleep, earliest first.
         self.sleepers: list[tuple[float, int, StepGreenlet]] = []
         self.active: set[StepGreenlet] = set()
-        # (wake at, tie-break, greenlet): steps in a cooperative sleep, earliest first.
-        self.sleepers: list[tuple[float, int, StepGreenlet]] = []
         self.claimed = 0
         self.errors = 0
         self.renewed = 0
