@@ -51,7 +51,7 @@ def _ctx(start_bp: int) -> MeterContext:
 
 def test_the_draw_is_the_jittered_one():
     readings, delivered = _readings()
-    assert [r.soc_bp for r in readings][0] == 5000 and readings[-1].soc_bp == 6000
+    assert (readings[0].soc_bp, readings[-1].soc_bp) == (5000, 6000)
     assert delivered == pytest.approx((END - START) * PACK_WH)
 
 
