@@ -117,17 +117,6 @@ class MeterContext:
     # a step); without it, levels an hour old were extrapolated at the power before a drop and the
     # STOP went out at half the purchase. None: data is as old as its time says.
     level_event_lag_s: float | None = None
-    # A shown level may lie this far outside its step either way (bp): a car that rounds its
-    # battery management's level to the percent shows either side within a little of a boundary
-    # (the realistic world's `noisy` rounding: 50 % at 49.35-50.65 % true). Every bound the
-    # levels give is that much wider at each end; the middles, and so the plan, do not move.
-    # 0: a shown level s is [s, s + step) exactly.
-    level_jitter_bp: int = 0
-
-    @property
-    def level_bound_step(self) -> int:
-        """The width of what one shown level says of the true level (bp), jitter included."""
-        return self.soc_step_bp + 2 * self.level_jitter_bp
 
     @property
     def power_ceiling_w(self) -> int:
@@ -584,7 +573,7 @@ class _SocTrack:
         if charging:
             kept = self.level_ends
             # Each new reading adds its pairs to the running slope bounds (see slope_range): O(levels).
-            lo, hi = _pair_bounds(t, soc, kept, self.ctx.level_bound_step)
+            lo, hi = _pair_bounds(t, soc, kept, self.ctx.soc_step_bp)
             self.slope_lo, self.slope_hi = max(self.slope_lo, lo), min(self.slope_hi, hi)
             # Only the first and last reading of each level can bind a later pair.
             if len(kept) >= 2 and kept[-1][1] == soc and kept[-2][1] == soc:
@@ -604,7 +593,7 @@ class _SocTrack:
         """
         if not points:
             return []
-        step = self.ctx.level_bound_step
+        step = self.ctx.soc_step_bp
         tail = points[-SOC_SEGMENT_POINTS:]
         run = tail[len(tail) - _feasible_run(tail, step, from_end=True) :]
         offset = len(points) - len(run)
@@ -632,7 +621,7 @@ class _SocTrack:
         """Feasible charging power range (W) for a straight line through the points' SoC intervals."""
         lo, hi = -math.inf, math.inf
         for i, (t, level) in enumerate(points):
-            a, b = _pair_bounds(t, level, points[:i], self.ctx.level_bound_step)
+            a, b = _pair_bounds(t, level, points[:i], self.ctx.soc_step_bp)
             lo, hi = max(lo, a), min(hi, b)
         if lo == -math.inf or hi == math.inf or lo > hi:
             return None
@@ -902,16 +891,13 @@ class _SocResult:
     step_s: float | None = None
 
 
-def _intercepts(
-    points: list[tuple[datetime, int]], origin: datetime, slope: float, step: int, jitter: int = 0
-) -> tuple[float, float]:
-    """Range of the line's level at `origin` (bp) for a given slope (bp/s) through the points' steps
-    (each [level − jitter, level + step + jitter))."""
+def _intercepts(points: list[tuple[datetime, int]], origin: datetime, slope: float, step: int) -> tuple[float, float]:
+    """Range of the line's level at `origin` (bp) for a given slope (bp/s) through the points' steps."""
     lo, hi = -math.inf, math.inf
     for t, level in points:
         x = (t - origin).total_seconds()
-        lo = max(lo, level - jitter - slope * x)
-        hi = min(hi, level + step + jitter - slope * x)
+        lo = max(lo, level - slope * x)
+        hi = min(hi, level + step - slope * x)
     return lo, hi
 
 
@@ -923,11 +909,9 @@ def _soc_estimate(soc: _SocTrack, ctx: MeterContext, prior: float, prior_sigma: 
     will show (its phase), which the policy uses to place reads where they tell the most.
     """
     assert soc.last_bp is not None and soc.start_bp is not None and soc.last_t is not None
-    step, jitter = ctx.soc_step_bp, ctx.level_jitter_bp
-    bound_step = ctx.level_bound_step
-    step_wh = bound_step * ctx.capacity_wh / SOC_FULL_BP
+    step, step_wh = ctx.soc_step_bp, soc.step_wh
     ts = ctx.charging_started_at
-    # Both ends are only known to one step (and its jitter), so the difference is within ±1 of it.
+    # Both ends are only known to one step, so the difference is within ±1 step (triangular).
     by_steps = (soc.last_bp - soc.start_bp) * ctx.capacity_wh / SOC_FULL_BP
     low, high = by_steps - step_wh, by_steps + step_wh
     if ctx.start_soc_bp is None and ts is not None and soc.points[0][0] > ts:
@@ -960,11 +944,11 @@ def _soc_estimate(soc: _SocTrack, ctx: MeterContext, prior: float, prior_sigma: 
         with_start_lo, with_start_hi = lo, hi
         for t, level in later:  # pairs with the start point (inlined: this runs on every estimate)
             span, diff = (t - ts).total_seconds(), level - start_level
-            with_start_lo = max(with_start_lo, (diff - bound_step) / span)
-            with_start_hi = min(with_start_hi, (diff + bound_step + extra) / span)
+            with_start_lo = max(with_start_lo, (diff - step) / span)
+            with_start_hi = min(with_start_hi, (diff + step + extra) / span)
         if with_start_lo <= with_start_hi:
             lo, hi, points = with_start_lo, with_start_hi, later
-            start_band = (ts, start_level - jitter - extra, start_level + step + jitter)
+            start_band = (ts, start_level - extra, start_level + step)
         else:
             ts = None  # the start time does not fit the line: do without it
     # One line from the start only while the power has not moved; else the latest stretch of one
@@ -986,7 +970,7 @@ def _soc_estimate(soc: _SocTrack, ctx: MeterContext, prior: float, prior_sigma: 
     slope = power / (ctx.capacity_wh / SOC_FULL_BP * 3600.0)  # bp/s
     if slope > 0:
         origin = soc.last_t
-        a_lo, a_hi = _intercepts(points, origin, slope, step, jitter)
+        a_lo, a_hi = _intercepts(points, origin, slope, step)
         if start_band is not None:
             x = (start_band[0] - origin).total_seconds()
             a_lo, a_hi = max(a_lo, start_band[1] - slope * x), min(a_hi, start_band[2] - slope * x)
@@ -1029,9 +1013,8 @@ def _charging_end(soc: _SocTrack, fit: _SocResult, slope: float, a_lo: float, a_
     hi = next(t for t, _, on in soc.points if t > lo and not on)
     if a_lo <= a_hi and fit.from_readings:
         middle = (a_lo + a_hi) / 2  # the line's level at soc.last_t, were it still charging
-        jitter = soc.ctx.level_jitter_bp
-        crossed = soc.last_t + timedelta(seconds=(soc.last_bp - jitter - middle) / slope)
-        above = soc.last_t + timedelta(seconds=(soc.last_bp + soc.ctx.soc_step_bp + jitter - middle) / slope)
+        crossed = soc.last_t + timedelta(seconds=(soc.last_bp - middle) / slope)
+        above = soc.last_t + timedelta(seconds=(soc.last_bp + soc.ctx.soc_step_bp - middle) / slope)
         if max(lo, crossed) <= min(hi, above):
             lo, hi = max(lo, crossed), min(hi, above)
     return lo + (hi - lo) / 2, (hi - lo).total_seconds() / 2
@@ -1074,7 +1057,7 @@ def _line(
     power, power_sigma = _fuse(prior, prior_sigma, mid, sigma)
     power = min(max(power, rng[0]), rng[1])
     slope = power / (soc.ctx.capacity_wh / SOC_FULL_BP * 3600.0)
-    a_lo, a_hi = _intercepts(points, origin, slope, soc.ctx.soc_step_bp, soc.ctx.level_jitter_bp)
+    a_lo, a_hi = _intercepts(points, origin, slope, soc.ctx.soc_step_bp)
     if a_lo > a_hi:
         return None
     return power, power_sigma, rng[0], rng[1], a_lo, a_hi
@@ -1097,7 +1080,6 @@ def _tapered(
     """
     assert soc.last_t is not None and soc.last_bp is not None
     step, to_wh = ctx.soc_step_bp, ctx.capacity_wh / SOC_FULL_BP
-    jitter = ctx.level_jitter_bp
     ends = soc.level_ends
     now_line = _line(soc, recent, prior, prior_sigma, soc.last_t)
     result = replace(steps_only)
@@ -1113,11 +1095,10 @@ def _tapered(
         # What the stretch proves of the level now is what every slope it allows says, not only the
         # fitted one (a short stretch's slope is loose). Each bound rises with the slope (the points
         # lie before now): the lowest level is that of the lowest slope, the highest of the highest.
-        level_lo = _intercepts(recent, soc.last_t, power_lo / (to_wh * 3600.0), step, jitter)[0]
-        level_hi = _intercepts(recent, soc.last_t, power_hi / (to_wh * 3600.0), step, jitter)[1]
+        level_lo = _intercepts(recent, soc.last_t, power_lo / (to_wh * 3600.0), step)[0]
+        level_hi = _intercepts(recent, soc.last_t, power_hi / (to_wh * 3600.0), step)[1]
     else:
-        level_now = soc.last_bp + step / 2
-        level_lo, level_hi = float(soc.last_bp - jitter), float(soc.last_bp + step + jitter)
+        level_now, level_lo, level_hi = soc.last_bp + step / 2, float(soc.last_bp), float(soc.last_bp + step)
     if start is None:
         return result
     # The straight part from the start stops changing once the line has bent: cache it.
@@ -1127,7 +1108,7 @@ def _tapered(
         head_line, bend_at = cached[2], cached[3]
     else:
         points = [start, *[(t, level) for t, level in ends if start[0] < t <= recent[0][0]]]
-        head = points[: _feasible_run(points, ctx.level_bound_step, from_end=False)]
+        head = points[: _feasible_run(points, step, from_end=False)]
         if len(head) < 2:
             return result
         bend_at = head[-1][0]

@@ -22,11 +22,6 @@ USABLE_LOW_FRACTION = 0.85
 # below half full counts a percent at (1 + 0.15 x (level − ½)) of the pack's average. LFP packs
 # are flatter; the proof takes the steeper curve.
 LEVEL_ENERGY_RISE = 0.15
-# A battery management's level rounded to the percent may show either side of a boundary when it
-# is within 0.15 % of it (the realistic simulator's `noisy` rounding): a shown level is known to
-# 0.15 % more at each end than its step, or a proof from levels bills above what went in on the
-# smallest pack (tests/sessions/controller/test_level_noise.py).
-LEVEL_JITTER_BP = 15
 # A car's nominal AC power is what its on-board charger could take; a session gets what the
 # wallbox and the building's load management give (3.7, 7.4 or 11 kW): plan on this share of it,
 # with a wide spread, until readings measure it.

@@ -1,9 +1,6 @@
 """A car's shown level is rounded with a jitter near a boundary (the realistic world's `noisy`
 rule, vehicle_sim/telemetry.report_level): 50 % may show at 49.35–50.65 % true. Metering takes a
-shown level s to mean [s, s + step), and what it proved could exceed what went in; it now widens
-each level by `makes.LEVEL_JITTER_BP` at both ends."""
-
-from dataclasses import replace
+shown level s to mean [s, s + step): what it proves can then exceed what went in."""
 
 import pytest
 
@@ -45,7 +42,6 @@ def _ctx(start_bp: int) -> MeterContext:
         level_energy_rise=makes.LEVEL_ENERGY_RISE,
         charging_started_at=at(0),
         efficiency=1.0,
-        level_jitter_bp=makes.LEVEL_JITTER_BP,
     )
 
 
@@ -55,23 +51,12 @@ def test_the_draw_is_the_jittered_one():
     assert delivered == pytest.approx((END - START) * PACK_WH)
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="known (issue 16): a level's rounding jitter is not in its interval; the proof reaches "
+    "5,737 Wh for 5,610 delivered on the smallest pack (floor or plain rounding: never above)",
+)
 def test_a_jittered_level_never_proves_more_than_went_in():
     readings, delivered = _readings()
     est = estimate(readings, _ctx(readings[0].soc_bp))
     assert est.delivered_low_wh <= delivered
-    assert est.delivered_low_wh <= est.delivered_wh <= est.delivered_high_wh
-
-
-def test_without_the_jitter_the_same_levels_prove_more_than_went_in():
-    # Each level taken as [s, s + step) exactly: 5,737 Wh proven for 5,610 delivered.
-    readings, delivered = _readings()
-    est = estimate(readings, replace(_ctx(readings[0].soc_bp), level_jitter_bp=0))
-    assert est.delivered_low_wh > delivered
-
-
-def test_the_jitter_moves_the_middle_of_no_plan():
-    # The bounds widen at both ends alike: the estimate the STOP is planned on barely moves.
-    readings, _ = _readings()
-    ctx = _ctx(readings[0].soc_bp)
-    with_jitter, without = estimate(readings, ctx), estimate(readings, replace(ctx, level_jitter_bp=0))
-    assert with_jitter.delivered_wh == pytest.approx(without.delivered_wh, rel=0.02)
