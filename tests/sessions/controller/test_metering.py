@@ -6,6 +6,7 @@ from datetime import datetime
 import pytest
 
 from sessions.controller.metering import (
+    CHARGING,
     EVENT_COUNTER_RESET,
     NOT_CHARGING,
     RULE_DUPLICATE,
@@ -15,6 +16,7 @@ from sessions.controller.metering import (
     RULE_OUT_OF_ORDER,
     RULE_SPURIOUS_RESET,
     SOURCE_ENERGY_ADDED,
+    SOURCE_POWER,
     SOURCE_SOC,
     Meter,
     MeterContext,
@@ -591,3 +593,89 @@ def test_levels_low_in_the_pack_prove_the_energy_a_percent_holds_there():
         meter.add(r)
     alike = meter.estimate(charging_started_at=T0, charging_started_uncertainty_s=0)
     assert alike.delivered_low_wh > power_w * 3
+
+
+# --- a car that reports its charging power (v3 `charge-wattage`) -------------------------------
+
+
+def power_car_readings(*, end_s, every_s, capacity_wh, wall_w, heater_w=0.0, drop_at_s=None, after_w=None, eff=0.92):
+    """Readings of a car that reports its level (1 % steps, floored) and its charger-side power:
+    `wall_w` (`after_w` from `drop_at_s`), `heater_w` of it (battery side) heating the pack, the
+    rest at `eff` into the battery. Returns (readings, battery Wh at each reading's time)."""
+
+    def wall(t):
+        return after_w if drop_at_s is not None and t >= drop_at_s else wall_w
+
+    def battery_wh(t):
+        before = min(t, drop_at_s) if drop_at_s is not None else t
+        after = t - before
+        return ((wall_w * eff - heater_w) * before + ((after_w or 0) * eff - heater_w) * after) / 3600
+
+    readings, truth, t = [], [], 0.0
+    while t <= end_s:
+        level = 2000 + int(battery_wh(t) / capacity_wh * 100) * 100
+        readings.append(
+            Reading(
+                taken_at=at(t),
+                fetched_at=at(t + 30),
+                source=SOURCE_POWER,
+                soc_bp=level,
+                power_w=round(wall(t)),
+                charge_state=CHARGING,
+                is_plugged_in=True,
+            )
+        )
+        truth.append(battery_wh(t))
+        t += every_s
+    return readings, truth
+
+
+def power_ctx(capacity_wh, **kw):
+    return MeterContext(
+        capacity_wh=capacity_wh,
+        soc_step_bp=100,
+        energy_step_wh=0,
+        start_soc_bp=2000,
+        nominal_power_w=11_000,
+        charging_started_at=T0,
+        charging_started_uncertainty_s=5,
+        **kw,
+    )
+
+
+def test_a_car_that_reports_its_power_is_metered_by_that_power():
+    # 7 kW for 40 minutes into an 81 kWh pack: under four level steps, each 810 Wh. The levels
+    # alone know the energy to about a step; the power added up over time knows it to watts.
+    readings, truth = power_car_readings(end_s=2400, every_s=300, capacity_wh=81_000, wall_w=7_000)
+    est = estimate(readings, power_ctx(81_000))
+    assert est.source == SOURCE_POWER and est.power_source == "reported"
+    assert est.delivered_wh == pytest.approx(truth[-1], abs=5)
+    assert est.delivered_low_wh <= truth[-1] <= est.delivered_high_wh
+    # The STOP is planned on the measured power (battery side), not a level slope.
+    assert est.power_w == pytest.approx(7_000 * 0.92, rel=0.001)
+
+
+def test_a_power_drop_between_readings_is_followed_at_the_next_reading():
+    readings, truth = power_car_readings(
+        end_s=3600, every_s=300, capacity_wh=60_000, wall_w=11_000, drop_at_s=1750, after_w=5_500
+    )
+    est = estimate(readings, power_ctx(60_000))
+    # Within the trapezoid's error over the one span with the drop (300 s at 5.5 kW / 2).
+    assert abs(est.delivered_wh - truth[-1]) <= 5_500 * 300 / 3600 / 2 * 0.92 + 10
+    assert est.delivered_low_wh <= truth[-1] <= est.delivered_high_wh
+    assert est.power_w == round(5_500 * 0.92)
+
+
+def test_what_a_heater_takes_of_the_reported_power_is_never_billed():
+    # A cold pack: 1.5 kW of the 7 kW the wall gives heats it. The wattage cannot tell; what is
+    # billed (the low bound) stays what the levels prove at the smallest pack the car may have.
+    readings, truth = power_car_readings(end_s=3600, every_s=300, capacity_wh=81_000, wall_w=7_000, heater_w=1_500)
+    ctx = power_ctx(81_000, usable_fraction=0.945, usable_low_fraction=0.85)
+    meter = Meter(ctx)
+    for reading, true_wh in zip(readings, truth, strict=True):
+        meter.add(reading)
+        est = meter.estimate()
+        assert est.delivered_low_wh <= true_wh
+    # The levels hold the estimate below the energy the wattage alone would say.
+    assert est.delivered_wh < 7_000 * 0.92
+    assert est.delivered_high_wh >= truth[-1]
