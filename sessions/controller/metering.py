@@ -886,21 +886,32 @@ def _by_power(
     """(delivered, high, power, power sigma), battery side, of a car metered by its power.
 
     The power's energy is the estimate within what the levels allow: never below their proof (a
-    power that fell between two readings), never above their highest or the power's own highest.
-    The power now is the reported one where the levels allow it: a line through the levels at
-    any capacity the pack may have (lowest usable to nominal) bounds it from both sides; a
-    reported power the levels cannot reach (part of it heats the pack) is held to their bound.
+    power that fell between two readings), never above the power's own highest; above the levels'
+    highest (the largest pack the car may have) the wattage is not all battery energy and the
+    levels' own estimate stands. The power now is the reported one where the levels allow it: a
+    line through the levels at any capacity the pack may have (lowest usable to nominal) bounds
+    it from both sides; one the levels cannot reach (part of it heats the pack) gives way to theirs.
     """
-    delivered, low, high = levels
+    by_levels, low, high = levels
+    if measured.wh > high:
+        # More than the levels allow even in the largest pack: part of the wall's power did not
+        # reach the battery (a cold pack's heater). The levels' own estimate, not their edge.
+        delivered = by_levels
+    else:
+        delivered = max(measured.wh, low)
     high = max(low, min(high, measured.high_wh))
-    delivered = min(max(measured.wh, low), high)
+    delivered = min(max(delivered, low), high)
     power = reported_w * ctx.charger_efficiency
     sigma = REPORTED_POWER_SIGMA * power
     if fit.from_readings and power > 0:
         lowest = (fit.power - 2 * fit.power_sigma) * ctx.usable_low_fraction / ctx.usable_fraction * per_level
         highest = (fit.power + 2 * fit.power_sigma) / ctx.usable_fraction
-        if lowest <= highest:
-            power = min(max(power, lowest), highest)
+        if power > highest:
+            # The levels rise slower than the reported power can fill even the largest pack: the
+            # battery gets what the levels say (a heater takes the rest, until the pack is warm).
+            power, sigma = fit.power, fit.power_sigma
+        elif power < lowest:
+            power = lowest
     return delivered, high, power, sigma
 
 
