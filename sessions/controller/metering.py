@@ -785,10 +785,17 @@ class Meter:
             as_of = soc.last_t
             measured = _power_energy(self._power_points, ctx) if source == SOURCE_POWER else None
             if measured is not None:
-                # The car's power, added up over time, measures the energy; the levels cross-check
-                # it from both sides (`_by_power`). What is billed stays what the levels prove.
+                # The car's power, added up over time, measures the energy, never below what the
+                # levels prove (`_by_power`). What is billed stays what the levels prove: the
+                # wattage is the wall's, and a cold pack's heater takes part of it unseen.
+                top = soc.last_bp / SOC_FULL_BP
                 delivered, high, power, power_sigma = _by_power(
-                    measured, self._reported_power or 0, (delivered, low, high), fit, ctx, per_level
+                    measured,
+                    self._reported_power or 0,
+                    (delivered, low, high),
+                    fit,
+                    ctx,
+                    1.0 + ctx.level_energy_rise * (top - 0.5),
                 )
                 power_source = "reported"
                 as_of = max(as_of, measured.last_t)
@@ -881,37 +888,27 @@ def _by_power(
     levels: tuple[float, float, float],
     fit: _SocResult,
     ctx: MeterContext,
-    per_level: float,
+    level_rise: float,
 ) -> tuple[float, float, float, float]:
     """(delivered, high, power, power sigma), battery side, of a car metered by its power.
 
-    The power's energy is the estimate within what the levels allow: never below their proof (a
-    power that fell between two readings), never above the power's own highest; above the levels'
-    highest (the largest pack the car may have) the wattage is not all battery energy and the
-    levels' own estimate stands. The power now is the reported one where the levels allow it: a
-    line through the levels at any capacity the pack may have (lowest usable to nominal) bounds
-    it from both sides; one the levels cannot reach (part of it heats the pack) gives way to theirs.
+    The power's energy is the estimate, never below what the levels prove (a power that fell
+    between two readings) and never above the power's own highest. The levels' high bound is no
+    bound here: a percent high in the pack holds more than the average one, and a recalibrating
+    battery management moves its level by a step; the wall's energy is the bound. The power now
+    is the reported one unless the levels cannot reach it in the largest pack the car may have,
+    at the energy a percent holds at the top of the session, within two sigmas of their slope:
+    part of it then heats the pack, and the levels' power stands.
     """
-    by_levels, low, high = levels
-    if measured.wh > high:
-        # More than the levels allow even in the largest pack: part of the wall's power did not
-        # reach the battery (a cold pack's heater). The levels' own estimate, not their edge.
-        delivered = by_levels
-    else:
-        delivered = max(measured.wh, low)
-    high = max(low, min(high, measured.high_wh))
-    delivered = min(max(delivered, low), high)
+    _by_levels, low, _high = levels
+    high = max(low, measured.high_wh)
+    delivered = min(max(measured.wh, low), high)
     power = reported_w * ctx.charger_efficiency
     sigma = REPORTED_POWER_SIGMA * power
     if fit.from_readings and power > 0:
-        lowest = (fit.power - 2 * fit.power_sigma) * ctx.usable_low_fraction / ctx.usable_fraction * per_level
-        highest = (fit.power + 2 * fit.power_sigma) / ctx.usable_fraction
+        highest = (fit.power + 2 * fit.power_sigma) / ctx.usable_fraction * max(1.0, level_rise)
         if power > highest:
-            # The levels rise slower than the reported power can fill even the largest pack: the
-            # battery gets what the levels say (a heater takes the rest, until the pack is warm).
             power, sigma = fit.power, fit.power_sigma
-        elif power < lowest:
-            power = lowest
     return delivered, high, power, sigma
 
 
