@@ -598,10 +598,20 @@ def test_levels_low_in_the_pack_prove_the_energy_a_percent_holds_there():
 # --- a car that reports its charging power (v3 `charge-wattage`) -------------------------------
 
 
-def power_car_readings(*, end_s, every_s, capacity_wh, wall_w, heater_w=0.0, drop_at_s=None, after_w=None, eff=0.92):
+def power_car_readings(
+    *, end_s, every_s, capacity_wh, wall_w, heater_w=0.0, drop_at_s=None, after_w=None, eff=0.92, start=0.2, rise=0.0
+):
     """Readings of a car that reports its level (1 % steps, floored) and its charger-side power:
     `wall_w` (`after_w` from `drop_at_s`), `heater_w` of it (battery side) heating the pack, the
-    rest at `eff` into the battery. Returns (readings, battery Wh at each reading's time)."""
+    rest at `eff` into the battery. A percent at level s holds (1 + rise (s − ½)) of the average.
+    Returns (readings, battery Wh at each reading's time)."""
+
+    def level_at(wh):
+        s = start
+        while wh > 0:  # 0.01 % at a time: the energy each holds grows with the level
+            wh -= capacity_wh / 10_000 * (1 + rise * (s - 0.5))
+            s += 0.0001
+        return s
 
     def wall(t):
         return after_w if drop_at_s is not None and t >= drop_at_s else wall_w
@@ -613,7 +623,7 @@ def power_car_readings(*, end_s, every_s, capacity_wh, wall_w, heater_w=0.0, dro
 
     readings, truth, t = [], [], 0.0
     while t <= end_s:
-        level = 2000 + int(battery_wh(t) / capacity_wh * 100) * 100
+        level = math.floor(level_at(battery_wh(t)) * 100 + 1e-9) * 100
         readings.append(
             Reading(
                 taken_at=at(t),
@@ -677,17 +687,22 @@ def test_what_a_heater_takes_of_the_reported_power_is_never_billed_nor_planned_o
         est = meter.estimate()
         assert est.delivered_low_wh <= true_wh <= est.delivered_high_wh
     # The estimate is the wall's energy at the charger's efficiency (6.44 kWh, the heater's share
-    # in it), but the levels rise slower than 6.44 kW can fill even the largest pack: the STOP is
-    # planned on the levels' power, not the reported one.
+    # in it: no bound of the levels tells it at this length), but the levels rise slower than
+    # 6.44 kW can fill even the largest pack: the STOP is planned on the levels' power.
     assert est.delivered_wh == pytest.approx(7_000 * 0.92, abs=10)
     assert est.power_w == pytest.approx(7_000 * 0.92 - 1_500, rel=0.03)
 
 
 def test_the_levels_high_bound_does_not_cap_what_the_power_measured():
-    # A percent high in the pack holds more than the nominal capacity's hundredth (here 860 Wh
-    # against 810): the levels' highest falls below the energy delivered. The wall's energy is
-    # the bound; the power's estimate is not cut to the levels'.
-    readings, truth = power_car_readings(end_s=7200, every_s=300, capacity_wh=86_000, wall_w=7_000)
-    est = estimate(readings, power_ctx(81_000, usable_fraction=0.945, usable_low_fraction=0.85))
+    # High in the pack a percent holds more than the capacity's hundredth (4 % more from 70 to
+    # 86 %): the levels' high bound at the nominal capacity falls below the energy delivered. The
+    # wall's energy is the bound; the power's estimate is not cut to the levels'.
+    readings, truth = power_car_readings(
+        end_s=7200, every_s=300, capacity_wh=81_000, wall_w=7_000, start=0.7, rise=0.15
+    )
+    ctx = replace(
+        power_ctx(81_000, usable_fraction=0.945, usable_low_fraction=0.85, level_energy_rise=0.15), start_soc_bp=7000
+    )
+    est = estimate(readings, ctx)
     assert est.delivered_wh == pytest.approx(truth[-1], abs=10)
     assert est.delivered_low_wh <= truth[-1] <= est.delivered_high_wh
