@@ -706,3 +706,21 @@ def test_the_levels_high_bound_does_not_cap_what_the_power_measured():
     est = estimate(readings, ctx)
     assert est.delivered_wh == pytest.approx(truth[-1], abs=10)
     assert est.delivered_low_wh <= truth[-1] <= est.delivered_high_wh
+
+
+def test_a_pause_the_readings_show_adds_no_power():
+    # 7 kW for 20 minutes, paused for 40 (the verification read shows it), 7 kW again for 20:
+    # the pause counts nothing; the stop and the restart fall between two readings (half each).
+    charging, _ = power_car_readings(end_s=1200, every_s=300, capacity_wh=81_000, wall_w=7_000)
+    paused = [
+        replace(charging[-1], taken_at=at(t), fetched_at=at(t + 30), power_w=0, charge_state=NOT_CHARGING)
+        for t in (1260, 2400)
+    ]
+    resumed = [
+        replace(charging[-1], taken_at=at(t), fetched_at=at(t + 30), soc_bp=charging[-1].soc_bp + 100 * (t > 3000))
+        for t in (2700, 3000, 3600)
+    ]
+    est = estimate([*charging, *paused, *resumed], power_ctx(81_000))
+    truth = 7_000 * 0.92 * (1200 + 30 + (3600 - 2700) + 150) / 3600  # stop at 1230, restart at 2550 (mid-spans)
+    assert est.source == SOURCE_POWER
+    assert est.delivered_wh == pytest.approx(truth, abs=10)
