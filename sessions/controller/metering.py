@@ -900,12 +900,15 @@ def _by_power(
     at the energy a percent holds at the top of the session, within two sigmas of their slope:
     part of it then heats the pack, and the levels' power stands.
     """
-    _by_levels, low, _high = levels
+    _, low, _ = levels
     high = max(low, measured.high_wh)
     delivered = min(max(measured.wh, low), high)
     power = reported_w * ctx.charger_efficiency
     sigma = REPORTED_POWER_SIGMA * power
-    if fit.from_readings and power > 0:
+    if power <= 0:
+        # Not charging now (stopped, paused): the power it would charge at is the levels'.
+        return delivered, high, fit.power, fit.power_sigma
+    if fit.from_readings:
         highest = (fit.power + 2 * fit.power_sigma) / ctx.usable_fraction * max(1.0, level_rise)
         if power > highest:
             power, sigma = fit.power, fit.power_sigma

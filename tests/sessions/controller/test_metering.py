@@ -724,3 +724,11 @@ def test_a_pause_the_readings_show_adds_no_power():
     truth = 7_000 * 0.92 * (1200 + 30 + (3600 - 2700) + 150) / 3600  # stop at 1230, restart at 2550 (mid-spans)
     assert est.source == SOURCE_POWER
     assert est.delivered_wh == pytest.approx(truth, abs=10)
+
+
+def test_a_car_that_stopped_keeps_the_power_it_charged_at_for_planning():
+    # The car reports 0 W once it stops: the power it would charge at again is the levels', not 0.
+    readings, _ = power_car_readings(end_s=2400, every_s=300, capacity_wh=81_000, wall_w=7_000)
+    stopped = replace(readings[-1], taken_at=at(2460), fetched_at=at(2490), power_w=0, charge_state=NOT_CHARGING)
+    est = estimate([*readings, stopped], power_ctx(81_000))
+    assert est.power_w == pytest.approx(7_000 * 0.92, rel=0.15)
