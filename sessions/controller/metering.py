@@ -56,6 +56,12 @@ class Reading:
     power_w: int | None = None
     charge_state: str | None = None
     is_plugged_in: bool | None = None
+    # "poll": the answer to a read of the car made at `fetched_at`; "webhook": a delivery, which
+    # may come late; "": not known (see MeterContext.level_event_lag_s).
+    via: str = ""
+
+
+VIA_POLL = "poll"
 
 
 @dataclass(frozen=True)
@@ -105,6 +111,13 @@ class MeterContext:
     # Power is estimated from readings in this window before the latest one.
     power_window_s: float = 1800.0
     min_power_span_s: float = 120.0
+    # Cars whose data is refreshed at each level step while charging (Hyundai/Kia Gen2: every
+    # 10 %, docs/reference/makes.md §2b), not on a clock: a read that returns an older level still
+    # shows the level the car has when it was read, since a step would have refreshed the data.
+    # The reading then counts as taken at its fetch less this lag (the cloud and Smartcar noticing
+    # a step); without it, levels an hour old were extrapolated at the power before a drop and the
+    # STOP went out at half the purchase. None: data is as old as its time says.
+    level_event_lag_s: float | None = None
 
     @property
     def power_ceiling_w(self) -> int:
@@ -694,8 +707,26 @@ class Meter:
             logger.info("metering: ignored reading %s (%s): %s", r.index, r.rule, r.detail)
         return ok
 
+    def _held_level(self, reading: Reading) -> Reading:
+        """A polled level of a car that reports each level step (see `level_event_lag_s`), at the
+        time it is known to have held: its fetch less the lag, when that is later than its data
+        time and than every reading so far (an older one must not displace a newer one)."""
+        lag = self.ctx.level_event_lag_s
+        if (
+            lag is None
+            or reading.via != VIA_POLL
+            or reading.soc_bp is None
+            or reading.charge_state != CHARGING
+            or not (_aware(reading.fetched_at) and _aware(reading.taken_at))
+        ):
+            return reading
+        held = reading.fetched_at - timedelta(seconds=lag)
+        if held <= reading.taken_at or (self._latest is not None and held <= self._latest.reading.taken_at):
+            return reading
+        return replace(reading, taken_at=held)
+
     def _add(self, index: int, reading: Reading) -> bool:
-        c = _validate(index, reading, self.ctx, self.rejections)
+        c = _validate(index, self._held_level(reading), self.ctx, self.rejections)
         if c is None:
             return False
         t = c.reading.taken_at

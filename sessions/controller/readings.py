@@ -34,11 +34,14 @@ def _cache_row(r: MeterReading) -> list:
         whole(r.power_w),
         r.charge_state or "",
         r.is_plugged_in,
+        r.via,
     ]
 
 
 def _from_cache_row(row: list) -> metering.Reading:
-    taken_us, fetched_us, source, energy, soc, power, charge_state, plugged = row
+    taken_us, fetched_us, source, energy, soc, power, charge_state, plugged = row[:8]
+    # Copies written before the ninth field (how the reading came) say nothing of it.
+    via = row[8] if len(row) > 8 else ""
     return metering.Reading(
         taken_at=_EPOCH + taken_us * _US,
         fetched_at=_EPOCH + fetched_us * _US,
@@ -48,6 +51,7 @@ def _from_cache_row(row: list) -> metering.Reading:
         power_w=power,
         charge_state=charge_state or None,
         is_plugged_in=plugged,
+        via=via,
     )
 
 
@@ -175,6 +179,7 @@ def _estimate(session: ChargingSession, readings: list[metering.Reading]) -> met
         usable_fraction=makes.USABLE_FRACTION,
         usable_low_fraction=makes.USABLE_LOW_FRACTION,
         level_energy_rise=makes.LEVEL_ENERGY_RISE,
+        level_event_lag_s=makes.traits_for(session.vehicle.make).level_event_lag_s,
         charging_started_at=started_at,
         charging_started_uncertainty_s=half_width,
     )

@@ -46,6 +46,11 @@ class MakeTraits:
     command_latency_s: tuple[float, float] = (5.0, 120.0)
     # Data requests per vehicle and day before the OEM refuses (docs/reference/makes.md §2b); None = no quota.
     daily_data_quota: int | None = None
+    # Cars whose data refreshes at each level step while charging rather than on a clock
+    # (Hyundai/Kia Gen2, §2b): a read's older level still holds when it is read, less this lag
+    # (the OEM cloud and Smartcar noticing the step; Smartcar says "seconds" for the latter).
+    # None: the data is as old as its time says (metering.MeterContext.level_event_lag_s).
+    level_event_lag_s: float | None = None
 
 
 DEFAULT = MakeTraits()
@@ -56,6 +61,8 @@ _GM = MakeTraits(
     nominal_power_w=11_500,
     command_latency_s=(30, 120),
 )
+# Hyundai/Kia before 2025 (Gen2 navigation): 10 % levels, data refreshed at each level step.
+_HK_GEN2 = MakeTraits(soc_step_bp=1000, telemetry_refresh_s=600, command_latency_s=(30, 120), level_event_lag_s=180)
 TRAITS: dict[str, MakeTraits] = {
     "TESLA": MakeTraits(
         telemetry_age_s=60,
@@ -63,8 +70,8 @@ TRAITS: dict[str, MakeTraits] = {
         command_latency_s=(5, 40),
         daily_data_quota=200,  # Fleet API Discovery plan (docs/reference/makes.md §2b, T1)
     ),
-    "HYUNDAI": MakeTraits(soc_step_bp=1000, telemetry_refresh_s=600, command_latency_s=(30, 120)),
-    "KIA": MakeTraits(soc_step_bp=1000, telemetry_refresh_s=600, command_latency_s=(30, 120)),
+    "HYUNDAI": _HK_GEN2,
+    "KIA": _HK_GEN2,
     "CHEVROLET": _GM,
     "CADILLAC": _GM,
     "GMC": _GM,

@@ -32,6 +32,7 @@ def table_readings(session) -> list[metering.Reading]:
             power_w=r.power_w,
             charge_state=r.charge_state or None,
             is_plugged_in=r.is_plugged_in,
+            via=r.via,
         )
         for r in MeterReading.objects.filter(session=session, taken_at__gte=since)
     ]
@@ -168,3 +169,24 @@ def test_a_step_that_stays_in_its_state_commits_without_a_transaction_around_its
     assert depth_at_commit["charging→charging"] == {0}
     for kind in ("requested→starting", "starting→charging", "charging→stopping", "stopping→completed"):
         assert depth_at_commit[kind] == {1}, kind
+
+
+def test_the_copy_keeps_how_each_reading_came_and_an_older_copy_reads_as_unknown(sim, connect, credit, driver):
+    # Metering trusts a polled level of an event-reporting car to hold until it was read, and
+    # only a polled one (metering.MeterContext.level_event_lag_s): the copy must say which it is.
+    car = connect(driver, soc=0.3)
+    credit(driver, energy_wh=30_000)
+    session = services.session_request(user=driver, vehicle_id=car.vehicle.pk, energy_wh=8_000)
+    for _ in range(3):
+        session.refresh_from_db()
+        sim.clock.set(max(sim.clock.now(), session.next_action_at))
+        [(session_id, token)] = runtime.sessions_claim_due()
+        machine.session_step(session_id=session_id, lease_token=token)
+    loaded = machine._session_for_step(session.pk)
+    assert {r.via for r in readings._reading_rows(loaded)} == {"poll"}
+
+    # A copy written before it said how its readings came: unknown, never taken for a poll.
+    old = [row[:8] for row in loaded.readings_cache]
+    session.__class__.objects.filter(pk=session.pk).update(readings_cache=old)
+    loaded = machine._session_for_step(session.pk)
+    assert {r.via for r in readings._reading_rows(loaded)} == {""}
