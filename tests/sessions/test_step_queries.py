@@ -53,6 +53,8 @@ def step_by_step(sim, session, *, on_step=None, max_steps=200):
         [(session_id, token)] = runtime.sessions_claim_due()
         # The learned latency is cached per make and minute, shared by every session of the make.
         readings.latency_model(session.vehicle.make)
+        # SQLite probes its JSON support once per connection, the first time a JSON value is read.
+        assert connection.features.supports_json_field
         before = session.status
         with CaptureQueriesContext(connection) as queries:
             machine.session_step(session_id=session_id, lease_token=token)
@@ -105,6 +107,7 @@ def test_the_start_step_of_an_enrolled_car_looks_up_no_enrollment(sim, connect, 
     session = services.session_request(user=driver, vehicle_id=car.vehicle.pk, energy_wh=8_000)
     [(session_id, token)] = runtime.sessions_claim_due()
     readings.latency_model(car.vehicle.make)
+    assert connection.features.supports_json_field  # probed once per connection (SQLite)
     with CaptureQueriesContext(connection) as queries:
         machine.session_step(session_id=session_id, lease_token=token)
     session.refresh_from_db()
