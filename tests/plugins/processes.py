@@ -69,13 +69,16 @@ class Fleet:
     groups: list[Group] = field(default_factory=list)
     queue: str = ""
 
-    def group(self, name: str) -> Group:
+    def group(self, name: str, *, in_flight: int = 0) -> Group:
+        """`in_flight`: the group's controller runs the steps itself, up to that many at once (the
+        default `run_controller`); 0 enqueues each step to the group's django-q2 cluster."""
         env = group_env(
             database_url=self.database_url,
             redis_url=self.redis_url,
             sim_url=self.server.url,
             clock=self.clock,
             queue=self.queue,
+            in_flight=in_flight,
         )
         started = Group(env=env, name=name).start(self.log_dir)
         self.groups.append(started)

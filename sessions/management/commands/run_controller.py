@@ -1,8 +1,11 @@
-"""Run the charging controller loop: claim due sessions and enqueue one step each.
+"""Run the charging controller: claim due sessions and run their steps.
 
-With `--in-flight N` the process is a worker too: it claims up to N due sessions and runs their
-steps itself, N at once, their vehicle API calls in flight on one event loop
-(`sessions/controller/inflight.py`) instead of a django-q2 worker thread each.
+By default the process is the worker too: it claims up to `--in-flight` due sessions and runs
+their steps itself, their vehicle API calls in flight on one event loop
+(`sessions/controller/inflight.py`). That is the only path for real cars: a v3 command answers
+once the car acted, seconds to minutes (docs/reference/vehicle-api-v3.md §4), longer than a
+django-q2 task may run (`Q_CLUSTER["timeout"]`). `--in-flight 0` enqueues one django-q2 task per
+step instead, for a vehicle API that answers at once (the ideal simulator).
 """
 
 import contextlib
@@ -10,6 +13,10 @@ import contextlib
 from django.core.management.base import BaseCommand
 
 from sessions.controller import inflight, runtime
+
+# Calls in flight at once per process; a car's call holds a slot for seconds to minutes, so this is
+# about the steps per second the process can start times their answer time (docs/scale.md).
+DEFAULT_IN_FLIGHT = 500
 
 
 class Command(BaseCommand):
@@ -21,8 +28,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--in-flight",
             type=int,
-            default=0,
-            help="Run the steps in this process, up to N at once (0: enqueue each to django-q2).",
+            default=DEFAULT_IN_FLIGHT,
+            help=f"Run the steps here, up to N at once (default {DEFAULT_IN_FLIGHT}; 0: one django-q2 task each).",
         )
         parser.add_argument(
             "--hubs", type=int, default=8, help="With --in-flight: threads stepping, one database connection each."

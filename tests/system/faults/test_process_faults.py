@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import pytest
 from django.db import connection
+from django_q.models import Task
 
 from sessions.models import ChargingSession, SessionStatus
 from tests.plugins.processes import assert_fleet_invariants
@@ -21,19 +22,26 @@ def _charging_or_later(n):
     return lambda: ChargingSession.objects.filter(status__in=[S.CHARGING, S.STOPPING]).count() >= n
 
 
-def test_a_worker_killed_mid_session_is_replaced_and_every_session_completes(fleet):
+# The in-flight worker is `run_controller`'s default (the only path for cars that answer a command
+# after minutes); the django-q2 path stays for `--in-flight 0`. A killed worker of either kind is
+# replaced without a lost or doubled session.
+@pytest.mark.parametrize("in_flight", [0, 200], ids=["django-q2", "in-flight"])
+def test_a_worker_killed_mid_session_is_replaced_and_every_session_completes(fleet, in_flight):
     fleet.request(30)
-    first = fleet.group("first")
+    first = fleet.group("first", in_flight=in_flight)
     fleet.wait(timeout_s=180, until=_charging_or_later(10))
 
     first.kill()
     killed_at = fleet.clock.now()
     assert not first.alive()
-    fleet.group("second")
+    fleet.group("second", in_flight=in_flight)
     fleet.wait(timeout_s=300)
 
     assert_fleet_invariants(fleet, crash_at=killed_at)
     assert ChargingSession.objects.filter(status=S.COMPLETED).count() >= 27
+    # Which path stepped the sessions: django-q2 keeps its finished tasks.
+    queued_steps = Task.objects.filter(func="sessions.tasks.session_step").count()
+    assert (queued_steps > 0) == (in_flight == 0), queued_steps
 
 
 def test_sessions_survive_the_database_dropping_the_workers_connections(fleet):

@@ -61,7 +61,9 @@ class SharedClock:
 WORKER_APPLICATION_NAME = "prepaid-fleet-worker"
 
 
-def group_env(*, database_url: str, redis_url: str, sim_url: str, clock: SharedClock, queue: str) -> dict[str, str]:
+def group_env(
+    *, database_url: str, redis_url: str, sim_url: str, clock: SharedClock, queue: str, in_flight: int = 0
+) -> dict[str, str]:
     env = {
         k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "Q_", "VEHICLE_", "PYTEST", "DATABASE_"))
     }
@@ -87,6 +89,7 @@ def group_env(*, database_url: str, redis_url: str, sim_url: str, clock: SharedC
         VEHICLE_API_TIMEOUT_S="20",
         LOG_LEVEL="WARNING",
         PYTHONPATH=str(ROOT),
+        SCALEOUT_IN_FLIGHT=str(in_flight),
     )
     return env
 
@@ -157,7 +160,7 @@ def _main(role: str) -> None:
     with clock.use(shared.now, all_threads=True):
         # qcluster forks its workers after this point: they inherit the shared clock.
         if role == "controller":
-            call_command("run_controller", interval=0.1, limit=200)
+            call_command("run_controller", interval=0.1, limit=200, in_flight=int(os.environ["SCALEOUT_IN_FLIGHT"]))
         else:
             call_command("qcluster")
 

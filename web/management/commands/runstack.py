@@ -1,5 +1,5 @@
-"""Run the whole stack on loopback: web server, django-q2 worker, controller loop, localstripe and
-the vehicle simulator. Ctrl-C stops everything.
+"""Run the whole stack on loopback: web server, django-q2 worker, the controller (its in-flight
+worker runs the charging steps), localstripe and the vehicle simulator. Ctrl-C stops everything.
 
 With SIM_SPEED above 1 the simulated cars and the controller run on one sped-up clock: this
 command fixes its origin (SIM_CLOCK_ORIGIN) and hands it to every process it starts. The demo
