@@ -296,12 +296,15 @@ def _sim_car(sim: Simulator, config: FleetConfig, spec: CarSpec):
         **overrides,
     )
     if not config.energy_step_kwh:
-        # A car defined without an energy counter reports its level alone (profile B: SoC only),
-        # whatever its make's cloud could report.
+        # A car of a counting make defined without its energy counter reports its level alone
+        # (profile B: SoC only), whatever its make's cloud could report. A make that has no
+        # counter keeps what it reports (BMW's, VW's, Mercedes' charging power): stripping it
+        # too left those profiles without the signal their metering is built on.
         v3_platform = v3.platform(sim)
         with sim.lock:
             reported = v3_platform.traits_of(sim.vehicles[car.id]).signals
-            v3_platform.set_traits(car.id, {"signals": sorted(reported - {profiles.ENERGY_ADDED} - profiles.POWER)})
+            if profiles.ENERGY_ADDED in reported:
+                v3_platform.set_traits(car.id, {"signals": sorted(reported - {profiles.ENERGY_ADDED} - profiles.POWER)})
     return car
 
 

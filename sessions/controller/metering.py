@@ -11,6 +11,7 @@ data age (`SC-Data-Age`), never the time we fetched them: energy kept flowing in
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 from collections.abc import Callable, Sequence
@@ -679,6 +680,9 @@ class Meter:
         self._accepted = 0
         self._reported_power: int | None = None
         self._peak_reported: int | None = None
+        # (data time, charger-side W) of every accepted reading that carries the car's power: 0
+        # while it does not charge. Added up over time they measure the energy (SOURCE_POWER).
+        self._power_points: list[tuple[datetime, float]] = []
         self._count = 0
 
     def add(self, reading: Reading) -> bool:
@@ -715,6 +719,7 @@ class Meter:
         if c.power_w is not None:
             self._reported_power = c.power_w
             self._peak_reported = max(c.power_w, self._peak_reported or 0)
+            self._power_points.append((t, float(c.power_w) if charging else 0.0))
         return True
 
     def estimate(
@@ -778,6 +783,22 @@ class Meter:
                 power_source = "readings"
             phase = (fit.phase_mid_at, fit.phase_width_s, fit.step_s)
             as_of = soc.last_t
+            measured = _power_energy(self._power_points, ctx) if source == SOURCE_POWER else None
+            if measured is not None:
+                # The car's power, added up over time, measures the energy, never below what the
+                # levels prove (`_by_power`). What is billed stays what the levels prove: the
+                # wattage is the wall's, and a cold pack's heater takes part of it unseen.
+                top = soc.last_bp / SOC_FULL_BP
+                delivered, high, power, power_sigma = _by_power(
+                    measured,
+                    self._reported_power or 0,
+                    (delivered, low, high),
+                    fit,
+                    ctx,
+                    1.0 + ctx.level_energy_rise * (top - 0.5),
+                )
+                power_source = "reported"
+                as_of = max(as_of, measured.last_t)
         else:
             source = "none"
             delivered, low, high = 0.0, 0.0, 0.0
@@ -817,6 +838,81 @@ class Meter:
                 round(self._peak_reported * ctx.charger_efficiency / ctx.efficiency) if self._peak_reported else None
             ),
         )
+
+
+@dataclass(frozen=True)
+class _PowerEnergy:
+    """Battery-side Wh the car's reported power adds up to since charging began: the estimate
+    (trapezoid between readings), and the most it can be (each span at the higher end)."""
+
+    wh: float
+    high_wh: float
+    last_t: datetime
+
+
+def _power_energy(points: list[tuple[datetime, float]], ctx: MeterContext) -> _PowerEnergy | None:
+    """The energy the reported charger-side power adds up to since `ctx.charging_started_at`, at
+    `ctx.charger_efficiency`; None without a start time or a reading after it.
+
+    Between two readings by the trapezoid (a power step falls somewhere in between), at most the
+    higher end. From the start to the first reading at the first charging power (the start's
+    spread added to the highest). The wattage is what the wall gives: a cold pack's heater takes
+    part of it that never reaches the battery, so this is an upper bound and an estimate, never
+    a proof of what the battery got.
+    """
+    started_at = ctx.charging_started_at
+    if started_at is None:
+        return None
+    after = [(t, w) for t, w in points if t > started_at]
+    if not after:
+        return None
+    first_w = next((w for _, w in after if w > 0), 0.0)
+    lead_s = (after[0][0] - started_at).total_seconds()
+    wh, high = first_w * lead_s, first_w * (lead_s + ctx.charging_started_uncertainty_s)
+    for (ta, wa), (tb, wb) in itertools.pairwise(after):
+        span = (tb - ta).total_seconds()
+        wh += (wa + wb) / 2 * span
+        high += max(wa, wb) * span
+    scale = ctx.charger_efficiency / 3600.0
+    return _PowerEnergy(wh * scale, high * scale, after[-1][0])
+
+
+# The reported wattage read at one instant stands for the power between readings: trust it to
+# this share (1 sigma) as the battery's power now.
+REPORTED_POWER_SIGMA = 0.02
+
+
+def _by_power(
+    measured: _PowerEnergy,
+    reported_w: int,
+    levels: tuple[float, float, float],
+    fit: _SocResult,
+    ctx: MeterContext,
+    level_rise: float,
+) -> tuple[float, float, float, float]:
+    """(delivered, high, power, power sigma), battery side, of a car metered by its power.
+
+    The power's energy is the estimate, never below what the levels prove (a power that fell
+    between two readings) and never above the power's own highest. The levels' high bound is no
+    bound here: a percent high in the pack holds more than the average one, and a recalibrating
+    battery management moves its level by a step; the wall's energy is the bound. The power now
+    is the reported one unless the levels cannot reach it in the largest pack the car may have,
+    at the energy a percent holds at the top of the session, within two sigmas of their slope:
+    part of it then heats the pack, and the levels' power stands.
+    """
+    _, low, _ = levels
+    high = max(low, measured.high_wh)
+    delivered = min(max(measured.wh, low), high)
+    power = reported_w * ctx.charger_efficiency
+    sigma = REPORTED_POWER_SIGMA * power
+    if power <= 0:
+        # Not charging now (stopped, paused): the power it would charge at is the levels'.
+        return delivered, high, fit.power, fit.power_sigma
+    if fit.from_readings:
+        highest = (fit.power + 2 * fit.power_sigma) / ctx.usable_fraction * max(1.0, level_rise)
+        if power > highest:
+            power, sigma = fit.power, fit.power_sigma
+    return delivered, high, power, sigma
 
 
 def _usable(ctx: MeterContext) -> MeterContext:

@@ -5,7 +5,7 @@ import json
 import pytest
 from django.core.management import call_command
 
-from benchmarks.fleet import FleetConfig, fleet_specs
+from benchmarks.fleet import START, FleetConfig, fleet_specs
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -113,3 +113,28 @@ def test_with_webhooks_readings_arrive_by_webhook_and_billed_reads_fall(tmp_path
     assert hooked["sim_calls_mismatch"] == 0  # subscribing is not a call of the session's
     for session in hooked_doc["sessions"]["predictive"]:
         assert session["billed_reads"] <= session["api_calls"]
+
+
+@pytest.mark.parametrize(
+    ("profile", "args", "power", "counter"),
+    [
+        # A make without an energy counter reports its charging power: metering is built on it.
+        ("bmw_mini", {}, True, False),
+        ("vw_group", {}, True, False),
+        ("mercedes_eq_eu", {}, True, False),
+        # Profile B: a counting make (Tesla-like) defined without its counter reports levels only.
+        ("generic", {"energy_step_kwh": 0.0}, False, False),
+        ("generic", {"energy_step_kwh": 0.01}, True, True),
+    ],
+)
+def test_a_car_reports_the_signals_its_make_and_the_command_line_give_it(profile, args, power, counter):
+    from benchmarks.fleet import FleetSimulator, _sim_car
+    from vehicle_sim import profiles, v3
+    from vehicle_sim.clock import SteppedClock
+
+    config = FleetConfig(profile=profile, world="realistic", sessions=1, **args).resolved()
+    sim = FleetSimulator(SteppedClock(START), seed=1, world=config.sim_world())
+    car = _sim_car(sim, config, fleet_specs(config)[0])
+    reported = set(v3.platform(sim).available(sim.vehicles[car.id]))
+    assert (profiles.WATTAGE in reported) is power
+    assert (profiles.ENERGY_ADDED in reported) is counter

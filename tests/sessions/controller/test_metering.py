@@ -6,6 +6,7 @@ from datetime import datetime
 import pytest
 
 from sessions.controller.metering import (
+    CHARGING,
     EVENT_COUNTER_RESET,
     NOT_CHARGING,
     RULE_DUPLICATE,
@@ -15,6 +16,7 @@ from sessions.controller.metering import (
     RULE_OUT_OF_ORDER,
     RULE_SPURIOUS_RESET,
     SOURCE_ENERGY_ADDED,
+    SOURCE_POWER,
     SOURCE_SOC,
     Meter,
     MeterContext,
@@ -591,3 +593,142 @@ def test_levels_low_in_the_pack_prove_the_energy_a_percent_holds_there():
         meter.add(r)
     alike = meter.estimate(charging_started_at=T0, charging_started_uncertainty_s=0)
     assert alike.delivered_low_wh > power_w * 3
+
+
+# --- a car that reports its charging power (v3 `charge-wattage`) -------------------------------
+
+
+def power_car_readings(
+    *, end_s, every_s, capacity_wh, wall_w, heater_w=0.0, drop_at_s=None, after_w=None, eff=0.92, start=0.2, rise=0.0
+):
+    """Readings of a car that reports its level (1 % steps, floored) and its charger-side power:
+    `wall_w` (`after_w` from `drop_at_s`), `heater_w` of it (battery side) heating the pack, the
+    rest at `eff` into the battery. A percent at level s holds (1 + rise (s − ½)) of the average.
+    Returns (readings, battery Wh at each reading's time)."""
+
+    def level_at(wh):
+        s = start
+        while wh > 0:  # 0.01 % at a time: the energy each holds grows with the level
+            wh -= capacity_wh / 10_000 * (1 + rise * (s - 0.5))
+            s += 0.0001
+        return s
+
+    def wall(t):
+        return after_w if drop_at_s is not None and t >= drop_at_s else wall_w
+
+    def battery_wh(t):
+        before = min(t, drop_at_s) if drop_at_s is not None else t
+        after = t - before
+        return ((wall_w * eff - heater_w) * before + ((after_w or 0) * eff - heater_w) * after) / 3600
+
+    readings, truth, t = [], [], 0.0
+    while t <= end_s:
+        level = math.floor(level_at(battery_wh(t)) * 100 + 1e-9) * 100
+        readings.append(
+            Reading(
+                taken_at=at(t),
+                fetched_at=at(t + 30),
+                source=SOURCE_POWER,
+                soc_bp=level,
+                power_w=round(wall(t)),
+                charge_state=CHARGING,
+                is_plugged_in=True,
+            )
+        )
+        truth.append(battery_wh(t))
+        t += every_s
+    return readings, truth
+
+
+def power_ctx(capacity_wh, **kw):
+    return MeterContext(
+        capacity_wh=capacity_wh,
+        soc_step_bp=100,
+        energy_step_wh=0,
+        start_soc_bp=2000,
+        nominal_power_w=11_000,
+        charging_started_at=T0,
+        charging_started_uncertainty_s=5,
+        **kw,
+    )
+
+
+def test_a_car_that_reports_its_power_is_metered_by_that_power():
+    # 7 kW for 40 minutes into an 81 kWh pack: under four level steps, each 810 Wh. The levels
+    # alone know the energy to about a step; the power added up over time knows it to watts.
+    readings, truth = power_car_readings(end_s=2400, every_s=300, capacity_wh=81_000, wall_w=7_000)
+    est = estimate(readings, power_ctx(81_000))
+    assert est.source == SOURCE_POWER and est.power_source == "reported"
+    assert est.delivered_wh == pytest.approx(truth[-1], abs=5)
+    assert est.delivered_low_wh <= truth[-1] <= est.delivered_high_wh
+    # The STOP is planned on the measured power (battery side), not a level slope.
+    assert est.power_w == pytest.approx(7_000 * 0.92, rel=0.001)
+
+
+def test_a_power_drop_between_readings_is_followed_at_the_next_reading():
+    readings, truth = power_car_readings(
+        end_s=3600, every_s=300, capacity_wh=60_000, wall_w=11_000, drop_at_s=1750, after_w=5_500
+    )
+    est = estimate(readings, power_ctx(60_000))
+    # Within the trapezoid's error over the one span with the drop (300 s at 5.5 kW / 2).
+    assert abs(est.delivered_wh - truth[-1]) <= 5_500 * 300 / 3600 / 2 * 0.92 + 10
+    assert est.delivered_low_wh <= truth[-1] <= est.delivered_high_wh
+    assert est.power_w == round(5_500 * 0.92)
+
+
+def test_what_a_heater_takes_of_the_reported_power_is_never_billed_nor_planned_on():
+    # A cold pack: 1.5 kW of the 7 kW the wall gives heats it. The wattage cannot tell; what is
+    # billed (the low bound) stays what the levels prove at the smallest pack the car may have.
+    readings, truth = power_car_readings(end_s=3600, every_s=300, capacity_wh=81_000, wall_w=7_000, heater_w=1_500)
+    ctx = power_ctx(81_000, usable_fraction=0.945, usable_low_fraction=0.85, level_energy_rise=0.15)
+    meter = Meter(ctx)
+    for reading, true_wh in zip(readings, truth, strict=True):
+        meter.add(reading)
+        est = meter.estimate()
+        assert est.delivered_low_wh <= true_wh <= est.delivered_high_wh
+    # The estimate is the wall's energy at the charger's efficiency (6.44 kWh, the heater's share
+    # in it: no bound of the levels tells it at this length), but the levels rise slower than
+    # 6.44 kW can fill even the largest pack: the STOP is planned on the levels' power.
+    assert est.delivered_wh == pytest.approx(7_000 * 0.92, abs=10)
+    assert est.power_w == pytest.approx(7_000 * 0.92 - 1_500, rel=0.03)
+
+
+def test_the_levels_high_bound_does_not_cap_what_the_power_measured():
+    # High in the pack a percent holds more than the capacity's hundredth (4 % more from 70 to
+    # 86 %): the levels' high bound at the nominal capacity falls below the energy delivered. The
+    # wall's energy is the bound; the power's estimate is not cut to the levels'.
+    readings, truth = power_car_readings(
+        end_s=7200, every_s=300, capacity_wh=81_000, wall_w=7_000, start=0.7, rise=0.15
+    )
+    ctx = replace(
+        power_ctx(81_000, usable_fraction=0.945, usable_low_fraction=0.85, level_energy_rise=0.15), start_soc_bp=7000
+    )
+    est = estimate(readings, ctx)
+    assert est.delivered_wh == pytest.approx(truth[-1], abs=10)
+    assert est.delivered_low_wh <= truth[-1] <= est.delivered_high_wh
+
+
+def test_a_pause_the_readings_show_adds_no_power():
+    # 7 kW for 20 minutes, paused for 40 (the verification read shows it), 7 kW again for 20:
+    # the pause counts nothing; the stop and the restart fall between two readings (half each).
+    charging, _ = power_car_readings(end_s=1200, every_s=300, capacity_wh=81_000, wall_w=7_000)
+    paused = [
+        replace(charging[-1], taken_at=at(t), fetched_at=at(t + 30), power_w=0, charge_state=NOT_CHARGING)
+        for t in (1260, 2400)
+    ]
+    resumed = [
+        replace(charging[-1], taken_at=at(t), fetched_at=at(t + 30), soc_bp=charging[-1].soc_bp + 100 * (t > 3000))
+        for t in (2700, 3000, 3600)
+    ]
+    est = estimate([*charging, *paused, *resumed], power_ctx(81_000))
+    truth = 7_000 * 0.92 * (1200 + 30 + (3600 - 2700) + 150) / 3600  # stop at 1230, restart at 2550 (mid-spans)
+    assert est.source == SOURCE_POWER
+    assert est.delivered_wh == pytest.approx(truth, abs=10)
+
+
+def test_a_car_that_stopped_keeps_the_power_it_charged_at_for_planning():
+    # The car reports 0 W once it stops: the power it would charge at again is the levels', not 0.
+    readings, _ = power_car_readings(end_s=2400, every_s=300, capacity_wh=81_000, wall_w=7_000)
+    stopped = replace(readings[-1], taken_at=at(2460), fetched_at=at(2490), power_w=0, charge_state=NOT_CHARGING)
+    est = estimate([*readings, stopped], power_ctx(81_000))
+    assert est.power_w == pytest.approx(7_000 * 0.92, rel=0.15)
