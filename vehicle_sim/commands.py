@@ -1,8 +1,7 @@
 """Commands: START, STOP and the charge limit, accepted now and applied after their latency.
 
 Mixin of the Simulator (needs `world`, `rng`, `command_latency_s`, the gates and the telemetry).
-A command's answer comes once the car acknowledged it (`_answer_delay_s`, a realistic world);
-its effect follows its own latency, START and STOP apart where the world separates them.
+A command's effect follows its own latency, START and STOP apart where the world separates them.
 """
 
 from __future__ import annotations
@@ -46,10 +45,6 @@ class Commands:
         v.pending.sort(key=lambda c: (c["at"], c["id"]))
         v.last_active_at = now
         v.latencies.setdefault(action, []).append(round(latency, 3))
-        # The answer comes once the car acknowledged the command: part of the way to its effect.
-        low, high = self.world.command_ack_fraction
-        if high > 0:
-            self._answer_delay_s += latency * (self._car_stream(v, "ack").uniform(low, high) if high > low else low)
         return command
 
     def _apply_command(self, v: Vehicle, command: dict, t: float) -> None:

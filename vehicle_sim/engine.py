@@ -82,8 +82,6 @@ class Simulator(Commands, Telemetry, Gates):
         self.amt = amt
         self.dirty = False
         self._event_seq = 0
-        # Seconds the answer to the request being handled is held (a command's acknowledgement).
-        self._answer_delay_s = 0.0
         self._streams: dict[str, random.Random] = {}
 
     # --- time -------------------------------------------------------------------------------

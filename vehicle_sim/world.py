@@ -54,10 +54,8 @@ class World:
     stop_latency_s: tuple[float, float] | None = None
     # The car rounds a charge limit to whole percent.
     limit_whole_percent: bool = False
-    # A read's HTTP answer takes this long; a command answers once the car acknowledged it, this
-    # fraction of its effect latency after it was sent.
+    # A read's HTTP answer takes this long (a v3 command answers 202 at its sync limit instead).
     answer_latency_s: tuple[float, float] = (0.0, 0.0)
-    command_ack_fraction: tuple[float, float] = (0.0, 0.0)
     # Per-vehicle throttle (burst, refill per minute) answering 429 RATE_LIMIT VEHICLE + Retry-After.
     vehicle_throttle: tuple[int, float] | None = None
     # Data freshness: each car's refresh period is drawn from its make's range (docs/reference/makes.md), and each
@@ -82,7 +80,7 @@ class World:
 
     @classmethod
     def from_dict(cls, data: dict) -> World:
-        # A state file of an older simulator may carry retired fields (webhook_delays).
+        # A state file of an older simulator may carry retired fields (webhook_delays, command_ack_fraction).
         known = {f.name for f in fields(cls)}
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in known})
 
@@ -114,7 +112,6 @@ WORLDS: dict[str, World] = {
         separate_latencies=True,
         limit_whole_percent=True,  # every v3 fixture's limit and level is an integer (makes.md §1)
         answer_latency_s=(2.0, 20.0),  # makes.md §1: a poll "20 s to a couple of minutes" (HA); chosen lower
-        command_ack_fraction=(0.3, 1.0),
         vehicle_throttle=(6, 3.0),  # makes.md §1: per-vehicle throttle, value undisclosed (chosen)
         refresh_from_make_range=True,
         refresh_jitter=0.25,

@@ -18,6 +18,9 @@ import logging
 from datetime import timedelta
 from typing import Any
 
+from django.db.models import Case, JSONField, OuterRef, Q, Subquery, Value, When
+from django.db.models.functions import JSONObject
+
 from sessions import clock
 from sessions.controller.step import Outcome, _Step, limit_percent
 from sessions.models.charging import OPEN_STATUSES, TERMINAL_STATUSES, ChargingSession, CommandKind, VehicleCommand
@@ -42,15 +45,48 @@ def product_limits(session: ChargingSession) -> set[int]:
     return {bp for bp in (session.backstop_limit_bp, session.escalation_limit_bp) if bp is not None}
 
 
+# What `driver_limit` needs of the car's previous session.
+_PREVIOUS_FIELDS = (
+    "id",
+    "limit_to_restore",
+    "driver_limit_bp",
+    "limit_restored",
+    "backstop_limit_bp",
+    "escalation_limit_bp",
+)
+
+
+def _previous_sessions(session_pk, car_id):
+    terminal = ChargingSession.objects.filter(car_id=car_id, status__in=TERMINAL_STATUSES)
+    return terminal.exclude(pk=session_pk).order_by("-id")
+
+
+def previous_on_car_annotation():
+    """The car's previous session as a JSON object (or null), for the step's one load of its
+    session (`machine._session_for_step`): computed only while the driver's limit is unknown,
+    i.e. in the step that learns it, which then needs no query of its own."""
+    previous = _previous_sessions(OuterRef("pk"), OuterRef("car_id")).values(
+        json=JSONObject(**{name: name for name in _PREVIOUS_FIELDS})
+    )[:1]
+    return Case(
+        When(Q(driver_limit_bp__isnull=True) & ~Q(car_id=""), then=Subquery(previous)),
+        default=Value(None),
+        output_field=JSONField(),
+    )
+
+
 def _previous_on_car(session: ChargingSession) -> ChargingSession | None:
     if not session.car_id:
         return None
-    return (
-        ChargingSession.objects.filter(car_id=session.car_id, status__in=TERMINAL_STATUSES)
-        .exclude(pk=session.pk)
-        .order_by("-id")
-        .first()
-    )
+    if hasattr(session, "previous_on_car"):  # loaded with the session
+        row = session.previous_on_car
+        if row is None:
+            return None
+        values = {name: row[name] for name in _PREVIOUS_FIELDS}
+        values["limit_to_restore"] = bool(values["limit_to_restore"])  # SQLite's JSON has 0 and 1
+        values["limit_restored"] = bool(values["limit_restored"])
+        return ChargingSession(**values)
+    return _previous_sessions(session.pk, session.car_id).first()
 
 
 def driver_limit(step: _Step) -> tuple[int, dict[str, Any]]:

@@ -59,6 +59,12 @@ class Command(BaseCommand):
         )
         parser.add_argument("--app-rate-limit", default="1000:6000", help="BURST:PER_MINUTE of the application")
         parser.add_argument("--vehicle-rate-limit", default="6:3", help="BURST:PER_MINUTE of each vehicle")
+        parser.add_argument(
+            "--switch-interval-ms",
+            type=float,
+            default=None,
+            help="the interpreter's thread switch interval while the hubs run (default: the worker's)",
+        )
         parser.add_argument("--db-name", default=None, help="name of the throwaway database")
         parser.add_argument("--json", dest="json_out", default=None)
         parser.add_argument("--current-db", action="store_true", help="use the current database (tests)")
@@ -92,6 +98,7 @@ class Command(BaseCommand):
             "failure_rate": opts["failure_rate"],
             "app_rate_limit": app_limit,
             "vehicle_rate_limit": vehicle_limit,
+            "switch_interval_ms": opts["switch_interval_ms"],
         }
         if opts["current_db"]:
             doc = run_controller_benchmark(**kwargs)

@@ -6,6 +6,7 @@ flight at once" is a count the test reads, not a duration it measures.
 """
 
 import asyncio
+import sys
 import threading
 import time
 import uuid
@@ -333,3 +334,19 @@ def test_the_worker_command_steps_due_sessions_until_told_to_stop(world, sim):
 
     assert set(ChargingSession.objects.filter(pk__in=ids).values_list("status", flat=True)) == {S.STARTING}
     assert ChargingSession.objects.filter(pk__in=ids, lease_token__isnull=False).count() == 0
+
+
+def test_the_hubs_run_with_a_short_switch_interval_and_put_it_back():
+    """A hub whose query's answer is in must take the interpreter lock back before it goes on;
+    with CPython's 5 ms switch interval, the other hubs, the event loop and the simulator made
+    that wait most of a step's database time (docs/scale.md). The hubs run with a shorter one."""
+    seen: list[float] = []
+    worker = inflight.InFlightWorker(
+        max_in_flight=1, interval_s=0.01, on_tick=lambda: seen.append(sys.getswitchinterval())
+    )
+    before = sys.getswitchinterval()
+
+    inflight.run_hubs([worker], stop=lambda: bool(seen))
+
+    assert seen == [inflight.SWITCH_INTERVAL_S] and inflight.SWITCH_INTERVAL_S <= 0.001
+    assert sys.getswitchinterval() == before

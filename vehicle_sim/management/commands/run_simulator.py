@@ -63,11 +63,6 @@ class Command(BaseCommand):
             default=None,
             help="a read answers after MIN,MAX simulated seconds (default: the world's; realistic 2,20)",
         )
-        parser.add_argument(
-            "--command-ack",
-            default=None,
-            help="a command answers after this MIN,MAX fraction of its latency (default: the world's)",
-        )
 
     def handle(self, *args, **options):
         state_file = Path(options["state_file"])
@@ -94,14 +89,10 @@ class Command(BaseCommand):
             world=options["world"],
         )
         loaded = load_state(sim, state_file)
-        answers = {
-            field: tuple(float(x) for x in options[option].split(","))
-            for option, field in (("answer_latency", "answer_latency_s"), ("command_ack", "command_ack_fraction"))
-            if options[option]
-        }
-        if answers:
+        if options["answer_latency"]:
             # After the saved state, which brings its own world: the command line has the last word.
-            sim.world = replace(sim.world, **answers)
+            answer = tuple(float(x) for x in options["answer_latency"].split(","))
+            sim.world = replace(sim.world, answer_latency_s=answer)
         server = SimulatorServer(sim, port=options["port"], state_file=state_file, webhook_interval_s=1.0)
         self.stdout.write(
             f"Vehicle simulator on {server.url} (speed {options['speed']}×, "
