@@ -93,6 +93,9 @@ class MeterContext:
     # a percent holds (1 + level_energy_rise x (s − ½)) of the average; what levels prove below
     # half full is scaled down by it (0 = every percent alike).
     level_energy_rise: float = 0.0
+    # What levels prove allows each end's level to show this many basis points of the capacity
+    # off, a rounding jitter near a boundary (makes.LEVEL_JITTER_BP; 0 = levels exactly floored).
+    level_jitter_bp: int = 0
     # When charging really began (START sent + latency, narrowed by readings) and its half-width.
     charging_started_at: datetime | None = None
     charging_started_uncertainty_s: float = 0.0
@@ -809,6 +812,9 @@ class Meter:
             middle = (soc.start_bp + soc.last_bp) / 2 / SOC_FULL_BP
             per_level = min(1.0, 1.0 + ctx.level_energy_rise * (middle - 0.5))
             low *= ctx.usable_low_fraction / ctx.usable_fraction * per_level
+            # Billed only: the first and the last level may each show a jitter's worth off (makes.
+            # LEVEL_JITTER_BP); the estimate the STOP is planned on keeps the levels as shown.
+            low -= 2 * ctx.level_jitter_bp * ctx.capacity_wh * ctx.usable_low_fraction * per_level / SOC_FULL_BP
             high /= ctx.usable_fraction
             if fit.from_readings:
                 power_source = "readings"

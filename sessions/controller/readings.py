@@ -179,6 +179,7 @@ def _estimate(session: ChargingSession, readings: list[metering.Reading]) -> met
         usable_fraction=makes.USABLE_FRACTION,
         usable_low_fraction=makes.USABLE_LOW_FRACTION,
         level_energy_rise=makes.LEVEL_ENERGY_RISE,
+        level_jitter_bp=makes.LEVEL_JITTER_BP,
         level_event_lag_s=makes.traits_for(session.vehicle.make).level_event_lag_s,
         charging_started_at=started_at,
         charging_started_uncertainty_s=half_width,

@@ -22,6 +22,12 @@ USABLE_LOW_FRACTION = 0.85
 # below half full counts a percent at (1 + 0.15 x (level − ½)) of the pack's average. LFP packs
 # are flatter; the proof takes the steeper curve.
 LEVEL_ENERGY_RISE = 0.15
+# How a car turns its battery's level into the integer percent it shows is not documented
+# (docs/reference/makes.md §1: integer percent): floored, rounded, or rounded with a jitter near a
+# boundary (a battery management that shows 50 % at 49.4 % and again at 50.6 %). A rounding common
+# to every reading cancels out of a difference; the jitter does not. What levels prove allows for
+# this much of a percent (in basis points of the capacity) at each end of the session.
+LEVEL_JITTER_BP = 15
 # A car's nominal AC power is what its on-board charger could take; a session gets what the
 # wallbox and the building's load management give (3.7, 7.4 or 11 kW): plan on this share of it,
 # with a wide spread, until readings measure it.
