@@ -42,6 +42,32 @@ def test_a_baseline_more_accurate_or_cheaper_fails_the_target():
     assert not ok and "naive" in text
 
 
+def test_the_baselines_are_compared_on_their_own_cars():
+    # The baseline ran on each seed's first car; the predictive policy's other cars are worse, so
+    # its pooled p95 (4 %) is above the baseline's (0.5 %), but on the same cars it is closer.
+    docs = [
+        _doc(1, {"predictive": ([10, 400], 12), "naive": ([50], 150)}),
+        _doc(2, {"predictive": ([-20, 380], 12), "naive": ([60], 150)}),
+    ]
+    profile = _pooled("A", docs, ["predictive", "naive"])
+    pair = profile["paired"]["naive"]
+    assert pair["cars"] == 2 and pair["closer"] == 2 and pair["predictive"]["error_pct_max"] == 0.2
+    assert profile["pooled"]["predictive"]["error_pct_p95"] > profile["pooled"]["naive"]["error_pct_p95"]
+    assert targets(profile)["beats every baseline"] == (True, "yes")
+    text = markdown({"config": {"world": "realistic", "sessions_per_seed": 2, "seeds": [1, 2], "jobs": 1,
+                                "wall_s": 1.0}, "profiles": {"A": profile}})  # fmt: skip
+    assert "| A | `naive` | 2 | 0.595 | 150 | 0.195 | 12 | 2/2 |" in text
+
+
+def test_a_policy_better_pooled_but_worse_on_the_baselines_cars_does_not_beat_it():
+    docs = [_doc(1, {"predictive": ([90, 0, 0, 0], 12), "naive": ([50], 150)})]
+    profile = _pooled("A", docs, ["predictive", "naive"])
+    assert profile["pooled"]["predictive"]["error_pct_p95"] < 0.9
+    ok, text = targets(profile)["beats every baseline"]
+    assert not ok and "predictive 0.9 % at 12 on its cars" in text
+    assert profile["paired"]["naive"]["closer"] == 0
+
+
 @pytest.mark.django_db(transaction=True)
 def test_the_suite_runs_its_profiles_and_writes_one_table(tmp_path):
     args = [
