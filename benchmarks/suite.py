@@ -222,8 +222,8 @@ def _paired(docs: list[dict], specs: list[str], policy: str = "predictive") -> d
             "cars": len(mine),
             policy: stats.aggregate(mine),
             spec: stats.aggregate(theirs),
-            "closer": sum(1 for a, b in both if abs(a["error_pct"]) < abs(b["error_pct"])),
-            "tied": sum(1 for a, b in both if abs(a["error_pct"]) == abs(b["error_pct"])),
+            "closer": sum(1 for a, b in both if a["error_pct"] < b["error_pct"]),
+            "tied": sum(1 for a, b in both if a["error_pct"] == b["error_pct"]),
             "both_charged": len(both),
         }
     return out
@@ -262,7 +262,7 @@ def targets(profile: dict, *, policy: str = "predictive") -> dict[str, tuple[boo
             beaten.append(
                 f"{spec} ({_fmt(other['error_pct_p95'])} % at {_fmt(other['calls_p50'])} calls"
                 + (
-                    f"; predictive {_fmt(mine['error_pct_p95'])} % at {_fmt(mine['calls_p50'])} on its cars"
+                    f"; {policy} {_fmt(mine['error_pct_p95'])} % at {_fmt(mine['calls_p50'])} on its cars"
                     if spec in paired
                     else ""
                 )
