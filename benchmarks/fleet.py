@@ -414,6 +414,22 @@ def _result(sim: Simulator, car: Car, session: ChargingSession, config: FleetCon
         "unbilled_wh": max(0, min(round(delivered), purchased) - (session.billed_wh or 0)),
         "true_power_kw": truth["charger_kw"],
         "power_steps": len(truth["physics"]["charger"]["steps"]),
+        "draws": _draws(truth),
+    }
+
+
+def _draws(truth: dict) -> dict:
+    """What the world drew for this car and the product cannot see: to explain a session's error."""
+    physics = truth["physics"]
+    charger = physics["charger"]
+    return {
+        "usable_fraction": round(physics["pack"]["usable_wh"] / truth["nominal_capacity_wh"], 4),
+        "wall_kw": round(charger["wall_w"] / 1000, 3),
+        "efficiency": charger["efficiency"],
+        "power_steps": charger["steps"],
+        "heater_w": charger["heater_w"],
+        "heat_until_s": charger["heat_until_s"],
+        "ambient_c": physics.get("ambient_c"),
     }
 
 

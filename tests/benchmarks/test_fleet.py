@@ -80,6 +80,14 @@ def test_the_realistic_world_is_measured_against_its_own_floor(tmp_path):
     # The actual power is drawn per session, never above the nominal 11 kW the product is told.
     assert all(0.55 * 11 <= s["true_power_kw"] <= 11 for s in sessions)
     assert len({s["true_power_kw"] for s in sessions}) == 3
+    # What the world drew and the product cannot see is kept beside each session, to explain it.
+    for s in sessions:
+        draws = s["draws"]
+        assert 0.85 <= draws["usable_fraction"] <= 1.0
+        assert draws["wall_kw"] == s["true_power_kw"] and draws["efficiency"] == 0.92
+        assert len(draws["power_steps"]) == s["power_steps"]
+        assert (draws["heater_w"] > 0) == (draws["heat_until_s"] > 0)
+    assert len({s["draws"]["usable_fraction"] for s in sessions}) == 3
 
 
 def test_it_keeps_the_fleet_the_same_under_the_same_seed():
