@@ -56,6 +56,9 @@ class Reading:
     power_w: int | None = None
     charge_state: str | None = None
     is_plugged_in: bool | None = None
+    # The car says its pack heater runs (`tractionbattery-isheateractive`): part of the wattage
+    # then heats the pack and never reaches the battery. None: not said (most makes).
+    heater_active: bool | None = None
     # "poll": the answer to a read of the car made at `fetched_at`; "webhook": a delivery, which
     # may come late; "": not known (see MeterContext.level_event_lag_s).
     via: str = ""
@@ -699,6 +702,12 @@ class Meter:
         # (data time, charger-side W) of every accepted reading that carries the car's power: 0
         # while it does not charge. Added up over time they measure the energy (SOURCE_POWER).
         self._power_points: list[tuple[datetime, float]] = []
+        # Whether an accepted reading said the pack heater runs (then or since the one before):
+        # the wattage of that stretch is not the battery's, so its sum is not the energy. Once a
+        # reading says it stopped: (its data time, the levels' battery Wh then, their high bound),
+        # from which the wattage measures the energy again.
+        self._heater_seen = False
+        self._heater_off: tuple[datetime, float, float] | None = None
         self._count = 0
 
     def add(self, reading: Reading) -> bool:
@@ -754,6 +763,13 @@ class Meter:
             self._reported_power = c.power_w
             self._peak_reported = max(c.power_w, self._peak_reported or 0)
             self._power_points.append((t, float(c.power_w) if charging else 0.0))
+        if c.reading.heater_active is True:
+            self._heater_seen, self._heater_off = True, None
+        elif c.reading.heater_active is False and self._heater_seen and self._heater_off is None:
+            # The heater stopped since the reading before: the energy up to now is the levels'.
+            levels = self.estimate()
+            scale = self.ctx.efficiency  # back to battery side
+            self._heater_off = (t, levels.delivered_wh * scale, levels.delivered_high_wh * scale)
         return True
 
     def estimate(
@@ -778,6 +794,10 @@ class Meter:
 
         # Power: a prior (the car's own figure if it gave one, else nominal) fused with the readings.
         reported = self._reported_power
+        if latest.reading.heater_active:
+            # The heater runs: the wattage overstates the battery's power by an amount no reading
+            # tells. Planned as for a car without wattage until a reading says it stopped.
+            reported = None
         if reported is not None and reported > 0:
             # Cars report charger-side power; the counter and the SoC see battery-side energy.
             prior = reported * ctx.charger_efficiency
@@ -820,7 +840,13 @@ class Meter:
                 power_source = "readings"
             phase = (fit.phase_mid_at, fit.phase_width_s, fit.step_s)
             as_of = soc.last_t
-            measured = _power_energy(self._power_points, ctx) if source == SOURCE_POWER else None
+            measured = None
+            if source == SOURCE_POWER and not self._heater_seen:
+                measured = _power_energy(self._power_points, ctx)
+            elif source == SOURCE_POWER and self._heater_off is not None:
+                # A heater took an unknown part of the wattage while it ran: the energy up to its
+                # end is the levels' (as for a car without wattage), the wattage's from then on.
+                measured = _power_since(self._heater_off, self._power_points, ctx)
             if measured is not None:
                 # The car's power, added up over time, measures the energy, never below what the
                 # levels prove (`_by_power`). What is billed stays what the levels prove: the
@@ -914,6 +940,22 @@ def _power_energy(points: list[tuple[datetime, float]], ctx: MeterContext) -> _P
     return _PowerEnergy(wh * scale, high * scale, after[-1][0])
 
 
+def _power_since(
+    anchor: tuple[datetime, float, float], points: list[tuple[datetime, float]], ctx: MeterContext
+) -> _PowerEnergy:
+    """The energy (battery side) at `anchor` (data time, Wh, high bound Wh) plus what the reported
+    power adds up to since (as `_power_energy` between readings)."""
+    since, wh, high = anchor
+    after = [(t, w) for t, w in points if t >= since]
+    added, added_high = 0.0, 0.0
+    for (ta, wa), (tb, wb) in itertools.pairwise(after):
+        span = (tb - ta).total_seconds()
+        added += (wa + wb) / 2 * span
+        added_high += max(wa, wb) * span
+    scale = ctx.charger_efficiency / 3600.0
+    return _PowerEnergy(wh + added * scale, high + added_high * scale, after[-1][0] if after else since)
+
+
 # The reported wattage read at one instant stands for the power between readings: trust it to
 # this share (1 sigma) as the battery's power now.
 REPORTED_POWER_SIGMA = 0.02
@@ -940,16 +982,22 @@ def _by_power(
     _, low, _ = levels
     high = max(low, measured.high_wh)
     delivered = min(max(measured.wh, low), high)
+    return delivered, high, *_reported_power_now(reported_w, fit, ctx, level_rise)
+
+
+def _reported_power_now(reported_w: int, fit: _SocResult, ctx: MeterContext, level_rise: float) -> tuple[float, float]:
+    """(power, sigma), battery side: the reported one unless the levels cannot reach it (see
+    `_by_power`), or the levels' while the car does not charge."""
     power = reported_w * ctx.charger_efficiency
     sigma = REPORTED_POWER_SIGMA * power
     if power <= 0:
         # Not charging now (stopped, paused): the power it would charge at is the levels'.
-        return delivered, high, fit.power, fit.power_sigma
+        return fit.power, fit.power_sigma
     if fit.from_readings:
         highest = (fit.power + 2 * fit.power_sigma) / ctx.usable_fraction * max(1.0, level_rise)
         if power > highest:
             power, sigma = fit.power, fit.power_sigma
-    return delivered, high, power, sigma
+    return power, sigma
 
 
 def _usable(ctx: MeterContext) -> MeterContext:
