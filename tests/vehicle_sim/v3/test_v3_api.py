@@ -465,20 +465,16 @@ def cold(sim, car, heat_until_s=1800):
     return car
 
 
-def test_no_make_reports_the_heater_by_default(sim, make_car, webhook):
-    # Nor lists it as not capable: a car without it answers as before the signal was modelled.
-    for make in ("TESLA", "BMW", "MERCEDES-BENZ", "VOLKSWAGEN", "JAGUAR"):
-        car = cold(sim, make_car(make=make))
-        car.subscribe(webhook["id"])
-        assert HEATER not in car.signal_map(), make
-
-
-def test_with_the_heater_signal_a_wattage_car_reports_its_heater_as_the_physics_runs_it(clock, sim, make_car, webhook):
-    sim.world = replace(sim.world, heater_signal=True)
+def test_only_with_the_heater_signal_a_wattage_car_reports_its_heater_as_the_physics_runs_it(
+    clock, sim, make_car, webhook
+):
     car = cold(sim, make_car(make="BMW", soc=0.3, limit=1.0))
     no_wattage = cold(sim, make_car(make="JAGUAR", soc=0.3, limit=1.0))
     for c in (car, no_wattage):
         c.subscribe(webhook["id"])
+    # No make reports it by default, nor lists it as not capable: the answer is as before.
+    assert HEATER not in car.signal_map()
+    sim.world = replace(sim.world, heater_signal=True)
 
     def heater(c):
         item = c.signal_map()[HEATER]
