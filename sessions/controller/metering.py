@@ -982,22 +982,16 @@ def _by_power(
     _, low, _ = levels
     high = max(low, measured.high_wh)
     delivered = min(max(measured.wh, low), high)
-    return delivered, high, *_reported_power_now(reported_w, fit, ctx, level_rise)
-
-
-def _reported_power_now(reported_w: int, fit: _SocResult, ctx: MeterContext, level_rise: float) -> tuple[float, float]:
-    """(power, sigma), battery side: the reported one unless the levels cannot reach it (see
-    `_by_power`), or the levels' while the car does not charge."""
     power = reported_w * ctx.charger_efficiency
     sigma = REPORTED_POWER_SIGMA * power
     if power <= 0:
         # Not charging now (stopped, paused): the power it would charge at is the levels'.
-        return fit.power, fit.power_sigma
+        return delivered, high, fit.power, fit.power_sigma
     if fit.from_readings:
         highest = (fit.power + 2 * fit.power_sigma) / ctx.usable_fraction * max(1.0, level_rise)
         if power > highest:
             power, sigma = fit.power, fit.power_sigma
-    return power, sigma
+    return delivered, high, power, sigma
 
 
 def _usable(ctx: MeterContext) -> MeterContext:
