@@ -931,13 +931,21 @@ def _power_energy(points: list[tuple[datetime, float]], ctx: MeterContext) -> _P
         return None
     first_w = next((w for _, w in after if w > 0), 0.0)
     lead_s = (after[0][0] - started_at).total_seconds()
-    wh, high = first_w * lead_s, first_w * (lead_s + ctx.charging_started_uncertainty_s)
-    for (ta, wa), (tb, wb) in itertools.pairwise(after):
+    wh, high = _between_readings(after)
+    wh += first_w * lead_s
+    high += first_w * (lead_s + ctx.charging_started_uncertainty_s)
+    scale = ctx.charger_efficiency / 3600.0
+    return _PowerEnergy(wh * scale, high * scale, after[-1][0])
+
+
+def _between_readings(points: list[tuple[datetime, float]]) -> tuple[float, float]:
+    """(W·s by the trapezoid, W·s at the higher end of each span) between consecutive points."""
+    wh, high = 0.0, 0.0
+    for (ta, wa), (tb, wb) in itertools.pairwise(points):
         span = (tb - ta).total_seconds()
         wh += (wa + wb) / 2 * span
         high += max(wa, wb) * span
-    scale = ctx.charger_efficiency / 3600.0
-    return _PowerEnergy(wh * scale, high * scale, after[-1][0])
+    return wh, high
 
 
 def _power_since(
@@ -947,11 +955,7 @@ def _power_since(
     power adds up to since (as `_power_energy` between readings)."""
     since, wh, high = anchor
     after = [(t, w) for t, w in points if t >= since]
-    added, added_high = 0.0, 0.0
-    for (ta, wa), (tb, wb) in itertools.pairwise(after):
-        span = (tb - ta).total_seconds()
-        added += (wa + wb) / 2 * span
-        added_high += max(wa, wb) * span
+    added, added_high = _between_readings(after)
     scale = ctx.charger_efficiency / 3600.0
     return _PowerEnergy(wh + added * scale, high + added_high * scale, after[-1][0] if after else since)
 
