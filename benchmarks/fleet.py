@@ -89,6 +89,8 @@ class FleetConfig:
     ambient_c: tuple[float, float] | None = None
     voltage_slope: float | None = None
     rate_limits: bool | None = None
+    # Cars that report wattage report the pack heater's state too (the world's `heater_signal`).
+    heater_signal: bool = False
     purchase_kwh: tuple[float, float] = (5.0, 30.0)
     failure_rate: float = 0.0
     ignore_stop_rate: float = 0.0
@@ -154,6 +156,7 @@ class FleetConfig:
             separate_latencies=w.separate_latencies or self.start_latency_s != self.stop_latency_s,
             start_latency_s=self.start_latency_s,
             stop_latency_s=self.stop_latency_s,
+            heater_signal=self.heater_signal,
         )
 
     def overrides_traits(self) -> bool:

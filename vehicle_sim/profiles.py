@@ -285,6 +285,10 @@ VOLTAGE = "charge-voltage"
 AMPERAGE = "charge-amperage"
 TIME_TO_COMPLETE = "charge-timetocomplete"
 CHARGE_RATE = "charge-chargerate"
+# Whether the pack heater runs (then part of the wattage heats the pack, never reaching the
+# battery). Per-make availability is UNKNOWN (vehicle-api-v3.md §3.1 lists it among "also"): no
+# make's traits carry it; a world with `heater_signal` adds it to every car that reports wattage.
+HEATER_ACTIVE = "tractionbattery-isheateractive"
 
 #: code → (name, group, scope). The simulator serves these; the order is the answer's order.
 CATALOGUE: dict[str, tuple[str, str, str]] = {
@@ -301,7 +305,12 @@ CATALOGUE: dict[str, tuple[str, str, str]] = {
     AMPERAGE: ("Amperage", "Charge", "read_charge"),
     TIME_TO_COMPLETE: ("TimeToComplete", "Charge", "read_charge"),
     CHARGE_RATE: ("ChargeRate", "Charge", "read_charge"),
+    HEATER_ACTIVE: ("IsHeaterActive", "TractionBattery", "read_battery"),
 }
+
+# Listed only for a car that reports it: a car without it answers as it did before the signal
+# was modelled (no NOT_CAPABLE entry, no VEHICLE_ERROR naming it), so runs without it are unchanged.
+UNLISTED = frozenset({HEATER_ACTIVE})
 
 CORE = frozenset({SOC, RANGE, NOMINAL_CAPACITY, IS_CHARGING, IS_PLUGGED_IN, CHARGING_STATUS, CHARGE_LIMITS})
 POWER = frozenset({WATTAGE, VOLTAGE, AMPERAGE})

@@ -88,7 +88,10 @@ class Telemetry:
             return  # the OEM cloud keeps serving its old copy; SC-Data-Age grows
         soc = v.bms_soc()
         wall_kw, battery_kw = (0.0, 0.0)
+        heater_active = False
         if v.charging:
+            # As `Charger.powers` decides it: the heater runs while charging until heat_until_s.
+            heater_active = v.heater_w > 0 and v.charging_s < v.heat_until_s - EPS
             wall_w, battery_w = v.charger().powers(v.pack(), v.soc, v.charging_s)
             wall_kw, battery_kw = wall_w / 1000, battery_w / 1000
         world = self.world
@@ -109,6 +112,7 @@ class Telemetry:
             "session_battery_wh": v.session_battery_wh,
             "power_kw": wall_kw,
             "battery_power_kw": battery_kw,
+            "heater_active": heater_active,
         }
 
     def _event_snapshot(self, v: Vehicle, t: float) -> None:

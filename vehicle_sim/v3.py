@@ -254,6 +254,8 @@ class V3Platform:
     def available(self, v) -> list[str]:
         """The signal codes this car reports, in catalogue order."""
         codes = self.traits_of(v).signals
+        if self.sim.world.heater_signal and profiles.WATTAGE in codes:
+            codes = codes | {profiles.HEATER_ACTIVE}
         if not v.profile.limit_readable:
             codes = codes - {profiles.CHARGE_LIMITS}
         return [code for code in CATALOGUE if code in codes]
@@ -452,6 +454,8 @@ class V3Platform:
                 "value": num(rate_kmh * MILES_PER_KM if imperial else rate_kmh, 1),
                 "unit": "mi/h" if imperial else "km/h",
             },
+            # A snapshot of an older simulator has no heater state: it did not run.
+            profiles.HEATER_ACTIVE: {"value": bool(snap.get("heater_active", False))},
         }
         return {code: all_bodies[code] for code in self.available(v)}
 
@@ -531,6 +535,7 @@ class V3Platform:
         return [
             self.signal_item(v, code, bodies.get(code), scopes, snap["at"], retrieved_at, rest=True)
             for code in CATALOGUE
+            if code in bodies or code not in profiles.UNLISTED
         ]
 
     # --- the store and the events it emits ----------------------------------------------------------------

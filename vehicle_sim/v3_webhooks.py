@@ -26,7 +26,16 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from .clock import iso_ms
-from .profiles import CATALOGUE, CHARGE_LIMITS, CHARGING_STATUS, ENERGY_ADDED, IS_CHARGING, IS_PLUGGED_IN, SOC
+from .profiles import (
+    CATALOGUE,
+    CHARGE_LIMITS,
+    CHARGING_STATUS,
+    ENERGY_ADDED,
+    IS_CHARGING,
+    IS_PLUGGED_IN,
+    SOC,
+    UNLISTED,
+)
 
 if TYPE_CHECKING:
     from .v3 import V3Platform
@@ -133,7 +142,8 @@ def queue_first_delivery(platform: V3Platform, v, sub: dict, t: float) -> None:
         return
     event = _state_event(platform, hook, sub, v, [_first_delivery(platform.config.trigger_shape)])
     _enqueue(platform, hook, v, event, t)
-    missing = [code for code in hook["data"] if code not in platform.available(v)]
+    available = platform.available(v)
+    missing = [code for code in hook["data"] if code not in available and code not in UNLISTED]
     if missing:
         error = _error_item(platform, "COMPATIBILITY", "VEHICLE_NOT_CAPABLE", "ERROR", missing)
         _enqueue(platform, hook, v, _envelope(platform, hook, v, sub, "VEHICLE_ERROR", {"errors": [error]}), t)

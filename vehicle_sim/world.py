@@ -65,6 +65,9 @@ class World:
     # The v3 platform sees a car whose profile reports live data through its make's cloud, which
     # refreshes every `data_refresh_s` of the make (`MAKE_TRAITS`, vehicle_sim/profiles.py) instead of at once.
     v3_make_refresh: bool = False
+    # Cars that report their wattage also report whether the pack heater runs
+    # (`tractionbattery-isheateractive`); its availability per make is unknown, so off by default.
+    heater_signal: bool = False
 
     def __post_init__(self) -> None:
         if self.soc_rounding not in SOC_ROUNDING:

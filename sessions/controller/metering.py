@@ -56,6 +56,9 @@ class Reading:
     power_w: int | None = None
     charge_state: str | None = None
     is_plugged_in: bool | None = None
+    # The car says its pack heater runs (`tractionbattery-isheateractive`): part of the wattage
+    # then heats the pack and never reaches the battery. None: not said (most makes).
+    heater_active: bool | None = None
     # "poll": the answer to a read of the car made at `fetched_at`; "webhook": a delivery, which
     # may come late; "": not known (see MeterContext.level_event_lag_s).
     via: str = ""
@@ -699,6 +702,12 @@ class Meter:
         # (data time, charger-side W) of every accepted reading that carries the car's power: 0
         # while it does not charge. Added up over time they measure the energy (SOURCE_POWER).
         self._power_points: list[tuple[datetime, float]] = []
+        # Whether an accepted reading said the pack heater runs (then or since the one before):
+        # the wattage of that stretch is not the battery's, so its sum is not the energy. Once a
+        # reading says it stopped: (its data time, the levels' battery Wh then, their high bound),
+        # from which the wattage measures the energy again.
+        self._heater_seen = False
+        self._heater_off: tuple[datetime, float, float] | None = None
         self._count = 0
 
     def add(self, reading: Reading) -> bool:
@@ -754,6 +763,13 @@ class Meter:
             self._reported_power = c.power_w
             self._peak_reported = max(c.power_w, self._peak_reported or 0)
             self._power_points.append((t, float(c.power_w) if charging else 0.0))
+        if c.reading.heater_active is True:
+            self._heater_seen, self._heater_off = True, None
+        elif c.reading.heater_active is False and self._heater_seen and self._heater_off is None:
+            # The heater stopped since the reading before: the energy up to now is the levels'.
+            levels = self.estimate()
+            scale = self.ctx.efficiency  # back to battery side
+            self._heater_off = (t, levels.delivered_wh * scale, levels.delivered_high_wh * scale)
         return True
 
     def estimate(
@@ -778,6 +794,10 @@ class Meter:
 
         # Power: a prior (the car's own figure if it gave one, else nominal) fused with the readings.
         reported = self._reported_power
+        if latest.reading.heater_active:
+            # The heater runs: the wattage overstates the battery's power by an amount no reading
+            # tells. Planned as for a car without wattage until a reading says it stopped.
+            reported = None
         if reported is not None and reported > 0:
             # Cars report charger-side power; the counter and the SoC see battery-side energy.
             prior = reported * ctx.charger_efficiency
@@ -820,7 +840,13 @@ class Meter:
                 power_source = "readings"
             phase = (fit.phase_mid_at, fit.phase_width_s, fit.step_s)
             as_of = soc.last_t
-            measured = _power_energy(self._power_points, ctx) if source == SOURCE_POWER else None
+            measured = None
+            if source == SOURCE_POWER and not self._heater_seen:
+                measured = _power_energy(self._power_points, ctx)
+            elif source == SOURCE_POWER and self._heater_off is not None:
+                # A heater took an unknown part of the wattage while it ran: the energy up to its
+                # end is the levels' (as for a car without wattage), the wattage's from then on.
+                measured = _power_since(self._heater_off, self._power_points, ctx)
             if measured is not None:
                 # The car's power, added up over time, measures the energy, never below what the
                 # levels prove (`_by_power`). What is billed stays what the levels prove: the
@@ -905,13 +931,33 @@ def _power_energy(points: list[tuple[datetime, float]], ctx: MeterContext) -> _P
         return None
     first_w = next((w for _, w in after if w > 0), 0.0)
     lead_s = (after[0][0] - started_at).total_seconds()
-    wh, high = first_w * lead_s, first_w * (lead_s + ctx.charging_started_uncertainty_s)
-    for (ta, wa), (tb, wb) in itertools.pairwise(after):
+    wh, high = _between_readings(after)
+    wh += first_w * lead_s
+    high += first_w * (lead_s + ctx.charging_started_uncertainty_s)
+    scale = ctx.charger_efficiency / 3600.0
+    return _PowerEnergy(wh * scale, high * scale, after[-1][0])
+
+
+def _between_readings(points: list[tuple[datetime, float]]) -> tuple[float, float]:
+    """(W·s by the trapezoid, W·s at the higher end of each span) between consecutive points."""
+    wh, high = 0.0, 0.0
+    for (ta, wa), (tb, wb) in itertools.pairwise(points):
         span = (tb - ta).total_seconds()
         wh += (wa + wb) / 2 * span
         high += max(wa, wb) * span
+    return wh, high
+
+
+def _power_since(
+    anchor: tuple[datetime, float, float], points: list[tuple[datetime, float]], ctx: MeterContext
+) -> _PowerEnergy:
+    """The energy (battery side) at `anchor` (data time, Wh, high bound Wh) plus what the reported
+    power adds up to since (as `_power_energy` between readings)."""
+    since, wh, high = anchor
+    after = [(t, w) for t, w in points if t >= since]
+    added, added_high = _between_readings(after)
     scale = ctx.charger_efficiency / 3600.0
-    return _PowerEnergy(wh * scale, high * scale, after[-1][0])
+    return _PowerEnergy(wh + added * scale, high + added_high * scale, after[-1][0] if after else since)
 
 
 # The reported wattage read at one instant stands for the power between readings: trust it to

@@ -35,6 +35,7 @@ def _cache_row(r: MeterReading) -> list:
         r.charge_state or "",
         r.is_plugged_in,
         r.via,
+        r.heater_active,
     ]
 
 
@@ -42,6 +43,8 @@ def _from_cache_row(row: list) -> metering.Reading:
     taken_us, fetched_us, source, energy, soc, power, charge_state, plugged = row[:8]
     # Copies written before the ninth field (how the reading came) say nothing of it.
     via = row[8] if len(row) > 8 else ""
+    # Nor, before the tenth, of the pack heater: unknown, as for a car that does not report it.
+    heater = row[9] if len(row) > 9 else None
     return metering.Reading(
         taken_at=_EPOCH + taken_us * _US,
         fetched_at=_EPOCH + fetched_us * _US,
@@ -52,6 +55,7 @@ def _from_cache_row(row: list) -> metering.Reading:
         charge_state=charge_state or None,
         is_plugged_in=plugged,
         via=via,
+        heater_active=heater,
     )
 
 

@@ -100,6 +100,7 @@ def reading_from_signals(signals: SignalSet, *, received_at: datetime, counter: 
         power_w=power,
         charge_state=state,
         is_plugged_in=plugged,
+        heater_active=signals.heater_active,
     )
 
 
@@ -148,7 +149,8 @@ def pulls_forward(view: SessionView, previous: metering.Reading | None, new: met
     delivered = _delivered_by(new, view)
     if delivered is None:
         return False
-    power = new.power_w if new.power_w is not None else (view.power_w or 0)
+    # While the pack heater runs the wattage is not the battery's power: the session's stands.
+    power = new.power_w if new.power_w is not None and not new.heater_active else (view.power_w or 0)
     ahead_s = max(0.0, (view.next_action_at - new.taken_at).total_seconds())
     return delivered + power * ahead_s / 3600 >= view.purchased_wh
 
@@ -220,6 +222,7 @@ def _as_reading(row: MeterReading) -> metering.Reading:
         power_w=row.power_w,
         charge_state=row.charge_state or None,
         is_plugged_in=row.is_plugged_in,
+        heater_active=row.heater_active,
     )
 
 

@@ -288,6 +288,8 @@ class MeterReading(models.Model):
     power_w = models.IntegerField(null=True, blank=True, verbose_name=gettext_lazy("charging power"))
     charge_state = models.CharField(max_length=16, blank=True, verbose_name=gettext_lazy("charge state"))
     is_plugged_in = models.BooleanField(null=True, verbose_name=gettext_lazy("plugged in"))
+    # `tractionbattery-isheateractive`; NULL where the car does not say (most makes).
+    heater_active = models.BooleanField(null=True, blank=True, verbose_name=gettext_lazy("pack heater active"))
     accepted = models.BooleanField(default=True, verbose_name=gettext_lazy("accepted"))
     rejection = models.CharField(max_length=64, blank=True, verbose_name=gettext_lazy("rejection"))
 
@@ -313,6 +315,7 @@ class MeterReading(models.Model):
             "power_w": reading.power_w,
             "charge_state": reading.charge_state or "",
             "is_plugged_in": reading.is_plugged_in,
+            "heater_active": reading.heater_active,
         }
         return cls.objects.create(**(values | fields))
 

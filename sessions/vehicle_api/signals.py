@@ -39,6 +39,8 @@ AMPERAGE_MAX = "charge-amperagemax"
 AMPERAGE_REQUESTED = "charge-amperagerequested"
 TIME_TO_COMPLETE = "charge-timetocomplete"
 CHARGE_RATE = "charge-chargerate"
+# `{value: boolean}` like the charge booleans: the pack heater runs, taking part of the wattage.
+HEATER_ACTIVE = "tractionbattery-isheateractive"
 
 
 class SignalStatus(str, enum.Enum):
@@ -282,6 +284,7 @@ PARSERS = {
     AMPERAGE_REQUESTED: _converted_tenth(units.AMPERE_UNITS, "A"),
     TIME_TO_COMPLETE: _minutes,
     CHARGE_RATE: _converted_tenth(units.SPEED_KMH_UNITS, "km/h"),
+    HEATER_ACTIVE: _bool,
 }
 
 
@@ -406,6 +409,11 @@ class SignalSet(Mapping[str, Signal]):
     @property
     def is_plugged_in(self) -> bool | None:
         return self.value(IS_PLUGGED_IN)
+
+    @property
+    def heater_active(self) -> bool | None:
+        """Whether the pack heater runs; None (unknown) when the car does not say, as most do not."""
+        return self.value(HEATER_ACTIVE)
 
     @property
     def charging_status(self) -> str | None:

@@ -53,6 +53,11 @@ def add_world_arguments(parser) -> None:
     parser.add_argument("--ambient-c", default=None, help="MIN:MAX ambient temperature, °C (cold packs heat first)")
     parser.add_argument("--voltage-slope", type=float, default=None, help="energy per %% grows this much 0→100 %%")
     parser.add_argument("--rate-limits", default=None, choices=("on", "off"), help="per-vehicle throttle")
+    parser.add_argument(
+        "--heater-signal",
+        action="store_true",
+        help="cars that report wattage also report tractionbattery-isheateractive (availability per make unknown)",
+    )
 
 
 def world_options(opts: dict) -> dict:
@@ -69,6 +74,7 @@ def world_options(opts: dict) -> dict:
         "ambient_c": _range(opts["ambient_c"], negative=True),
         "voltage_slope": opts["voltage_slope"],
         "rate_limits": _on_off(opts["rate_limits"]),
+        "heater_signal": opts.get("heater_signal", False),
     }
 
 

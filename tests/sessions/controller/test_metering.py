@@ -599,12 +599,25 @@ def test_levels_low_in_the_pack_prove_the_energy_a_percent_holds_there():
 
 
 def power_car_readings(
-    *, end_s, every_s, capacity_wh, wall_w, heater_w=0.0, drop_at_s=None, after_w=None, eff=0.92, start=0.2, rise=0.0
+    *,
+    end_s,
+    every_s,
+    capacity_wh,
+    wall_w,
+    heater_w=0.0,
+    drop_at_s=None,
+    after_w=None,
+    eff=0.92,
+    start=0.2,
+    rise=0.0,
+    heat_until_s=math.inf,
+    heater_signal=False,
 ):
     """Readings of a car that reports its level (1 % steps, floored) and its charger-side power:
-    `wall_w` (`after_w` from `drop_at_s`), `heater_w` of it (battery side) heating the pack, the
-    rest at `eff` into the battery. A percent at level s holds (1 + rise (s − ½)) of the average.
-    Returns (readings, battery Wh at each reading's time)."""
+    `wall_w` (`after_w` from `drop_at_s`), `heater_w` of it (battery side) heating the pack until
+    `heat_until_s`, the rest at `eff` into the battery. A percent at level s holds (1 + rise (s − ½))
+    of the average. `heater_signal`: the readings say whether the heater runs. Returns (readings,
+    battery Wh at each reading's time)."""
 
     def level_at(wh):
         s = start
@@ -619,7 +632,8 @@ def power_car_readings(
     def battery_wh(t):
         before = min(t, drop_at_s) if drop_at_s is not None else t
         after = t - before
-        return ((wall_w * eff - heater_w) * before + ((after_w or 0) * eff - heater_w) * after) / 3600
+        heated = min(t, heat_until_s)
+        return (wall_w * eff * before + (after_w or 0) * eff * after - heater_w * heated) / 3600
 
     readings, truth, t = [], [], 0.0
     while t <= end_s:
@@ -633,6 +647,7 @@ def power_car_readings(
                 power_w=round(wall(t)),
                 charge_state=CHARGING,
                 is_plugged_in=True,
+                heater_active=(heater_w > 0 and t < heat_until_s) if heater_signal else None,
             )
         )
         truth.append(battery_wh(t))
@@ -732,3 +747,68 @@ def test_a_car_that_stopped_keeps_the_power_it_charged_at_for_planning():
     stopped = replace(readings[-1], taken_at=at(2460), fetched_at=at(2490), power_w=0, charge_state=NOT_CHARGING)
     est = estimate([*readings, stopped], power_ctx(81_000))
     assert est.power_w == pytest.approx(7_000 * 0.92, rel=0.15)
+
+
+# --- a car that says its pack heater runs (`tractionbattery-isheateractive`) ----------------------
+
+
+def test_a_power_car_whose_heater_is_reported_active_is_metered_by_its_levels_not_its_wattage():
+    # The heater case above, but the car says its heater runs: the wattage is not the battery's
+    # power, so neither the energy so far nor the STOP's power is taken from it.
+    kw = {"end_s": 3600, "every_s": 300, "capacity_wh": 81_000, "wall_w": 7_000, "heater_w": 1_500}
+    ctx = power_ctx(81_000, usable_fraction=0.945, usable_low_fraction=0.85, level_energy_rise=0.15)
+    said, truth = power_car_readings(**kw, heater_signal=True)
+    unsaid, _ = power_car_readings(**kw)
+    levels_only = [replace(r, source=SOURCE_SOC, power_w=None) for r in unsaid]
+    heated, today, levels = estimate(said, ctx), estimate(unsaid, ctx), estimate(levels_only, ctx)
+    # Without the signal: as today, the wall's energy at the charger's efficiency (6.44 kWh).
+    assert today.delivered_wh == pytest.approx(7_000 * 0.92, abs=10)
+    # With it: the levels' estimate, as for a car without wattage (the truth is 4.94 kWh).
+    assert heated.delivered_wh == levels.delivered_wh
+    assert heated.delivered_low_wh <= truth[-1] <= heated.delivered_high_wh
+    assert abs(heated.delivered_wh - truth[-1]) < abs(today.delivered_wh - truth[-1]) / 2
+    # No STOP planned on the wattage: the power is the levels' (5.0 kW battery side), not 6.44 kW.
+    assert heated.power_w == pytest.approx(7_000 * 0.92 - 1_500, rel=0.05)
+    assert heated.power_w < 7_000 * 0.92 * 0.9
+    # A STOP for 6 kWh more: planned later than on the wattage.
+    target = heated.delivered_wh + 6_000
+    assert (target - heated.delivered_wh) / heated.power_w > (target - today.delivered_wh) / today.power_w
+
+
+def test_once_the_heater_is_reported_off_the_wattage_measures_the_energy_from_then_on():
+    kw = {"end_s": 5400, "every_s": 300, "capacity_wh": 81_000, "wall_w": 7_000, "heater_w": 1_500}
+    ctx = power_ctx(81_000, usable_fraction=0.945, usable_low_fraction=0.85, level_energy_rise=0.15)
+    said, truth = power_car_readings(**kw, heat_until_s=1800, heater_signal=True)
+    assert said[5].heater_active is True and said[6].heater_active is False  # off from 1800 s
+    at_off = estimate(said[:7], ctx)
+    est = estimate(said, ctx)
+    # The levels' energy when the heater was seen off, and the wattage's for the hour since.
+    assert est.delivered_wh == pytest.approx(at_off.delivered_wh + 7_000 * 0.92, abs=2)
+    assert est.delivered_low_wh <= truth[-1] <= est.delivered_high_wh
+    # Today: the wattage's sum from the start (9.66 kWh), the heater's 0.75 kWh in it.
+    today = estimate([replace(r, heater_active=None) for r in said], ctx)
+    assert today.delivered_wh == pytest.approx(7_000 * 0.92 * 1.5, abs=10)
+    assert abs(est.delivered_wh - truth[-1]) < abs(today.delivered_wh - truth[-1]) / 2
+    # The STOP is planned on the wattage again.
+    assert est.power_source == "reported"
+    assert est.power_w == round(7_000 * 0.92)
+
+
+def test_a_heater_that_runs_again_stops_the_wattage_measuring_until_it_stops_again():
+    kw = {"end_s": 3600, "every_s": 300, "capacity_wh": 81_000, "wall_w": 7_000, "heater_w": 1_500}
+    ctx = power_ctx(81_000, usable_fraction=0.945, usable_low_fraction=0.85, level_energy_rise=0.15)
+    said, _ = power_car_readings(**kw, heat_until_s=900, heater_signal=True)
+    again = [replace(r, heater_active=True) if i >= 8 else r for i, r in enumerate(said)]
+    levels = [replace(r, source=SOURCE_SOC, power_w=None, heater_active=None) for r in said]
+    est, lv = estimate(again, ctx), estimate(levels, ctx)
+    assert est.power_w < 7_000 * 0.92 * 0.9  # not the wattage while it runs
+    assert est.delivered_wh == lv.delivered_wh  # the levels' alone, with the nominal prior as theirs
+
+
+def test_a_power_car_that_never_says_off_or_on_is_metered_as_today():
+    # `heater_active=False` throughout (the car reports the signal, no heater) changes nothing.
+    kw = {"end_s": 2400, "every_s": 300, "capacity_wh": 81_000, "wall_w": 7_000}
+    said, _ = power_car_readings(**kw, heater_signal=True)
+    unsaid, _ = power_car_readings(**kw)
+    assert all(r.heater_active is False for r in said)
+    assert estimate(said, power_ctx(81_000)) == estimate(unsaid, power_ctx(81_000))

@@ -212,3 +212,62 @@ def test_a_car_without_a_counter_that_reports_its_power_gives_a_power_reading_ti
     assert got.source == metering.SOURCE_POWER
     assert (got.energy_added_wh, got.soc_bp, got.power_w) == (None, 5500, 7200)
     assert got.taken_at == T0 - timedelta(seconds=90)
+
+
+# --- the pack heater's state (`tractionbattery-isheateractive`) -----------------------------------------
+
+
+def _power_signals(*extra):
+    return signals(
+        item("tractionbattery-stateofcharge", {"value": 55, "unit": "percent"}),
+        item("charge-wattage", {"value": 7200, "unit": "watts"}),
+        item("charge-ischarging", {"value": True}),
+        *extra,
+    )
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ((item("tractionbattery-isheateractive", {"value": True}),), True),
+        ((item("tractionbattery-isheateractive", {"value": False}),), False),
+        ((), None),
+        ((item("tractionbattery-isheateractive", None, status="ERROR"),), None),
+    ],
+)
+def test_a_reading_carries_the_heater_state_the_car_said_and_unknown_otherwise(extra, expected):
+    got = reading_from_signals(_power_signals(*extra), received_at=T0, counter=False)
+    assert got.source == metering.SOURCE_POWER and got.power_w == 7200
+    assert got.heater_active is expected
+
+
+def test_a_purchase_is_not_taken_as_reached_on_the_wattage_of_a_running_heater():
+    # 46 % of 60 kWh from 30 % = 9.6 kWh; 7.2 kW for 10 minutes would reach the 10 kWh bought,
+    # the session's 2 kW (the heater takes the rest) would not.
+    new = {"soc_bp": 4_600, "power_w": 7_200}
+    assert pulls_forward(view(power_w=2_000), reading(-60, soc_bp=4_500), reading(0, **new), NOW)
+    assert not pulls_forward(
+        view(power_w=2_000), reading(-60, soc_bp=4_500), reading(0, **new, heater_active=True), NOW
+    )
+
+
+def test_the_readings_copy_on_the_session_keeps_the_heater_state_and_an_older_copy_reads_unknown():
+    from sessions.controller.readings import _cache_row, _from_cache_row
+    from sessions.models.charging import MeterReading
+
+    row = MeterReading(
+        taken_at=T0,
+        fetched_at=T0 + timedelta(seconds=20),
+        source=metering.SOURCE_POWER,
+        soc_bp=5_500,
+        power_w=7_200,
+        charge_state=metering.CHARGING,
+        is_plugged_in=True,
+        via="webhook",
+        heater_active=True,
+    )
+    copy = _cache_row(row)
+    assert _from_cache_row(copy).heater_active is True
+    older = _from_cache_row(copy[:9])  # written before the heater's field
+    assert older.heater_active is None
+    assert (older.power_w, older.via, older.taken_at) == (7_200, "webhook", T0)

@@ -1,5 +1,6 @@
 """The simulator's v3 wire protocol: IAM, Connect's user_id, connections, signals, commands, errors."""
 
+from dataclasses import replace
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -449,3 +450,52 @@ def test_over_a_real_clock_the_200_is_held_until_the_command_completed():
         response = c.post(f"/v3/vehicles/{vehicle_id}/commands/charge/start", headers=headers)
     assert response.status_code == 200
     assert slept == [pytest.approx(2.0)]
+
+
+# --- the pack heater's state (`tractionbattery-isheateractive`): off unless the world turns it on ---------
+
+
+HEATER = "tractionbattery-isheateractive"
+
+
+def cold(sim, car, heat_until_s=1800):
+    """A cold pack: the world heats it first (1.5 kW for `heat_until_s` charging seconds)."""
+    v = sim.vehicles[car.id]
+    v.heater_w, v.heat_until_s = 1500.0, float(heat_until_s)
+    return car
+
+
+def test_only_with_the_heater_signal_a_wattage_car_reports_its_heater_as_the_physics_runs_it(
+    clock, sim, make_car, webhook
+):
+    car = cold(sim, make_car(make="BMW", soc=0.3, limit=1.0))
+    no_wattage = cold(sim, make_car(make="JAGUAR", soc=0.3, limit=1.0))
+    for c in (car, no_wattage):
+        c.subscribe(webhook["id"])
+    # No make reports it by default, nor lists it as not capable: the answer is as before.
+    assert HEATER not in car.signal_map()
+    sim.world = replace(sim.world, heater_signal=True)
+
+    def heater(c):
+        item = c.signal_map()[HEATER]
+        return item["attributes"].get("body"), item["attributes"]["status"]
+
+    assert heater(car) == ({"value": False}, {"value": "SUCCESS"})  # plugged in, not charging
+    assert HEATER not in no_wattage.signal_map()
+    assert car.command("start").status_code == 200
+    clock.advance(60)  # the START took effect at 10 s: 50 charging seconds, the pack heats
+    assert heater(car)[0] == {"value": True}
+    assert sim.vehicle(car.id).charging_s < 1800
+    clock.advance(1800)  # past 1800 charging seconds: the pack is warm
+    assert sim.vehicle(car.id).charging_s > 1800
+    assert heater(car)[0] == {"value": False}
+
+
+def test_a_warm_pack_reports_no_heater_while_charging(clock, sim, make_car, webhook):
+    sim.world = replace(sim.world, heater_signal=True)
+    car = make_car(make="BMW", soc=0.3, limit=1.0)
+    car.subscribe(webhook["id"])
+    assert car.command("start").status_code == 200
+    clock.advance(60)
+    assert sim.vehicle(car.id).charging
+    assert car.signal_map()[HEATER]["attributes"]["body"] == {"value": False}

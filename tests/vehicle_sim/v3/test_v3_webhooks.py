@@ -2,6 +2,7 @@
 
 import itertools
 import json
+from dataclasses import replace
 
 import httpx
 import pytest
@@ -451,3 +452,22 @@ def test_sign_is_hex_hmac_sha256_of_the_raw_body():
     body = b'{"a":1}'
     assert sign("key", body) == hmac.new(b"key", body, hashlib.sha256).hexdigest()
     assert len(sign("key", body)) == 64
+
+
+def test_with_the_heater_signal_a_vehicle_state_carries_the_heater_state(
+    clock, sim, make_car, webhook, receiver, deliver, quiet_traits
+):
+    sim.world = replace(sim.world, heater_signal=True)
+    car = make_car(make="BMW", soc=0.3)  # generic physics: live data
+    v = sim.vehicles[car.id]
+    v.heater_w, v.heat_until_s = 1500.0, 600.0  # a cold pack, heated for its first 10 minutes
+    quiet_traits(car)
+    car.subscribe(webhook["id"])
+    deliver()
+    receiver.deliveries.clear()
+    car.command("start")
+    clock.advance(10)
+    assert deliver() == 1
+    [(_url, headers, body)] = receiver.deliveries
+    delivery = parse_delivery(body, headers["sc-signature"], [AMT])
+    assert (delivery.signals.is_charging, delivery.signals.heater_active) == (True, True)

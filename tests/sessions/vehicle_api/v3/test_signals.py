@@ -216,3 +216,32 @@ def test_an_item_without_a_code_is_refused_and_unknown_codes_keep_their_body():
         parse_signal({"attributes": {"status": {"value": "SUCCESS"}}})
     other = parse_signal(rest("odometer-traveleddistance", {"value": 115071.5, "unit": "kilometers"}))
     assert (other.status, other.value, other.body["value"]) == (SignalStatus.SUCCESS, None, 115071.5)
+
+
+# --- the pack heater (`tractionbattery-isheateractive`): availability per make unknown ---------------
+
+
+def _heater(*items):
+    return SignalSet.from_items([rest(sig.SOC, {"value": 40, "unit": "percent"}), *items]).heater_active
+
+
+def test_the_heater_signal_is_a_boolean_like_the_charge_booleans():
+    assert _heater(rest(sig.HEATER_ACTIVE, {"value": True})) is True
+    assert _heater(rest(sig.HEATER_ACTIVE, {"value": False})) is False
+    # The webhook shape (no `attributes`) reads the same.
+    flat = {"code": sig.HEATER_ACTIVE, "status": {"value": "SUCCESS"}, "body": {"value": True}}
+    assert SignalSet.from_items([flat]).heater_active is True
+
+
+def test_a_heater_signal_absent_refused_or_garbled_is_unknown_never_an_error():
+    not_capable = {
+        "code": sig.HEATER_ACTIVE,
+        "status": {"value": "ERROR", "error": {"type": "COMPATIBILITY", "code": "VEHICLE_NOT_CAPABLE"}},
+    }
+    assert _heater() is None
+    assert _heater(not_capable) is None
+    assert _heater(rest(sig.HEATER_ACTIVE, {"value": "yes"})) is None
+    assert _heater(rest(sig.HEATER_ACTIVE, {}, status="UNAVAILABLE")) is None
+    signals = SignalSet.from_items([rest(sig.SOC, {"value": 40, "unit": "percent"}), not_capable])
+    assert signals.soc_bp == 4000
+    assert signals.capabilities()[sig.HEATER_ACTIVE] == Capability.NOT_CAPABLE
