@@ -90,9 +90,13 @@ class Charger:
             times.append(self.heat_until_s)
         return min(times, default=math.inf)
 
+    def heating(self, charging_s: float) -> bool:
+        """Whether the pack heater runs `charging_s` into the charge (a cold pack is heated first)."""
+        return self.heater_w > 0 and charging_s < self.heat_until_s - EPS
+
     def powers(self, pack: Pack, soc: float, charging_s: float) -> tuple[float, float]:
         """(wall W, battery W) now: the charger's power after steps, less heating, capped by the taper."""
-        heater = self.heater_w if charging_s < self.heat_until_s - EPS else 0.0
+        heater = self.heater_w if self.heating(charging_s) else 0.0
         available = self.wall_w * self.factor(charging_s) * self.efficiency - heater
         accepted = pack.acceptance(soc) * self.rated_w * self.efficiency
         battery = max(0.0, min(available, accepted))

@@ -90,9 +90,9 @@ class Telemetry:
         wall_kw, battery_kw = (0.0, 0.0)
         heater_active = False
         if v.charging:
-            # As `Charger.powers` decides it: the heater runs while charging until heat_until_s.
-            heater_active = v.heater_w > 0 and v.charging_s < v.heat_until_s - EPS
-            wall_w, battery_w = v.charger().powers(v.pack(), v.soc, v.charging_s)
+            charger = v.charger()
+            heater_active = charger.heating(v.charging_s)
+            wall_w, battery_w = charger.powers(v.pack(), v.soc, v.charging_s)
             wall_kw, battery_kw = wall_w / 1000, battery_w / 1000
         world = self.world
         v.snapshot = {
